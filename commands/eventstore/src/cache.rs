@@ -1,0 +1,68 @@
+//! An in-process cache of loaded aggregates, keyed by aggregate and validated
+//! against the log on every use (the log is asked only for commits after the
+//! cached position).
+
+use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use emr_domain::ids::PatientId;
+use lru::LruCache;
+
+use crate::log::AggregateKey;
+use crate::store::EmrAggregateContext;
+
+/// A cached aggregate with the data subjects whose PHI it holds in clear.
+pub(crate) struct CacheEntry<A> {
+    pub(crate) context: EmrAggregateContext<A>,
+    pub(crate) subjects: BTreeSet<PatientId>,
+}
+
+/// A bounded LRU cache of aggregate contexts.
+pub struct AggregateCache<A> {
+    entries: Mutex<LruCache<AggregateKey, CacheEntry<A>>>,
+}
+
+impl<A: Clone> AggregateCache<A> {
+    /// A cache holding at most `capacity` aggregates.
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        Self { entries: Mutex::new(LruCache::new(capacity)) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<AggregateKey, CacheEntry<A>>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn get(&self, key: &AggregateKey) -> Option<(EmrAggregateContext<A>, BTreeSet<PatientId>)> {
+        self.lock().get(key).map(|entry| (entry.context.clone(), entry.subjects.clone()))
+    }
+
+    pub(crate) fn put(&self, context: EmrAggregateContext<A>, subjects: BTreeSet<PatientId>) {
+        self.lock().put(context.key().clone(), CacheEntry { context, subjects });
+    }
+
+    /// Drops one aggregate.
+    pub fn evict(&self, key: &AggregateKey) {
+        self.lock().pop(key);
+    }
+
+    /// Drops every aggregate holding PHI of `subject` (after their erasure).
+    pub fn evict_subject(&self, subject: PatientId) {
+        let mut entries = self.lock();
+        let stale: Vec<AggregateKey> =
+            entries.iter().filter(|(_, entry)| entry.subjects.contains(&subject)).map(|(key, _)| key.clone()).collect();
+        for key in stale {
+            entries.pop(&key);
+        }
+    }
+
+    /// Number of cached aggregates.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

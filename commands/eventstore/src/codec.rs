@@ -1,0 +1,91 @@
+//! The bytes of a commit in the log. Defined once; a change of shape means a new
+//! [`ENVELOPE_SCHEMA`], never an edit of stored bytes.
+
+use chrono::{DateTime, Utc};
+use emr_domain::actor::Actor;
+use emr_domain::ids::{CommandId, EventId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::CodecError;
+use crate::log::StoredCommit;
+
+/// Version of the commit envelope written today.
+pub const ENVELOPE_SCHEMA: u32 = 1;
+
+/// One command's events on one aggregate, with the envelope they share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRecord {
+    /// Envelope schema ([`ENVELOPE_SCHEMA`]).
+    pub schema: u32,
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Aggregate id.
+    pub aggregate_id: String,
+    /// The command that produced the events.
+    pub command_id: CommandId,
+    /// Business transaction.
+    pub correlation_id: uuid::Uuid,
+    /// What caused the command.
+    pub causation_id: uuid::Uuid,
+    /// Who.
+    pub actor: Actor,
+    /// When.
+    pub recorded_at: DateTime<Utc>,
+    /// The events, in order.
+    pub events: Vec<EventRecord>,
+}
+
+/// One event inside a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRecord {
+    /// UUIDv7.
+    pub event_id: EventId,
+    /// Per-aggregate sequence (1, 2, 3, … across commits).
+    pub sequence: u64,
+    /// Event type, e.g. `RecordAmended`.
+    pub event_type: String,
+    /// Payload schema version, e.g. `1.0`.
+    pub event_version: String,
+    /// The payload, PHI sealed.
+    pub payload: Value,
+}
+
+impl CommitRecord {
+    /// The bytes written to the log.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        serde_json::to_vec(self).map_err(|e| CodecError::Encode(e.to_string()))
+    }
+
+    /// Decodes a stored commit and checks it against the subject it was stored under.
+    pub fn decode(commit: &StoredCommit) -> Result<Self, CodecError> {
+        let malformed = |reason: String| CodecError::Malformed { position: commit.position, reason };
+        let record: Self = serde_json::from_slice(&commit.payload).map_err(|e| malformed(e.to_string()))?;
+        if record.schema != ENVELOPE_SCHEMA {
+            return Err(CodecError::UnsupportedEnvelope { position: commit.position, schema: record.schema });
+        }
+        if record.aggregate_type != commit.key.aggregate_type() || record.aggregate_id != commit.key.aggregate_id() {
+            return Err(malformed(format!("commit names {}.{} but is stored under {}", record.aggregate_type, record.aggregate_id, commit.key.dotted())));
+        }
+        if record.events.is_empty() {
+            return Err(malformed("a commit holds no events".into()));
+        }
+        let contiguous = record.events.windows(2).all(|w| w[1].sequence == w[0].sequence + 1);
+        if !contiguous {
+            return Err(malformed("event sequences inside the commit are not contiguous".into()));
+        }
+        Ok(record)
+    }
+
+    /// Sequence of the first event.
+    pub fn first_sequence(&self) -> u64 {
+        self.events.first().map_or(0, |e| e.sequence)
+    }
+
+    /// Sequence of the last event.
+    pub fn last_sequence(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.sequence)
+    }
+}

@@ -1,0 +1,40 @@
+//! The event store of EMR Ledger.
+//!
+//! [`EmrEventStore`] implements cqrs-es's [`cqrs_es::EventStore`] for any aggregate,
+//! over three small ports that the backends implement:
+//! - [`EventLog`]: an append-only log of commits, one subject per aggregate, with
+//!   optimistic concurrency (expected last position) and idempotent appends (the
+//!   command id); NATS JetStream in production, SQLite embedded;
+//! - [`KeyStore`]: wrapped per-patient data keys, which erasure destroys;
+//! - [`SnapshotStore`]: aggregate snapshots, so loads do not replay everything.
+//!
+//! A *commit* is what one command produced: one or more events of one aggregate,
+//! stored as one log entry so that a command is atomic. Its *position* is its place
+//! in the global log (the JetStream stream sequence).
+//!
+//! Before a commit leaves the process every PHI value ([`emr_domain::phi::Phi`]) in
+//! it is sealed with its patient's data key ([`PhiCodec`]); loading opens it, or
+//! marks it shredded when the patient was erased.
+
+mod cache;
+mod codec;
+mod error;
+mod keys;
+mod log;
+mod phi;
+mod reader;
+mod snapshot;
+mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use cache::AggregateCache;
+pub use codec::{CommitRecord, EventRecord, ENVELOPE_SCHEMA};
+pub use error::{CodecError, StoreError};
+pub use keys::{DataKey, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, WrappedKey};
+pub use log::{AggregateKey, Appended, CommitRequest, EventLog, InvalidAggregateKey, LogError, StoredCommit};
+pub use phi::{PhiCodec, PhiError};
+pub use reader::{LogReader, RecordedEvent};
+pub use snapshot::SnapshotStore;
+pub use store::{CommitSummary, EmrAggregateContext, EmrEventStore, StoreConfig};

@@ -1,0 +1,81 @@
+//! Reading the global log without knowing aggregate types, and without opening PHI:
+//! what audits, replays and the CLI's log listing need.
+
+use std::sync::Arc;
+
+use emr_domain::metadata::{CommandContext, EventMetadata};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::codec::CommitRecord;
+use crate::error::StoreError;
+use crate::log::{AggregateKey, EventLog};
+
+/// One event as stored: envelope and payload, PHI still sealed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedEvent {
+    /// The aggregate.
+    #[serde(serialize_with = "dotted")]
+    pub key: AggregateKey,
+    /// Per-aggregate sequence.
+    pub sequence: u64,
+    /// Event type.
+    pub event_type: String,
+    /// Envelope.
+    pub metadata: EventMetadata,
+    /// Payload with PHI sealed.
+    pub payload: Value,
+}
+
+fn dotted<S: serde::Serializer>(key: &AggregateKey, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&key.dotted())
+}
+
+/// Reads the log in global order.
+#[derive(Clone)]
+pub struct LogReader {
+    log: Arc<dyn EventLog>,
+}
+
+impl LogReader {
+    /// A reader over a log.
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self { log }
+    }
+
+    /// Position of the last commit.
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        Ok(self.log.head().await?)
+    }
+
+    /// Events of up to `limit` commits from `from_position` on.
+    pub async fn read(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = Vec::new();
+        for commit in self.log.read_from(from_position, limit).await? {
+            let record = CommitRecord::decode(&commit)?;
+            let context = CommandContext {
+                command_id: record.command_id,
+                actor: record.actor,
+                correlation_id: record.correlation_id,
+                causation_id: record.causation_id,
+            };
+            for event in record.events {
+                events.push(RecordedEvent {
+                    key: commit.key.clone(),
+                    sequence: event.sequence,
+                    event_type: event.event_type,
+                    metadata: EventMetadata {
+                        event_id: event.event_id,
+                        aggregate_type: record.aggregate_type.clone(),
+                        recorded_at: record.recorded_at,
+                        context: context.clone(),
+                        schema_version: event.event_version,
+                        position: commit.position,
+                    },
+                    payload: event.payload,
+                });
+            }
+        }
+        Ok(events)
+    }
+}

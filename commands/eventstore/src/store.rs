@@ -1,0 +1,467 @@
+//! [`EmrEventStore`]: cqrs-es's `EventStore` over the [`EventLog`] port.
+
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use cqrs_es::persist::{EventUpcaster, SemanticVersion, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore};
+use emr_domain::ids::{CommandId, EventId, PatientId};
+use emr_domain::metadata::{CommandContext, EventMetadata};
+use emr_domain::upcasting::EventSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cache::AggregateCache;
+use crate::codec::{CommitRecord, EventRecord, ENVELOPE_SCHEMA};
+use crate::error::{CodecError, StoreError};
+use crate::log::{AggregateKey, CommitRequest, EventLog, StoredCommit};
+use crate::phi::PhiCodec;
+use crate::snapshot::SnapshotStore;
+
+/// Tuning of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Write a snapshot every this many events of an aggregate (0: never).
+    pub snapshot_every: u64,
+    /// Aggregates kept in the in-process cache (0: no cache).
+    pub cache_capacity: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { snapshot_every: 100, cache_capacity: 10_000 }
+    }
+}
+
+/// Where a command's events landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitSummary {
+    /// Global position of the commit.
+    pub position: u64,
+    /// Sequence of its first event.
+    pub first_sequence: u64,
+    /// Sequence of its last event.
+    pub last_sequence: u64,
+}
+
+/// A loaded aggregate and what the store needs to commit to it.
+#[derive(Debug, Clone)]
+pub struct EmrAggregateContext<A> {
+    key: AggregateKey,
+    aggregate: A,
+    sequence: u64,
+    position: u64,
+    commands: Arc<HashMap<CommandId, CommitSummary>>,
+}
+
+impl<A> EmrAggregateContext<A> {
+    /// The aggregate's key.
+    pub fn key(&self) -> &AggregateKey {
+        &self.key
+    }
+
+    /// The aggregate state.
+    pub fn state(&self) -> &A {
+        &self.aggregate
+    }
+
+    /// Number of events applied.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Position of the last commit applied (0: none).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Where the given command landed, if it was already applied to this aggregate.
+    pub fn commit_of(&self, command_id: CommandId) -> Option<CommitSummary> {
+        self.commands.get(&command_id).copied()
+    }
+}
+
+impl<A: Aggregate> AggregateContext<A> for EmrAggregateContext<A> {
+    fn aggregate(&mut self) -> &mut A {
+        &mut self.aggregate
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    schema: u32,
+    aggregate: Value,
+    sequence: u64,
+    position: u64,
+    commands: Vec<(CommandId, CommitSummary)>,
+}
+
+/// The event store for aggregates of type `A`.
+pub struct EmrEventStore<A> {
+    log: Arc<dyn EventLog>,
+    phi: Arc<PhiCodec>,
+    snapshots: Option<Arc<dyn SnapshotStore>>,
+    cache: Option<Arc<AggregateCache<A>>>,
+    upcasters: Arc<Vec<Box<dyn EventUpcaster>>>,
+    config: StoreConfig,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for EmrEventStore<A> {
+    fn clone(&self) -> Self {
+        Self {
+            log: self.log.clone(),
+            phi: self.phi.clone(),
+            snapshots: self.snapshots.clone(),
+            cache: self.cache.clone(),
+            upcasters: self.upcasters.clone(),
+            config: self.config,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+type AggError<A> = AggregateError<<A as Aggregate>::Error>;
+
+impl<A> EmrEventStore<A>
+where
+    A: Aggregate + EventSchema + Clone,
+{
+    /// A store over a log and a PHI codec, with optional snapshots.
+    pub fn new(log: Arc<dyn EventLog>, phi: Arc<PhiCodec>, snapshots: Option<Arc<dyn SnapshotStore>>, config: StoreConfig) -> Self {
+        let cache = NonZeroUsize::new(config.cache_capacity).map(|capacity| Arc::new(AggregateCache::new(capacity)));
+        Self { log, phi, snapshots, cache, upcasters: Arc::new(A::upcasters()), config, _aggregate: PhantomData }
+    }
+
+    /// The aggregate cache, if enabled.
+    pub fn cache(&self) -> Option<&Arc<AggregateCache<A>>> {
+        self.cache.as_ref()
+    }
+
+    /// The PHI codec (and through it the key vault).
+    pub fn phi(&self) -> &Arc<PhiCodec> {
+        &self.phi
+    }
+
+    fn key(aggregate_id: &str) -> Result<AggregateKey, StoreError> {
+        Ok(AggregateKey::new(A::TYPE, aggregate_id)?)
+    }
+
+    /// Loads an aggregate: from the cache or a snapshot if there is one, then every
+    /// later commit from the log.
+    pub async fn load(&self, aggregate_id: &str) -> Result<EmrAggregateContext<A>, StoreError> {
+        let key = Self::key(aggregate_id)?;
+        let mut context = match self.cached(&key).await? {
+            Some(context) => context,
+            None => match self.snapshot(&key).await {
+                Some(context) => context,
+                None => EmrAggregateContext { key: key.clone(), aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default() },
+            },
+        };
+        let commits = self.log.read_aggregate(&key, context.position).await?;
+        for commit in &commits {
+            let (record, envelopes) = self.decode(commit, context.sequence).await?;
+            for envelope in envelopes {
+                context.aggregate.apply(envelope.payload);
+            }
+            Self::record_commit(&mut context, &record, commit.position);
+        }
+        self.remember(&context);
+        Ok(context)
+    }
+
+    /// Every event of an aggregate, decoded, PHI opened (or shredded).
+    pub async fn events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, StoreError> {
+        let key = Self::key(aggregate_id)?;
+        let mut sequence = 0;
+        let mut all = Vec::new();
+        for commit in self.log.read_aggregate(&key, 0).await? {
+            let (record, envelopes) = self.decode(&commit, sequence).await?;
+            sequence = record.last_sequence();
+            all.extend(envelopes);
+        }
+        Ok(all)
+    }
+
+    /// Appends the events a command produced on `context`; returns them as stored.
+    /// A retry of an already appended command returns the original events.
+    pub async fn append(
+        &self,
+        events: Vec<A::Event>,
+        mut context: EmrAggregateContext<A>,
+        command: &CommandContext,
+    ) -> Result<Vec<EventEnvelope<A>>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recorded_at = Utc::now();
+        let mut records = Vec::with_capacity(events.len());
+        for (offset, event) in events.iter().enumerate() {
+            let mut payload = serde_json::to_value(event).map_err(|e| CodecError::Encode(e.to_string()))?;
+            self.phi.seal(&mut payload).await?;
+            records.push(EventRecord {
+                event_id: EventId::new(),
+                sequence: context.sequence + offset as u64 + 1,
+                event_type: event.event_type(),
+                event_version: event.event_version(),
+                payload,
+            });
+        }
+        let record = CommitRecord {
+            schema: ENVELOPE_SCHEMA,
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id: context.key.aggregate_id().to_owned(),
+            command_id: command.command_id,
+            correlation_id: command.correlation_id,
+            causation_id: command.causation_id,
+            actor: command.actor,
+            recorded_at,
+            events: records,
+        };
+        let request = CommitRequest {
+            key: context.key.clone(),
+            expected_last_position: context.position,
+            commit_id: command.command_id.to_string(),
+            payload: record.encode()?,
+        };
+        let appended = match self.log.append(request).await {
+            Ok(appended) => appended,
+            Err(error) => {
+                self.forget(&context.key);
+                return Err(error.into());
+            }
+        };
+        if appended.duplicate {
+            self.forget(&context.key);
+            return self.original_commit(&context.key, command.command_id, appended.position).await;
+        }
+        let envelopes = record
+            .events
+            .iter()
+            .zip(events)
+            .map(|(stored, payload)| self.envelope(&record, stored, payload, appended.position))
+            .collect();
+        let previous_sequence = context.sequence;
+        Self::record_commit(&mut context, &record, appended.position);
+        self.remember(&context);
+        self.maybe_snapshot(&context, previous_sequence).await;
+        Ok(envelopes)
+    }
+
+    async fn original_commit(&self, key: &AggregateKey, command_id: CommandId, position: u64) -> Result<Vec<EventEnvelope<A>>, StoreError> {
+        let reused = || StoreError::CommandIdReused { command_id: command_id.to_string(), original: format!("position {position}") };
+        let commit = self.log.read_from(position, 1).await?.into_iter().find(|c| c.position == position).ok_or_else(reused)?;
+        if &commit.key != key {
+            return Err(StoreError::CommandIdReused { command_id: command_id.to_string(), original: commit.key.dotted() });
+        }
+        let record = CommitRecord::decode(&commit)?;
+        let (_, envelopes) = self.decode(&commit, record.first_sequence() - 1).await?;
+        Ok(envelopes)
+    }
+
+    fn record_commit(context: &mut EmrAggregateContext<A>, record: &CommitRecord, position: u64) {
+        context.sequence = record.last_sequence();
+        context.position = position;
+        let summary = CommitSummary { position, first_sequence: record.first_sequence(), last_sequence: record.last_sequence() };
+        Arc::make_mut(&mut context.commands).insert(record.command_id, summary);
+    }
+
+    fn envelope(&self, record: &CommitRecord, stored: &EventRecord, payload: A::Event, position: u64) -> EventEnvelope<A> {
+        let metadata = EventMetadata {
+            event_id: stored.event_id,
+            aggregate_type: record.aggregate_type.clone(),
+            recorded_at: record.recorded_at,
+            context: CommandContext {
+                command_id: record.command_id,
+                actor: record.actor,
+                correlation_id: record.correlation_id,
+                causation_id: record.causation_id,
+            },
+            schema_version: stored.event_version.clone(),
+            position,
+        };
+        EventEnvelope { aggregate_id: record.aggregate_id.clone(), sequence: stored.sequence as usize, payload, metadata: metadata.to_map() }
+    }
+
+    /// Decodes one commit of this aggregate type whose events must follow `previous_sequence`.
+    async fn decode(&self, commit: &StoredCommit, previous_sequence: u64) -> Result<(CommitRecord, Vec<EventEnvelope<A>>), StoreError> {
+        let record = CommitRecord::decode(commit)?;
+        if record.first_sequence() != previous_sequence + 1 {
+            return Err(CodecError::OutOfSequence {
+                key: commit.key.dotted(),
+                position: commit.position,
+                expected: previous_sequence + 1,
+                found: record.first_sequence(),
+            }
+            .into());
+        }
+        let mut envelopes = Vec::with_capacity(record.events.len());
+        for stored in &record.events {
+            let mut payload = stored.payload.clone();
+            self.phi.open(&mut payload).await?;
+            let event = self.upcast_and_decode(commit, stored, payload)?;
+            envelopes.push(self.envelope(&record, stored, event, commit.position));
+        }
+        Ok((record, envelopes))
+    }
+
+    fn upcast_and_decode(&self, commit: &StoredCommit, stored: &EventRecord, payload: Value) -> Result<A::Event, CodecError> {
+        let serialized = SerializedEvent::new(
+            commit.key.aggregate_id().to_owned(),
+            stored.sequence as usize,
+            A::TYPE.to_owned(),
+            stored.event_type.clone(),
+            stored.event_version.clone(),
+            payload,
+            Value::Null,
+        );
+        let upcast = self
+            .upcasters
+            .iter()
+            .fold(serialized, |event, upcaster| if upcaster.can_upcast(&event.event_type, &event.event_version) { upcaster.upcast(event) } else { event });
+        let unsupported = || CodecError::UnsupportedEventVersion {
+            position: commit.position,
+            event_type: upcast.event_type.clone(),
+            version: upcast.event_version.clone(),
+        };
+        let event: A::Event = serde_json::from_value(upcast.payload.clone()).map_err(|e| {
+            if SemanticVersion::from_str(&upcast.event_version).is_err() {
+                unsupported()
+            } else {
+                CodecError::BadPayload { position: commit.position, event_type: upcast.event_type.clone(), reason: e.to_string() }
+            }
+        })?;
+        let declared = SemanticVersion::from_str(&event.event_version()).ok();
+        let stored_version = SemanticVersion::from_str(&upcast.event_version).ok();
+        if event.event_type() != upcast.event_type || declared.is_none() || declared != stored_version {
+            return Err(unsupported());
+        }
+        Ok(event)
+    }
+
+    async fn cached(&self, key: &AggregateKey) -> Result<Option<EmrAggregateContext<A>>, StoreError> {
+        let Some((context, subjects)) = self.cache.as_ref().and_then(|cache| cache.get(key)) else {
+            return Ok(None);
+        };
+        // A cached aggregate holds PHI in clear: once any of its subjects is erased
+        // (possibly by another process) it must be reloaded, and so shredded.
+        for subject in subjects {
+            if self.phi.vault().key_for_opening(subject).await?.is_none() {
+                self.forget(key);
+                return Ok(None);
+            }
+        }
+        Ok(Some(context))
+    }
+
+    fn remember(&self, context: &EmrAggregateContext<A>) {
+        let Some(cache) = &self.cache else { return };
+        match clear_subjects(&context.aggregate) {
+            Ok(subjects) => cache.put(context.clone(), subjects),
+            Err(error) => {
+                tracing::warn!(key = %context.key.dotted(), %error, "aggregate not cached");
+                cache.evict(&context.key);
+            }
+        }
+    }
+
+    fn forget(&self, key: &AggregateKey) {
+        if let Some(cache) = &self.cache {
+            cache.evict(key);
+        }
+    }
+
+    /// Drops every cached aggregate holding PHI of `subject`.
+    pub fn forget_subject(&self, subject: PatientId) {
+        if let Some(cache) = &self.cache {
+            cache.evict_subject(subject);
+        }
+    }
+
+    async fn snapshot(&self, key: &AggregateKey) -> Option<EmrAggregateContext<A>> {
+        let store = self.snapshots.as_ref()?;
+        let result: Result<Option<EmrAggregateContext<A>>, StoreError> = async {
+            let Some(bytes) = store.get(key).await? else { return Ok(None) };
+            let mut snapshot: Snapshot = serde_json::from_slice(&bytes)
+                .map_err(|e| CodecError::Malformed { position: 0, reason: format!("snapshot: {e}") })?;
+            if snapshot.schema != ENVELOPE_SCHEMA {
+                return Ok(None);
+            }
+            self.phi.open(&mut snapshot.aggregate).await?;
+            let aggregate = serde_json::from_value(snapshot.aggregate)
+                .map_err(|e| CodecError::Malformed { position: snapshot.position, reason: format!("snapshot: {e}") })?;
+            Ok(Some(EmrAggregateContext {
+                key: key.clone(),
+                aggregate,
+                sequence: snapshot.sequence,
+                position: snapshot.position,
+                commands: Arc::new(snapshot.commands.into_iter().collect()),
+            }))
+        }
+        .await;
+        result.unwrap_or_else(|error| {
+            tracing::warn!(key = %key.dotted(), %error, "snapshot ignored; replaying the log");
+            None
+        })
+    }
+
+    async fn maybe_snapshot(&self, context: &EmrAggregateContext<A>, previous_sequence: u64) {
+        let every = self.config.snapshot_every;
+        let Some(store) = &self.snapshots else { return };
+        if every == 0 || previous_sequence / every == context.sequence / every {
+            return;
+        }
+        let result: Result<(), StoreError> = async {
+            let mut aggregate = serde_json::to_value(&context.aggregate).map_err(|e| CodecError::Encode(e.to_string()))?;
+            self.phi.seal(&mut aggregate).await?;
+            let snapshot = Snapshot {
+                schema: ENVELOPE_SCHEMA,
+                aggregate,
+                sequence: context.sequence,
+                position: context.position,
+                commands: context.commands.iter().map(|(id, summary)| (*id, *summary)).collect(),
+            };
+            let bytes = serde_json::to_vec(&snapshot).map_err(|e| CodecError::Encode(e.to_string()))?;
+            store.put(&context.key, bytes).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(key = %context.key.dotted(), %error, "snapshot not written");
+        }
+    }
+}
+
+fn clear_subjects<A: Serialize>(aggregate: &A) -> Result<BTreeSet<PatientId>, StoreError> {
+    let mut value = serde_json::to_value(aggregate).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(PhiCodec::subjects(&mut value)?)
+}
+
+impl<A> EventStore<A> for EmrEventStore<A>
+where
+    A: Aggregate + EventSchema + Clone,
+{
+    type AC = EmrAggregateContext<A>;
+
+    async fn load_events(&self, aggregate_id: &str) -> Result<Vec<EventEnvelope<A>>, AggError<A>> {
+        Ok(self.events(aggregate_id).await?)
+    }
+
+    async fn load_aggregate(&self, aggregate_id: &str) -> Result<Self::AC, AggError<A>> {
+        Ok(self.load(aggregate_id).await?)
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: Self::AC,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggError<A>> {
+        let command = CommandContext::from_map(&metadata).map_err(|e| StoreError::Metadata(e.to_string()))?;
+        Ok(self.append(events, context, &command).await?)
+    }
+}

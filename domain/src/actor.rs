@@ -1,0 +1,46 @@
+//! Who issues a command: a user in a role, or the system itself.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::UserId;
+
+/// Roles (seed 3.1; authorization rules live in the application layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A patient acting for themselves (or their delegate).
+    Patient,
+    /// A physician.
+    Physician,
+    /// A nurse.
+    Nurse,
+    /// An administrator: manages accounts, never reads PHI.
+    Admin,
+    /// An auditor: reads history and proofs, never PHI.
+    Auditor,
+    /// A researcher: federated learning only, never row-level PHI.
+    Researcher,
+    /// The system itself (workers, migrations).
+    System,
+}
+
+/// The author of a command, recorded in every event's envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    /// The user.
+    pub user_id: UserId,
+    /// The role they acted in.
+    pub role: Role,
+}
+
+impl Actor {
+    /// A user acting in a role.
+    pub fn new(user_id: UserId, role: Role) -> Self {
+        Self { user_id, role }
+    }
+
+    /// The system itself; its user id is the nil UUID.
+    pub fn system() -> Self {
+        Self { user_id: UserId::from(uuid::Uuid::nil()), role: Role::System }
+    }
+}

@@ -1,0 +1,30 @@
+//! The clinical domain of EMR Ledger.
+//!
+//! Everything here is pure: aggregates decide which events a command produces
+//! (`decide`), and fold events into state (`apply`). No I/O and no async runtime:
+//! the event store, the key service and the transports live in outer crates and
+//! depend on this one, never the other way round.
+//!
+//! Aggregates:
+//! - [`patient::Patient`]: registration, demographics, GDPR erasure;
+//! - [`record::MedicalRecord`]: a clinical record, its versions and attachments;
+//! - [`grant::AccessGrant`]: a patient's consent for a practitioner (the seed's Permissions).
+//!
+//! Protected health information is always wrapped in [`phi::Phi`], so the event
+//! store can seal it with the patient's data key before it leaves the process.
+
+pub mod actor;
+pub mod clock;
+pub mod grant;
+pub mod ids;
+pub mod metadata;
+pub mod patient;
+pub mod phi;
+pub mod record;
+pub mod upcasting;
+pub mod values;
+
+pub use clock::{Clock, DomainServices, FixedClock, SystemClock};
+
+#[cfg(test)]
+pub(crate) mod test_support;

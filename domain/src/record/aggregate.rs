@@ -1,0 +1,412 @@
+use chrono::{DateTime, NaiveDate, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use serde::{Deserialize, Serialize};
+
+use super::commands::{AttachmentDescriptor, RecordCommand};
+use super::events::RecordEvent;
+use crate::clock::DomainServices;
+use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
+use crate::phi::Phi;
+use crate::values::{InvalidValue, RecordContent, RecordType, Sha256Digest, ShortText};
+
+/// Why a record command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Create on an existing record.
+    #[error("the record already exists")]
+    AlreadyExists,
+    /// Any command but Create on a record that does not exist.
+    #[error("the record does not exist")]
+    NotFound,
+    /// Amend or attach on a deleted record.
+    #[error("the record is deleted")]
+    Deleted,
+    /// Restore on a record that is not deleted.
+    #[error("the record is not deleted")]
+    NotDeleted,
+    /// An attachment id used twice.
+    #[error("the record already has this attachment")]
+    DuplicateAttachment,
+    /// More attachments than a record may hold.
+    #[error("the record has too many attachments")]
+    TooManyAttachments,
+    /// An amendment that changes nothing.
+    #[error("the amendment does not change the content")]
+    UnchangedContent,
+    /// A visit date after today.
+    #[error("the visit date lies in the future")]
+    VisitDateInFuture,
+    /// A field failed its cross-field rules.
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+}
+
+/// Lifecycle of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Not created yet.
+    #[default]
+    Absent,
+    /// Active.
+    Active,
+    /// Soft-deleted: readable by auditors, closed to changes until restored.
+    Deleted,
+}
+
+/// One version of a record's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordVersion {
+    /// 1 for the created content, then 2, 3, …
+    pub version: u32,
+    /// The content of that version.
+    pub content: Phi<RecordContent>,
+    /// Why it was amended (none for version 1).
+    pub reason: Option<Phi<ShortText>>,
+}
+
+/// Attachment facts the record keeps to enforce its rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentSummary {
+    /// The attachment.
+    pub attachment_id: AttachmentId,
+    /// Plaintext size.
+    pub size_bytes: u64,
+    /// Plaintext SHA-256.
+    pub sha256: Sha256Digest,
+}
+
+/// A medical record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MedicalRecord {
+    record_id: Option<RecordId>,
+    patient_id: Option<PatientId>,
+    doctor_id: Option<UserId>,
+    hospital_id: Option<HospitalId>,
+    record_type: Option<RecordType>,
+    visit_date: Option<NaiveDate>,
+    versions: Vec<RecordVersion>,
+    attachments: Vec<AttachmentSummary>,
+    status: RecordStatus,
+}
+
+impl MedicalRecord {
+    /// Most attachments one record may hold.
+    pub const MAX_ATTACHMENTS: usize = 1000;
+
+    /// The record's id, once created.
+    pub fn id(&self) -> Option<RecordId> {
+        self.record_id
+    }
+
+    /// The patient the record belongs to.
+    pub fn patient_id(&self) -> Option<PatientId> {
+        self.patient_id
+    }
+
+    /// Lifecycle status.
+    pub fn status(&self) -> RecordStatus {
+        self.status
+    }
+
+    /// Kind of record.
+    pub fn record_type(&self) -> Option<RecordType> {
+        self.record_type
+    }
+
+    /// Every version, oldest first.
+    pub fn versions(&self) -> &[RecordVersion] {
+        &self.versions
+    }
+
+    /// The current version.
+    pub fn current(&self) -> Option<&RecordVersion> {
+        self.versions.last()
+    }
+
+    /// Attachments, in the order they were added.
+    pub fn attachments(&self) -> &[AttachmentSummary] {
+        &self.attachments
+    }
+
+    fn subject(&self) -> Result<PatientId, RecordError> {
+        self.patient_id.ok_or(RecordError::NotFound)
+    }
+
+    fn ensure_open(&self) -> Result<PatientId, RecordError> {
+        match self.status {
+            RecordStatus::Absent => Err(RecordError::NotFound),
+            RecordStatus::Deleted => Err(RecordError::Deleted),
+            RecordStatus::Active => self.subject(),
+        }
+    }
+
+    /// The business rules: which events `command` produces, or why it is refused.
+    pub fn decide(&self, command: RecordCommand, now: DateTime<Utc>) -> Result<Vec<RecordEvent>, RecordError> {
+        match command {
+            RecordCommand::Create { record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, content } => {
+                if self.status != RecordStatus::Absent {
+                    return Err(RecordError::AlreadyExists);
+                }
+                if visit_date > now.date_naive() {
+                    return Err(RecordError::VisitDateInFuture);
+                }
+                content.validate()?;
+                Ok(vec![RecordEvent::RecordCreated {
+                    record_id,
+                    patient_id,
+                    doctor_id,
+                    hospital_id,
+                    record_type,
+                    visit_date,
+                    content: Phi::new(patient_id, content),
+                }])
+            }
+            RecordCommand::Amend { content, reason } => {
+                let subject = self.ensure_open()?;
+                content.validate()?;
+                if self.current().and_then(|v| v.content.value()) == Some(&content) {
+                    return Err(RecordError::UnchangedContent);
+                }
+                Ok(vec![RecordEvent::RecordAmended {
+                    version: self.next_version(),
+                    content: Phi::new(subject, content),
+                    reason: Phi::new(subject, reason),
+                }])
+            }
+            RecordCommand::AddAttachment(AttachmentDescriptor { attachment_id, content_id, mime_type, size_bytes, sha256, filename }) => {
+                let subject = self.ensure_open()?;
+                if self.attachments.iter().any(|a| a.attachment_id == attachment_id) {
+                    return Err(RecordError::DuplicateAttachment);
+                }
+                if self.attachments.len() >= Self::MAX_ATTACHMENTS {
+                    return Err(RecordError::TooManyAttachments);
+                }
+                Ok(vec![RecordEvent::AttachmentAdded {
+                    attachment_id,
+                    content_id,
+                    mime_type,
+                    size_bytes,
+                    sha256,
+                    filename: Phi::new(subject, filename),
+                }])
+            }
+            RecordCommand::Delete { reason } => {
+                let subject = self.ensure_open()?;
+                Ok(vec![RecordEvent::RecordDeleted { reason: Phi::new(subject, reason) }])
+            }
+            RecordCommand::Restore { reason } => match self.status {
+                RecordStatus::Absent => Err(RecordError::NotFound),
+                RecordStatus::Active => Err(RecordError::NotDeleted),
+                RecordStatus::Deleted => Ok(vec![RecordEvent::RecordRestored { reason: Phi::new(self.subject()?, reason) }]),
+            },
+        }
+    }
+
+    fn next_version(&self) -> u32 {
+        self.versions.last().map_or(1, |v| v.version + 1)
+    }
+}
+
+impl Aggregate for MedicalRecord {
+    const TYPE: &'static str = "medical_record";
+    type Command = RecordCommand;
+    type Event = RecordEvent;
+    type Error = RecordError;
+    type Services = DomainServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command, services.now())? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            RecordEvent::RecordCreated { record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, content } => {
+                self.record_id = Some(record_id);
+                self.patient_id = Some(patient_id);
+                self.doctor_id = Some(doctor_id);
+                self.hospital_id = Some(hospital_id);
+                self.record_type = Some(record_type);
+                self.visit_date = Some(visit_date);
+                self.versions = vec![RecordVersion { version: 1, content, reason: None }];
+                self.status = RecordStatus::Active;
+            }
+            RecordEvent::RecordAmended { version, content, reason } => {
+                self.versions.push(RecordVersion { version, content, reason: Some(reason) });
+            }
+            RecordEvent::AttachmentAdded { attachment_id, size_bytes, sha256, .. } => {
+                self.attachments.push(AttachmentSummary { attachment_id, size_bytes, sha256 });
+            }
+            RecordEvent::RecordDeleted { .. } => self.status = RecordStatus::Deleted,
+            RecordEvent::RecordRestored { .. } => self.status = RecordStatus::Active,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{content, now, text};
+    use crate::values::{ContentId, MimeType};
+    use cqrs_es::test::TestFramework;
+
+    type RecordTest = TestFramework<MedicalRecord>;
+
+    fn services() -> DomainServices {
+        DomainServices::fixed(now())
+    }
+
+    fn ids() -> (RecordId, PatientId) {
+        (RecordId::new(), PatientId::new())
+    }
+
+    fn created(record_id: RecordId, patient_id: PatientId) -> RecordEvent {
+        RecordEvent::RecordCreated {
+            record_id,
+            patient_id,
+            doctor_id: UserId::from(uuid::Uuid::nil()),
+            hospital_id: HospitalId::parse("HOSP-001").unwrap(),
+            record_type: RecordType::Consultation,
+            visit_date: NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+            content: Phi::new(patient_id, content("Visit")),
+        }
+    }
+
+    fn create(record_id: RecordId, patient_id: PatientId, visit_date: NaiveDate) -> RecordCommand {
+        RecordCommand::Create {
+            record_id,
+            patient_id,
+            doctor_id: UserId::from(uuid::Uuid::nil()),
+            hospital_id: HospitalId::parse("HOSP-001").unwrap(),
+            record_type: RecordType::Consultation,
+            visit_date,
+            content: content("Visit"),
+        }
+    }
+
+    fn attachment() -> AttachmentDescriptor {
+        AttachmentDescriptor {
+            attachment_id: AttachmentId::new(),
+            content_id: ContentId::parse("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG").unwrap(),
+            mime_type: MimeType::parse("application/dicom").unwrap(),
+            size_bytes: 1024,
+            sha256: Sha256Digest::from_bytes([7; 32]),
+            filename: text("chest.dcm"),
+        }
+    }
+
+    fn deleted(patient_id: PatientId) -> RecordEvent {
+        RecordEvent::RecordDeleted { reason: Phi::new(patient_id, text("entered in error")) }
+    }
+
+    #[test]
+    fn creating_a_record_binds_it_to_its_patient() {
+        let (record, patient) = ids();
+        RecordTest::with(services())
+            .given_no_previous_events()
+            .when(create(record, patient, NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()))
+            .then_expect_events(vec![created(record, patient)]);
+    }
+
+    #[test]
+    fn a_visit_in_the_future_is_refused() {
+        let (record, patient) = ids();
+        RecordTest::with(services())
+            .given_no_previous_events()
+            .when(create(record, patient, NaiveDate::from_ymd_opt(2026, 11, 25).unwrap()))
+            .then_expect_error(RecordError::VisitDateInFuture);
+    }
+
+    #[test]
+    fn a_record_cannot_be_created_twice() {
+        let (record, patient) = ids();
+        RecordTest::with(services())
+            .given(vec![created(record, patient)])
+            .when(create(record, patient, NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()))
+            .then_expect_error(RecordError::AlreadyExists);
+    }
+
+    #[test]
+    fn an_amendment_creates_the_next_version_with_its_reason() {
+        let (record, patient) = ids();
+        RecordTest::with(services())
+            .given(vec![created(record, patient)])
+            .when(RecordCommand::Amend { content: content("Visit (corrected)"), reason: text("typo in title") })
+            .then_expect_events(vec![RecordEvent::RecordAmended {
+                version: 2,
+                content: Phi::new(patient, content("Visit (corrected)")),
+                reason: Phi::new(patient, text("typo in title")),
+            }]);
+    }
+
+    #[test]
+    fn an_amendment_that_changes_nothing_is_refused() {
+        let (record, patient) = ids();
+        RecordTest::with(services())
+            .given(vec![created(record, patient)])
+            .when(RecordCommand::Amend { content: content("Visit"), reason: text("no-op") })
+            .then_expect_error(RecordError::UnchangedContent);
+    }
+
+    #[test]
+    fn amendments_and_attachments_are_refused_on_a_deleted_record() {
+        let (record, patient) = ids();
+        RecordTest::with(services())
+            .given(vec![created(record, patient), deleted(patient)])
+            .when(RecordCommand::Amend { content: content("Changed"), reason: text("why") })
+            .then_expect_error(RecordError::Deleted);
+        RecordTest::with(services())
+            .given(vec![created(record, patient), deleted(patient)])
+            .when(RecordCommand::AddAttachment(attachment()))
+            .then_expect_error(RecordError::Deleted);
+    }
+
+    #[test]
+    fn the_same_attachment_cannot_be_added_twice() {
+        let (record, patient) = ids();
+        let file = attachment();
+        let added = MedicalRecord::default().decide(RecordCommand::AddAttachment(file.clone()), now());
+        assert_eq!(added, Err(RecordError::NotFound));
+        let mut state = MedicalRecord::default();
+        state.apply(created(record, patient));
+        let events = state.decide(RecordCommand::AddAttachment(file.clone()), now()).unwrap();
+        events.into_iter().for_each(|e| state.apply(e));
+        assert_eq!(state.decide(RecordCommand::AddAttachment(file), now()), Err(RecordError::DuplicateAttachment));
+    }
+
+    #[test]
+    fn only_a_deleted_record_can_be_restored() {
+        let (record, patient) = ids();
+        RecordTest::with(services())
+            .given(vec![created(record, patient)])
+            .when(RecordCommand::Restore { reason: text("why") })
+            .then_expect_error(RecordError::NotDeleted);
+        RecordTest::with(services())
+            .given(vec![created(record, patient), deleted(patient)])
+            .when(RecordCommand::Restore { reason: text("deleted by mistake") })
+            .then_expect_events(vec![RecordEvent::RecordRestored { reason: Phi::new(patient, text("deleted by mistake")) }]);
+    }
+
+    #[test]
+    fn previous_versions_are_kept_after_amendments() {
+        let (record, patient) = ids();
+        let mut state = MedicalRecord::default();
+        state.apply(created(record, patient));
+        for title in ["v2", "v3"] {
+            let events = state.decide(RecordCommand::Amend { content: content(title), reason: text("update") }, now()).unwrap();
+            events.into_iter().for_each(|e| state.apply(e));
+        }
+        let titles: Vec<_> = state.versions().iter().map(|v| v.content.value().unwrap().title.as_str().to_owned()).collect();
+        assert_eq!(titles, ["Visit", "v2", "v3"]);
+        assert_eq!(state.current().map(|v| v.version), Some(3));
+    }
+}

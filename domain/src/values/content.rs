@@ -1,0 +1,169 @@
+//! Content addressing of attachments: the IPFS content id of the encrypted blob,
+//! the plaintext SHA-256 and the MIME type.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::InvalidValue;
+
+/// An IPFS content identifier: CIDv0 (`Qm…`, base58btc, 46 characters) or CIDv1 in
+/// its default base32 text form (`b…`). Only the text shape is checked here; the
+/// blob store adapter decodes it fully.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ContentId(String);
+
+impl ContentId {
+    /// Parses a CID's text form.
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        const BASE58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+        let invalid = InvalidValue::new("content id", "a CIDv0 (Qm…) or base32 CIDv1 (b…)");
+        let v0 = value.len() == 46 && value.starts_with("Qm") && value.chars().all(|c| BASE58.contains(c));
+        let v1 = (10..=128).contains(&value.len())
+            && value.starts_with('b')
+            && value[1..].bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        if v0 || v1 { Ok(Self(value.to_owned())) } else { Err(invalid) }
+    }
+
+    /// The CID text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ContentId {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ContentId> for String {
+    fn from(value: ContentId) -> Self {
+        value.0
+    }
+}
+
+/// A SHA-256 digest, written as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256Digest([u8; 32]);
+
+impl Sha256Digest {
+    /// Wraps raw digest bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn parse_hex(value: &str) -> Result<Self, InvalidValue> {
+        let invalid = InvalidValue::new("sha256", "64 hexadecimal digits");
+        if value.len() != 64 {
+            return Err(invalid);
+        }
+        let mut bytes = [0u8; 32];
+        for (i, pair) in value.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(pair).map_err(|_| invalid.clone())?;
+            bytes[i] = u8::from_str_radix(hex, 16).map_err(|_| invalid.clone())?;
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The raw digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+impl TryFrom<String> for Sha256Digest {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse_hex(&value)
+    }
+}
+
+impl From<Sha256Digest> for String {
+    fn from(value: Sha256Digest) -> Self {
+        value.to_string()
+    }
+}
+
+/// A MIME type such as `application/dicom` or `image/png` (RFC 6838 shape, no parameters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MimeType(String);
+
+impl MimeType {
+    /// Parses `type/subtype`, lowercased.
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        let invalid = InvalidValue::new("mime type", "type/subtype, e.g. application/dicom");
+        let restricted = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 127
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        match value.split_once('/') {
+            Some((kind, sub)) if restricted(kind) && restricted(sub) => Ok(Self(value.to_ascii_lowercase())),
+            _ => Err(invalid),
+        }
+    }
+
+    /// The MIME type text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for MimeType {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<MimeType> for String {
+    fn from(value: MimeType) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cids_in_both_text_versions_are_accepted() {
+        assert!(ContentId::parse("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG").is_ok());
+        assert!(ContentId::parse("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi").is_ok());
+        assert!(ContentId::parse("Qm0000").is_err());
+        assert!(ContentId::parse("bafy ONE").is_err());
+    }
+
+    #[test]
+    fn sha256_round_trips_through_hex() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(Sha256Digest::parse_hex(hex).unwrap().to_string(), hex);
+        assert!(Sha256Digest::parse_hex("zz").is_err());
+        assert!(Sha256Digest::parse_hex(&"g".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn mime_types_need_a_type_and_a_subtype() {
+        assert_eq!(MimeType::parse("Application/DICOM").unwrap().as_str(), "application/dicom");
+        assert!(MimeType::parse("dicom").is_err());
+        assert!(MimeType::parse("text/html; charset=utf-8").is_err());
+    }
+}
