@@ -1,1 +1,157 @@
-//! (being written)
+//! The NATS JetStream backend of the event store.
+//!
+//! - [`JetStreamLog`]: one stream (`EMR_EVENTS`) holding every commit, one subject
+//!   per aggregate (`emr.events.<type>.<id>`). Appends publish with
+//!   `Nats-Expected-Last-Subject-Sequence` (optimistic concurrency) and
+//!   `Nats-Msg-Id` = command id (idempotency within the duplicate window).
+//! - [`KvSnapshots`] and [`KvKeyStore`]: KV buckets for snapshots and for wrapped
+//!   per-patient data keys (erasure writes a tombstone over the key).
+//!
+//! Every stream and bucket is created or updated idempotently at start-up from
+//! [`NatsConfig`], so the same configuration runs on one server or an R3 cluster.
+
+mod kv;
+mod log;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv as nats_kv, stream};
+
+pub use kv::{KvKeyStore, KvSnapshots};
+pub use log::JetStreamLog;
+
+/// Where and how the event store lives in JetStream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// Server URL(s), comma separated.
+    pub url: String,
+    /// Name of the event stream.
+    pub stream: String,
+    /// Subject prefix; aggregates live under `<prefix>.<type>.<id>`.
+    pub subject_prefix: String,
+    /// KV bucket of snapshots.
+    pub snapshot_bucket: String,
+    /// KV bucket of wrapped data keys.
+    pub key_bucket: String,
+    /// Replicas of every stream and bucket (1 on a single server, 3 in production).
+    pub replicas: usize,
+    /// How long JetStream remembers command ids to drop duplicate appends.
+    pub duplicate_window: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "EMR_EVENTS".into(),
+            subject_prefix: "emr.events".into(),
+            snapshot_bucket: "EMR_SNAPSHOTS".into(),
+            key_bucket: "EMR_DATA_KEYS".into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Failures setting up the JetStream resources.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The server could not be reached.
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        /// URL tried.
+        url: String,
+        /// Cause.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A stream or bucket could not be created or updated.
+    #[error("cannot set up JetStream {what} `{name}`: {source}")]
+    Resource {
+        /// `stream` or `bucket`.
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The three ports of the event store, backed by one JetStream connection.
+pub struct NatsBackend {
+    /// The event log.
+    pub log: Arc<JetStreamLog>,
+    /// Snapshots.
+    pub snapshots: Arc<KvSnapshots>,
+    /// Wrapped data keys.
+    pub keys: Arc<KvKeyStore>,
+    /// The JetStream context, for health checks and consumers.
+    pub context: jetstream::Context,
+}
+
+impl NatsBackend {
+    /// Connects and creates (or updates) the stream and buckets.
+    pub async fn connect(config: &NatsConfig) -> Result<Self, SetupError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("emr-ledger")
+            .connect(&config.url)
+            .await
+            .map_err(|source| SetupError::Connect { url: config.url.clone(), source })?;
+        let context = jetstream::new(client);
+        let resource = |what, name: &str| {
+            let name = name.to_owned();
+            move |source: Box<dyn std::error::Error + Send + Sync>| SetupError::Resource { what, name, source }
+        };
+        context
+            .create_or_update_stream(event_stream_config(config))
+            .await
+            .map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
+        let events = context.get_stream(&config.stream).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
+        let snapshots = context
+            .create_or_update_key_value(bucket_config(&config.snapshot_bucket, "aggregate snapshots", config.replicas))
+            .await
+            .map_err(|e| resource("bucket", &config.snapshot_bucket)(Box::new(e)))?;
+        let keys = context
+            .create_or_update_key_value(bucket_config(&config.key_bucket, "wrapped per-patient data keys", config.replicas))
+            .await
+            .map_err(|e| resource("bucket", &config.key_bucket)(Box::new(e)))?;
+        Ok(Self {
+            log: Arc::new(JetStreamLog::new(context.clone(), events, config.subject_prefix.clone())),
+            snapshots: Arc::new(KvSnapshots::new(snapshots)),
+            keys: Arc::new(KvKeyStore::new(keys)),
+            context,
+        })
+    }
+}
+
+/// The event stream: file storage, kept forever, messages neither deletable nor
+/// purgeable through the API (the log is append-only), direct gets for fast loads.
+pub fn event_stream_config(config: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        description: Some("EMR Ledger domain events: one commit per message, one subject per aggregate".into()),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        num_replicas: config.replicas,
+        duplicate_window: config.duplicate_window,
+        max_age: Duration::ZERO,
+        deny_delete: true,
+        deny_purge: true,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+fn bucket_config(name: &str, description: &str, replicas: usize) -> nats_kv::Config {
+    nats_kv::Config {
+        bucket: name.to_owned(),
+        description: description.to_owned(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}

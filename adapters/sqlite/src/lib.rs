@@ -1,1 +1,293 @@
-//! (being written)
+//! The embedded backend of the event store: one SQLite file with the same
+//! semantics as JetStream (ordering, optimistic concurrency, idempotent appends,
+//! subscriptions from a position), so EMR Ledger runs with no server installed.
+//!
+//! Differences from JetStream, both in the safe direction: a commit id is
+//! remembered forever, not for a duplicate window; and the log is protected by
+//! triggers instead of stream flags.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emr_domain::ids::PatientId;
+use emr_eventstore::{
+    AggregateKey, Appended, CommitRequest, EventLog, KeyError, KeyState, KeyStore, LogError, SnapshotStore, StoredCommit, WrappedKey,
+};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use tokio::sync::watch;
+
+/// Failures opening the embedded store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory cannot be created or written.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database cannot be opened or migrated.
+    #[error("cannot open event store {path}: {source}")]
+    Database {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The embedded event store: log, snapshots and data keys in one file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    head: watch::Sender<u64>,
+}
+
+/// How often a subscription looks for commits written by other processes.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Commits a subscription reads per query.
+const SUBSCRIPTION_BATCH: usize = 512;
+
+impl SqliteStore {
+    /// Opens (creating if needed) `events.db` in `data_dir`.
+    pub async fn open(data_dir: &Path) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDirectory { path: data_dir.to_owned(), source })?;
+        let path = data_dir.join("events.db");
+        let database = |source: sqlx::Error| OpenError::Database { path: path.clone(), source: Box::new(source) };
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("secure_delete", "ON");
+        // One writer: appends are serialized in-process; BEGIN IMMEDIATE serializes
+        // them across processes sharing the file.
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.map_err(database)?;
+        sqlx::migrate!("./migrations").run(&writer).await.map_err(|e| OpenError::Database { path: path.clone(), source: Box::new(e) })?;
+        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.map_err(database)?;
+        let store = Self { writer, reader, head: watch::channel(0).0 };
+        let head = store.last_position().await.map_err(|e| OpenError::Database { path, source: Box::new(e) })?;
+        store.head.send_replace(head);
+        Ok(store)
+    }
+
+    /// The log, snapshot and key-store ports of this store.
+    pub fn ports(&self) -> (Arc<dyn EventLog>, Arc<dyn SnapshotStore>, Arc<dyn KeyStore>) {
+        (Arc::new(self.clone()), Arc::new(self.clone()), Arc::new(self.clone()))
+    }
+
+    async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(LogError::unavailable)?;
+        let existing = sqlx::query("SELECT position FROM commits WHERE commit_id = ?")
+            .bind(&request.commit_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(LogError::unavailable)?;
+        if let Some(row) = existing {
+            let position: i64 = row.try_get("position").map_err(LogError::unavailable)?;
+            return Ok(Appended { position: position as u64, duplicate: true });
+        }
+        let last: Option<i64> = sqlx::query("SELECT MAX(position) AS last FROM commits WHERE aggregate_type = ? AND aggregate_id = ?")
+            .bind(request.key.aggregate_type())
+            .bind(request.key.aggregate_id())
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get("last"))
+            .map_err(LogError::unavailable)?;
+        if last.unwrap_or(0) as u64 != request.expected_last_position {
+            return Err(LogError::Conflict { key: request.key.dotted(), expected: request.expected_last_position });
+        }
+        let inserted = sqlx::query("INSERT INTO commits (aggregate_type, aggregate_id, commit_id, payload) VALUES (?, ?, ?, ?)")
+            .bind(request.key.aggregate_type())
+            .bind(request.key.aggregate_id())
+            .bind(&request.commit_id)
+            .bind(&request.payload)
+            .execute(&mut *tx)
+            .await
+            .map_err(LogError::unavailable)?;
+        tx.commit().await.map_err(LogError::unavailable)?;
+        let position = inserted.last_insert_rowid() as u64;
+        self.head.send_if_modified(|head| {
+            let advanced = position > *head;
+            *head = (*head).max(position);
+            advanced
+        });
+        Ok(Appended { position, duplicate: false })
+    }
+
+    fn to_commit(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCommit, LogError> {
+        let position: i64 = row.try_get("position").map_err(LogError::unavailable)?;
+        let position = position as u64;
+        let aggregate_type: String = row.try_get("aggregate_type").map_err(LogError::unavailable)?;
+        let aggregate_id: String = row.try_get("aggregate_id").map_err(LogError::unavailable)?;
+        let key = AggregateKey::new(&aggregate_type, &aggregate_id).map_err(|e| LogError::Malformed { position, reason: e.to_string() })?;
+        Ok(StoredCommit { position, key, payload: row.try_get("payload").map_err(LogError::unavailable)? })
+    }
+
+    async fn read_subject(&self, key: &AggregateKey, after_position: u64) -> Result<Vec<StoredCommit>, LogError> {
+        sqlx::query(
+            "SELECT position, aggregate_type, aggregate_id, payload FROM commits
+             WHERE aggregate_type = ? AND aggregate_id = ? AND position > ? ORDER BY position",
+        )
+        .bind(key.aggregate_type())
+        .bind(key.aggregate_id())
+        .bind(after_position as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(LogError::unavailable)?
+        .iter()
+        .map(Self::to_commit)
+        .collect()
+    }
+
+    async fn read_range(&self, from_position: u64, limit: usize) -> Result<Vec<StoredCommit>, LogError> {
+        sqlx::query("SELECT position, aggregate_type, aggregate_id, payload FROM commits WHERE position >= ? ORDER BY position LIMIT ?")
+            .bind(from_position as i64)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(LogError::unavailable)?
+            .iter()
+            .map(Self::to_commit)
+            .collect()
+    }
+
+    async fn last_position(&self) -> Result<u64, LogError> {
+        let last: Option<i64> = sqlx::query("SELECT MAX(position) AS last FROM commits")
+            .fetch_one(&self.reader)
+            .await
+            .and_then(|row| row.try_get("last"))
+            .map_err(LogError::unavailable)?;
+        Ok(last.unwrap_or(0) as u64)
+    }
+
+    fn follow(&self, from_position: u64) -> BoxStream<'static, Result<StoredCommit, LogError>> {
+        struct Cursor {
+            store: SqliteStore,
+            next: u64,
+            buffer: std::collections::VecDeque<StoredCommit>,
+            head: watch::Receiver<u64>,
+        }
+        let cursor = Cursor { store: self.clone(), next: from_position.max(1), buffer: Default::default(), head: self.head.subscribe() };
+        futures::stream::unfold(cursor, |mut cursor| async move {
+            loop {
+                if let Some(commit) = cursor.buffer.pop_front() {
+                    cursor.next = commit.position + 1;
+                    return Some((Ok(commit), cursor));
+                }
+                match cursor.store.read_range(cursor.next, SUBSCRIPTION_BATCH).await {
+                    Ok(batch) if !batch.is_empty() => cursor.buffer.extend(batch),
+                    Ok(_) => {
+                        // Woken by an append in this process, or by the poll for others.
+                        let _ = tokio::time::timeout(POLL_INTERVAL, cursor.head.changed()).await;
+                    }
+                    Err(error) => return Some((Err(error), cursor)),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn key_state(&self, subject: PatientId) -> Result<KeyState, KeyError> {
+        let row = sqlx::query("SELECT state FROM data_keys WHERE patient_id = ?")
+            .bind(subject.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(KeyError::unavailable)?;
+        match row {
+            None => Ok(KeyState::Absent),
+            Some(row) => {
+                let state: String = row.try_get("state").map_err(KeyError::unavailable)?;
+                serde_json::from_str(&state).map_err(|e| KeyError::Corrupt { reason: e.to_string() })
+            }
+        }
+    }
+
+    async fn write_key_state(&self, subject: PatientId, state: &KeyState, overwrite: bool) -> Result<(), KeyError> {
+        let json = serde_json::to_string(state).map_err(|e| KeyError::Corrupt { reason: e.to_string() })?;
+        let sql = if overwrite {
+            "INSERT INTO data_keys (patient_id, state) VALUES (?, ?) ON CONFLICT (patient_id) DO UPDATE SET state = excluded.state"
+        } else {
+            "INSERT INTO data_keys (patient_id, state) VALUES (?, ?) ON CONFLICT (patient_id) DO NOTHING"
+        };
+        sqlx::query(sql).bind(subject.to_string()).bind(json).execute(&self.writer).await.map_err(KeyError::unavailable)?;
+        Ok(())
+    }
+}
+
+impl EventLog for SqliteStore {
+    fn append(&self, request: CommitRequest) -> BoxFuture<'_, Result<Appended, LogError>> {
+        self.append_commit(request).boxed()
+    }
+
+    fn read_aggregate<'a>(&'a self, key: &'a AggregateKey, after_position: u64) -> BoxFuture<'a, Result<Vec<StoredCommit>, LogError>> {
+        self.read_subject(key, after_position).boxed()
+    }
+
+    fn read_from(&self, from_position: u64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredCommit>, LogError>> {
+        self.read_range(from_position, limit).boxed()
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
+        self.last_position().boxed()
+    }
+
+    fn subscribe(&self, from_position: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<StoredCommit, LogError>>, LogError>> {
+        futures::future::ready(Ok(self.follow(from_position))).boxed()
+    }
+}
+
+impl SnapshotStore for SqliteStore {
+    fn get<'a>(&'a self, key: &'a AggregateKey) -> BoxFuture<'a, Result<Option<Vec<u8>>, LogError>> {
+        async move {
+            let row = sqlx::query("SELECT snapshot FROM snapshots WHERE aggregate_key = ?")
+                .bind(key.dotted())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(LogError::unavailable)?;
+            row.map(|row| row.try_get("snapshot").map_err(LogError::unavailable)).transpose()
+        }
+        .boxed()
+    }
+
+    fn put<'a>(&'a self, key: &'a AggregateKey, snapshot: Vec<u8>) -> BoxFuture<'a, Result<(), LogError>> {
+        async move {
+            sqlx::query("INSERT INTO snapshots (aggregate_key, snapshot) VALUES (?, ?) ON CONFLICT (aggregate_key) DO UPDATE SET snapshot = excluded.snapshot")
+                .bind(key.dotted())
+                .bind(snapshot)
+                .execute(&self.writer)
+                .await
+                .map_err(LogError::unavailable)?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl KeyStore for SqliteStore {
+    fn get(&self, subject: PatientId) -> BoxFuture<'_, Result<KeyState, KeyError>> {
+        self.key_state(subject).boxed()
+    }
+
+    fn create(&self, subject: PatientId, wrapped: WrappedKey) -> BoxFuture<'_, Result<KeyState, KeyError>> {
+        async move {
+            self.write_key_state(subject, &KeyState::Active { wrapped }, false).await?;
+            self.key_state(subject).await
+        }
+        .boxed()
+    }
+
+    fn destroy(&self, subject: PatientId) -> BoxFuture<'_, Result<(), KeyError>> {
+        self.write_key_state(subject, &KeyState::Destroyed, true).boxed()
+    }
+}

@@ -1,0 +1,150 @@
+//! The event log on a JetStream stream.
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::context::{PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
+use async_nats::jetstream::{self};
+use emr_eventstore::{AggregateKey, Appended, CommitRequest, EventLog, LogError, StoredCommit};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+
+/// The event log on JetStream.
+pub struct JetStreamLog {
+    context: jetstream::Context,
+    stream: Stream,
+    prefix: String,
+}
+
+impl JetStreamLog {
+    pub(crate) fn new(context: jetstream::Context, stream: Stream, prefix: String) -> Self {
+        Self { context, stream, prefix }
+    }
+
+    fn subject(&self, key: &AggregateKey) -> String {
+        format!("{}.{}", self.prefix, key.dotted())
+    }
+
+    fn key_of(prefix: &str, subject: &str, position: u64) -> Result<AggregateKey, LogError> {
+        let malformed = |reason: String| LogError::Malformed { position, reason };
+        let dotted = subject
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .ok_or_else(|| malformed(format!("subject `{subject}` is outside `{prefix}`")))?;
+        AggregateKey::from_dotted(dotted).map_err(|e| malformed(e.to_string()))
+    }
+
+    async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
+        let size = request.payload.len();
+        let publish = PublishMessage::build()
+            .payload(request.payload.into())
+            .message_id(&request.commit_id)
+            .expected_last_subject_sequence(request.expected_last_position);
+        let ack = async { self.context.send_publish(self.subject(&request.key), publish).await?.await }.await;
+        match ack {
+            Ok(ack) => Ok(Appended { position: ack.sequence, duplicate: ack.duplicate }),
+            Err(error) => Err(match error.kind() {
+                PublishErrorKind::WrongLastSequence => {
+                    LogError::Conflict { key: request.key.dotted(), expected: request.expected_last_position }
+                }
+                PublishErrorKind::MaxPayloadExceeded => LogError::TooLarge { size, limit: self.context.client().server_info().max_payload },
+                _ => LogError::unavailable(error),
+            }),
+        }
+    }
+
+    async fn read_subject(&self, key: &AggregateKey, after_position: u64) -> Result<Vec<StoredCommit>, LogError> {
+        // Direct gets: one round trip answers the common case (nothing new); an
+        // aggregate's commits are few, so one request per commit is cheap enough.
+        let subject = self.subject(key);
+        let mut commits = Vec::new();
+        let mut next = after_position + 1;
+        loop {
+            match self.stream.direct_get_next_for_subject(subject.as_str(), Some(next)).await {
+                Ok(message) => {
+                    next = message.sequence + 1;
+                    commits.push(StoredCommit { position: message.sequence, key: key.clone(), payload: message.payload.to_vec() });
+                }
+                Err(error) if error.kind() == DirectGetErrorKind::NotFound => return Ok(commits),
+                Err(error) => return Err(LogError::unavailable(error)),
+            }
+        }
+    }
+
+    async fn last_sequence(&self) -> Result<u64, LogError> {
+        let info = self.stream.get_info().await.map_err(LogError::unavailable)?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn ordered_from(&self, from_position: u64) -> Result<BoxStream<'static, Result<StoredCommit, LogError>>, LogError> {
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{}.>", self.prefix),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from_position.max(1) },
+                ..Default::default()
+            })
+            .await
+            .map_err(LogError::unavailable)?;
+        let messages = consumer.messages().await.map_err(LogError::unavailable)?;
+        let prefix = self.prefix.clone();
+        Ok(messages
+            .map_err(LogError::unavailable)
+            .and_then(move |message| {
+                let commit = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() }).and_then(|info| {
+                    let position = info.stream_sequence;
+                    Ok(StoredCommit { position, key: Self::key_of(&prefix, message.subject.as_str(), position)?, payload: message.payload.to_vec() })
+                });
+                futures::future::ready(commit)
+            })
+            .boxed())
+    }
+
+    async fn read_range(&self, from_position: u64, limit: usize) -> Result<Vec<StoredCommit>, LogError> {
+        let head = self.last_sequence().await?;
+        let from = from_position.max(1);
+        if limit == 0 || from > head {
+            return Ok(Vec::new());
+        }
+        let wanted = limit.min(usize::try_from(head - from + 1).unwrap_or(usize::MAX));
+        let mut commits = Vec::with_capacity(wanted);
+        let mut stream = self.ordered_from(from).await?;
+        while commits.len() < wanted {
+            match stream.next().await {
+                Some(commit) => {
+                    let commit = commit?;
+                    let last = commit.position >= head;
+                    commits.push(commit);
+                    if last {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok(commits)
+    }
+}
+
+impl EventLog for JetStreamLog {
+    fn append(&self, request: CommitRequest) -> BoxFuture<'_, Result<Appended, LogError>> {
+        self.append_commit(request).boxed()
+    }
+
+    fn read_aggregate<'a>(&'a self, key: &'a AggregateKey, after_position: u64) -> BoxFuture<'a, Result<Vec<StoredCommit>, LogError>> {
+        self.read_subject(key, after_position).boxed()
+    }
+
+    fn read_from(&self, from_position: u64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredCommit>, LogError>> {
+        self.read_range(from_position, limit).boxed()
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
+        self.last_sequence().boxed()
+    }
+
+    fn subscribe(&self, from_position: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<StoredCommit, LogError>>, LogError>> {
+        self.ordered_from(from_position).boxed()
+    }
+}
