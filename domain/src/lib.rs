@@ -26,5 +26,5 @@ pub mod values;
 
 pub use clock::{Clock, DomainServices, FixedClock, SystemClock};
 
-#[cfg(test)]
-pub(crate) mod test_support;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;

@@ -16,7 +16,7 @@ mod log;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv as nats_kv, stream};
+use async_nats::jetstream::{self, stream};
 
 pub use kv::{KvKeyStore, KvSnapshots};
 pub use log::JetStreamLog;
@@ -109,14 +109,14 @@ impl NatsBackend {
             .await
             .map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
         let events = context.get_stream(&config.stream).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
-        let snapshots = context
-            .create_or_update_key_value(bucket_config(&config.snapshot_bucket, "aggregate snapshots", config.replicas))
-            .await
-            .map_err(|e| resource("bucket", &config.snapshot_bucket)(Box::new(e)))?;
-        let keys = context
-            .create_or_update_key_value(bucket_config(&config.key_bucket, "wrapped per-patient data keys", config.replicas))
-            .await
-            .map_err(|e| resource("bucket", &config.key_bucket)(Box::new(e)))?;
+        let mut buckets = Vec::new();
+        for (bucket, description) in [(&config.snapshot_bucket, "aggregate snapshots"), (&config.key_bucket, "wrapped per-patient data keys")] {
+            let failed = |e: Box<dyn std::error::Error + Send + Sync>| resource("bucket", bucket)(e);
+            context.create_or_update_stream(bucket_stream_config(bucket, description, config.replicas)).await.map_err(|e| failed(Box::new(e)))?;
+            buckets.push(context.get_key_value(bucket.as_str()).await.map_err(|e| failed(Box::new(e)))?);
+        }
+        let keys = buckets.pop().ok_or_else(|| resource("bucket", &config.key_bucket)("missing".into()))?;
+        let snapshots = buckets.pop().ok_or_else(|| resource("bucket", &config.snapshot_bucket)("missing".into()))?;
         Ok(Self {
             log: Arc::new(JetStreamLog::new(context.clone(), events, config.subject_prefix.clone())),
             snapshots: Arc::new(KvSnapshots::new(snapshots)),
@@ -145,13 +145,22 @@ pub fn event_stream_config(config: &NatsConfig) -> stream::Config {
     }
 }
 
-fn bucket_config(name: &str, description: &str, replicas: usize) -> nats_kv::Config {
-    nats_kv::Config {
-        bucket: name.to_owned(),
-        description: description.to_owned(),
-        history: 1,
+/// The stream behind a KV bucket, declared explicitly rather than through the
+/// client's KV-create call: that call needs nats-server 2.10+, while Debian ships
+/// 2.9, and an explicit declaration keeps the bucket's limits visible here.
+/// One message per key (history 1), so an overwritten value is gone from the bucket.
+pub fn bucket_stream_config(bucket: &str, description: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        discard: stream::DiscardPolicy::New,
         storage: stream::StorageType::File,
         num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
         ..Default::default()
     }
 }

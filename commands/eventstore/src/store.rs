@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cqrs_es::persist::{EventUpcaster, SemanticVersion, SerializedEvent};
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore};
 use emr_domain::ids::{CommandId, EventId, PatientId};
 use emr_domain::metadata::{CommandContext, EventMetadata};
@@ -46,6 +47,28 @@ pub struct CommitSummary {
     pub first_sequence: u64,
     /// Sequence of its last event.
     pub last_sequence: u64,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    /// The events it produced, as stored (empty when it changed nothing).
+    pub events: Vec<EventEnvelope<A>>,
+    /// Position of its commit; a query can wait for read models to reach it.
+    pub position: Option<u64>,
+    /// True when the command id had been applied before and this is its original result.
+    pub replayed: bool,
+}
+
+/// Why a command was not executed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E: std::error::Error> {
+    /// The aggregate refused it (a business rule).
+    #[error(transparent)]
+    Rejected(E),
+    /// The store failed; see [`StoreError::is_retryable`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A loaded aggregate and what the store needs to commit to it.
@@ -187,6 +210,27 @@ where
         Ok(all)
     }
 
+    /// Runs a command: loads the aggregate, lets it decide, appends its events.
+    ///
+    /// Idempotent by command id: a command already applied to this aggregate is
+    /// not decided again; its original events are returned with `replayed` set.
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        context: &CommandContext,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        let mut loaded = self.load(aggregate_id).await?;
+        if let Some(summary) = loaded.commit_of(context.command_id) {
+            let events = self.original_commit(&loaded.key, context.command_id, summary.position).await?;
+            return Ok(Executed { events, position: Some(summary.position), replayed: true });
+        }
+        let sink = EventSink::default();
+        loaded.aggregate.handle(command, services, &sink).await.map_err(ExecuteError::Rejected)?;
+        Ok(self.append(sink.collect().await, loaded, context).await?)
+    }
+
     /// Appends the events a command produced on `context`; returns them as stored.
     /// A retry of an already appended command returns the original events.
     pub async fn append(
@@ -194,9 +238,9 @@ where
         events: Vec<A::Event>,
         mut context: EmrAggregateContext<A>,
         command: &CommandContext,
-    ) -> Result<Vec<EventEnvelope<A>>, StoreError> {
+    ) -> Result<Executed<A>, StoreError> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Executed { events: Vec::new(), position: None, replayed: false });
         }
         let recorded_at = Utc::now();
         let mut records = Vec::with_capacity(events.len());
@@ -237,7 +281,8 @@ where
         };
         if appended.duplicate {
             self.forget(&context.key);
-            return self.original_commit(&context.key, command.command_id, appended.position).await;
+            let events = self.original_commit(&context.key, command.command_id, appended.position).await?;
+            return Ok(Executed { events, position: Some(appended.position), replayed: true });
         }
         let envelopes = record
             .events
@@ -249,7 +294,7 @@ where
         Self::record_commit(&mut context, &record, appended.position);
         self.remember(&context);
         self.maybe_snapshot(&context, previous_sequence).await;
-        Ok(envelopes)
+        Ok(Executed { events: envelopes, position: Some(appended.position), replayed: false })
     }
 
     async fn original_commit(&self, key: &AggregateKey, command_id: CommandId, position: u64) -> Result<Vec<EventEnvelope<A>>, StoreError> {
@@ -462,6 +507,6 @@ where
         metadata: HashMap<String, String>,
     ) -> Result<Vec<EventEnvelope<A>>, AggError<A>> {
         let command = CommandContext::from_map(&metadata).map_err(|e| StoreError::Metadata(e.to_string()))?;
-        Ok(self.append(events, context, &command).await?)
+        Ok(self.append(events, context, &command).await?.events)
     }
 }

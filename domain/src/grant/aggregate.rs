@@ -249,7 +249,7 @@ impl Aggregate for AccessGrant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{now, text};
+    use crate::fixtures::{now, text};
     use cqrs_es::test::TestFramework;
 
     type GrantTest = TestFramework<AccessGrant>;

@@ -159,7 +159,7 @@ impl Aggregate for Patient {
 mod tests {
     use super::*;
     use crate::patient::ErasureReason;
-    use crate::test_support::{demographics, identifiers, now};
+    use crate::fixtures::{demographics, identifiers, now};
     use cqrs_es::test::TestFramework;
 
     type PatientTest = TestFramework<Patient>;

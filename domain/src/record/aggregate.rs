@@ -255,7 +255,7 @@ impl Aggregate for MedicalRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{content, now, text};
+    use crate::fixtures::{content, now, text};
     use crate::values::{ContentId, MimeType};
     use cqrs_es::test::TestFramework;
 

@@ -1,4 +1,6 @@
-//! Fixtures shared by the aggregates' tests.
+//! Realistic sample values, for tests and demos (feature `fixtures`).
+
+#![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -7,15 +9,18 @@ use crate::values::{
     RecordContent, Route, ShortText,
 };
 
-pub(crate) fn now() -> DateTime<Utc> {
+/// A fixed instant: 2026-11-24 09:00 UTC.
+pub fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-24T09:00:00Z").unwrap().to_utc()
 }
 
-pub(crate) fn text(value: &str) -> ShortText {
+/// Short text; panics on invalid input (fixtures only).
+pub fn text(value: &str) -> ShortText {
     ShortText::parse("text", value).unwrap()
 }
 
-pub(crate) fn demographics(name: &str) -> Demographics {
+/// Demographics of a woman born 1980-05-17 with the given name.
+pub fn demographics(name: &str) -> Demographics {
     Demographics {
         full_name: text(name),
         date_of_birth: NaiveDate::from_ymd_opt(1980, 5, 17).unwrap(),
@@ -26,11 +31,13 @@ pub(crate) fn demographics(name: &str) -> Demographics {
     }
 }
 
-pub(crate) fn identifiers() -> PatientIdentifiers {
+/// Identifiers with MRN `MRN-0001`.
+pub fn identifiers() -> PatientIdentifiers {
     PatientIdentifiers { mrn: Mrn::parse("MRN-0001").unwrap(), external: vec![] }
 }
 
-pub(crate) fn content(title: &str) -> RecordContent {
+/// A pneumonia consultation titled `title`.
+pub fn content(title: &str) -> RecordContent {
     RecordContent {
         title: text(title),
         description: Some(LongText::parse("description", "Cough and fever for 3 days.").unwrap()),

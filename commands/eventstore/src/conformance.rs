@@ -1,0 +1,462 @@
+//! The conformance suite of event-log backends: one executable specification that
+//! runs unchanged against JetStream and the embedded SQLite store.
+//!
+//! Each check takes a fresh, empty [`Backend`] and panics on a violation. The test
+//! crate instantiates every check for every backend.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use emr_domain::actor::{Actor, Role};
+use emr_domain::fixtures::{content, demographics, identifiers, text};
+use emr_domain::ids::{CommandId, EventId, HospitalId, PatientId, RecordId, UserId};
+use emr_domain::metadata::{CommandContext, EventMetadata};
+use emr_domain::patient::{Patient, PatientCommand, PatientStatus};
+use emr_domain::phi::Phi;
+use emr_domain::record::{MedicalRecord, RecordCommand, RecordStatus};
+use emr_domain::values::RecordType;
+use emr_domain::DomainServices;
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::{
+    AggregateKey, CodecError, CommitRecord, CommitRequest, EmrEventStore, EventLog, EventRecord, ExecuteError, KeyEncryptionKey, KeyError,
+    KeyStore, KeyVault, LogError, LogReader, PhiCodec, PhiError, SnapshotStore, StoreConfig, StoreError, ENVELOPE_SCHEMA,
+};
+
+/// A backend under test: its three ports and a KEK.
+#[derive(Clone)]
+pub struct Backend {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// Snapshots.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// Wrapped data keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// The key-encryption key.
+    pub kek: Arc<dyn KeyEncryptionKey>,
+}
+
+impl Backend {
+    /// A PHI codec as a separate process would have one: its own vault, no key cache.
+    pub fn phi(&self) -> Arc<PhiCodec> {
+        Arc::new(PhiCodec::new(Arc::new(KeyVault::with_cache(self.kek.clone(), self.keys.clone(), Duration::ZERO, 1))))
+    }
+
+    /// A store as a separate process would have one.
+    pub fn store<A: emr_domain::upcasting::EventSchema + Clone>(&self, config: StoreConfig) -> EmrEventStore<A> {
+        EmrEventStore::new(self.log.clone(), self.phi(), Some(self.snapshots.clone()), config)
+    }
+
+    fn default_store<A: emr_domain::upcasting::EventSchema + Clone>(&self) -> EmrEventStore<A> {
+        self.store(StoreConfig::default())
+    }
+}
+
+fn services() -> DomainServices {
+    DomainServices::default()
+}
+
+fn doctor() -> CommandContext {
+    CommandContext::new(Actor::new(UserId::new(), Role::Physician))
+}
+
+fn register(patient: PatientId, name: &str) -> PatientCommand {
+    PatientCommand::Register {
+        patient_id: patient,
+        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
+        identifiers: identifiers(),
+        demographics: demographics(name),
+    }
+}
+
+fn create_record(record: RecordId, patient: PatientId, title: &str) -> RecordCommand {
+    RecordCommand::Create {
+        record_id: record,
+        patient_id: patient,
+        doctor_id: UserId::new(),
+        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
+        record_type: RecordType::Consultation,
+        visit_date: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(),
+        content: content(title),
+    }
+}
+
+fn amend(title: &str) -> RecordCommand {
+    RecordCommand::Amend { content: content(title), reason: text("clinical update") }
+}
+
+fn raw_request(key: &AggregateKey, expected: u64, payload: &[u8]) -> CommitRequest {
+    CommitRequest { key: key.clone(), expected_last_position: expected, commit_id: uuid::Uuid::new_v4().to_string(), payload: payload.to_vec() }
+}
+
+async fn all_payload_bytes(log: &dyn EventLog) -> Vec<u8> {
+    log.read_from(1, usize::MAX >> 1).await.unwrap().into_iter().flat_map(|c| c.payload).collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Commits get increasing positions; each aggregate reads back only its own, in
+/// order; the global read sees all of them in order.
+pub async fn log_appends_in_order(backend: Backend) {
+    let log = backend.log;
+    let a = AggregateKey::new("patient", "a").unwrap();
+    let b = AggregateKey::new("patient", "b").unwrap();
+    assert_eq!(log.head().await.unwrap(), 0, "a new log is empty");
+    let p1 = log.append(raw_request(&a, 0, b"a1")).await.unwrap();
+    let p2 = log.append(raw_request(&b, 0, b"b1")).await.unwrap();
+    let p3 = log.append(raw_request(&a, p1.position, b"a2")).await.unwrap();
+    assert!(p1.position < p2.position && p2.position < p3.position);
+    assert!(!p1.duplicate && !p2.duplicate && !p3.duplicate);
+    let own: Vec<_> = log.read_aggregate(&a, 0).await.unwrap().into_iter().map(|c| c.payload).collect();
+    assert_eq!(own, [b"a1".to_vec(), b"a2".to_vec()]);
+    assert_eq!(log.read_aggregate(&a, p1.position).await.unwrap().len(), 1, "reads after a position");
+    assert!(log.read_aggregate(&a, p3.position).await.unwrap().is_empty(), "nothing new after the last commit");
+    let all: Vec<_> = log.read_from(1, 10).await.unwrap().into_iter().map(|c| (c.position, c.key)).collect();
+    assert_eq!(all, [(p1.position, a.clone()), (p2.position, b), (p3.position, a)]);
+    assert_eq!(log.read_from(p2.position, 1).await.unwrap().len(), 1, "a limit is honoured");
+    assert_eq!(log.head().await.unwrap(), p3.position);
+}
+
+/// An append that expects a stale last position is refused, whatever it expected.
+pub async fn log_refuses_stale_expectations(backend: Backend) {
+    let log = backend.log;
+    let key = AggregateKey::new("medical_record", "r").unwrap();
+    let first = log.append(raw_request(&key, 0, b"1")).await.unwrap();
+    for stale in [0, first.position + 1, first.position + 100] {
+        let refused = log.append(raw_request(&key, stale, b"2")).await;
+        assert!(matches!(refused, Err(LogError::Conflict { .. })), "expected {stale} must conflict: {refused:?}");
+    }
+    assert_eq!(log.read_aggregate(&key, 0).await.unwrap().len(), 1, "refused appends leave no trace");
+}
+
+/// Appending a commit id again appends nothing and answers the original position.
+pub async fn log_drops_repeated_commit_ids(backend: Backend) {
+    let log = backend.log;
+    let key = AggregateKey::new("patient", "p").unwrap();
+    let request = raw_request(&key, 0, b"once");
+    let first = log.append(request.clone()).await.unwrap();
+    let again = log.append(request).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.position, first.position);
+    assert_eq!(log.head().await.unwrap(), first.position);
+}
+
+/// A subscription from a position yields the commits from there, then new ones.
+pub async fn subscription_follows_the_log(backend: Backend) {
+    let log = backend.log;
+    let key = AggregateKey::new("patient", "s").unwrap();
+    let mut last = 0;
+    for i in 0..3 {
+        last = log.append(raw_request(&key, last, format!("c{i}").as_bytes())).await.unwrap().position;
+    }
+    let second = log.read_from(1, 10).await.unwrap()[1].position;
+    let mut subscription = log.subscribe(second).await.unwrap();
+    async fn next(s: &mut futures::stream::BoxStream<'static, Result<crate::StoredCommit, LogError>>) -> crate::StoredCommit {
+        tokio::time::timeout(Duration::from_secs(10), s.next()).await.expect("subscription stalled").unwrap().unwrap()
+    }
+    assert_eq!(next(&mut subscription).await.payload, b"c1");
+    assert_eq!(next(&mut subscription).await.payload, b"c2");
+    log.append(raw_request(&key, last, b"live")).await.unwrap();
+    assert_eq!(next(&mut subscription).await.payload, b"live", "commits appended after subscribing arrive");
+}
+
+/// What a command appends loads back, with its full envelope.
+pub async fn aggregates_round_trip(backend: Backend) {
+    let store = backend.default_store::<Patient>();
+    let patient = PatientId::new();
+    let id = patient.to_string();
+    let context = doctor();
+    let registered = store.execute(&id, register(patient, "Chen Jing"), &services(), &context).await.unwrap();
+    assert_eq!(registered.events.len(), 1);
+    let position = registered.position.unwrap();
+    let update = PatientCommand::UpdateDemographics { demographics: demographics("Chen Jing-Yi") };
+    store.execute(&id, update, &services(), &doctor()).await.unwrap();
+
+    let fresh = backend.store::<Patient>(StoreConfig { snapshot_every: 0, cache_capacity: 0 });
+    let loaded = fresh.load(&id).await.unwrap();
+    assert_eq!(loaded.sequence(), 2);
+    assert_eq!(loaded.state().status(), PatientStatus::Active);
+    assert_eq!(loaded.state().demographics().and_then(Phi::value).map(|d| d.full_name.as_str()), Some("Chen Jing-Yi"));
+
+    let events = fresh.events(&id).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2]);
+    let first = EventMetadata::from_map(&events[0].metadata).unwrap();
+    assert_eq!(first.context, context, "actor, command, correlation and causation are kept");
+    assert_eq!(first.position, position);
+    assert_eq!(first.aggregate_type, "patient");
+    assert_eq!(first.schema_version, "1.0");
+    assert_eq!(first.event_id.as_uuid().get_version_num(), 7, "event ids are UUIDv7");
+}
+
+/// Writers that loaded the same version race: exactly one commit wins.
+pub async fn concurrent_writers_exactly_one_wins(backend: Backend) {
+    let store = backend.default_store::<MedicalRecord>();
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    store.execute(&id, create_record(record, patient, "v1"), &services(), &doctor()).await.unwrap();
+    let writers = 8;
+    let mut loaded = Vec::new();
+    for _ in 0..writers {
+        let store = backend.store::<MedicalRecord>(StoreConfig::default());
+        let context = store.load(&id).await.unwrap();
+        loaded.push((store, context));
+    }
+    assert!(loaded.iter().all(|(_, context)| context.sequence() == 1), "every writer starts from the same version");
+    let start = Arc::new(tokio::sync::Barrier::new(writers));
+    let mut tasks = Vec::new();
+    for (n, (store, mut context)) in loaded.into_iter().enumerate() {
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            let events = context.state().decide(amend(&format!("writer {n}")), chrono::Utc::now()).unwrap();
+            for event in &events {
+                cqrs_es::Aggregate::apply(cqrs_es::AggregateContext::aggregate(&mut context), event.clone());
+            }
+            start.wait().await;
+            store.append(events, context, &doctor()).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::Log(LogError::Conflict { .. })) => {}
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one writer per sequence");
+    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    assert_eq!(loaded.sequence(), 2);
+}
+
+/// Writers that retry on conflict never lose an update: every amendment lands once.
+pub async fn no_update_is_lost_under_contention(backend: Backend) {
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    backend.default_store::<MedicalRecord>().execute(&id, create_record(record, patient, "v1"), &services(), &doctor()).await.unwrap();
+    let (writers, amendments) = (4, 5);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = backend.store::<MedicalRecord>(StoreConfig::default());
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            for a in 0..amendments {
+                let context = doctor();
+                loop {
+                    match store.execute(&id, amend(&format!("w{w}-a{a}")), &services(), &context).await {
+                        Ok(_) => break,
+                        Err(ExecuteError::Store(error)) if error.is_retryable() => conflicts += 1,
+                        Err(other) => panic!("unexpected error: {other}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    let titles: BTreeSet<String> =
+        loaded.state().versions().iter().skip(1).map(|v| v.content.value().unwrap().title.as_str().to_owned()).collect();
+    assert_eq!(titles.len(), writers * amendments, "every accepted amendment is in the final state");
+    assert_eq!(loaded.state().current().unwrap().version as usize, 1 + writers * amendments);
+}
+
+/// A command retried with the same id is applied once and answers its original result,
+/// whether the retry sees the first attempt (reload) or raced it (stale state).
+pub async fn retried_commands_apply_once(backend: Backend) {
+    let store = backend.default_store::<MedicalRecord>();
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    store.execute(&id, create_record(record, patient, "v1"), &services(), &doctor()).await.unwrap();
+    let context = doctor();
+    let stale = store.load(&id).await.unwrap();
+    let first = store.execute(&id, amend("v2"), &services(), &context).await.unwrap();
+    assert!(!first.replayed);
+
+    let retried = store.execute(&id, amend("v2"), &services(), &context).await.unwrap();
+    assert!(retried.replayed, "a retry after success is answered from the log");
+    assert_eq!(retried.position, first.position);
+    assert_eq!(retried.events[0].metadata, first.events[0].metadata, "the original events, not new ones");
+
+    let events = stale.state().decide(amend("v2"), chrono::Utc::now()).unwrap();
+    let raced = store.append(events, stale, &context).await.unwrap();
+    assert!(raced.replayed, "a retry that raced the first attempt is deduplicated by the log");
+    assert_eq!(raced.position, first.position);
+
+    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    assert_eq!(loaded.sequence(), 2, "applied exactly once");
+}
+
+/// A command id reused on another aggregate is refused, not mistaken for a retry.
+pub async fn command_ids_belong_to_one_aggregate(backend: Backend) {
+    let store = backend.default_store::<Patient>();
+    let context = doctor();
+    let (first, second) = (PatientId::new(), PatientId::new());
+    store.execute(&first.to_string(), register(first, "A"), &services(), &context).await.unwrap();
+    let reused = store.execute(&second.to_string(), register(second, "B"), &services(), &context).await;
+    assert!(matches!(reused, Err(ExecuteError::Store(StoreError::CommandIdReused { .. }))), "{reused:?}");
+}
+
+/// Loading through the cache, through a snapshot, or by a full replay gives one state.
+pub async fn snapshots_and_cache_match_a_full_replay(backend: Backend) {
+    let config = StoreConfig { snapshot_every: 3, cache_capacity: 100 };
+    let writer = backend.store::<MedicalRecord>(config);
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    writer.execute(&id, create_record(record, patient, "v1"), &services(), &doctor()).await.unwrap();
+    for n in 2..=10 {
+        writer.execute(&id, amend(&format!("v{n}")), &services(), &doctor()).await.unwrap();
+    }
+    let key = AggregateKey::new("medical_record", &id).unwrap();
+    assert!(backend.snapshots.get(&key).await.unwrap().is_some(), "a snapshot was written");
+
+    let cached = writer.load(&id).await.unwrap();
+    let from_snapshot = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 3, cache_capacity: 0 }).load(&id).await.unwrap();
+    let replayed = EmrEventStore::<MedicalRecord>::new(backend.log.clone(), backend.phi(), None, StoreConfig { snapshot_every: 0, cache_capacity: 0 })
+        .load(&id)
+        .await
+        .unwrap();
+    assert_eq!(replayed.sequence(), 10);
+    for (how, context) in [("cache", &cached), ("snapshot", &from_snapshot)] {
+        assert_eq!(context.state(), replayed.state(), "{how} state equals full replay");
+        assert_eq!((context.sequence(), context.position()), (replayed.sequence(), replayed.position()), "{how} position");
+    }
+    let first_command = replayed.commit_of(EventMetadata::from_map(&writer.events(&id).await.unwrap()[0].metadata).unwrap().context.command_id);
+    assert!(first_command.is_some(), "command history survives snapshots");
+    assert_eq!(from_snapshot.commit_of(EventMetadata::from_map(&writer.events(&id).await.unwrap()[0].metadata).unwrap().context.command_id), first_command);
+}
+
+/// No PHI is ever written in clear; erasure destroys the key, after which the PHI
+/// is unreadable everywhere while the log loads and counts the same events.
+pub async fn erasure_shreds_phi_and_keeps_the_log(backend: Backend) {
+    let patients = backend.default_store::<Patient>();
+    let records = backend.default_store::<MedicalRecord>();
+    let (patient, record) = (PatientId::new(), RecordId::new());
+    let name = "Zhao Xiaoling";
+    patients.execute(&patient.to_string(), register(patient, name), &services(), &doctor()).await.unwrap();
+    records.execute(&record.to_string(), create_record(record, patient, "Chest pain"), &services(), &doctor()).await.unwrap();
+    records.execute(&record.to_string(), amend("Chest pain, resolved"), &services(), &doctor()).await.unwrap();
+
+    let bytes = all_payload_bytes(backend.log.as_ref()).await;
+    for secret in [name, "MRN-0001", "Chest pain", "Amoxicillin", "J18.9"] {
+        assert!(!contains(&bytes, secret), "`{secret}` must never be stored in clear");
+    }
+    let reader = LogReader::new(backend.log.clone());
+    let before = reader.read(1, 1000).await.unwrap();
+
+    patients.phi().vault().destroy(patient).await.unwrap();
+    patients.forget_subject(patient);
+    records.forget_subject(patient);
+
+    for store_patients in [patients.clone(), backend.store::<Patient>(StoreConfig::default())] {
+        let loaded = store_patients.load(&patient.to_string()).await.unwrap();
+        assert!(loaded.state().demographics().unwrap().is_shredded());
+        assert!(loaded.state().identifiers().unwrap().is_shredded());
+    }
+    let loaded = backend.store::<MedicalRecord>(StoreConfig::default()).load(&record.to_string()).await.unwrap();
+    assert_eq!(loaded.sequence(), 2, "the record still loads all its events");
+    assert_eq!(loaded.state().status(), RecordStatus::Active);
+    assert!(loaded.state().versions().iter().all(|v| v.content.is_shredded()), "every version is shredded");
+    let cached = records.load(&record.to_string()).await.unwrap();
+    assert!(cached.state().versions().iter().all(|v| v.content.is_shredded()), "the writer's cache was not kept");
+
+    let after = reader.read(1, 1000).await.unwrap();
+    assert_eq!(after, before, "the log, its order and its bytes are unchanged");
+
+    let refused = records.execute(&record.to_string(), amend("new PHI"), &services(), &doctor()).await;
+    assert!(
+        matches!(refused, Err(ExecuteError::Store(StoreError::Phi(PhiError::Key(KeyError::Destroyed(p)))))  if p == patient),
+        "no new PHI for an erased patient: {refused:?}"
+    );
+}
+
+/// Bad input from the log or the caller is a typed error, never a panic.
+pub async fn malformed_input_is_a_typed_error(backend: Backend) {
+    let store = backend.default_store::<MedicalRecord>();
+    let bad_id = store.load("not.a valid*id").await;
+    assert!(matches!(bad_id, Err(StoreError::InvalidKey(_))), "{bad_id:?}");
+
+    let garbage = RecordId::new().to_string();
+    let key = AggregateKey::new("medical_record", &garbage).unwrap();
+    backend.log.append(raw_request(&key, 0, b"\xff not json")).await.unwrap();
+    let loaded = store.load(&garbage).await;
+    assert!(matches!(loaded, Err(StoreError::Codec(CodecError::Malformed { .. }))), "{loaded:?}");
+
+    let cases: [(&str, Box<dyn Fn(&mut CommitRecord)>, fn(&StoreError) -> bool); 5] = [
+        ("future event version", Box::new(|c| c.events[0].event_version = "9.0".into()), |e| {
+            matches!(e, StoreError::Codec(CodecError::UnsupportedEventVersion { .. }))
+        }),
+        ("unknown event type", Box::new(|c| c.events[0].event_type = "RecordTeleported".into()), |e| {
+            matches!(e, StoreError::Codec(CodecError::UnsupportedEventVersion { .. } | CodecError::BadPayload { .. }))
+        }),
+        ("payload of the wrong shape", Box::new(|c| c.events[0].payload = json!({"type": "RecordDeleted", "data": 42})), |e| {
+            matches!(e, StoreError::Codec(CodecError::BadPayload { .. }))
+        }),
+        ("unknown envelope schema", Box::new(|c| c.schema = ENVELOPE_SCHEMA + 1), |e| {
+            matches!(e, StoreError::Codec(CodecError::UnsupportedEnvelope { .. }))
+        }),
+        ("sequence gap", Box::new(|c| c.events[0].sequence = 5), |e| matches!(e, StoreError::Codec(CodecError::OutOfSequence { .. }))),
+    ];
+    for (case, mutate, expected) in cases {
+        let (record, patient) = (RecordId::new(), PatientId::new());
+        let id = record.to_string();
+        let mut phi_payload = serde_json::to_value(emr_domain::record::RecordEvent::RecordDeleted { reason: Phi::new(patient, text("x")) }).unwrap();
+        backend.phi().seal(&mut phi_payload).await.unwrap();
+        let mut commit = valid_commit("medical_record", &id, "RecordDeleted", "1.0", phi_payload);
+        mutate(&mut commit);
+        let key = AggregateKey::new("medical_record", &id).unwrap();
+        backend.log.append(raw_request(&key, 0, &commit.encode().unwrap())).await.unwrap();
+        let error = store.load(&id).await.expect_err(case);
+        assert!(expected(&error), "{case}: {error:?}");
+    }
+
+    let (victim, other) = (RecordId::new().to_string(), RecordId::new().to_string());
+    let commit = valid_commit("medical_record", &other, "RecordDeleted", "1.0", json!({}));
+    let key = AggregateKey::new("medical_record", &victim).unwrap();
+    backend.log.append(raw_request(&key, 0, &commit.encode().unwrap())).await.unwrap();
+    assert!(matches!(store.load(&victim).await, Err(StoreError::Codec(CodecError::Malformed { .. }))), "a commit stored under another aggregate");
+}
+
+fn valid_commit(aggregate_type: &str, aggregate_id: &str, event_type: &str, version: &str, payload: serde_json::Value) -> CommitRecord {
+    let context = doctor();
+    CommitRecord {
+        schema: ENVELOPE_SCHEMA,
+        aggregate_type: aggregate_type.into(),
+        aggregate_id: aggregate_id.into(),
+        command_id: CommandId::new(),
+        correlation_id: context.correlation_id,
+        causation_id: context.causation_id,
+        actor: context.actor,
+        recorded_at: chrono::Utc::now(),
+        events: vec![EventRecord { event_id: EventId::new(), sequence: 1, event_type: event_type.into(), event_version: version.into(), payload }],
+    }
+}
+
+/// Events stored under an old schema version are upcast as they load.
+pub async fn old_event_versions_are_upcast(backend: Backend) {
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    let mut payload = json!({"type": "RecordCreated", "data": {
+        "recordId": record, "patientId": patient, "doctorId": UserId::new(), "hospitalId": "HOSP-9",
+        "recordType": "imaging", "visitDate": "2019-03-04",
+        "content": serde_json::to_value(Phi::new(patient, content("CT head"))).unwrap(),
+    }});
+    backend.phi().seal(&mut payload).await.unwrap();
+    let commit = valid_commit("medical_record", &id, "RecordCreated", "1.0", payload);
+    let key = AggregateKey::new("medical_record", &id).unwrap();
+    backend.log.append(raw_request(&key, 0, &commit.encode().unwrap())).await.unwrap();
+
+    let loaded = backend.default_store::<MedicalRecord>().load(&id).await.unwrap();
+    assert_eq!(loaded.state().record_type(), Some(RecordType::Imaging));
+    assert_eq!(loaded.state().patient_id(), Some(patient));
+    assert_eq!(loaded.state().current().unwrap().content.value().unwrap().title.as_str(), "CT head");
+}

@@ -1,0 +1,44 @@
+//! Event-store backends for tests, each on real infrastructure: a throwaway NATS
+//! server, or a SQLite file in a temporary directory.
+
+use std::sync::Arc;
+
+use emr_eventstore::conformance::Backend;
+use emr_keyring::Keyring;
+use emr_nats::{NatsBackend, NatsConfig};
+use emr_sqlite::SqliteStore;
+
+use crate::nats_server::NatsServer;
+
+/// A fixed KEK for tests.
+pub fn test_keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::parse("test-kek:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap())
+}
+
+/// A backend and whatever must outlive it (the server, the directory).
+pub struct TestBackend {
+    /// The ports under test.
+    pub backend: Backend,
+    /// The NATS server, for JetStream backends.
+    pub nats: Option<NatsServer>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// JetStream on a throwaway server.
+pub async fn jetstream() -> TestBackend {
+    let server = NatsServer::start();
+    let nats = NatsBackend::connect(&NatsConfig { url: server.url(), ..NatsConfig::default() }).await.unwrap();
+    TestBackend {
+        backend: Backend { log: nats.log, snapshots: nats.snapshots, keys: nats.keys, kek: test_keyring() },
+        nats: Some(server),
+        _dir: None,
+    }
+}
+
+/// The embedded SQLite store in a temporary directory.
+pub async fn sqlite() -> TestBackend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let (log, snapshots, keys) = store.ports();
+    TestBackend { backend: Backend { log, snapshots, keys, kek: test_keyring() }, nats: None, _dir: Some(dir) }
+}

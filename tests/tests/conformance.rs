@@ -1,0 +1,43 @@
+//! The event-store conformance suite, run unchanged against JetStream (a real
+//! nats-server) and the embedded SQLite store.
+
+use emr_eventstore::conformance;
+use emr_tests::backends;
+
+macro_rules! conformance_suite {
+    ($backend:ident: $($check:ident),+ $(,)?) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let test = backends::$backend().await;
+                    conformance::$check(test.backend.clone()).await;
+                }
+            )+
+        }
+    };
+}
+
+macro_rules! for_every_backend {
+    ($($check:ident),+ $(,)?) => {
+        conformance_suite!(jetstream: $($check),+);
+        conformance_suite!(sqlite: $($check),+);
+    };
+}
+
+for_every_backend!(
+    log_appends_in_order,
+    log_refuses_stale_expectations,
+    log_drops_repeated_commit_ids,
+    subscription_follows_the_log,
+    aggregates_round_trip,
+    concurrent_writers_exactly_one_wins,
+    no_update_is_lost_under_contention,
+    retried_commands_apply_once,
+    command_ids_belong_to_one_aggregate,
+    snapshots_and_cache_match_a_full_replay,
+    erasure_shreds_phi_and_keeps_the_log,
+    malformed_input_is_a_typed_error,
+    old_event_versions_are_upcast,
+);
