@@ -42,3 +42,14 @@ pub async fn sqlite() -> TestBackend {
     let (log, snapshots, keys) = store.ports();
     TestBackend { backend: Backend { log, snapshots, keys, kek: test_keyring() }, nats: None, _dir: Some(dir) }
 }
+
+/// The application layer over a backend.
+pub fn clinic(backend: &Backend) -> emr_commands::Clinic {
+    let ports = emr_commands::EventStorePorts {
+        log: backend.log.clone(),
+        snapshots: backend.snapshots.clone(),
+        keys: backend.keys.clone(),
+        kek: backend.kek.clone(),
+    };
+    emr_commands::Clinic::new(ports, emr_eventstore::StoreConfig::default(), emr_domain::DomainServices::default())
+}

@@ -5,3 +5,30 @@
 
 pub mod backends;
 pub mod nats_server;
+
+/// Instantiates each named `async fn check(backend: Backend)` in scope as one
+/// test per backend: `jetstream::check` on a throwaway nats-server and
+/// `sqlite::check` on a temporary SQLite file.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($check:ident),+ $(,)?) => {
+        $crate::on_backend!(jetstream: $($check),+);
+        $crate::on_backend!(sqlite: $($check),+);
+    };
+}
+
+/// Instantiates the named checks on one backend; see [`on_every_backend`].
+#[macro_export]
+macro_rules! on_backend {
+    ($backend:ident: $($check:ident),+) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let test = $crate::backends::$backend().await;
+                    super::$check(test.backend.clone()).await;
+                }
+            )+
+        }
+    };
+}

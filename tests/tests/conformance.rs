@@ -1,32 +1,9 @@
 //! The event-store conformance suite, run unchanged against JetStream (a real
 //! nats-server) and the embedded SQLite store.
 
-use emr_eventstore::conformance;
-use emr_tests::backends;
+use emr_eventstore::conformance::*;
 
-macro_rules! conformance_suite {
-    ($backend:ident: $($check:ident),+ $(,)?) => {
-        mod $backend {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let test = backends::$backend().await;
-                    conformance::$check(test.backend.clone()).await;
-                }
-            )+
-        }
-    };
-}
-
-macro_rules! for_every_backend {
-    ($($check:ident),+ $(,)?) => {
-        conformance_suite!(jetstream: $($check),+);
-        conformance_suite!(sqlite: $($check),+);
-    };
-}
-
-for_every_backend!(
+emr_tests::on_every_backend!(
     log_appends_in_order,
     log_refuses_stale_expectations,
     log_drops_repeated_commit_ids,
