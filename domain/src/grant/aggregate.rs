@@ -83,6 +83,11 @@ impl AccessGrant {
         self.patient_id
     }
 
+    /// Granted (or requested) scopes.
+    pub fn scopes(&self) -> &BTreeSet<Scope> {
+        &self.scopes
+    }
+
     /// Who may access them.
     pub fn grantee(&self) -> Option<UserId> {
         self.grantee

@@ -110,6 +110,21 @@ impl MedicalRecord {
         self.status
     }
 
+    /// The responsible doctor.
+    pub fn doctor_id(&self) -> Option<UserId> {
+        self.doctor_id
+    }
+
+    /// Hospital of the visit.
+    pub fn hospital_id(&self) -> Option<&HospitalId> {
+        self.hospital_id.as_ref()
+    }
+
+    /// Date of the visit.
+    pub fn visit_date(&self) -> Option<NaiveDate> {
+        self.visit_date
+    }
+
     /// Kind of record.
     pub fn record_type(&self) -> Option<RecordType> {
         self.record_type

@@ -1,0 +1,37 @@
+//! The HTTP transport of EMR Ledger.
+//!
+//! Commands are `POST`/`PUT` requests whose JSON bodies parse straight into domain
+//! value objects (so validation lives in one place, the domain); every command
+//! answers a [`emr_commands::Receipt`] with the commit's log position. Every error
+//! is an RFC 9457 `application/problem+json` document with a stable `code`.
+//!
+//! Request metadata:
+//! - `Idempotency-Key: <uuid>` becomes the command id: a retry with the same key
+//!   returns the original receipt instead of acting twice. A resource created
+//!   without a client-chosen id gets the command id as its id, so a retried
+//!   creation finds the resource its first attempt created.
+//! - `X-Emr-User: <uuid>` and `X-Emr-Role: <role>` name the actor recorded in every
+//!   event. They are trusted as sent: authentication (JWT + MFA) replaces them with
+//!   the token's subject when the authentication issue lands. Until then, bind
+//!   the server to loopback only.
+
+mod extract;
+mod problem;
+mod routes;
+
+use axum::Router;
+use emr_commands::Clinic;
+
+pub use problem::{ApiError, Problem};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The application layer.
+    pub clinic: Clinic,
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    routes::router().with_state(state)
+}

@@ -1,0 +1,168 @@
+//! RFC 9457 problem details, and how every error becomes one.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use emr_commands::ClinicError;
+use emr_eventstore::StoreError;
+use serde::Serialize;
+
+/// A problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `urn:emr-ledger:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong with this request (never PHI, never internals).
+    pub detail: String,
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Whether sending the same request again (same Idempotency-Key) may succeed.
+    pub retryable: bool,
+}
+
+impl Problem {
+    /// A problem with the given status and code.
+    pub fn new(status: StatusCode, code: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            problem_type: format!("urn:emr-ledger:problem:{code}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+            retryable: false,
+        }
+    }
+
+    fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retryable = self.retryable;
+        let mut response = (status, Json(self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if retryable {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A command was refused or failed.
+    Clinic(ClinicError),
+    /// The store failed outside a command (queries).
+    Store(StoreError),
+    /// The request itself is malformed.
+    BadRequest(Problem),
+    /// Nothing at this address.
+    NotFound(String),
+}
+
+impl From<ClinicError> for ApiError {
+    fn from(error: ClinicError) -> Self {
+        Self::Clinic(error)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let (status, code) = match &rejection {
+            JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-field"),
+            JsonRejection::MissingJsonContentType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+            JsonRejection::BytesRejection(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+            _ => (StatusCode::BAD_REQUEST, "malformed-json"),
+        };
+        Self::BadRequest(Problem::new(status, code, "The request body is not valid", rejection.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(Problem::new(StatusCode::BAD_REQUEST, "invalid-path", "The address is not valid", rejection.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "The query string is not valid", rejection.body_text()))
+    }
+}
+
+fn store_problem(error: &StoreError) -> Problem {
+    use emr_eventstore::{KeyError, LogError, PhiError};
+    match error {
+        StoreError::InvalidKey(e) => Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "The id is not valid", e.to_string()),
+        StoreError::Log(LogError::Conflict { .. }) => {
+            Problem::new(StatusCode::CONFLICT, "concurrent-update", "Another command changed this first", "reload and send the command again").retryable()
+        }
+        StoreError::Log(LogError::TooLarge { .. }) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The command is too large", error.to_string()),
+        StoreError::CommandIdReused { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "This Idempotency-Key was used for another resource",
+            "use a new Idempotency-Key for a new command",
+        ),
+        StoreError::Phi(PhiError::Key(KeyError::Destroyed(_))) => {
+            Problem::new(StatusCode::GONE, "patient-erased", "The patient was erased", "no new information can be recorded for an erased patient")
+        }
+        e if e.is_retryable() => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "A backing service is unavailable", "try again shortly").retryable()
+        }
+        _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged"),
+    }
+}
+
+impl ApiError {
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let rule = |code: &str, error: &dyn std::error::Error| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, "The command breaks a clinical rule", error.to_string())
+        };
+        match self {
+            Self::BadRequest(problem) => problem.clone(),
+            Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("no {what} with this id")),
+            Self::Store(error) | Self::Clinic(ClinicError::Store(error)) => store_problem(error),
+            Self::Clinic(ClinicError::Patient(e)) => rule("patient-rule", e),
+            Self::Clinic(ClinicError::Record(e)) => rule("record-rule", e),
+            Self::Clinic(ClinicError::Grant(e)) => rule("grant-rule", e),
+            Self::Clinic(error @ ClinicError::PatientNotActive { .. }) => rule("patient-not-active", error),
+            Self::Clinic(error @ ClinicError::IdMismatch { .. }) => {
+                Problem::new(StatusCode::BAD_REQUEST, "id-mismatch", "The body names another resource than the address", error.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        if problem.status >= 500 {
+            let cause = match &self {
+                Self::Store(e) | Self::Clinic(ClinicError::Store(e)) => e.to_string(),
+                other => format!("{other:?}"),
+            };
+            tracing::error!(code = %problem.code, %cause, "request failed");
+        }
+        problem.into_response()
+    }
+}

@@ -1,0 +1,124 @@
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use emr_commands::Receipt;
+use emr_domain::grant::{GrantCommand, GrantStatus, Scope};
+use emr_domain::ids::{GrantId, PatientId, UserId};
+use emr_domain::values::ShortText;
+use serde::{Deserialize, Serialize};
+
+use super::path_id;
+use crate::AppState;
+use crate::extract::{Body, Command};
+use crate::problem::ApiError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Grant {
+    grant_id: Option<GrantId>,
+    patient_id: PatientId,
+    grantee: UserId,
+    scopes: BTreeSet<Scope>,
+    expires_at: DateTime<Utc>,
+    reason: ShortText,
+}
+
+pub(crate) async fn grant(State(state): State<AppState>, Command(context): Command, Body(body): Body<Grant>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+    let grant_id = body.grant_id.unwrap_or_else(|| GrantId::from(context.command_id.as_uuid()));
+    let command = GrantCommand::Grant {
+        grant_id,
+        patient_id: body.patient_id,
+        grantee: body.grantee,
+        scopes: body.scopes,
+        expires_at: body.expires_at,
+        granted_by: context.actor.user_id,
+        reason: body.reason,
+    };
+    Ok((StatusCode::CREATED, Json(state.clinic.grant(grant_id, command, &context).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Request {
+    grant_id: Option<GrantId>,
+    patient_id: PatientId,
+    scopes: BTreeSet<Scope>,
+    requested_until: DateTime<Utc>,
+    reason: ShortText,
+}
+
+pub(crate) async fn request(State(state): State<AppState>, Command(context): Command, Body(body): Body<Request>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+    let grant_id = body.grant_id.unwrap_or_else(|| GrantId::from(context.command_id.as_uuid()));
+    let command = GrantCommand::Request {
+        grant_id,
+        patient_id: body.patient_id,
+        requester: context.actor.user_id,
+        scopes: body.scopes,
+        requested_until: body.requested_until,
+        reason: body.reason,
+    };
+    Ok((StatusCode::CREATED, Json(state.clinic.grant(grant_id, command, &context).await?)))
+}
+
+async fn on_grant(state: AppState, grant_id: &str, command: impl FnOnce(UserId) -> GrantCommand, context: Command) -> Result<Json<Receipt>, ApiError> {
+    let grant_id: GrantId = path_id(grant_id, "grant id")?;
+    let command = command(context.0.actor.user_id);
+    Ok(Json(state.clinic.grant(grant_id, command, &context.0).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Approve {
+    expires_at: DateTime<Utc>,
+}
+
+pub(crate) async fn approve(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Approve>) -> Result<Json<Receipt>, ApiError> {
+    on_grant(state, &id, |by| GrantCommand::Approve { approved_by: by, expires_at: body.expires_at }, context).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reason {
+    reason: ShortText,
+}
+
+pub(crate) async fn deny(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Reason>) -> Result<Json<Receipt>, ApiError> {
+    on_grant(state, &id, |by| GrantCommand::Deny { denied_by: by, reason: body.reason }, context).await
+}
+
+pub(crate) async fn revoke(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Reason>) -> Result<Json<Receipt>, ApiError> {
+    on_grant(state, &id, |by| GrantCommand::Revoke { revoked_by: by, reason: body.reason }, context).await
+}
+
+#[derive(Serialize)]
+pub(crate) struct GrantView {
+    grant_id: GrantId,
+    patient_id: Option<PatientId>,
+    grantee: Option<UserId>,
+    status: GrantStatus,
+    scopes: BTreeSet<Scope>,
+    expires_at: Option<DateTime<Utc>>,
+    active_now: bool,
+}
+
+pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<GrantView>, ApiError> {
+    let grant_id: GrantId = path_id(&id, "grant id")?;
+    let loaded = state.clinic.load_grant(grant_id).await?;
+    let grant = loaded.state();
+    if grant.status() == GrantStatus::Absent {
+        return Err(ApiError::NotFound("grant".into()));
+    }
+    let active_now = grant.status() == GrantStatus::Active && grant.expires_at().is_some_and(|expiry| Utc::now() < expiry);
+    Ok(Json(GrantView {
+        grant_id,
+        patient_id: grant.patient_id(),
+        grantee: grant.grantee(),
+        status: grant.status(),
+        scopes: grant.scopes().clone(),
+        expires_at: grant.expires_at(),
+        active_now,
+    }))
+}

@@ -1,0 +1,49 @@
+//! Routes, one module per resource.
+
+mod grants;
+mod health;
+mod log;
+mod patients;
+mod records;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/v1/patients", post(patients::register))
+        .route("/v1/patients/{patient_id}", get(patients::show))
+        .route("/v1/patients/{patient_id}/demographics", put(patients::update_demographics))
+        .route("/v1/patients/{patient_id}/erasure", post(patients::erase))
+        .route("/v1/records", post(records::create))
+        .route("/v1/records/{record_id}", get(records::show))
+        .route("/v1/records/{record_id}/amendments", post(records::amend))
+        .route("/v1/records/{record_id}/attachments", post(records::add_attachment))
+        .route("/v1/records/{record_id}/deletion", post(records::delete))
+        .route("/v1/records/{record_id}/restoration", post(records::restore))
+        .route("/v1/grants", post(grants::grant))
+        .route("/v1/access-requests", post(grants::request))
+        .route("/v1/grants/{grant_id}", get(grants::show))
+        .route("/v1/grants/{grant_id}/approval", post(grants::approve))
+        .route("/v1/grants/{grant_id}/denial", post(grants::deny))
+        .route("/v1/grants/{grant_id}/revocation", post(grants::revoke))
+        .route("/v1/log", get(log::read))
+        .fallback(|| async { ApiError::NotFound("resource".into()) })
+}
+
+/// Parses an id from the path.
+pub(crate) fn path_id<T: std::str::FromStr>(value: &str, what: &str) -> Result<T, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::BadRequest(crate::Problem::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "The id is not valid",
+            format!("{what} must be a UUID"),
+        ))
+    })
+}

@@ -1,0 +1,82 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use emr_commands::Receipt;
+use emr_domain::ids::{HospitalId, PatientId};
+use emr_domain::patient::{ErasureReason, PatientCommand, PatientStatus};
+use emr_domain::phi::Phi;
+use emr_domain::values::{Demographics, PatientIdentifiers};
+use serde::{Deserialize, Serialize};
+
+use super::path_id;
+use crate::AppState;
+use crate::extract::{Body, Command};
+use crate::problem::ApiError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Register {
+    patient_id: Option<PatientId>,
+    hospital_id: HospitalId,
+    identifiers: PatientIdentifiers,
+    demographics: Demographics,
+}
+
+pub(crate) async fn register(State(state): State<AppState>, Command(context): Command, Body(body): Body<Register>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+    let patient_id = body.patient_id.unwrap_or_else(|| PatientId::from(context.command_id.as_uuid()));
+    let command = PatientCommand::Register { patient_id, hospital_id: body.hospital_id, identifiers: body.identifiers, demographics: body.demographics };
+    let receipt = state.clinic.patient(patient_id, command, &context).await?;
+    Ok((StatusCode::CREATED, Json(receipt)))
+}
+
+pub(crate) async fn update_demographics(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Command(context): Command,
+    Body(demographics): Body<Demographics>,
+) -> Result<Json<Receipt>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    Ok(Json(state.clinic.patient(patient_id, PatientCommand::UpdateDemographics { demographics }, &context).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Erase {
+    reason: ErasureReason,
+}
+
+pub(crate) async fn erase(State(state): State<AppState>, Path(patient_id): Path<String>, Command(context): Command, Body(body): Body<Erase>) -> Result<Json<Receipt>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    Ok(Json(state.clinic.patient(patient_id, PatientCommand::Erase { reason: body.reason }, &context).await?))
+}
+
+#[derive(Serialize)]
+pub(crate) struct PatientView {
+    patient_id: PatientId,
+    hospital_id: Option<HospitalId>,
+    status: PatientStatus,
+    shredded: bool,
+    identifiers: Option<PatientIdentifiers>,
+    demographics: Option<Demographics>,
+    sequence: u64,
+    position: u64,
+}
+
+pub(crate) async fn show(State(state): State<AppState>, Path(patient_id): Path<String>) -> Result<Json<PatientView>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    let loaded = state.clinic.load_patient(patient_id).await?;
+    let patient = loaded.state();
+    if patient.status() == PatientStatus::Unregistered {
+        return Err(ApiError::NotFound("patient".into()));
+    }
+    Ok(Json(PatientView {
+        patient_id,
+        hospital_id: patient.hospital_id().cloned(),
+        status: patient.status(),
+        shredded: patient.demographics().is_some_and(Phi::is_shredded),
+        identifiers: patient.identifiers().and_then(Phi::value).cloned(),
+        demographics: patient.demographics().and_then(Phi::value).cloned(),
+        sequence: loaded.sequence(),
+        position: loaded.position(),
+    }))
+}
