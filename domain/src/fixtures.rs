@@ -5,8 +5,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::values::{
-    Demographics, Diagnosis, Dose, DoseUnit, Gender, Icd10Code, LongText, Medication, Mrn, PatientIdentifiers,
-    RecordContent, Route, ShortText,
+    Demographics, Diagnosis, Dose, DoseUnit, Gender, Icd10Code, LongText, Medication, Mrn, PatientIdentifiers, RecordContent, Route,
+    ShortText,
 };
 
 /// A fixed instant: 2026-11-24 09:00 UTC.

@@ -122,18 +122,11 @@ impl HospitalId {
 
     /// Accepts 1–64 ASCII letters, digits, `-` and `_`.
     pub fn parse(value: &str) -> Result<Self, InvalidId> {
-        let invalid = |reason| InvalidId {
-            kind: "hospital id",
-            value: value.chars().take(64).collect(),
-            reason,
-        };
+        let invalid = |reason| InvalidId { kind: "hospital id", value: value.chars().take(64).collect(), reason };
         if value.is_empty() || value.len() > Self::MAX_LEN {
             return Err(invalid("must be 1 to 64 characters"));
         }
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(invalid("only ASCII letters, digits, '-' and '_' are allowed"));
         }
         Ok(Self(value.to_owned()))

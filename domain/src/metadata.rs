@@ -133,10 +133,7 @@ fn parse<T: std::str::FromStr>(map: &HashMap<String, String>, key: &'static str)
 impl CommandContext {
     /// The string map cqrs-es passes from `execute_with_metadata` to the store.
     pub fn to_map(&self) -> HashMap<String, String> {
-        let role = serde_json::to_value(self.actor.role)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let role = serde_json::to_value(self.actor.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         HashMap::from([
             (keys::ACTOR_ID.to_owned(), self.actor.user_id.to_string()),
             (keys::ACTOR_ROLE.to_owned(), role),

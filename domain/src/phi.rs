@@ -122,9 +122,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Phi<T> {
         use serde::de::Error;
         let Tagged { body } = Tagged::<BodyIn<T>>::deserialize(deserializer)?;
         match body {
-            BodyIn { sealed: Some(_), .. } => Err(D::Error::custom(
-                "sealed PHI reached the domain: the event store must open it first",
-            )),
+            BodyIn { sealed: Some(_), .. } => Err(D::Error::custom("sealed PHI reached the domain: the event store must open it first")),
             BodyIn { subject, clear: Some(value), shredded: false, .. } => Ok(Self::Clear { subject, value }),
             BodyIn { subject, clear: None, shredded: true, .. } => Ok(Self::Shredded { subject }),
             _ => Err(D::Error::custom("PHI must be either clear or shredded")),

@@ -17,7 +17,10 @@ use emr_domain::values::{ContentId, MimeType, RecordType, Sha256Digest};
 use proptest::prelude::*;
 
 /// Runs commands in order; returns the final state and the events accepted.
-fn run<A: Aggregate + Clone>(commands: Vec<A::Command>, decide: impl Fn(&A, A::Command) -> Result<Vec<A::Event>, A::Error>) -> (A, Vec<A::Event>, Vec<Result<usize, A::Error>>) {
+fn run<A: Aggregate + Clone>(
+    commands: Vec<A::Command>,
+    decide: impl Fn(&A, A::Command) -> Result<Vec<A::Event>, A::Error>,
+) -> (A, Vec<A::Event>, Vec<Result<usize, A::Error>>) {
     let mut state = A::default();
     let mut accepted = Vec::new();
     let mut outcomes = Vec::new();

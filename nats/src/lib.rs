@@ -104,15 +104,17 @@ impl NatsBackend {
             let name = name.to_owned();
             move |source: Box<dyn std::error::Error + Send + Sync>| SetupError::Resource { what, name, source }
         };
-        context
-            .create_or_update_stream(event_stream_config(config))
-            .await
-            .map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
+        context.create_or_update_stream(event_stream_config(config)).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
         let events = context.get_stream(&config.stream).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
         let mut buckets = Vec::new();
-        for (bucket, description) in [(&config.snapshot_bucket, "aggregate snapshots"), (&config.key_bucket, "wrapped per-patient data keys")] {
+        for (bucket, description) in
+            [(&config.snapshot_bucket, "aggregate snapshots"), (&config.key_bucket, "wrapped per-patient data keys")]
+        {
             let failed = |e: Box<dyn std::error::Error + Send + Sync>| resource("bucket", bucket)(e);
-            context.create_or_update_stream(bucket_stream_config(bucket, description, config.replicas)).await.map_err(|e| failed(Box::new(e)))?;
+            context
+                .create_or_update_stream(bucket_stream_config(bucket, description, config.replicas))
+                .await
+                .map_err(|e| failed(Box::new(e)))?;
             buckets.push(context.get_key_value(bucket.as_str()).await.map_err(|e| failed(Box::new(e)))?);
         }
         let keys = buckets.pop().ok_or_else(|| resource("bucket", &config.key_bucket)("missing".into()))?;

@@ -1,7 +1,7 @@
 //! The event log on a JetStream stream.
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::context::{PublishErrorKind};
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::{self};
@@ -94,7 +94,11 @@ impl JetStreamLog {
             .and_then(move |message| {
                 let commit = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() }).and_then(|info| {
                     let position = info.stream_sequence;
-                    Ok(StoredCommit { position, key: Self::key_of(&prefix, message.subject.as_str(), position)?, payload: message.payload.to_vec() })
+                    Ok(StoredCommit {
+                        position,
+                        key: Self::key_of(&prefix, message.subject.as_str(), position)?,
+                        payload: message.payload.to_vec(),
+                    })
                 });
                 futures::future::ready(commit)
             })

@@ -1,1 +1,104 @@
-fn main() {}
+//! `emr`: the EMR Ledger binary.
+//!
+//! - `emr serve`: the command API over the configured event store (embedded by
+//!   default: nothing to install).
+//! - `emr demo`: a scripted clinical day through the same application layer,
+//!   ending with a GDPR erasure, printed as JSON.
+//! - `emr log`: the event log, PHI sealed, as JSON lines.
+
+mod demo;
+mod settings;
+mod wiring;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "emr", version, about = "EMR Ledger: an audit-grade, event-sourced electronic medical record backend")]
+struct Cli {
+    /// Configuration file (TOML); defaults to ./emr.toml when present.
+    #[arg(long, global = true, env = "EMR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve,
+    /// Run a scripted clinical day end to end and print what happened.
+    Demo,
+    /// Print the event log (PHI sealed) as JSON lines.
+    Log {
+        /// First position.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Most commits to print.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("EMR_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(&settings).await,
+        Command::Demo => demo::run(&wiring::clinic(&settings).await?).await,
+        Command::Log { from, limit } => {
+            let clinic = wiring::clinic(&settings).await?;
+            let mut out = std::io::stdout().lock();
+            for event in clinic.log().read(from, limit).await? {
+                serde_json::to_writer(&mut out, &event)?;
+                std::io::Write::write_all(&mut out, b"\n")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let clinic = wiring::clinic(settings).await?;
+    let app = emr_http::router(emr_http::AppState { clinic });
+    let listener =
+        tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
+    tracing::info!(listen = %settings.http.listen, "EMR Ledger serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

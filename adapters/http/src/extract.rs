@@ -24,15 +24,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
-    parts
-        .headers
-        .get(name)
-        .map(|value| value.to_str().map_err(|_| bad_header(name, "must be visible ASCII")))
-        .transpose()
+    parts.headers.get(name).map(|value| value.to_str().map_err(|_| bad_header(name, "must be visible ASCII"))).transpose()
 }
 
 fn bad_header(name: &str, detail: &str) -> ApiError {
-    ApiError::BadRequest(Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "A request header is not valid", format!("{name}: {detail}")))
+    ApiError::BadRequest(Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-header",
+        "A request header is not valid",
+        format!("{name}: {detail}"),
+    ))
 }
 
 /// Who sends a command and under which idempotency key.

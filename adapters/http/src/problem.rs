@@ -112,21 +112,31 @@ fn store_problem(error: &StoreError) -> Problem {
     use emr_eventstore::{KeyError, LogError, PhiError};
     match error {
         StoreError::InvalidKey(e) => Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "The id is not valid", e.to_string()),
-        StoreError::Log(LogError::Conflict { .. }) => {
-            Problem::new(StatusCode::CONFLICT, "concurrent-update", "Another command changed this first", "reload and send the command again").retryable()
+        StoreError::Log(LogError::Conflict { .. }) => Problem::new(
+            StatusCode::CONFLICT,
+            "concurrent-update",
+            "Another command changed this first",
+            "reload and send the command again",
+        )
+        .retryable(),
+        StoreError::Log(LogError::TooLarge { .. }) => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The command is too large", error.to_string())
         }
-        StoreError::Log(LogError::TooLarge { .. }) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The command is too large", error.to_string()),
         StoreError::CommandIdReused { .. } => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",
             "This Idempotency-Key was used for another resource",
             "use a new Idempotency-Key for a new command",
         ),
-        StoreError::Phi(PhiError::Key(KeyError::Destroyed(_))) => {
-            Problem::new(StatusCode::GONE, "patient-erased", "The patient was erased", "no new information can be recorded for an erased patient")
-        }
+        StoreError::Phi(PhiError::Key(KeyError::Destroyed(_))) => Problem::new(
+            StatusCode::GONE,
+            "patient-erased",
+            "The patient was erased",
+            "no new information can be recorded for an erased patient",
+        ),
         e if e.is_retryable() => {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "A backing service is unavailable", "try again shortly").retryable()
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "A backing service is unavailable", "try again shortly")
+                .retryable()
         }
         _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged"),
     }

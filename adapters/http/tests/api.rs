@@ -168,18 +168,27 @@ async fn malformed_requests_never_reach_the_domain() {
 async fn an_erased_patient_reads_back_shredded_and_takes_no_new_records() {
     let app = app().await;
     let patient = register(&app).await;
-    let (status, _, _) = send(&app, command("POST", &format!("/v1/patients/{patient}/erasure"), &json!({"reason": "patient_request"}))).await;
+    let (status, _, _) =
+        send(&app, command("POST", &format!("/v1/patients/{patient}/erasure"), &json!({"reason": "patient_request"}))).await;
     assert_eq!(status, StatusCode::OK);
     let (_, _, view) = send(&app, Request::get(format!("/v1/patients/{patient}")).body(Body::empty()).unwrap()).await;
     assert_eq!(view["status"], "erased");
     assert_eq!(view["shredded"], true);
     assert_eq!(view["demographics"], Value::Null);
-    assert_problem(&send(&app, command("POST", "/v1/records", &record_body(&patient))).await, StatusCode::UNPROCESSABLE_ENTITY, "patient-not-active");
+    assert_problem(
+        &send(&app, command("POST", "/v1/records", &record_body(&patient))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "patient-not-active",
+    );
 }
 
 #[tokio::test]
 async fn a_record_for_an_unknown_patient_is_refused() {
     let app = app().await;
     let stranger = "0190f5c4-7d0e-7cc2-9a4e-000000000000";
-    assert_problem(&send(&app, command("POST", "/v1/records", &record_body(stranger))).await, StatusCode::UNPROCESSABLE_ENTITY, "patient-not-active");
+    assert_problem(
+        &send(&app, command("POST", "/v1/records", &record_body(stranger))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "patient-not-active",
+    );
 }

@@ -107,7 +107,13 @@ impl Clinic {
         &self.reader
     }
 
-    async fn run<A>(&self, store: &EmrEventStore<A>, id: String, command: A::Command, context: &CommandContext) -> Result<Receipt, ClinicError>
+    async fn run<A>(
+        &self,
+        store: &EmrEventStore<A>,
+        id: String,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<Receipt, ClinicError>
     where
         A: Aggregate<Services = DomainServices> + EventSchema + Clone,
         ClinicError: From<A::Error>,
@@ -118,11 +124,7 @@ impl Clinic {
 
     async fn ensure_active_patient(&self, patient_id: PatientId) -> Result<(), ClinicError> {
         let patient = self.patients.load(&patient_id.to_string()).await?;
-        if patient.state().status() == PatientStatus::Active {
-            Ok(())
-        } else {
-            Err(ClinicError::PatientNotActive { patient_id })
-        }
+        if patient.state().status() == PatientStatus::Active { Ok(()) } else { Err(ClinicError::PatientNotActive { patient_id }) }
     }
 
     fn ensure_same(in_command: impl ToString, target: impl ToString) -> Result<(), ClinicError> {

@@ -44,6 +44,12 @@ impl Receipt {
                 event_type: envelope.payload.event_type(),
             })
             .collect();
-        Self { aggregate_type: A::TYPE.to_owned(), aggregate_id: aggregate_id.to_owned(), position: executed.position, events, replayed: executed.replayed }
+        Self {
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            position: executed.position,
+            events,
+            replayed: executed.replayed,
+        }
     }
 }

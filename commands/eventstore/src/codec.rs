@@ -67,7 +67,12 @@ impl CommitRecord {
             return Err(CodecError::UnsupportedEnvelope { position: commit.position, schema: record.schema });
         }
         if record.aggregate_type != commit.key.aggregate_type() || record.aggregate_id != commit.key.aggregate_id() {
-            return Err(malformed(format!("commit names {}.{} but is stored under {}", record.aggregate_type, record.aggregate_id, commit.key.dotted())));
+            return Err(malformed(format!(
+                "commit names {}.{} but is stored under {}",
+                record.aggregate_type,
+                record.aggregate_id,
+                commit.key.dotted()
+            )));
         }
         if record.events.is_empty() {
             return Err(malformed("a commit holds no events".into()));

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use emr_domain::DomainServices;
 use emr_domain::actor::{Actor, Role};
 use emr_domain::fixtures::{content, demographics, identifiers, text};
 use emr_domain::ids::{CommandId, EventId, HospitalId, PatientId, RecordId, UserId};
@@ -19,13 +20,12 @@ use emr_domain::patient::{Patient, PatientCommand, PatientStatus};
 use emr_domain::phi::Phi;
 use emr_domain::record::{MedicalRecord, RecordCommand, RecordStatus};
 use emr_domain::values::RecordType;
-use emr_domain::DomainServices;
 use futures::StreamExt;
 use serde_json::json;
 
 use crate::{
-    AggregateKey, CodecError, CommitRecord, CommitRequest, EmrEventStore, EventLog, EventRecord, ExecuteError, KeyEncryptionKey, KeyError,
-    KeyStore, KeyVault, LogError, LogReader, PhiCodec, PhiError, SnapshotStore, StoreConfig, StoreError, ENVELOPE_SCHEMA,
+    AggregateKey, CodecError, CommitRecord, CommitRequest, ENVELOPE_SCHEMA, EmrEventStore, EventLog, EventRecord, ExecuteError,
+    KeyEncryptionKey, KeyError, KeyStore, KeyVault, LogError, LogReader, PhiCodec, PhiError, SnapshotStore, StoreConfig, StoreError,
 };
 
 /// A backend under test: its three ports and a KEK.
@@ -91,7 +91,12 @@ fn amend(title: &str) -> RecordCommand {
 }
 
 fn raw_request(key: &AggregateKey, expected: u64, payload: &[u8]) -> CommitRequest {
-    CommitRequest { key: key.clone(), expected_last_position: expected, commit_id: uuid::Uuid::new_v4().to_string(), payload: payload.to_vec() }
+    CommitRequest {
+        key: key.clone(),
+        expected_last_position: expected,
+        commit_id: uuid::Uuid::new_v4().to_string(),
+        payload: payload.to_vec(),
+    }
 }
 
 async fn all_payload_bytes(log: &dyn EventLog) -> Vec<u8> {
@@ -321,18 +326,23 @@ pub async fn snapshots_and_cache_match_a_full_replay(backend: Backend) {
 
     let cached = writer.load(&id).await.unwrap();
     let from_snapshot = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 3, cache_capacity: 0 }).load(&id).await.unwrap();
-    let replayed = EmrEventStore::<MedicalRecord>::new(backend.log.clone(), backend.phi(), None, StoreConfig { snapshot_every: 0, cache_capacity: 0 })
-        .load(&id)
-        .await
-        .unwrap();
+    let replayed =
+        EmrEventStore::<MedicalRecord>::new(backend.log.clone(), backend.phi(), None, StoreConfig { snapshot_every: 0, cache_capacity: 0 })
+            .load(&id)
+            .await
+            .unwrap();
     assert_eq!(replayed.sequence(), 10);
     for (how, context) in [("cache", &cached), ("snapshot", &from_snapshot)] {
         assert_eq!(context.state(), replayed.state(), "{how} state equals full replay");
         assert_eq!((context.sequence(), context.position()), (replayed.sequence(), replayed.position()), "{how} position");
     }
-    let first_command = replayed.commit_of(EventMetadata::from_map(&writer.events(&id).await.unwrap()[0].metadata).unwrap().context.command_id);
+    let first_command =
+        replayed.commit_of(EventMetadata::from_map(&writer.events(&id).await.unwrap()[0].metadata).unwrap().context.command_id);
     assert!(first_command.is_some(), "command history survives snapshots");
-    assert_eq!(from_snapshot.commit_of(EventMetadata::from_map(&writer.events(&id).await.unwrap()[0].metadata).unwrap().context.command_id), first_command);
+    assert_eq!(
+        from_snapshot.commit_of(EventMetadata::from_map(&writer.events(&id).await.unwrap()[0].metadata).unwrap().context.command_id),
+        first_command
+    );
 }
 
 /// No PHI is ever written in clear; erasure destroys the key, after which the PHI
@@ -409,7 +419,8 @@ pub async fn malformed_input_is_a_typed_error(backend: Backend) {
     for (case, mutate, expected) in cases {
         let (record, patient) = (RecordId::new(), PatientId::new());
         let id = record.to_string();
-        let mut phi_payload = serde_json::to_value(emr_domain::record::RecordEvent::RecordDeleted { reason: Phi::new(patient, text("x")) }).unwrap();
+        let mut phi_payload =
+            serde_json::to_value(emr_domain::record::RecordEvent::RecordDeleted { reason: Phi::new(patient, text("x")) }).unwrap();
         backend.phi().seal(&mut phi_payload).await.unwrap();
         let mut commit = valid_commit("medical_record", &id, "RecordDeleted", "1.0", phi_payload);
         mutate(&mut commit);
@@ -423,7 +434,10 @@ pub async fn malformed_input_is_a_typed_error(backend: Backend) {
     let commit = valid_commit("medical_record", &other, "RecordDeleted", "1.0", json!({}));
     let key = AggregateKey::new("medical_record", &victim).unwrap();
     backend.log.append(raw_request(&key, 0, &commit.encode().unwrap())).await.unwrap();
-    assert!(matches!(store.load(&victim).await, Err(StoreError::Codec(CodecError::Malformed { .. }))), "a commit stored under another aggregate");
+    assert!(
+        matches!(store.load(&victim).await, Err(StoreError::Codec(CodecError::Malformed { .. }))),
+        "a commit stored under another aggregate"
+    );
 }
 
 fn valid_commit(aggregate_type: &str, aggregate_id: &str, event_type: &str, version: &str, payload: serde_json::Value) -> CommitRecord {
@@ -437,7 +451,13 @@ fn valid_commit(aggregate_type: &str, aggregate_id: &str, event_type: &str, vers
         causation_id: context.causation_id,
         actor: context.actor,
         recorded_at: chrono::Utc::now(),
-        events: vec![EventRecord { event_id: EventId::new(), sequence: 1, event_type: event_type.into(), event_version: version.into(), payload }],
+        events: vec![EventRecord {
+            event_id: EventId::new(),
+            sequence: 1,
+            event_type: event_type.into(),
+            event_version: version.into(),
+            payload,
+        }],
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chacha20poly1305::aead::{KeyInit, OsRng};
 use chacha20poly1305::XChaCha20Poly1305;
+use chacha20poly1305::aead::{KeyInit, OsRng};
 use emr_domain::ids::PatientId;
 use futures::future::BoxFuture;
 use lru::LruCache;

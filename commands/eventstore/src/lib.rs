@@ -30,7 +30,7 @@ mod store;
 pub mod conformance;
 
 pub use cache::AggregateCache;
-pub use codec::{CommitRecord, EventRecord, ENVELOPE_SCHEMA};
+pub use codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord};
 pub use error::{CodecError, StoreError};
 pub use keys::{DataKey, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, WrappedKey};
 pub use log::{AggregateKey, Appended, CommitRequest, EventLog, InvalidAggregateKey, LogError, StoredCommit};

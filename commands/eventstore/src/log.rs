@@ -30,10 +30,7 @@ impl AggregateKey {
     /// spaces are refused.
     pub fn new(aggregate_type: &str, aggregate_id: &str) -> Result<Self, InvalidAggregateKey> {
         let truncated = |v: &str| v.chars().take(80).collect::<String>();
-        if aggregate_type.is_empty()
-            || aggregate_type.len() > 32
-            || !aggregate_type.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-        {
+        if aggregate_type.is_empty() || aggregate_type.len() > 32 || !aggregate_type.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
             return Err(InvalidAggregateKey { part: "type", value: truncated(aggregate_type), rule: "1-32 lowercase letters or '_'" });
         }
         if aggregate_id.is_empty()
@@ -171,7 +168,15 @@ mod tests {
     #[test]
     fn keys_refuse_anything_that_would_break_a_subject() {
         assert!(AggregateKey::new("patient", "0190f5c4-7d0e-7cc2-9a4e-3f1c2b6a9d10").is_ok());
-        for (t, id) in [("patient", "a.b"), ("patient", "*"), ("patient", ">"), ("patient", ""), ("Patient", "x"), ("pa.tient", "x"), ("patient", "a b")] {
+        for (t, id) in [
+            ("patient", "a.b"),
+            ("patient", "*"),
+            ("patient", ">"),
+            ("patient", ""),
+            ("Patient", "x"),
+            ("pa.tient", "x"),
+            ("patient", "a b"),
+        ] {
             assert!(AggregateKey::new(t, id).is_err(), "{t}/{id}");
         }
     }

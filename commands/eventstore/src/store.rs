@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::Utc;
-use cqrs_es::persist::{EventUpcaster, SemanticVersion, SerializedEvent};
 use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{EventUpcaster, SemanticVersion, SerializedEvent};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore};
 use emr_domain::ids::{CommandId, EventId, PatientId};
 use emr_domain::metadata::{CommandContext, EventMetadata};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::AggregateCache;
-use crate::codec::{CommitRecord, EventRecord, ENVELOPE_SCHEMA};
+use crate::codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord};
 use crate::error::{CodecError, StoreError};
 use crate::log::{AggregateKey, CommitRequest, EventLog, StoredCommit};
 use crate::phi::PhiCodec;
@@ -182,7 +182,9 @@ where
             Some(context) => context,
             None => match self.snapshot(&key).await {
                 Some(context) => context,
-                None => EmrAggregateContext { key: key.clone(), aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default() },
+                None => {
+                    EmrAggregateContext { key: key.clone(), aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default() }
+                }
             },
         };
         let commits = self.log.read_aggregate(&key, context.position).await?;
@@ -284,12 +286,8 @@ where
             let events = self.original_commit(&context.key, command.command_id, appended.position).await?;
             return Ok(Executed { events, position: Some(appended.position), replayed: true });
         }
-        let envelopes = record
-            .events
-            .iter()
-            .zip(events)
-            .map(|(stored, payload)| self.envelope(&record, stored, payload, appended.position))
-            .collect();
+        let envelopes =
+            record.events.iter().zip(events).map(|(stored, payload)| self.envelope(&record, stored, payload, appended.position)).collect();
         let previous_sequence = context.sequence;
         Self::record_commit(&mut context, &record, appended.position);
         self.remember(&context);
@@ -329,7 +327,12 @@ where
             schema_version: stored.event_version.clone(),
             position,
         };
-        EventEnvelope { aggregate_id: record.aggregate_id.clone(), sequence: stored.sequence as usize, payload, metadata: metadata.to_map() }
+        EventEnvelope {
+            aggregate_id: record.aggregate_id.clone(),
+            sequence: stored.sequence as usize,
+            payload,
+            metadata: metadata.to_map(),
+        }
     }
 
     /// Decodes one commit of this aggregate type whose events must follow `previous_sequence`.
@@ -364,10 +367,9 @@ where
             payload,
             Value::Null,
         );
-        let upcast = self
-            .upcasters
-            .iter()
-            .fold(serialized, |event, upcaster| if upcaster.can_upcast(&event.event_type, &event.event_version) { upcaster.upcast(event) } else { event });
+        let upcast = self.upcasters.iter().fold(serialized, |event, upcaster| {
+            if upcaster.can_upcast(&event.event_type, &event.event_version) { upcaster.upcast(event) } else { event }
+        });
         let unsupported = || CodecError::UnsupportedEventVersion {
             position: commit.position,
             event_type: upcast.event_type.clone(),
@@ -431,8 +433,8 @@ where
         let store = self.snapshots.as_ref()?;
         let result: Result<Option<EmrAggregateContext<A>>, StoreError> = async {
             let Some(bytes) = store.get(key).await? else { return Ok(None) };
-            let mut snapshot: Snapshot = serde_json::from_slice(&bytes)
-                .map_err(|e| CodecError::Malformed { position: 0, reason: format!("snapshot: {e}") })?;
+            let mut snapshot: Snapshot =
+                serde_json::from_slice(&bytes).map_err(|e| CodecError::Malformed { position: 0, reason: format!("snapshot: {e}") })?;
             if snapshot.schema != ENVELOPE_SCHEMA {
                 return Ok(None);
             }

@@ -213,12 +213,7 @@ impl Aggregate for AccessGrant {
     type Error = GrantError;
     type Services = DomainServices;
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
         for event in self.decide(command, services.now())? {
             sink.write(event, self).await;
         }

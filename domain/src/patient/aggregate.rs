@@ -82,11 +82,7 @@ impl Patient {
     /// The business rules: which events `command` produces, or why it is refused.
     pub fn decide(&self, command: PatientCommand, now: DateTime<Utc>) -> Result<Vec<PatientEvent>, PatientError> {
         let check_birth = |demographics: &Demographics| {
-            if demographics.date_of_birth > now.date_naive() {
-                Err(PatientError::BirthDateInFuture)
-            } else {
-                Ok(())
-            }
+            if demographics.date_of_birth > now.date_naive() { Err(PatientError::BirthDateInFuture) } else { Ok(()) }
         };
         match (self.status, command) {
             (PatientStatus::Erased, _) => Err(PatientError::Erased),
@@ -122,12 +118,7 @@ impl Aggregate for Patient {
     type Error = PatientError;
     type Services = DomainServices;
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
         for event in self.decide(command, services.now())? {
             sink.write(event, self).await;
         }
@@ -158,8 +149,8 @@ impl Aggregate for Patient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::patient::ErasureReason;
     use crate::fixtures::{demographics, identifiers, now};
+    use crate::patient::ErasureReason;
     use cqrs_es::test::TestFramework;
 
     type PatientTest = TestFramework<Patient>;
@@ -185,7 +176,10 @@ mod tests {
     #[test]
     fn registering_a_new_patient_seals_identifiers_and_demographics_as_their_phi() {
         let id = PatientId::new();
-        PatientTest::with(DomainServices::fixed(now())).given_no_previous_events().when(register(id)).then_expect_events(vec![registered(id)]);
+        PatientTest::with(DomainServices::fixed(now()))
+            .given_no_previous_events()
+            .when(register(id))
+            .then_expect_events(vec![registered(id)]);
     }
 
     #[test]

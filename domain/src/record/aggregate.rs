@@ -231,12 +231,7 @@ impl Aggregate for MedicalRecord {
     type Error = RecordError;
     type Services = DomainServices;
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
         for event in self.decide(command, services.now())? {
             sink.write(event, self).await;
         }

@@ -18,20 +18,20 @@ pub struct Icd10Code(String);
 impl Icd10Code {
     /// Parses a code; lowercase letters are accepted and upper-cased.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        let invalid = InvalidValue::new("icd10 code", "a letter, a digit, a digit or A/B, then optionally '.' and 1-4 letters or digits (e.g. J18.9)");
+        let invalid = InvalidValue::new(
+            "icd10 code",
+            "a letter, a digit, a digit or A/B, then optionally '.' and 1-4 letters or digits (e.g. J18.9)",
+        );
         let code = value.to_ascii_uppercase();
         let (category, extension) = match code.split_once('.') {
             Some((category, extension)) => (category, Some(extension)),
             None => (code.as_str(), None),
         };
         let c = category.as_bytes();
-        let category_ok = c.len() == 3
-            && c[0].is_ascii_uppercase()
-            && c[1].is_ascii_digit()
-            && (c[2].is_ascii_digit() || c[2] == b'A' || c[2] == b'B');
-        let extension_ok = extension.is_none_or(|e| {
-            (1..=4).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-        });
+        let category_ok =
+            c.len() == 3 && c[0].is_ascii_uppercase() && c[1].is_ascii_digit() && (c[2].is_ascii_digit() || c[2] == b'A' || c[2] == b'B');
+        let extension_ok =
+            extension.is_none_or(|e| (1..=4).contains(&e.len()) && e.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()));
         if category_ok && extension_ok { Ok(Self(code)) } else { Err(invalid) }
     }
 
@@ -172,11 +172,7 @@ impl Dose {
 
     fn amount_text(&self) -> String {
         let (whole, fraction) = (self.thousandths / 1000, self.thousandths % 1000);
-        if fraction == 0 {
-            whole.to_string()
-        } else {
-            format!("{whole}.{fraction:03}").trim_end_matches('0').to_owned()
-        }
+        if fraction == 0 { whole.to_string() } else { format!("{whole}.{fraction:03}").trim_end_matches('0').to_owned() }
     }
 }
 

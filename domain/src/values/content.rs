@@ -110,11 +110,8 @@ impl MimeType {
     /// Parses `type/subtype`, lowercased.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         let invalid = InvalidValue::new("mime type", "type/subtype, e.g. application/dicom");
-        let restricted = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 127
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-        };
+        let restricted =
+            |s: &str| !s.is_empty() && s.len() <= 127 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
         match value.split_once('/') {
             Some((kind, sub)) if restricted(kind) && restricted(sub) => Ok(Self(value.to_ascii_lowercase())),
             _ => Err(invalid),

@@ -13,13 +13,8 @@ pub struct Mrn(String);
 impl Mrn {
     /// 1–32 ASCII letters, digits, `-`, `_`, `.` or `/`.
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        let ok = (1..=32).contains(&value.len())
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
-        if ok {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err(InvalidValue::new("mrn", "1 to 32 ASCII letters, digits, '-', '_', '.' or '/'"))
-        }
+        let ok = (1..=32).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+        if ok { Ok(Self(value.to_owned())) } else { Err(InvalidValue::new("mrn", "1 to 32 ASCII letters, digits, '-', '_', '.' or '/'")) }
     }
 
     /// The MRN text.

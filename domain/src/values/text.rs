@@ -12,11 +12,7 @@ fn check_text(value: &str, max_chars: usize, allow_newlines: bool) -> Result<(),
         return Err("must not be empty or only whitespace");
     }
     if value.chars().count() > max_chars {
-        return Err(if allow_newlines {
-            "must be at most 20000 characters"
-        } else {
-            "must be at most 200 characters"
-        });
+        return Err(if allow_newlines { "must be at most 20000 characters" } else { "must be at most 200 characters" });
     }
     let bad_control = |c: char| c.is_control() && !(allow_newlines && (c == '\n' || c == '\r' || c == '\t'));
     if value.chars().any(bad_control) {

@@ -26,7 +26,11 @@ pub(crate) struct Grant {
     reason: ShortText,
 }
 
-pub(crate) async fn grant(State(state): State<AppState>, Command(context): Command, Body(body): Body<Grant>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+pub(crate) async fn grant(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Body(body): Body<Grant>,
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     let grant_id = body.grant_id.unwrap_or_else(|| GrantId::from(context.command_id.as_uuid()));
     let command = GrantCommand::Grant {
         grant_id,
@@ -50,7 +54,11 @@ pub(crate) struct Request {
     reason: ShortText,
 }
 
-pub(crate) async fn request(State(state): State<AppState>, Command(context): Command, Body(body): Body<Request>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+pub(crate) async fn request(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Body(body): Body<Request>,
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     let grant_id = body.grant_id.unwrap_or_else(|| GrantId::from(context.command_id.as_uuid()));
     let command = GrantCommand::Request {
         grant_id,
@@ -63,7 +71,12 @@ pub(crate) async fn request(State(state): State<AppState>, Command(context): Com
     Ok((StatusCode::CREATED, Json(state.clinic.grant(grant_id, command, &context).await?)))
 }
 
-async fn on_grant(state: AppState, grant_id: &str, command: impl FnOnce(UserId) -> GrantCommand, context: Command) -> Result<Json<Receipt>, ApiError> {
+async fn on_grant(
+    state: AppState,
+    grant_id: &str,
+    command: impl FnOnce(UserId) -> GrantCommand,
+    context: Command,
+) -> Result<Json<Receipt>, ApiError> {
     let grant_id: GrantId = path_id(grant_id, "grant id")?;
     let command = command(context.0.actor.user_id);
     Ok(Json(state.clinic.grant(grant_id, command, &context.0).await?))
@@ -75,7 +88,12 @@ pub(crate) struct Approve {
     expires_at: DateTime<Utc>,
 }
 
-pub(crate) async fn approve(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Approve>) -> Result<Json<Receipt>, ApiError> {
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    context: Command,
+    Body(body): Body<Approve>,
+) -> Result<Json<Receipt>, ApiError> {
     on_grant(state, &id, |by| GrantCommand::Approve { approved_by: by, expires_at: body.expires_at }, context).await
 }
 
@@ -85,11 +103,21 @@ pub(crate) struct Reason {
     reason: ShortText,
 }
 
-pub(crate) async fn deny(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Reason>) -> Result<Json<Receipt>, ApiError> {
+pub(crate) async fn deny(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    context: Command,
+    Body(body): Body<Reason>,
+) -> Result<Json<Receipt>, ApiError> {
     on_grant(state, &id, |by| GrantCommand::Deny { denied_by: by, reason: body.reason }, context).await
 }
 
-pub(crate) async fn revoke(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Reason>) -> Result<Json<Receipt>, ApiError> {
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    context: Command,
+    Body(body): Body<Reason>,
+) -> Result<Json<Receipt>, ApiError> {
     on_grant(state, &id, |by| GrantCommand::Revoke { revoked_by: by, reason: body.reason }, context).await
 }
 

@@ -1,6 +1,6 @@
 use axum::Json;
-use axum::extract::{Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use emr_eventstore::RecordedEvent;
 use serde::Deserialize;
 
@@ -24,7 +24,10 @@ fn default_limit() -> usize {
 }
 
 /// Events of up to `limit` (≤ 1000) commits from position `from`, PHI sealed.
-pub(crate) async fn read(State(state): State<AppState>, page: Result<Query<Page>, QueryRejection>) -> Result<Json<Vec<RecordedEvent>>, ApiError> {
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Vec<RecordedEvent>>, ApiError> {
     let Query(page) = page?;
     Ok(Json(state.clinic.log().read(page.from, page.limit.min(1000)).await?))
 }

@@ -22,9 +22,18 @@ pub(crate) struct Register {
     demographics: Demographics,
 }
 
-pub(crate) async fn register(State(state): State<AppState>, Command(context): Command, Body(body): Body<Register>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Body(body): Body<Register>,
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     let patient_id = body.patient_id.unwrap_or_else(|| PatientId::from(context.command_id.as_uuid()));
-    let command = PatientCommand::Register { patient_id, hospital_id: body.hospital_id, identifiers: body.identifiers, demographics: body.demographics };
+    let command = PatientCommand::Register {
+        patient_id,
+        hospital_id: body.hospital_id,
+        identifiers: body.identifiers,
+        demographics: body.demographics,
+    };
     let receipt = state.clinic.patient(patient_id, command, &context).await?;
     Ok((StatusCode::CREATED, Json(receipt)))
 }
@@ -45,7 +54,12 @@ pub(crate) struct Erase {
     reason: ErasureReason,
 }
 
-pub(crate) async fn erase(State(state): State<AppState>, Path(patient_id): Path<String>, Command(context): Command, Body(body): Body<Erase>) -> Result<Json<Receipt>, ApiError> {
+pub(crate) async fn erase(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Command(context): Command,
+    Body(body): Body<Erase>,
+) -> Result<Json<Receipt>, ApiError> {
     let patient_id: PatientId = path_id(&patient_id, "patient id")?;
     Ok(Json(state.clinic.patient(patient_id, PatientCommand::Erase { reason: body.reason }, &context).await?))
 }

@@ -26,7 +26,11 @@ pub(crate) struct Create {
     content: RecordContent,
 }
 
-pub(crate) async fn create(State(state): State<AppState>, Command(context): Command, Body(body): Body<Create>) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Body(body): Body<Create>,
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     let record_id = body.record_id.unwrap_or_else(|| RecordId::from(context.command_id.as_uuid()));
     let command = RecordCommand::Create {
         record_id,
@@ -52,7 +56,12 @@ pub(crate) struct Amend {
     reason: ShortText,
 }
 
-pub(crate) async fn amend(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Amend>) -> Result<Json<Receipt>, ApiError> {
+pub(crate) async fn amend(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    context: Command,
+    Body(body): Body<Amend>,
+) -> Result<Json<Receipt>, ApiError> {
     on_record(state, &id, RecordCommand::Amend { content: body.content, reason: body.reason }, context).await
 }
 
@@ -71,11 +80,21 @@ pub(crate) struct Reason {
     reason: ShortText,
 }
 
-pub(crate) async fn delete(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Reason>) -> Result<Json<Receipt>, ApiError> {
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    context: Command,
+    Body(body): Body<Reason>,
+) -> Result<Json<Receipt>, ApiError> {
     on_record(state, &id, RecordCommand::Delete { reason: body.reason }, context).await
 }
 
-pub(crate) async fn restore(State(state): State<AppState>, Path(id): Path<String>, context: Command, Body(body): Body<Reason>) -> Result<Json<Receipt>, ApiError> {
+pub(crate) async fn restore(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    context: Command,
+    Body(body): Body<Reason>,
+) -> Result<Json<Receipt>, ApiError> {
     on_record(state, &id, RecordCommand::Restore { reason: body.reason }, context).await
 }
 

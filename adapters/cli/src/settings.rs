@@ -1,0 +1,132 @@
+//! Configuration: built-in defaults, then a TOML file (`--config`, or `emr.toml`
+//! in the working directory if present), then environment variables
+//! `EMR__<SECTION>__<KEY>` (e.g. `EMR__STORE__BACKEND=nats`). Later sources win.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Which event-store backend to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BackendKind {
+    /// SQLite in `store.data_dir`: nothing to install.
+    Embedded,
+    /// NATS JetStream at `nats.url`.
+    Nats,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct StoreSettings {
+    pub(crate) backend: BackendKind,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) snapshot_every: u64,
+    pub(crate) cache_capacity: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct NatsSettings {
+    pub(crate) url: String,
+    pub(crate) stream: String,
+    pub(crate) subject_prefix: String,
+    pub(crate) snapshot_bucket: String,
+    pub(crate) key_bucket: String,
+    pub(crate) replicas: usize,
+    pub(crate) duplicate_window_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct KeySettings {
+    /// The keyring file; created with a fresh KEK when absent. Default: `<data_dir>/keyring`.
+    pub(crate) keyring_file: Option<PathBuf>,
+    /// The keyring inline (`<kek-id>:<base64>,…`), e.g. from a secret; wins over the file.
+    pub(crate) keyring: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct HttpSettings {
+    pub(crate) listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Settings {
+    pub(crate) store: StoreSettings,
+    pub(crate) nats: NatsSettings,
+    pub(crate) keys: KeySettings,
+    pub(crate) http: HttpSettings,
+}
+
+/// The defaults, as a TOML document (also shipped as `deploy/emr.example.toml`).
+pub(crate) const DEFAULTS: &str = r#"
+[store]
+backend = "embedded"
+data_dir = "./data"
+snapshot_every = 100
+cache_capacity = 10000
+
+[nats]
+url = "nats://127.0.0.1:4222"
+stream = "EMR_EVENTS"
+subject_prefix = "emr.events"
+snapshot_bucket = "EMR_SNAPSHOTS"
+key_bucket = "EMR_DATA_KEYS"
+replicas = 1
+duplicate_window_secs = 120
+
+[keys]
+
+[http]
+listen = "127.0.0.1:8080"
+"#;
+
+impl Settings {
+    pub(crate) fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        match file {
+            Some(path) => builder = builder.add_source(config::File::from(path).required(true)),
+            None => builder = builder.add_source(config::File::with_name("emr").required(false)),
+        }
+        builder = builder.add_source(config::Environment::with_prefix("EMR").prefix_separator("__").separator("__").try_parsing(true));
+        let settings: Self = builder.build().and_then(config::Config::try_deserialize).context("invalid configuration")?;
+        Ok(settings)
+    }
+
+    pub(crate) fn keyring_file(&self) -> PathBuf {
+        self.keys.keyring_file.clone().unwrap_or_else(|| self.store.data_dir.join("keyring"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_run_embedded_on_loopback() {
+        let settings = Settings::load(None).unwrap();
+        assert_eq!(settings.store.backend, BackendKind::Embedded);
+        assert!(settings.http.listen.ip().is_loopback());
+        assert_eq!(settings.keyring_file(), PathBuf::from("./data/keyring"));
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("emr.toml");
+        std::fs::write(&path, "[store]\nbackend = \"nats\"\n[nats]\nreplicas = 3\n").unwrap();
+        let settings = Settings::load(Some(&path)).unwrap();
+        assert_eq!(settings.store.backend, BackendKind::Nats);
+        assert_eq!(settings.nats.replicas, 3);
+        assert_eq!(settings.nats.stream, "EMR_EVENTS", "unset keys keep their defaults");
+    }
+
+    #[test]
+    fn an_unknown_backend_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("emr.toml");
+        std::fs::write(&path, "[store]\nbackend = \"oracle\"\n").unwrap();
+        let error = format!("{:#}", Settings::load(Some(&path)).unwrap_err());
+        assert!(error.contains("oracle") || error.contains("backend"), "{error}");
+    }
+}

@@ -1,0 +1,54 @@
+//! Builds the application from settings: the composition root.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use emr_commands::{Clinic, EventStorePorts};
+use emr_domain::DomainServices;
+use emr_eventstore::{KeyEncryptionKey, StoreConfig};
+use emr_keyring::Keyring;
+use emr_nats::{NatsBackend, NatsConfig};
+use emr_sqlite::SqliteStore;
+
+use crate::settings::{BackendKind, Settings};
+
+fn keyring(settings: &Settings) -> anyhow::Result<Arc<dyn KeyEncryptionKey>> {
+    let keyring = match &settings.keys.keyring {
+        Some(inline) => Keyring::parse(inline).context("keys.keyring")?,
+        None => Keyring::load_or_create(&settings.keyring_file()).context("keys.keyring_file")?,
+    };
+    Ok(Arc::new(keyring))
+}
+
+pub(crate) async fn ports(settings: &Settings) -> anyhow::Result<EventStorePorts> {
+    let kek = keyring(settings)?;
+    match settings.store.backend {
+        BackendKind::Embedded => {
+            let store = SqliteStore::open(&settings.store.data_dir).await.context("opening the embedded event store")?;
+            let (log, snapshots, keys) = store.ports();
+            tracing::info!(data_dir = %settings.store.data_dir.display(), "embedded event store open");
+            Ok(EventStorePorts { log, snapshots, keys, kek })
+        }
+        BackendKind::Nats => {
+            let nats = &settings.nats;
+            let config = NatsConfig {
+                url: nats.url.clone(),
+                stream: nats.stream.clone(),
+                subject_prefix: nats.subject_prefix.clone(),
+                snapshot_bucket: nats.snapshot_bucket.clone(),
+                key_bucket: nats.key_bucket.clone(),
+                replicas: nats.replicas,
+                duplicate_window: Duration::from_secs(nats.duplicate_window_secs),
+            };
+            let backend = NatsBackend::connect(&config).await.context("connecting to NATS JetStream")?;
+            tracing::info!(url = %nats.url, stream = %nats.stream, "JetStream event store ready");
+            Ok(EventStorePorts { log: backend.log, snapshots: backend.snapshots, keys: backend.keys, kek })
+        }
+    }
+}
+
+pub(crate) async fn clinic(settings: &Settings) -> anyhow::Result<Clinic> {
+    let config = StoreConfig { snapshot_every: settings.store.snapshot_every, cache_capacity: settings.store.cache_capacity };
+    Ok(Clinic::new(ports(settings).await?, config, DomainServices::default()))
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test of EMR Ledger: the one test command (README, .ci/run).
+#
+# Tests talk to real servers. This script makes sure they can:
+#   - nats-server: each NATS test starts its own throwaway server from this binary;
+#   - MariaDB: read-model tests use the server at 127.0.0.1:3306 (root, no password);
+# installing the Debian packages and starting the servers when they are absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[tests]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root to run: $*"; return 1
+  fi
+}
+
+apt_updated=""
+install_packages() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {
+  for _ in $(seq 1 100); do port_open "$1" && return 0; sleep 0.2; done
+  say "nothing answers on port $1"; return 1
+}
+
+ensure_nats_server() {
+  if command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ]; then return; fi
+  say "installing nats-server (Debian package)"
+  install_packages nats-server
+}
+
+ensure_mariadb() {
+  if port_open 3306; then return; fi
+  if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
+    say "installing mariadb-server (Debian package)"
+    install_packages mariadb-server
+  fi
+  say "starting MariaDB"
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  if [ ! -d /var/lib/mysql/mysql ]; then as_root mariadb-install-db --user=mysql >/dev/null; fi
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1
+  wait_for_port 3306
+  # Tests connect over TCP as root without a password, to database `test`.
+  as_root mariadb -uroot -e "CREATE DATABASE IF NOT EXISTS test; ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;" 2>/dev/null || true
+}
+
+command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }
+ensure_nats_server
+ensure_mariadb
+
+say "formatting"
+cargo fmt --all --check
+say "building and testing the workspace"
+cargo test --workspace --locked "$@"
