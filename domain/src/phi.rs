@@ -39,6 +39,14 @@ pub enum Phi<T> {
         /// The protected value.
         value: T,
     },
+    /// As stored: sealed, not opened in this process (read models and audits
+    /// never open PHI). The ciphertext is kept so the value round-trips.
+    Sealed {
+        /// The data subject.
+        subject: PatientId,
+        /// Base64 of nonce ‖ ciphertext.
+        sealed: String,
+    },
     /// Unreadable forever: the patient was erased and their key destroyed.
     Shredded {
         /// The data subject.
@@ -55,7 +63,7 @@ impl<T> Phi<T> {
     /// The patient this PHI belongs to.
     pub fn subject(&self) -> PatientId {
         match self {
-            Self::Clear { subject, .. } | Self::Shredded { subject } => *subject,
+            Self::Clear { subject, .. } | Self::Sealed { subject, .. } | Self::Shredded { subject } => *subject,
         }
     }
 
@@ -63,7 +71,7 @@ impl<T> Phi<T> {
     pub fn value(&self) -> Option<&T> {
         match self {
             Self::Clear { value, .. } => Some(value),
-            Self::Shredded { .. } => None,
+            Self::Sealed { .. } | Self::Shredded { .. } => None,
         }
     }
 
@@ -77,6 +85,7 @@ impl<T> std::fmt::Debug for Phi<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Clear { subject, .. } => write!(f, "Phi(<clear> of {subject})"),
+            Self::Sealed { subject, .. } => write!(f, "Phi(<sealed> of {subject})"),
             Self::Shredded { subject } => write!(f, "Phi(<shredded> of {subject})"),
         }
     }
@@ -93,6 +102,8 @@ struct BodyOut<'a, T> {
     subject: PatientId,
     #[serde(skip_serializing_if = "Option::is_none")]
     clear: Option<&'a T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     shredded: bool,
 }
@@ -104,14 +115,15 @@ struct BodyIn<T> {
     clear: Option<T>,
     #[serde(default)]
     shredded: bool,
-    sealed: Option<serde::de::IgnoredAny>,
+    sealed: Option<String>,
 }
 
 impl<T: Serialize> Serialize for Phi<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let body = match self {
-            Self::Clear { subject, value } => BodyOut { subject: *subject, clear: Some(value), shredded: false },
-            Self::Shredded { subject } => BodyOut { subject: *subject, clear: None, shredded: true },
+            Self::Clear { subject, value } => BodyOut { subject: *subject, clear: Some(value), sealed: None, shredded: false },
+            Self::Sealed { subject, sealed } => BodyOut { subject: *subject, clear: None, sealed: Some(sealed), shredded: false },
+            Self::Shredded { subject } => BodyOut { subject: *subject, clear: None, sealed: None, shredded: true },
         };
         Tagged { body }.serialize(serializer)
     }
@@ -122,10 +134,10 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Phi<T> {
         use serde::de::Error;
         let Tagged { body } = Tagged::<BodyIn<T>>::deserialize(deserializer)?;
         match body {
-            BodyIn { sealed: Some(_), .. } => Err(D::Error::custom("sealed PHI reached the domain: the event store must open it first")),
-            BodyIn { subject, clear: Some(value), shredded: false, .. } => Ok(Self::Clear { subject, value }),
-            BodyIn { subject, clear: None, shredded: true, .. } => Ok(Self::Shredded { subject }),
-            _ => Err(D::Error::custom("PHI must be either clear or shredded")),
+            BodyIn { subject, clear: Some(value), sealed: None, shredded: false } => Ok(Self::Clear { subject, value }),
+            BodyIn { subject, clear: None, sealed: Some(sealed), shredded: false } => Ok(Self::Sealed { subject, sealed }),
+            BodyIn { subject, clear: None, sealed: None, shredded: true } => Ok(Self::Shredded { subject }),
+            _ => Err(D::Error::custom("PHI must be exactly one of clear, sealed or shredded")),
         }
     }
 }
@@ -152,9 +164,18 @@ mod tests {
     }
 
     #[test]
-    fn sealed_phi_is_refused_by_the_domain() {
+    fn sealed_phi_stays_opaque_and_round_trips() {
         let json = json!({"$phi": {"subject": PatientId::new(), "sealed": "AAAA"}});
+        let phi = serde_json::from_value::<Phi<String>>(json.clone()).unwrap();
+        assert_eq!(phi.value(), None);
+        assert_eq!(serde_json::to_value(&phi).unwrap(), json);
+    }
+
+    #[test]
+    fn ambiguous_phi_is_refused() {
+        let json = json!({"$phi": {"subject": PatientId::new(), "sealed": "AAAA", "clear": "x"}});
         assert!(serde_json::from_value::<Phi<String>>(json).is_err());
+        assert!(serde_json::from_value::<Phi<String>>(json!({"$phi": {"subject": PatientId::new()}})).is_err());
     }
 
     #[test]

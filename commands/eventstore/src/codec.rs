@@ -2,10 +2,14 @@
 //! [`ENVELOPE_SCHEMA`], never an edit of stored bytes.
 
 use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use cqrs_es::persist::{EventUpcaster, SemanticVersion, SerializedEvent};
 use emr_domain::actor::Actor;
 use emr_domain::ids::{CommandId, EventId};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::str::FromStr;
 
 use crate::error::CodecError;
 use crate::log::StoredCommit;
@@ -93,4 +97,40 @@ impl CommitRecord {
     pub fn last_sequence(&self) -> u64 {
         self.events.last().map_or(0, |e| e.sequence)
     }
+}
+
+/// Upcasts one event's payload to the current schema and decodes it, checking that
+/// the (upcast) stored version is the version this build writes. PHI in the payload
+/// may be clear (the store opened it) or sealed (read models never open it).
+pub(crate) fn decode_event<E: DomainEvent + DeserializeOwned>(
+    upcasters: &[Box<dyn EventUpcaster>],
+    aggregate_type: &str,
+    aggregate_id: &str,
+    position: u64,
+    stored: &EventRecord,
+) -> Result<E, CodecError> {
+    let serialized = SerializedEvent::new(
+        aggregate_id.to_owned(),
+        usize::try_from(stored.sequence).unwrap_or(usize::MAX),
+        aggregate_type.to_owned(),
+        stored.event_type.clone(),
+        stored.event_version.clone(),
+        stored.payload.clone(),
+        Value::Null,
+    );
+    let upcast = upcasters.iter().fold(serialized, |event, upcaster| {
+        if upcaster.can_upcast(&event.event_type, &event.event_version) { upcaster.upcast(event) } else { event }
+    });
+    let unsupported =
+        || CodecError::UnsupportedEventVersion { position, event_type: upcast.event_type.clone(), version: upcast.event_version.clone() };
+    let stored_version = SemanticVersion::from_str(&upcast.event_version).map_err(|_| unsupported())?;
+    let event: E = serde_json::from_value(upcast.payload.clone()).map_err(|e| CodecError::BadPayload {
+        position,
+        event_type: upcast.event_type.clone(),
+        reason: e.to_string(),
+    })?;
+    if event.event_type() != upcast.event_type || SemanticVersion::from_str(&event.event_version()).ok() != Some(stored_version) {
+        return Err(unsupported());
+    }
+    Ok(event)
 }

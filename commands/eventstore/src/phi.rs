@@ -113,7 +113,7 @@ impl PhiCodec {
         }
         for_each_phi(value, &mut |body| {
             let subject = subject_of(body)?;
-            if body.contains_key(wire::SHREDDED) {
+            if body.contains_key(wire::SHREDDED) || body.contains_key(wire::SEALED) {
                 return Ok(());
             }
             let Some(clear) = body.remove(wire::CLEAR) else {

@@ -7,8 +7,11 @@ use emr_domain::metadata::{CommandContext, EventMetadata};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::codec::CommitRecord;
-use crate::error::StoreError;
+use cqrs_es::persist::EventUpcaster;
+use emr_domain::upcasting::EventSchema;
+
+use crate::codec::{CommitRecord, EventRecord, decode_event};
+use crate::error::{CodecError, StoreError};
 use crate::log::{AggregateKey, EventLog};
 
 /// One event as stored: envelope and payload, PHI still sealed.
@@ -63,19 +66,34 @@ impl LogReader {
                 events.push(RecordedEvent {
                     key: commit.key.clone(),
                     sequence: event.sequence,
-                    event_type: event.event_type,
+                    event_type: event.event_type.clone(),
                     metadata: EventMetadata {
                         event_id: event.event_id,
                         aggregate_type: record.aggregate_type.clone(),
                         recorded_at: record.recorded_at,
                         context: context.clone(),
-                        schema_version: event.event_version,
+                        schema_version: event.event_version.clone(),
                         position: commit.position,
                     },
-                    payload: event.payload,
+                    payload: event.payload.clone(),
                 });
             }
         }
         Ok(events)
+    }
+}
+
+impl RecordedEvent {
+    /// The typed event with its PHI left sealed ([`emr_domain::phi::Phi::Sealed`]),
+    /// upcast to the current schema: what read models and audits work on.
+    pub fn decode<A: EventSchema>(&self, upcasters: &[Box<dyn EventUpcaster>]) -> Result<A::Event, CodecError> {
+        let stored = EventRecord {
+            event_id: self.metadata.event_id,
+            sequence: self.sequence,
+            event_type: self.event_type.clone(),
+            event_version: self.metadata.schema_version.clone(),
+            payload: self.payload.clone(),
+        };
+        decode_event(upcasters, self.key.aggregate_type(), self.key.aggregate_id(), self.metadata.position, &stored)
     }
 }

@@ -3,12 +3,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::Utc;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{EventUpcaster, SemanticVersion, SerializedEvent};
+use cqrs_es::persist::EventUpcaster;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore};
 use emr_domain::ids::{CommandId, EventId, PatientId};
 use emr_domain::metadata::{CommandContext, EventMetadata};
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::AggregateCache;
-use crate::codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord};
+use crate::codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord, decode_event};
 use crate::error::{CodecError, StoreError};
 use crate::log::{AggregateKey, CommitRequest, EventLog, StoredCommit};
 use crate::phi::PhiCodec;
@@ -349,45 +348,12 @@ where
         }
         let mut envelopes = Vec::with_capacity(record.events.len());
         for stored in &record.events {
-            let mut payload = stored.payload.clone();
-            self.phi.open(&mut payload).await?;
-            let event = self.upcast_and_decode(commit, stored, payload)?;
+            let mut opened = stored.clone();
+            self.phi.open(&mut opened.payload).await?;
+            let event = decode_event(&self.upcasters, A::TYPE, commit.key.aggregate_id(), commit.position, &opened)?;
             envelopes.push(self.envelope(&record, stored, event, commit.position));
         }
         Ok((record, envelopes))
-    }
-
-    fn upcast_and_decode(&self, commit: &StoredCommit, stored: &EventRecord, payload: Value) -> Result<A::Event, CodecError> {
-        let serialized = SerializedEvent::new(
-            commit.key.aggregate_id().to_owned(),
-            stored.sequence as usize,
-            A::TYPE.to_owned(),
-            stored.event_type.clone(),
-            stored.event_version.clone(),
-            payload,
-            Value::Null,
-        );
-        let upcast = self.upcasters.iter().fold(serialized, |event, upcaster| {
-            if upcaster.can_upcast(&event.event_type, &event.event_version) { upcaster.upcast(event) } else { event }
-        });
-        let unsupported = || CodecError::UnsupportedEventVersion {
-            position: commit.position,
-            event_type: upcast.event_type.clone(),
-            version: upcast.event_version.clone(),
-        };
-        let event: A::Event = serde_json::from_value(upcast.payload.clone()).map_err(|e| {
-            if SemanticVersion::from_str(&upcast.event_version).is_err() {
-                unsupported()
-            } else {
-                CodecError::BadPayload { position: commit.position, event_type: upcast.event_type.clone(), reason: e.to_string() }
-            }
-        })?;
-        let declared = SemanticVersion::from_str(&event.event_version()).ok();
-        let stored_version = SemanticVersion::from_str(&upcast.event_version).ok();
-        if event.event_type() != upcast.event_type || declared.is_none() || declared != stored_version {
-            return Err(unsupported());
-        }
-        Ok(event)
     }
 
     async fn cached(&self, key: &AggregateKey) -> Result<Option<EmrAggregateContext<A>>, StoreError> {

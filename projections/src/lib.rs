@@ -1,0 +1,36 @@
+//! Read models of EMR Ledger in MySQL (MariaDB): the query side of CQRS.
+//!
+//! A [`Projector`] reads the event log from its checkpoint, decodes each event with
+//! its PHI left sealed (read models hold no plaintext PHI), and folds a batch of
+//! commits into its [`Projection`]'s tables with multi-row statements — in one
+//! transaction that also advances the checkpoint. A crash at any point therefore
+//! neither skips nor double-applies an event: exactly-once effect.
+//!
+//! Projections:
+//! - `patient_directory`: `patients`;
+//! - `record_index`: `medical_records`, `attachments`;
+//! - `access`: `access_grants` (active grants with expiry), `access_requests`;
+//! - `dashboard`: `records_per_type_per_day`, `patients_per_hospital`.
+//!
+//! [`rebuild`] folds a projection from the first event into a shadow database and
+//! swaps its tables (checkpoint included) into place with one atomic `RENAME TABLE`.
+
+mod decode;
+mod error;
+mod projection;
+mod projections;
+mod rebuild;
+mod runner;
+mod sql;
+
+pub use decode::{Decoder, Fact, Payload};
+pub use error::ProjectionError;
+pub use projection::{Checkpoint, Projection};
+pub use projections::{AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all};
+pub use rebuild::rebuild;
+pub use runner::{Lag, Projector, lag, wait_for};
+
+/// Creates or upgrades the read-model schema.
+pub async fn migrate(pool: &sqlx::MySqlPool) -> Result<(), ProjectionError> {
+    sqlx::migrate!("./migrations").run(pool).await.map_err(|e| ProjectionError::Database(sqlx::Error::Migrate(Box::new(e))))
+}

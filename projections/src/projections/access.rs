@@ -1,0 +1,207 @@
+//! `access_grants` and `access_requests`: who may read whose records until when,
+//! and who asked. Reasons are PHI and stay sealed in the log.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use emr_domain::grant::{GrantEvent, Scope};
+use sqlx::MySqlConnection;
+
+use super::distinct;
+use crate::decode::{Fact, Payload};
+use crate::error::ProjectionError;
+use crate::projection::Projection;
+use crate::sql::{select_in, upsert};
+
+/// Access grants and requests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccessProjection;
+
+impl AccessProjection {
+    /// Its name.
+    pub const NAME: &'static str = "access";
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct GrantRow {
+    grant_id: String,
+    patient_id: String,
+    grantee: String,
+    scopes: String,
+    status: String,
+    granted_by: String,
+    granted_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    version: u64,
+    position: u64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct RequestRow {
+    grant_id: String,
+    patient_id: String,
+    requester: String,
+    scopes: String,
+    status: String,
+    requested_at: DateTime<Utc>,
+    requested_until: DateTime<Utc>,
+    decided_at: Option<DateTime<Utc>>,
+    decided_by: Option<String>,
+    version: u64,
+    position: u64,
+}
+
+fn scope_list(scopes: &BTreeSet<Scope>) -> String {
+    scopes
+        .iter()
+        .map(|s| match s {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Share => "share",
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Projection for AccessProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["access_checkpoint", "access_grants", "access_requests"]
+    }
+
+    async fn apply(&self, conn: &mut MySqlConnection, facts: &[Fact]) -> Result<(), ProjectionError> {
+        let events: Vec<(&Fact, &GrantEvent)> =
+            facts.iter().filter_map(|f| if let Payload::Grant(e) = &f.payload { Some((f, e)) } else { None }).collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ids = distinct(events.iter().map(|(f, _)| f.aggregate_id.clone()));
+        let mut grants: HashMap<String, GrantRow> = select_in::<GrantRow>(
+            conn,
+            "SELECT grant_id, patient_id, grantee, scopes, status, granted_by, granted_at, expires_at, revoked_at, version, position \
+             FROM access_grants WHERE grant_id IN ",
+            &ids,
+        )
+        .await?
+        .into_iter()
+        .map(|row| (row.grant_id.clone(), row))
+        .collect();
+        let mut requests: HashMap<String, RequestRow> = select_in::<RequestRow>(
+            conn,
+            "SELECT grant_id, patient_id, requester, scopes, status, requested_at, requested_until, decided_at, decided_by, version, position \
+             FROM access_requests WHERE grant_id IN ",
+            &ids,
+        )
+        .await?
+        .into_iter()
+        .map(|row| (row.grant_id.clone(), row))
+        .collect();
+        for (fact, event) in events {
+            let (at, id, version, position) = (fact.metadata.recorded_at, &fact.aggregate_id, fact.sequence, fact.metadata.position);
+            match event {
+                GrantEvent::AccessRequested { patient_id, requester, scopes, requested_until, .. } => {
+                    let row = RequestRow {
+                        grant_id: id.clone(),
+                        patient_id: patient_id.to_string(),
+                        requester: requester.to_string(),
+                        scopes: scope_list(scopes),
+                        status: "pending".into(),
+                        requested_at: at,
+                        requested_until: *requested_until,
+                        decided_at: None,
+                        decided_by: None,
+                        version,
+                        position,
+                    };
+                    requests.insert(id.clone(), row);
+                }
+                GrantEvent::AccessGranted { patient_id, grantee, scopes, expires_at, granted_by, .. } => {
+                    if let Some(request) = requests.get_mut(id) {
+                        request.status = "approved".into();
+                        request.decided_at = Some(at);
+                        request.decided_by = Some(granted_by.to_string());
+                        (request.version, request.position) = (version, position);
+                    }
+                    let row = GrantRow {
+                        grant_id: id.clone(),
+                        patient_id: patient_id.to_string(),
+                        grantee: grantee.to_string(),
+                        scopes: scope_list(scopes),
+                        status: "active".into(),
+                        granted_by: granted_by.to_string(),
+                        granted_at: at,
+                        expires_at: *expires_at,
+                        revoked_at: None,
+                        version,
+                        position,
+                    };
+                    grants.insert(id.clone(), row);
+                }
+                GrantEvent::AccessDenied { denied_by, .. } => {
+                    if let Some(request) = requests.get_mut(id) {
+                        request.status = "denied".into();
+                        request.decided_at = Some(at);
+                        request.decided_by = Some(denied_by.to_string());
+                        (request.version, request.position) = (version, position);
+                    }
+                }
+                GrantEvent::AccessRevoked { .. } => {
+                    if let Some(grant) = grants.get_mut(id) {
+                        grant.status = "revoked".into();
+                        grant.revoked_at = Some(at);
+                        (grant.version, grant.position) = (version, position);
+                    }
+                }
+            }
+        }
+        let grants: Vec<GrantRow> = ids.iter().filter_map(|id| grants.remove(id)).collect();
+        let requests: Vec<RequestRow> = ids.iter().filter_map(|id| requests.remove(id)).collect();
+        upsert(
+            conn,
+            "INSERT INTO access_grants (grant_id, patient_id, grantee, scopes, status, granted_by, granted_at, expires_at, revoked_at, version, position) ",
+            &grants,
+            |values, g| {
+                values
+                    .push_bind(g.grant_id.clone())
+                    .push_bind(g.patient_id.clone())
+                    .push_bind(g.grantee.clone())
+                    .push_bind(g.scopes.clone())
+                    .push_bind(g.status.clone())
+                    .push_bind(g.granted_by.clone())
+                    .push_bind(g.granted_at)
+                    .push_bind(g.expires_at)
+                    .push_bind(g.revoked_at)
+                    .push_bind(g.version)
+                    .push_bind(g.position);
+            },
+            " ON DUPLICATE KEY UPDATE status = VALUES(status), revoked_at = VALUES(revoked_at), version = VALUES(version), position = VALUES(position)",
+        )
+        .await?;
+        upsert(
+            conn,
+            "INSERT INTO access_requests (grant_id, patient_id, requester, scopes, status, requested_at, requested_until, decided_at, decided_by, version, position) ",
+            &requests,
+            |values, r| {
+                values
+                    .push_bind(r.grant_id.clone())
+                    .push_bind(r.patient_id.clone())
+                    .push_bind(r.requester.clone())
+                    .push_bind(r.scopes.clone())
+                    .push_bind(r.status.clone())
+                    .push_bind(r.requested_at)
+                    .push_bind(r.requested_until)
+                    .push_bind(r.decided_at)
+                    .push_bind(r.decided_by.clone())
+                    .push_bind(r.version)
+                    .push_bind(r.position);
+            },
+            " ON DUPLICATE KEY UPDATE status = VALUES(status), decided_at = VALUES(decided_at), decided_by = VALUES(decided_by), \
+             version = VALUES(version), position = VALUES(position)",
+        )
+        .await
+    }
+}

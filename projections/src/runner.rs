@@ -1,0 +1,177 @@
+//! Runs a projection: reads the log after its checkpoint and folds batches into
+//! its tables, each batch and its checkpoint in one transaction.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emr_eventstore::{EventLog, LogReader};
+use sqlx::{AssertSqlSafe, Connection, MySqlConnection, MySqlPool, Row};
+
+use crate::decode::Decoder;
+use crate::error::ProjectionError;
+use crate::projection::{Checkpoint, Projection};
+
+/// A projection bound to a log and a database.
+pub struct Projector<P> {
+    projection: P,
+    pool: MySqlPool,
+    reader: LogReader,
+    decoder: Arc<Decoder>,
+    batch_size: usize,
+}
+
+async fn read_checkpoint(conn: &mut MySqlConnection, table: &'static str, lock: bool) -> Result<Checkpoint, ProjectionError> {
+    let sql = format!("SELECT position, events FROM {table} WHERE id = 1{}", if lock { " FOR UPDATE" } else { "" });
+    let row = sqlx::query(AssertSqlSafe(sql)).fetch_one(&mut *conn).await?;
+    Ok(Checkpoint { position: row.try_get("position")?, events: row.try_get("events")? })
+}
+
+impl<P: Projection> Projector<P> {
+    /// Commits read (and folded) per transaction by default.
+    pub const DEFAULT_BATCH: usize = 1000;
+
+    /// A projector of `projection` from `log` into `pool`'s database.
+    pub fn new(projection: P, pool: MySqlPool, log: Arc<dyn EventLog>) -> Self {
+        Self { projection, pool, reader: LogReader::new(log), decoder: Arc::new(Decoder::default()), batch_size: Self::DEFAULT_BATCH }
+    }
+
+    /// Sets the batch size (commits per transaction).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    fn checkpoint_table(&self) -> &'static str {
+        self.projection.tables()[0]
+    }
+
+    /// Where the projection stands.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, ProjectionError> {
+        let mut conn = self.pool.acquire().await?;
+        read_checkpoint(&mut conn, self.checkpoint_table(), false).await
+    }
+
+    /// Folds the next batch; returns how many commits it consumed (0: caught up).
+    pub async fn step(&self) -> Result<usize, ProjectionError> {
+        let start = self.checkpoint().await?;
+        let events = self.reader.read(start.position + 1, self.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.metadata.position) else { return Ok(0) };
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        // The row lock serializes projector instances: a second one waits, then sees
+        // the advanced checkpoint and skips what the first applied.
+        let current = read_checkpoint(&mut tx, self.checkpoint_table(), true).await?;
+        if last <= current.position {
+            return Ok(0);
+        }
+        let mut facts = Vec::with_capacity(events.len());
+        for event in events.iter().filter(|e| e.metadata.position > current.position) {
+            if let Some(fact) = self.decoder.decode(event)? {
+                facts.push(fact);
+            }
+        }
+        self.projection.apply(&mut tx, &facts).await?;
+        let sql =
+            format!("UPDATE {} SET position = ?, events = events + ?, updated_at = UTC_TIMESTAMP(6) WHERE id = 1", self.checkpoint_table());
+        sqlx::query(AssertSqlSafe(sql)).bind(last).bind(facts.len() as u64).execute(&mut *tx).await?;
+        tx.commit().await?;
+        let commits = events.iter().map(|e| e.metadata.position).collect::<std::collections::BTreeSet<_>>().len();
+        Ok(commits)
+    }
+
+    /// Folds until the checkpoint reaches `target` (or the log's end, if sooner).
+    pub async fn catch_up(&self, target: u64) -> Result<Checkpoint, ProjectionError> {
+        loop {
+            let checkpoint = self.checkpoint().await?;
+            if checkpoint.position >= target || self.step().await? == 0 {
+                return self.checkpoint().await;
+            }
+        }
+    }
+
+    /// Folds the log as it grows until `shutdown` completes. Failures (database or
+    /// log down) are logged and retried with backoff from the checkpoint.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let pause = match self.step().await {
+                Ok(0) => Duration::from_millis(100),
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    Duration::ZERO
+                }
+                Err(error) => {
+                    tracing::warn!(projection = self.projection.name(), %error, retry_in_ms = backoff.as_millis() as u64, "projection batch failed");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    pause
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// How far one projection is behind the log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Lag {
+    /// The projection.
+    pub projection: String,
+    /// Its checkpoint.
+    pub position: u64,
+    /// The log's last position.
+    pub head: u64,
+    /// Commits not yet applied.
+    pub behind_commits: u64,
+    /// Age of the oldest commit not yet applied (0 when caught up).
+    pub behind_seconds: f64,
+}
+
+/// The lag of a projection (named by its checkpoint table) against the log.
+pub async fn lag(
+    pool: &MySqlPool,
+    log: Arc<dyn EventLog>,
+    projection: &str,
+    checkpoint_table: &'static str,
+) -> Result<Lag, ProjectionError> {
+    let mut conn = pool.acquire().await?;
+    let position = read_checkpoint(&mut conn, checkpoint_table, false).await?.position;
+    let reader = LogReader::new(log);
+    let head = reader.head().await?;
+    let oldest = reader.read(position + 1, 1).await?.first().map(|e| e.metadata.recorded_at);
+    let behind_seconds = oldest.map_or(0.0, |at| (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0);
+    Ok(Lag { projection: projection.to_owned(), position, head, behind_commits: head.saturating_sub(position), behind_seconds })
+}
+
+/// Waits (bounded) until the projection's checkpoint reaches `position`: how a
+/// caller reads its own writes.
+pub async fn wait_for(pool: &MySqlPool, checkpoint_table: &'static str, position: u64, timeout: Duration) -> Result<u64, ProjectionError> {
+    let started = Instant::now();
+    loop {
+        let mut conn = pool.acquire().await?;
+        let reached = read_checkpoint(&mut conn, checkpoint_table, false).await?.position;
+        drop(conn);
+        if reached >= position {
+            return Ok(reached);
+        }
+        if started.elapsed() >= timeout {
+            return Err(ProjectionError::WaitTimedOut {
+                projection: checkpoint_table.trim_end_matches("_checkpoint").to_owned(),
+                position,
+                reached,
+                waited_ms: started.elapsed().as_millis(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
