@@ -18,6 +18,9 @@ pub enum ProjectionError {
     /// Reading the log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The task applying a batch ended without an outcome (it panicked).
+    #[error("projection batch aborted: {0}")]
+    BatchAborted(String),
     /// No projection of that name.
     #[error("no projection named `{0}`")]
     UnknownProjection(String),

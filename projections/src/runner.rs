@@ -14,7 +14,7 @@ use crate::projection::{Checkpoint, Projection};
 
 /// A projection bound to a log and a database.
 pub struct Projector<P> {
-    projection: P,
+    projection: Arc<P>,
     pool: MySqlPool,
     reader: LogReader,
     decoder: Arc<Decoder>,
@@ -33,7 +33,13 @@ impl<P: Projection> Projector<P> {
 
     /// A projector of `projection` from `log` into `pool`'s database.
     pub fn new(projection: P, pool: MySqlPool, log: Arc<dyn EventLog>) -> Self {
-        Self { projection, pool, reader: LogReader::new(log), decoder: Arc::new(Decoder::default()), batch_size: Self::DEFAULT_BATCH }
+        Self {
+            projection: Arc::new(projection),
+            pool,
+            reader: LogReader::new(log),
+            decoder: Arc::new(Decoder::default()),
+            batch_size: Self::DEFAULT_BATCH,
+        }
     }
 
     /// Sets the batch size (commits per transaction).
@@ -58,31 +64,13 @@ impl<P: Projection> Projector<P> {
     }
 
     /// Folds the next batch; returns how many commits it consumed (0: caught up).
+    ///
+    /// The batch's transaction runs in a task of its own: cancelling the caller
+    /// (shutdown, an aborted task) never interrupts a transaction halfway on a
+    /// pooled connection; it only stops the projector between batches.
     pub async fn step(&self) -> Result<usize, ProjectionError> {
-        let start = self.checkpoint().await?;
-        let events = self.reader.read(start.position + 1, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.metadata.position) else { return Ok(0) };
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        // The row lock serializes projector instances: a second one waits, then sees
-        // the advanced checkpoint and skips what the first applied.
-        let current = read_checkpoint(&mut tx, self.checkpoint_table(), true).await?;
-        if last <= current.position {
-            return Ok(0);
-        }
-        let mut facts = Vec::with_capacity(events.len());
-        for event in events.iter().filter(|e| e.metadata.position > current.position) {
-            if let Some(fact) = self.decoder.decode(event)? {
-                facts.push(fact);
-            }
-        }
-        self.projection.apply(&mut tx, &facts).await?;
-        let sql =
-            format!("UPDATE {} SET position = ?, events = events + ?, updated_at = UTC_TIMESTAMP(6) WHERE id = 1", self.checkpoint_table());
-        sqlx::query(AssertSqlSafe(sql)).bind(last).bind(facts.len() as u64).execute(&mut *tx).await?;
-        tx.commit().await?;
-        let commits = events.iter().map(|e| e.metadata.position).collect::<std::collections::BTreeSet<_>>().len();
-        Ok(commits)
+        let batch = apply_batch(self.pool.clone(), self.projection.clone(), self.decoder.clone(), self.reader.clone(), self.batch_size);
+        tokio::spawn(batch).await.map_err(|e| ProjectionError::BatchAborted(e.to_string()))?
     }
 
     /// Folds until the checkpoint reaches `target` (or the log's end, if sooner).
@@ -120,6 +108,35 @@ impl<P: Projection> Projector<P> {
             }
         }
     }
+}
+
+async fn apply_batch<P: Projection>(
+    pool: MySqlPool,
+    projection: Arc<P>,
+    decoder: Arc<Decoder>,
+    reader: LogReader,
+    batch_size: usize,
+) -> Result<usize, ProjectionError> {
+    let checkpoint_table = projection.tables()[0];
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    // Lock the checkpoint row first, then read the log after it: the batch always
+    // starts right after the checkpoint it will advance, even if another instance
+    // moved it, or a rebuild swapped the tables in, since the caller last looked.
+    let current = read_checkpoint(&mut tx, checkpoint_table, true).await?;
+    let events = reader.read(current.position + 1, batch_size).await?;
+    let Some(last) = events.last().map(|e| e.metadata.position) else { return Ok(0) };
+    let mut facts = Vec::with_capacity(events.len());
+    for event in &events {
+        if let Some(fact) = decoder.decode(event)? {
+            facts.push(fact);
+        }
+    }
+    projection.apply(&mut tx, &facts).await?;
+    let sql = format!("UPDATE {checkpoint_table} SET position = ?, events = events + ?, updated_at = UTC_TIMESTAMP(6) WHERE id = 1");
+    sqlx::query(AssertSqlSafe(sql)).bind(last).bind(facts.len() as u64).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(events.iter().map(|e| e.metadata.position).collect::<std::collections::BTreeSet<_>>().len())
 }
 
 /// How far one projection is behind the log.

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod backends;
+pub mod history;
+pub mod mariadb;
 pub mod nats_server;
 
 /// Instantiates each named `async fn check(backend: Backend)` in scope as one

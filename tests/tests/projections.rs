@@ -1,0 +1,213 @@
+//! Read models in a real MariaDB, folded from a real log (JetStream and SQLite).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use emr_eventstore::conformance::Backend;
+use emr_projections::{
+    AccessProjection, DashboardProjection, PatientDirectory, Projection, ProjectionError, Projector, RecordIndex, rebuild, wait_for,
+};
+use emr_tests::backends::clinic;
+use emr_tests::history;
+use emr_tests::mariadb::TestDatabase;
+use sqlx::MySqlPool;
+
+const TABLES: [&str; 12] = [
+    "patient_directory_checkpoint",
+    "patients",
+    "record_index_checkpoint",
+    "medical_records",
+    "attachments",
+    "access_checkpoint",
+    "access_grants",
+    "access_requests",
+    "dashboard_checkpoint",
+    "records_per_type_per_day",
+    "patients_per_hospital",
+    "dashboard_patient_hospitals",
+];
+
+async fn catch_up_all(pool: &MySqlPool, backend: &Backend, batch: usize) {
+    let head = backend.log.head().await.unwrap();
+    Projector::new(PatientDirectory, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(RecordIndex, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(AccessProjection, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(DashboardProjection, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+}
+
+async fn dump_all(db: &TestDatabase) -> Vec<(String, Vec<String>)> {
+    let mut all = Vec::new();
+    for table in TABLES {
+        all.push((table.to_owned(), db.dump(table).await));
+    }
+    all
+}
+
+fn assert_same_tables(actual: &[(String, Vec<String>)], expected: &[(String, Vec<String>)], when: &str) {
+    for ((table, rows), (_, expected_rows)) in actual.iter().zip(expected) {
+        let missing: Vec<_> = expected_rows.iter().filter(|r| !rows.contains(r)).take(3).collect();
+        let extra: Vec<_> = rows.iter().filter(|r| !expected_rows.contains(r)).take(3).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{table} differs from a clean fold {when}:\n  missing {missing:#?}\n  extra {extra:#?}"
+        );
+        assert_eq!(rows.len(), expected_rows.len(), "{table} row count {when}");
+    }
+}
+
+async fn count(pool: &MySqlPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+async fn read_models_hold_the_history_without_phi(backend: Backend) {
+    let clinic = clinic(&backend);
+    history::write(&clinic, 10).await;
+    let db = TestDatabase::fresh().await;
+    catch_up_all(&db.pool, &backend, 7).await;
+    let pool = &db.pool;
+
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM patients").await, 10);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM patients WHERE status = 'erased' AND erased_at IS NOT NULL").await, 2);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM medical_records").await, 20);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM medical_records WHERE content_version = 2").await, 10);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM medical_records WHERE status = 'deleted' AND deleted_at IS NOT NULL").await, 7);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM attachments").await, 10);
+    assert_eq!(count(pool, "SELECT CAST(SUM(attachment_count) AS SIGNED) FROM medical_records").await, 10);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM access_grants WHERE status = 'active' AND expires_at > UTC_TIMESTAMP()").await, 5 + 5);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM access_grants WHERE status = 'revoked'").await, 5);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM access_requests WHERE status = 'approved'").await, 5);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM access_requests WHERE status = 'denied'").await, 5);
+    assert_eq!(count(pool, "SELECT CAST(SUM(records) AS SIGNED) FROM records_per_type_per_day").await, 20);
+    assert_eq!(count(pool, "SELECT CAST(SUM(active_patients) AS SIGNED) FROM patients_per_hospital").await, 8);
+    assert_eq!(count(pool, "SELECT CAST(SUM(erased_patients) AS SIGNED) FROM patients_per_hospital").await, 2);
+
+    let everything = dump_all(&db).await.into_iter().flat_map(|(_, rows)| rows).collect::<Vec<_>>().join("\n");
+    for secret in history::NAMES.iter().copied().chain(["MRN-0001", "Consultation", "J18.9", "chest.dcm", "referral"]) {
+        assert!(!everything.contains(secret), "`{secret}` must not be in a read model");
+    }
+    db.drop_database().await;
+}
+
+async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backend) {
+    let clinic = clinic(&backend);
+    history::write(&clinic, 25).await;
+    let head = backend.log.head().await.unwrap();
+    let interrupted = TestDatabase::fresh().await;
+    let mut kills = 0;
+    // Crash the projectors at arbitrary points (mid-transaction included) until
+    // they have caught up; two instances race each time. Each instance is a
+    // simulated process with its own connections; at the crash the server loses
+    // them as it would a dead process's sockets, and rolls back what was in flight.
+    for round in 0u64.. {
+        let mut tasks = Vec::new();
+        let mut pools = Vec::new();
+        for instance in 0..2 {
+            let pool = sqlx::mysql::MySqlPoolOptions::new().max_connections(2).connect_with(interrupted.options.clone()).await.unwrap();
+            pools.push(pool.clone());
+            let log = backend.log.clone();
+            tasks.push(tokio::spawn(async move {
+                let batch = 3 + instance;
+                Projector::new(PatientDirectory, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
+                Projector::new(RecordIndex, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
+                Projector::new(AccessProjection, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
+                Projector::new(DashboardProjection, pool, log).with_batch_size(batch).catch_up(u64::MAX).await?;
+                Ok::<_, ProjectionError>(())
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(3 + (round * 7919) % 29)).await;
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            match task.await {
+                Err(join) if join.is_cancelled() => kills += 1,
+                Err(join) => panic!("projector panicked: {join}"),
+                Ok(result) => result.unwrap(),
+            }
+        }
+        interrupted.kill_connections().await;
+        drop(pools);
+        let dashboard = Projector::new(DashboardProjection, interrupted.pool.clone(), backend.log.clone());
+        if dashboard.checkpoint().await.unwrap().position >= head {
+            break;
+        }
+        assert!(round < 500, "projectors never caught up");
+    }
+    assert!(kills > 0, "the test must actually interrupt projectors");
+
+    let clean = TestDatabase::fresh().await;
+    catch_up_all(&clean.pool, &backend, 1000).await;
+    let expected = dump_all(&clean).await;
+    assert_same_tables(&dump_all(&interrupted).await, &expected, &format!("after {kills} kills"));
+
+    // Folding again changes nothing: every commit is at or below the checkpoint.
+    catch_up_all(&interrupted.pool, &backend, 5).await;
+    assert_eq!(Projector::new(RecordIndex, interrupted.pool.clone(), backend.log.clone()).step().await.unwrap(), 0);
+    assert_same_tables(&dump_all(&interrupted).await, &expected, "after folding again");
+    interrupted.drop_database().await;
+    clean.drop_database().await;
+}
+
+async fn a_rebuild_while_live_swaps_in_tables_equal_to_a_clean_fold(backend: Backend) {
+    let clinic = clinic(&backend);
+    history::write(&clinic, 12).await;
+    let db = TestDatabase::fresh().await;
+    catch_up_all(&db.pool, &backend, 50).await;
+    // Corrupt the live table: a rebuild must not depend on what is there.
+    sqlx::query("UPDATE medical_records SET content_version = 99").execute(&db.pool).await.unwrap();
+
+    let live = Arc::new(Projector::new(RecordIndex, db.pool.clone(), backend.log.clone()).with_batch_size(4));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let live = live.clone();
+        tokio::spawn(async move { live.run(async { stopped.await.unwrap_or(()) }).await })
+    };
+    let writer = {
+        let clinic = clinic.clone();
+        tokio::spawn(async move { history::write(&clinic, 4).await })
+    };
+    let checkpoint = rebuild(RecordIndex, &db.pool, &db.options, backend.log.clone(), 8).await.unwrap();
+    let last = writer.await.unwrap();
+    live.catch_up(last).await.unwrap();
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    assert!(checkpoint.position > 0);
+
+    let clean = TestDatabase::fresh().await;
+    catch_up_all(&clean.pool, &backend, 1000).await;
+    for table in RecordIndex.tables() {
+        assert_eq!(db.dump(table).await, clean.dump(table).await, "{table} equals a clean fold");
+    }
+    db.drop_database().await;
+    clean.drop_database().await;
+}
+
+async fn a_reader_can_wait_for_its_own_write(backend: Backend) {
+    let clinic = clinic(&backend);
+    let last = history::write(&clinic, 1).await;
+    let db = TestDatabase::fresh().await;
+    let refused = wait_for(&db.pool, "record_index_checkpoint", last, Duration::from_millis(100)).await;
+    assert!(matches!(refused, Err(ProjectionError::WaitTimedOut { reached: 0, .. })), "{refused:?}");
+    let projector = Arc::new(Projector::new(RecordIndex, db.pool.clone(), backend.log.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let projector = projector.clone();
+        tokio::spawn(async move { projector.run(async { stopped.await.unwrap_or(()) }).await })
+    };
+    let reached = wait_for(&db.pool, "record_index_checkpoint", last, Duration::from_secs(10)).await.unwrap();
+    assert!(reached >= last);
+    let lag = emr_projections::lag(&db.pool, backend.log.clone(), "record_index", "record_index_checkpoint").await.unwrap();
+    assert_eq!(lag.behind_commits, 0);
+    stop.send(()).unwrap();
+    runner.await.unwrap();
+    db.drop_database().await;
+}
+
+emr_tests::on_every_backend!(
+    read_models_hold_the_history_without_phi,
+    a_projector_killed_mid_batch_ends_equal_to_a_clean_fold,
+    a_rebuild_while_live_swaps_in_tables_equal_to_a_clean_fold,
+    a_reader_can_wait_for_its_own_write,
+);
