@@ -19,6 +19,7 @@ mod decode;
 mod error;
 mod projection;
 mod projections;
+pub mod queries;
 mod rebuild;
 mod runner;
 mod sql;

@@ -7,6 +7,7 @@
 //! - `emr log`: the event log, PHI sealed, as JSON lines.
 
 mod demo;
+mod read_models;
 mod settings;
 mod wiring;
 
@@ -34,6 +35,11 @@ enum Command {
     Serve,
     /// Run a scripted clinical day end to end and print what happened.
     Demo,
+    /// Run, rebuild or inspect the MySQL read models.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionAction,
+    },
     /// Print the event log (PHI sealed) as JSON lines.
     Log {
         /// First position.
@@ -43,6 +49,19 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionAction {
+    /// Fold the log into the read models, following it until interrupted.
+    Run,
+    /// Rebuild one read model from the first event and swap it in.
+    Rebuild {
+        /// patient_directory, record_index, access or dashboard.
+        name: String,
+    },
+    /// Print each read model's position and lag as JSON.
+    Status,
 }
 
 fn init_tracing() {
@@ -63,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(&settings).await,
         Command::Demo => demo::run(&wiring::clinic(&settings).await?).await,
+        Command::Projections { action } => projections(&settings, action).await,
         Command::Log { from, limit } => {
             let clinic = wiring::clinic(&settings).await?;
             let mut out = std::io::stdout().lock();
@@ -75,13 +95,55 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+async fn projections(settings: &Settings, action: ProjectionAction) -> anyhow::Result<()> {
+    let ports = wiring::ports(settings).await?;
+    let models = read_models::ReadModels::require(settings).await?;
+    match action {
+        ProjectionAction::Run => {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let runner = models.run_all(ports.log, stopped);
+            tokio::pin!(runner);
+            tokio::select! {
+                () = &mut runner => {}
+                () = shutdown() => {
+                    let _ = stop.send(true);
+                    runner.await;
+                }
+            }
+        }
+        ProjectionAction::Rebuild { name } => {
+            let started = std::time::Instant::now();
+            let checkpoint = models.rebuild(&name, ports.log).await?;
+            let report = serde_json::json!({
+                "projection": name, "position": checkpoint.position, "events": checkpoint.events,
+                "seconds": started.elapsed().as_secs_f64(),
+            });
+            println!("{report}");
+        }
+        ProjectionAction::Status => println!("{}", serde_json::to_string_pretty(&models.status(ports.log).await?)?),
+    }
+    Ok(())
+}
+
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
-    let clinic = wiring::clinic(settings).await?;
-    let app = emr_http::router(emr_http::AppState { clinic });
+    let ports = wiring::ports(settings).await?;
+    let clinic = wiring::clinic_on(settings, ports.clone());
+    let models = read_models::ReadModels::connect(settings).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let read_models = models.as_ref().map(|models| emr_http::ReadModelState { pool: models.pool.clone(), log: ports.log.clone() });
+    let projectors = models.map(|models| {
+        let log = ports.log.clone();
+        tokio::spawn(async move { models.run_all(log, stopped).await })
+    });
+    let app = emr_http::router(emr_http::AppState { clinic, read_models });
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
-    tracing::info!(listen = %settings.http.listen, "EMR Ledger serving");
+    tracing::info!(listen = %settings.http.listen, projections = projectors.is_some(), "EMR Ledger serving");
     axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("HTTP server")?;
+    let _ = stop.send(true);
+    if let Some(projectors) = projectors {
+        projectors.await.context("projectors")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

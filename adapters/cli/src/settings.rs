@@ -51,11 +51,20 @@ pub(crate) struct HttpSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ReadModelSettings {
+    /// MySQL/MariaDB URL of the read models; none: no projections run.
+    pub(crate) mysql_url: Option<String>,
+    /// Commits folded per transaction.
+    pub(crate) batch_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Settings {
     pub(crate) store: StoreSettings,
     pub(crate) nats: NatsSettings,
     pub(crate) keys: KeySettings,
     pub(crate) http: HttpSettings,
+    pub(crate) read_models: ReadModelSettings,
 }
 
 /// The defaults, as a TOML document (also shipped as `deploy/emr.example.toml`).
@@ -79,6 +88,9 @@ duplicate_window_secs = 120
 
 [http]
 listen = "127.0.0.1:8080"
+
+[read_models]
+batch_size = 1000
 "#;
 
 impl Settings {

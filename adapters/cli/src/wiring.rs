@@ -49,6 +49,10 @@ pub(crate) async fn ports(settings: &Settings) -> anyhow::Result<EventStorePorts
 }
 
 pub(crate) async fn clinic(settings: &Settings) -> anyhow::Result<Clinic> {
+    Ok(clinic_on(settings, ports(settings).await?))
+}
+
+pub(crate) fn clinic_on(settings: &Settings, ports: EventStorePorts) -> Clinic {
     let config = StoreConfig { snapshot_every: settings.store.snapshot_every, cache_capacity: settings.store.cache_capacity };
-    Ok(Clinic::new(ports(settings).await?, config, DomainServices::default()))
+    Clinic::new(ports, config, DomainServices::default())
 }

@@ -29,6 +29,17 @@ pub use problem::{ApiError, Problem};
 pub struct AppState {
     /// The application layer.
     pub clinic: Clinic,
+    /// The MySQL read models, when configured.
+    pub read_models: Option<ReadModelState>,
+}
+
+/// The read-model database and the log it follows.
+#[derive(Clone)]
+pub struct ReadModelState {
+    /// The read-model database.
+    pub pool: sqlx::MySqlPool,
+    /// The event log (for lag).
+    pub log: std::sync::Arc<dyn emr_eventstore::EventLog>,
 }
 
 /// The whole HTTP API.

@@ -70,6 +70,16 @@ pub enum ApiError {
     BadRequest(Problem),
     /// Nothing at this address.
     NotFound(String),
+    /// A read-model query failed or timed out waiting.
+    ReadModel(emr_projections::ProjectionError),
+    /// Read models are not configured on this server.
+    NoReadModels,
+}
+
+impl From<emr_projections::ProjectionError> for ApiError {
+    fn from(error: emr_projections::ProjectionError) -> Self {
+        Self::ReadModel(error)
+    }
 }
 
 impl From<ClinicError> for ApiError {
@@ -156,6 +166,23 @@ impl ApiError {
             Self::Clinic(ClinicError::Record(e)) => rule("record-rule", e),
             Self::Clinic(ClinicError::Grant(e)) => rule("grant-rule", e),
             Self::Clinic(error @ ClinicError::PatientNotActive { .. }) => rule("patient-not-active", error),
+            Self::NoReadModels => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read-models-not-configured",
+                "This server has no read models",
+                "set read_models.mysql_url to serve queries",
+            ),
+            Self::ReadModel(error @ emr_projections::ProjectionError::WaitTimedOut { .. }) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read-model-behind",
+                "The read model has not reached that position yet",
+                error.to_string(),
+            )
+            .retryable(),
+            Self::ReadModel(_) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The read-model database is unavailable", "try again shortly")
+                    .retryable()
+            }
             Self::Clinic(error @ ClinicError::IdMismatch { .. }) => {
                 Problem::new(StatusCode::BAD_REQUEST, "id-mismatch", "The body names another resource than the address", error.to_string())
             }
@@ -169,9 +196,14 @@ impl IntoResponse for ApiError {
         if problem.status >= 500 {
             let cause = match &self {
                 Self::Store(e) | Self::Clinic(ClinicError::Store(e)) => e.to_string(),
+                Self::ReadModel(e) => e.to_string(),
                 other => format!("{other:?}"),
             };
-            tracing::error!(code = %problem.code, %cause, "request failed");
+            if problem.retryable {
+                tracing::warn!(code = %problem.code, %cause, "request failed, retryable");
+            } else {
+                tracing::error!(code = %problem.code, %cause, "request failed");
+            }
         }
         problem.into_response()
     }

@@ -4,6 +4,7 @@ mod grants;
 mod health;
 mod log;
 mod patients;
+mod read;
 mod records;
 
 use axum::Router;
@@ -33,6 +34,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/grants/{grant_id}/denial", post(grants::deny))
         .route("/v1/grants/{grant_id}/revocation", post(grants::revoke))
         .route("/v1/log", get(log::read))
+        .route("/v1/read/records", get(read::records))
+        .route("/v1/read/dashboard", get(read::dashboard))
+        .route("/v1/projections", get(read::projections))
         .fallback(|| async { ApiError::NotFound("resource".into()) })
 }
 

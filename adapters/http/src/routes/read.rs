@@ -1,0 +1,76 @@
+//! Queries on the read models, with read-your-writes: `min_position` (a command
+//! receipt's `position`) makes the query wait, up to `wait_ms` (≤ 5000), until
+//! the read model has folded that commit.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use emr_projections::queries::{self, Dashboard, RecordFilter, RecordSummary};
+use emr_projections::{Lag, Projection};
+use serde::Deserialize;
+
+use crate::problem::ApiError;
+use crate::{AppState, ReadModelState};
+
+#[derive(Deserialize)]
+pub(crate) struct Consistency {
+    min_position: Option<u64>,
+    wait_ms: Option<u64>,
+}
+
+const MAX_WAIT: Duration = Duration::from_secs(5);
+
+fn models(state: &AppState) -> Result<&ReadModelState, ApiError> {
+    state.read_models.as_ref().ok_or(ApiError::NoReadModels)
+}
+
+async fn reach(models: &ReadModelState, checkpoint_table: &'static str, consistency: &Consistency) -> Result<(), ApiError> {
+    if let Some(position) = consistency.min_position {
+        let wait = Duration::from_millis(consistency.wait_ms.unwrap_or(2000)).min(MAX_WAIT);
+        emr_projections::wait_for(&models.pool, checkpoint_table, position, wait).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn records(
+    State(state): State<AppState>,
+    filter: Result<Query<RecordFilter>, QueryRejection>,
+    consistency: Result<Query<Consistency>, QueryRejection>,
+) -> Result<Json<Vec<RecordSummary>>, ApiError> {
+    let (Query(filter), Query(consistency)) = (filter?, consistency?);
+    let models = models(&state)?;
+    reach(models, emr_projections::RecordIndex.tables()[0], &consistency).await?;
+    Ok(Json(queries::records(&models.pool, &filter).await?))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Days {
+    days: Option<u32>,
+}
+
+pub(crate) async fn dashboard(
+    State(state): State<AppState>,
+    days: Result<Query<Days>, QueryRejection>,
+    consistency: Result<Query<Consistency>, QueryRejection>,
+) -> Result<Json<Dashboard>, ApiError> {
+    let (Query(days), Query(consistency)) = (days?, consistency?);
+    let models = models(&state)?;
+    reach(models, emr_projections::DashboardProjection.tables()[0], &consistency).await?;
+    Ok(Json(queries::dashboard(&models.pool, days.days.unwrap_or(30).min(3660)).await?))
+}
+
+pub(crate) async fn projections(State(state): State<AppState>) -> Result<Json<Vec<Lag>>, ApiError> {
+    let models = models(&state)?;
+    let mut lags = Vec::new();
+    for (name, table) in [
+        (emr_projections::PatientDirectory::NAME, emr_projections::PatientDirectory.tables()[0]),
+        (emr_projections::RecordIndex::NAME, emr_projections::RecordIndex.tables()[0]),
+        (emr_projections::AccessProjection::NAME, emr_projections::AccessProjection.tables()[0]),
+        (emr_projections::DashboardProjection::NAME, emr_projections::DashboardProjection.tables()[0]),
+    ] {
+        lags.push(emr_projections::lag(&models.pool, models.log.clone(), name, table).await?);
+    }
+    Ok(Json(lags))
+}

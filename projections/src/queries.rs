@@ -1,0 +1,110 @@
+//! Queries on the read models: what dashboards and clinical systems ask.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{MySql, MySqlPool, QueryBuilder};
+
+use crate::error::ProjectionError;
+
+/// Filters of the record index (the seed's indexes in 6.2.1 serve them).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RecordFilter {
+    /// Only this patient's records.
+    pub patient_id: Option<uuid::Uuid>,
+    /// Only this record type (snake_case, e.g. `lab_result`).
+    pub record_type: Option<String>,
+    /// `active` or `deleted`.
+    pub status: Option<String>,
+    /// Visits on or after.
+    pub visit_from: Option<NaiveDate>,
+    /// Visits on or before.
+    pub visit_to: Option<NaiveDate>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+/// One record in the index.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RecordSummary {
+    /// Record id.
+    pub record_id: String,
+    /// Patient id.
+    pub patient_id: String,
+    /// Responsible doctor.
+    pub doctor_id: String,
+    /// Hospital.
+    pub hospital_id: String,
+    /// Record type.
+    pub record_type: String,
+    /// Visit date.
+    pub visit_date: NaiveDate,
+    /// `active` or `deleted`.
+    pub status: String,
+    /// Current content version.
+    pub content_version: u32,
+    /// Attachments.
+    pub attachment_count: u32,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Log position of the last change.
+    pub position: u64,
+}
+
+/// Records matching `filter`, most recent visit first.
+pub async fn records(pool: &MySqlPool, filter: &RecordFilter) -> Result<Vec<RecordSummary>, ProjectionError> {
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, status, content_version, attachment_count, \
+         created_at, updated_at, position FROM medical_records WHERE 1 = 1",
+    );
+    if let Some(patient) = filter.patient_id {
+        query.push(" AND patient_id = ").push_bind(patient.hyphenated().to_string());
+    }
+    if let Some(kind) = &filter.record_type {
+        query.push(" AND record_type = ").push_bind(kind.clone());
+    }
+    if let Some(status) = &filter.status {
+        query.push(" AND status = ").push_bind(status.clone());
+    }
+    if let Some(from) = filter.visit_from {
+        query.push(" AND visit_date >= ").push_bind(from);
+    }
+    if let Some(to) = filter.visit_to {
+        query.push(" AND visit_date <= ").push_bind(to);
+    }
+    query.push(" ORDER BY visit_date DESC, record_id LIMIT ").push_bind(filter.limit.unwrap_or(50).clamp(1, 500));
+    query.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0));
+    Ok(query.build_query_as::<RecordSummary>().fetch_all(pool).await?)
+}
+
+/// Dashboard figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dashboard {
+    /// Records created per type per day: `(record_type, day, records)`.
+    pub records_per_type_per_day: Vec<(String, NaiveDate, u64)>,
+    /// Patients per hospital: `(hospital_id, active, erased)`.
+    pub patients_per_hospital: Vec<(String, i64, i64)>,
+    /// Grants active now (unrevoked, unexpired).
+    pub active_grants: i64,
+}
+
+/// The dashboard figures, `days` days back.
+pub async fn dashboard(pool: &MySqlPool, days: u32) -> Result<Dashboard, ProjectionError> {
+    let records_per_type_per_day = sqlx::query_as(
+        "SELECT record_type, day, records FROM records_per_type_per_day WHERE day >= UTC_DATE() - INTERVAL ? DAY ORDER BY day, record_type",
+    )
+    .bind(days)
+    .fetch_all(pool)
+    .await?;
+    let patients_per_hospital =
+        sqlx::query_as("SELECT hospital_id, active_patients, erased_patients FROM patients_per_hospital ORDER BY hospital_id")
+            .fetch_all(pool)
+            .await?;
+    let active_grants = sqlx::query_scalar("SELECT COUNT(*) FROM access_grants WHERE status = 'active' AND expires_at > UTC_TIMESTAMP(6)")
+        .fetch_one(pool)
+        .await?;
+    Ok(Dashboard { records_per_type_per_day, patients_per_hospital, active_grants })
+}
