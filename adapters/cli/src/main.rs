@@ -40,6 +40,24 @@ enum Command {
         #[command(subcommand)]
         action: ProjectionAction,
     },
+    /// Print one aggregate's full history (actors, commands, causation; PHI sealed) as JSON lines.
+    History {
+        /// patient, medical_record or access_grant.
+        aggregate_type: String,
+        /// Its id.
+        aggregate_id: String,
+    },
+    /// Print a record as it was at a log position or an instant (point-in-time replay).
+    Replay {
+        /// The record id.
+        record_id: String,
+        /// Replay commits up to this position.
+        #[arg(long, conflicts_with = "at_time")]
+        at_position: Option<u64>,
+        /// Replay commits recorded up to this instant (RFC 3339).
+        #[arg(long)]
+        at_time: Option<chrono::DateTime<chrono::Utc>>,
+    },
     /// Print the event log (PHI sealed) as JSON lines.
     Log {
         /// First position.
@@ -83,16 +101,46 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Demo => demo::run(&wiring::clinic(&settings).await?).await,
         Command::Projections { action } => projections(&settings, action).await,
-        Command::Log { from, limit } => {
+        Command::History { aggregate_type, aggregate_id } => {
             let clinic = wiring::clinic(&settings).await?;
-            let mut out = std::io::stdout().lock();
-            for event in clinic.log().read(from, limit).await? {
-                serde_json::to_writer(&mut out, &event)?;
-                std::io::Write::write_all(&mut out, b"\n")?;
-            }
+            print_lines(&clinic.history(&aggregate_type, &aggregate_id).await?)
+        }
+        Command::Replay { record_id, at_position, at_time } => {
+            let clinic = wiring::clinic(&settings).await?;
+            let record_id = emr_domain::ids::RecordId::parse(&record_id)?;
+            let cutoff = match (at_position, at_time) {
+                (Some(position), _) => emr_eventstore::Cutoff::Position(position),
+                (None, Some(time)) => emr_eventstore::Cutoff::Time(time),
+                (None, None) => emr_eventstore::Cutoff::Time(chrono::Utc::now()),
+            };
+            let replayed = clinic.record_as_of(record_id, cutoff).await?;
+            let record = replayed.state();
+            let versions: Vec<_> = record
+                .versions()
+                .iter()
+                .map(|v| serde_json::json!({"version": v.version, "shredded": v.content.is_shredded(), "content": v.content.value()}))
+                .collect();
+            let view = serde_json::json!({
+                "record_id": record_id, "patient_id": record.patient_id(), "status": record.status(),
+                "position": replayed.position(), "sequence": replayed.sequence(), "versions": versions,
+            });
+            println!("{}", serde_json::to_string_pretty(&view)?);
             Ok(())
         }
+        Command::Log { from, limit } => {
+            let clinic = wiring::clinic(&settings).await?;
+            print_lines(&clinic.log().read(from, limit).await?)
+        }
     }
+}
+
+fn print_lines(events: &[emr_eventstore::RecordedEvent]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for event in events {
+        serde_json::to_writer(&mut out, event)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    }
+    Ok(())
 }
 
 async fn projections(settings: &Settings, action: ProjectionAction) -> anyhow::Result<()> {

@@ -192,3 +192,36 @@ async fn a_record_for_an_unknown_patient_is_refused() {
         "patient-not-active",
     );
 }
+
+#[tokio::test]
+async fn point_in_time_replay_returns_exactly_the_pre_amendment_version() {
+    let app = app().await;
+    let patient = register(&app).await;
+    let (_, _, created) = send(&app, command("POST", "/v1/records", &record_body(&patient))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let created_at = created["position"].as_u64().unwrap();
+    let mut amended_content = record_body(&patient)["content"].clone();
+    amended_content["title"] = json!("Annual check-up, corrected");
+    let amend = json!({"content": amended_content, "reason": "wrong title"});
+    let (status, _, amended) = send(&app, command("POST", &format!("/v1/records/{record}/amendments"), &amend)).await;
+    assert_eq!(status, StatusCode::OK, "{amended}");
+
+    let get = |uri: String| Request::get(uri).body(Body::empty()).unwrap();
+    let (_, _, now) = send(&app, get(format!("/v1/records/{record}"))).await;
+    assert_eq!(now["versions"].as_array().unwrap().len(), 2);
+    let (_, _, before) = send(&app, get(format!("/v1/records/{record}?at_position={created_at}"))).await;
+    assert_eq!(before["versions"].as_array().unwrap().len(), 1, "{before}");
+    assert_eq!(before["versions"][0]["content"]["title"], "Annual check-up");
+    assert_eq!(before["position"].as_u64(), Some(created_at));
+
+    let (_, _, history) = send(&app, get(format!("/v1/audit/medical_record/{record}/history"))).await;
+    let events = history.as_array().unwrap();
+    assert_eq!(events.iter().map(|e| e["event_type"].as_str().unwrap()).collect::<Vec<_>>(), ["RecordCreated", "RecordAmended"]);
+    assert_eq!(events[1]["metadata"]["actor"]["role"], "physician");
+    assert!(!history.to_string().contains("Annual check-up"), "the audit history keeps PHI sealed");
+    let amended_at = events[1]["metadata"]["recorded_at"].as_str().unwrap();
+    let just_before = chrono::DateTime::parse_from_rfc3339(amended_at).unwrap() - chrono::Duration::microseconds(1);
+    let encoded = just_before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace('+', "%2B");
+    let (_, _, by_time) = send(&app, get(format!("/v1/records/{record}?at_time={encoded}"))).await;
+    assert_eq!(by_time["versions"].as_array().map(Vec::len), Some(1), "{by_time}");
+}

@@ -11,8 +11,8 @@ use emr_domain::patient::{Patient, PatientCommand, PatientError, PatientStatus};
 use emr_domain::record::{MedicalRecord, RecordCommand, RecordError};
 use emr_domain::upcasting::EventSchema;
 use emr_eventstore::{
-    EmrAggregateContext, EmrEventStore, EventLog, ExecuteError, KeyEncryptionKey, KeyStore, KeyVault, LogReader, PhiCodec, SnapshotStore,
-    StoreConfig, StoreError,
+    AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventLog, ExecuteError, KeyEncryptionKey, KeyStore, KeyVault, LogReader,
+    PhiCodec, RecordedEvent, SnapshotStore, StoreConfig, StoreError,
 };
 
 use crate::receipt::Receipt;
@@ -188,6 +188,22 @@ impl Clinic {
     /// A record as of now.
     pub async fn load_record(&self, record_id: RecordId) -> Result<EmrAggregateContext<MedicalRecord>, ClinicError> {
         Ok(self.records.load(&record_id.to_string()).await?)
+    }
+
+    /// A record as it was at `cutoff` (point-in-time replay).
+    pub async fn record_as_of(&self, record_id: RecordId, cutoff: Cutoff) -> Result<EmrAggregateContext<MedicalRecord>, ClinicError> {
+        Ok(self.records.load_as_of(&record_id.to_string(), cutoff).await?)
+    }
+
+    /// A patient as they were at `cutoff`.
+    pub async fn patient_as_of(&self, patient_id: PatientId, cutoff: Cutoff) -> Result<EmrAggregateContext<Patient>, ClinicError> {
+        Ok(self.patients.load_as_of(&patient_id.to_string(), cutoff).await?)
+    }
+
+    /// The history of any aggregate (`patient`, `medical_record`, `access_grant`), PHI sealed.
+    pub async fn history(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Vec<RecordedEvent>, ClinicError> {
+        let key = AggregateKey::new(aggregate_type, aggregate_id).map_err(StoreError::from)?;
+        Ok(self.reader.history(&key).await?)
     }
 
     /// A grant as of now.

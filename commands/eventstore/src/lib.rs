@@ -37,4 +37,4 @@ pub use log::{AggregateKey, Appended, CommitRequest, EventLog, InvalidAggregateK
 pub use phi::{PhiCodec, PhiError};
 pub use reader::{LogReader, RecordedEvent};
 pub use snapshot::SnapshotStore;
-pub use store::{CommitSummary, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, StoreConfig};
+pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, StoreConfig};

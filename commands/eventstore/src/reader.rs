@@ -53,8 +53,18 @@ impl LogReader {
 
     /// Events of up to `limit` commits from `from_position` on.
     pub async fn read(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        Self::flatten(self.log.read_from(from_position, limit).await?)
+    }
+
+    /// The full history of one aggregate, in order: who did what, when, under
+    /// which command and causation; PHI sealed.
+    pub async fn history(&self, key: &AggregateKey) -> Result<Vec<RecordedEvent>, StoreError> {
+        Self::flatten(self.log.read_aggregate(key, 0).await?)
+    }
+
+    fn flatten(commits: Vec<crate::log::StoredCommit>) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = Vec::new();
-        for commit in self.log.read_from(from_position, limit).await? {
+        for commit in commits {
             let record = CommitRecord::decode(&commit)?;
             let context = CommandContext {
                 command_id: record.command_id,

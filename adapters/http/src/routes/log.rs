@@ -31,3 +31,15 @@ pub(crate) async fn read(
     let Query(page) = page?;
     Ok(Json(state.clinic.log().read(page.from, page.limit.min(1000)).await?))
 }
+
+/// The full history of one aggregate, PHI sealed: what auditors replay.
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    axum::extract::Path((aggregate_type, aggregate_id)): axum::extract::Path<(String, String)>,
+) -> Result<Json<Vec<RecordedEvent>>, ApiError> {
+    let events = state.clinic.history(&aggregate_type, &aggregate_id).await?;
+    if events.is_empty() {
+        return Err(ApiError::NotFound(aggregate_type));
+    }
+    Ok(Json(events))
+}

@@ -34,6 +34,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/grants/{grant_id}/denial", post(grants::deny))
         .route("/v1/grants/{grant_id}/revocation", post(grants::revoke))
         .route("/v1/log", get(log::read))
+        .route("/v1/audit/{aggregate_type}/{aggregate_id}/history", get(log::history))
         .route("/v1/read/records", get(read::records))
         .route("/v1/read/dashboard", get(read::dashboard))
         .route("/v1/projections", get(read::projections))

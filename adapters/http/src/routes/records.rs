@@ -1,5 +1,6 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::NaiveDate;
 use emr_commands::Receipt;
@@ -7,6 +8,7 @@ use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
 use emr_domain::phi::Phi;
 use emr_domain::record::{AttachmentDescriptor, RecordCommand, RecordStatus};
 use emr_domain::values::{RecordContent, RecordType, ShortText};
+use emr_eventstore::Cutoff;
 use serde::{Deserialize, Serialize};
 
 use super::path_id;
@@ -121,9 +123,33 @@ pub(crate) struct RecordView {
     position: u64,
 }
 
-pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RecordView>, ApiError> {
+/// Point-in-time replay: the record as it was at a log position or an instant.
+#[derive(Deserialize)]
+pub(crate) struct AsOf {
+    at_position: Option<u64>,
+    at_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    as_of: Result<Query<AsOf>, QueryRejection>,
+) -> Result<Json<RecordView>, ApiError> {
     let record_id: RecordId = path_id(&id, "record id")?;
-    let loaded = state.clinic.load_record(record_id).await?;
+    let Query(as_of) = as_of?;
+    let loaded = match (as_of.at_position, as_of.at_time) {
+        (None, None) => state.clinic.load_record(record_id).await?,
+        (Some(position), None) => state.clinic.record_as_of(record_id, Cutoff::Position(position)).await?,
+        (None, Some(time)) => state.clinic.record_as_of(record_id, Cutoff::Time(time)).await?,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(crate::Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "The query string is not valid",
+                "give at_position or at_time, not both",
+            )));
+        }
+    };
     let record = loaded.state();
     if record.status() == RecordStatus::Absent {
         return Err(ApiError::NotFound("record".into()));
