@@ -210,4 +210,50 @@ emr_tests::on_every_backend!(
     a_projector_killed_mid_batch_ends_equal_to_a_clean_fold,
     a_rebuild_while_live_swaps_in_tables_equal_to_a_clean_fold,
     a_reader_can_wait_for_its_own_write,
+    a_rebuild_upcasts_old_event_versions,
 );
+
+/// Schema evolution end to end: events stored as `RecordCreated` 1.0 (camelCase
+/// fields) are upcast as a rebuild folds them.
+async fn a_rebuild_upcasts_old_event_versions(backend: Backend) {
+    use emr_domain::fixtures::content;
+    use emr_domain::ids::{CommandId, EventId, PatientId, RecordId, UserId};
+    use emr_domain::phi::Phi;
+    use emr_eventstore::{AggregateKey, CommitRecord, CommitRequest, ENVELOPE_SCHEMA, EventRecord};
+
+    let db = TestDatabase::fresh().await;
+    let mut old_records = Vec::new();
+    for n in 0..3 {
+        let (record, patient) = (RecordId::new(), PatientId::new());
+        let mut payload = serde_json::json!({"type": "RecordCreated", "data": {
+            "recordId": record, "patientId": patient, "doctorId": UserId::new(), "hospitalId": "HOSP-OLD",
+            "recordType": "imaging", "visitDate": format!("2019-0{}-01", n + 1),
+            "content": serde_json::to_value(Phi::new(patient, content("CT head"))).unwrap(),
+        }});
+        backend.phi().seal(&mut payload).await.unwrap();
+        let commit = CommitRecord {
+            schema: ENVELOPE_SCHEMA,
+            aggregate_type: "medical_record".into(),
+            aggregate_id: record.to_string(),
+            command_id: CommandId::new(),
+            correlation_id: uuid::Uuid::new_v4(),
+            causation_id: uuid::Uuid::new_v4(),
+            actor: emr_domain::actor::Actor::system(),
+            recorded_at: chrono::Utc::now(),
+            events: vec![EventRecord { event_id: EventId::new(), sequence: 1, event_type: "RecordCreated".into(), event_version: "1.0".into(), payload }],
+        };
+        let key = AggregateKey::new("medical_record", &record.to_string()).unwrap();
+        let request = CommitRequest { key, expected_last_position: 0, commit_id: commit.command_id.to_string(), payload: commit.encode().unwrap() };
+        backend.log.append(request).await.unwrap();
+        old_records.push(record.to_string());
+    }
+    rebuild(RecordIndex, &db.pool, &db.options, backend.log.clone(), 2).await.unwrap();
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT record_id, hospital_id, record_type FROM medical_records ORDER BY record_id").fetch_all(&db.pool).await.unwrap();
+    old_records.sort();
+    assert_eq!(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), old_records);
+    assert!(rows.iter().all(|(_, hospital, kind)| hospital == "HOSP-OLD" && kind == "imaging"), "{rows:?}");
+    db.drop_database().await;
+}
+
+
