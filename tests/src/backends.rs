@@ -21,7 +21,14 @@ pub struct TestBackend {
     pub backend: Backend,
     /// The NATS server, for JetStream backends.
     pub nats: Option<NatsServer>,
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl TestBackend {
+    /// The SQLite file of an embedded backend (tamper tests write to it directly).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|dir| dir.path().join("events.db"))
+    }
 }
 
 /// JetStream on a throwaway server.
@@ -31,7 +38,7 @@ pub async fn jetstream() -> TestBackend {
     TestBackend {
         backend: Backend { log: nats.log, snapshots: nats.snapshots, keys: nats.keys, kek: test_keyring() },
         nats: Some(server),
-        _dir: None,
+        dir: None,
     }
 }
 
@@ -40,7 +47,7 @@ pub async fn sqlite() -> TestBackend {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
     let (log, snapshots, keys) = store.ports();
-    TestBackend { backend: Backend { log, snapshots, keys, kek: test_keyring() }, nats: None, _dir: Some(dir) }
+    TestBackend { backend: Backend { log, snapshots, keys, kek: test_keyring() }, nats: None, dir: Some(dir) }
 }
 
 /// The application layer over a backend.

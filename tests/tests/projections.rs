@@ -240,20 +240,28 @@ async fn a_rebuild_upcasts_old_event_versions(backend: Backend) {
             causation_id: uuid::Uuid::new_v4(),
             actor: emr_domain::actor::Actor::system(),
             recorded_at: chrono::Utc::now(),
-            events: vec![EventRecord { event_id: EventId::new(), sequence: 1, event_type: "RecordCreated".into(), event_version: "1.0".into(), payload }],
+            events: vec![EventRecord {
+                event_id: EventId::new(),
+                sequence: 1,
+                event_type: "RecordCreated".into(),
+                event_version: "1.0".into(),
+                payload,
+            }],
         };
         let key = AggregateKey::new("medical_record", &record.to_string()).unwrap();
-        let request = CommitRequest { key, expected_last_position: 0, commit_id: commit.command_id.to_string(), payload: commit.encode().unwrap() };
+        let request =
+            CommitRequest { key, expected_last_position: 0, commit_id: commit.command_id.to_string(), payload: commit.encode().unwrap() };
         backend.log.append(request).await.unwrap();
         old_records.push(record.to_string());
     }
     rebuild(RecordIndex, &db.pool, &db.options, backend.log.clone(), 2).await.unwrap();
     let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT record_id, hospital_id, record_type FROM medical_records ORDER BY record_id").fetch_all(&db.pool).await.unwrap();
+        sqlx::query_as("SELECT record_id, hospital_id, record_type FROM medical_records ORDER BY record_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     old_records.sort();
     assert_eq!(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), old_records);
     assert!(rows.iter().all(|(_, hospital, kind)| hospital == "HOSP-OLD" && kind == "imaging"), "{rows:?}");
     db.drop_database().await;
 }
-
-

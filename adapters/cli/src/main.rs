@@ -6,6 +6,7 @@
 //!   ending with a GDPR erasure, printed as JSON.
 //! - `emr log`: the event log, PHI sealed, as JSON lines.
 
+mod audit;
 mod demo;
 mod read_models;
 mod settings;
@@ -35,6 +36,13 @@ enum Command {
     Serve,
     /// Run a scripted clinical day end to end and print what happened.
     Demo,
+    /// Verify the event log against its anchored Merkle tree heads.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+    /// Anchor the event log (signed Merkle tree heads), following it until interrupted.
+    Anchor,
     /// Run, rebuild or inspect the MySQL read models.
     Projections {
         #[command(subcommand)]
@@ -70,6 +78,13 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum AuditAction {
+    /// Replay the whole log, recompute every leaf, check every head, signature,
+    /// chain link and consistency proof; exit non-zero naming the first bad event.
+    Verify,
+}
+
+#[derive(Subcommand)]
 enum ProjectionAction {
     /// Fold the log into the read models, following it until interrupted.
     Run,
@@ -101,6 +116,21 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Demo => demo::run(&wiring::clinic(&settings).await?).await,
         Command::Projections { action } => projections(&settings, action).await,
+        Command::Audit { action: AuditAction::Verify } => {
+            let ports = wiring::ports(&settings).await?;
+            let report = audit::verify(&settings, ports.log).await?;
+            if !report.ok {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Anchor => {
+            let ports = wiring::ports(&settings).await?;
+            let worker = audit::worker(&settings, ports.log).await?;
+            tracing::info!(key = %worker.public_key(), "anchor worker running");
+            worker.run(shutdown()).await;
+            Ok(())
+        }
         Command::History { aggregate_type, aggregate_id } => {
             let clinic = wiring::clinic(&settings).await?;
             print_lines(&clinic.history(&aggregate_type, &aggregate_id).await?)
@@ -183,6 +213,19 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         let log = ports.log.clone();
         tokio::spawn(async move { models.run_all(log, stopped).await })
     });
+    let anchor = if settings.audit.anchor_in_serve {
+        let worker = audit::worker(settings, ports.log.clone()).await?;
+        let mut stopped = stop.subscribe();
+        Some(tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        }))
+    } else {
+        None
+    };
     let app = emr_http::router(emr_http::AppState { clinic, read_models });
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
@@ -191,6 +234,9 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let _ = stop.send(true);
     if let Some(projectors) = projectors {
         projectors.await.context("projectors")?;
+    }
+    if let Some(anchor) = anchor {
+        anchor.await.context("anchor worker")?;
     }
     tracing::info!("stopped");
     Ok(())

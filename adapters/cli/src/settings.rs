@@ -59,12 +59,25 @@ pub(crate) struct ReadModelSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub(crate) struct AuditSettings {
+    /// Run the anchor worker inside `emr serve`.
+    pub(crate) anchor_in_serve: bool,
+    /// Node key, leaf file and embedded ledger. Default: `<data_dir>/audit`.
+    pub(crate) dir: Option<PathBuf>,
+    /// Commits per tree head at most.
+    pub(crate) batch_commits: usize,
+    /// A partial batch is anchored after this many milliseconds.
+    pub(crate) max_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Settings {
     pub(crate) store: StoreSettings,
     pub(crate) nats: NatsSettings,
     pub(crate) keys: KeySettings,
     pub(crate) http: HttpSettings,
     pub(crate) read_models: ReadModelSettings,
+    pub(crate) audit: AuditSettings,
 }
 
 /// The defaults, as a TOML document (also shipped as `deploy/emr.example.toml`).
@@ -91,6 +104,11 @@ listen = "127.0.0.1:8080"
 
 [read_models]
 batch_size = 1000
+
+[audit]
+anchor_in_serve = true
+batch_commits = 1000
+max_delay_ms = 2000
 "#;
 
 impl Settings {
@@ -103,6 +121,10 @@ impl Settings {
         builder = builder.add_source(config::Environment::with_prefix("EMR").prefix_separator("__").separator("__").try_parsing(true));
         let settings: Self = builder.build().and_then(config::Config::try_deserialize).context("invalid configuration")?;
         Ok(settings)
+    }
+
+    pub(crate) fn audit_dir(&self) -> PathBuf {
+        self.audit.dir.clone().unwrap_or_else(|| self.store.data_dir.join("audit"))
     }
 
     pub(crate) fn keyring_file(&self) -> PathBuf {

@@ -35,6 +35,6 @@ pub use error::{CodecError, StoreError};
 pub use keys::{DataKey, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, WrappedKey};
 pub use log::{AggregateKey, Appended, CommitRequest, EventLog, InvalidAggregateKey, LogError, StoredCommit};
 pub use phi::{PhiCodec, PhiError};
-pub use reader::{LogReader, RecordedEvent};
+pub use reader::{CANONICAL_VERSION, LogReader, RecordedEvent};
 pub use snapshot::SnapshotStore;
 pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, StoreConfig};

@@ -93,7 +93,22 @@ impl LogReader {
     }
 }
 
+/// Version of [`RecordedEvent::canonical_bytes`]; the bytes of a version never change.
+pub const CANONICAL_VERSION: u32 = 1;
+
 impl RecordedEvent {
+    /// The bytes that stand for this event in the Merkle log (version
+    /// [`CANONICAL_VERSION`]): `emr-event/1\n` then the event as JSON with object
+    /// keys sorted — position, aggregate, sequence, type, envelope and the payload
+    /// exactly as stored (PHI sealed, so erasure never changes them).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        let mut bytes = b"emr-event/1\n".to_vec();
+        // serde_json's map is ordered by key (no `preserve_order`), so this is canonical.
+        bytes.extend(serde_json::to_vec(&value).unwrap_or_default());
+        bytes
+    }
+
     /// The typed event with its PHI left sealed ([`emr_domain::phi::Phi::Sealed`]),
     /// upcast to the current schema: what read models and audits work on.
     pub fn decode<A: EventSchema>(&self, upcasters: &[Box<dyn EventUpcaster>]) -> Result<A::Event, CodecError> {

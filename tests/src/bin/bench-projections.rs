@@ -118,7 +118,11 @@ async fn main() {
         println!("| projection `{name}` | {seconds:.2} | {rate:.0} | {:.2} |", rate / baseline);
     }
     println!("| all four projections, one after another | {total:.2} | {all_four:.0} | {:.2} |", all_four / baseline);
-    println!("| rebuild `record_index` (shadow + swap) | {rebuild_seconds:.2} | {:.0} | {:.2} |", events as f64 / rebuild_seconds, events as f64 / rebuild_seconds / baseline);
+    println!(
+        "| rebuild `record_index` (shadow + swap) | {rebuild_seconds:.2} | {:.0} | {:.2} |",
+        events as f64 / rebuild_seconds,
+        events as f64 / rebuild_seconds / baseline
+    );
     println!("\nwriting the history through the application layer took {write_seconds:.1} s");
     println!("rebuild equals incremental, row for row: {equal}");
     let json = serde_json::json!({

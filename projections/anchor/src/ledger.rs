@@ -1,0 +1,185 @@
+//! The ledger port, and the embedded ledger: an append-only file of signed tree
+//! heads, each line carrying the hash of the line before it.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::head::{TreeHead, hex};
+use crate::merkle::Hash;
+
+/// A tree head as a ledger holds it, with where it landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchored {
+    /// The head.
+    pub head: TreeHead,
+    /// The ledger's name for the transaction (for the file ledger: the line hash).
+    pub transaction_id: String,
+    /// Block (for the file ledger: the line number, from 1).
+    pub block: u64,
+}
+
+/// Why a ledger failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// I/O failure.
+    #[error("ledger {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ledger's own integrity is broken (edited, truncated in the middle).
+    #[error("ledger {path}, block {block}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The first bad block.
+        block: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A head that does not extend the ledger (smaller or equal size).
+    #[error("tree head of size {size} does not extend the ledger at size {latest}")]
+    NotAppendOnly {
+        /// The refused size.
+        size: u64,
+        /// The ledger's latest size.
+        latest: u64,
+    },
+}
+
+/// Where signed tree heads are anchored.
+pub trait Ledger: Send + Sync + 'static {
+    /// A short name (`file`, `fabric`, `evm:1`).
+    fn name(&self) -> &str;
+    /// Appends a head; refuses one that does not extend the latest.
+    fn anchor<'a>(&'a self, head: &'a TreeHead) -> BoxFuture<'a, Result<Anchored, LedgerError>>;
+    /// Every head anchored, in order (after checking the ledger's own integrity).
+    fn anchored(&self) -> BoxFuture<'_, Result<Vec<Anchored>, LedgerError>>;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    previous: String,
+    head: TreeHead,
+}
+
+fn line_hash(line: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, line.as_bytes()).as_ref())
+}
+
+/// The embedded ledger: `heads.jsonl`, one signed head per line, hash-chained.
+pub struct FileLedger {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl FileLedger {
+    /// A ledger in `dir` (created if needed).
+    pub fn open(dir: &Path) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { path: dir.to_owned(), source })?;
+        Ok(Self { path: dir.join("heads.jsonl"), lock: Mutex::new(()) })
+    }
+
+    fn io(&self) -> impl Fn(std::io::Error) -> LedgerError + '_ {
+        |source| LedgerError::Io { path: self.path.clone(), source }
+    }
+
+    fn read(&self) -> Result<Vec<Anchored>, LedgerError> {
+        let file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io()(e)),
+        };
+        let mut anchored = Vec::new();
+        let mut previous = "genesis".to_owned();
+        for (index, text) in std::io::BufReader::new(file).lines().enumerate() {
+            let block = index as u64 + 1;
+            let corrupt = |reason: String| LedgerError::Corrupt { path: self.path.clone(), block, reason };
+            let text = text.map_err(self.io())?;
+            let line: Line = serde_json::from_str(&text).map_err(|e| corrupt(format!("not a ledger line: {e}")))?;
+            if line.previous != previous {
+                return Err(corrupt("the chain is broken: the line does not name the hash of the line before it".into()));
+            }
+            previous = line_hash(&text);
+            anchored.push(Anchored { head: line.head, transaction_id: previous.clone(), block });
+        }
+        Ok(anchored)
+    }
+
+    fn append(&self, head: &TreeHead) -> Result<Anchored, LedgerError> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let existing = self.read()?;
+        let latest = existing.last().map_or(0, |a| a.head.size);
+        if head.size <= latest {
+            return Err(LedgerError::NotAppendOnly { size: head.size, latest });
+        }
+        let previous = existing.last().map_or_else(|| "genesis".to_owned(), |a| a.transaction_id.clone());
+        let text = serde_json::to_string(&Line { previous, head: head.clone() }).map_err(|e| self.io()(e.into()))?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(self.io())?;
+        file.write_all(format!("{text}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(self.io())?;
+        Ok(Anchored { head: head.clone(), transaction_id: line_hash(&text), block: existing.len() as u64 + 1 })
+    }
+}
+
+impl Ledger for FileLedger {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    fn anchor<'a>(&'a self, head: &'a TreeHead) -> BoxFuture<'a, Result<Anchored, LedgerError>> {
+        futures::future::ready(self.append(head)).boxed()
+    }
+
+    fn anchored(&self) -> BoxFuture<'_, Result<Vec<Anchored>, LedgerError>> {
+        futures::future::ready(self.read()).boxed()
+    }
+}
+
+/// The leaf hashes of the Merkle log, in order: 32 bytes each, append-only.
+/// Anchored roots vouch for them; they let verification name the first bad event.
+pub(crate) struct LeafFile {
+    path: PathBuf,
+}
+
+impl LeafFile {
+    pub(crate) fn open(dir: &Path) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { path: dir.to_owned(), source })?;
+        Ok(Self { path: dir.join("leaves.bin") })
+    }
+
+    fn io(&self, source: std::io::Error) -> LedgerError {
+        LedgerError::Io { path: self.path.clone(), source }
+    }
+
+    pub(crate) fn read(&self) -> Result<Vec<Hash>, LedgerError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(self.io(e)),
+        };
+        Ok(bytes.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect())
+    }
+
+    /// Keeps the first `size` leaves: those a crash left beyond the last head are
+    /// recomputed from the log.
+    pub(crate) fn truncate(&self, size: u64) -> Result<(), LedgerError> {
+        match std::fs::OpenOptions::new().write(true).open(&self.path) {
+            Ok(file) => file.set_len(size * 32).and_then(|()| file.sync_all()).map_err(|e| self.io(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    pub(crate) fn append(&self, leaves: &[Hash]) -> Result<(), LedgerError> {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| self.io(e))?;
+        file.write_all(&leaves.concat()).and_then(|()| file.sync_all()).map_err(|e| self.io(e))
+    }
+}

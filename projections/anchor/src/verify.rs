@@ -1,0 +1,167 @@
+//! `emr audit verify`: replay the log and prove it is the log that was anchored.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use emr_eventstore::{EventLog, LogReader};
+use serde::Serialize;
+
+use crate::head::hex;
+use crate::ledger::{LeafFile, Ledger, LedgerError};
+use crate::merkle;
+use crate::worker::AnchorError;
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// Stable kind: `ledger-corrupt`, `bad-signature`, `untrusted-key`, `not-append-only`,
+    /// `inconsistent-heads`, `leaves-do-not-match-head`, `event-altered`, `event-missing`,
+    /// `log-unreadable`.
+    pub kind: String,
+    /// Log position of the event concerned, when there is one.
+    pub position: Option<u64>,
+    /// `<type>.<id>` of its aggregate.
+    pub aggregate: Option<String>,
+    /// Its event id.
+    pub event_id: Option<String>,
+    /// What failed, in words.
+    pub detail: String,
+}
+
+impl Failure {
+    fn new(kind: &str, detail: impl Into<String>) -> Self {
+        Self { kind: kind.into(), position: None, aggregate: None, event_id: None, detail: detail.into() }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// True when nothing failed.
+    pub ok: bool,
+    /// Events replayed from the log.
+    pub events: u64,
+    /// Events covered by the latest anchored head.
+    pub anchored_events: u64,
+    /// Tree heads checked.
+    pub tree_heads: usize,
+    /// Consistency proofs checked between successive heads.
+    pub consistency_proofs: usize,
+    /// The latest anchored root, hex.
+    pub latest_root: Option<String>,
+    /// The first failure, if any.
+    pub failure: Option<Failure>,
+}
+
+/// Verifies the log against the ledger and the leaf file in `dir`; heads must be
+/// signed by one of `trusted_keys` (hex Ed25519 public keys), when given.
+pub async fn verify(log: Arc<dyn EventLog>, ledger: &dyn Ledger, dir: &Path, trusted_keys: &[String]) -> Result<VerifyReport, AnchorError> {
+    let mut report =
+        VerifyReport { ok: false, events: 0, anchored_events: 0, tree_heads: 0, consistency_proofs: 0, latest_root: None, failure: None };
+    let fail = |mut report: VerifyReport, failure: Failure| {
+        report.failure = Some(failure);
+        Ok(report)
+    };
+    let heads = match ledger.anchored().await {
+        Ok(heads) => heads,
+        Err(error @ LedgerError::Corrupt { .. }) => return fail(report, Failure::new("ledger-corrupt", error.to_string())),
+        Err(error) => return Err(error.into()),
+    };
+    report.tree_heads = heads.len();
+    report.anchored_events = heads.last().map_or(0, |a| a.head.size);
+    report.latest_root = heads.last().map(|a| a.head.root.clone());
+
+    for (i, anchored) in heads.iter().enumerate() {
+        let head = &anchored.head;
+        if !head.signature_valid() {
+            return fail(
+                report,
+                Failure::new("bad-signature", format!("tree head {} (block {}) has an invalid signature", i + 1, anchored.block)),
+            );
+        }
+        if !trusted_keys.is_empty() && !trusted_keys.contains(&head.key) {
+            return fail(report, Failure::new("untrusted-key", format!("tree head {} is signed by an untrusted key {}", i + 1, head.key)));
+        }
+        if i > 0 && head.size <= heads[i - 1].head.size {
+            return fail(report, Failure::new("not-append-only", format!("tree head {} shrinks the log to {} leaves", i + 1, head.size)));
+        }
+    }
+
+    let stored = LeafFile::open(dir)?.read()?;
+    for (i, anchored) in heads.iter().enumerate() {
+        let size = usize::try_from(anchored.head.size).unwrap_or(usize::MAX);
+        if stored.len() < size || Some(merkle::root(&stored[..size])) != anchored.head.root_hash() {
+            return fail(
+                report,
+                Failure::new("leaves-do-not-match-head", format!("the stored leaves do not give the root of tree head {}", i + 1)),
+            );
+        }
+        if i > 0 {
+            let previous = &heads[i - 1].head;
+            let first = usize::try_from(previous.size).unwrap_or(usize::MAX);
+            let proof = merkle::consistency_proof(&stored[..size], first).unwrap_or_default();
+            let (Some(first_root), Some(second_root)) = (previous.root_hash(), anchored.head.root_hash()) else {
+                return fail(report, Failure::new("inconsistent-heads", format!("tree head {} has a malformed root", i + 1)));
+            };
+            if !merkle::verify_consistency(previous.size, anchored.head.size, &first_root, &second_root, &proof) {
+                return fail(
+                    report,
+                    Failure::new("inconsistent-heads", format!("tree head {} is not an extension of tree head {i}", i + 1)),
+                );
+            }
+            report.consistency_proofs += 1;
+        }
+    }
+
+    let reader = LogReader::new(log);
+    let mut index = 0usize;
+    let mut previous_position = 0u64;
+    let mut from = 1;
+    loop {
+        let events = match reader.read(from, 1000).await {
+            Ok(events) => events,
+            Err(error) => {
+                let mut failure = Failure::new("log-unreadable", error.to_string());
+                failure.position = Some(from);
+                return fail(report, failure);
+            }
+        };
+        let Some(last) = events.last().map(|e| e.metadata.position) else { break };
+        for event in &events {
+            let leaf = merkle::leaf_hash(&event.canonical_bytes());
+            if index < report.anchored_events as usize && stored.get(index) != Some(&leaf) {
+                let position = event.metadata.position;
+                let gap = if position > previous_position + 1 && index > 0 {
+                    format!("; positions {}..{} are missing from the log", previous_position + 1, position - 1)
+                } else {
+                    String::new()
+                };
+                let failure = Failure {
+                    kind: "event-altered".into(),
+                    position: Some(position),
+                    aggregate: Some(event.key.dotted()),
+                    event_id: Some(event.metadata.event_id.to_string()),
+                    detail: format!("the event at position {position} does not match anchored leaf {index} ({}){gap}", hex(&stored[index])),
+                };
+                report.events = index as u64;
+                return fail(report, failure);
+            }
+            previous_position = event.metadata.position;
+            index += 1;
+        }
+        from = last + 1;
+    }
+    report.events = index as u64;
+    if (index as u64) < report.anchored_events {
+        let failure = Failure::new(
+            "event-missing",
+            format!(
+                "the log holds {index} events but {} were anchored; the events after position {previous_position} are gone",
+                report.anchored_events
+            ),
+        );
+        return fail(report, failure);
+    }
+    report.ok = true;
+    Ok(report)
+}

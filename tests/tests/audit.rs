@@ -1,0 +1,174 @@
+//! Verifiable audit: the log is anchored in signed, hash-chained tree heads, and
+//! `verify` detects every kind of tampering, naming the first bad event.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use emr_anchor::{AnchorConfig, AnchorWorker, FileLedger, Ledger, VerifyReport, verify};
+use emr_eventstore::conformance::Backend;
+use emr_tests::backends::{self, clinic};
+use emr_tests::history;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, SqlitePool};
+
+struct Audit {
+    dir: tempfile::TempDir,
+    ledger: Arc<FileLedger>,
+    trusted: Vec<String>,
+}
+
+async fn anchored(backend: &Backend, batch_commits: usize) -> Audit {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(FileLedger::open(dir.path()).unwrap());
+    let config = AnchorConfig { batch_commits, ..AnchorConfig::default() };
+    let worker = AnchorWorker::open(backend.log.clone(), ledger.clone(), dir.path(), config).await.unwrap();
+    worker.catch_up().await.unwrap();
+    Audit { trusted: vec![worker.public_key()], dir, ledger }
+}
+
+async fn check(backend: &Backend, audit: &Audit) -> VerifyReport {
+    verify(backend.log.clone(), audit.ledger.as_ref(), audit.dir.path(), &audit.trusted).await.unwrap()
+}
+
+async fn an_untouched_log_verifies_clean(backend: Backend) {
+    history::write(&clinic(&backend), 4).await;
+    let audit = anchored(&backend, 7).await;
+    let report = check(&backend, &audit).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.events, report.anchored_events);
+    assert!(report.tree_heads >= 5 && report.consistency_proofs == report.tree_heads - 1, "{report:?}");
+}
+
+async fn a_crash_between_leaves_and_head_neither_skips_nor_doubles(backend: Backend) {
+    let clinic = clinic(&backend);
+    history::write(&clinic, 2).await;
+    let audit = anchored(&backend, 5).await;
+    let before = check(&backend, &audit).await;
+    // A crash after the leaves of the next batch were written, before its head was anchored.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(audit.dir.path().join("leaves.bin"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &[0xAB; 32 * 3]))
+        .unwrap();
+    history::write(&clinic, 1).await;
+    let worker = AnchorWorker::open(
+        backend.log.clone(),
+        audit.ledger.clone(),
+        audit.dir.path(),
+        AnchorConfig { batch_commits: 5, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    worker.catch_up().await.unwrap();
+    let after = check(&backend, &audit).await;
+    assert!(after.ok, "{after:?}");
+    assert!(after.events > before.events);
+    assert_eq!(after.anchored_events, after.events, "every event anchored exactly once");
+}
+
+emr_tests::on_every_backend!(an_untouched_log_verifies_clean, a_crash_between_leaves_and_head_neither_skips_nor_doubles);
+
+/// Tampering as an attacker with write access to the embedded store would: the
+/// append-only triggers dropped, rows rewritten behind the application's back.
+async fn tampered() -> (backends::TestBackend, Audit, SqlitePool, Vec<(i64, String)>) {
+    let test = backends::sqlite().await;
+    history::write(&clinic(&test.backend), 3).await;
+    let audit = anchored(&test.backend, 4).await;
+    assert!(check(&test.backend, &audit).await.ok);
+    let options = SqliteConnectOptions::new().filename(test.sqlite_file().unwrap());
+    let db = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+    for trigger in ["commits_are_immutable", "commits_are_never_deleted"] {
+        sqlx::query(AssertSqlSafe(format!("DROP TRIGGER {trigger}"))).execute(&db).await.unwrap();
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT position, aggregate_type || '.' || aggregate_id FROM commits ORDER BY position")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    (test, audit, db, rows)
+}
+
+#[tokio::test]
+async fn a_rewritten_payload_is_detected_at_its_event() {
+    let (test, audit, db, rows) = tampered().await;
+    let (position, aggregate) = rows[10].clone();
+    let payload: Vec<u8> =
+        sqlx::query_scalar("SELECT payload FROM commits WHERE position = ?").bind(position).fetch_one(&db).await.unwrap();
+    let rewritten = String::from_utf8(payload)
+        .unwrap()
+        .replace("\"physician\"", "\"admin\"")
+        .replace("\"nurse\"", "\"admin\"")
+        .replace("\"patient\"", "\"admin\"");
+    sqlx::query("UPDATE commits SET payload = ? WHERE position = ?")
+        .bind(rewritten.into_bytes())
+        .bind(position)
+        .execute(&db)
+        .await
+        .unwrap();
+    let report = check(&test.backend, &audit).await;
+    let failure = report.failure.unwrap();
+    assert_eq!((failure.kind.as_str(), failure.position, failure.aggregate), ("event-altered", Some(position as u64), Some(aggregate)));
+}
+
+#[tokio::test]
+async fn a_deleted_event_is_detected_where_it_was() {
+    let (test, audit, db, rows) = tampered().await;
+    let (position, _) = rows[7].clone();
+    sqlx::query("DELETE FROM commits WHERE position = ?").bind(position).execute(&db).await.unwrap();
+    let failure = check(&test.backend, &audit).await.failure.unwrap();
+    assert_eq!(failure.kind, "event-altered");
+    assert_eq!(failure.position, Some(position as u64 + 1), "the first event out of place is the one after the gap");
+    assert!(failure.detail.contains(&format!("positions {position}..{position} are missing")), "{}", failure.detail);
+}
+
+#[tokio::test]
+async fn two_reordered_events_are_detected_at_the_first() {
+    let (test, audit, db, rows) = tampered().await;
+    let (a, b) = (rows[3].0, rows[5].0);
+    sqlx::query(
+        "UPDATE commits SET payload = (SELECT payload FROM commits c WHERE c.position = CASE commits.position WHEN ?1 THEN ?2 ELSE ?1 END),
+                            aggregate_type = (SELECT aggregate_type FROM commits c WHERE c.position = CASE commits.position WHEN ?1 THEN ?2 ELSE ?1 END),
+                            aggregate_id = (SELECT aggregate_id FROM commits c WHERE c.position = CASE commits.position WHEN ?1 THEN ?2 ELSE ?1 END)
+         WHERE position IN (?1, ?2)",
+    )
+    .bind(a)
+    .bind(b)
+    .execute(&db)
+    .await
+    .unwrap();
+    let failure = check(&test.backend, &audit).await.failure.unwrap();
+    assert_eq!((failure.kind.as_str(), failure.position), ("event-altered", Some(a as u64)));
+}
+
+#[tokio::test]
+async fn a_forged_tree_head_is_detected() {
+    let (test, audit, _db, _) = tampered().await;
+    let path = audit.dir.path().join("heads.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let last = lines.len() - 1;
+    let mut forged: serde_json::Value = serde_json::from_str(&lines[last]).unwrap();
+    forged["head"]["root"] = serde_json::json!("00".repeat(32));
+    lines[last] = forged.to_string();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let failure = check(&test.backend, &audit).await.failure.unwrap();
+    assert_eq!(failure.kind, "bad-signature", "{failure:?}");
+
+    let mut broken: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    broken["head"]["size"] = serde_json::json!(1);
+    lines[0] = broken.to_string();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let failure = check(&test.backend, &audit).await.failure.unwrap();
+    assert_eq!(failure.kind, "ledger-corrupt", "editing an earlier head breaks the chain: {failure:?}");
+}
+
+#[tokio::test]
+async fn a_head_signed_by_another_key_is_not_trusted() {
+    let test = backends::sqlite().await;
+    history::write(&clinic(&test.backend), 1).await;
+    let audit = anchored(&test.backend, 100).await;
+    let stranger = Audit { trusted: vec!["ab".repeat(32)], ..audit };
+    let failure = check(&test.backend, &stranger).await.failure.unwrap();
+    assert_eq!(failure.kind, "untrusted-key");
+    assert!(stranger.ledger.anchored().await.unwrap().len() == 1);
+}
