@@ -213,6 +213,11 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         let log = ports.log.clone();
         tokio::spawn(async move { models.run_all(log, stopped).await })
     });
+    let audit_state = settings.audit.anchor_in_serve.then(|| -> anyhow::Result<emr_http::AuditState> {
+        let dir = settings.audit_dir();
+        Ok(emr_http::AuditState { ledger: std::sync::Arc::new(emr_anchor::FileLedger::open(&dir)?), dir })
+    });
+    let audit_state = audit_state.transpose()?;
     let anchor = if settings.audit.anchor_in_serve {
         let worker = audit::worker(settings, ports.log.clone()).await?;
         let mut stopped = stop.subscribe();
@@ -226,7 +231,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = emr_http::router(emr_http::AppState { clinic, read_models });
+    let app = emr_http::router(emr_http::AppState { clinic, read_models, audit: audit_state });
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
     tracing::info!(listen = %settings.http.listen, projections = projectors.is_some(), "EMR Ledger serving");

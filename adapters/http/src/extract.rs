@@ -28,12 +28,7 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError>
 }
 
 fn bad_header(name: &str, detail: &str) -> ApiError {
-    ApiError::BadRequest(Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid-header",
-        "A request header is not valid",
-        format!("{name}: {detail}"),
-    ))
+    ApiError::Problem(Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "A request header is not valid", format!("{name}: {detail}")))
 }
 
 /// Who sends a command and under which idempotency key.

@@ -31,6 +31,17 @@ pub struct AppState {
     pub clinic: Clinic,
     /// The MySQL read models, when configured.
     pub read_models: Option<ReadModelState>,
+    /// The anchored Merkle log, when this node anchors.
+    pub audit: Option<AuditState>,
+}
+
+/// Where this node's tree heads and leaves are.
+#[derive(Clone)]
+pub struct AuditState {
+    /// The ledger holding the signed tree heads.
+    pub ledger: std::sync::Arc<dyn emr_anchor::Ledger>,
+    /// The directory of the leaf file.
+    pub dir: std::path::PathBuf,
 }
 
 /// The read-model database and the log it follows.

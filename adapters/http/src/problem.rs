@@ -39,7 +39,7 @@ impl Problem {
         }
     }
 
-    fn retryable(mut self) -> Self {
+    pub(crate) fn retryable(mut self) -> Self {
         self.retryable = true;
         self
     }
@@ -66,8 +66,8 @@ pub enum ApiError {
     Clinic(ClinicError),
     /// The store failed outside a command (queries).
     Store(StoreError),
-    /// The request itself is malformed.
-    BadRequest(Problem),
+    /// A problem decided at the edge (malformed request, feature not configured …).
+    Problem(Problem),
     /// Nothing at this address.
     NotFound(String),
     /// A read-model query failed or timed out waiting.
@@ -102,19 +102,19 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
             _ => (StatusCode::BAD_REQUEST, "malformed-json"),
         };
-        Self::BadRequest(Problem::new(status, code, "The request body is not valid", rejection.body_text()))
+        Self::Problem(Problem::new(status, code, "The request body is not valid", rejection.body_text()))
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        Self::BadRequest(Problem::new(StatusCode::BAD_REQUEST, "invalid-path", "The address is not valid", rejection.body_text()))
+        Self::Problem(Problem::new(StatusCode::BAD_REQUEST, "invalid-path", "The address is not valid", rejection.body_text()))
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::BadRequest(Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "The query string is not valid", rejection.body_text()))
+        Self::Problem(Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "The query string is not valid", rejection.body_text()))
     }
 }
 
@@ -159,7 +159,7 @@ impl ApiError {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, "The command breaks a clinical rule", error.to_string())
         };
         match self {
-            Self::BadRequest(problem) => problem.clone(),
+            Self::Problem(problem) => problem.clone(),
             Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("no {what} with this id")),
             Self::Store(error) | Self::Clinic(ClinicError::Store(error)) => store_problem(error),
             Self::Clinic(ClinicError::Patient(e)) => rule("patient-rule", e),

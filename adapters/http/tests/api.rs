@@ -26,7 +26,7 @@ async fn app() -> TestApp {
     let (log, snapshots, keys) = store.ports();
     let kek = Arc::new(emr_keyring::Keyring::load_or_create(&dir.path().join("keyring")).unwrap());
     let clinic = Clinic::new(EventStorePorts { log, snapshots, keys, kek }, StoreConfig::default(), DomainServices::default());
-    TestApp { router: router(AppState { clinic, read_models: None }), _dir: dir }
+    TestApp { router: router(AppState { clinic, read_models: None, audit: None }), _dir: dir }
 }
 
 const USER: &str = "0190f5c4-7d0e-7cc2-9a4e-3f1c2b6a9d10";

@@ -13,10 +13,12 @@
 mod head;
 mod ledger;
 pub mod merkle;
+mod receipt;
 mod verify;
 mod worker;
 
 pub use head::{NodeKey, TreeHead};
 pub use ledger::{Anchored, FileLedger, Ledger, LedgerError};
-pub use verify::{Failure, VerifyReport, verify};
+pub use receipt::{Receipt, ReceiptAnchor};
+pub use verify::{Failure, VerifyReport, receipt, verify};
 pub use worker::{AnchorConfig, AnchorError, AnchorWorker};

@@ -165,3 +165,17 @@ pub async fn verify(log: Arc<dyn EventLog>, ledger: &dyn Ledger, dir: &Path, tru
     report.ok = true;
     Ok(report)
 }
+
+/// The receipt of one event (found by its canonical bytes' leaf hash), against the
+/// first anchored head that covers it; `None` when it is not anchored (yet).
+pub async fn receipt(
+    ledger: &dyn Ledger,
+    dir: &Path,
+    event: &emr_eventstore::RecordedEvent,
+) -> Result<Option<crate::Receipt>, AnchorError> {
+    let leaves = LeafFile::open(dir)?.read()?;
+    let leaf = merkle::leaf_hash(&event.canonical_bytes());
+    let Some(index) = leaves.iter().position(|l| *l == leaf) else { return Ok(None) };
+    let heads = ledger.anchored().await?;
+    Ok(crate::Receipt::build(&leaves, index, ledger.name(), &heads))
+}

@@ -43,3 +43,41 @@ pub(crate) async fn history(
     }
     Ok(Json(events))
 }
+
+/// The receipt of one event: its inclusion proof against a signed, anchored tree
+/// head, verifiable offline (docs/receipts.md).
+pub(crate) async fn receipt(
+    State(state): State<AppState>,
+    axum::extract::Path((aggregate_type, aggregate_id, sequence)): axum::extract::Path<(String, String, u64)>,
+) -> Result<Json<emr_anchor::Receipt>, ApiError> {
+    let Some(audit) = &state.audit else {
+        return Err(ApiError::Problem(crate::Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "audit-not-configured",
+            "This server does not anchor the log",
+            "run the anchor worker (audit.anchor_in_serve) to serve receipts",
+        )));
+    };
+    let events = state.clinic.history(&aggregate_type, &aggregate_id).await?;
+    let event = events.into_iter().find(|e| e.sequence == sequence).ok_or_else(|| ApiError::NotFound("event".into()))?;
+    let receipt = emr_anchor::receipt(audit.ledger.as_ref(), &audit.dir, &event).await.map_err(|error| {
+        tracing::error!(%error, "receipt failed");
+        ApiError::Problem(crate::Problem::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong",
+            "the error was logged",
+        ))
+    })?;
+    receipt.map(Json).ok_or_else(|| {
+        ApiError::Problem(
+            crate::Problem::new(
+                axum::http::StatusCode::CONFLICT,
+                "not-anchored-yet",
+                "The event is not anchored yet",
+                "try again after the next tree head",
+            )
+            .retryable(),
+        )
+    })
+}

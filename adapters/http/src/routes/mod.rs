@@ -35,6 +35,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/grants/{grant_id}/revocation", post(grants::revoke))
         .route("/v1/log", get(log::read))
         .route("/v1/audit/{aggregate_type}/{aggregate_id}/history", get(log::history))
+        .route("/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt", get(log::receipt))
         .route("/v1/read/records", get(read::records))
         .route("/v1/read/dashboard", get(read::dashboard))
         .route("/v1/projections", get(read::projections))
@@ -44,7 +45,7 @@ pub(crate) fn router() -> Router<AppState> {
 /// Parses an id from the path.
 pub(crate) fn path_id<T: std::str::FromStr>(value: &str, what: &str) -> Result<T, ApiError> {
     value.parse().map_err(|_| {
-        ApiError::BadRequest(crate::Problem::new(
+        ApiError::Problem(crate::Problem::new(
             axum::http::StatusCode::BAD_REQUEST,
             "invalid-id",
             "The id is not valid",

@@ -142,7 +142,7 @@ pub(crate) async fn show(
         (Some(position), None) => state.clinic.record_as_of(record_id, Cutoff::Position(position)).await?,
         (None, Some(time)) => state.clinic.record_as_of(record_id, Cutoff::Time(time)).await?,
         (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(crate::Problem::new(
+            return Err(ApiError::Problem(crate::Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-query",
                 "The query string is not valid",
