@@ -192,3 +192,40 @@ async fn every_event_has_a_receipt_that_verifies_offline(backend: Backend) {
         assert!(!receipt.verify(&event.canonical_bytes(), &["cd".repeat(32)]), "an untrusted signer fails");
     }
 }
+
+/// JetStream refuses message deletes and purges (deny_delete, deny_purge), so the
+/// tampering left to an administrator is rewriting the whole stream: copy every
+/// message, delete the stream, recreate it, republish with one event altered.
+#[tokio::test]
+async fn a_jetstream_log_rewritten_by_an_administrator_is_detected() {
+    use async_nats::jetstream;
+    let test = backends::jetstream().await;
+    history::write(&clinic(&test.backend), 2).await;
+    let audit = anchored(&test.backend, 4).await;
+    let js = jetstream::new(async_nats::connect(test.nats.as_ref().unwrap().url()).await.unwrap());
+    let config = emr_nats::event_stream_config(&emr_nats::NatsConfig::default());
+    let stream = js.get_stream(&config.name).await.unwrap();
+    let last = stream.get_info().await.unwrap().state.last_sequence;
+    let mut messages = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        messages.push((message.subject.to_string(), message.payload.to_vec()));
+    }
+    let refused = stream.delete_message(3).await;
+    assert!(refused.is_err(), "the stream refuses message deletes");
+
+    js.delete_stream(&config.name).await.unwrap();
+    js.create_stream(config).await.unwrap();
+    let altered = 6;
+    for (index, (subject, payload)) in messages.into_iter().enumerate() {
+        let mut payload = String::from_utf8(payload).unwrap();
+        if index + 1 == altered {
+            let start = payload.find("\"role\":\"").unwrap() + 8;
+            let end = start + payload[start..].find('"').unwrap();
+            payload.replace_range(start..end, "auditor");
+        }
+        js.publish(subject, payload.into()).await.unwrap().await.unwrap();
+    }
+    let failure = check(&test.backend, &audit).await.failure.unwrap();
+    assert_eq!((failure.kind.as_str(), failure.position), ("event-altered", Some(altered as u64)), "{failure:?}");
+}
