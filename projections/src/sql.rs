@@ -30,6 +30,19 @@ where
     Ok(rows)
 }
 
+/// Like [`select_in`], keyed by `key` of each row.
+pub(crate) async fn load_by_key<R>(
+    conn: &mut MySqlConnection,
+    prefix: &'static str,
+    keys: &[String],
+    key: impl Fn(&R) -> String,
+) -> Result<std::collections::HashMap<String, R>, ProjectionError>
+where
+    R: for<'r> FromRow<'r, MySqlRow> + Send + Unpin,
+{
+    Ok(select_in::<R>(conn, prefix, keys).await?.into_iter().map(|row| (key(&row), row)).collect())
+}
+
 /// Writes `rows`: `insert` is `INSERT INTO t (cols) `, `bind` pushes one row's
 /// values, `on_duplicate` is ` ON DUPLICATE KEY UPDATE …`.
 pub(crate) async fn upsert<T>(

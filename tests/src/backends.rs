@@ -52,11 +52,5 @@ pub async fn sqlite() -> TestBackend {
 
 /// The application layer over a backend.
 pub fn clinic(backend: &Backend) -> emr_commands::Clinic {
-    let ports = emr_commands::EventStorePorts {
-        log: backend.log.clone(),
-        snapshots: backend.snapshots.clone(),
-        keys: backend.keys.clone(),
-        kek: backend.kek.clone(),
-    };
-    emr_commands::Clinic::new(ports, emr_eventstore::StoreConfig::default(), emr_domain::DomainServices::default())
+    emr_commands::Clinic::new(backend.clone(), emr_eventstore::StoreConfig::default(), emr_domain::DomainServices::default())
 }

@@ -11,24 +11,11 @@ use emr_domain::patient::{Patient, PatientCommand, PatientError, PatientStatus};
 use emr_domain::record::{MedicalRecord, RecordCommand, RecordError};
 use emr_domain::upcasting::EventSchema;
 use emr_eventstore::{
-    AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventLog, ExecuteError, KeyEncryptionKey, KeyStore, KeyVault, LogReader,
-    PhiCodec, RecordedEvent, SnapshotStore, StoreConfig, StoreError,
+    AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventStorePorts, ExecuteError, KeyVault, LogReader, PhiCodec, RecordedEvent,
+    StoreConfig, StoreError,
 };
 
 use crate::receipt::Receipt;
-
-/// The ports a backend provides.
-#[derive(Clone)]
-pub struct EventStorePorts {
-    /// The event log.
-    pub log: Arc<dyn EventLog>,
-    /// Snapshots.
-    pub snapshots: Arc<dyn SnapshotStore>,
-    /// Wrapped data keys.
-    pub keys: Arc<dyn KeyStore>,
-    /// The key-encryption key.
-    pub kek: Arc<dyn KeyEncryptionKey>,
-}
 
 /// Why a command was not accepted.
 #[derive(Debug, thiserror::Error)]

@@ -12,5 +12,6 @@
 mod clinic;
 mod receipt;
 
-pub use clinic::{Clinic, ClinicError, EventStorePorts};
+pub use clinic::{Clinic, ClinicError};
+pub use emr_eventstore::EventStorePorts;
 pub use receipt::{EventReceipt, Receipt};

@@ -24,22 +24,12 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::{
-    AggregateKey, CodecError, CommitRecord, CommitRequest, ENVELOPE_SCHEMA, EmrEventStore, EventLog, EventRecord, ExecuteError,
-    KeyEncryptionKey, KeyError, KeyStore, KeyVault, LogError, LogReader, PhiCodec, PhiError, SnapshotStore, StoreConfig, StoreError,
+    AggregateKey, CodecError, CommitRecord, CommitRequest, ENVELOPE_SCHEMA, EmrEventStore, EventLog, EventRecord, EventStorePorts,
+    ExecuteError, KeyError, KeyVault, LogError, LogReader, PhiCodec, PhiError, StoreConfig, StoreError,
 };
 
-/// A backend under test: its three ports and a KEK.
-#[derive(Clone)]
-pub struct Backend {
-    /// The event log.
-    pub log: Arc<dyn EventLog>,
-    /// Snapshots.
-    pub snapshots: Arc<dyn SnapshotStore>,
-    /// Wrapped data keys.
-    pub keys: Arc<dyn KeyStore>,
-    /// The key-encryption key.
-    pub kek: Arc<dyn KeyEncryptionKey>,
-}
+/// A backend under test: its ports.
+pub type Backend = EventStorePorts;
 
 impl Backend {
     /// A PHI codec as a separate process would have one: its own vault, no key cache.

@@ -38,3 +38,18 @@ pub use phi::{PhiCodec, PhiError};
 pub use reader::{CANONICAL_VERSION, LogReader, RecordedEvent};
 pub use snapshot::SnapshotStore;
 pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, StoreConfig};
+
+use std::sync::Arc;
+
+/// The ports a backend provides: everything the event store needs from outside.
+#[derive(Clone)]
+pub struct EventStorePorts {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// Snapshots.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// Wrapped data keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// The key-encryption key.
+    pub kek: Arc<dyn KeyEncryptionKey>,
+}

@@ -11,7 +11,7 @@ use super::distinct;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::{select_in, upsert};
+use crate::sql::{load_by_key, upsert};
 
 /// Access grants and requests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,26 +80,22 @@ impl Projection for AccessProjection {
             return Ok(());
         }
         let ids = distinct(events.iter().map(|(f, _)| f.aggregate_id.clone()));
-        let mut grants: HashMap<String, GrantRow> = select_in::<GrantRow>(
+        let mut grants: HashMap<String, GrantRow> = load_by_key(
             conn,
             "SELECT grant_id, patient_id, grantee, scopes, status, granted_by, granted_at, expires_at, revoked_at, version, position \
              FROM access_grants WHERE grant_id IN ",
             &ids,
+            |row: &GrantRow| row.grant_id.clone(),
         )
-        .await?
-        .into_iter()
-        .map(|row| (row.grant_id.clone(), row))
-        .collect();
-        let mut requests: HashMap<String, RequestRow> = select_in::<RequestRow>(
+        .await?;
+        let mut requests: HashMap<String, RequestRow> = load_by_key(
             conn,
             "SELECT grant_id, patient_id, requester, scopes, status, requested_at, requested_until, decided_at, decided_by, version, position \
              FROM access_requests WHERE grant_id IN ",
             &ids,
+            |row: &RequestRow| row.grant_id.clone(),
         )
-        .await?
-        .into_iter()
-        .map(|row| (row.grant_id.clone(), row))
-        .collect();
+        .await?;
         for (fact, event) in events {
             let (at, id, version, position) = (fact.metadata.recorded_at, &fact.aggregate_id, fact.sequence, fact.metadata.position);
             match event {

@@ -11,7 +11,7 @@ use super::distinct;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::{select_in, upsert};
+use crate::sql::{load_by_key, upsert};
 
 /// The patient directory.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,15 +50,13 @@ impl Projection for PatientDirectory {
             return Ok(());
         }
         let ids = distinct(events.iter().map(|(f, _)| f.aggregate_id.clone()));
-        let mut rows: HashMap<String, Row> = select_in::<Row>(
+        let mut rows: HashMap<String, Row> = load_by_key(
             conn,
             "SELECT patient_id, hospital_id, status, registered_at, updated_at, erased_at, version, position FROM patients WHERE patient_id IN ",
             &ids,
+            |row: &Row| row.patient_id.clone(),
         )
-        .await?
-        .into_iter()
-        .map(|row| (row.patient_id.clone(), row))
-        .collect();
+        .await?;
         for (fact, event) in events {
             let at = fact.metadata.recorded_at;
             if let PatientEvent::PatientRegistered { hospital_id, .. } = event {

@@ -12,7 +12,7 @@ use super::distinct;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::{select_in, upsert};
+use crate::sql::{load_by_key, upsert};
 
 /// The record index.
 #[derive(Debug, Clone, Copy, Default)]
@@ -73,16 +73,14 @@ impl Projection for RecordIndex {
             return Ok(());
         }
         let ids = distinct(events.iter().map(|(f, _)| f.aggregate_id.clone()));
-        let mut rows: HashMap<String, Row> = select_in::<Row>(
+        let mut rows: HashMap<String, Row> = load_by_key(
             conn,
             "SELECT record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, status, content_version, attachment_count, \
              created_at, updated_at, deleted_at, version, position FROM medical_records WHERE record_id IN ",
             &ids,
+            |row: &Row| row.record_id.clone(),
         )
-        .await?
-        .into_iter()
-        .map(|row| (row.record_id.clone(), row))
-        .collect();
+        .await?;
         let mut attachments = Vec::new();
         for (fact, event) in events {
             let at = fact.metadata.recorded_at;

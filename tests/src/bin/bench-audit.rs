@@ -41,9 +41,14 @@ async fn main() {
     for batch in [100usize, 1000] {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Arc::new(FileLedger::open(dir.path()).unwrap());
-        let worker = AnchorWorker::open(backend.log.clone(), ledger.clone(), dir.path(), AnchorConfig { batch_commits: batch, ..Default::default() })
-            .await
-            .unwrap();
+        let worker = AnchorWorker::open(
+            backend.log.clone(),
+            ledger.clone(),
+            dir.path(),
+            AnchorConfig { batch_commits: batch, ..Default::default() },
+        )
+        .await
+        .unwrap();
         let started = Instant::now();
         let heads = worker.catch_up().await.unwrap();
         let seconds = started.elapsed().as_secs_f64();
@@ -61,7 +66,10 @@ async fn main() {
     println!("| what | seconds | per second | ratio to raw drain |");
     println!("| --- | ---: | ---: | ---: |");
     println!("| raw JetStream drain (ordered consumer, msgs) | {:.2} | {drain_rate:.0} | 1.00 |", drained as f64 / drain_rate);
-    println!("| `emr audit verify` (events replayed and checked) | {verify_seconds:.2} | {verify_rate:.0} | {:.2} |", verify_rate / drain_rate);
+    println!(
+        "| `emr audit verify` (events replayed and checked) | {verify_seconds:.2} | {verify_rate:.0} | {:.2} |",
+        verify_rate / drain_rate
+    );
     for (batch, heads, seconds, rate) in &anchoring {
         println!("| anchoring, batch {batch} commits ({heads} tree heads), leaves | {seconds:.2} | {rate:.0} | {:.2} |", rate / drain_rate);
     }
