@@ -4,6 +4,7 @@
 # Tests talk to real servers. This script makes sure they can:
 #   - nats-server: each NATS test starts its own throwaway server from this binary;
 #   - MariaDB: read-model tests use the server at 127.0.0.1:3306 (root, no password);
+#   - anvil (npm @foundry-rs/anvil) and solc-js: EVM anchoring tests start their own node;
 # installing the Debian packages and starting the servers when they are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,9 +52,21 @@ ensure_mariadb() {
   as_root mariadb -uroot -e "CREATE DATABASE IF NOT EXISTS test; ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;" 2>/dev/null || true
 }
 
+ensure_evm_tools() {
+  # solc-js compiles the anchor contract; anvil is the local EVM node of the tests.
+  if ! command -v npm >/dev/null; then
+    say "installing nodejs and npm (Debian packages)"
+    install_packages nodejs npm
+  fi
+  (cd adapters/evm/contracts && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  say "checking the committed contract artifact against a fresh compile"
+  (cd adapters/evm/contracts && node build.mjs --check)
+}
+
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }
 ensure_nats_server
 ensure_mariadb
+ensure_evm_tools
 
 if cargo fmt --version >/dev/null 2>&1; then
   say "formatting"

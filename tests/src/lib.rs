@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod anvil;
 pub mod backends;
 pub mod history;
 pub mod mariadb;

@@ -1,0 +1,151 @@
+//! EVM chains as mirrors of the anchored Merkle log.
+//!
+//! The primary ledger holds the signed tree heads; an EVM chain holds, per tree
+//! size, the 32-byte root in the `MerkleAnchor` contract
+//! (`contracts/MerkleAnchor.sol`, compiled offline by `contracts/build.mjs`; CI
+//! checks the committed artifact against a fresh compile). The contract refuses a
+//! different root for an anchored size and sizes that do not grow, so once a root
+//! is mirrored, nobody — not even this node — can rewrite history unnoticed.
+//!
+//! One client serves Ethereum, Polygon and BSC: they differ only in RPC URL, chain
+//! id and the confirmations worth waiting for.
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol;
+use emr_anchor::TreeHead;
+use serde::Serialize;
+
+sol!(
+    #[allow(missing_docs)]
+    #[sol(rpc)]
+    MerkleAnchor,
+    "contracts/MerkleAnchor.json"
+);
+
+/// Why an EVM operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvmError {
+    /// Bad configuration (URL, key, address).
+    #[error("EVM configuration: {0}")]
+    Config(String),
+    /// The node or the contract call failed (including a revert).
+    #[error("EVM call failed: {0}")]
+    Call(String),
+    /// The transaction was mined but reverted.
+    #[error("transaction {0} reverted")]
+    Reverted(String),
+    /// A head whose root is not 32 bytes of hex.
+    #[error("tree head of size {0} has a malformed root")]
+    MalformedHead(u64),
+}
+
+/// Where a root landed on a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvmReceipt {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Transaction hash (none when the root was already anchored).
+    pub transaction_hash: Option<String>,
+    /// Block of the transaction.
+    pub block: Option<u64>,
+    /// Tree size anchored.
+    pub size: u64,
+}
+
+/// The anchor contract on one chain.
+pub struct EvmMirror {
+    provider: DynProvider,
+    contract: Address,
+    chain_id: u64,
+    confirmations: u64,
+}
+
+fn call_error(error: impl std::fmt::Display) -> EvmError {
+    EvmError::Call(error.to_string())
+}
+
+fn provider(url: &str, private_key: &str) -> Result<DynProvider, EvmError> {
+    let signer: PrivateKeySigner = private_key.parse().map_err(|_| EvmError::Config("invalid private key".into()))?;
+    let url = url.parse().map_err(|_| EvmError::Config(format!("invalid RPC URL {url}")))?;
+    Ok(ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased())
+}
+
+impl EvmMirror {
+    /// Deploys the anchor contract; the signer becomes its owner.
+    pub async fn deploy(url: &str, private_key: &str) -> Result<Address, EvmError> {
+        let contract = MerkleAnchor::deploy(provider(url, private_key)?).await.map_err(call_error)?;
+        Ok(*contract.address())
+    }
+
+    /// Connects to a deployed contract; anchoring waits for `confirmations` blocks.
+    pub async fn connect(url: &str, private_key: &str, contract: Address, confirmations: u64) -> Result<Self, EvmError> {
+        let provider = provider(url, private_key)?;
+        let chain_id = provider.get_chain_id().await.map_err(call_error)?;
+        Ok(Self { provider, contract, chain_id, confirmations: confirmations.max(1) })
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    fn contract(&self) -> MerkleAnchor::MerkleAnchorInstance<&DynProvider> {
+        MerkleAnchor::new(self.contract, &self.provider)
+    }
+
+    /// The largest tree size anchored on this chain.
+    pub async fn latest_size(&self) -> Result<u64, EvmError> {
+        self.contract().latestSize().call().await.map_err(call_error)
+    }
+
+    /// The root anchored for `size`, if any.
+    pub async fn root_of(&self, size: u64) -> Result<Option<[u8; 32]>, EvmError> {
+        let root: B256 = self.contract().rootOf(size).call().await.map_err(call_error)?;
+        Ok((root != B256::ZERO).then_some(root.0))
+    }
+
+    /// Anchors a head's root and waits for the configured confirmations.
+    pub async fn anchor(&self, head: &TreeHead) -> Result<EvmReceipt, EvmError> {
+        let root = head.root_hash().ok_or(EvmError::MalformedHead(head.size))?;
+        if self.root_of(head.size).await? == Some(root) {
+            return Ok(EvmReceipt { chain_id: self.chain_id, transaction_hash: None, block: None, size: head.size });
+        }
+        let contract = self.contract();
+        let call = contract.anchor(head.size, B256::from(root), head.last_position);
+        let receipt = call.send().await.map_err(call_error)?.get_receipt().await.map_err(call_error)?;
+        let hash = receipt.transaction_hash.to_string();
+        if !receipt.status() {
+            return Err(EvmError::Reverted(hash));
+        }
+        let block = receipt.block_number.unwrap_or_default();
+        while self.provider.get_block_number().await.map_err(call_error)? + 1 < block + self.confirmations {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(EvmReceipt { chain_id: self.chain_id, transaction_hash: Some(hash), block: Some(block), size: head.size })
+    }
+
+    /// The relayer's job: anchors, in order, every head the chain has not seen.
+    pub async fn mirror(&self, heads: &[TreeHead]) -> Result<Vec<EvmReceipt>, EvmError> {
+        let latest = self.latest_size().await?;
+        let mut receipts = Vec::new();
+        for head in heads.iter().filter(|h| h.size > latest) {
+            receipts.push(self.anchor(head).await?);
+        }
+        Ok(receipts)
+    }
+
+    /// Checks heads against the chain: the first head whose mirrored root differs.
+    pub async fn first_mismatch(&self, heads: &[TreeHead]) -> Result<Option<u64>, EvmError> {
+        for head in heads {
+            if let Some(root) = self.root_of(head.size).await?
+                && Some(root) != head.root_hash()
+            {
+                return Ok(Some(head.size));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,83 @@
+//! Anchoring to EVM chains, end to end on a real local EVM node (anvil): roots
+//! land on chain, receipts and heads check against it, rewrites are refused.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use emr_anchor::{AnchorConfig, AnchorWorker, FileLedger, Ledger, TreeHead};
+use emr_evm::EvmMirror;
+use emr_tests::anvil::{Anvil, DEV_KEYS};
+use emr_tests::{backends, history};
+
+async fn anchored_heads(batch_commits: usize) -> (backends::TestBackend, Vec<TreeHead>, tempfile::TempDir) {
+    let test = backends::sqlite().await;
+    history::write(&backends::clinic(&test.backend), 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(FileLedger::open(dir.path()).unwrap());
+    let worker =
+        AnchorWorker::open(test.backend.log.clone(), ledger.clone(), dir.path(), AnchorConfig { batch_commits, ..Default::default() })
+            .await
+            .unwrap();
+    worker.catch_up().await.unwrap();
+    let heads = ledger.anchored().await.unwrap().into_iter().map(|a| a.head).collect();
+    (test, heads, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_heads_are_mirrored_to_every_configured_chain() {
+    let (_test, heads, _dir) = anchored_heads(6).await;
+    // Ethereum, Polygon and BSC differ only in chain id (and confirmations) to this client.
+    for chain_id in [1u64, 137, 56] {
+        let node = Anvil::start(chain_id);
+        let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
+        let mirror = EvmMirror::connect(&node.url(), DEV_KEYS[0], contract, 2).await.unwrap();
+        assert_eq!(mirror.chain_id(), chain_id);
+        let receipts = mirror.mirror(&heads).await.unwrap();
+        assert_eq!(receipts.len(), heads.len());
+        assert!(receipts.iter().all(|r| r.transaction_hash.is_some() && r.block.is_some()));
+        assert_eq!(mirror.latest_size().await.unwrap(), heads.last().unwrap().size);
+        for head in &heads {
+            assert_eq!(mirror.root_of(head.size).await.unwrap(), head.root_hash(), "root of size {}", head.size);
+        }
+        assert_eq!(mirror.first_mismatch(&heads).await.unwrap(), None);
+        assert!(mirror.mirror(&heads).await.unwrap().is_empty(), "mirroring again sends nothing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_refuses_to_rewrite_or_shrink_history() {
+    let (_test, heads, _dir) = anchored_heads(10).await;
+    let node = Anvil::start(31337);
+    let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
+    let mirror = EvmMirror::connect(&node.url(), DEV_KEYS[0], contract, 1).await.unwrap();
+    mirror.mirror(&heads).await.unwrap();
+
+    let mut rewritten = heads[0].clone();
+    rewritten.root = "11".repeat(32);
+    let refused = mirror.anchor(&rewritten).await;
+    assert!(refused.is_err(), "a different root for an anchored size is refused: {refused:?}");
+    assert_eq!(mirror.root_of(heads[0].size).await.unwrap(), heads[0].root_hash(), "the original root stands");
+
+    let again = mirror.anchor(&heads[0]).await.unwrap();
+    assert_eq!(again.transaction_hash, None, "re-sending the same root is a no-op");
+
+    let stranger = EvmMirror::connect(&node.url(), DEV_KEYS[1], contract, 1).await.unwrap();
+    let mut next = heads.last().unwrap().clone();
+    next.size += 1;
+    assert!(stranger.anchor(&next).await.is_err(), "only the owner anchors");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_ledger_rewritten_and_resigned_by_the_node_itself_is_caught_by_the_chain() {
+    let (_test, heads, _dir) = anchored_heads(6).await;
+    let node = Anvil::start(31337);
+    let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
+    let mirror = EvmMirror::connect(&node.url(), DEV_KEYS[0], contract, 1).await.unwrap();
+    mirror.mirror(&heads).await.unwrap();
+    // An insider with the node key rewrites and re-signs a head locally: its signature
+    // is valid, but the chain still holds the original root.
+    let mut forged = heads.clone();
+    forged[1].root = "22".repeat(32);
+    assert_eq!(mirror.first_mismatch(&forged).await.unwrap(), Some(forged[1].size));
+}
