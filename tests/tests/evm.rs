@@ -31,7 +31,7 @@ async fn tree_heads_are_mirrored_to_every_configured_chain() {
     for chain_id in [1u64, 137, 56] {
         let node = Anvil::start(chain_id);
         let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
-        let mirror = EvmMirror::connect(&node.url(), DEV_KEYS[0], contract, 2).await.unwrap();
+        let mirror = EvmMirror::connect(&node.url(), Some(DEV_KEYS[0]), contract, 2).await.unwrap();
         assert_eq!(mirror.chain_id(), chain_id);
         let receipts = mirror.mirror(&heads).await.unwrap();
         assert_eq!(receipts.len(), heads.len());
@@ -50,7 +50,7 @@ async fn the_contract_refuses_to_rewrite_or_shrink_history() {
     let (_test, heads, _dir) = anchored_heads(10).await;
     let node = Anvil::start(31337);
     let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
-    let mirror = EvmMirror::connect(&node.url(), DEV_KEYS[0], contract, 1).await.unwrap();
+    let mirror = EvmMirror::connect(&node.url(), Some(DEV_KEYS[0]), contract, 1).await.unwrap();
     mirror.mirror(&heads).await.unwrap();
 
     let mut rewritten = heads[0].clone();
@@ -62,7 +62,7 @@ async fn the_contract_refuses_to_rewrite_or_shrink_history() {
     let again = mirror.anchor(&heads[0]).await.unwrap();
     assert_eq!(again.transaction_hash, None, "re-sending the same root is a no-op");
 
-    let stranger = EvmMirror::connect(&node.url(), DEV_KEYS[1], contract, 1).await.unwrap();
+    let stranger = EvmMirror::connect(&node.url(), Some(DEV_KEYS[1]), contract, 1).await.unwrap();
     let mut next = heads.last().unwrap().clone();
     next.size += 1;
     assert!(stranger.anchor(&next).await.is_err(), "only the owner anchors");
@@ -73,11 +73,13 @@ async fn a_local_ledger_rewritten_and_resigned_by_the_node_itself_is_caught_by_t
     let (_test, heads, _dir) = anchored_heads(6).await;
     let node = Anvil::start(31337);
     let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
-    let mirror = EvmMirror::connect(&node.url(), DEV_KEYS[0], contract, 1).await.unwrap();
+    let mirror = EvmMirror::connect(&node.url(), Some(DEV_KEYS[0]), contract, 1).await.unwrap();
     mirror.mirror(&heads).await.unwrap();
     // An insider with the node key rewrites and re-signs a head locally: its signature
     // is valid, but the chain still holds the original root.
     let mut forged = heads.clone();
     forged[1].root = "22".repeat(32);
-    assert_eq!(mirror.first_mismatch(&forged).await.unwrap(), Some(forged[1].size));
+    let auditor = EvmMirror::connect(&node.url(), None, contract, 1).await.unwrap();
+    assert_eq!(auditor.first_mismatch(&forged).await.unwrap(), Some(forged[1].size), "an auditor needs no key to check");
+    assert_eq!(auditor.first_mismatch(&heads).await.unwrap(), None);
 }

@@ -8,6 +8,7 @@
 
 mod audit;
 mod demo;
+mod evm;
 mod read_models;
 mod settings;
 mod wiring;
@@ -41,8 +42,15 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
-    /// Anchor the event log (signed Merkle tree heads), following it until interrupted.
+    /// Anchor the event log (signed Merkle tree heads) and mirror heads to the
+    /// configured EVM chains, following the log until interrupted.
     Anchor,
+    /// Deploy the Merkle anchor contract to an EVM chain (key in EMR_EVM_PRIVATE_KEY).
+    EvmDeploy {
+        /// JSON-RPC URL of the chain.
+        #[arg(long)]
+        url: String,
+    },
     /// Run, rebuild or inspect the MySQL read models.
     Projections {
         #[command(subcommand)]
@@ -118,17 +126,33 @@ async fn main() -> anyhow::Result<()> {
         Command::Projections { action } => projections(&settings, action).await,
         Command::Audit { action: AuditAction::Verify } => {
             let ports = wiring::ports(&settings).await?;
-            let report = audit::verify(&settings, ports.log).await?;
+            let mut report = audit::verify(&settings, ports.log).await?;
+            if report.ok
+                && let Some(failure) = evm::check(&settings).await?
+            {
+                eprintln!("FAILED ({}): {}", failure.kind, failure.detail);
+                report.ok = false;
+                report.failure = Some(failure);
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
             if !report.ok {
                 std::process::exit(2);
             }
             Ok(())
         }
+        Command::EvmDeploy { url } => {
+            println!("{}", evm::deploy(&url).await?);
+            Ok(())
+        }
         Command::Anchor => {
             let ports = wiring::ports(&settings).await?;
             let worker = audit::worker(&settings, ports.log).await?;
-            tracing::info!(key = %worker.public_key(), "anchor worker running");
+            tracing::info!(key = %worker.public_key(), chains = settings.audit.evm.len(), "anchor worker running");
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let relayer = tokio::spawn(evm::relay(settings.clone(), stopped));
             worker.run(shutdown()).await;
+            let _ = stop.send(true);
+            relayer.await?;
             Ok(())
         }
         Command::History { aggregate_type, aggregate_id } => {
@@ -221,12 +245,14 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let anchor = if settings.audit.anchor_in_serve {
         let worker = audit::worker(settings, ports.log.clone()).await?;
         let mut stopped = stop.subscribe();
+        let relayer = tokio::spawn(evm::relay(settings.clone(), stop.subscribe()));
         Some(tokio::spawn(async move {
             worker
                 .run(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })
-                .await
+                .await;
+            let _ = relayer.await;
         }))
     } else {
         None

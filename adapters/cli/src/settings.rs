@@ -58,8 +58,26 @@ pub(crate) struct ReadModelSettings {
     pub(crate) batch_size: usize,
 }
 
+/// An EVM chain mirroring the anchored roots.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct EvmChainSettings {
+    /// A name for logs and reports (`ethereum`, `polygon`, `bsc`).
+    pub(crate) name: String,
+    /// JSON-RPC URL.
+    pub(crate) url: String,
+    /// Address of the deployed MerkleAnchor contract.
+    pub(crate) contract: String,
+    /// Environment variable holding the relayer's private key (never the key itself).
+    pub(crate) private_key_env: Option<String>,
+    /// Blocks to wait before an anchor counts as final.
+    pub(crate) confirmations: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct AuditSettings {
+    /// EVM chains the relayer mirrors tree heads to, and verification checks.
+    #[serde(default)]
+    pub(crate) evm: Vec<EvmChainSettings>,
     /// Run the anchor worker inside `emr serve`.
     pub(crate) anchor_in_serve: bool,
     /// Node key, leaf file and embedded ledger. Default: `<data_dir>/audit`.

@@ -55,6 +55,11 @@ pub struct EvmReceipt {
     pub size: u64,
 }
 
+/// Parses a contract address.
+pub fn parse_address(text: &str) -> Result<Address, EvmError> {
+    text.parse().map_err(|_| EvmError::Config(format!("invalid contract address {text}")))
+}
+
 /// The anchor contract on one chain.
 pub struct EvmMirror {
     provider: DynProvider,
@@ -67,21 +72,27 @@ fn call_error(error: impl std::fmt::Display) -> EvmError {
     EvmError::Call(error.to_string())
 }
 
-fn provider(url: &str, private_key: &str) -> Result<DynProvider, EvmError> {
-    let signer: PrivateKeySigner = private_key.parse().map_err(|_| EvmError::Config("invalid private key".into()))?;
+fn provider(url: &str, private_key: Option<&str>) -> Result<DynProvider, EvmError> {
     let url = url.parse().map_err(|_| EvmError::Config(format!("invalid RPC URL {url}")))?;
-    Ok(ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased())
+    match private_key {
+        Some(key) => {
+            let signer: PrivateKeySigner = key.parse().map_err(|_| EvmError::Config("invalid private key".into()))?;
+            Ok(ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased())
+        }
+        None => Ok(ProviderBuilder::new().connect_http(url).erased()),
+    }
 }
 
 impl EvmMirror {
     /// Deploys the anchor contract; the signer becomes its owner.
     pub async fn deploy(url: &str, private_key: &str) -> Result<Address, EvmError> {
-        let contract = MerkleAnchor::deploy(provider(url, private_key)?).await.map_err(call_error)?;
+        let contract = MerkleAnchor::deploy(provider(url, Some(private_key))?).await.map_err(call_error)?;
         Ok(*contract.address())
     }
 
     /// Connects to a deployed contract; anchoring waits for `confirmations` blocks.
-    pub async fn connect(url: &str, private_key: &str, contract: Address, confirmations: u64) -> Result<Self, EvmError> {
+    /// Without a key the mirror can only be read (what verification needs).
+    pub async fn connect(url: &str, private_key: Option<&str>, contract: Address, confirmations: u64) -> Result<Self, EvmError> {
         let provider = provider(url, private_key)?;
         let chain_id = provider.get_chain_id().await.map_err(call_error)?;
         Ok(Self { provider, contract, chain_id, confirmations: confirmations.max(1) })
