@@ -195,13 +195,9 @@ async fn every_event_has_a_receipt_that_verifies_offline(backend: Backend) {
 
 /// JetStream refuses message deletes and purges (deny_delete, deny_purge), so the
 /// tampering left to an administrator is rewriting the whole stream: copy every
-/// message, delete the stream, recreate it, republish with one event altered.
-#[tokio::test]
-async fn a_jetstream_log_rewritten_by_an_administrator_is_detected() {
+/// message, delete the stream, recreate it, republish with the history changed.
+async fn rewrite_jetstream_log(test: &backends::TestBackend, change: impl FnOnce(&mut Vec<(String, String)>)) {
     use async_nats::jetstream;
-    let test = backends::jetstream().await;
-    history::write(&clinic(&test.backend), 2).await;
-    let audit = anchored(&test.backend, 4).await;
     let js = jetstream::new(async_nats::connect(test.nats.as_ref().unwrap().url()).await.unwrap());
     let config = emr_nats::event_stream_config(&emr_nats::NatsConfig::default());
     let stream = js.get_stream(&config.name).await.unwrap();
@@ -209,23 +205,54 @@ async fn a_jetstream_log_rewritten_by_an_administrator_is_detected() {
     let mut messages = Vec::new();
     for sequence in 1..=last {
         let message = stream.get_raw_message(sequence).await.unwrap();
-        messages.push((message.subject.to_string(), message.payload.to_vec()));
+        messages.push((message.subject.to_string(), String::from_utf8(message.payload.to_vec()).unwrap()));
     }
-    let refused = stream.delete_message(3).await;
-    assert!(refused.is_err(), "the stream refuses message deletes");
-
+    assert!(stream.delete_message(3).await.is_err(), "the stream refuses message deletes");
+    change(&mut messages);
     js.delete_stream(&config.name).await.unwrap();
     js.create_stream(config).await.unwrap();
-    let altered = 6;
-    for (index, (subject, payload)) in messages.into_iter().enumerate() {
-        let mut payload = String::from_utf8(payload).unwrap();
-        if index + 1 == altered {
-            let start = payload.find("\"role\":\"").unwrap() + 8;
-            let end = start + payload[start..].find('"').unwrap();
-            payload.replace_range(start..end, "auditor");
-        }
+    for (subject, payload) in messages {
         js.publish(subject, payload.into()).await.unwrap().await.unwrap();
     }
+}
+
+async fn anchored_jetstream() -> (backends::TestBackend, Audit) {
+    let test = backends::jetstream().await;
+    history::write(&clinic(&test.backend), 2).await;
+    let audit = anchored(&test.backend, 4).await;
+    assert!(check(&test.backend, &audit).await.ok);
+    (test, audit)
+}
+
+#[tokio::test]
+async fn jetstream_an_event_rewritten_by_an_administrator_is_detected() {
+    let (test, audit) = anchored_jetstream().await;
+    rewrite_jetstream_log(&test, |messages| {
+        let payload = &mut messages[5].1;
+        let start = payload.find("\"role\":\"").unwrap() + 8;
+        let end = start + payload[start..].find('"').unwrap();
+        payload.replace_range(start..end, "auditor");
+    })
+    .await;
     let failure = check(&test.backend, &audit).await.failure.unwrap();
-    assert_eq!((failure.kind.as_str(), failure.position), ("event-altered", Some(altered as u64)), "{failure:?}");
+    assert_eq!((failure.kind.as_str(), failure.position), ("event-altered", Some(6)), "{failure:?}");
+}
+
+#[tokio::test]
+async fn jetstream_an_event_deleted_by_an_administrator_is_detected() {
+    let (test, audit) = anchored_jetstream().await;
+    rewrite_jetstream_log(&test, |messages| {
+        messages.remove(7);
+    })
+    .await;
+    let failure = check(&test.backend, &audit).await.failure.unwrap();
+    assert_eq!((failure.kind.as_str(), failure.position), ("event-altered", Some(8)), "{failure:?}");
+}
+
+#[tokio::test]
+async fn jetstream_two_events_reordered_by_an_administrator_are_detected() {
+    let (test, audit) = anchored_jetstream().await;
+    rewrite_jetstream_log(&test, |messages| messages.swap(3, 5)).await;
+    let failure = check(&test.backend, &audit).await.failure.unwrap();
+    assert_eq!((failure.kind.as_str(), failure.position), ("event-altered", Some(4)), "{failure:?}");
 }

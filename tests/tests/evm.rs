@@ -11,6 +11,11 @@ use emr_tests::anvil::{Anvil, DEV_KEYS};
 use emr_tests::{backends, history};
 
 async fn anchored_heads(batch_commits: usize) -> (backends::TestBackend, Vec<TreeHead>, tempfile::TempDir) {
+    let (test, heads, dir, _) = anchored_with_ledger(batch_commits).await;
+    (test, heads, dir)
+}
+
+async fn anchored_with_ledger(batch_commits: usize) -> (backends::TestBackend, Vec<TreeHead>, tempfile::TempDir, Arc<FileLedger>) {
     let test = backends::sqlite().await;
     history::write(&backends::clinic(&test.backend), 2).await;
     let dir = tempfile::tempdir().unwrap();
@@ -21,7 +26,30 @@ async fn anchored_heads(batch_commits: usize) -> (backends::TestBackend, Vec<Tre
             .unwrap();
     worker.catch_up().await.unwrap();
     let heads = ledger.anchored().await.unwrap().into_iter().map(|a| a.head).collect();
-    (test, heads, dir)
+    (test, heads, dir, ledger)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_receipt_verifies_against_the_chain() {
+    let (test, heads, dir, ledger) = anchored_with_ledger(5).await;
+    let node = Anvil::start(1);
+    let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
+    EvmMirror::connect(&node.url(), Some(DEV_KEYS[0]), contract, 1).await.unwrap().mirror(&heads).await.unwrap();
+    let auditor = EvmMirror::connect(&node.url(), None, contract, 1).await.unwrap();
+    let events = emr_eventstore::LogReader::new(test.backend.log.clone()).read(1, 10_000).await.unwrap();
+    let trusted = [heads[0].key.clone()];
+    for event in &events {
+        let receipt = emr_anchor::receipt(ledger.as_ref(), dir.path(), event).await.unwrap().unwrap();
+        assert!(receipt.verify(&event.canonical_bytes(), &trusted));
+        let on_chain =
+            auditor.root_of(receipt.tree_size).await.unwrap().map(|root| root.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        assert_eq!(
+            on_chain.as_deref(),
+            Some(receipt.root.as_str()),
+            "the receipt's root is the chain's root for size {}",
+            receipt.tree_size
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
