@@ -34,4 +34,15 @@ macro_rules! on_backend {
             )+
         }
     };
+    ($module:ident => $backend:ident: $($check:ident),+) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let test = $crate::backends::$backend().await;
+                    super::$check(test.backend.clone()).await;
+                }
+            )+
+        }
+    };
 }

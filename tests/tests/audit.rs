@@ -256,3 +256,68 @@ async fn jetstream_two_events_reordered_by_an_administrator_are_detected() {
     let failure = check(&test.backend, &audit).await.failure.unwrap();
     assert_eq!((failure.kind.as_str(), failure.position), ("event-altered", Some(4)), "{failure:?}");
 }
+
+async fn one_patients_history_is_proven_event_by_event(backend: Backend) {
+    use emr_domain::actor::{Actor, Role};
+    use emr_domain::fixtures::{demographics, identifiers};
+    use emr_domain::ids::{HospitalId, PatientId, UserId};
+    use emr_domain::metadata::CommandContext;
+    use emr_domain::patient::PatientCommand;
+    let clinic = clinic(&backend);
+    history::write(&clinic, 2).await;
+    let patient = PatientId::new();
+    let context = CommandContext::new(Actor::new(UserId::new(), Role::Nurse));
+    let register = PatientCommand::Register {
+        patient_id: patient,
+        hospital_id: HospitalId::parse("HOSP-9").unwrap(),
+        identifiers: identifiers(),
+        demographics: demographics("Tang Li"),
+    };
+    clinic.patient(patient, register, &context).await.unwrap();
+    history::write(&clinic, 1).await;
+    let audit = anchored(&backend, 3).await;
+    let report =
+        emr_anchor::verify_patient(backend.log.clone(), audit.ledger.as_ref(), audit.dir.path(), &audit.trusted, &patient.to_string())
+            .await
+            .unwrap();
+    assert!(report.ok && report.aggregates == 1 && report.proven == 1, "{report:?}");
+
+    let someone = history_patient(&backend).await;
+    let report =
+        emr_anchor::verify_patient(backend.log.clone(), audit.ledger.as_ref(), audit.dir.path(), &audit.trusted, &someone).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert!(report.aggregates >= 4 && report.proven == report.events, "the patient, their records and grants: {report:?}");
+}
+
+/// The first patient the history generator registered.
+async fn history_patient(backend: &Backend) -> String {
+    let events = emr_eventstore::LogReader::new(backend.log.clone()).read(1, 1).await.unwrap();
+    events[0].key.aggregate_id().to_owned()
+}
+
+emr_tests::on_backend!(patient_on_jetstream => jetstream: one_patients_history_is_proven_event_by_event);
+emr_tests::on_backend!(patient_on_sqlite => sqlite: one_patients_history_is_proven_event_by_event);
+
+#[tokio::test]
+async fn a_patients_tampered_event_is_named_by_the_patient_verification() {
+    let (test, audit, db, rows) = tampered().await;
+    let (position, aggregate) = rows.iter().find(|(_, key)| key.starts_with("medical_record.")).cloned().unwrap();
+    let patient: String = {
+        let events = emr_eventstore::LogReader::new(test.backend.log.clone()).read(position as u64, 1).await.unwrap();
+        events[0].payload["data"]["patient_id"].as_str().unwrap().to_owned()
+    };
+    let payload: Vec<u8> =
+        sqlx::query_scalar("SELECT payload FROM commits WHERE position = ?").bind(position).fetch_one(&db).await.unwrap();
+    let rewritten = String::from_utf8(payload).unwrap().replace("\"physician\"", "\"admin\"");
+    sqlx::query("UPDATE commits SET payload = ? WHERE position = ?")
+        .bind(rewritten.into_bytes())
+        .bind(position)
+        .execute(&db)
+        .await
+        .unwrap();
+    let report = emr_anchor::verify_patient(test.backend.log.clone(), audit.ledger.as_ref(), audit.dir.path(), &audit.trusted, &patient)
+        .await
+        .unwrap();
+    let failure = report.failure.unwrap();
+    assert_eq!((failure.kind.as_str(), failure.position, failure.aggregate), ("event-altered", Some(position as u64), Some(aggregate)));
+}

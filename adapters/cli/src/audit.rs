@@ -46,3 +46,24 @@ pub(crate) async fn verify(settings: &Settings, log: Arc<dyn EventLog>) -> anyho
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(report)
 }
+
+/// Proves one patient's events against the anchored heads; prints a summary and JSON.
+pub(crate) async fn verify_patient(
+    settings: &Settings,
+    log: Arc<dyn EventLog>,
+    patient: &str,
+) -> anyhow::Result<emr_anchor::PatientReport> {
+    let dir = settings.audit_dir();
+    let ledger = FileLedger::open(&dir)?;
+    let trusted = vec![NodeKey::load_or_create(&dir.join("node.key"))?.public_key()];
+    let report = emr_anchor::verify_patient(log, &ledger, &dir, &trusted, patient).await?;
+    match &report.failure {
+        None => eprintln!(
+            "OK: patient {patient}: {} events in {} aggregates, {} proven included in signed heads, {} not anchored yet",
+            report.events, report.aggregates, report.proven, report.unanchored
+        ),
+        Some(failure) => eprintln!("FAILED ({}): {}", failure.kind, failure.detail),
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(report)
+}

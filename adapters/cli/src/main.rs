@@ -89,7 +89,12 @@ enum Command {
 enum AuditAction {
     /// Replay the whole log, recompute every leaf, check every head, signature,
     /// chain link and consistency proof; exit non-zero naming the first bad event.
-    Verify,
+    /// With --patient, prove that patient's events one by one instead.
+    Verify {
+        /// Verify only this patient's history (their records and grants included).
+        #[arg(long)]
+        patient: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,7 +129,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Demo => demo::run(&wiring::clinic(&settings).await?).await,
         Command::Projections { action } => projections(&settings, action).await,
-        Command::Audit { action: AuditAction::Verify } => {
+        Command::Audit { action: AuditAction::Verify { patient: Some(patient) } } => {
+            let ports = wiring::ports(&settings).await?;
+            let report = audit::verify_patient(&settings, ports.log, &patient).await?;
+            if !report.ok {
+                std::process::exit(2);
+            }
+            Ok(())
+        }
+        Command::Audit { action: AuditAction::Verify { patient: None } } => {
             let ports = wiring::ports(&settings).await?;
             let mut report = audit::verify(&settings, ports.log).await?;
             if report.ok

@@ -20,5 +20,5 @@ mod worker;
 pub use head::{NodeKey, TreeHead};
 pub use ledger::{Anchored, FileLedger, Ledger, LedgerError};
 pub use receipt::{Receipt, ReceiptAnchor};
-pub use verify::{Failure, VerifyReport, receipt, verify};
+pub use verify::{Failure, PatientReport, VerifyReport, receipt, verify, verify_patient};
 pub use worker::{AnchorConfig, AnchorError, AnchorWorker};

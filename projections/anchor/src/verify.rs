@@ -179,3 +179,105 @@ pub async fn receipt(
     let heads = ledger.anchored().await?;
     Ok(crate::Receipt::build(&leaves, index, ledger.name(), &heads))
 }
+
+/// What the verification of one patient's history found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PatientReport {
+    /// True when every event of the patient is included in an anchored head (or
+    /// waits for the next one), and their histories have no gaps.
+    pub ok: bool,
+    /// Aggregates checked (the patient, their records and grants).
+    pub aggregates: usize,
+    /// Events checked.
+    pub events: usize,
+    /// Events proven included in a signed, anchored head.
+    pub proven: usize,
+    /// Events newer than the latest head.
+    pub unanchored: usize,
+    /// The first failure, if any.
+    pub failure: Option<Failure>,
+}
+
+/// Verifies one patient's history: every event of the patient's aggregates must
+/// have an inclusion proof against a trusted, signed head, and each aggregate's
+/// sequence must run 1..n without a gap. The aggregates are found by scanning the
+/// log's envelopes for events naming the patient (PHI stays sealed).
+pub async fn verify_patient(
+    log: Arc<dyn EventLog>,
+    ledger: &dyn Ledger,
+    dir: &Path,
+    trusted_keys: &[String],
+    patient_id: &str,
+) -> Result<PatientReport, AnchorError> {
+    let mut report = PatientReport { ok: false, aggregates: 0, events: 0, proven: 0, unanchored: 0, failure: None };
+    let heads = match ledger.anchored().await {
+        Ok(heads) => heads,
+        Err(error @ LedgerError::Corrupt { .. }) => {
+            report.failure = Some(Failure::new("ledger-corrupt", error.to_string()));
+            return Ok(report);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if let Some((i, _)) = heads.iter().enumerate().find(|(_, a)| !a.head.signature_valid() || !trusted_keys.contains(&a.head.key)) {
+        report.failure = Some(Failure::new("bad-signature", format!("tree head {} is not validly signed by a trusted key", i + 1)));
+        return Ok(report);
+    }
+    let leaves = LeafFile::open(dir)?.read()?;
+    let index: std::collections::HashMap<merkle::Hash, usize> = leaves.iter().enumerate().map(|(i, leaf)| (*leaf, i)).collect();
+    let reader = LogReader::new(log.clone());
+    let mut keys = std::collections::BTreeSet::new();
+    let mut from = 1;
+    loop {
+        let events = reader.read(from, 1000).await?;
+        let Some(last) = events.last().map(|e| e.metadata.position) else { break };
+        for event in &events {
+            let names_patient = event.key.aggregate_id() == patient_id
+                || event.payload.get("data").and_then(|d| d.get("patient_id")).and_then(|p| p.as_str()) == Some(patient_id);
+            if names_patient {
+                keys.insert(event.key.clone());
+            }
+        }
+        from = last + 1;
+    }
+    report.aggregates = keys.len();
+    for key in &keys {
+        let history = reader.history(key).await?;
+        for (expected, event) in (1u64..).zip(&history) {
+            report.events += 1;
+            let fail = |kind: &str, detail: String| Failure {
+                kind: kind.into(),
+                position: Some(event.metadata.position),
+                aggregate: Some(key.dotted()),
+                event_id: Some(event.metadata.event_id.to_string()),
+                detail,
+            };
+            if event.sequence != expected {
+                report.failure =
+                    Some(fail("event-missing", format!("{} jumps from sequence {} to {}", key.dotted(), expected - 1, event.sequence)));
+                return Ok(report);
+            }
+            let leaf = merkle::leaf_hash(&event.canonical_bytes());
+            let Some(&leaf_index) = index.get(&leaf) else {
+                if event.metadata.position > heads.last().map_or(0, |a| a.head.last_position) {
+                    report.unanchored += 1;
+                    continue;
+                }
+                report.failure =
+                    Some(fail("event-altered", format!("the event at position {} matches no anchored leaf", event.metadata.position)));
+                return Ok(report);
+            };
+            let Some(receipt) = crate::Receipt::build(&leaves, leaf_index, ledger.name(), &heads) else {
+                report.unanchored += 1;
+                continue;
+            };
+            if !receipt.verify(&event.canonical_bytes(), trusted_keys) {
+                report.failure =
+                    Some(fail("event-altered", format!("the inclusion proof of the event at position {} fails", event.metadata.position)));
+                return Ok(report);
+            }
+            report.proven += 1;
+        }
+    }
+    report.ok = true;
+    Ok(report)
+}
