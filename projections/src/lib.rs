@@ -15,6 +15,7 @@
 //! [`rebuild`] folds a projection from the first event into a shadow database and
 //! swaps its tables (checkpoint included) into place with one atomic `RENAME TABLE`.
 
+pub mod anchors;
 mod decode;
 mod error;
 mod projection;

@@ -111,3 +111,51 @@ async fn a_local_ledger_rewritten_and_resigned_by_the_node_itself_is_caught_by_t
     assert_eq!(auditor.first_mismatch(&forged).await.unwrap(), Some(forged[1].size), "an auditor needs no key to check");
     assert_eq!(auditor.first_mismatch(&heads).await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blockchain_transactions_view_follows_anchors_from_pending_to_confirmed() {
+    use emr_tests::mariadb::TestDatabase;
+    let (_test, heads, _dir, ledger) = anchored_with_ledger(5).await;
+    let db = TestDatabase::fresh().await;
+    for anchored in ledger.anchored().await.unwrap() {
+        emr_projections::anchors::record(&db.pool, &anchored.status("file")).await.unwrap();
+    }
+    let node = Anvil::start(137);
+    let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
+    let mirror = EvmMirror::connect(&node.url(), Some(DEV_KEYS[0]), contract, 3).await.unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    mirror
+        .mirror_reporting(&heads, |status| {
+            seen.lock().unwrap().push((status.tree_size, status.confirmed));
+            let (pool, status) = (db.pool.clone(), status.clone());
+            async move { emr_projections::anchors::record(&pool, &status).await.unwrap() }
+        })
+        .await
+        .unwrap();
+    let seen = seen.into_inner().unwrap();
+    let expected: Vec<(u64, bool)> = heads.iter().flat_map(|h| [(h.size, false), (h.size, true)]).collect();
+    assert_eq!(seen, expected, "each anchor is reported pending, then confirmed");
+
+    let rows = emr_projections::anchors::list(&db.pool, 1000).await.unwrap();
+    assert_eq!(rows.len(), heads.len() * 2, "one row per head per ledger");
+    assert!(rows.iter().all(|r| r.status == "confirmed" && r.confirmed_at.is_some()), "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.ledger == "evm:137").count(), heads.len());
+    for head in &heads {
+        assert!(rows.iter().any(|r| r.ledger == "evm:137" && r.tree_size == head.size && r.root == head.root && r.block_number > 0));
+    }
+    // A late "pending" report never downgrades a confirmed anchor.
+    let mut stale = emr_anchor::AnchorStatus {
+        ledger: "evm:137".into(),
+        transaction_id: rows.iter().find(|r| r.ledger == "evm:137").unwrap().transaction_hash.clone(),
+        block: 1,
+        tree_size: 0,
+        root: String::new(),
+        last_position: 0,
+        confirmed: false,
+    };
+    stale.tree_size = rows.iter().find(|r| r.transaction_hash == stale.transaction_id).unwrap().tree_size;
+    emr_projections::anchors::record(&db.pool, &stale).await.unwrap();
+    let after = emr_projections::anchors::list(&db.pool, 1000).await.unwrap();
+    assert!(after.iter().all(|r| r.status == "confirmed"));
+    db.drop_database().await;
+}

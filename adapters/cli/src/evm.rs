@@ -25,22 +25,36 @@ async fn heads(settings: &Settings) -> anyhow::Result<Vec<TreeHead>> {
     Ok(FileLedger::open(&settings.audit_dir())?.anchored().await?.into_iter().map(|a| a.head).collect())
 }
 
-/// Mirrors every new head to every configured chain, until `stop` is set.
-pub(crate) async fn relay(settings: Settings, mut stop: tokio::sync::watch::Receiver<bool>) {
-    if settings.audit.evm.is_empty() {
+/// Mirrors every new head to every configured chain, and records every anchor's
+/// status in the BlockchainTransactions view when read models are configured,
+/// until `stop` is set.
+pub(crate) async fn relay(settings: Settings, view: Option<sqlx::MySqlPool>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if settings.audit.evm.is_empty() && view.is_none() {
         return;
     }
+    let record = |status: &emr_anchor::AnchorStatus| {
+        let (view, status) = (view.clone(), status.clone());
+        async move {
+            if let Some(pool) = view
+                && let Err(error) = emr_projections::anchors::record(&pool, &status).await
+            {
+                tracing::warn!(%error, "anchor status not recorded");
+            }
+        }
+    };
     loop {
-        match heads(&settings).await {
-            Ok(heads) => {
+        let anchored = async { Ok::<_, anyhow::Error>(FileLedger::open(&settings.audit_dir())?.anchored().await?) }.await;
+        match anchored {
+            Ok(anchored) => {
+                for head in &anchored {
+                    record(&head.status("file")).await;
+                }
+                let heads: Vec<TreeHead> = anchored.into_iter().map(|a| a.head).collect();
                 for chain in &settings.audit.evm {
-                    let result = async { connect(chain, true).await?.mirror(&heads).await.map_err(anyhow::Error::from) }.await;
-                    match result {
-                        Ok(receipts) if !receipts.is_empty() => {
-                            tracing::info!(chain = %chain.name, heads = receipts.len(), "tree heads mirrored")
-                        }
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(chain = %chain.name, error = %format!("{error:#}"), "mirroring failed; retrying"),
+                    let result =
+                        async { connect(chain, true).await?.mirror_reporting(&heads, &record).await.map_err(anyhow::Error::from) }.await;
+                    if let Err(error) = result {
+                        tracing::warn!(chain = %chain.name, error = %format!("{error:#}"), "mirroring failed; retrying");
                     }
                 }
             }

@@ -161,8 +161,9 @@ async fn main() -> anyhow::Result<()> {
             let ports = wiring::ports(&settings).await?;
             let worker = audit::worker(&settings, ports.log).await?;
             tracing::info!(key = %worker.public_key(), chains = settings.audit.evm.len(), "anchor worker running");
+            let view = read_models::ReadModels::connect(&settings).await?.map(|models| models.pool);
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let relayer = tokio::spawn(evm::relay(settings.clone(), stopped));
+            let relayer = tokio::spawn(evm::relay(settings.clone(), view, stopped));
             worker.run(shutdown()).await;
             let _ = stop.send(true);
             relayer.await?;
@@ -258,7 +259,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let anchor = if settings.audit.anchor_in_serve {
         let worker = audit::worker(settings, ports.log.clone()).await?;
         let mut stopped = stop.subscribe();
-        let relayer = tokio::spawn(evm::relay(settings.clone(), stop.subscribe()));
+        let view = read_models.as_ref().map(|models| models.pool.clone());
+        let relayer = tokio::spawn(evm::relay(settings.clone(), view, stop.subscribe()));
         Some(tokio::spawn(async move {
             worker
                 .run(async move {

@@ -15,7 +15,7 @@ use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol;
-use emr_anchor::TreeHead;
+use emr_anchor::{AnchorStatus, TreeHead};
 use serde::Serialize;
 
 sol!(
@@ -118,11 +118,17 @@ impl EvmMirror {
         Ok((root != B256::ZERO).then_some(root.0))
     }
 
-    /// Anchors a head's root and waits for the configured confirmations.
-    pub async fn anchor(&self, head: &TreeHead) -> Result<EvmReceipt, EvmError> {
+    /// The ledger name of this chain in anchor statuses (`evm:<chain id>`).
+    pub fn ledger_name(&self) -> String {
+        format!("evm:{}", self.chain_id)
+    }
+
+    /// Sends a head's root; `None` when the chain already holds it. The status is
+    /// pending until [`EvmMirror::confirm`].
+    pub async fn submit(&self, head: &TreeHead) -> Result<Option<AnchorStatus>, EvmError> {
         let root = head.root_hash().ok_or(EvmError::MalformedHead(head.size))?;
         if self.root_of(head.size).await? == Some(root) {
-            return Ok(EvmReceipt { chain_id: self.chain_id, transaction_hash: None, block: None, size: head.size });
+            return Ok(None);
         }
         let contract = self.contract();
         let call = contract.anchor(head.size, B256::from(root), head.last_position);
@@ -131,21 +137,74 @@ impl EvmMirror {
         if !receipt.status() {
             return Err(EvmError::Reverted(hash));
         }
-        let block = receipt.block_number.unwrap_or_default();
-        while self.provider.get_block_number().await.map_err(call_error)? + 1 < block + self.confirmations {
+        Ok(Some(AnchorStatus {
+            ledger: self.ledger_name(),
+            transaction_id: hash,
+            block: receipt.block_number.unwrap_or_default(),
+            tree_size: head.size,
+            root: head.root.clone(),
+            last_position: head.last_position,
+            confirmed: false,
+        }))
+    }
+
+    /// Waits until a submitted anchor has the configured confirmations.
+    pub async fn confirm(&self, mut status: AnchorStatus) -> Result<AnchorStatus, EvmError> {
+        while self.provider.get_block_number().await.map_err(call_error)? + 1 < status.block + self.confirmations {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        Ok(EvmReceipt { chain_id: self.chain_id, transaction_hash: Some(hash), block: Some(block), size: head.size })
+        status.confirmed = true;
+        Ok(status)
+    }
+
+    /// Anchors a head's root and waits for the configured confirmations.
+    pub async fn anchor(&self, head: &TreeHead) -> Result<EvmReceipt, EvmError> {
+        let Some(pending) = self.submit(head).await? else {
+            return Ok(EvmReceipt { chain_id: self.chain_id, transaction_hash: None, block: None, size: head.size });
+        };
+        let confirmed = self.confirm(pending).await?;
+        Ok(EvmReceipt {
+            chain_id: self.chain_id,
+            transaction_hash: Some(confirmed.transaction_id),
+            block: Some(confirmed.block),
+            size: head.size,
+        })
     }
 
     /// The relayer's job: anchors, in order, every head the chain has not seen.
     pub async fn mirror(&self, heads: &[TreeHead]) -> Result<Vec<EvmReceipt>, EvmError> {
-        let latest = self.latest_size().await?;
         let mut receipts = Vec::new();
-        for head in heads.iter().filter(|h| h.size > latest) {
-            receipts.push(self.anchor(head).await?);
-        }
+        self.mirror_reporting(heads, |status| {
+            if status.confirmed {
+                receipts.push(EvmReceipt {
+                    chain_id: self.chain_id,
+                    transaction_hash: Some(status.transaction_id.clone()),
+                    block: Some(status.block),
+                    size: status.tree_size,
+                });
+            }
+            std::future::ready(())
+        })
+        .await?;
         Ok(receipts)
+    }
+
+    /// Like [`EvmMirror::mirror`], reporting each anchor when it is sent (pending)
+    /// and when it is final (confirmed): what feeds the BlockchainTransactions view.
+    pub async fn mirror_reporting<F, Fut>(&self, heads: &[TreeHead], mut report: F) -> Result<(), EvmError>
+    where
+        F: FnMut(&AnchorStatus) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let latest = self.latest_size().await?;
+        for head in heads.iter().filter(|h| h.size > latest) {
+            if let Some(pending) = self.submit(head).await? {
+                report(&pending).await;
+                let confirmed = self.confirm(pending).await?;
+                report(&confirmed).await;
+            }
+        }
+        Ok(())
     }
 
     /// Checks heads against the chain: the first head whose mirrored root differs.

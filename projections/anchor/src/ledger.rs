@@ -23,6 +23,41 @@ pub struct Anchored {
     pub block: u64,
 }
 
+/// Where one tree head stands on one ledger: a row of the BlockchainTransactions
+/// read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorStatus {
+    /// `file`, or `evm:<chain id>`.
+    pub ledger: String,
+    /// Transaction id on that ledger.
+    pub transaction_id: String,
+    /// Block (line of the file ledger; block number on a chain).
+    pub block: u64,
+    /// Tree size anchored.
+    pub tree_size: u64,
+    /// Root anchored, hex.
+    pub root: String,
+    /// Last log position covered.
+    pub last_position: u64,
+    /// Final: mined with the required confirmations (always, for the file ledger).
+    pub confirmed: bool,
+}
+
+impl Anchored {
+    /// The status of a head in the embedded ledger (final once written).
+    pub fn status(&self, ledger: &str) -> AnchorStatus {
+        AnchorStatus {
+            ledger: ledger.to_owned(),
+            transaction_id: self.transaction_id.clone(),
+            block: self.block,
+            tree_size: self.head.size,
+            root: self.head.root.clone(),
+            last_position: self.head.last_position,
+            confirmed: true,
+        }
+    }
+}
+
 /// Why a ledger failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {

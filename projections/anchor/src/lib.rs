@@ -18,7 +18,7 @@ mod verify;
 mod worker;
 
 pub use head::{NodeKey, TreeHead};
-pub use ledger::{Anchored, FileLedger, Ledger, LedgerError};
+pub use ledger::{AnchorStatus, Anchored, FileLedger, Ledger, LedgerError};
 pub use receipt::{Receipt, ReceiptAnchor};
 pub use verify::{Failure, PatientReport, VerifyReport, receipt, verify, verify_patient};
 pub use worker::{AnchorConfig, AnchorError, AnchorWorker};

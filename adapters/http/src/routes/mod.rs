@@ -38,6 +38,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt", get(log::receipt))
         .route("/v1/read/records", get(read::records))
         .route("/v1/read/dashboard", get(read::dashboard))
+        .route("/v1/read/anchors", get(read::anchors))
         .route("/v1/projections", get(read::projections))
         .fallback(|| async { ApiError::NotFound("resource".into()) })
 }

@@ -74,3 +74,18 @@ pub(crate) async fn projections(State(state): State<AppState>) -> Result<Json<Ve
     }
     Ok(Json(lags))
 }
+
+#[derive(Deserialize)]
+pub(crate) struct Limit {
+    limit: Option<u32>,
+}
+
+/// The BlockchainTransactions view: where each tree head was anchored, pending or confirmed.
+pub(crate) async fn anchors(
+    State(state): State<AppState>,
+    limit: Result<Query<Limit>, QueryRejection>,
+) -> Result<Json<Vec<emr_projections::anchors::BlockchainTransaction>>, ApiError> {
+    let Query(limit) = limit?;
+    let models = models(&state)?;
+    Ok(Json(emr_projections::anchors::list(&models.pool, limit.limit.unwrap_or(100)).await?))
+}
