@@ -92,23 +92,20 @@ async fn tampered() -> (backends::TestBackend, Audit, SqlitePool, Vec<(i64, Stri
     (test, audit, db, rows)
 }
 
+/// Rewrites the stored bytes of the commit at `position`, replacing `from` by `to`.
+async fn rewrite_commit(db: &SqlitePool, position: i64, from: &str, to: &str) {
+    let payload: Vec<u8> = sqlx::query_scalar("SELECT payload FROM commits WHERE position = ?").bind(position).fetch_one(db).await.unwrap();
+    let original = String::from_utf8(payload).unwrap();
+    let rewritten = original.replace(from, to);
+    assert_ne!(rewritten, original, "the commit at {position} holds no {from}");
+    sqlx::query("UPDATE commits SET payload = ? WHERE position = ?").bind(rewritten.into_bytes()).bind(position).execute(db).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_rewritten_payload_is_detected_at_its_event() {
     let (test, audit, db, rows) = tampered().await;
     let (position, aggregate) = rows[10].clone();
-    let payload: Vec<u8> =
-        sqlx::query_scalar("SELECT payload FROM commits WHERE position = ?").bind(position).fetch_one(&db).await.unwrap();
-    let rewritten = String::from_utf8(payload)
-        .unwrap()
-        .replace("\"physician\"", "\"admin\"")
-        .replace("\"nurse\"", "\"admin\"")
-        .replace("\"patient\"", "\"admin\"");
-    sqlx::query("UPDATE commits SET payload = ? WHERE position = ?")
-        .bind(rewritten.into_bytes())
-        .bind(position)
-        .execute(&db)
-        .await
-        .unwrap();
+    rewrite_commit(&db, position, "\"recorded_at\":\"20", "\"recorded_at\":\"19").await;
     let report = check(&test.backend, &audit).await;
     let failure = report.failure.unwrap();
     assert_eq!((failure.kind.as_str(), failure.position, failure.aggregate), ("event-altered", Some(position as u64), Some(aggregate)));
@@ -306,15 +303,7 @@ async fn a_patients_tampered_event_is_named_by_the_patient_verification() {
         let events = emr_eventstore::LogReader::new(test.backend.log.clone()).read(position as u64, 1).await.unwrap();
         events[0].payload["data"]["patient_id"].as_str().unwrap().to_owned()
     };
-    let payload: Vec<u8> =
-        sqlx::query_scalar("SELECT payload FROM commits WHERE position = ?").bind(position).fetch_one(&db).await.unwrap();
-    let rewritten = String::from_utf8(payload).unwrap().replace("\"physician\"", "\"admin\"");
-    sqlx::query("UPDATE commits SET payload = ? WHERE position = ?")
-        .bind(rewritten.into_bytes())
-        .bind(position)
-        .execute(&db)
-        .await
-        .unwrap();
+    rewrite_commit(&db, position, "\"recorded_at\":\"20", "\"recorded_at\":\"19").await;
     let report = emr_anchor::verify_patient(test.backend.log.clone(), audit.ledger.as_ref(), audit.dir.path(), &audit.trusted, &patient)
         .await
         .unwrap();
