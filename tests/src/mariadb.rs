@@ -33,6 +33,13 @@ impl TestDatabase {
         Self { pool, options, name, admin }
     }
 
+    /// A connection URL for this database (for clients with their own driver).
+    pub fn url(&self) -> String {
+        let server = server_url();
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base);
+        format!("{base}/{}", self.name)
+    }
+
     /// Every row of `table` as text, ordered, without `updated_at` columns of
     /// checkpoints (wall-clock time, not projected state).
     pub async fn dump(&self, table: &str) -> Vec<String> {

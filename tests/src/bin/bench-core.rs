@@ -1,0 +1,258 @@
+//! The core hot paths beside this machine's raw limits and a peer, in one run:
+//! 1. raw JetStream publish with the expected-sequence header, sequential and pipelined;
+//! 2. record creation through the application layer (JetStream), on many patients
+//!    and on one hot patient: commands/s, p50/p99;
+//! 3. aggregate load with 10/100/1000 events: cold, snapshotted, cached;
+//! 4. the peer: cqrs-es with its reference MySQL store (`mysql-es`), same aggregate,
+//!    same MariaDB, same workload.
+//!
+//! Run with: `cargo run --release -p emr-tests --bin bench-core -- [COMMANDS] [CONCURRENCY]`
+//! (defaults 2000 and 32). Prints a Markdown table and JSON, and writes
+//! `bench-core.json` to the working directory. Durability is production's: JetStream
+//! file storage, MariaDB as configured, SQLite not involved.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use chrono::NaiveDate;
+use emr_commands::Clinic;
+use emr_domain::actor::{Actor, Role};
+use emr_domain::fixtures::{content, demographics, identifiers};
+use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
+use emr_domain::metadata::CommandContext;
+use emr_domain::patient::PatientCommand;
+use emr_domain::record::{MedicalRecord, RecordCommand};
+use emr_domain::values::RecordType;
+use emr_domain::{DomainServices, fixtures::text};
+use emr_eventstore::{EmrEventStore, StoreConfig};
+use emr_tests::backends;
+use emr_tests::mariadb::TestDatabase;
+use serde_json::json;
+
+fn doctor() -> CommandContext {
+    CommandContext::new(Actor::new(UserId::new(), Role::Physician))
+}
+
+fn create(record: RecordId, patient: PatientId) -> RecordCommand {
+    RecordCommand::Create {
+        record_id: record,
+        patient_id: patient,
+        doctor_id: UserId::new(),
+        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
+        record_type: RecordType::Consultation,
+        visit_date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+        content: content("Consultation"),
+    }
+}
+
+struct Rate {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn rate(count: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Rate {
+    latencies.sort();
+    let pick = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q) as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Rate { per_second: count as f64 / elapsed.as_secs_f64(), p50_ms: pick(0.50), p99_ms: pick(0.99) }
+}
+
+/// Runs `count` operations with `concurrency` in flight; each returns its latency.
+async fn drive<F, Fut>(count: usize, concurrency: usize, operation: F) -> Rate
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let operation = Arc::new(operation);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (operation, next) = (operation.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    return latencies;
+                }
+                let t = Instant::now();
+                operation(i).await;
+                latencies.push(t.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    rate(count, started.elapsed(), latencies)
+}
+
+async fn register(clinic: &Clinic) -> PatientId {
+    let patient = PatientId::new();
+    let command = PatientCommand::Register {
+        patient_id: patient,
+        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
+        identifiers: identifiers(),
+        demographics: demographics("Bench"),
+    };
+    clinic.patient(patient, command, &doctor()).await.unwrap();
+    patient
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let commands: usize = args.next().map(|a| a.parse().unwrap()).unwrap_or(2000);
+    let concurrency: usize = args.next().map(|a| a.parse().unwrap()).unwrap_or(32);
+    let test = backends::jetstream().await;
+    let backend = test.backend.clone();
+    let js = jetstream::new(async_nats::connect(test.nats.as_ref().unwrap().url()).await.unwrap());
+
+    // 1. Raw JetStream publish, one subject per message, expected last subject sequence 0.
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for i in 0..commands {
+        let t = Instant::now();
+        let publish = PublishMessage::build().payload(vec![b'x'; 600].into()).expected_last_subject_sequence(0);
+        js.send_publish(format!("emr.events.raw_seq.s{i}"), publish).await.unwrap().await.unwrap();
+        latencies.push(t.elapsed());
+    }
+    let raw_sequential = rate(commands, started.elapsed(), latencies);
+    let started = Instant::now();
+    let pipelined_count = commands * 5;
+    let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(pipelined_count);
+    for i in 0..pipelined_count {
+        let publish = PublishMessage::build().payload(vec![b'x'; 600].into()).expected_last_subject_sequence(0);
+        acks.push(js.send_publish(format!("emr.events.raw_pipe.s{i}"), publish).await.unwrap());
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    let raw_pipelined = rate(pipelined_count, started.elapsed(), Vec::new());
+
+    // 2. Record creation through the application layer.
+    let clinic = backends::clinic(&backend);
+    let mut patients = Vec::new();
+    for _ in 0..200 {
+        patients.push(register(&clinic).await);
+    }
+    let patients = Arc::new(patients);
+    let (c, p) = (clinic.clone(), patients.clone());
+    let many = drive(commands, concurrency, move |i| {
+        let (clinic, patient) = (c.clone(), p[i % p.len()]);
+        async move {
+            let record = RecordId::new();
+            clinic.record(record, create(record, patient), &doctor()).await.unwrap();
+        }
+    })
+    .await;
+    let hot_patient = register(&clinic).await;
+    let c = clinic.clone();
+    let hot = drive(commands, concurrency, move |_| {
+        let clinic = c.clone();
+        async move {
+            let record = RecordId::new();
+            clinic.record(record, create(record, hot_patient), &doctor()).await.unwrap();
+        }
+    })
+    .await;
+
+    // 3. Aggregate load.
+    let mut loads = Vec::new();
+    for events in [10usize, 100, 1000] {
+        let writer = EmrEventStore::<MedicalRecord>::new(
+            backend.log.clone(),
+            backend.phi(),
+            Some(backend.snapshots.clone()),
+            StoreConfig::default(),
+        );
+        let record = RecordId::new();
+        let id = record.to_string();
+        writer.execute(&id, create(record, hot_patient), &DomainServices::default(), &doctor()).await.unwrap();
+        for n in 1..events {
+            let amend = RecordCommand::Amend { content: content(&format!("v{n}")), reason: text("bench") };
+            writer.execute(&id, amend, &DomainServices::default(), &doctor()).await.unwrap();
+        }
+        let time = |store: EmrEventStore<MedicalRecord>, warm: bool| {
+            let id = id.clone();
+            async move {
+                if warm {
+                    store.load(&id).await.unwrap();
+                }
+                let t = Instant::now();
+                let loaded = store.load(&id).await.unwrap();
+                assert_eq!(loaded.sequence() as usize, events);
+                t.elapsed().as_secs_f64() * 1000.0
+            }
+        };
+        let cold =
+            time(EmrEventStore::new(backend.log.clone(), backend.phi(), None, StoreConfig { snapshot_every: 0, cache_capacity: 0 }), false)
+                .await;
+        let snapshot = time(backend.store(StoreConfig { snapshot_every: 100, cache_capacity: 0 }), false).await;
+        let cached = time(backend.store(StoreConfig::default()), true).await;
+        loads.push((events, cold, snapshot, cached));
+    }
+
+    // 4. The peer: cqrs-es + mysql-es, same aggregate and workload, same MariaDB.
+    let db = TestDatabase::fresh().await;
+    for ddl in [
+        "CREATE TABLE events (aggregate_type varchar(255) NOT NULL, aggregate_id varchar(255) NOT NULL, sequence bigint NOT NULL CHECK (sequence >= 0), \
+         event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL, \
+         CONSTRAINT events_pk PRIMARY KEY (aggregate_type, aggregate_id, sequence))",
+        "CREATE TABLE snapshots (aggregate_type varchar(255) NOT NULL, aggregate_id varchar(255) NOT NULL, last_sequence bigint NOT NULL, \
+         current_snapshot bigint NOT NULL, payload json NOT NULL, CONSTRAINT snapshots_pk PRIMARY KEY (aggregate_type, aggregate_id))",
+    ] {
+        sqlx::query(ddl).execute(&db.pool).await.unwrap();
+    }
+    // mysql-es brings its own sqlx, so its own pool, on the same database.
+    let peer_pool = mysql_es::default_mysql_pool(&db.url()).await;
+    let peer = Arc::new(mysql_es::mysql_cqrs::<MedicalRecord>(peer_pool, Vec::new(), DomainServices::default()));
+    let p = patients.clone();
+    let peer_many = drive(commands, concurrency, move |i| {
+        let (peer, patient) = (peer.clone(), p[i % p.len()]);
+        async move {
+            let record = RecordId::new();
+            let metadata: HashMap<String, String> = doctor().to_map();
+            peer.execute_with_metadata(&record.to_string(), create(record, patient), metadata).await.unwrap();
+        }
+    })
+    .await;
+    db.drop_database().await;
+
+    let machine = format!("{} cores, {}", std::thread::available_parallelism().map_or(0, usize::from), std::env::consts::ARCH);
+    println!(
+        "## Core benchmark ({commands} commands, concurrency {concurrency}, {machine}; JetStream file storage, nats-server from Debian)\n"
+    );
+    println!("| what | per second | p50 ms | p99 ms | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let row = |name: &str, r: &Rate, base: f64| {
+        println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} |", r.per_second, r.p50_ms, r.p99_ms, r.per_second / base)
+    };
+    row("raw JetStream publish, sequential (baseline 1)", &raw_sequential, raw_sequential.per_second);
+    println!("| raw JetStream publish, pipelined (baseline 2) | {:.0} | | | 1.00 |", raw_pipelined.per_second);
+    row("record creation, many patients (ratio to pipelined)", &many, raw_pipelined.per_second);
+    row("record creation, one hot patient (ratio to pipelined)", &hot, raw_pipelined.per_second);
+    row("peer: cqrs-es + mysql-es, many patients (ratio to ours)", &peer_many, many.per_second);
+    println!("\n| aggregate load | cold ms | snapshotted ms | cached ms |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (events, cold, snapshot, cached) in &loads {
+        println!("| {events} events | {cold:.2} | {snapshot:.2} | {cached:.2} |");
+    }
+    let r = |r: &Rate| json!({"per_second": r.per_second, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms});
+    let report = json!({
+        "machine": machine, "commands": commands, "concurrency": concurrency,
+        "raw_publish_sequential": r(&raw_sequential), "raw_publish_pipelined": r(&raw_pipelined),
+        "record_creation_many_patients": r(&many), "record_creation_hot_patient": r(&hot),
+        "peer_cqrs_es_mysql_es": r(&peer_many),
+        "ours_over_peer": many.per_second / peer_many.per_second,
+        "aggregate_load_ms": loads.iter().map(|(e, c, s, k)| json!({"events": e, "cold": c, "snapshotted": s, "cached": k})).collect::<Vec<_>>(),
+    });
+    println!("\n{report}");
+    std::fs::write("bench-core.json", serde_json::to_string_pretty(&report).unwrap()).unwrap();
+}
