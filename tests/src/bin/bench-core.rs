@@ -126,10 +126,16 @@ async fn main() {
     let raw_sequential = rate(commands, started.elapsed(), latencies);
     let started = Instant::now();
     let pipelined_count = commands * 5;
-    let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(pipelined_count);
+    // A window of 1000 acks in flight: the client bounds unacknowledged publishes.
+    let mut acks: Vec<PublishAckFuture> = Vec::with_capacity(1000);
     for i in 0..pipelined_count {
         let publish = PublishMessage::build().payload(vec![b'x'; 600].into()).expected_last_subject_sequence(0);
         acks.push(js.send_publish(format!("emr.events.raw_pipe.s{i}"), publish).await.unwrap());
+        if acks.len() == 1000 {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+        }
     }
     for ack in acks {
         ack.await.unwrap();
