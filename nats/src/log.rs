@@ -55,12 +55,14 @@ impl JetStreamLog {
     }
 
     async fn read_subject(&self, key: &AggregateKey, after_position: u64) -> Result<Vec<StoredCommit>, LogError> {
-        // Direct gets: one round trip answers the common case (nothing new); an
-        // aggregate's commits are few, so one request per commit is cheap enough.
+        // Direct gets first: one round trip answers the common case (nothing new, or a
+        // few commits). A longer history is streamed by an ordered consumer filtered on
+        // the subject, which costs one setup instead of one round trip per commit.
+        const DIRECT_GETS: usize = 16;
         let subject = self.subject(key);
         let mut commits = Vec::new();
         let mut next = after_position + 1;
-        loop {
+        for _ in 0..DIRECT_GETS {
             match self.stream.direct_get_next_for_subject(subject.as_str(), Some(next)).await {
                 Ok(message) => {
                     next = message.sequence + 1;
@@ -70,6 +72,33 @@ impl JetStreamLog {
                 Err(error) => return Err(LogError::unavailable(error)),
             }
         }
+        let last = match self.stream.direct_get_last_for_subject(subject.as_str()).await {
+            Ok(message) => message.sequence,
+            Err(error) if error.kind() == DirectGetErrorKind::NotFound => return Ok(commits),
+            Err(error) => return Err(LogError::unavailable(error)),
+        };
+        if last < next {
+            return Ok(commits);
+        }
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subject.clone(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: next },
+                ..Default::default()
+            })
+            .await
+            .map_err(LogError::unavailable)?;
+        let mut messages = consumer.messages().await.map_err(LogError::unavailable)?;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(LogError::unavailable)?;
+            let position = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() })?.stream_sequence;
+            commits.push(StoredCommit { position, key: key.clone(), payload: message.payload.to_vec() });
+            if position >= last {
+                break;
+            }
+        }
+        Ok(commits)
     }
 
     async fn last_sequence(&self) -> Result<u64, LogError> {

@@ -17,4 +17,5 @@ emr_tests::on_every_backend!(
     erasure_shreds_phi_and_keeps_the_log,
     malformed_input_is_a_typed_error,
     old_event_versions_are_upcast,
+    long_histories_read_back_whole,
 );

@@ -470,3 +470,24 @@ pub async fn old_event_versions_are_upcast(backend: Backend) {
     assert_eq!(loaded.state().patient_id(), Some(patient));
     assert_eq!(loaded.state().current().unwrap().content.value().unwrap().title.as_str(), "CT head");
 }
+
+/// A long history reads back whole, in order, from the start or from any position.
+pub async fn long_histories_read_back_whole(backend: Backend) {
+    let store = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 });
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    let mut positions =
+        vec![store.execute(&id, create_record(record, patient, "v1"), &services(), &doctor()).await.unwrap().position.unwrap()];
+    for n in 2..=40 {
+        positions.push(store.execute(&id, amend(&format!("v{n}")), &services(), &doctor()).await.unwrap().position.unwrap());
+    }
+    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    assert_eq!(loaded.sequence(), 40);
+    assert_eq!(loaded.state().versions().len(), 40);
+    let key = AggregateKey::new("medical_record", &id).unwrap();
+    for after in [0, positions[3], positions[15], positions[16], positions[38], positions[39]] {
+        let read: Vec<u64> = backend.log.read_aggregate(&key, after).await.unwrap().iter().map(|c| c.position).collect();
+        let expected: Vec<u64> = positions.iter().copied().filter(|p| *p > after).collect();
+        assert_eq!(read, expected, "after position {after}");
+    }
+}
