@@ -51,3 +51,26 @@ pub fn content(title: &str) -> RecordContent {
         }],
     }
 }
+
+/// Registers `patient` at `HOSP-001` with MRN `MRN-0001` under `name`.
+pub fn register(patient: crate::ids::PatientId, name: &str) -> crate::patient::PatientCommand {
+    crate::patient::PatientCommand::Register {
+        patient_id: patient,
+        hospital_id: crate::ids::HospitalId::parse("HOSP-001").unwrap(),
+        identifiers: identifiers(),
+        demographics: demographics(name),
+    }
+}
+
+/// Creates `record` for `patient`: a consultation on 2026-01-15 titled `title`, by a new doctor.
+pub fn create_record(record: crate::ids::RecordId, patient: crate::ids::PatientId, title: &str) -> crate::record::RecordCommand {
+    crate::record::RecordCommand::Create {
+        record_id: record,
+        patient_id: patient,
+        doctor_id: crate::ids::UserId::new(),
+        hospital_id: crate::ids::HospitalId::parse("HOSP-001").unwrap(),
+        record_type: crate::values::RecordType::Consultation,
+        visit_date: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(),
+        content: content(title),
+    }
+}

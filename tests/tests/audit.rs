@@ -256,21 +256,13 @@ async fn jetstream_two_events_reordered_by_an_administrator_are_detected() {
 
 async fn one_patients_history_is_proven_event_by_event(backend: Backend) {
     use emr_domain::actor::{Actor, Role};
-    use emr_domain::fixtures::{demographics, identifiers};
-    use emr_domain::ids::{HospitalId, PatientId, UserId};
+    use emr_domain::ids::{PatientId, UserId};
     use emr_domain::metadata::CommandContext;
-    use emr_domain::patient::PatientCommand;
     let clinic = clinic(&backend);
     history::write(&clinic, 2).await;
     let patient = PatientId::new();
     let context = CommandContext::new(Actor::new(UserId::new(), Role::Nurse));
-    let register = PatientCommand::Register {
-        patient_id: patient,
-        hospital_id: HospitalId::parse("HOSP-9").unwrap(),
-        identifiers: identifiers(),
-        demographics: demographics("Tang Li"),
-    };
-    clinic.patient(patient, register, &context).await.unwrap();
+    clinic.patient(patient, emr_domain::fixtures::register(patient, "Tang Li"), &context).await.unwrap();
     history::write(&clinic, 1).await;
     let audit = anchored(&backend, 3).await;
     let report =

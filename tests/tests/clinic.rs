@@ -4,16 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Duration, Utc};
 use emr_commands::{Clinic, ClinicError};
 use emr_domain::actor::{Actor, Role};
-use emr_domain::fixtures::{content, demographics, identifiers, text};
+use emr_domain::fixtures::{create_record, register, text};
 use emr_domain::grant::{GrantCommand, Scope};
-use emr_domain::ids::{GrantId, HospitalId, PatientId, RecordId, UserId};
+use emr_domain::ids::{GrantId, PatientId, RecordId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{ErasureReason, PatientCommand, PatientError, PatientStatus};
 use emr_domain::record::RecordCommand;
-use emr_domain::values::RecordType;
 use emr_eventstore::conformance::Backend;
 use emr_tests::backends::clinic;
 
@@ -23,26 +22,12 @@ fn clerk() -> CommandContext {
 
 async fn registered_patient(clinic: &Clinic) -> PatientId {
     let patient = PatientId::new();
-    let register = PatientCommand::Register {
-        patient_id: patient,
-        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
-        identifiers: identifiers(),
-        demographics: demographics("Liu Yang"),
-    };
-    clinic.patient(patient, register, &clerk()).await.unwrap();
+    clinic.patient(patient, register(patient, "Liu Yang"), &clerk()).await.unwrap();
     patient
 }
 
 fn create(record: RecordId, patient: PatientId) -> RecordCommand {
-    RecordCommand::Create {
-        record_id: record,
-        patient_id: patient,
-        doctor_id: UserId::new(),
-        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
-        record_type: RecordType::LabResult,
-        visit_date: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
-        content: content("Full blood count"),
-    }
+    create_record(record, patient, "Full blood count")
 }
 
 fn grant(grant: GrantId, patient: PatientId) -> GrantCommand {

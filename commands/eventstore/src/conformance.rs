@@ -10,11 +10,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use emr_domain::DomainServices;
 use emr_domain::actor::{Actor, Role};
-use emr_domain::fixtures::{content, demographics, identifiers, text};
-use emr_domain::ids::{CommandId, EventId, HospitalId, PatientId, RecordId, UserId};
+use emr_domain::fixtures::{content, create_record, demographics, register, text};
+use emr_domain::ids::{CommandId, EventId, PatientId, RecordId, UserId};
 use emr_domain::metadata::{CommandContext, EventMetadata};
 use emr_domain::patient::{Patient, PatientCommand, PatientStatus};
 use emr_domain::phi::Phi;
@@ -53,27 +52,6 @@ fn services() -> DomainServices {
 
 fn doctor() -> CommandContext {
     CommandContext::new(Actor::new(UserId::new(), Role::Physician))
-}
-
-fn register(patient: PatientId, name: &str) -> PatientCommand {
-    PatientCommand::Register {
-        patient_id: patient,
-        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
-        identifiers: identifiers(),
-        demographics: demographics(name),
-    }
-}
-
-fn create_record(record: RecordId, patient: PatientId, title: &str) -> RecordCommand {
-    RecordCommand::Create {
-        record_id: record,
-        patient_id: patient,
-        doctor_id: UserId::new(),
-        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
-        record_type: RecordType::Consultation,
-        visit_date: NaiveDate::from_ymd_opt(2026, 1, 15).unwrap(),
-        content: content(title),
-    }
 }
 
 fn amend(title: &str) -> RecordCommand {

@@ -18,16 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
-use chrono::NaiveDate;
 use emr_commands::Clinic;
+use emr_domain::DomainServices;
 use emr_domain::actor::{Actor, Role};
-use emr_domain::fixtures::{content, demographics, identifiers};
-use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
+use emr_domain::fixtures::{self, content, create_record, text};
+use emr_domain::ids::{PatientId, RecordId, UserId};
 use emr_domain::metadata::CommandContext;
-use emr_domain::patient::PatientCommand;
 use emr_domain::record::{MedicalRecord, RecordCommand};
-use emr_domain::values::RecordType;
-use emr_domain::{DomainServices, fixtures::text};
 use emr_eventstore::{EmrEventStore, StoreConfig};
 use emr_tests::backends;
 use emr_tests::mariadb::TestDatabase;
@@ -38,15 +35,7 @@ fn doctor() -> CommandContext {
 }
 
 fn create(record: RecordId, patient: PatientId) -> RecordCommand {
-    RecordCommand::Create {
-        record_id: record,
-        patient_id: patient,
-        doctor_id: UserId::new(),
-        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
-        record_type: RecordType::Consultation,
-        visit_date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
-        content: content("Consultation"),
-    }
+    create_record(record, patient, "Consultation")
 }
 
 struct Rate {
@@ -95,13 +84,7 @@ where
 
 async fn register(clinic: &Clinic) -> PatientId {
     let patient = PatientId::new();
-    let command = PatientCommand::Register {
-        patient_id: patient,
-        hospital_id: HospitalId::parse("HOSP-001").unwrap(),
-        identifiers: identifiers(),
-        demographics: demographics("Bench"),
-    };
-    clinic.patient(patient, command, &doctor()).await.unwrap();
+    clinic.patient(patient, fixtures::register(patient, "Bench"), &doctor()).await.unwrap();
     patient
 }
 
