@@ -105,6 +105,16 @@ uuid_id!(
     "command id"
 );
 uuid_id!(
+    /// One disclosure of PHI: a read of a patient's data, recorded as a fact.
+    DisclosureId,
+    "disclosure id"
+);
+uuid_id!(
+    /// One security event (token reuse, code replay, …).
+    SecurityEventId,
+    "security event id"
+);
+uuid_id!(
     /// The id of one stored event.
     EventId,
     "event id"

@@ -8,19 +8,28 @@
 //! Aggregates:
 //! - [`patient::Patient`]: registration, demographics, GDPR erasure;
 //! - [`record::MedicalRecord`]: a clinical record, its versions and attachments;
-//! - [`grant::AccessGrant`]: a patient's consent for a practitioner (the seed's Permissions).
+//! - [`grant::AccessGrant`]: a patient's consent for a practitioner (the seed's Permissions);
+//! - [`account::Account`] and [`account::UsernameClaim`]: users and their credentials;
+//! - [`disclosure::Disclosure`]: one read of PHI, with its basis (HIPAA accounting);
+//! - [`security::SecurityIncident`]: a detected attack on credentials.
+//!
+//! [`access`] holds the authorization policy: which role may do what, on what basis.
 //!
 //! Protected health information is always wrapped in [`phi::Phi`], so the event
 //! store can seal it with the patient's data key before it leaves the process.
 
+pub mod access;
+pub mod account;
 pub mod actor;
 pub mod clock;
+pub mod disclosure;
 pub mod grant;
 pub mod ids;
 pub mod metadata;
 pub mod patient;
 pub mod phi;
 pub mod record;
+pub mod security;
 pub mod upcasting;
 pub mod values;
 

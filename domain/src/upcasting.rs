@@ -24,6 +24,10 @@ pub trait EventSchema: Aggregate {
 
 impl EventSchema for Patient {}
 impl EventSchema for AccessGrant {}
+impl EventSchema for crate::account::Account {}
+impl EventSchema for crate::account::UsernameClaim {}
+impl EventSchema for crate::disclosure::Disclosure {}
+impl EventSchema for crate::security::SecurityIncident {}
 
 impl EventSchema for MedicalRecord {
     fn upcasters() -> Vec<Box<dyn EventUpcaster>> {

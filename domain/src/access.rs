@@ -1,0 +1,325 @@
+//! Who may do what to whose data: the authorization policy, as pure rules.
+//!
+//! [`rule`] maps a role and an [`Action`] to a [`Rule`]; [`Rule::evaluate`] turns
+//! that rule and the facts the application layer looked up (is the actor the
+//! patient, the record's author, the holder of an active grant?) into a
+//! [`Basis`] for the access or a [`Denied`] reason. The application layer looks
+//! grants up only when the rule asks for one, and records every PHI read with
+//! the basis it was given.
+
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{Actor, Role};
+use crate::grant::Scope;
+use crate::ids::{GrantId, PatientId, UserId};
+
+/// Everything the API lets a caller do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Register a patient (clinical registration).
+    RegisterPatient,
+    /// Read a patient's demographics and identifiers (PHI).
+    ReadPatient,
+    /// Replace a patient's demographics.
+    UpdateDemographics,
+    /// Erase a patient (GDPR Art. 17).
+    ErasePatient,
+    /// Create a medical record.
+    CreateRecord,
+    /// Read a medical record's content (PHI).
+    ReadRecord,
+    /// Amend a record or attach a file to it.
+    AmendRecord,
+    /// Soft-delete or restore a record.
+    DeleteRecord,
+    /// Grant access to one's own records.
+    GrantAccess,
+    /// Ask a patient for access.
+    RequestAccess,
+    /// Approve or deny a request for one's own records.
+    DecideRequest,
+    /// Revoke a grant on one's own records.
+    RevokeGrant,
+    /// See a grant or request.
+    ReadGrant,
+    /// Read a patient's entries of the record index (metadata, no content).
+    ReadRecordIndex,
+    /// Read the accounting of disclosures (who read whose PHI).
+    ReadAccessLog,
+    /// Read aggregate dashboards, projection status and anchors.
+    ReadDashboard,
+    /// Read event histories, the log, receipts and integrity proofs (PHI sealed).
+    ReadAudit,
+    /// Open, lock, unlock and close accounts.
+    ManageAccounts,
+}
+
+impl Action {
+    /// Every action, for tests and documentation that must cover them all.
+    pub const ALL: [Action; 18] = [
+        Self::RegisterPatient,
+        Self::ReadPatient,
+        Self::UpdateDemographics,
+        Self::ErasePatient,
+        Self::CreateRecord,
+        Self::ReadRecord,
+        Self::AmendRecord,
+        Self::DeleteRecord,
+        Self::GrantAccess,
+        Self::RequestAccess,
+        Self::DecideRequest,
+        Self::RevokeGrant,
+        Self::ReadGrant,
+        Self::ReadRecordIndex,
+        Self::ReadAccessLog,
+        Self::ReadDashboard,
+        Self::ReadAudit,
+        Self::ManageAccounts,
+    ];
+}
+
+/// What a role needs in order to perform an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The role alone suffices.
+    Role,
+    /// Only on the actor's own patient record (the actor *is* the patient).
+    OwnPatient,
+    /// Only as the record's author or under an active grant with `scope`; when
+    /// `break_glass` is true, an emergency reason also opens it.
+    AuthorOrGrant {
+        /// The grant scope required.
+        scope: Scope,
+        /// Whether break-glass may stand in for a grant.
+        break_glass: bool,
+    },
+    /// Only under an active grant with `scope` (or break-glass, when allowed).
+    Grant {
+        /// The grant scope required.
+        scope: Scope,
+        /// Whether break-glass may stand in for a grant.
+        break_glass: bool,
+    },
+    /// Only on grants naming the actor as grantee.
+    Grantee,
+    /// Allowed, but PHI is withheld from the answer (auditors replaying history).
+    Redacted,
+    /// Never.
+    Never,
+}
+
+/// The policy: what `role` needs to perform `action`.
+pub fn rule(role: Role, action: Action) -> Rule {
+    use Action::*;
+    let read = Scope::Read;
+    let write = Scope::Write;
+    match role {
+        Role::Patient => match action {
+            ReadPatient | UpdateDemographics | ErasePatient | ReadRecord | GrantAccess | DecideRequest | RevokeGrant | ReadGrant
+            | ReadRecordIndex | ReadAccessLog => Rule::OwnPatient,
+            _ => Rule::Never,
+        },
+        Role::Physician | Role::Nurse => match action {
+            RegisterPatient | RequestAccess | ReadDashboard => Rule::Role,
+            // The author is stamped from the actor, so this creates records in one's own name.
+            CreateRecord => Rule::Role,
+            ReadPatient => Rule::Grant { scope: read, break_glass: true },
+            UpdateDemographics => Rule::Grant { scope: write, break_glass: false },
+            ReadRecord => Rule::AuthorOrGrant { scope: read, break_glass: true },
+            AmendRecord => Rule::AuthorOrGrant { scope: write, break_glass: false },
+            DeleteRecord if role == Role::Physician => Rule::AuthorOrGrant { scope: write, break_glass: false },
+            ReadRecordIndex => Rule::Grant { scope: read, break_glass: false },
+            ReadGrant => Rule::Grantee,
+            _ => Rule::Never,
+        },
+        Role::Admin => match action {
+            ManageAccounts | ErasePatient | ReadDashboard => Rule::Role,
+            _ => Rule::Never,
+        },
+        Role::Auditor => match action {
+            ReadAudit | ReadAccessLog | ReadDashboard | ReadGrant | ReadRecordIndex => Rule::Role,
+            ReadRecord | ReadPatient => Rule::Redacted,
+            _ => Rule::Never,
+        },
+        Role::Researcher => Rule::Never,
+        Role::System => Rule::Role,
+    }
+}
+
+/// Why an access was allowed (recorded with every disclosure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Basis {
+    /// The role alone allows it.
+    Role,
+    /// The actor is the patient.
+    OwnRecord,
+    /// The actor wrote the record.
+    Author,
+    /// An active grant.
+    Grant {
+        /// Which one.
+        grant_id: GrantId,
+    },
+    /// An emergency access without a grant.
+    BreakGlass,
+    /// Allowed with PHI withheld.
+    Redacted,
+}
+
+/// Why an access was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The role may never do this.
+    #[error("the {role:?} role may not {action:?}")]
+    RoleNotPermitted {
+        /// The actor's role.
+        role: Role,
+        /// What was attempted.
+        action: Action,
+    },
+    /// Only the patient themselves may do this.
+    #[error("only the patient may do this")]
+    NotOwnRecord,
+    /// No active, unexpired grant with the needed scope.
+    #[error("no active grant with the {scope:?} scope from this patient")]
+    NoActiveGrant {
+        /// The scope that was needed.
+        scope: Scope,
+    },
+    /// The grant names someone else.
+    #[error("the grant names another grantee")]
+    NotGrantee,
+}
+
+/// What the application layer found out about the actor and the data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    /// The patient whose data is touched, if any.
+    pub patient: Option<PatientId>,
+    /// The record's author, for record actions.
+    pub author: Option<UserId>,
+    /// The grantee, for grant actions.
+    pub grantee: Option<UserId>,
+    /// An active grant to the actor with the needed scope, if one was found.
+    pub grant: Option<GrantId>,
+    /// The actor gave an emergency reason.
+    pub break_glass: bool,
+}
+
+impl Rule {
+    /// The grant scope this rule may need looked up.
+    pub fn scope(self) -> Option<Scope> {
+        match self {
+            Self::AuthorOrGrant { scope, .. } | Self::Grant { scope, .. } => Some(scope),
+            _ => None,
+        }
+    }
+
+    /// Decides, from the facts, whether `actor` may go ahead and on what basis.
+    pub fn evaluate(self, actor: &Actor, action: Action, facts: &Facts) -> Result<Basis, Denied> {
+        let by_grant = |scope, break_glass: bool| match (facts.grant, break_glass && facts.break_glass) {
+            (Some(grant_id), _) => Ok(Basis::Grant { grant_id }),
+            (None, true) => Ok(Basis::BreakGlass),
+            (None, false) => Err(Denied::NoActiveGrant { scope }),
+        };
+        match self {
+            Self::Role => Ok(Basis::Role),
+            Self::Redacted => Ok(Basis::Redacted),
+            Self::Never => Err(Denied::RoleNotPermitted { role: actor.role, action }),
+            Self::OwnPatient => match facts.patient {
+                Some(patient) if patient.as_uuid() == actor.user_id.as_uuid() => Ok(Basis::OwnRecord),
+                _ => Err(Denied::NotOwnRecord),
+            },
+            Self::AuthorOrGrant { scope, break_glass } => {
+                if facts.author == Some(actor.user_id) {
+                    Ok(Basis::Author)
+                } else {
+                    by_grant(scope, break_glass)
+                }
+            }
+            Self::Grant { scope, break_glass } => by_grant(scope, break_glass),
+            Self::Grantee => {
+                if facts.grantee == Some(actor.user_id) {
+                    Ok(Basis::Role)
+                } else {
+                    Err(Denied::NotGrantee)
+                }
+            }
+        }
+    }
+}
+
+/// Whether reading under `basis` discloses PHI (and so must be recorded).
+pub fn discloses_phi(action: Action, basis: Basis) -> bool {
+    matches!(action, Action::ReadPatient | Action::ReadRecord) && basis != Basis::Redacted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(role: Role) -> Actor {
+        Actor::new(UserId::new(), role)
+    }
+
+    #[test]
+    fn a_patient_reads_only_their_own_record() {
+        let me = actor(Role::Patient);
+        let own = Facts { patient: Some(PatientId::from(me.user_id.as_uuid())), ..Facts::default() };
+        let other = Facts { patient: Some(PatientId::new()), ..Facts::default() };
+        let rule = rule(Role::Patient, Action::ReadRecord);
+        assert_eq!(rule.evaluate(&me, Action::ReadRecord, &own), Ok(Basis::OwnRecord));
+        assert_eq!(rule.evaluate(&me, Action::ReadRecord, &other), Err(Denied::NotOwnRecord));
+    }
+
+    #[test]
+    fn a_physician_reads_under_a_grant_as_author_or_by_breaking_the_glass() {
+        let doctor = actor(Role::Physician);
+        let rule = rule(Role::Physician, Action::ReadRecord);
+        let patient = Some(PatientId::new());
+        let grant_id = GrantId::new();
+        let none = Facts { patient, ..Facts::default() };
+        assert_eq!(rule.evaluate(&doctor, Action::ReadRecord, &none), Err(Denied::NoActiveGrant { scope: Scope::Read }));
+        let granted = Facts { grant: Some(grant_id), ..none };
+        assert_eq!(rule.evaluate(&doctor, Action::ReadRecord, &granted), Ok(Basis::Grant { grant_id }));
+        let authored = Facts { author: Some(doctor.user_id), ..none };
+        assert_eq!(rule.evaluate(&doctor, Action::ReadRecord, &authored), Ok(Basis::Author));
+        let emergency = Facts { break_glass: true, ..none };
+        assert_eq!(rule.evaluate(&doctor, Action::ReadRecord, &emergency), Ok(Basis::BreakGlass));
+    }
+
+    #[test]
+    fn break_glass_never_opens_writes() {
+        let doctor = actor(Role::Physician);
+        let emergency = Facts { patient: Some(PatientId::new()), break_glass: true, ..Facts::default() };
+        let rule = rule(Role::Physician, Action::AmendRecord);
+        assert_eq!(rule.evaluate(&doctor, Action::AmendRecord, &emergency), Err(Denied::NoActiveGrant { scope: Scope::Write }));
+    }
+
+    #[test]
+    fn administrators_manage_accounts_but_never_read_phi() {
+        let admin = actor(Role::Admin);
+        for action in [Action::ReadRecord, Action::ReadPatient, Action::ReadRecordIndex] {
+            let facts = Facts { patient: Some(PatientId::new()), grant: Some(GrantId::new()), break_glass: true, ..Facts::default() };
+            assert!(rule(Role::Admin, action).evaluate(&admin, action, &facts).is_err(), "{action:?}");
+        }
+        assert_eq!(rule(Role::Admin, Action::ManageAccounts).evaluate(&admin, Action::ManageAccounts, &Facts::default()), Ok(Basis::Role));
+    }
+
+    #[test]
+    fn auditors_replay_records_with_phi_withheld() {
+        let auditor = actor(Role::Auditor);
+        let basis = rule(Role::Auditor, Action::ReadRecord).evaluate(&auditor, Action::ReadRecord, &Facts::default());
+        assert_eq!(basis, Ok(Basis::Redacted));
+        assert!(!discloses_phi(Action::ReadRecord, Basis::Redacted));
+    }
+
+    #[test]
+    fn researchers_have_no_row_level_access_at_all() {
+        for action in Action::ALL {
+            assert_eq!(rule(Role::Researcher, action), Rule::Never, "{action:?}");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use cqrs_es::event_sink::EventSink;
+use serde::{Deserialize, Serialize};
+
+use super::commands::AccountCommand;
+use super::data_subject;
+use super::events::AccountEvent;
+use super::values::{PasswordHash, PractitionerProfile, TotpSecret, Username};
+use crate::actor::Role;
+use crate::clock::DomainServices;
+use crate::ids::UserId;
+use crate::phi::Phi;
+
+/// Why an account command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// Register on an existing account.
+    #[error("an account with this id already exists")]
+    AlreadyRegistered,
+    /// Any other command on an unknown account.
+    #[error("no account with this id")]
+    NotRegistered,
+    /// Any command on a closed account.
+    #[error("the account is deactivated")]
+    Deactivated,
+    /// Accounts cannot act as the system.
+    #[error("the system role is reserved for the server itself")]
+    SystemRoleReserved,
+    /// A physician or nurse without licence, department and specialization.
+    #[error("physicians and nurses need a practitioner profile")]
+    ProfileRequired,
+    /// A profile on an account that is not a practitioner's.
+    #[error("only physicians and nurses have a practitioner profile")]
+    ProfileNotAllowed,
+    /// A new enrolment while MFA is on (an administrator must reset it first).
+    #[error("MFA is already enabled")]
+    MfaAlreadyEnabled,
+    /// Confirm without a started enrolment.
+    #[error("no MFA enrolment is in progress")]
+    NoMfaEnrolment,
+    /// A lockout that ends at or before now.
+    #[error("a lockout must end in the future")]
+    LockNotInFuture,
+    /// Unlock on an account that is not locked.
+    #[error("the account is not locked")]
+    NotLocked,
+}
+
+/// Lifecycle of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// Nothing yet.
+    #[default]
+    Absent,
+    /// Usable (a lockout is separate and time-bound: see [`Account::locked_at`]).
+    Active,
+    /// Closed for good.
+    Deactivated,
+}
+
+/// Where the holder is with TOTP.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaState {
+    /// Never enrolled.
+    #[default]
+    NotEnrolled,
+    /// A secret was issued but no code confirmed yet.
+    Pending(Phi<TotpSecret>),
+    /// Required at every login.
+    Enabled(Phi<TotpSecret>),
+}
+
+/// A user account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    user_id: Option<UserId>,
+    username: Option<Username>,
+    role: Option<Role>,
+    profile: Option<PractitionerProfile>,
+    password_hash: Option<Phi<PasswordHash>>,
+    mfa: MfaState,
+    locked_until: Option<DateTime<Utc>>,
+    status: AccountStatus,
+}
+
+impl Account {
+    /// Lifecycle status.
+    pub fn status(&self) -> AccountStatus {
+        self.status
+    }
+
+    /// The account id.
+    pub fn user_id(&self) -> Option<UserId> {
+        self.user_id
+    }
+
+    /// Login name.
+    pub fn username(&self) -> Option<&Username> {
+        self.username.as_ref()
+    }
+
+    /// Role.
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    /// A practitioner's profile.
+    pub fn profile(&self) -> Option<&PractitionerProfile> {
+        self.profile.as_ref()
+    }
+
+    /// The password hash (none once shredded).
+    pub fn password_hash(&self) -> Option<&PasswordHash> {
+        self.password_hash.as_ref().and_then(Phi::value)
+    }
+
+    /// TOTP enrolment.
+    pub fn mfa(&self) -> &MfaState {
+        &self.mfa
+    }
+
+    /// End of the current lockout, if one is in force at `now`.
+    pub fn locked_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.locked_until.filter(|until| now < *until)
+    }
+
+    fn ensure_active(&self) -> Result<UserId, AccountError> {
+        match (self.status, self.user_id) {
+            (AccountStatus::Active, Some(id)) => Ok(id),
+            (AccountStatus::Deactivated, _) => Err(AccountError::Deactivated),
+            _ => Err(AccountError::NotRegistered),
+        }
+    }
+
+    /// The business rules: which events `command` produces, or why it is refused.
+    pub fn decide(&self, command: AccountCommand, now: DateTime<Utc>) -> Result<Vec<AccountEvent>, AccountError> {
+        if let AccountCommand::Register { user_id, username, role, profile, password_hash, registered_by } = command {
+            if self.status != AccountStatus::Absent {
+                return Err(AccountError::AlreadyRegistered);
+            }
+            let practitioner = matches!(role, Role::Physician | Role::Nurse);
+            match (role, practitioner, profile.is_some()) {
+                (Role::System, ..) => return Err(AccountError::SystemRoleReserved),
+                (_, true, false) => return Err(AccountError::ProfileRequired),
+                (_, false, true) => return Err(AccountError::ProfileNotAllowed),
+                _ => {}
+            }
+            return Ok(vec![
+                AccountEvent::AccountRegistered { user_id, username, role, profile, registered_by },
+                AccountEvent::PasswordSet { hash: Phi::new(data_subject(user_id), password_hash) },
+            ]);
+        }
+        let user_id = self.ensure_active()?;
+        match command {
+            AccountCommand::Register { .. } => Err(AccountError::AlreadyRegistered),
+            AccountCommand::ChangePassword { password_hash } => {
+                Ok(vec![AccountEvent::PasswordSet { hash: Phi::new(data_subject(user_id), password_hash) }])
+            }
+            AccountCommand::StartMfaEnrolment { secret } => {
+                if matches!(self.mfa, MfaState::Enabled(_)) {
+                    return Err(AccountError::MfaAlreadyEnabled);
+                }
+                Ok(vec![AccountEvent::MfaEnrolmentStarted { secret: Phi::new(data_subject(user_id), secret) }])
+            }
+            AccountCommand::ConfirmMfa => match self.mfa {
+                MfaState::Pending(_) => Ok(vec![AccountEvent::MfaEnabled]),
+                MfaState::Enabled(_) => Ok(vec![]),
+                MfaState::NotEnrolled => Err(AccountError::NoMfaEnrolment),
+            },
+            AccountCommand::Lock { until, failed_attempts } => {
+                if until <= now {
+                    return Err(AccountError::LockNotInFuture);
+                }
+                Ok(vec![AccountEvent::AccountLocked { until, failed_attempts }])
+            }
+            AccountCommand::Unlock { by } => {
+                if self.locked_at(now).is_none() {
+                    return Err(AccountError::NotLocked);
+                }
+                Ok(vec![AccountEvent::AccountUnlocked { by }])
+            }
+            AccountCommand::Deactivate { by } => Ok(vec![AccountEvent::AccountDeactivated { by }]),
+        }
+    }
+}
+
+impl Aggregate for Account {
+    const TYPE: &'static str = "account";
+    type Command = AccountCommand;
+    type Event = AccountEvent;
+    type Error = AccountError;
+    type Services = DomainServices;
+
+    async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
+        for event in self.decide(command, services.now())? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            AccountEvent::AccountRegistered { user_id, username, role, profile, .. } => {
+                self.user_id = Some(user_id);
+                self.username = Some(username);
+                self.role = Some(role);
+                self.profile = profile;
+                self.status = AccountStatus::Active;
+            }
+            AccountEvent::PasswordSet { hash } => self.password_hash = Some(hash),
+            AccountEvent::MfaEnrolmentStarted { secret } => {
+                self.mfa = MfaState::Pending(secret);
+            }
+            AccountEvent::MfaEnabled => {
+                if let MfaState::Pending(secret) = std::mem::take(&mut self.mfa) {
+                    self.mfa = MfaState::Enabled(secret);
+                }
+            }
+            AccountEvent::AccountLocked { until, .. } => self.locked_until = Some(until),
+            AccountEvent::AccountUnlocked { .. } => self.locked_until = None,
+            AccountEvent::AccountDeactivated { .. } => self.status = AccountStatus::Deactivated,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::values::{PasswordHash, PractitionerProfile, TotpSecret, Username};
+use crate::actor::Role;
+use crate::ids::UserId;
+
+/// What may be asked of an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountCommand {
+    /// Opens an account (by an administrator, or a patient registering themselves).
+    Register {
+        /// The account's id (a patient's is their patient id).
+        user_id: UserId,
+        /// Login name, already claimed.
+        username: Username,
+        /// The role the account acts in.
+        role: Role,
+        /// Required for physicians and nurses, refused for everyone else.
+        profile: Option<PractitionerProfile>,
+        /// The argon2id hash of a password that met the policy.
+        password_hash: PasswordHash,
+        /// The administrator, or none for self-registration.
+        registered_by: Option<UserId>,
+    },
+    /// Replaces the password hash.
+    ChangePassword {
+        /// The new hash.
+        password_hash: PasswordHash,
+    },
+    /// Starts (or restarts) TOTP enrolment with a fresh secret.
+    StartMfaEnrolment {
+        /// The new shared secret.
+        secret: TotpSecret,
+    },
+    /// The holder proved they hold the secret: MFA is on.
+    ConfirmMfa,
+    /// Too many failed logins: refuse logins until `until`.
+    Lock {
+        /// End of the lockout.
+        until: DateTime<Utc>,
+        /// Failed attempts that caused it.
+        failed_attempts: u32,
+    },
+    /// An administrator lifts a lockout early.
+    Unlock {
+        /// The administrator.
+        by: UserId,
+    },
+    /// Closes the account for good.
+    Deactivate {
+        /// The administrator.
+        by: UserId,
+    },
+}

@@ -1,0 +1,75 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use super::values::{PasswordHash, PractitionerProfile, TotpSecret, Username};
+use crate::actor::Role;
+use crate::ids::UserId;
+use crate::phi::Phi;
+
+/// What happened to an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum AccountEvent {
+    /// An account was opened.
+    AccountRegistered {
+        /// The account.
+        user_id: UserId,
+        /// Its login name.
+        username: Username,
+        /// Its role.
+        role: Role,
+        /// A practitioner's licence, department and specialization.
+        profile: Option<PractitionerProfile>,
+        /// The administrator, or none for self-registration.
+        registered_by: Option<UserId>,
+    },
+    /// A password hash was set (sealed).
+    PasswordSet {
+        /// argon2id PHC string.
+        hash: Phi<PasswordHash>,
+    },
+    /// TOTP enrolment began; the secret is sealed.
+    MfaEnrolmentStarted {
+        /// The shared secret.
+        secret: Phi<TotpSecret>,
+    },
+    /// The holder confirmed a code: MFA is required from now on.
+    MfaEnabled,
+    /// Logins are refused until `until`.
+    AccountLocked {
+        /// End of the lockout.
+        until: DateTime<Utc>,
+        /// Failed attempts that caused it.
+        failed_attempts: u32,
+    },
+    /// A lockout was lifted early.
+    AccountUnlocked {
+        /// The administrator.
+        by: UserId,
+    },
+    /// The account was closed.
+    AccountDeactivated {
+        /// The administrator.
+        by: UserId,
+    },
+}
+
+impl DomainEvent for AccountEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::AccountRegistered { .. } => "AccountRegistered",
+            Self::PasswordSet { .. } => "PasswordSet",
+            Self::MfaEnrolmentStarted { .. } => "MfaEnrolmentStarted",
+            Self::MfaEnabled => "MfaEnabled",
+            Self::AccountLocked { .. } => "AccountLocked",
+            Self::AccountUnlocked { .. } => "AccountUnlocked",
+            Self::AccountDeactivated { .. } => "AccountDeactivated",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1.0".to_owned()
+    }
+}
