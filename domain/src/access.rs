@@ -191,6 +191,9 @@ pub enum Denied {
     /// The grant names someone else.
     #[error("the grant names another grantee")]
     NotGrantee,
+    /// A practitioner may only author records in their own name.
+    #[error("records are authored in the acting practitioner's own name")]
+    OnBehalfOfAnother,
 }
 
 /// What the application layer found out about the actor and the data.

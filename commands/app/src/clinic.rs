@@ -4,17 +4,22 @@ use std::sync::Arc;
 
 use cqrs_es::Aggregate;
 use emr_domain::DomainServices;
-use emr_domain::grant::{AccessGrant, GrantCommand, GrantError};
-use emr_domain::ids::{GrantId, PatientId, RecordId};
+use emr_domain::access::{self, Action, Basis, Denied, Facts};
+use emr_domain::actor::{Actor, Role};
+use emr_domain::disclosure::{Disclose, Disclosure, DisclosureError, Resource};
+use emr_domain::grant::{AccessGrant, GrantCommand, GrantError, GrantStatus, Scope};
+use emr_domain::ids::{DisclosureId, GrantId, PatientId, RecordId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{Patient, PatientCommand, PatientError, PatientStatus};
-use emr_domain::record::{MedicalRecord, RecordCommand, RecordError};
+use emr_domain::record::{MedicalRecord, RecordCommand, RecordError, RecordStatus};
+use emr_domain::values::ShortText;
 use emr_domain::upcasting::EventSchema;
 use emr_eventstore::{
     AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventStorePorts, ExecuteError, KeyVault, LogReader, PhiCodec, RecordedEvent,
     StoreConfig, StoreError,
 };
 
+use crate::grant_directory::GrantDirectory;
 use crate::receipt::Receipt;
 
 /// Why a command was not accepted.
@@ -29,6 +34,18 @@ pub enum ClinicError {
     /// A grant rule refused it.
     #[error(transparent)]
     Grant(#[from] GrantError),
+    /// The disclosure of a read could not be recorded, so nothing was shown.
+    #[error(transparent)]
+    Disclosure(#[from] DisclosureError),
+    /// The actor may not do this (see [`emr_domain::access`]).
+    #[error("forbidden: {0}")]
+    Forbidden(#[from] Denied),
+    /// The patient, record or grant does not exist.
+    #[error("no such {what}")]
+    NotFound {
+        /// `patient`, `record` or `grant`.
+        what: &'static str,
+    },
     /// A record or grant for a patient who is not registered, or was erased.
     #[error("patient {patient_id} is not an active patient")]
     PatientNotActive {
@@ -66,13 +83,47 @@ where
     }
 }
 
-/// Runs clinical commands.
+/// What an authorization is about, as far as the caller knows it; the clinic
+/// looks up grants itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subject {
+    /// The patient whose data is touched.
+    pub patient: Option<PatientId>,
+    /// The record's author, for record actions.
+    pub author: Option<UserId>,
+    /// The grantee, for grant actions.
+    pub grantee: Option<UserId>,
+    /// An emergency reason was given (break-glass).
+    pub break_glass: bool,
+}
+
+impl Subject {
+    /// About one patient's data.
+    pub fn patient(patient: PatientId) -> Self {
+        Self { patient: Some(patient), ..Self::default() }
+    }
+}
+
+/// An authorized read: the aggregate, the basis it was shown on, and the
+/// disclosure that recorded it (none when no PHI was shown).
+pub struct Read<A: Aggregate> {
+    /// The aggregate as loaded.
+    pub loaded: EmrAggregateContext<A>,
+    /// Why it could be read; [`Basis::Redacted`] means PHI must be withheld.
+    pub basis: Basis,
+    /// The recorded disclosure.
+    pub disclosure: Option<DisclosureId>,
+}
+
+/// Runs clinical commands and reads, each authorized by [`emr_domain::access`].
 #[derive(Clone)]
 pub struct Clinic {
     patients: EmrEventStore<Patient>,
     records: EmrEventStore<MedicalRecord>,
     grants: EmrEventStore<AccessGrant>,
+    disclosures: EmrEventStore<Disclosure>,
     reader: LogReader,
+    directory: Arc<GrantDirectory>,
     services: DomainServices,
 }
 
@@ -83,8 +134,11 @@ impl Clinic {
         Self {
             patients: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
             records: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
-            grants: EmrEventStore::new(ports.log.clone(), phi, Some(ports.snapshots.clone()), config),
+            grants: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
+            // One-event aggregates: nothing to cache or snapshot.
+            disclosures: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..config }),
             reader: LogReader::new(ports.log.clone()),
+            directory: Arc::new(GrantDirectory::new(LogReader::new(ports.log.clone()))),
             services,
         }
     }
@@ -119,10 +173,50 @@ impl Clinic {
         if in_command == target { Ok(()) } else { Err(ClinicError::IdMismatch { in_command, target }) }
     }
 
+    /// Decides whether `actor` may perform `action` on `subject`, looking up an
+    /// active grant when the policy asks for one.
+    pub async fn authorize(&self, actor: &Actor, action: Action, subject: Subject) -> Result<Basis, ClinicError> {
+        let rule = access::rule(actor.role, action);
+        let mut facts =
+            Facts { patient: subject.patient, author: subject.author, grantee: subject.grantee, grant: None, break_glass: subject.break_glass };
+        let satisfied_by_authorship = subject.author.is_some() && subject.author == Some(actor.user_id);
+        if let (Some(scope), Some(patient), false) = (rule.scope(), subject.patient, satisfied_by_authorship) {
+            facts.grant = self.active_grant(patient, actor.user_id, scope).await?;
+        }
+        Ok(rule.evaluate(actor, action, &facts)?)
+    }
+
+    /// An active, unexpired grant from `patient` to `user` with `scope`: decided on
+    /// the grant aggregates themselves, so revocations apply at once.
+    async fn active_grant(&self, patient: PatientId, user: UserId, scope: Scope) -> Result<Option<GrantId>, ClinicError> {
+        let mut checked = std::collections::BTreeSet::new();
+        for round in 0..2 {
+            if round == 1 {
+                self.directory.catch_up().await?;
+            }
+            for grant_id in self.directory.candidates(patient, user) {
+                if !checked.insert(grant_id) {
+                    continue;
+                }
+                let grant = self.grants.load(&grant_id.to_string()).await?;
+                if grant.state().patient_id() == Some(patient) && grant.state().authorizes(user, scope, self.services.now()) {
+                    return Ok(Some(grant_id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// A command on a patient. Erasure destroys the patient's data key first, so
     /// that no failure can leave PHI readable after an accepted erasure.
     pub async fn patient(&self, patient_id: PatientId, command: PatientCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
         let id = patient_id.to_string();
+        let action = match &command {
+            PatientCommand::Register { .. } => Action::RegisterPatient,
+            PatientCommand::UpdateDemographics { .. } => Action::UpdateDemographics,
+            PatientCommand::Erase { .. } => Action::ErasePatient,
+        };
+        self.authorize(&context.actor, action, Subject::patient(patient_id)).await?;
         match &command {
             PatientCommand::Register { patient_id: created, .. } => Self::ensure_same(created, patient_id)?,
             PatientCommand::Erase { .. } => {
@@ -148,41 +242,142 @@ impl Clinic {
 
     /// A command on a medical record.
     pub async fn record(&self, record_id: RecordId, command: RecordCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
-        if let RecordCommand::Create { record_id: created, patient_id, .. } = &command {
+        let actor = &context.actor;
+        if let RecordCommand::Create { record_id: created, patient_id, doctor_id, .. } = &command {
             Self::ensure_same(created, record_id)?;
+            self.authorize(actor, Action::CreateRecord, Subject::patient(*patient_id)).await?;
+            if matches!(actor.role, Role::Physician | Role::Nurse) && *doctor_id != actor.user_id {
+                return Err(Denied::OnBehalfOfAnother.into());
+            }
             self.ensure_active_patient(*patient_id).await?;
+        } else {
+            let action = match &command {
+                RecordCommand::Delete { .. } | RecordCommand::Restore { .. } => Action::DeleteRecord,
+                _ => Action::AmendRecord,
+            };
+            let subject = self.record_subject(record_id).await?;
+            self.authorize(actor, action, subject).await?;
         }
         self.run(&self.records, record_id.to_string(), command, context).await
     }
 
+    async fn record_subject(&self, record_id: RecordId) -> Result<Subject, ClinicError> {
+        let loaded = self.records.load(&record_id.to_string()).await?;
+        let record = loaded.state();
+        if record.status() == RecordStatus::Absent {
+            return Err(ClinicError::NotFound { what: "record" });
+        }
+        Ok(Subject { patient: record.patient_id(), author: record.doctor_id(), ..Subject::default() })
+    }
+
+    async fn grant_subject(&self, grant_id: GrantId) -> Result<Subject, ClinicError> {
+        let loaded = self.grants.load(&grant_id.to_string()).await?;
+        let grant = loaded.state();
+        if grant.status() == GrantStatus::Absent {
+            return Err(ClinicError::NotFound { what: "grant" });
+        }
+        Ok(Subject { patient: grant.patient_id(), grantee: grant.grantee(), ..Subject::default() })
+    }
+
     /// A command on an access grant or request.
     pub async fn grant(&self, grant_id: GrantId, command: GrantCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
+        let actor = &context.actor;
         match &command {
             GrantCommand::Grant { grant_id: created, patient_id, .. } | GrantCommand::Request { grant_id: created, patient_id, .. } => {
                 Self::ensure_same(created, grant_id)?;
+                let action = if matches!(command, GrantCommand::Grant { .. }) { Action::GrantAccess } else { Action::RequestAccess };
+                self.authorize(actor, action, Subject::patient(*patient_id)).await?;
                 self.ensure_active_patient(*patient_id).await?;
             }
-            _ => {}
+            GrantCommand::Approve { .. } | GrantCommand::Deny { .. } => {
+                self.authorize(actor, Action::DecideRequest, self.grant_subject(grant_id).await?).await?;
+            }
+            GrantCommand::Revoke { .. } => {
+                self.authorize(actor, Action::RevokeGrant, self.grant_subject(grant_id).await?).await?;
+            }
         }
         self.run(&self.grants, grant_id.to_string(), command, context).await
     }
 
-    /// A patient as of now.
+    /// Records that `actor` was shown `resource` of `patient_id` on `basis`;
+    /// nothing may be shown unless this succeeded.
+    async fn disclose(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        resource: Resource,
+        basis: Basis,
+        reason: Option<ShortText>,
+    ) -> Result<Option<DisclosureId>, ClinicError> {
+        if !access::discloses_phi(if resource == Resource::Patient { Action::ReadPatient } else { Action::ReadRecord }, basis) {
+            return Ok(None);
+        }
+        let disclosure_id = DisclosureId::new();
+        let reason = if basis == Basis::BreakGlass { reason } else { None };
+        let command = Disclose { disclosure_id, patient_id, resource, accessor: *actor, basis, reason };
+        let context = CommandContext::new(*actor);
+        self.run(&self.disclosures, disclosure_id.to_string(), command, &context).await?;
+        Ok(Some(disclosure_id))
+    }
+
+    /// Reads a patient's demographics for `actor`, recording the disclosure.
+    /// `break_glass` is an emergency reason for a practitioner without a grant.
+    pub async fn read_patient(&self, actor: &Actor, patient_id: PatientId, break_glass: Option<ShortText>) -> Result<Read<Patient>, ClinicError> {
+        let loaded = self.patients.load(&patient_id.to_string()).await?;
+        if loaded.state().status() == PatientStatus::Unregistered {
+            return Err(ClinicError::NotFound { what: "patient" });
+        }
+        let subject = Subject { break_glass: break_glass.is_some(), ..Subject::patient(patient_id) };
+        let basis = self.authorize(actor, Action::ReadPatient, subject).await?;
+        let disclosure = self.disclose(actor, patient_id, Resource::Patient, basis, break_glass).await?;
+        Ok(Read { loaded, basis, disclosure })
+    }
+
+    /// Reads a record for `actor` as of now or as of `cutoff` (point-in-time
+    /// replay), recording the disclosure.
+    pub async fn read_record(
+        &self,
+        actor: &Actor,
+        record_id: RecordId,
+        cutoff: Option<Cutoff>,
+        break_glass: Option<ShortText>,
+    ) -> Result<Read<MedicalRecord>, ClinicError> {
+        let subject = Subject { break_glass: break_glass.is_some(), ..self.record_subject(record_id).await? };
+        let basis = self.authorize(actor, Action::ReadRecord, subject).await?;
+        let loaded = match cutoff {
+            None => self.records.load(&record_id.to_string()).await?,
+            Some(cutoff) => self.records.load_as_of(&record_id.to_string(), cutoff).await?,
+        };
+        if loaded.state().status() == RecordStatus::Absent {
+            return Err(ClinicError::NotFound { what: "record" });
+        }
+        let patient_id = subject.patient.ok_or(ClinicError::NotFound { what: "record" })?;
+        let disclosure = self.disclose(actor, patient_id, Resource::Record { record_id }, basis, break_glass).await?;
+        Ok(Read { loaded, basis, disclosure })
+    }
+
+    /// Reads a grant or request for `actor` (the patient, the grantee or an auditor).
+    pub async fn read_grant(&self, actor: &Actor, grant_id: GrantId) -> Result<EmrAggregateContext<AccessGrant>, ClinicError> {
+        self.authorize(actor, Action::ReadGrant, self.grant_subject(grant_id).await?).await?;
+        Ok(self.grants.load(&grant_id.to_string()).await?)
+    }
+
+    /// A patient as of now, unauthorized: for trusted callers (CLI, workers, tests).
     pub async fn load_patient(&self, patient_id: PatientId) -> Result<EmrAggregateContext<Patient>, ClinicError> {
         Ok(self.patients.load(&patient_id.to_string()).await?)
     }
 
-    /// A record as of now.
+    /// A record as of now, unauthorized: for trusted callers.
     pub async fn load_record(&self, record_id: RecordId) -> Result<EmrAggregateContext<MedicalRecord>, ClinicError> {
         Ok(self.records.load(&record_id.to_string()).await?)
     }
 
-    /// A record as it was at `cutoff` (point-in-time replay).
+    /// A record as it was at `cutoff` (point-in-time replay), unauthorized: for trusted callers.
     pub async fn record_as_of(&self, record_id: RecordId, cutoff: Cutoff) -> Result<EmrAggregateContext<MedicalRecord>, ClinicError> {
         Ok(self.records.load_as_of(&record_id.to_string(), cutoff).await?)
     }
 
-    /// A patient as they were at `cutoff`.
+    /// A patient as they were at `cutoff`, unauthorized: for trusted callers.
     pub async fn patient_as_of(&self, patient_id: PatientId, cutoff: Cutoff) -> Result<EmrAggregateContext<Patient>, ClinicError> {
         Ok(self.patients.load_as_of(&patient_id.to_string(), cutoff).await?)
     }
@@ -193,7 +388,7 @@ impl Clinic {
         Ok(self.reader.history(&key).await?)
     }
 
-    /// A grant as of now.
+    /// A grant as of now, unauthorized: for trusted callers.
     pub async fn load_grant(&self, grant_id: GrantId) -> Result<EmrAggregateContext<AccessGrant>, ClinicError> {
         Ok(self.grants.load(&grant_id.to_string()).await?)
     }

@@ -6,12 +6,16 @@
 //! - erasing a patient destroys their data key, then records the erasure, then
 //!   drops every cached aggregate holding their PHI.
 //!
-//! Authorization (roles, grants, break-glass) arrives with the API and sits here too,
-//! so every transport enforces the same rules.
+//! Every command and every read is authorized here, by the pure policy in
+//! [`emr_domain::access`], so every transport (HTTP, gRPC) enforces the same rules:
+//! roles, the patient's grants (looked up through a grant directory kept from the
+//! log, decided on the grant aggregates themselves) and break-glass. Every read
+//! of PHI is recorded as a disclosure event before anything is shown.
 
 mod clinic;
+mod grant_directory;
 mod receipt;
 
-pub use clinic::{Clinic, ClinicError};
+pub use clinic::{Clinic, ClinicError, Read, Subject};
 pub use emr_eventstore::EventStorePorts;
 pub use receipt::{EventReceipt, Receipt};

@@ -1,0 +1,465 @@
+//! [`Identity`]: registration, login with MFA, token refresh and logout, and
+//! authentication of every request.
+//!
+//! Login is two steps. The password step answers an MFA challenge token (or,
+//! for an account that has not enrolled yet, a challenge that can only enrol);
+//! the code step answers an access token and a refresh token. Refresh tokens
+//! rotate: each is good for one use, and presenting a used one again means it
+//! was stolen, so its whole family (the session) is revoked and a security event
+//! is raised. Logout revokes the family; every access token names its family,
+//! so revocation takes effect on the next request, not at token expiry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use emr_domain::DomainServices;
+use emr_domain::access::{self, Action, Denied, Facts};
+use emr_domain::account::{
+    Account, AccountCommand, AccountError, AccountStatus, ClaimError, MfaState, PasswordPolicy, PasswordRejected, PractitionerProfile,
+    Username, UsernameClaim, UsernameClaimCommand,
+};
+use emr_domain::actor::{Actor, Role};
+use emr_domain::ids::{CommandId, SecurityEventId, UserId};
+use emr_domain::metadata::CommandContext;
+use emr_domain::security::{AlreadyRaised, Raise, SecurityEventKind, SecurityIncident};
+use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, KeyVault, PhiCodec, StoreConfig, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::{self, SecretError};
+use crate::sessions::{SessionError, SessionStore};
+use crate::tokens::{self, AccessClaims, KeyError, MfaClaims, TokenError, Tokens};
+
+/// Lifetimes and thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthPolicy {
+    /// Access token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh token (and session) lifetime.
+    pub refresh_ttl: Duration,
+    /// MFA challenge lifetime.
+    pub challenge_ttl: Duration,
+    /// Failed logins within `failure_window` that lock an account.
+    pub max_failures: u64,
+    /// The window failures are counted in.
+    pub failure_window: Duration,
+    /// How long a lockout lasts.
+    pub lockout: Duration,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            challenge_ttl: Duration::from_secs(5 * 60),
+            max_failures: 5,
+            failure_window: Duration::from_secs(15 * 60),
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Why an authentication step failed. Messages never say whether a username exists.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Unknown username or wrong password.
+    #[error("the username or password is wrong")]
+    InvalidCredentials,
+    /// Too many failures: try again after `until`.
+    #[error("the account is locked until {until}")]
+    Locked {
+        /// End of the lockout.
+        until: DateTime<Utc>,
+    },
+    /// The account was closed.
+    #[error("the account is deactivated")]
+    Deactivated,
+    /// The password does not meet the policy.
+    #[error(transparent)]
+    WeakPassword(#[from] PasswordRejected),
+    /// The username is taken.
+    #[error("the username is taken")]
+    UsernameTaken,
+    /// The TOTP code is wrong or outside the time window.
+    #[error("the one-time code is wrong or expired")]
+    InvalidCode,
+    /// The TOTP code was already used.
+    #[error("the one-time code was already used")]
+    CodeReplayed,
+    /// The challenge is for enrolment but a code was sent before enrolling.
+    #[error("MFA enrolment must be completed first")]
+    EnrolmentRequired,
+    /// An access, challenge or refresh token was refused.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// The session (refresh family) was revoked by logout or reuse detection.
+    #[error("the session was revoked")]
+    SessionRevoked,
+    /// A used refresh token was presented again: the session is revoked.
+    #[error("the refresh token was already used; the session is revoked")]
+    RefreshTokenReused,
+    /// Too many attempts from one address.
+    #[error("too many attempts; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
+    /// The caller may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(#[from] Denied),
+    /// An account rule refused it.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The session store failed.
+    #[error(transparent)]
+    Sessions(#[from] SessionError),
+    /// Key or crypto failure.
+    #[error("credential processing failed: {0}")]
+    Crypto(String),
+}
+
+impl From<SecretError> for AuthError {
+    fn from(error: SecretError) -> Self {
+        Self::Crypto(error.0)
+    }
+}
+
+impl From<KeyError> for AuthError {
+    fn from(error: KeyError) -> Self {
+        Self::Crypto(error.to_string())
+    }
+}
+
+/// A new account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Login name.
+    pub username: Username,
+    /// Password in clear (checked against the policy, then hashed; never stored).
+    pub password: String,
+    /// Role (patients registering themselves may only be patients).
+    pub role: Role,
+    /// Required for physicians and nurses.
+    pub profile: Option<PractitionerProfile>,
+}
+
+/// The first login step's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Challenge {
+    /// Present it with a TOTP code (or to enrol).
+    pub mfa_token: String,
+    /// True when the account must enrol before it can answer.
+    pub enrolment_required: bool,
+}
+
+/// An enrolment in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enrolment {
+    /// `otpauth://totp/...` for an authenticator app (render as a QR code).
+    pub otpauth_uri: String,
+    /// The base32 secret, for manual entry.
+    pub secret: String,
+}
+
+/// Tokens for an authenticated session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenPair {
+    /// The bearer token for API calls.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// One-use token for the next pair.
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RefreshEntry {
+    user: UserId,
+    family: uuid::Uuid,
+}
+
+/// Accounts and sessions.
+#[derive(Clone)]
+pub struct Identity {
+    accounts: EmrEventStore<Account>,
+    claims: EmrEventStore<UsernameClaim>,
+    incidents: EmrEventStore<SecurityIncident>,
+    sessions: Arc<dyn SessionStore>,
+    tokens: Arc<Tokens>,
+    policy: AuthPolicy,
+    services: DomainServices,
+}
+
+fn from_execute<E: std::error::Error>(error: ExecuteError<E>) -> AuthError
+where
+    AuthError: From<E>,
+{
+    match error {
+        ExecuteError::Rejected(rule) => rule.into(),
+        ExecuteError::Store(store) => store.into(),
+    }
+}
+
+impl From<ClaimError> for AuthError {
+    fn from(_: ClaimError) -> Self {
+        Self::UsernameTaken
+    }
+}
+
+impl From<AlreadyRaised> for AuthError {
+    fn from(error: AlreadyRaised) -> Self {
+        Self::Crypto(error.to_string())
+    }
+}
+
+const ISSUER_NAME: &str = "EMR Ledger";
+
+impl Identity {
+    /// Identity over a backend's ports, a session store and signing keys.
+    pub fn new(ports: &EventStorePorts, sessions: Arc<dyn SessionStore>, tokens: Tokens, policy: AuthPolicy, services: DomainServices) -> Self {
+        let phi = Arc::new(PhiCodec::new(Arc::new(KeyVault::new(ports.kek.clone(), ports.keys.clone()))));
+        let config = StoreConfig::default();
+        Self {
+            accounts: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
+            claims: EmrEventStore::new(ports.log.clone(), phi.clone(), None, config),
+            incidents: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..config }),
+            sessions,
+            tokens: Arc::new(tokens),
+            policy,
+            services,
+        }
+    }
+
+    /// Opens an account. `by` is the administrator, or none for a patient
+    /// registering themselves. A patient account's id is the patient id it
+    /// logs in as: `patient_id` (when an administrator links an existing
+    /// patient) or the command id. Retrying with the same command id is safe.
+    pub async fn register(
+        &self,
+        by: Option<&Actor>,
+        registration: Registration,
+        patient_id: Option<UserId>,
+        command_id: CommandId,
+    ) -> Result<UserId, AuthError> {
+        match by {
+            Some(admin) => {
+                access::rule(admin.role, Action::ManageAccounts).evaluate(admin, Action::ManageAccounts, &Facts::default())?;
+            }
+            None if registration.role != Role::Patient => {
+                return Err(Denied::RoleNotPermitted { role: registration.role, action: Action::ManageAccounts }.into());
+            }
+            None => {}
+        }
+        PasswordPolicy::check(&registration.password, &registration.username)?;
+        let user_id = match (registration.role, patient_id) {
+            (Role::Patient, Some(linked)) => linked,
+            _ => UserId::from(command_id.as_uuid()),
+        };
+        let actor = by.copied().unwrap_or_else(|| Actor::new(user_id, Role::Patient));
+        let context = CommandContext::with_id(command_id, actor);
+        let claim = UsernameClaimCommand { username: registration.username.clone(), user_id };
+        self.claims.execute(registration.username.as_str(), claim, &self.services, &context).await.map_err(from_execute)?;
+        let password_hash = secrets::hash_password(registration.password).await?;
+        let command = AccountCommand::Register {
+            user_id,
+            username: registration.username,
+            role: registration.role,
+            profile: registration.profile,
+            password_hash,
+            registered_by: by.map(|admin| admin.user_id),
+        };
+        self.accounts.execute(&user_id.to_string(), command, &self.services, &context).await.map_err(from_execute)?;
+        Ok(user_id)
+    }
+
+    /// Counts one attempt from `client` (an IP address) in a one-minute window.
+    pub async fn rate_limit(&self, client: &str, per_minute: u64) -> Result<(), AuthError> {
+        let window = self.services.now().timestamp() / 60;
+        let count = self.sessions.increment(&format!("rate:{client}:{window}"), Duration::from_secs(61)).await?;
+        if count > per_minute {
+            let retry_after_secs = 60 - (self.services.now().timestamp() % 60) as u64;
+            return Err(AuthError::RateLimited { retry_after_secs });
+        }
+        Ok(())
+    }
+
+    async fn account_named(&self, username: &Username) -> Result<Option<Account>, AuthError> {
+        let Some(user_id) = self.claims.load(username.as_str()).await?.state().user_id() else { return Ok(None) };
+        let account = self.accounts.load(&user_id.to_string()).await?.state().clone();
+        Ok((account.status() != AccountStatus::Absent).then_some(account))
+    }
+
+    fn usable(&self, account: &Account) -> Result<UserId, AuthError> {
+        if account.status() == AccountStatus::Deactivated {
+            return Err(AuthError::Deactivated);
+        }
+        if let Some(until) = account.locked_at(self.services.now()) {
+            return Err(AuthError::Locked { until });
+        }
+        account.user_id().ok_or(AuthError::InvalidCredentials)
+    }
+
+    /// The password step. Counts failures per account; the `max_failures`-th
+    /// failure in the window locks the account (an `AccountLocked` event).
+    pub async fn login(&self, username: &Username, password: String) -> Result<Challenge, AuthError> {
+        let account = self.account_named(username).await?;
+        let hash = account.as_ref().and_then(|a| a.password_hash().cloned());
+        let matches = secrets::verify_password(password, hash).await;
+        let Some(account) = account else { return Err(AuthError::InvalidCredentials) };
+        let user_id = self.usable(&account)?;
+        let failures_key = format!("login-failures:{user_id}");
+        if !matches {
+            let failures = self.sessions.increment(&failures_key, self.policy.failure_window).await?;
+            if failures >= self.policy.max_failures {
+                let until = self.services.now() + self.policy.lockout;
+                let lock = AccountCommand::Lock { until, failed_attempts: failures as u32 };
+                self.execute_account(user_id, lock, Actor::system()).await?;
+                self.sessions.remove(&failures_key).await?;
+                return Err(AuthError::Locked { until });
+            }
+            return Err(AuthError::InvalidCredentials);
+        }
+        self.sessions.remove(&failures_key).await?;
+        let exp = (self.services.now() + self.policy.challenge_ttl).timestamp();
+        let mfa_token = self.tokens.mfa(&MfaClaims { iss: tokens::ISSUER.into(), aud: tokens::MFA_AUDIENCE.into(), sub: user_id, exp })?;
+        Ok(Challenge { mfa_token, enrolment_required: !matches!(account.mfa(), MfaState::Enabled(_)) })
+    }
+
+    async fn execute_account(&self, user_id: UserId, command: AccountCommand, actor: Actor) -> Result<(), AuthError> {
+        let context = CommandContext::new(actor);
+        self.accounts.execute(&user_id.to_string(), command, &self.services, &context).await.map_err(from_execute)?;
+        Ok(())
+    }
+
+    async fn challenged_account(&self, mfa_token: &str) -> Result<(UserId, Account), AuthError> {
+        let claims = self.tokens.verify_mfa(mfa_token)?;
+        let account = self.accounts.load(&claims.sub.to_string()).await?.state().clone();
+        let user_id = self.usable(&account)?;
+        Ok((user_id, account))
+    }
+
+    /// Starts TOTP enrolment for a challenged account that has no MFA yet.
+    pub async fn enrol(&self, mfa_token: &str) -> Result<Enrolment, AuthError> {
+        let (user_id, account) = self.challenged_account(mfa_token).await?;
+        let secret = secrets::new_totp_secret()?;
+        let username = account.username().map(Username::as_str).unwrap_or_default().to_owned();
+        let otpauth_uri = secrets::totp(&secret, ISSUER_NAME, &username)?.get_url();
+        let encoded = secret.expose().to_owned();
+        self.execute_account(user_id, AccountCommand::StartMfaEnrolment { secret }, Actor::new(user_id, account.role().unwrap_or(Role::Patient)))
+            .await?;
+        Ok(Enrolment { otpauth_uri, secret: encoded })
+    }
+
+    /// The code step: checks the TOTP code (each code is good once), confirms a
+    /// pending enrolment, and opens a session.
+    pub async fn verify(&self, mfa_token: &str, code: &str) -> Result<TokenPair, AuthError> {
+        let (user_id, account) = self.challenged_account(mfa_token).await?;
+        let role = account.role().ok_or(AuthError::InvalidCredentials)?;
+        let secret = match account.mfa() {
+            MfaState::Enabled(secret) | MfaState::Pending(secret) => secret.value().ok_or(AuthError::InvalidCredentials)?,
+            MfaState::NotEnrolled => return Err(AuthError::EnrolmentRequired),
+        };
+        let totp = secrets::totp(secret, ISSUER_NAME, account.username().map(Username::as_str).unwrap_or_default())?;
+        let now = u64::try_from(self.services.now().timestamp()).unwrap_or_default();
+        let step = secrets::matching_step(&totp, code, now).ok_or(AuthError::InvalidCode)?;
+        let first_use = self.sessions.put_new(&format!("totp-used:{user_id}:{step}"), "1", Duration::from_secs(120)).await?;
+        if !first_use {
+            self.raise(SecurityEventKind::TotpCodeReplayed, user_id).await?;
+            return Err(AuthError::CodeReplayed);
+        }
+        if matches!(account.mfa(), MfaState::Pending(_)) {
+            self.execute_account(user_id, AccountCommand::ConfirmMfa, Actor::new(user_id, role)).await?;
+        }
+        self.open_session(user_id, role, uuid::Uuid::new_v4()).await
+    }
+
+    async fn raise(&self, kind: SecurityEventKind, user_id: UserId) -> Result<(), AuthError> {
+        let id = SecurityEventId::new();
+        let context = CommandContext::new(Actor::system());
+        let raise = Raise { id, kind, user_id: Some(user_id) };
+        self.incidents.execute(&id.to_string(), raise, &self.services, &context).await.map_err(from_execute)?;
+        tracing::warn!(?kind, %user_id, "security event raised");
+        Ok(())
+    }
+
+    async fn open_session(&self, user_id: UserId, role: Role, family: uuid::Uuid) -> Result<TokenPair, AuthError> {
+        let now = self.services.now();
+        let claims = AccessClaims {
+            iss: tokens::ISSUER.into(),
+            aud: tokens::API_AUDIENCE.into(),
+            sub: user_id,
+            role,
+            sid: family,
+            iat: now.timestamp(),
+            exp: (now + self.policy.access_ttl).timestamp(),
+            jti: uuid::Uuid::new_v4(),
+        };
+        let access_token = self.tokens.access(&claims)?;
+        let refresh_token = tokens::new_refresh_token()?;
+        let entry = serde_json::to_string(&RefreshEntry { user: user_id, family }).map_err(|e| AuthError::Crypto(e.to_string()))?;
+        self.sessions.put(&format!("refresh:{}", tokens::refresh_token_digest(&refresh_token)), &entry, self.policy.refresh_ttl).await?;
+        Ok(TokenPair { access_token, token_type: "Bearer", expires_in: self.policy.access_ttl.as_secs(), refresh_token })
+    }
+
+    fn revoked_key(family: uuid::Uuid) -> String {
+        format!("session-revoked:{family}")
+    }
+
+    /// Trades a refresh token for a new pair. A token is good once: presenting a
+    /// used one revokes its session and raises a security event.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
+        let digest = tokens::refresh_token_digest(refresh_token);
+        let Some(entry) = self.sessions.take(&format!("refresh:{digest}")).await? else {
+            if let Some(used) = self.sessions.get(&format!("refresh-used:{digest}")).await? {
+                let entry: RefreshEntry = serde_json::from_str(&used).map_err(|e| AuthError::Crypto(e.to_string()))?;
+                self.sessions.put(&Self::revoked_key(entry.family), "reuse", self.policy.refresh_ttl).await?;
+                self.raise(SecurityEventKind::RefreshTokenReused, entry.user).await?;
+                return Err(AuthError::RefreshTokenReused);
+            }
+            return Err(TokenError::Invalid("is not a live refresh token").into());
+        };
+        self.sessions.put(&format!("refresh-used:{digest}"), &entry, self.policy.refresh_ttl).await?;
+        let entry: RefreshEntry = serde_json::from_str(&entry).map_err(|e| AuthError::Crypto(e.to_string()))?;
+        if self.sessions.get(&Self::revoked_key(entry.family)).await?.is_some() {
+            return Err(AuthError::SessionRevoked);
+        }
+        let account = self.accounts.load(&entry.user.to_string()).await?.state().clone();
+        let user_id = self.usable(&account)?;
+        let role = account.role().ok_or(AuthError::InvalidCredentials)?;
+        self.open_session(user_id, role, entry.family).await
+    }
+
+    /// Ends the session an access token belongs to.
+    pub async fn logout(&self, claims: &AccessClaims) -> Result<(), AuthError> {
+        self.sessions.put(&Self::revoked_key(claims.sid), "logout", self.policy.refresh_ttl).await?;
+        Ok(())
+    }
+
+    /// Authenticates a bearer token: signature, issuer, audience, expiry, and a
+    /// session that was not revoked.
+    pub async fn authenticate(&self, bearer: &str) -> Result<AccessClaims, AuthError> {
+        let claims = self.tokens.verify_access(bearer)?;
+        if self.sessions.get(&Self::revoked_key(claims.sid)).await?.is_some() {
+            return Err(AuthError::SessionRevoked);
+        }
+        Ok(claims)
+    }
+
+    /// An administrator acts on an account (lock lifting, deactivation).
+    pub async fn administer(&self, admin: &Actor, user_id: UserId, command: AccountCommand) -> Result<(), AuthError> {
+        access::rule(admin.role, Action::ManageAccounts).evaluate(admin, Action::ManageAccounts, &Facts::default())?;
+        self.execute_account(user_id, command, *admin).await
+    }
+
+    /// An account as of now (for administrators and the account holder).
+    pub async fn account(&self, user_id: UserId) -> Result<Account, AuthError> {
+        Ok(self.accounts.load(&user_id.to_string()).await?.state().clone())
+    }
+}
