@@ -4,6 +4,7 @@
 # Tests talk to real servers. This script makes sure they can:
 #   - nats-server: each NATS test starts its own throwaway server from this binary;
 #   - MariaDB: read-model tests use the server at 127.0.0.1:3306 (root, no password);
+#   - Redis: session-store and API tests use the server at 127.0.0.1:6379;
 #   - anvil (npm @foundry-rs/anvil) and solc-js: EVM anchoring tests start their own node;
 # installing the Debian packages and starting the servers when they are absent.
 set -euo pipefail
@@ -52,6 +53,17 @@ ensure_mariadb() {
   as_root mariadb -uroot -e "CREATE DATABASE IF NOT EXISTS test; ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;" 2>/dev/null || true
 }
 
+ensure_redis() {
+  if port_open 6379; then return; fi
+  if ! command -v redis-server >/dev/null; then
+    say "installing redis-server (Debian package)"
+    install_packages redis-server
+  fi
+  say "starting Redis"
+  redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no --daemonize yes >/dev/null
+  wait_for_port 6379
+}
+
 ensure_evm_tools() {
   # solc-js compiles the anchor contract; anvil is the local EVM node of the tests.
   if ! command -v npm >/dev/null; then
@@ -66,6 +78,7 @@ ensure_evm_tools() {
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }
 ensure_nats_server
 ensure_mariadb
+ensure_redis
 ensure_evm_tools
 
 if cargo fmt --version >/dev/null 2>&1; then

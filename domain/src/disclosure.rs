@@ -122,9 +122,12 @@ impl Disclosure {
         let mut events = Vec::with_capacity(2);
         match (basis, reason) {
             (Basis::Redacted, _) => return Err(DisclosureError::NothingDisclosed),
-            (Basis::BreakGlass, Some(reason)) => {
-                events.push(DisclosureEvent::BreakGlassInvoked { disclosure_id, patient_id, accessor, reason: Phi::new(patient_id, reason) })
-            }
+            (Basis::BreakGlass, Some(reason)) => events.push(DisclosureEvent::BreakGlassInvoked {
+                disclosure_id,
+                patient_id,
+                accessor,
+                reason: Phi::new(patient_id, reason),
+            }),
             (Basis::BreakGlass, None) | (_, Some(_)) => return Err(DisclosureError::ReasonMismatch),
             (_, None) => {}
         }

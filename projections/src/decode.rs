@@ -1,10 +1,13 @@
 //! From stored events to typed facts, PHI left sealed.
 
 use cqrs_es::persist::EventUpcaster;
+use emr_domain::account::{Account, AccountEvent};
+use emr_domain::disclosure::{Disclosure, DisclosureEvent};
 use emr_domain::grant::{AccessGrant, GrantEvent};
 use emr_domain::metadata::EventMetadata;
 use emr_domain::patient::{Patient, PatientEvent};
 use emr_domain::record::{MedicalRecord, RecordEvent};
+use emr_domain::security::{SecurityEvent, SecurityIncident};
 use emr_domain::upcasting::EventSchema;
 use emr_eventstore::{CodecError, RecordedEvent};
 
@@ -17,6 +20,12 @@ pub enum Payload {
     Record(RecordEvent),
     /// An access-grant event.
     Grant(GrantEvent),
+    /// A PHI disclosure or break-glass event.
+    Disclosure(DisclosureEvent),
+    /// An account event.
+    Account(AccountEvent),
+    /// A security detection.
+    Security(SecurityEvent),
 }
 
 /// One event with its envelope.
@@ -52,6 +61,9 @@ impl Decoder {
             <Patient as cqrs_es::Aggregate>::TYPE => Payload::Patient(event.decode::<Patient>(&self.patient)?),
             <MedicalRecord as cqrs_es::Aggregate>::TYPE => Payload::Record(event.decode::<MedicalRecord>(&self.record)?),
             <AccessGrant as cqrs_es::Aggregate>::TYPE => Payload::Grant(event.decode::<AccessGrant>(&self.grant)?),
+            <Disclosure as cqrs_es::Aggregate>::TYPE => Payload::Disclosure(event.decode::<Disclosure>(&[])?),
+            <Account as cqrs_es::Aggregate>::TYPE => Payload::Account(event.decode::<Account>(&[])?),
+            <SecurityIncident as cqrs_es::Aggregate>::TYPE => Payload::Security(event.decode::<SecurityIncident>(&[])?),
             _ => return Ok(None),
         };
         Ok(Some(Fact {

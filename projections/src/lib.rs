@@ -28,7 +28,7 @@ mod sql;
 pub use decode::{Decoder, Fact, Payload};
 pub use error::ProjectionError;
 pub use projection::{Checkpoint, Projection};
-pub use projections::{AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all};
+pub use projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all};
 pub use rebuild::rebuild;
 pub use runner::{Lag, Projector, lag, wait_for};
 

@@ -108,3 +108,63 @@ pub async fn dashboard(pool: &MySqlPool, days: u32) -> Result<Dashboard, Project
         .await?;
     Ok(Dashboard { records_per_type_per_day, patients_per_hospital, active_grants })
 }
+
+/// Filter of the accounting of disclosures.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AccessLogFilter {
+    /// Whose PHI (required for patients and practitioners).
+    pub patient_id: Option<uuid::Uuid>,
+    /// Who read it.
+    pub accessor_id: Option<uuid::Uuid>,
+    /// Only break-glass reads (`break_glass`), grant reads (`grant`), …
+    pub basis: Option<String>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+/// One disclosure of PHI.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AccessLogEntry {
+    /// The disclosure.
+    pub disclosure_id: String,
+    /// Whose PHI.
+    pub patient_id: String,
+    /// Who read it.
+    pub accessor_id: String,
+    /// In which role.
+    pub accessor_role: String,
+    /// `patient` or `record`.
+    pub resource: String,
+    /// The record, for record reads.
+    pub record_id: Option<String>,
+    /// `own_record`, `author`, `grant`, `break_glass`, `role`.
+    pub basis: String,
+    /// The grant, for grant reads.
+    pub grant_id: Option<String>,
+    /// When.
+    pub accessed_at: chrono::NaiveDateTime,
+    /// Log position of the disclosure.
+    pub position: u64,
+}
+
+/// Disclosures matching `filter`, most recent first.
+pub async fn access_log(pool: &MySqlPool, filter: &AccessLogFilter) -> Result<Vec<AccessLogEntry>, ProjectionError> {
+    let mut query = QueryBuilder::<MySql>::new(
+        "SELECT disclosure_id, patient_id, accessor_id, accessor_role, resource, record_id, basis, grant_id, accessed_at, position \
+         FROM access_log WHERE 1 = 1",
+    );
+    if let Some(patient) = filter.patient_id {
+        query.push(" AND patient_id = ").push_bind(patient.hyphenated().to_string());
+    }
+    if let Some(accessor) = filter.accessor_id {
+        query.push(" AND accessor_id = ").push_bind(accessor.hyphenated().to_string());
+    }
+    if let Some(basis) = &filter.basis {
+        query.push(" AND basis = ").push_bind(basis.clone());
+    }
+    query.push(" ORDER BY accessed_at DESC, disclosure_id LIMIT ").push_bind(filter.limit.unwrap_or(50).clamp(1, 500));
+    query.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0));
+    Ok(query.build_query_as::<AccessLogEntry>().fetch_all(pool).await?)
+}

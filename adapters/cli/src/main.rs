@@ -35,6 +35,11 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API.
     Serve,
+    /// Manage accounts from the server itself.
+    Accounts {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
     /// Run a scripted clinical day end to end and print what happened.
     Demo,
     /// Verify the event log against its anchored Merkle tree heads.
@@ -86,6 +91,17 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum AccountAction {
+    /// Open the first administrator account (password from EMR_ADMIN_PASSWORD);
+    /// it then opens every other account over the API.
+    CreateAdmin {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditAction {
     /// Replay the whole log, recompute every leaf, check every head, signature,
     /// chain link and consistency proof; exit non-zero naming the first bad event.
@@ -127,6 +143,21 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(&settings).await,
+        Command::Accounts { action: AccountAction::CreateAdmin { username } } => {
+            let password = std::env::var("EMR_ADMIN_PASSWORD").context("set EMR_ADMIN_PASSWORD to the new administrator's password")?;
+            let ports = wiring::ports(&settings).await?;
+            let identity = wiring::identity(&settings, &ports).await?;
+            let registration = emr_auth::Registration {
+                username: emr_domain::account::Username::parse(&username)?,
+                password,
+                role: emr_domain::actor::Role::Admin,
+                profile: None,
+            };
+            let system = emr_domain::actor::Actor::system();
+            let user_id = identity.register(Some(&system), registration, None, emr_domain::ids::CommandId::new()).await?;
+            println!("{}", serde_json::json!({"user_id": user_id, "username": username, "role": "admin"}));
+            Ok(())
+        }
         Command::Demo => demo::run(&wiring::clinic(&settings).await?).await,
         Command::Projections { action } => projections(&settings, action).await,
         Command::Audit { action: AuditAction::Verify { patient: Some(patient) } } => {
@@ -272,11 +303,16 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = emr_http::router(emr_http::AppState { clinic, read_models, audit: audit_state });
+    let identity = wiring::identity(settings, &ports).await?;
+    let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
+    let app = emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit: audit_state });
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
     tracing::info!(listen = %settings.http.listen, projections = projectors.is_some(), "EMR Ledger serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.context("HTTP server")?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("HTTP server")?;
     let _ = stop.send(true);
     if let Some(projectors) = projectors {
         projectors.await.context("projectors")?;

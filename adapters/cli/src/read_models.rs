@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use emr_eventstore::EventLog;
-use emr_projections::{AccessProjection, DashboardProjection, PatientDirectory, Projection, Projector, RecordIndex};
+use emr_projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projection, Projector, RecordIndex};
 use sqlx::MySqlPool;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 
@@ -48,12 +48,14 @@ impl ReadModels {
         let patients = Projector::new(PatientDirectory, self.pool.clone(), log.clone()).with_batch_size(batch);
         let records = Projector::new(RecordIndex, self.pool.clone(), log.clone()).with_batch_size(batch);
         let access = Projector::new(AccessProjection, self.pool.clone(), log.clone()).with_batch_size(batch);
-        let dashboard = Projector::new(DashboardProjection, self.pool.clone(), log).with_batch_size(batch);
+        let dashboard = Projector::new(DashboardProjection, self.pool.clone(), log.clone()).with_batch_size(batch);
+        let access_log = Projector::new(AccessLogProjection, self.pool.clone(), log).with_batch_size(batch);
         tokio::join!(
             patients.run(stopped(shutdown.clone())),
             records.run(stopped(shutdown.clone())),
             access.run(stopped(shutdown.clone())),
-            dashboard.run(stopped(shutdown)),
+            dashboard.run(stopped(shutdown.clone())),
+            access_log.run(stopped(shutdown)),
         );
     }
 
@@ -65,6 +67,7 @@ impl ReadModels {
             RecordIndex::NAME => emr_projections::rebuild(RecordIndex, pool, options, log, batch).await,
             AccessProjection::NAME => emr_projections::rebuild(AccessProjection, pool, options, log, batch).await,
             DashboardProjection::NAME => emr_projections::rebuild(DashboardProjection, pool, options, log, batch).await,
+            AccessLogProjection::NAME => emr_projections::rebuild(AccessLogProjection, pool, options, log, batch).await,
             other => bail!("no projection named `{other}`; known: {}", emr_projections::all().join(", ")),
         };
         Ok(checkpoint?)
@@ -78,6 +81,7 @@ impl ReadModels {
             (RecordIndex::NAME, RecordIndex.tables()[0]),
             (AccessProjection::NAME, AccessProjection.tables()[0]),
             (DashboardProjection::NAME, DashboardProjection.tables()[0]),
+            (AccessLogProjection::NAME, AccessLogProjection.tables()[0]),
         ] {
             lags.push(emr_projections::lag(&self.pool, log.clone(), name, table).await?);
         }

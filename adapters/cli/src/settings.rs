@@ -89,7 +89,28 @@ pub(crate) struct AuditSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub(crate) struct AuthSettings {
+    /// Redis for sessions (`redis://127.0.0.1:6379`); none: sessions in process.
+    pub(crate) redis_url: Option<String>,
+    /// Key prefix in Redis.
+    pub(crate) redis_namespace: String,
+    /// Token signing keys (`<kid>.pk8`). Default: `<data_dir>/auth-keys`.
+    pub(crate) keys_dir: Option<PathBuf>,
+    /// The key id that signs; default: the last by name.
+    pub(crate) active_kid: Option<String>,
+    /// Access-token lifetime.
+    pub(crate) access_ttl_secs: u64,
+    /// Failed logins that lock an account.
+    pub(crate) max_failures: u64,
+    /// Lockout length.
+    pub(crate) lockout_secs: u64,
+    /// Login, MFA and self-registration attempts per client address per minute.
+    pub(crate) login_attempts_per_minute: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Settings {
+    pub(crate) auth: AuthSettings,
     pub(crate) store: StoreSettings,
     pub(crate) nats: NatsSettings,
     pub(crate) keys: KeySettings,
@@ -123,6 +144,13 @@ listen = "127.0.0.1:8080"
 [read_models]
 batch_size = 1000
 
+[auth]
+redis_namespace = "emr"
+access_ttl_secs = 900
+max_failures = 5
+lockout_secs = 900
+login_attempts_per_minute = 30
+
 [audit]
 anchor_in_serve = true
 batch_commits = 1000
@@ -143,6 +171,10 @@ impl Settings {
 
     pub(crate) fn audit_dir(&self) -> PathBuf {
         self.audit.dir.clone().unwrap_or_else(|| self.store.data_dir.join("audit"))
+    }
+
+    pub(crate) fn auth_keys_dir(&self) -> PathBuf {
+        self.auth.keys_dir.clone().unwrap_or_else(|| self.store.data_dir.join("auth-keys"))
     }
 
     pub(crate) fn keyring_file(&self) -> PathBuf {

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use emr_auth::{AuthPolicy, Identity, MemorySessionStore, SessionStore, SigningKeys, Tokens};
 use emr_commands::{Clinic, EventStorePorts};
 use emr_domain::DomainServices;
 use emr_eventstore::{KeyEncryptionKey, StoreConfig};
 use emr_keyring::Keyring;
 use emr_nats::{NatsBackend, NatsConfig};
+use emr_redis::RedisSessionStore;
 use emr_sqlite::SqliteStore;
 
 use crate::settings::{BackendKind, Settings};
@@ -55,4 +57,22 @@ pub(crate) async fn clinic(settings: &Settings) -> anyhow::Result<Clinic> {
 pub(crate) fn clinic_on(settings: &Settings, ports: EventStorePorts) -> Clinic {
     let config = StoreConfig { snapshot_every: settings.store.snapshot_every, cache_capacity: settings.store.cache_capacity };
     Clinic::new(ports, config, DomainServices::default())
+}
+
+/// Accounts and sessions: Redis when configured, else in process.
+pub(crate) async fn identity(settings: &Settings, ports: &EventStorePorts) -> anyhow::Result<Identity> {
+    let auth = &settings.auth;
+    let sessions: Arc<dyn SessionStore> = match &auth.redis_url {
+        Some(url) => Arc::new(RedisSessionStore::connect(url, &auth.redis_namespace).await.context("connecting to Redis")?),
+        None => Arc::new(MemorySessionStore::new()),
+    };
+    let keys = SigningKeys::load_dir(&settings.auth_keys_dir(), auth.active_kid.as_deref()).context("auth.keys_dir")?;
+    tracing::info!(kid = keys.active_kid(), redis = auth.redis_url.is_some(), "token signing ready");
+    let policy = AuthPolicy {
+        access_ttl: Duration::from_secs(auth.access_ttl_secs),
+        max_failures: auth.max_failures,
+        lockout: Duration::from_secs(auth.lockout_secs),
+        ..AuthPolicy::default()
+    };
+    Ok(Identity::new(ports, sessions, Tokens::new(keys), policy, DomainServices::default()))
 }

@@ -4,11 +4,12 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use emr_domain::actor::{Actor, Role};
-use emr_domain::ids::{CommandId, UserId};
+use emr_domain::actor::Actor;
+use emr_domain::ids::CommandId;
 use emr_domain::metadata::CommandContext;
 use serde::de::DeserializeOwned;
 
+use crate::AppState;
 use crate::problem::{ApiError, Problem};
 
 /// A JSON body whose rejection is a problem document.
@@ -31,29 +32,70 @@ fn bad_header(name: &str, detail: &str) -> ApiError {
     ApiError::Problem(Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "A request header is not valid", format!("{name}: {detail}")))
 }
 
-/// Who sends a command and under which idempotency key.
-pub(crate) struct Command(pub(crate) CommandContext);
+/// The authenticated caller: a verified bearer access token whose session is live.
+pub(crate) struct Caller {
+    pub(crate) actor: Actor,
+    pub(crate) claims: emr_auth::AccessClaims,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Command {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let user = header(parts, "x-emr-user")?.ok_or_else(|| bad_header("X-Emr-User", "is required (the acting user's UUID)"))?;
-        let user = UserId::parse(user).map_err(|_| bad_header("X-Emr-User", "must be a UUID"))?;
-        let role = header(parts, "x-emr-role")?.ok_or_else(|| bad_header("X-Emr-Role", "is required"))?;
-        let role: Role = serde_json::from_value(serde_json::Value::String(role.to_owned()))
-            .map_err(|_| bad_header("X-Emr-Role", "must be one of patient, physician, nurse, admin, auditor, researcher"))?;
-        if role == Role::System {
-            return Err(bad_header("X-Emr-Role", "system is reserved for the server itself"));
-        }
-        let actor = Actor::new(user, role);
-        let context = match header(parts, "idempotency-key")? {
-            Some(key) => {
-                let id = CommandId::parse(key).map_err(|_| bad_header("Idempotency-Key", "must be a UUID"))?;
-                CommandContext::with_id(id, actor)
-            }
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let authorization =
+            header(parts, "authorization")?.ok_or(ApiError::Unauthenticated("send Authorization: Bearer <access token>"))?;
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .or_else(|| authorization.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthenticated("the Authorization scheme must be Bearer"))?;
+        let claims = state.identity.authenticate(token.trim()).await?;
+        Ok(Self { actor: claims.actor(), claims })
+    }
+}
+
+/// The authenticated caller of a command, and its idempotency key.
+pub(crate) struct Command(pub(crate) CommandContext);
+
+impl FromRequestParts<AppState> for Command {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Caller { actor, .. } = Caller::from_request_parts(parts, state).await?;
+        let context = match idempotency_key(parts)? {
+            Some(id) => CommandContext::with_id(id, actor),
             None => CommandContext::new(actor),
         };
         Ok(Self(context))
+    }
+}
+
+/// The `Idempotency-Key` header as a command id.
+pub(crate) fn idempotency_key(parts: &Parts) -> Result<Option<CommandId>, ApiError> {
+    header(parts, "idempotency-key")?
+        .map(|key| CommandId::parse(key).map_err(|_| bad_header("Idempotency-Key", "must be a UUID")))
+        .transpose()
+}
+
+/// The `Idempotency-Key` of an unauthenticated request (self-registration).
+pub(crate) struct IdempotencyKey(pub(crate) CommandId);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(idempotency_key(parts)?.unwrap_or_default()))
+    }
+}
+
+/// Who is asking, for per-address rate limits: the peer address when the
+/// server knows it (behind a proxy, configure the proxy to limit instead).
+pub(crate) struct ClientAddress(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip().to_string());
+        Ok(Self(peer.unwrap_or_else(|| "local".to_owned())))
     }
 }

@@ -10,10 +10,11 @@
 //!   returns the original receipt instead of acting twice. A resource created
 //!   without a client-chosen id gets the command id as its id, so a retried
 //!   creation finds the resource its first attempt created.
-//! - `X-Emr-User: <uuid>` and `X-Emr-Role: <role>` name the actor recorded in every
-//!   event. They are trusted as sent: authentication (JWT + MFA) replaces them with
-//!   the token's subject when the authentication issue lands. Until then, bind
-//!   the server to loopback only.
+//! - `Authorization: Bearer <access token>` (from `/v1/auth/login` → TOTP at
+//!   `/v1/auth/mfa/verification`) names the actor recorded in every event and
+//!   authorized by the application layer. Every read of PHI is recorded as a
+//!   disclosure; a practitioner without a grant may `POST …/break-glass` with a
+//!   reason.
 
 mod extract;
 mod problem;
@@ -29,6 +30,10 @@ pub use problem::{ApiError, Problem};
 pub struct AppState {
     /// The application layer.
     pub clinic: Clinic,
+    /// Accounts, login and sessions.
+    pub identity: emr_auth::Identity,
+    /// Login, MFA and self-registration attempts allowed per client address per minute.
+    pub login_attempts_per_minute: u64,
     /// The MySQL read models, when configured.
     pub read_models: Option<ReadModelState>,
     /// The anchored Merkle log, when this node anchors.

@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use emr_auth::{AuthError, TokenError};
 use emr_commands::ClinicError;
+use emr_domain::access::Denied;
 use emr_eventstore::StoreError;
 use serde::Serialize;
 
@@ -55,6 +57,9 @@ impl IntoResponse for Problem {
         if retryable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"emr-ledger\""));
+        }
         response
     }
 }
@@ -74,6 +79,71 @@ pub enum ApiError {
     ReadModel(emr_projections::ProjectionError),
     /// Read models are not configured on this server.
     NoReadModels,
+    /// No usable credentials were sent.
+    Unauthenticated(&'static str),
+    /// An authentication step failed.
+    Auth(AuthError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        Self::Auth(error)
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        Self::Clinic(ClinicError::Forbidden(denied))
+    }
+}
+
+/// 403 with a code naming what was missing.
+fn forbidden(denied: &Denied) -> Problem {
+    let code = match denied {
+        Denied::RoleNotPermitted { .. } => "role-not-permitted",
+        Denied::NotOwnRecord => "not-own-record",
+        Denied::NoActiveGrant { .. } => "no-active-grant",
+        Denied::NotGrantee => "not-grantee",
+        Denied::OnBehalfOfAnother => "on-behalf-of-another",
+    };
+    Problem::new(StatusCode::FORBIDDEN, code, "Not allowed", denied.to_string())
+}
+
+fn auth_problem(error: &AuthError) -> Problem {
+    let unauthorized = |code: &str, detail: String| Problem::new(StatusCode::UNAUTHORIZED, code, "Authentication failed", detail);
+    match error {
+        AuthError::InvalidCredentials => unauthorized("invalid-credentials", error.to_string()),
+        AuthError::InvalidCode => unauthorized("invalid-code", error.to_string()),
+        AuthError::CodeReplayed => unauthorized("code-replayed", error.to_string()),
+        AuthError::Token(TokenError::Expired) => unauthorized("token-expired", error.to_string()),
+        AuthError::Token(TokenError::Invalid(_)) => unauthorized("token-invalid", error.to_string()),
+        AuthError::SessionRevoked => unauthorized("session-revoked", error.to_string()),
+        AuthError::RefreshTokenReused => unauthorized("refresh-token-reused", error.to_string()),
+        AuthError::Locked { .. } => Problem::new(StatusCode::LOCKED, "account-locked", "The account is locked", error.to_string()),
+        AuthError::Deactivated => {
+            Problem::new(StatusCode::FORBIDDEN, "account-deactivated", "The account is deactivated", error.to_string())
+        }
+        AuthError::EnrolmentRequired => {
+            Problem::new(StatusCode::CONFLICT, "mfa-enrolment-required", "MFA enrolment must come first", error.to_string())
+        }
+        AuthError::WeakPassword(_) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "weak-password", "The password is too weak", error.to_string())
+        }
+        AuthError::UsernameTaken => Problem::new(StatusCode::CONFLICT, "username-taken", "The username is taken", error.to_string()),
+        AuthError::RateLimited { .. } => {
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many attempts", error.to_string()).retryable()
+        }
+        AuthError::Forbidden(denied) => forbidden(denied),
+        AuthError::Account(e) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "account-rule", "The command breaks an account rule", e.to_string())
+        }
+        AuthError::Store(e) => store_problem(e),
+        AuthError::Sessions(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The session store is unavailable", "try again shortly")
+                .retryable()
+        }
+        AuthError::Crypto(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged"),
+    }
 }
 
 impl From<emr_projections::ProjectionError> for ApiError {
@@ -183,6 +253,13 @@ impl ApiError {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The read-model database is unavailable", "try again shortly")
                     .retryable()
             }
+            Self::Clinic(ClinicError::Forbidden(denied)) => forbidden(denied),
+            Self::Clinic(ClinicError::NotFound { what }) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("no {what} with this id"))
+            }
+            Self::Clinic(ClinicError::Disclosure(e)) => rule("disclosure-rule", e),
+            Self::Unauthenticated(detail) => Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", *detail),
+            Self::Auth(error) => auth_problem(error),
             Self::Clinic(error @ ClinicError::IdMismatch { .. }) => {
                 Problem::new(StatusCode::BAD_REQUEST, "id-mismatch", "The body names another resource than the address", error.to_string())
             }
@@ -195,7 +272,7 @@ impl IntoResponse for ApiError {
         let problem = self.problem();
         if problem.status >= 500 {
             let cause = match &self {
-                Self::Store(e) | Self::Clinic(ClinicError::Store(e)) => e.to_string(),
+                Self::Store(e) | Self::Clinic(ClinicError::Store(e)) | Self::Auth(AuthError::Store(e)) => e.to_string(),
                 Self::ReadModel(e) => e.to_string(),
                 other => format!("{other:?}"),
             };

@@ -1,5 +1,6 @@
 //! The HTTP API, called in-process (`router().oneshot`) over the embedded store on
-//! a real SQLite file.
+//! a real SQLite file, with real accounts: every caller signs in with password
+//! and TOTP and sends a bearer token.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,8 +8,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use emr_auth::{AuthPolicy, Identity, MemorySessionStore, Registration, SigningKeys, Tokens};
 use emr_commands::{Clinic, EventStorePorts};
 use emr_domain::DomainServices;
+use emr_domain::account::{PractitionerProfile, Username};
+use emr_domain::actor::{Actor, Role};
+use emr_domain::ids::CommandId;
+use emr_domain::values::ShortText;
 use emr_eventstore::StoreConfig;
 use emr_http::{AppState, router};
 use http_body_util::BodyExt;
@@ -17,29 +23,104 @@ use tower::ServiceExt;
 
 struct TestApp {
     router: axum::Router,
+    identity: Identity,
     _dir: tempfile::TempDir,
 }
 
 async fn app() -> TestApp {
+    app_with(AuthPolicy::default(), 1000).await
+}
+
+async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let store = emr_sqlite::SqliteStore::open(dir.path()).await.unwrap();
     let (log, snapshots, keys) = store.ports();
     let kek = Arc::new(emr_keyring::Keyring::load_or_create(&dir.path().join("keyring")).unwrap());
-    let clinic = Clinic::new(EventStorePorts { log, snapshots, keys, kek }, StoreConfig::default(), DomainServices::default());
-    TestApp { router: router(AppState { clinic, read_models: None, audit: None }), _dir: dir }
+    let ports = EventStorePorts { log, snapshots, keys, kek };
+    let tokens = Tokens::new(SigningKeys::generate("test-key").unwrap());
+    let identity = Identity::new(&ports, Arc::new(MemorySessionStore::new()), tokens, policy, DomainServices::default());
+    let clinic = Clinic::new(ports, StoreConfig::default(), DomainServices::default());
+    let state = AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None };
+    TestApp { router: router(state), identity, _dir: dir }
 }
 
-const USER: &str = "0190f5c4-7d0e-7cc2-9a4e-3f1c2b6a9d10";
+const PASSWORD: &str = "Correct-Horse-Battery-9";
 
-fn command(method: &str, uri: &str, body: &Value) -> Request<Body> {
-    Request::builder()
+/// A signed-in user.
+#[derive(Clone)]
+struct User {
+    id: String,
+    token: String,
+}
+
+fn profile() -> PractitionerProfile {
+    let text = |v: &str| ShortText::parse("text", v).unwrap();
+    PractitionerProfile {
+        full_name: text("Li Wei"),
+        licence_number: emr_domain::account::LicenceNumber::parse("LIC-12345").unwrap(),
+        department: text("Cardiology"),
+        specialization: text("Hypertension"),
+    }
+}
+
+/// Opens an account (as the system, like `emr accounts create-admin`).
+async fn open_account(app: &TestApp, role: Role) -> (String, String) {
+    let username = format!("u{}", uuid::Uuid::new_v4().simple());
+    let profile = matches!(role, Role::Physician | Role::Nurse).then(profile);
+    let registration = Registration { username: Username::parse(&username).unwrap(), password: PASSWORD.into(), role, profile };
+    let id = app.identity.register(Some(&Actor::system()), registration, None, CommandId::new()).await.unwrap();
+    (id.to_string(), username)
+}
+
+fn post(uri: &str, body: &Value) -> Request<Body> {
+    Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap()
+}
+
+fn code_for(secret: &str, username: &str, at: u64) -> String {
+    let secret = emr_domain::account::TotpSecret::parse(secret).unwrap();
+    emr_auth::totp(&secret, "EMR Ledger", username).unwrap().generate(at)
+}
+
+fn now_secs() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap()
+}
+
+/// Password → enrolment → TOTP → tokens, over HTTP.
+async fn sign_in_as(app: &TestApp, id: String, username: &str) -> (User, String, Value) {
+    let (status, _, challenge) = send(app, post("/v1/auth/login", &json!({"username": username, "password": PASSWORD}))).await;
+    assert_eq!(status, StatusCode::OK, "{challenge}");
+    let mfa_token = challenge["mfa_token"].as_str().unwrap().to_owned();
+    let (status, _, enrolment) = send(app, post("/v1/auth/mfa/enrolment", &json!({"mfa_token": mfa_token}))).await;
+    assert_eq!(status, StatusCode::OK, "{enrolment}");
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let code = code_for(&secret, username, now_secs());
+    let (status, _, tokens) = send(app, post("/v1/auth/mfa/verification", &json!({"mfa_token": mfa_token, "code": code}))).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    (User { id, token: tokens["access_token"].as_str().unwrap().to_owned() }, secret, tokens)
+}
+
+async fn sign_in(app: &TestApp, role: Role) -> User {
+    let (id, username) = open_account(app, role).await;
+    sign_in_as(app, id, &username).await.0
+}
+
+fn as_user(user: &User, mut request: Request<Body>) -> Request<Body> {
+    request.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {}", user.token).parse().unwrap());
+    request
+}
+
+fn command(user: &User, method: &str, uri: &str, body: &Value) -> Request<Body> {
+    let request = Request::builder()
         .method(method)
         .uri(uri)
         .header(header::CONTENT_TYPE, "application/json")
-        .header("x-emr-user", USER)
-        .header("x-emr-role", "physician")
         .body(Body::from(body.to_string()))
-        .unwrap()
+        .unwrap();
+    as_user(user, request)
+}
+
+fn get(user: &User, uri: &str) -> Request<Body> {
+    as_user(user, Request::get(uri).body(Body::empty()).unwrap())
 }
 
 async fn send(app: &TestApp, request: Request<Body>) -> (StatusCode, Option<String>, Value) {
@@ -59,21 +140,15 @@ fn patient_body() -> Value {
     })
 }
 
-fn record_body(patient_id: &str) -> Value {
+fn record_body(patient_id: &str, doctor: &User) -> Value {
     json!({
-        "patient_id": patient_id, "doctor_id": USER, "hospital_id": "HOSP-001", "record_type": "consultation",
+        "patient_id": patient_id, "doctor_id": doctor.id, "hospital_id": "HOSP-001", "record_type": "consultation",
         "visit_date": "2026-10-01",
         "content": {"title": "Annual check-up", "description": null,
                     "diagnosis": {"code": "I10", "description": "Essential hypertension"},
                     "treatment": null,
                     "medications": [{"name": "Amlodipine", "dose": {"amount": "5", "unit": "mg"}, "route": "oral", "frequency": "once daily"}]}
     })
-}
-
-async fn register(app: &TestApp) -> String {
-    let (status, _, receipt) = send(app, command("POST", "/v1/patients", &patient_body())).await;
-    assert_eq!(status, StatusCode::CREATED, "{receipt}");
-    receipt["aggregate_id"].as_str().unwrap().to_owned()
 }
 
 fn assert_problem(result: &(StatusCode, Option<String>, Value), status: StatusCode, code: &str) {
@@ -83,33 +158,49 @@ fn assert_problem(result: &(StatusCode, Option<String>, Value), status: StatusCo
     assert_eq!(result.2["status"], status.as_u16());
 }
 
+/// A practitioner, and a patient account registered as a clinical patient.
+async fn clinic_with_patient(app: &TestApp) -> (User, User, String) {
+    let doctor = sign_in(app, Role::Physician).await;
+    let patient = sign_in(app, Role::Patient).await;
+    let mut body = patient_body();
+    body["patient_id"] = json!(patient.id);
+    let (status, _, receipt) = send(app, command(&doctor, "POST", "/v1/patients", &body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    let id = patient.id.clone();
+    (doctor, patient, id)
+}
+
 #[tokio::test]
-async fn a_registered_patient_reads_back_with_the_commit_position() {
+async fn a_registered_patient_reads_their_own_demographics_back_with_the_commit_position() {
     let app = app().await;
-    let (status, _, receipt) = send(&app, command("POST", "/v1/patients", &patient_body())).await;
+    let doctor = sign_in(&app, Role::Physician).await;
+    let me = sign_in(&app, Role::Patient).await;
+    let mut body = patient_body();
+    body["patient_id"] = json!(me.id);
+    let (status, _, receipt) = send(&app, command(&doctor, "POST", "/v1/patients", &body)).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(receipt["events"][0]["event_type"], "PatientRegistered");
     let position = receipt["position"].as_u64().unwrap();
-    let id = receipt["aggregate_id"].as_str().unwrap();
-    let (status, _, patient) = send(&app, Request::get(format!("/v1/patients/{id}")).body(Body::empty()).unwrap()).await;
-    assert_eq!(status, StatusCode::OK);
+    let (status, _, patient) = send(&app, get(&me, &format!("/v1/patients/{}", me.id))).await;
+    assert_eq!(status, StatusCode::OK, "{patient}");
     assert_eq!(patient["demographics"]["full_name"], "Huang Min");
     assert_eq!(patient["position"].as_u64(), Some(position));
+    assert!(patient["disclosure_id"].is_string(), "the read was recorded");
 }
 
 #[tokio::test]
 async fn the_same_idempotency_key_returns_the_original_receipt() {
     let app = app().await;
-    let patient = register(&app).await;
+    let (doctor, _, patient) = clinic_with_patient(&app).await;
     let key = "0190f5c4-0000-7000-8000-000000000001";
     let with_key = || {
-        let mut request = command("POST", "/v1/records", &record_body(&patient));
+        let mut request = command(&doctor, "POST", "/v1/records", &record_body(&patient, &doctor));
         request.headers_mut().insert("idempotency-key", key.parse().unwrap());
         request
     };
     let (first_status, _, first) = send(&app, with_key()).await;
     let (_, _, second) = send(&app, with_key()).await;
-    assert_eq!(first_status, StatusCode::CREATED);
+    assert_eq!(first_status, StatusCode::CREATED, "{first}");
     assert_eq!(first["replayed"], false);
     assert_eq!(second["replayed"], true);
     assert_eq!(first["events"], second["events"]);
@@ -119,64 +210,68 @@ async fn the_same_idempotency_key_returns_the_original_receipt() {
 #[tokio::test]
 async fn invalid_fields_are_problem_documents_naming_the_rule() {
     let app = app().await;
-    let patient = register(&app).await;
-    let mut bad_code = record_body(&patient);
+    let (doctor, _, patient) = clinic_with_patient(&app).await;
+    let send_record = |body: Value| send(&app, command(&doctor, "POST", "/v1/records", &body));
+    let mut bad_code = record_body(&patient, &doctor);
     bad_code["content"]["diagnosis"]["code"] = json!("hypertension");
-    assert_problem(&send(&app, command("POST", "/v1/records", &bad_code)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
-    let mut bad_dose = record_body(&patient);
+    assert_problem(&send_record(bad_code).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
+    let mut bad_dose = record_body(&patient, &doctor);
     bad_dose["content"]["medications"][0]["dose"]["amount"] = json!("-5");
-    assert_problem(&send(&app, command("POST", "/v1/records", &bad_dose)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
-    let mut unknown_enum = record_body(&patient);
+    assert_problem(&send_record(bad_dose).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
+    let mut unknown_enum = record_body(&patient, &doctor);
     unknown_enum["record_type"] = json!("astrology");
-    assert_problem(&send(&app, command("POST", "/v1/records", &unknown_enum)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
+    assert_problem(&send_record(unknown_enum).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
     let mut injection = patient_body();
     injection["identifiers"]["mrn"] = json!("1'; DROP TABLE commits; --");
-    assert_problem(&send(&app, command("POST", "/v1/patients", &injection)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
+    assert_problem(
+        &send(&app, command(&doctor, "POST", "/v1/patients", &injection)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+    );
 }
 
 #[tokio::test]
 async fn malformed_requests_never_reach_the_domain() {
     let app = app().await;
+    let nurse = sign_in(&app, Role::Nurse).await;
+    let auditor = sign_in(&app, Role::Auditor).await;
     let raw = |body: &'static [u8]| {
-        Request::post("/v1/patients")
-            .header(header::CONTENT_TYPE, "application/json")
-            .header("x-emr-user", USER)
-            .header("x-emr-role", "nurse")
-            .body(Body::from(body))
-            .unwrap()
+        as_user(&nurse, Request::post("/v1/patients").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap())
     };
     assert_problem(&send(&app, raw(b"{not json")).await, StatusCode::BAD_REQUEST, "malformed-json");
     assert_problem(&send(&app, raw(b"\xff\xfe\xfd")).await, StatusCode::BAD_REQUEST, "malformed-json");
     let deep: Vec<u8> = std::iter::repeat_n(b'[', 10_000).collect();
     let (status, content_type, _) = send(&app, raw(Box::leak(deep.into_boxed_slice()))).await;
     assert!(status.is_client_error() && content_type.as_deref() == Some("application/problem+json"), "deep nesting: {status}");
-    let no_type = Request::post("/v1/patients").header("x-emr-user", USER).header("x-emr-role", "nurse").body(Body::from("{}")).unwrap();
+    let no_type = as_user(&nurse, Request::post("/v1/patients").body(Body::from("{}")).unwrap());
     assert_problem(&send(&app, no_type).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
-    let mut anonymous = command("POST", "/v1/patients", &patient_body());
-    anonymous.headers_mut().remove("x-emr-user");
-    assert_problem(&send(&app, anonymous).await, StatusCode::BAD_REQUEST, "invalid-header");
-    let mut bad_key = command("POST", "/v1/patients", &patient_body());
+    let anonymous = post("/v1/patients", &patient_body());
+    assert_problem(&send(&app, anonymous).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let mut bad_key = command(&nurse, "POST", "/v1/patients", &patient_body());
     bad_key.headers_mut().insert("idempotency-key", "not-a-uuid".parse().unwrap());
     assert_problem(&send(&app, bad_key).await, StatusCode::BAD_REQUEST, "invalid-header");
-    assert_problem(&send(&app, Request::get("/v1/patients/42").body(Body::empty()).unwrap()).await, StatusCode::BAD_REQUEST, "invalid-id");
-    assert_problem(&send(&app, Request::get("/nowhere").body(Body::empty()).unwrap()).await, StatusCode::NOT_FOUND, "not-found");
-    let (_, _, log) = send(&app, Request::get("/v1/log").body(Body::empty()).unwrap()).await;
-    assert_eq!(log, json!([]), "nothing was written");
+    assert_problem(&send(&app, get(&nurse, "/v1/patients/42")).await, StatusCode::BAD_REQUEST, "invalid-id");
+    assert_problem(&send(&app, get(&nurse, "/nowhere")).await, StatusCode::NOT_FOUND, "not-found");
+    let (_, _, log) = send(&app, get(&auditor, "/v1/log?limit=1000")).await;
+    let clinical = log.as_array().unwrap().iter().filter(|e| e["key"].as_str().unwrap().starts_with("patient.")).count();
+    assert_eq!(clinical, 0, "no patient was written");
 }
 
 #[tokio::test]
 async fn an_erased_patient_reads_back_shredded_and_takes_no_new_records() {
     let app = app().await;
-    let patient = register(&app).await;
-    let (status, _, _) =
-        send(&app, command("POST", &format!("/v1/patients/{patient}/erasure"), &json!({"reason": "patient_request"}))).await;
-    assert_eq!(status, StatusCode::OK);
-    let (_, _, view) = send(&app, Request::get(format!("/v1/patients/{patient}")).body(Body::empty()).unwrap()).await;
+    let (doctor, _, patient) = clinic_with_patient(&app).await;
+    let admin = sign_in(&app, Role::Admin).await;
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (status, _, body) =
+        send(&app, command(&admin, "POST", &format!("/v1/patients/{patient}/erasure"), &json!({"reason": "patient_request"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, _, view) = send(&app, get(&auditor, &format!("/v1/patients/{patient}"))).await;
     assert_eq!(view["status"], "erased");
     assert_eq!(view["shredded"], true);
     assert_eq!(view["demographics"], Value::Null);
     assert_problem(
-        &send(&app, command("POST", "/v1/records", &record_body(&patient))).await,
+        &send(&app, command(&doctor, "POST", "/v1/records", &record_body(&patient, &doctor))).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "patient-not-active",
     );
@@ -185,9 +280,10 @@ async fn an_erased_patient_reads_back_shredded_and_takes_no_new_records() {
 #[tokio::test]
 async fn a_record_for_an_unknown_patient_is_refused() {
     let app = app().await;
+    let doctor = sign_in(&app, Role::Physician).await;
     let stranger = "0190f5c4-7d0e-7cc2-9a4e-000000000000";
     assert_problem(
-        &send(&app, command("POST", "/v1/records", &record_body(stranger))).await,
+        &send(&app, command(&doctor, "POST", "/v1/records", &record_body(stranger, &doctor))).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "patient-not-active",
     );
@@ -196,32 +292,35 @@ async fn a_record_for_an_unknown_patient_is_refused() {
 #[tokio::test]
 async fn point_in_time_replay_returns_exactly_the_pre_amendment_version() {
     let app = app().await;
-    let patient = register(&app).await;
-    let (_, _, created) = send(&app, command("POST", "/v1/records", &record_body(&patient))).await;
+    let (doctor, _, patient) = clinic_with_patient(&app).await;
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (_, _, created) = send(&app, command(&doctor, "POST", "/v1/records", &record_body(&patient, &doctor))).await;
     let record = created["aggregate_id"].as_str().unwrap().to_owned();
     let created_at = created["position"].as_u64().unwrap();
-    let mut amended_content = record_body(&patient)["content"].clone();
+    let mut amended_content = record_body(&patient, &doctor)["content"].clone();
     amended_content["title"] = json!("Annual check-up, corrected");
     let amend = json!({"content": amended_content, "reason": "wrong title"});
-    let (status, _, amended) = send(&app, command("POST", &format!("/v1/records/{record}/amendments"), &amend)).await;
+    let (status, _, amended) = send(&app, command(&doctor, "POST", &format!("/v1/records/{record}/amendments"), &amend)).await;
     assert_eq!(status, StatusCode::OK, "{amended}");
 
-    let get = |uri: String| Request::get(uri).body(Body::empty()).unwrap();
-    let (_, _, now) = send(&app, get(format!("/v1/records/{record}"))).await;
-    assert_eq!(now["versions"].as_array().unwrap().len(), 2);
-    let (_, _, before) = send(&app, get(format!("/v1/records/{record}?at_position={created_at}"))).await;
+    let (_, _, now) = send(&app, get(&doctor, &format!("/v1/records/{record}"))).await;
+    assert_eq!(now["versions"].as_array().unwrap().len(), 2, "{now}");
+    let (_, _, before) = send(&app, get(&doctor, &format!("/v1/records/{record}?at_position={created_at}"))).await;
     assert_eq!(before["versions"].as_array().unwrap().len(), 1, "{before}");
     assert_eq!(before["versions"][0]["content"]["title"], "Annual check-up");
     assert_eq!(before["position"].as_u64(), Some(created_at));
 
-    let (_, _, history) = send(&app, get(format!("/v1/audit/medical_record/{record}/history"))).await;
+    let (_, _, history) = send(&app, get(&auditor, &format!("/v1/audit/medical_record/{record}/history"))).await;
     let events = history.as_array().unwrap();
     assert_eq!(events.iter().map(|e| e["event_type"].as_str().unwrap()).collect::<Vec<_>>(), ["RecordCreated", "RecordAmended"]);
     assert_eq!(events[1]["metadata"]["actor"]["role"], "physician");
     assert!(!history.to_string().contains("Annual check-up"), "the audit history keeps PHI sealed");
+    let (_, _, replayed) = send(&app, get(&auditor, &format!("/v1/records/{record}?at_position={created_at}"))).await;
+    assert_eq!(replayed["redacted"], true, "auditors replay structure without PHI: {replayed}");
+    assert_eq!(replayed["versions"][0]["content"], Value::Null);
     let amended_at = events[1]["metadata"]["recorded_at"].as_str().unwrap();
     let just_before = chrono::DateTime::parse_from_rfc3339(amended_at).unwrap() - chrono::Duration::microseconds(1);
     let encoded = just_before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace('+', "%2B");
-    let (_, _, by_time) = send(&app, get(format!("/v1/records/{record}?at_time={encoded}"))).await;
+    let (_, _, by_time) = send(&app, get(&doctor, &format!("/v1/records/{record}?at_time={encoded}"))).await;
     assert_eq!(by_time["versions"].as_array().map(Vec::len), Some(1), "{by_time}");
 }

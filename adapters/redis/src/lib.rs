@@ -42,7 +42,14 @@ impl SessionStore for RedisSessionStore {
     fn put<'a>(&'a self, key: &'a str, value: &'a str, ttl: Duration) -> BoxFuture<'a, Result<(), SessionError>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
-            redis::cmd("SET").arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl)).query_async::<()>(&mut connection).await.map_err(failed)
+            redis::cmd("SET")
+                .arg(self.key(key))
+                .arg(value)
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(failed)
         })
     }
 

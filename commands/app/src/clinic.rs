@@ -12,8 +12,8 @@ use emr_domain::ids::{DisclosureId, GrantId, PatientId, RecordId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{Patient, PatientCommand, PatientError, PatientStatus};
 use emr_domain::record::{MedicalRecord, RecordCommand, RecordError, RecordStatus};
-use emr_domain::values::ShortText;
 use emr_domain::upcasting::EventSchema;
+use emr_domain::values::ShortText;
 use emr_eventstore::{
     AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventStorePorts, ExecuteError, KeyVault, LogReader, PhiCodec, RecordedEvent,
     StoreConfig, StoreError,
@@ -177,8 +177,13 @@ impl Clinic {
     /// active grant when the policy asks for one.
     pub async fn authorize(&self, actor: &Actor, action: Action, subject: Subject) -> Result<Basis, ClinicError> {
         let rule = access::rule(actor.role, action);
-        let mut facts =
-            Facts { patient: subject.patient, author: subject.author, grantee: subject.grantee, grant: None, break_glass: subject.break_glass };
+        let mut facts = Facts {
+            patient: subject.patient,
+            author: subject.author,
+            grantee: subject.grantee,
+            grant: None,
+            break_glass: subject.break_glass,
+        };
         let satisfied_by_authorship = subject.author.is_some() && subject.author == Some(actor.user_id);
         if let (Some(scope), Some(patient), false) = (rule.scope(), subject.patient, satisfied_by_authorship) {
             facts.grant = self.active_grant(patient, actor.user_id, scope).await?;
@@ -322,7 +327,12 @@ impl Clinic {
 
     /// Reads a patient's demographics for `actor`, recording the disclosure.
     /// `break_glass` is an emergency reason for a practitioner without a grant.
-    pub async fn read_patient(&self, actor: &Actor, patient_id: PatientId, break_glass: Option<ShortText>) -> Result<Read<Patient>, ClinicError> {
+    pub async fn read_patient(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        break_glass: Option<ShortText>,
+    ) -> Result<Read<Patient>, ClinicError> {
         let loaded = self.patients.load(&patient_id.to_string()).await?;
         if loaded.state().status() == PatientStatus::Unregistered {
             return Err(ClinicError::NotFound { what: "patient" });

@@ -221,9 +221,18 @@ impl From<AlreadyRaised> for AuthError {
 
 const ISSUER_NAME: &str = "EMR Ledger";
 
+/// Turns a registration's command id into its username claim's command id.
+const CLAIM_ID_MASK: u128 = 0x00c1_a1d0_0000_0000_0000_0000_0000_0000;
+
 impl Identity {
     /// Identity over a backend's ports, a session store and signing keys.
-    pub fn new(ports: &EventStorePorts, sessions: Arc<dyn SessionStore>, tokens: Tokens, policy: AuthPolicy, services: DomainServices) -> Self {
+    pub fn new(
+        ports: &EventStorePorts,
+        sessions: Arc<dyn SessionStore>,
+        tokens: Tokens,
+        policy: AuthPolicy,
+        services: DomainServices,
+    ) -> Self {
         let phi = Arc::new(PhiCodec::new(Arc::new(KeyVault::new(ports.kek.clone(), ports.keys.clone()))));
         let config = StoreConfig::default();
         Self {
@@ -264,8 +273,12 @@ impl Identity {
         };
         let actor = by.copied().unwrap_or_else(|| Actor::new(user_id, Role::Patient));
         let context = CommandContext::with_id(command_id, actor);
+        // One command id names one commit, so the claim gets its own id, derived
+        // from the registration's so that a retry finds the claim it made.
+        let claim_context =
+            CommandContext::with_id(CommandId::from(uuid::Uuid::from_u128(command_id.as_uuid().as_u128() ^ CLAIM_ID_MASK)), actor);
         let claim = UsernameClaimCommand { username: registration.username.clone(), user_id };
-        self.claims.execute(registration.username.as_str(), claim, &self.services, &context).await.map_err(from_execute)?;
+        self.claims.execute(registration.username.as_str(), claim, &self.services, &claim_context).await.map_err(from_execute)?;
         let password_hash = secrets::hash_password(registration.password).await?;
         let command = AccountCommand::Register {
             user_id,
@@ -352,8 +365,12 @@ impl Identity {
         let username = account.username().map(Username::as_str).unwrap_or_default().to_owned();
         let otpauth_uri = secrets::totp(&secret, ISSUER_NAME, &username)?.get_url();
         let encoded = secret.expose().to_owned();
-        self.execute_account(user_id, AccountCommand::StartMfaEnrolment { secret }, Actor::new(user_id, account.role().unwrap_or(Role::Patient)))
-            .await?;
+        self.execute_account(
+            user_id,
+            AccountCommand::StartMfaEnrolment { secret },
+            Actor::new(user_id, account.role().unwrap_or(Role::Patient)),
+        )
+        .await?;
         Ok(Enrolment { otpauth_uri, secret: encoded })
     }
 

@@ -132,13 +132,11 @@ impl SigningKeys {
         validation.set_audience(&[audience]);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<C>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|error| {
-            match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Invalid("has a bad signature"),
-                jsonwebtoken::errors::ErrorKind::InvalidAudience => TokenError::Invalid("is not meant for this use"),
-                _ => TokenError::Invalid("is malformed or has invalid claims"),
-            }
+        jsonwebtoken::decode::<C>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|error| match error.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Invalid("has a bad signature"),
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => TokenError::Invalid("is not meant for this use"),
+            _ => TokenError::Invalid("is malformed or has invalid claims"),
         })
     }
 }

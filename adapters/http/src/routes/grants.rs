@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::path_id;
 use crate::AppState;
-use crate::extract::{Body, Command};
+use crate::extract::{Body, Caller, Command};
 use crate::problem::ApiError;
 
 #[derive(Deserialize)]
@@ -132,9 +132,9 @@ pub(crate) struct GrantView {
     active_now: bool,
 }
 
-pub(crate) async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<GrantView>, ApiError> {
+pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<GrantView>, ApiError> {
     let grant_id: GrantId = path_id(&id, "grant id")?;
-    let loaded = state.clinic.load_grant(grant_id).await?;
+    let loaded = state.clinic.read_grant(&caller.actor, grant_id).await?;
     let grant = loaded.state();
     if grant.status() == GrantStatus::Absent {
         return Err(ApiError::NotFound("grant".into()));

@@ -5,7 +5,14 @@ use emr_eventstore::RecordedEvent;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::extract::Caller;
 use crate::problem::ApiError;
+
+/// Histories, the log and receipts are for auditors (PHI stays sealed in them).
+async fn audit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    state.clinic.authorize(&caller.actor, emr_domain::access::Action::ReadAudit, emr_commands::Subject::default()).await?;
+    Ok(())
+}
 
 #[derive(Deserialize)]
 pub(crate) struct Page {
@@ -26,17 +33,21 @@ fn default_limit() -> usize {
 /// Events of up to `limit` (≤ 1000) commits from position `from`, PHI sealed.
 pub(crate) async fn read(
     State(state): State<AppState>,
+    caller: Caller,
     page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Vec<RecordedEvent>>, ApiError> {
     let Query(page) = page?;
+    audit(&state, &caller).await?;
     Ok(Json(state.clinic.log().read(page.from, page.limit.min(1000)).await?))
 }
 
 /// The full history of one aggregate, PHI sealed: what auditors replay.
 pub(crate) async fn history(
     State(state): State<AppState>,
+    caller: Caller,
     axum::extract::Path((aggregate_type, aggregate_id)): axum::extract::Path<(String, String)>,
 ) -> Result<Json<Vec<RecordedEvent>>, ApiError> {
+    audit(&state, &caller).await?;
     let events = state.clinic.history(&aggregate_type, &aggregate_id).await?;
     if events.is_empty() {
         return Err(ApiError::NotFound(aggregate_type));
@@ -48,8 +59,10 @@ pub(crate) async fn history(
 /// head, verifiable offline (docs/receipts.md).
 pub(crate) async fn receipt(
     State(state): State<AppState>,
+    caller: Caller,
     axum::extract::Path((aggregate_type, aggregate_id, sequence)): axum::extract::Path<(String, String, u64)>,
 ) -> Result<Json<emr_anchor::Receipt>, ApiError> {
+    audit(&state, &caller).await?;
     let Some(audit) = &state.audit else {
         return Err(ApiError::Problem(crate::Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

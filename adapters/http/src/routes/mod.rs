@@ -1,5 +1,6 @@
 //! Routes, one module per resource.
 
+mod auth;
 mod grants;
 mod health;
 mod log;
@@ -17,7 +18,19 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/mfa/enrolment", post(auth::enrol))
+        .route("/v1/auth/mfa/verification", post(auth::verify))
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/accounts", post(auth::register))
+        .route("/v1/accounts/self-registration", post(auth::register_self))
+        .route("/v1/accounts/{user_id}", get(auth::show))
+        .route("/v1/accounts/{user_id}/unlock", post(auth::unlock))
+        .route("/v1/accounts/{user_id}/deactivation", post(auth::deactivate))
         .route("/v1/patients", post(patients::register))
+        .route("/v1/patients/{patient_id}/break-glass", post(patients::break_glass))
+        .route("/v1/records/{record_id}/break-glass", post(records::break_glass))
         .route("/v1/patients/{patient_id}", get(patients::show))
         .route("/v1/patients/{patient_id}/demographics", put(patients::update_demographics))
         .route("/v1/patients/{patient_id}/erasure", post(patients::erase))
@@ -39,6 +52,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/read/records", get(read::records))
         .route("/v1/read/dashboard", get(read::dashboard))
         .route("/v1/read/anchors", get(read::anchors))
+        .route("/v1/read/access-log", get(read::access_log))
         .route("/v1/projections", get(read::projections))
         .fallback(|| async { ApiError::NotFound("resource".into()) })
 }

@@ -1,16 +1,17 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use emr_commands::Receipt;
-use emr_domain::ids::{HospitalId, PatientId};
-use emr_domain::patient::{ErasureReason, PatientCommand, PatientStatus};
+use emr_commands::{Read, Receipt};
+use emr_domain::access::Basis;
+use emr_domain::ids::{DisclosureId, HospitalId, PatientId};
+use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientStatus};
 use emr_domain::phi::Phi;
-use emr_domain::values::{Demographics, PatientIdentifiers};
+use emr_domain::values::{Demographics, PatientIdentifiers, ShortText};
 use serde::{Deserialize, Serialize};
 
 use super::path_id;
 use crate::AppState;
-use crate::extract::{Body, Command};
+use crate::extract::{Body, Caller, Command};
 use crate::problem::ApiError;
 
 #[derive(Deserialize)]
@@ -70,27 +71,59 @@ pub(crate) struct PatientView {
     hospital_id: Option<HospitalId>,
     status: PatientStatus,
     shredded: bool,
+    /// PHI withheld (an auditor's view).
+    redacted: bool,
     identifiers: Option<PatientIdentifiers>,
     demographics: Option<Demographics>,
+    /// The disclosure that recorded this read.
+    disclosure_id: Option<DisclosureId>,
     sequence: u64,
     position: u64,
 }
 
-pub(crate) async fn show(State(state): State<AppState>, Path(patient_id): Path<String>) -> Result<Json<PatientView>, ApiError> {
-    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
-    let loaded = state.clinic.load_patient(patient_id).await?;
-    let patient = loaded.state();
-    if patient.status() == PatientStatus::Unregistered {
-        return Err(ApiError::NotFound("patient".into()));
-    }
-    Ok(Json(PatientView {
+fn view(patient_id: PatientId, read: &Read<Patient>) -> PatientView {
+    let patient = read.loaded.state();
+    let redacted = read.basis == Basis::Redacted;
+    let phi = |show: bool| show && !redacted;
+    PatientView {
         patient_id,
         hospital_id: patient.hospital_id().cloned(),
         status: patient.status(),
         shredded: patient.demographics().is_some_and(Phi::is_shredded),
-        identifiers: patient.identifiers().and_then(Phi::value).cloned(),
-        demographics: patient.demographics().and_then(Phi::value).cloned(),
-        sequence: loaded.sequence(),
-        position: loaded.position(),
-    }))
+        redacted,
+        identifiers: patient.identifiers().and_then(Phi::value).filter(|_| phi(true)).cloned(),
+        demographics: patient.demographics().and_then(Phi::value).filter(|_| phi(true)).cloned(),
+        disclosure_id: read.disclosure,
+        sequence: read.loaded.sequence(),
+        position: read.loaded.position(),
+    }
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(patient_id): Path<String>,
+) -> Result<Json<PatientView>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
+    Ok(Json(view(patient_id, &read)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Emergency {
+    reason: ShortText,
+}
+
+/// A practitioner without a grant opens the patient's demographics in an
+/// emergency; recorded, raised as a security event and shown to the patient.
+pub(crate) async fn break_glass(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(patient_id): Path<String>,
+    Body(body): Body<Emergency>,
+) -> Result<Json<PatientView>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    let read = state.clinic.read_patient(&caller.actor, patient_id, Some(body.reason)).await?;
+    Ok(Json(view(patient_id, &read)))
 }

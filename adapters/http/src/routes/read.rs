@@ -7,10 +7,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use emr_projections::queries::{self, Dashboard, RecordFilter, RecordSummary};
+use emr_commands::Subject;
+use emr_domain::access::Action;
+use emr_domain::ids::PatientId;
+use emr_projections::queries::{self, AccessLogEntry, AccessLogFilter, Dashboard, RecordFilter, RecordSummary};
 use emr_projections::{Lag, Projection};
 use serde::Deserialize;
 
+use crate::extract::Caller;
 use crate::problem::ApiError;
 use crate::{AppState, ReadModelState};
 
@@ -34,12 +38,22 @@ async fn reach(models: &ReadModelState, checkpoint_table: &'static str, consiste
     Ok(())
 }
 
+async fn authorize(state: &AppState, caller: &Caller, action: Action, patient: Option<uuid::Uuid>) -> Result<(), ApiError> {
+    let subject = Subject { patient: patient.map(PatientId::from), ..Subject::default() };
+    state.clinic.authorize(&caller.actor, action, subject).await?;
+    Ok(())
+}
+
+/// The record index (metadata, no content): auditors see all of it; patients
+/// and practitioners ask about one patient they may read.
 pub(crate) async fn records(
     State(state): State<AppState>,
+    caller: Caller,
     filter: Result<Query<RecordFilter>, QueryRejection>,
     consistency: Result<Query<Consistency>, QueryRejection>,
 ) -> Result<Json<Vec<RecordSummary>>, ApiError> {
     let (Query(filter), Query(consistency)) = (filter?, consistency?);
+    authorize(&state, &caller, Action::ReadRecordIndex, filter.patient_id).await?;
     let models = models(&state)?;
     reach(models, emr_projections::RecordIndex.tables()[0], &consistency).await?;
     Ok(Json(queries::records(&models.pool, &filter).await?))
@@ -52,16 +66,19 @@ pub(crate) struct Days {
 
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
+    caller: Caller,
     days: Result<Query<Days>, QueryRejection>,
     consistency: Result<Query<Consistency>, QueryRejection>,
 ) -> Result<Json<Dashboard>, ApiError> {
     let (Query(days), Query(consistency)) = (days?, consistency?);
+    authorize(&state, &caller, Action::ReadDashboard, None).await?;
     let models = models(&state)?;
     reach(models, emr_projections::DashboardProjection.tables()[0], &consistency).await?;
     Ok(Json(queries::dashboard(&models.pool, days.days.unwrap_or(30).min(3660)).await?))
 }
 
-pub(crate) async fn projections(State(state): State<AppState>) -> Result<Json<Vec<Lag>>, ApiError> {
+pub(crate) async fn projections(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Lag>>, ApiError> {
+    authorize(&state, &caller, Action::ReadDashboard, None).await?;
     let models = models(&state)?;
     let mut lags = Vec::new();
     for (name, table) in [
@@ -69,6 +86,7 @@ pub(crate) async fn projections(State(state): State<AppState>) -> Result<Json<Ve
         (emr_projections::RecordIndex::NAME, emr_projections::RecordIndex.tables()[0]),
         (emr_projections::AccessProjection::NAME, emr_projections::AccessProjection.tables()[0]),
         (emr_projections::DashboardProjection::NAME, emr_projections::DashboardProjection.tables()[0]),
+        (emr_projections::AccessLogProjection::NAME, emr_projections::AccessLogProjection.tables()[0]),
     ] {
         lags.push(emr_projections::lag(&models.pool, models.log.clone(), name, table).await?);
     }
@@ -83,9 +101,26 @@ pub(crate) struct Limit {
 /// The BlockchainTransactions view: where each tree head was anchored, pending or confirmed.
 pub(crate) async fn anchors(
     State(state): State<AppState>,
+    caller: Caller,
     limit: Result<Query<Limit>, QueryRejection>,
 ) -> Result<Json<Vec<emr_projections::anchors::BlockchainTransaction>>, ApiError> {
     let Query(limit) = limit?;
+    authorize(&state, &caller, Action::ReadDashboard, None).await?;
     let models = models(&state)?;
     Ok(Json(emr_projections::anchors::list(&models.pool, limit.limit.unwrap_or(100)).await?))
+}
+
+/// The accounting of disclosures: a patient sees who read their records
+/// (break-glass reads included); auditors see everyone's.
+pub(crate) async fn access_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    filter: Result<Query<AccessLogFilter>, QueryRejection>,
+    consistency: Result<Query<Consistency>, QueryRejection>,
+) -> Result<Json<Vec<AccessLogEntry>>, ApiError> {
+    let (Query(filter), Query(consistency)) = (filter?, consistency?);
+    authorize(&state, &caller, Action::ReadAccessLog, filter.patient_id).await?;
+    let models = models(&state)?;
+    reach(models, emr_projections::AccessLogProjection.tables()[0], &consistency).await?;
+    Ok(Json(queries::access_log(&models.pool, &filter).await?))
 }

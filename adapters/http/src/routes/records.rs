@@ -3,17 +3,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::NaiveDate;
-use emr_commands::Receipt;
-use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
+use emr_commands::{Read, Receipt};
+use emr_domain::access::Basis;
+use emr_domain::ids::{DisclosureId, HospitalId, PatientId, RecordId, UserId};
 use emr_domain::phi::Phi;
-use emr_domain::record::{AttachmentDescriptor, RecordCommand, RecordStatus};
+use emr_domain::record::{AttachmentDescriptor, MedicalRecord, RecordCommand, RecordStatus};
 use emr_domain::values::{RecordContent, RecordType, ShortText};
 use emr_eventstore::Cutoff;
 use serde::{Deserialize, Serialize};
 
 use super::path_id;
 use crate::AppState;
-use crate::extract::{Body, Command};
+use crate::extract::{Body, Caller, Command};
 use crate::problem::ApiError;
 
 #[derive(Deserialize)]
@@ -117,8 +118,12 @@ pub(crate) struct RecordView {
     record_type: Option<RecordType>,
     visit_date: Option<NaiveDate>,
     status: RecordStatus,
+    /// Content withheld (an auditor replaying the record's structure).
+    redacted: bool,
     versions: Vec<VersionView>,
     attachments: usize,
+    /// The disclosure that recorded this read.
+    disclosure_id: Option<DisclosureId>,
     sequence: u64,
     position: u64,
 }
@@ -130,17 +135,48 @@ pub(crate) struct AsOf {
     at_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+fn view(record_id: RecordId, read: &Read<MedicalRecord>) -> RecordView {
+    let record = read.loaded.state();
+    let redacted = read.basis == Basis::Redacted;
+    let versions = record
+        .versions()
+        .iter()
+        .map(|v| VersionView {
+            version: v.version,
+            shredded: v.content.is_shredded(),
+            content: v.content.value().filter(|_| !redacted).cloned(),
+            reason: v.reason.as_ref().and_then(Phi::value).filter(|_| !redacted).cloned(),
+        })
+        .collect();
+    RecordView {
+        record_id,
+        patient_id: record.patient_id(),
+        doctor_id: record.doctor_id(),
+        hospital_id: record.hospital_id().cloned(),
+        record_type: record.record_type(),
+        visit_date: record.visit_date(),
+        status: record.status(),
+        redacted,
+        versions,
+        attachments: record.attachments().len(),
+        disclosure_id: read.disclosure,
+        sequence: read.loaded.sequence(),
+        position: read.loaded.position(),
+    }
+}
+
 pub(crate) async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     as_of: Result<Query<AsOf>, QueryRejection>,
 ) -> Result<Json<RecordView>, ApiError> {
     let record_id: RecordId = path_id(&id, "record id")?;
     let Query(as_of) = as_of?;
-    let loaded = match (as_of.at_position, as_of.at_time) {
-        (None, None) => state.clinic.load_record(record_id).await?,
-        (Some(position), None) => state.clinic.record_as_of(record_id, Cutoff::Position(position)).await?,
-        (None, Some(time)) => state.clinic.record_as_of(record_id, Cutoff::Time(time)).await?,
+    let cutoff = match (as_of.at_position, as_of.at_time) {
+        (None, None) => None,
+        (Some(position), None) => Some(Cutoff::Position(position)),
+        (None, Some(time)) => Some(Cutoff::Time(time)),
         (Some(_), Some(_)) => {
             return Err(ApiError::Problem(crate::Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -150,31 +186,18 @@ pub(crate) async fn show(
             )));
         }
     };
-    let record = loaded.state();
-    if record.status() == RecordStatus::Absent {
-        return Err(ApiError::NotFound("record".into()));
-    }
-    let versions = record
-        .versions()
-        .iter()
-        .map(|v| VersionView {
-            version: v.version,
-            shredded: v.content.is_shredded(),
-            content: v.content.value().cloned(),
-            reason: v.reason.as_ref().and_then(Phi::value).cloned(),
-        })
-        .collect();
-    Ok(Json(RecordView {
-        record_id,
-        patient_id: record.patient_id(),
-        doctor_id: record.doctor_id(),
-        hospital_id: record.hospital_id().cloned(),
-        record_type: record.record_type(),
-        visit_date: record.visit_date(),
-        status: record.status(),
-        versions,
-        attachments: record.attachments().len(),
-        sequence: loaded.sequence(),
-        position: loaded.position(),
-    }))
+    let read = state.clinic.read_record(&caller.actor, record_id, cutoff, None).await?;
+    Ok(Json(view(record_id, &read)))
+}
+
+/// A practitioner without a grant opens a record in an emergency.
+pub(crate) async fn break_glass(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Reason>,
+) -> Result<Json<RecordView>, ApiError> {
+    let record_id: RecordId = path_id(&id, "record id")?;
+    let read = state.clinic.read_record(&caller.actor, record_id, None, Some(body.reason)).await?;
+    Ok(Json(view(record_id, &read)))
 }

@@ -1,0 +1,154 @@
+//! The accounting of disclosures (every PHI read, by whom, when, on which basis)
+//! and the security events: break-glass reads, lockouts, token reuse, code replay.
+//! Both tables are append-only facts keyed by event ids, so an upsert that
+//! re-applies a fact changes nothing.
+
+use emr_domain::access::Basis;
+use emr_domain::account::AccountEvent;
+use emr_domain::disclosure::{DisclosureEvent, Resource};
+use emr_domain::security::SecurityEvent;
+use sqlx::MySqlConnection;
+
+use crate::decode::{Fact, Payload};
+use crate::error::ProjectionError;
+use crate::projection::Projection;
+use crate::sql::upsert;
+
+/// Access log and security events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccessLogProjection;
+
+impl AccessLogProjection {
+    /// Its name.
+    pub const NAME: &'static str = "access_log";
+}
+
+struct Disclosed {
+    disclosure_id: String,
+    patient_id: String,
+    accessor_id: String,
+    accessor_role: String,
+    resource: &'static str,
+    record_id: Option<String>,
+    basis: String,
+    grant_id: Option<String>,
+    fact: usize,
+}
+
+struct Incident {
+    event_id: String,
+    kind: String,
+    severity: String,
+    user_id: Option<String>,
+    patient_id: Option<String>,
+    fact: usize,
+}
+
+fn snake<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(serde_json::Value::Object(map)) => map.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+        _ => String::new(),
+    }
+}
+
+impl Projection for AccessLogProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["access_log_checkpoint", "access_log", "security_events"]
+    }
+
+    async fn apply(&self, conn: &mut MySqlConnection, facts: &[Fact]) -> Result<(), ProjectionError> {
+        let mut disclosed = Vec::new();
+        let mut incidents = Vec::new();
+        for (index, fact) in facts.iter().enumerate() {
+            match &fact.payload {
+                Payload::Disclosure(DisclosureEvent::PhiDisclosed { disclosure_id, patient_id, resource, accessor, basis }) => {
+                    let (resource, record_id) = match resource {
+                        Resource::Patient => ("patient", None),
+                        Resource::Record { record_id } => ("record", Some(record_id.to_string())),
+                    };
+                    disclosed.push(Disclosed {
+                        disclosure_id: disclosure_id.to_string(),
+                        patient_id: patient_id.to_string(),
+                        accessor_id: accessor.user_id.to_string(),
+                        accessor_role: snake(&accessor.role),
+                        resource,
+                        record_id,
+                        basis: snake(basis),
+                        grant_id: match basis {
+                            Basis::Grant { grant_id } => Some(grant_id.to_string()),
+                            _ => None,
+                        },
+                        fact: index,
+                    });
+                }
+                Payload::Disclosure(DisclosureEvent::BreakGlassInvoked { patient_id, accessor, .. }) => incidents.push(Incident {
+                    event_id: fact.metadata.event_id.to_string(),
+                    kind: "break_glass".into(),
+                    severity: "high".into(),
+                    user_id: Some(accessor.user_id.to_string()),
+                    patient_id: Some(patient_id.to_string()),
+                    fact: index,
+                }),
+                Payload::Account(AccountEvent::AccountLocked { .. }) => incidents.push(Incident {
+                    event_id: fact.metadata.event_id.to_string(),
+                    kind: "account_locked".into(),
+                    severity: "medium".into(),
+                    user_id: Some(fact.aggregate_id.clone()),
+                    patient_id: None,
+                    fact: index,
+                }),
+                Payload::Security(SecurityEvent::SecurityEventRaised { kind, severity, user_id, .. }) => incidents.push(Incident {
+                    event_id: fact.metadata.event_id.to_string(),
+                    kind: snake(kind),
+                    severity: snake(severity),
+                    user_id: user_id.map(|id| id.to_string()),
+                    patient_id: None,
+                    fact: index,
+                }),
+                _ => {}
+            }
+        }
+        upsert(
+            conn,
+            "INSERT INTO access_log (disclosure_id, patient_id, accessor_id, accessor_role, resource, record_id, basis, grant_id, accessed_at, position) ",
+            &disclosed,
+            |row, d| {
+                let fact = &facts[d.fact];
+                row.push_bind(d.disclosure_id.clone())
+                    .push_bind(d.patient_id.clone())
+                    .push_bind(d.accessor_id.clone())
+                    .push_bind(d.accessor_role.clone())
+                    .push_bind(d.resource)
+                    .push_bind(d.record_id.clone())
+                    .push_bind(d.basis.clone())
+                    .push_bind(d.grant_id.clone())
+                    .push_bind(fact.metadata.recorded_at.naive_utc())
+                    .push_bind(fact.metadata.position);
+            },
+            " ON DUPLICATE KEY UPDATE position = VALUES(position)",
+        )
+        .await?;
+        upsert(
+            conn,
+            "INSERT INTO security_events (event_id, kind, severity, user_id, patient_id, occurred_at, position) ",
+            &incidents,
+            |row, i| {
+                let fact = &facts[i.fact];
+                row.push_bind(i.event_id.clone())
+                    .push_bind(i.kind.clone())
+                    .push_bind(i.severity.clone())
+                    .push_bind(i.user_id.clone())
+                    .push_bind(i.patient_id.clone())
+                    .push_bind(fact.metadata.recorded_at.naive_utc())
+                    .push_bind(fact.metadata.position);
+            },
+            " ON DUPLICATE KEY UPDATE position = VALUES(position)",
+        )
+        .await
+    }
+}
