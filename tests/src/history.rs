@@ -21,6 +21,10 @@ fn actor(role: Role) -> CommandContext {
     CommandContext::new(Actor::new(UserId::new(), role))
 }
 
+fn as_user(user: UserId, role: Role) -> CommandContext {
+    CommandContext::new(Actor::new(user, role))
+}
+
 /// Writes `patients` patients, each with records, amendments, an attachment, grants
 /// and requests; every fifth patient is erased, every third record deleted.
 /// Returns the position of the last commit.
@@ -37,21 +41,23 @@ pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
             demographics: demographics(NAMES[p % NAMES.len()]),
         };
         track(clinic.patient(patient, register, &actor(Role::Nurse)).await.unwrap());
+        let self_service = UserId::from(patient.as_uuid());
         for r in 0..2 {
             let record = RecordId::new();
+            let doctor = UserId::new();
             let create = RecordCommand::Create {
                 record_id: record,
                 patient_id: patient,
-                doctor_id: UserId::new(),
+                doctor_id: doctor,
                 hospital_id: hospital.clone(),
                 record_type: RecordType::ALL[(p + r) % RecordType::ALL.len()],
                 visit_date: NaiveDate::from_ymd_opt(2025, 1 + (p % 12) as u32, 1 + (r as u32)).unwrap(),
                 content: content("Consultation"),
             };
-            track(clinic.record(record, create, &actor(Role::Physician)).await.unwrap());
+            track(clinic.record(record, create, &as_user(doctor, Role::Physician)).await.unwrap());
             if (p + r) % 2 == 0 {
                 let amend = RecordCommand::Amend { content: content("Consultation, revised"), reason: text("lab results") };
-                track(clinic.record(record, amend, &actor(Role::Physician)).await.unwrap());
+                track(clinic.record(record, amend, &as_user(doctor, Role::Physician)).await.unwrap());
             }
             if r == 0 {
                 let attach = RecordCommand::AddAttachment(AttachmentDescriptor {
@@ -62,12 +68,12 @@ pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
                     sha256: Sha256Digest::from_bytes([p as u8; 32]),
                     filename: text("chest.dcm"),
                 });
-                track(clinic.record(record, attach, &actor(Role::Physician)).await.unwrap());
+                track(clinic.record(record, attach, &as_user(doctor, Role::Physician)).await.unwrap());
             }
             if (p * 2 + r) % 3 == 0 {
                 track(
                     clinic
-                        .record(record, RecordCommand::Delete { reason: text("entered in error") }, &actor(Role::Physician))
+                        .record(record, RecordCommand::Delete { reason: text("entered in error") }, &as_user(doctor, Role::Physician))
                         .await
                         .unwrap(),
                 );
@@ -80,13 +86,13 @@ pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
             grantee: UserId::new(),
             scopes: BTreeSet::from([Scope::Read]),
             expires_at: Utc::now() + Duration::days(30),
-            granted_by: UserId::new(),
+            granted_by: self_service,
             reason: text("treating physician"),
         };
-        track(clinic.grant(grant, give, &actor(Role::Patient)).await.unwrap());
+        track(clinic.grant(grant, give, &as_user(self_service, Role::Patient)).await.unwrap());
         if p % 2 == 1 {
-            let revoke = GrantCommand::Revoke { revoked_by: UserId::new(), reason: text("care ended") };
-            track(clinic.grant(grant, revoke, &actor(Role::Patient)).await.unwrap());
+            let revoke = GrantCommand::Revoke { revoked_by: self_service, reason: text("care ended") };
+            track(clinic.grant(grant, revoke, &as_user(self_service, Role::Patient)).await.unwrap());
         }
         let request = GrantId::new();
         let ask = GrantCommand::Request {
@@ -99,11 +105,11 @@ pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
         };
         track(clinic.grant(request, ask, &actor(Role::Nurse)).await.unwrap());
         let decide = if p % 2 == 0 {
-            GrantCommand::Approve { approved_by: UserId::new(), expires_at: Utc::now() + Duration::days(5) }
+            GrantCommand::Approve { approved_by: self_service, expires_at: Utc::now() + Duration::days(5) }
         } else {
-            GrantCommand::Deny { denied_by: UserId::new(), reason: text("no") }
+            GrantCommand::Deny { denied_by: self_service, reason: text("no") }
         };
-        track(clinic.grant(request, decide, &actor(Role::Patient)).await.unwrap());
+        track(clinic.grant(request, decide, &as_user(self_service, Role::Patient)).await.unwrap());
         if p % 5 == 4 {
             let erase = PatientCommand::Erase { reason: ErasureReason::PatientRequest };
             track(clinic.patient(patient, erase, &actor(Role::Admin)).await.unwrap());

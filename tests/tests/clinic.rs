@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
 use emr_commands::{Clinic, ClinicError};
-use emr_domain::actor::{Actor, Role};
+use emr_domain::actor::Actor;
 use emr_domain::fixtures::{create_record, register, text};
 use emr_domain::grant::{GrantCommand, Scope};
 use emr_domain::ids::{GrantId, PatientId, RecordId, UserId};
@@ -16,8 +16,10 @@ use emr_domain::record::RecordCommand;
 use emr_eventstore::conformance::Backend;
 use emr_tests::backends::clinic;
 
+/// The system actor: these tests are about the rules that span aggregates;
+/// authorization has its own tests (adapters/http/tests/api.rs, domain access).
 fn clerk() -> CommandContext {
-    CommandContext::new(Actor::new(UserId::new(), Role::Nurse))
+    CommandContext::new(Actor::system())
 }
 
 async fn registered_patient(clinic: &Clinic) -> PatientId {

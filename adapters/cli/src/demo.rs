@@ -22,7 +22,7 @@ fn as_user(user: UserId, role: Role) -> CommandContext {
 }
 
 pub(crate) async fn run(clinic: &Clinic) -> anyhow::Result<()> {
-    let (doctor, nurse, registrar) = (UserId::new(), UserId::new(), UserId::new());
+    let (doctor, colleague, nurse, registrar) = (UserId::new(), UserId::new(), UserId::new(), UserId::new());
     let hospitals = [HospitalId::parse("HOSP-001")?, HospitalId::parse("HOSP-002")?];
     let names = ["Wang Fang", "Li Wei", "Zhang Min"];
     let mut receipts: Vec<Receipt> = Vec::new();
@@ -60,17 +60,22 @@ pub(crate) async fn run(clinic: &Clinic) -> anyhow::Result<()> {
     receipts.push(clinic.record(records[0], amend.clone(), &amending).await.context("amend")?);
     let retried = clinic.record(records[0], amend, &amending).await.context("retry")?;
 
+    // A patient acts through their own account, whose id is their patient id.
+    let first_patient = UserId::from(patients[0].as_uuid());
     let grant = GrantId::new();
     let give = GrantCommand::Grant {
         grant_id: grant,
         patient_id: patients[0],
-        grantee: doctor,
+        grantee: colleague,
         scopes: BTreeSet::from([Scope::Read, Scope::Write]),
         expires_at: Utc::now() + Duration::days(30),
-        granted_by: UserId::new(),
-        reason: text("treating physician"),
+        granted_by: first_patient,
+        reason: text("second opinion"),
     };
-    receipts.push(clinic.grant(grant, give, &as_user(registrar, Role::Patient)).await.context("grant")?);
+    receipts.push(clinic.grant(grant, give, &as_user(first_patient, Role::Patient)).await.context("grant")?);
+    let colleague_read = clinic.read_record(&Actor::new(colleague, Role::Physician), records[0], None, None).await.context("read")?;
+    let emergency = Some(text("unconscious on arrival"));
+    let glass = clinic.read_record(&Actor::new(nurse, Role::Nurse), records[1], None, emergency).await.context("break glass")?;
     let request = GrantId::new();
     let ask = GrantCommand::Request {
         grant_id: request,
@@ -81,8 +86,8 @@ pub(crate) async fn run(clinic: &Clinic) -> anyhow::Result<()> {
         reason: text("home care visit"),
     };
     receipts.push(clinic.grant(request, ask, &as_user(nurse, Role::Nurse)).await.context("request")?);
-    let deny = GrantCommand::Deny { denied_by: UserId::new(), reason: text("not needed") };
-    receipts.push(clinic.grant(request, deny, &as_user(registrar, Role::Patient)).await.context("deny")?);
+    let deny = GrantCommand::Deny { denied_by: first_patient, reason: text("not needed") };
+    receipts.push(clinic.grant(request, deny, &as_user(first_patient, Role::Patient)).await.context("deny")?);
 
     let erased = patients[2];
     let erase = PatientCommand::Erase { reason: ErasureReason::PatientRequest };
@@ -104,6 +109,10 @@ pub(crate) async fn run(clinic: &Clinic) -> anyhow::Result<()> {
         "retry_of_amendment": {"replayed": retried.replayed, "same_position": retried.position == receipts[6].position},
         "plaintext_names_in_log": names.iter().filter(|name| log_text.contains(*name)).count(),
         "amended_record_versions": kept_record.state().versions().len(),
+        "reads": {
+            "under_grant": {"basis": colleague_read.basis, "disclosure_id": colleague_read.disclosure},
+            "break_glass": {"basis": glass.basis, "disclosure_id": glass.disclosure},
+        },
         "erased_patient": {
             "patient_id": erased,
             "record_events_still_in_log": erased_record.sequence(),
