@@ -324,3 +324,165 @@ async fn point_in_time_replay_returns_exactly_the_pre_amendment_version() {
     let (_, _, by_time) = send(&app, get(&doctor, &format!("/v1/records/{record}?at_time={encoded}"))).await;
     assert_eq!(by_time["versions"].as_array().map(Vec::len), Some(1), "{by_time}");
 }
+
+fn grant_body(patient: &str, grantee: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({"patient_id": patient, "grantee": grantee, "scopes": ["read", "write"], "expires_at": expires_at, "reason": "second opinion"})
+}
+
+fn in_days(days: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::days(days)
+}
+
+#[tokio::test]
+async fn the_clinical_journey_from_registration_to_break_glass() {
+    let app = app().await;
+    let admin = sign_in(&app, Role::Admin).await;
+    let auditor = sign_in(&app, Role::Auditor).await;
+    // The administrator opens the practitioners' accounts; the patient opens their own.
+    let mut doctors = Vec::new();
+    for name in ["dr_author", "dr_consultant"] {
+        let body = json!({"username": name, "password": PASSWORD, "role": "physician",
+            "profile": {"full_name": "Zhou Jie", "licence_number": "LIC-0001", "department": "Cardiology", "specialization": "Heart failure"}});
+        let (status, _, created) = send(&app, command(&admin, "POST", "/v1/accounts", &body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        doctors.push(sign_in_as(&app, created["user_id"].as_str().unwrap().to_owned(), name).await.0);
+    }
+    let (author, consultant) = (doctors[0].clone(), doctors[1].clone());
+    let (status, _, created) =
+        send(&app, post("/v1/accounts/self-registration", &json!({"username": "huang_min", "password": PASSWORD}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let patient = sign_in_as(&app, created["user_id"].as_str().unwrap().to_owned(), "huang_min").await.0;
+
+    let mut body = patient_body();
+    body["patient_id"] = json!(patient.id);
+    assert_eq!(send(&app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let read = format!("/v1/records/{record}");
+
+    assert_problem(&send(&app, get(&consultant, &read)).await, StatusCode::FORBIDDEN, "no-active-grant");
+    let (status, _, granted) =
+        send(&app, command(&patient, "POST", "/v1/grants", &grant_body(&patient.id, &consultant.id, in_days(7)))).await;
+    assert_eq!(status, StatusCode::CREATED, "{granted}");
+    let grant = granted["aggregate_id"].as_str().unwrap().to_owned();
+    let (status, _, shown) = send(&app, get(&consultant, &read)).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["versions"][0]["content"]["title"], "Annual check-up");
+    let revoke = json!({"reason": "second opinion given"});
+    assert_eq!(send(&app, command(&patient, "POST", &format!("/v1/grants/{grant}/revocation"), &revoke)).await.0, StatusCode::OK);
+    assert_problem(&send(&app, get(&consultant, &read)).await, StatusCode::FORBIDDEN, "no-active-grant");
+
+    let emergency = json!({"reason": "collapsed in the emergency department"});
+    let (status, _, opened) = send(&app, command(&consultant, "POST", &format!("{read}/break-glass"), &emergency)).await;
+    assert_eq!(status, StatusCode::OK, "{opened}");
+    assert!(opened["disclosure_id"].is_string());
+    assert_problem(&send(&app, get(&admin, &read)).await, StatusCode::FORBIDDEN, "role-not-permitted");
+
+    let (_, _, log) = send(&app, get(&auditor, "/v1/log?limit=1000")).await;
+    let events = log.as_array().unwrap();
+    let of_type = |kind: &str| events.iter().filter(|e| e["event_type"] == kind).collect::<Vec<_>>();
+    let glass = of_type("BreakGlassInvoked");
+    assert_eq!(glass.len(), 1);
+    assert_eq!(glass[0]["payload"]["data"]["accessor"]["user_id"], consultant.id.as_str());
+    assert_eq!(glass[0]["payload"]["data"]["patient_id"], patient.id.as_str(), "the patient can find it in their access log");
+    let bases: Vec<&str> = of_type("PhiDisclosed").iter().filter_map(|e| e["payload"]["data"]["basis"]["kind"].as_str()).collect();
+    assert_eq!(bases, ["grant", "break_glass"], "every PHI read is an event, with its basis");
+    assert!(!log.to_string().contains("collapsed in the emergency"), "the emergency reason is sealed like PHI");
+}
+
+#[tokio::test]
+async fn forged_and_unsigned_tokens_are_refused() {
+    let app = app().await;
+    let nurse = sign_in(&app, Role::Nurse).await;
+    let mut parts: Vec<String> = nurse.token.split('.').map(str::to_owned).collect();
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&engine.decode(&parts[1]).unwrap()).unwrap();
+    claims["role"] = json!("admin");
+    parts[1] = engine.encode(claims.to_string());
+    let forged = User { id: nurse.id.clone(), token: parts.join(".") };
+    assert_problem(&send(&app, get(&forged, "/v1/log")).await, StatusCode::UNAUTHORIZED, "token-invalid");
+    let header = engine.encode(r#"{"alg":"none","typ":"JWT","kid":"test-key"}"#);
+    let unsigned = User { id: nurse.id.clone(), token: format!("{header}.{}.", parts[1]) };
+    assert_problem(&send(&app, get(&unsigned, "/v1/log")).await, StatusCode::UNAUTHORIZED, "token-invalid");
+    let garbage = User { id: nurse.id, token: "not-a-token".into() };
+    let refused = send(&app, get(&garbage, "/v1/log")).await;
+    assert_problem(&refused, StatusCode::UNAUTHORIZED, "token-invalid");
+}
+
+#[tokio::test]
+async fn a_totp_code_is_good_for_one_login_only() {
+    let app = app().await;
+    let (id, username) = open_account(&app, Role::Physician).await;
+    let (_, secret, _) = sign_in_as(&app, id, &username).await;
+    let used = code_for(&secret, &username, now_secs());
+    let (_, _, challenge) = send(&app, post("/v1/auth/login", &json!({"username": username, "password": PASSWORD}))).await;
+    assert_eq!(challenge["enrolment_required"], false, "MFA is on after the first confirmed code");
+    let replay = json!({"mfa_token": challenge["mfa_token"], "code": used});
+    assert_problem(&send(&app, post("/v1/auth/mfa/verification", &replay)).await, StatusCode::UNAUTHORIZED, "code-replayed");
+    let wrong = json!({"mfa_token": challenge["mfa_token"], "code": "000000"});
+    let refused = send(&app, post("/v1/auth/mfa/verification", &wrong)).await;
+    assert!(matches!(refused.2["code"].as_str(), Some("invalid-code" | "code-replayed")), "{}", refused.2);
+}
+
+#[tokio::test]
+async fn five_wrong_passwords_lock_the_account_even_against_the_right_one() {
+    let app = app().await;
+    let (_, username) = open_account(&app, Role::Nurse).await;
+    let attempt = |password: &str| post("/v1/auth/login", &json!({"username": username, "password": password}));
+    for _ in 0..4 {
+        assert_problem(&send(&app, attempt("Wrong-Password-123")).await, StatusCode::UNAUTHORIZED, "invalid-credentials");
+    }
+    assert_problem(&send(&app, attempt("Wrong-Password-123")).await, StatusCode::LOCKED, "account-locked");
+    assert_problem(&send(&app, attempt(PASSWORD)).await, StatusCode::LOCKED, "account-locked");
+    let unknown = post("/v1/auth/login", &json!({"username": "nobody_here", "password": PASSWORD}));
+    assert_problem(&send(&app, unknown).await, StatusCode::UNAUTHORIZED, "invalid-credentials");
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_the_whole_session() {
+    let app = app().await;
+    let (id, username) = open_account(&app, Role::Physician).await;
+    let (user, _, tokens) = sign_in_as(&app, id, &username).await;
+    let first = json!({"refresh_token": tokens["refresh_token"]});
+    let (status, _, rotated) = send(&app, post("/v1/auth/refresh", &first)).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_ne!(rotated["refresh_token"], tokens["refresh_token"], "refresh tokens rotate");
+    assert_problem(&send(&app, post("/v1/auth/refresh", &first)).await, StatusCode::UNAUTHORIZED, "refresh-token-reused");
+    let second = json!({"refresh_token": rotated["refresh_token"]});
+    assert_problem(&send(&app, post("/v1/auth/refresh", &second)).await, StatusCode::UNAUTHORIZED, "session-revoked");
+    assert_problem(&send(&app, get(&user, "/v1/read/dashboard")).await, StatusCode::UNAUTHORIZED, "session-revoked");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_at_once() {
+    let app = app().await;
+    let auditor = sign_in(&app, Role::Auditor).await;
+    assert_eq!(send(&app, get(&auditor, "/v1/log")).await.0, StatusCode::OK);
+    assert_eq!(send(&app, command(&auditor, "POST", "/v1/auth/logout", &json!({}))).await.0, StatusCode::NO_CONTENT);
+    assert_problem(&send(&app, get(&auditor, "/v1/log")).await, StatusCode::UNAUTHORIZED, "session-revoked");
+}
+
+#[tokio::test]
+async fn logins_from_one_address_are_rate_limited() {
+    let app = app_with(AuthPolicy::default(), 3).await;
+    let attempt = || post("/v1/auth/login", &json!({"username": "someone", "password": PASSWORD}));
+    for _ in 0..3 {
+        assert_eq!(send(&app, attempt()).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let limited = send(&app, attempt()).await;
+    assert_problem(&limited, StatusCode::TOO_MANY_REQUESTS, "rate-limited");
+}
+
+#[tokio::test]
+async fn weak_passwords_and_taken_usernames_are_refused_at_registration() {
+    let app = app().await;
+    let weak = json!({"username": "weakling", "password": "password"});
+    assert_problem(&send(&app, post("/v1/accounts/self-registration", &weak)).await, StatusCode::UNPROCESSABLE_ENTITY, "weak-password");
+    let good = json!({"username": "taken_name", "password": PASSWORD});
+    assert_eq!(send(&app, post("/v1/accounts/self-registration", &good)).await.0, StatusCode::CREATED);
+    assert_problem(&send(&app, post("/v1/accounts/self-registration", &good)).await, StatusCode::CONFLICT, "username-taken");
+    let practitioner = json!({"username": "self_made_doctor", "password": PASSWORD, "role": "physician"});
+    let refused = send(&app, post("/v1/accounts/self-registration", &practitioner)).await;
+    assert_eq!(refused.0, StatusCode::UNPROCESSABLE_ENTITY, "self-registration has no role field: {}", refused.2);
+}
