@@ -4,159 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use emr_auth::{AuthPolicy, Identity, MemorySessionStore, Registration, SigningKeys, Tokens};
-use emr_commands::{Clinic, EventStorePorts};
-use emr_domain::DomainServices;
-use emr_domain::account::{PractitionerProfile, Username};
-use emr_domain::actor::{Actor, Role};
-use emr_domain::ids::CommandId;
-use emr_domain::values::ShortText;
-use emr_eventstore::StoreConfig;
-use emr_http::{AppState, router};
-use http_body_util::BodyExt;
+use emr_auth::AuthPolicy;
+use emr_domain::actor::Role;
 use serde_json::{Value, json};
-use tower::ServiceExt;
-
-struct TestApp {
-    router: axum::Router,
-    identity: Identity,
-    _dir: tempfile::TempDir,
-}
-
-async fn app() -> TestApp {
-    app_with(AuthPolicy::default(), 1000).await
-}
-
-async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let store = emr_sqlite::SqliteStore::open(dir.path()).await.unwrap();
-    let (log, snapshots, keys) = store.ports();
-    let kek = Arc::new(emr_keyring::Keyring::load_or_create(&dir.path().join("keyring")).unwrap());
-    let ports = EventStorePorts { log, snapshots, keys, kek };
-    let tokens = Tokens::new(SigningKeys::generate("test-key").unwrap());
-    let identity = Identity::new(&ports, Arc::new(MemorySessionStore::new()), tokens, policy, DomainServices::default());
-    let clinic = Clinic::new(ports, StoreConfig::default(), DomainServices::default());
-    let state = AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None };
-    TestApp { router: router(state), identity, _dir: dir }
-}
-
-const PASSWORD: &str = "Correct-Horse-Battery-9";
-
-/// A signed-in user.
-#[derive(Clone)]
-struct User {
-    id: String,
-    token: String,
-}
-
-fn profile() -> PractitionerProfile {
-    let text = |v: &str| ShortText::parse("text", v).unwrap();
-    PractitionerProfile {
-        full_name: text("Li Wei"),
-        licence_number: emr_domain::account::LicenceNumber::parse("LIC-12345").unwrap(),
-        department: text("Cardiology"),
-        specialization: text("Hypertension"),
-    }
-}
-
-/// Opens an account (as the system, like `emr accounts create-admin`).
-async fn open_account(app: &TestApp, role: Role) -> (String, String) {
-    let username = format!("u{}", uuid::Uuid::new_v4().simple());
-    let profile = matches!(role, Role::Physician | Role::Nurse).then(profile);
-    let registration = Registration { username: Username::parse(&username).unwrap(), password: PASSWORD.into(), role, profile };
-    let id = app.identity.register(Some(&Actor::system()), registration, None, CommandId::new()).await.unwrap();
-    (id.to_string(), username)
-}
-
-fn post(uri: &str, body: &Value) -> Request<Body> {
-    Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap()
-}
-
-fn code_for(secret: &str, username: &str, at: u64) -> String {
-    let secret = emr_domain::account::TotpSecret::parse(secret).unwrap();
-    emr_auth::totp(&secret, "EMR Ledger", username).unwrap().generate(at)
-}
-
-fn now_secs() -> u64 {
-    u64::try_from(chrono::Utc::now().timestamp()).unwrap()
-}
-
-/// Password → enrolment → TOTP → tokens, over HTTP.
-async fn sign_in_as(app: &TestApp, id: String, username: &str) -> (User, String, Value) {
-    let (status, _, challenge) = send(app, post("/v1/auth/login", &json!({"username": username, "password": PASSWORD}))).await;
-    assert_eq!(status, StatusCode::OK, "{challenge}");
-    let mfa_token = challenge["mfa_token"].as_str().unwrap().to_owned();
-    let (status, _, enrolment) = send(app, post("/v1/auth/mfa/enrolment", &json!({"mfa_token": mfa_token}))).await;
-    assert_eq!(status, StatusCode::OK, "{enrolment}");
-    let secret = enrolment["secret"].as_str().unwrap().to_owned();
-    let code = code_for(&secret, username, now_secs());
-    let (status, _, tokens) = send(app, post("/v1/auth/mfa/verification", &json!({"mfa_token": mfa_token, "code": code}))).await;
-    assert_eq!(status, StatusCode::OK, "{tokens}");
-    (User { id, token: tokens["access_token"].as_str().unwrap().to_owned() }, secret, tokens)
-}
-
-async fn sign_in(app: &TestApp, role: Role) -> User {
-    let (id, username) = open_account(app, role).await;
-    sign_in_as(app, id, &username).await.0
-}
-
-fn as_user(user: &User, mut request: Request<Body>) -> Request<Body> {
-    request.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {}", user.token).parse().unwrap());
-    request
-}
-
-fn command(user: &User, method: &str, uri: &str, body: &Value) -> Request<Body> {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    as_user(user, request)
-}
-
-fn get(user: &User, uri: &str) -> Request<Body> {
-    as_user(user, Request::get(uri).body(Body::empty()).unwrap())
-}
-
-async fn send(app: &TestApp, request: Request<Body>) -> (StatusCode, Option<String>, Value) {
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
-fn patient_body() -> Value {
-    json!({
-        "hospital_id": "HOSP-001",
-        "identifiers": {"mrn": "MRN-42", "external": []},
-        "demographics": {"full_name": "Huang Min", "date_of_birth": "1975-02-03", "gender": "male",
-                         "phone_number": null, "email": null, "address": null}
-    })
-}
-
-fn record_body(patient_id: &str, doctor: &User) -> Value {
-    json!({
-        "patient_id": patient_id, "doctor_id": doctor.id, "hospital_id": "HOSP-001", "record_type": "consultation",
-        "visit_date": "2026-10-01",
-        "content": {"title": "Annual check-up", "description": null,
-                    "diagnosis": {"code": "I10", "description": "Essential hypertension"},
-                    "treatment": null,
-                    "medications": [{"name": "Amlodipine", "dose": {"amount": "5", "unit": "mg"}, "route": "oral", "frequency": "once daily"}]}
-    })
-}
-
-fn assert_problem(result: &(StatusCode, Option<String>, Value), status: StatusCode, code: &str) {
-    assert_eq!(result.0, status, "{}", result.2);
-    assert_eq!(result.1.as_deref(), Some("application/problem+json"));
-    assert_eq!(result.2["code"], code, "{}", result.2);
-    assert_eq!(result.2["status"], status.as_u16());
-}
+use support::*;
 
 /// A practitioner, and a patient account registered as a clinical patient.
 async fn clinic_with_patient(app: &TestApp) -> (User, User, String) {
@@ -323,14 +178,6 @@ async fn point_in_time_replay_returns_exactly_the_pre_amendment_version() {
     let encoded = just_before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).replace('+', "%2B");
     let (_, _, by_time) = send(&app, get(&doctor, &format!("/v1/records/{record}?at_time={encoded}"))).await;
     assert_eq!(by_time["versions"].as_array().map(Vec::len), Some(1), "{by_time}");
-}
-
-fn grant_body(patient: &str, grantee: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Value {
-    json!({"patient_id": patient, "grantee": grantee, "scopes": ["read", "write"], "expires_at": expires_at, "reason": "second opinion"})
-}
-
-fn in_days(days: i64) -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() + chrono::Duration::days(days)
 }
 
 #[tokio::test]
