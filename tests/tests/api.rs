@@ -1,0 +1,150 @@
+//! End to end over real TCP: the API server on JetStream (a throwaway NATS
+//! server), sessions in the real Redis, read models in a fresh MariaDB database
+//! folded by running projectors. Register → MFA login → patient and record →
+//! grant → read → revoke → refused → break-glass → the patient's access log.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use emr_auth::{AuthPolicy, Identity, Registration, SigningKeys, Tokens};
+use emr_domain::DomainServices;
+use emr_domain::account::{TotpSecret, Username};
+use emr_domain::actor::{Actor, Role};
+use emr_domain::ids::CommandId;
+use emr_projections::{AccessLogProjection, Projector};
+use emr_redis::RedisSessionStore;
+use emr_tests::backends::{clinic, jetstream};
+use emr_tests::mariadb::TestDatabase;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "Correct-Horse-Battery-9";
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body)).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    /// Password, enrolment, TOTP: the access token.
+    async fn sign_in(&self, username: &str) -> String {
+        let (status, challenge) = self.post("/v1/auth/login", None, &json!({"username": username, "password": PASSWORD})).await;
+        assert_eq!(status, 200, "{challenge}");
+        let mfa = challenge["mfa_token"].clone();
+        let (_, enrolment) = self.post("/v1/auth/mfa/enrolment", None, &json!({"mfa_token": mfa})).await;
+        let secret = TotpSecret::parse(enrolment["secret"].as_str().unwrap()).unwrap();
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+        let code = emr_auth::totp(&secret, "EMR Ledger", username).unwrap().generate(now);
+        let (status, tokens) = self.post("/v1/auth/mfa/verification", None, &json!({"mfa_token": mfa, "code": code})).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
+    let backend = jetstream().await;
+    let db = TestDatabase::fresh().await;
+    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("e2e-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let tokens = Tokens::new(SigningKeys::generate("e2e").unwrap());
+    let identity = Identity::new(&backend.backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
+    let read_models = emr_http::ReadModelState { pool: db.pool.clone(), log: backend.backend.log.clone() };
+    let state = emr_http::AppState {
+        clinic: clinic(&backend.backend),
+        identity: identity.clone(),
+        login_attempts_per_minute: 1000,
+        read_models: Some(read_models),
+        audit: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = emr_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = Projector::new(AccessLogProjection, db.pool.clone(), backend.backend.log.clone());
+    let projecting = tokio::spawn(async move { projector.run(async { stopped.await.unwrap_or(()) }).await });
+    let api = Api { base: format!("http://{address}"), http: reqwest::Client::new() };
+
+    let admin =
+        Registration { username: Username::parse("e2e_admin").unwrap(), password: PASSWORD.into(), role: Role::Admin, profile: None };
+    identity.register(Some(&Actor::system()), admin, None, CommandId::new()).await.unwrap();
+    let admin = api.sign_in("e2e_admin").await;
+    let mut ids = Vec::new();
+    for name in ["e2e_author", "e2e_consultant"] {
+        let body = json!({"username": name, "password": PASSWORD, "role": "physician",
+            "profile": {"full_name": "Sun Lei", "licence_number": "LIC-7788", "department": "Respiratory", "specialization": "Asthma"}});
+        let (status, created) = api.post("/v1/accounts", Some(&admin), &body).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["user_id"].as_str().unwrap().to_owned());
+    }
+    let (author, consultant) = (api.sign_in("e2e_author").await, api.sign_in("e2e_consultant").await);
+    let (status, created) =
+        api.post("/v1/accounts/self-registration", None, &json!({"username": "e2e_patient", "password": PASSWORD})).await;
+    assert_eq!(status, 201, "{created}");
+    let patient_id = created["user_id"].as_str().unwrap().to_owned();
+    let patient = api.sign_in("e2e_patient").await;
+
+    let register = json!({"patient_id": patient_id, "hospital_id": "HOSP-009",
+        "identifiers": {"mrn": "MRN-9", "external": []},
+        "demographics": {"full_name": "Gao Yan", "date_of_birth": "1980-05-06", "gender": "female", "phone_number": null, "email": null, "address": null}});
+    assert_eq!(api.post("/v1/patients", Some(&author), &register).await.0, 201);
+    let record = json!({"patient_id": patient_id, "doctor_id": ids[0], "hospital_id": "HOSP-009", "record_type": "consultation",
+        "visit_date": "2026-11-20", "content": {"title": "Wheezing", "description": null, "diagnosis": {"code": "J45.9", "description": "Asthma"},
+        "treatment": null, "medications": []}});
+    let (status, created) = api.post("/v1/records", Some(&author), &record).await;
+    assert_eq!(status, 201, "{created}");
+    let record_path = format!("/v1/records/{}", created["aggregate_id"].as_str().unwrap());
+
+    assert_eq!(api.get(&record_path, &consultant).await.1["code"], "no-active-grant");
+    let grant = json!({"patient_id": patient_id, "grantee": ids[1], "scopes": ["read"],
+        "expires_at": chrono::Utc::now() + chrono::Duration::days(2), "reason": "second opinion"});
+    let (status, granted) = api.post("/v1/grants", Some(&patient), &grant).await;
+    assert_eq!(status, 201, "{granted}");
+    let (status, shown) = api.get(&record_path, &consultant).await;
+    assert_eq!((status, shown["versions"][0]["content"]["title"].as_str()), (200, Some("Wheezing")), "{shown}");
+    let revoke = format!("/v1/grants/{}/revocation", granted["aggregate_id"].as_str().unwrap());
+    assert_eq!(api.post(&revoke, Some(&patient), &json!({"reason": "done"})).await.0, 200);
+    let (status, refused) = api.get(&record_path, &consultant).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("no-active-grant")));
+    let (status, opened) =
+        api.post(&format!("{record_path}/break-glass"), Some(&consultant), &json!({"reason": "respiratory arrest"})).await;
+    assert_eq!(status, 200, "{opened}");
+
+    let head = backend.backend.log.head().await.unwrap();
+    let (status, log) = api.get(&format!("/v1/read/access-log?patient_id={patient_id}&min_position={head}&wait_ms=5000"), &patient).await;
+    assert_eq!(status, 200, "{log}");
+    let mut bases: Vec<&str> =
+        log.as_array().unwrap().iter().filter(|e| e["accessor_id"] == ids[1].as_str()).map(|e| e["basis"].as_str().unwrap()).collect();
+    bases.sort_unstable();
+    assert_eq!(bases, ["break_glass", "grant"], "{log}");
+    let (status, refused) = api.get(&format!("/v1/read/access-log?patient_id={patient_id}"), &consultant).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("role-not-permitted")), "a practitioner does not read the accounting");
+    let glass: (String,) =
+        sqlx::query_as("SELECT kind FROM security_events WHERE patient_id = ?").bind(&patient_id).fetch_one(&db.pool).await.unwrap();
+    assert_eq!(glass.0, "break_glass", "break-glass raised a security event");
+
+    stop.send(()).unwrap();
+    projecting.await.unwrap();
+}
