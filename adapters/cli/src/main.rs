@@ -305,6 +305,16 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     };
     let identity = wiring::identity(settings, &ports).await?;
     let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
+    let grpc = match settings.grpc.listen {
+        Some(listen) => {
+            let routes = emr_grpc::routes(emr_grpc::GrpcState { clinic: clinic.clone(), identity: identity.clone() });
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            tracing::info!(%listen, "gRPC serving");
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            Some(tokio::spawn(tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown())))
+        }
+        None => None,
+    };
     let app = emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit: audit_state });
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
@@ -314,6 +324,9 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         .await
         .context("HTTP server")?;
     let _ = stop.send(true);
+    if let Some(grpc) = grpc {
+        grpc.await.context("gRPC server")?.context("gRPC server")?;
+    }
     if let Some(projectors) = projectors {
         projectors.await.context("projectors")?;
     }

@@ -51,6 +51,12 @@ pub(crate) struct HttpSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub(crate) struct GrpcSettings {
+    /// Where the gRPC API listens; none: no gRPC.
+    pub(crate) listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct ReadModelSettings {
     /// MySQL/MariaDB URL of the read models; none: no projections run.
     pub(crate) mysql_url: Option<String>,
@@ -115,6 +121,7 @@ pub(crate) struct Settings {
     pub(crate) nats: NatsSettings,
     pub(crate) keys: KeySettings,
     pub(crate) http: HttpSettings,
+    pub(crate) grpc: GrpcSettings,
     pub(crate) read_models: ReadModelSettings,
     pub(crate) audit: AuditSettings,
 }
@@ -140,6 +147,9 @@ duplicate_window_secs = 120
 
 [http]
 listen = "127.0.0.1:8080"
+
+[grpc]
+listen = "127.0.0.1:50051"
 
 [read_models]
 batch_size = 1000
