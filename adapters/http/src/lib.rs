@@ -17,6 +17,7 @@
 //!   reason.
 
 mod extract;
+mod metrics;
 mod problem;
 mod routes;
 
@@ -58,7 +59,13 @@ pub struct ReadModelState {
     pub log: std::sync::Arc<dyn emr_eventstore::EventLog>,
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API, with its Prometheus metrics at `/metrics`.
 pub fn router(state: AppState) -> Router {
-    routes::router().with_state(state)
+    // Registering fixed, distinct metric names into a fresh registry cannot fail.
+    #[allow(clippy::expect_used)]
+    let metrics = metrics::Metrics::new().expect("metric families are valid");
+    routes::router()
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::record))
+        .layer(axum::Extension(metrics))
 }

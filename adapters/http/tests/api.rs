@@ -10,8 +10,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use emr_auth::AuthPolicy;
 use emr_domain::actor::Role;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use support::*;
+use tower::ServiceExt;
 
 /// A practitioner, and a patient account registered as a clinical patient.
 async fn clinic_with_patient(app: &TestApp) -> (User, User, String) {
@@ -332,4 +334,21 @@ async fn weak_passwords_and_taken_usernames_are_refused_at_registration() {
     let practitioner = json!({"username": "self_made_doctor", "password": PASSWORD, "role": "physician"});
     let refused = send(&app, post("/v1/accounts/self-registration", &practitioner)).await;
     assert_eq!(refused.0, StatusCode::UNPROCESSABLE_ENTITY, "self-registration has no role field: {}", refused.2);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_for_the_seeds_alert_rules() {
+    let app = app().await;
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let unknown = "0190f5c4-7d0e-7cc2-9a4e-000000000001";
+    assert_eq!(send(&app, get(&auditor, &format!("/v1/audit/patient/{unknown}/history"))).await.0, StatusCode::NOT_FOUND);
+    let response = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let line = text.lines().find(|l| l.starts_with("http_requests_total{") && l.contains("/history")).unwrap_or_default();
+    assert!(line.contains(r#"route="/v1/audit/{aggregate_type}/{aggregate_id}/history""#) && line.contains(r#"status="404""#), "{text}");
+    assert!(!text.contains(unknown), "ids never become label values");
+    assert!(text.contains("http_request_duration_seconds_bucket{"), "histogram_quantile needs buckets");
+    assert!(text.contains("emr_log_head_position"));
+    let (status, _, ready) = send(&app, Request::get("/ready").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, ready["sessions"].as_str()), (StatusCode::OK, Some("ready")), "{ready}");
 }

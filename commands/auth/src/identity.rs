@@ -475,6 +475,12 @@ impl Identity {
         self.execute_account(user_id, command, *admin).await
     }
 
+    /// Whether the session store answers (readiness).
+    pub async fn check_sessions(&self) -> Result<(), AuthError> {
+        self.sessions.get("readiness-probe").await?;
+        Ok(())
+    }
+
     /// An account as of now (for administrators and the account holder).
     pub async fn account(&self, user_id: UserId) -> Result<Account, AuthError> {
         Ok(self.accounts.load(&user_id.to_string()).await?.state().clone())

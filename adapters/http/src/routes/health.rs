@@ -10,8 +10,17 @@ pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the event log answers.
+/// Readiness: the event log (NATS or the embedded store), the session store
+/// and, when configured, the read-model database all answer.
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let head = state.clinic.log().head().await?;
-    Ok(Json(json!({"status": "ready", "log_head": head})))
+    state.identity.check_sessions().await?;
+    let read_models = match &state.read_models {
+        Some(models) => {
+            sqlx::query("SELECT 1").execute(&models.pool).await.map_err(|e| ApiError::ReadModel(e.into()))?;
+            "ready"
+        }
+        None => "not configured",
+    };
+    Ok(Json(json!({"status": "ready", "log_head": head, "sessions": "ready", "read_models": read_models})))
 }

@@ -14,8 +14,11 @@ use axum::routing::{get, post, put};
 use crate::AppState;
 use crate::problem::ApiError;
 
+pub(crate) use read::projection_lags;
+
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/metrics", get(crate::metrics::render))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/auth/login", post(auth::login))

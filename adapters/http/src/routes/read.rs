@@ -79,7 +79,11 @@ pub(crate) async fn dashboard(
 
 pub(crate) async fn projections(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Lag>>, ApiError> {
     authorize(&state, &caller, Action::ReadDashboard, None).await?;
-    let models = models(&state)?;
+    Ok(Json(projection_lags(models(&state)?).await?))
+}
+
+/// The lag of every read model.
+pub(crate) async fn projection_lags(models: &ReadModelState) -> Result<Vec<Lag>, ApiError> {
     let mut lags = Vec::new();
     for (name, table) in [
         (emr_projections::PatientDirectory::NAME, emr_projections::PatientDirectory.tables()[0]),
@@ -90,7 +94,7 @@ pub(crate) async fn projections(State(state): State<AppState>, caller: Caller) -
     ] {
         lags.push(emr_projections::lag(&models.pool, models.log.clone(), name, table).await?);
     }
-    Ok(Json(lags))
+    Ok(lags)
 }
 
 #[derive(Deserialize)]

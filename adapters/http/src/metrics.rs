@@ -1,0 +1,82 @@
+//! Prometheus metrics at `/metrics`. The HTTP series use the names the seed's
+//! alert rules (section 7.2) are written against — `http_requests_total{status}`
+//! and `http_request_duration_seconds` — so those rules work unchanged
+//! (`deploy/prometheus/alerts.yml`). Projection lag is read at scrape time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// The metric families of one server.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    log_head: IntGauge,
+    lag_events: IntGaugeVec,
+    lag_seconds: GaugeVec,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Result<Arc<Self>, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by method, route and status"),
+            &["method", "route", "status"],
+        )?;
+        let buckets = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by method and route").buckets(buckets),
+            &["method", "route"],
+        )?;
+        let log_head = IntGauge::new("emr_log_head_position", "Position of the last commit in the event log")?;
+        let lag_events =
+            IntGaugeVec::new(Opts::new("emr_projection_lag_events", "Commits a read model is behind the log"), &["projection"])?;
+        let lag_seconds = GaugeVec::new(
+            Opts::new("emr_projection_lag_seconds", "Age of the oldest commit a read model has not folded"),
+            &["projection"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(log_head.clone()))?;
+        registry.register(Box::new(lag_events.clone()))?;
+        registry.register(Box::new(lag_seconds.clone()))?;
+        Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds }))
+    }
+}
+
+/// Counts and times every request under its route template (never the raw
+/// path: ids in paths would explode the series).
+pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.duration.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
+    metrics.requests.with_label_values(&[&method, &route, response.status().as_str()]).inc();
+    response
+}
+
+/// The text exposition format, with log head and projection lag refreshed.
+pub(crate) async fn render(State(state): State<AppState>, metrics: axum::Extension<Arc<Metrics>>) -> Result<Response, ApiError> {
+    metrics.log_head.set(i64::try_from(state.clinic.log().head().await?).unwrap_or(i64::MAX));
+    if let Some(models) = &state.read_models {
+        for lag in crate::routes::projection_lags(models).await? {
+            metrics.lag_events.with_label_values(&[lag.projection.as_str()]).set(i64::try_from(lag.behind_commits).unwrap_or(i64::MAX));
+            metrics.lag_seconds.with_label_values(&[lag.projection.as_str()]).set(lag.behind_seconds);
+        }
+    }
+    let mut body = Vec::new();
+    TextEncoder::new().encode(&metrics.registry.gather(), &mut body).map_err(|_| ApiError::NotFound("metrics".into()))?;
+    let mut response = body.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    Ok(response)
+}
