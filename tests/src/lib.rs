@@ -5,6 +5,7 @@
 
 pub mod anvil;
 pub mod backends;
+pub mod bench;
 pub mod history;
 pub mod mariadb;
 pub mod nats_server;

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use emr_commands::Clinic;
@@ -27,59 +27,25 @@ use emr_domain::metadata::CommandContext;
 use emr_domain::record::{MedicalRecord, RecordCommand};
 use emr_eventstore::{EmrEventStore, StoreConfig};
 use emr_tests::backends;
+use emr_tests::bench::{Rate, drive, rate};
 use emr_tests::mariadb::TestDatabase;
 use serde_json::json;
 
+/// One physician writes every record, in their own name (the policy's rule).
+fn doctor_id() -> UserId {
+    UserId::from(uuid::Uuid::from_u128(0x0190_f5c4_7d0e_7cc2_9a4e_3f1c_2b6a_9d10))
+}
+
 fn doctor() -> CommandContext {
-    CommandContext::new(Actor::new(UserId::new(), Role::Physician))
+    CommandContext::new(Actor::new(doctor_id(), Role::Physician))
 }
 
 fn create(record: RecordId, patient: PatientId) -> RecordCommand {
-    create_record(record, patient, "Consultation")
-}
-
-struct Rate {
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn rate(count: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Rate {
-    latencies.sort();
-    let pick = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q) as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    Rate { per_second: count as f64 / elapsed.as_secs_f64(), p50_ms: pick(0.50), p99_ms: pick(0.99) }
-}
-
-/// Runs `count` operations with `concurrency` in flight; each returns its latency.
-async fn drive<F, Fut>(count: usize, concurrency: usize, operation: F) -> Rate
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let operation = Arc::new(operation);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (operation, next) = (operation.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= count {
-                    return latencies;
-                }
-                let t = Instant::now();
-                operation(i).await;
-                latencies.push(t.elapsed());
-            }
-        }));
+    let mut command = create_record(record, patient, "Consultation");
+    if let RecordCommand::Create { doctor_id: author, .. } = &mut command {
+        *author = doctor_id();
     }
-    let mut latencies = Vec::with_capacity(count);
-    for worker in workers {
-        latencies.extend(worker.await.unwrap());
-    }
-    rate(count, started.elapsed(), latencies)
+    command
 }
 
 async fn register(clinic: &Clinic) -> PatientId {

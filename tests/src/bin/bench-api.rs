@@ -1,0 +1,140 @@
+//! Record creation through the HTTP API at a fixed concurrency, beside the same
+//! commands sent straight to the application layer in the same run: what the
+//! transport, bearer authentication (a Redis lookup per request for revoked
+//! sessions) and authorization cost.
+//!
+//! Run with: `cargo run --release -p emr-tests --bin bench-api -- [COMMANDS] [CONCURRENCY]`
+//! (defaults 2000 and 32). Real parts: JetStream on a throwaway nats-server
+//! (file storage), Redis at `EMR_TEST_REDIS_URL` (default 127.0.0.1:6379),
+//! HTTP/1.1 keep-alive over loopback. Writes `bench-api.json`.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+
+use emr_auth::{AuthPolicy, Identity, Registration, SigningKeys, Tokens};
+use emr_domain::DomainServices;
+use emr_domain::account::{LicenceNumber, PractitionerProfile, TotpSecret, Username};
+use emr_domain::actor::{Actor, Role};
+use emr_domain::fixtures::{self, create_record};
+use emr_domain::ids::{CommandId, PatientId, RecordId, UserId};
+use emr_domain::metadata::CommandContext;
+use emr_domain::record::RecordCommand;
+use emr_domain::values::ShortText;
+use emr_redis::RedisSessionStore;
+use emr_tests::backends;
+use emr_tests::bench::{Rate, drive};
+use serde_json::json;
+
+const PASSWORD: &str = "Correct-Horse-Battery-9";
+
+async fn sign_in(http: &reqwest::Client, base: &str, username: &str) -> String {
+    let post = |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send();
+    let challenge: serde_json::Value =
+        post("/v1/auth/login", json!({"username": username, "password": PASSWORD})).await.unwrap().json().await.unwrap();
+    let enrolment: serde_json::Value =
+        post("/v1/auth/mfa/enrolment", json!({"mfa_token": challenge["mfa_token"]})).await.unwrap().json().await.unwrap();
+    let secret = TotpSecret::parse(enrolment["secret"].as_str().unwrap()).unwrap();
+    let code = emr_auth::totp(&secret, "EMR Ledger", username).unwrap().generate(u64::try_from(chrono::Utc::now().timestamp()).unwrap());
+    let tokens: serde_json::Value =
+        post("/v1/auth/mfa/verification", json!({"mfa_token": challenge["mfa_token"], "code": code})).await.unwrap().json().await.unwrap();
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let commands: usize = args.next().map(|a| a.parse().unwrap()).unwrap_or(2000);
+    let concurrency: usize = args.next().map(|a| a.parse().unwrap()).unwrap_or(32);
+    let test = backends::jetstream().await;
+    let backend = test.backend.clone();
+    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("bench-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let tokens = Tokens::new(SigningKeys::generate("bench").unwrap());
+    let identity = Identity::new(&backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
+    let clinic = backends::clinic(&backend);
+    let state = emr_http::AppState {
+        clinic: clinic.clone(),
+        identity: identity.clone(),
+        login_attempts_per_minute: 1000,
+        read_models: None,
+        audit: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, emr_http::router(state)).await.unwrap() });
+
+    let text = |v: &str| ShortText::parse("text", v).unwrap();
+    let profile = PractitionerProfile {
+        full_name: text("Bench Doctor"),
+        licence_number: LicenceNumber::parse("LIC-BENCH").unwrap(),
+        department: text("Internal medicine"),
+        specialization: text("General"),
+    };
+    let registration = Registration {
+        username: Username::parse("bench_doctor").unwrap(),
+        password: PASSWORD.into(),
+        role: Role::Physician,
+        profile: Some(profile),
+    };
+    let doctor: UserId = identity.register(Some(&Actor::system()), registration, None, CommandId::new()).await.unwrap();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let token = sign_in(&http, &base, "bench_doctor").await;
+    let actor = Actor::new(doctor, Role::Physician);
+    let mut patients = Vec::new();
+    for _ in 0..200 {
+        let patient = PatientId::new();
+        clinic.patient(patient, fixtures::register(patient, "Bench"), &CommandContext::new(actor)).await.unwrap();
+        patients.push(patient);
+    }
+    let patients = Arc::new(patients);
+    let authored = move |record: RecordId, patient: PatientId| {
+        let mut command = create_record(record, patient, "Consultation");
+        if let RecordCommand::Create { doctor_id, .. } = &mut command {
+            *doctor_id = doctor;
+        }
+        command
+    };
+
+    let (c, p) = (clinic.clone(), patients.clone());
+    let direct = drive(commands, concurrency, move |i| {
+        let (clinic, patient) = (c.clone(), p[i % p.len()]);
+        async move {
+            let record = RecordId::new();
+            clinic.record(record, authored(record, patient), &CommandContext::new(actor)).await.unwrap();
+        }
+    })
+    .await;
+
+    let body = move |patient: PatientId| {
+        json!({"patient_id": patient, "doctor_id": doctor, "hospital_id": "HOSP-001", "record_type": "consultation", "visit_date": "2026-01-15",
+               "content": {"title": "Consultation", "description": null, "diagnosis": null, "treatment": null, "medications": []}})
+    };
+    let (h, p, t, b) = (http.clone(), patients.clone(), Arc::new(token), Arc::new(base.clone()));
+    let over_http = drive(commands, concurrency, move |i| {
+        let (http, patient, token, base) = (h.clone(), p[i % p.len()], t.clone(), b.clone());
+        let body = body(patient);
+        async move {
+            let response = http.post(format!("{base}/v1/records")).bearer_auth(token.as_str()).json(&body).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap_or_default());
+        }
+    })
+    .await;
+
+    let machine = format!("{} cores, {}", std::thread::available_parallelism().map_or(0, usize::from), std::env::consts::ARCH);
+    println!("## API benchmark ({commands} record creations, concurrency {concurrency}, {machine})\n");
+    println!("| what | per second | p50 ms | p99 ms | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let row = |name: &str, r: &Rate, base: f64| {
+        println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} |", r.per_second, r.p50_ms, r.p99_ms, r.per_second / base)
+    };
+    row("application layer, direct (baseline)", &direct, direct.per_second);
+    row("HTTP API: bearer auth + authorization + JSON", &over_http, direct.per_second);
+    let r = |r: &Rate| json!({"per_second": r.per_second, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms});
+    let report = json!({
+        "machine": machine, "commands": commands, "concurrency": concurrency,
+        "application_layer": r(&direct), "http_api": r(&over_http), "http_over_direct": over_http.per_second / direct.per_second,
+    });
+    println!("\n{report}");
+    std::fs::write("bench-api.json", serde_json::to_string_pretty(&report).unwrap()).unwrap();
+}
