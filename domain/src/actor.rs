@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::UserId;
 
 /// Roles (seed 3.1; authorization rules live in the application layer).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

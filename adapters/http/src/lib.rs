@@ -18,6 +18,7 @@
 
 mod extract;
 mod metrics;
+mod openapi;
 mod problem;
 mod routes;
 

@@ -11,7 +11,7 @@ use emr_eventstore::StoreError;
 use serde::Serialize;
 
 /// A problem document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// `urn:emr-ledger:problem:<code>`.
     #[serde(rename = "type")]

@@ -352,3 +352,35 @@ async fn metrics_count_requests_by_route_template_for_the_seeds_alert_rules() {
     let (status, _, ready) = send(&app, Request::get("/ready").body(Body::empty()).unwrap()).await;
     assert_eq!((status, ready["sessions"].as_str()), (StatusCode::OK, Some("ready")), "{ready}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_routes_that_exist_with_the_domains_schemas() {
+    let app = app().await;
+    let (status, _, document) = send(&app, Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."), "{}", document["openapi"]);
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 30, "{} paths", paths.len());
+    let content = &document["components"]["schemas"]["RecordContent"];
+    assert!(content["properties"]["title"].is_object() && content["required"].as_array().unwrap().contains(&json!("title")), "{content}");
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let id = "0190f5c4-7d0e-7cc2-9a4e-000000000009";
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{aggregate_type}", "patient")
+            .replace("{sequence}", "1")
+            .split('/')
+            .map(|part| if part.starts_with('{') { id } else { part })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in operations.as_object().unwrap().keys() {
+            let request = Request::builder().method(method.to_uppercase().as_str()).uri(&concrete).body(Body::empty()).unwrap();
+            let (status, _, body) = send(&app, request).await;
+            assert!(
+                !(status == StatusCode::NOT_FOUND && body["detail"] == "no resource with this id"),
+                "{method} {path} is documented but not routed"
+            );
+            assert!(status.is_client_error(), "{method} {concrete} without credentials or body: {status} {body}");
+        }
+    }
+}

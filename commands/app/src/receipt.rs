@@ -7,6 +7,7 @@ use emr_eventstore::Executed;
 use serde::Serialize;
 
 /// One stored event of a command.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventReceipt {
     /// Event id.
@@ -18,6 +19,7 @@ pub struct EventReceipt {
 }
 
 /// The outcome of an accepted command.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Receipt {
     /// Aggregate type.

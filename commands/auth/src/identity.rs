@@ -149,6 +149,7 @@ pub struct Registration {
 }
 
 /// The first login step's answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Challenge {
     /// Present it with a TOTP code (or to enrol).
@@ -158,6 +159,7 @@ pub struct Challenge {
 }
 
 /// An enrolment in progress.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Enrolment {
     /// `otpauth://totp/...` for an authenticator app (render as a QR code).
@@ -167,6 +169,7 @@ pub struct Enrolment {
 }
 
 /// Tokens for an authenticated session.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenPair {
     /// The bearer token for API calls.

@@ -12,6 +12,7 @@ use crate::values::{InvalidValue, ShortText};
 /// lower case so that `Dr_Li` and `dr_li` are one account. It doubles as the id
 /// of the [`super::UsernameClaim`] that keeps it unique, so it must be a valid
 /// log subject token (no dots, spaces or wildcards).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username(String);
@@ -56,6 +57,7 @@ impl fmt::Display for Username {
 
 /// A practitioner's licence number as issued by their regulator: 4–32 ASCII
 /// letters, digits or `-`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct LicenceNumber(String);
@@ -89,6 +91,7 @@ impl From<LicenceNumber> for String {
 }
 
 /// What the seed's Users table keeps about a physician or nurse.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PractitionerProfile {

@@ -41,6 +41,7 @@ pub enum GrantError {
 }
 
 /// Lifecycle of a grant. Expiry is not a status: it is checked against the clock.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantStatus {

@@ -31,6 +31,7 @@ pub enum PatientError {
 }
 
 /// Lifecycle of a patient.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PatientStatus {

@@ -6,6 +6,7 @@ use crate::phi::Phi;
 use crate::values::{Demographics, PatientIdentifiers};
 
 /// Why a patient was erased. Not free text: the reason is kept readable after erasure.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErasureReason {

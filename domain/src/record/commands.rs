@@ -5,6 +5,7 @@ use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
 use crate::values::{ContentId, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
 
 /// An attachment as described by the blob store after upload.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachmentDescriptor {
     /// The attachment's id.

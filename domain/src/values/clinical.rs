@@ -11,6 +11,7 @@ use super::{InvalidValue, LongText, ShortText};
 /// extension of one to four characters after the dot (`J18.9`, `S72.001A`, `E11`).
 /// WHO ICD-10 and ICD-10-CM share this shape; whether a code exists in a given
 /// release is checked against terminology services, not here.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Icd10Code(String);
@@ -55,6 +56,7 @@ impl From<Icd10Code> for String {
 }
 
 /// A coded diagnosis.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnosis {
     /// ICD-10 code.
@@ -64,6 +66,7 @@ pub struct Diagnosis {
 }
 
 /// The kinds of medical record (the seed's `record_type` enum).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordType {
@@ -100,6 +103,7 @@ impl RecordType {
 }
 
 /// Units a dose may be expressed in (UCUM codes).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DoseUnit {
     /// milligram
@@ -131,8 +135,10 @@ pub struct Dose {
     unit: DoseUnit,
 }
 
+/// A dose as it travels: an exact decimal amount as text (`"2.5"`) and a unit.
 #[derive(Serialize, Deserialize)]
-struct DoseWire {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Dose))]
+pub(crate) struct DoseWire {
     amount: String,
     unit: DoseUnit,
 }
@@ -196,6 +202,7 @@ impl fmt::Debug for Dose {
 }
 
 /// Route of administration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Route {
@@ -216,11 +223,13 @@ pub enum Route {
 }
 
 /// One prescribed or administered medication.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Medication {
     /// Drug name (generic preferred).
     pub name: ShortText,
     /// Dose per administration.
+    #[cfg_attr(feature = "openapi", schema(value_type = DoseWire))]
     pub dose: Dose,
     /// Route of administration.
     pub route: Route,
@@ -230,6 +239,7 @@ pub struct Medication {
 
 /// The clinical content of a record: what a version of a record says. Amendments
 /// replace it whole; earlier versions stay in the log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordContent {
     /// Title.

@@ -10,6 +10,7 @@ use super::InvalidValue;
 /// An IPFS content identifier: CIDv0 (`Qm…`, base58btc, 46 characters) or CIDv1 in
 /// its default base32 text form (`b…`). Only the text shape is checked here; the
 /// blob store adapter decodes it fully.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ContentId(String);
@@ -46,6 +47,7 @@ impl From<ContentId> for String {
 }
 
 /// A SHA-256 digest, written as 64 lowercase hex digits.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = "hex"))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Sha256Digest([u8; 32]);
@@ -102,6 +104,7 @@ impl From<Sha256Digest> for String {
 }
 
 /// A MIME type such as `application/dicom` or `image/png` (RFC 6838 shape, no parameters).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MimeType(String);

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{InvalidValue, LongText, ShortText};
 
 /// A medical record number assigned by the registering hospital.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Mrn(String);
@@ -38,6 +39,7 @@ impl From<Mrn> for String {
 
 /// An identifier issued by another system (national id, insurer, another hospital),
 /// in the FHIR `Identifier` spirit: a namespace and a value.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ExternalIdentifier {
     /// The namespace (a URI or a well-known system name).
@@ -47,6 +49,7 @@ pub struct ExternalIdentifier {
 }
 
 /// How a patient is identified.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatientIdentifiers {
     /// The registering hospital's MRN.
@@ -69,6 +72,7 @@ impl PatientIdentifiers {
 }
 
 /// Administrative gender (FHIR's value set).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Gender {
@@ -83,6 +87,7 @@ pub enum Gender {
 }
 
 /// Demographics (the seed's Users columns that describe a person).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Demographics {
     /// Full name as written by the patient.

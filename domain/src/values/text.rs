@@ -25,6 +25,7 @@ macro_rules! text_type {
     ($(#[$doc:meta])* $name:ident, $max:expr, $newlines:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 

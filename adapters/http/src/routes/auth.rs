@@ -14,13 +14,15 @@ use crate::AppState;
 use crate::extract::{Body, Caller, ClientAddress, IdempotencyKey};
 use crate::problem::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LoginRequest)]
 pub(crate) struct Login {
     username: Username,
     password: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", summary = "Password step: answers an MFA challenge", request_body = Login, responses((status = 200, body = emr_auth::Challenge), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
@@ -30,23 +32,26 @@ pub(crate) async fn login(
     Ok(Json(state.identity.login(&body.username, body.password).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MfaToken {
     mfa_token: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/mfa/enrolment", tag = "auth", summary = "Start TOTP enrolment (otpauth URI)", request_body = MfaToken, responses((status = 200, body = emr_auth::Enrolment), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn enrol(State(state): State<AppState>, Body(body): Body<MfaToken>) -> Result<Json<Enrolment>, ApiError> {
     Ok(Json(state.identity.enrol(&body.mfa_token).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MfaCode)]
 pub(crate) struct Code {
     mfa_token: String,
     code: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/mfa/verification", tag = "auth", summary = "TOTP step: answers access and refresh tokens", request_body = Code, responses((status = 200, body = emr_auth::TokenPair), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn verify(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
@@ -56,22 +61,25 @@ pub(crate) async fn verify(
     Ok(Json(state.identity.verify(&body.mfa_token, &body.code).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RefreshRequest)]
 pub(crate) struct Refresh {
     refresh_token: String,
 }
 
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", summary = "Trade a one-use refresh token for a new pair", request_body = Refresh, responses((status = 200, body = emr_auth::TokenPair), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn refresh(State(state): State<AppState>, Body(body): Body<Refresh>) -> Result<Json<TokenPair>, ApiError> {
     Ok(Json(state.identity.refresh(&body.refresh_token).await?))
 }
 
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", summary = "Revoke the session", responses((status = 204, description = "session revoked"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
     state.identity.logout(&caller.claims).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewAccount {
     username: Username,
@@ -82,11 +90,12 @@ pub(crate) struct NewAccount {
     patient_id: Option<PatientId>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Created {
     user_id: UserId,
 }
 
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", summary = "Open an account (administrators)", request_body = NewAccount, responses((status = 201, body = Created), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// An administrator opens an account.
 pub(crate) async fn register(
     State(state): State<AppState>,
@@ -100,13 +109,14 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(Created { user_id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SelfRegistration {
     username: Username,
     password: String,
 }
 
+#[utoipa::path(post, path = "/v1/accounts/self-registration", tag = "accounts", summary = "A patient opens their own account", request_body = SelfRegistration, responses((status = 201, body = Created), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 /// A patient opens their own account; its id is the patient id clinical staff
 /// register them under.
 pub(crate) async fn register_self(
@@ -121,7 +131,7 @@ pub(crate) async fn register_self(
     Ok((StatusCode::CREATED, Json(Created { user_id })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct AccountView {
     user_id: UserId,
     username: Option<Username>,
@@ -132,6 +142,7 @@ pub(crate) struct AccountView {
     locked_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+#[utoipa::path(get, path = "/v1/accounts/{user_id}", tag = "accounts", summary = "An account (administrator or holder)", params(("user_id" = String, Path, description = "account id (UUID)")), responses((status = 200, body = AccountView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// An account, for an administrator or its holder.
 pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<AccountView>, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
@@ -157,12 +168,14 @@ pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id)
     }))
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/unlock", tag = "accounts", summary = "Lift a lockout", params(("user_id" = String, Path, description = "account id (UUID)")), responses((status = 204, description = "unlocked"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn unlock(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
     state.identity.administer(&caller.actor, user_id, AccountCommand::Unlock { by: caller.actor.user_id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/deactivation", tag = "accounts", summary = "Close an account", params(("user_id" = String, Path, description = "account id (UUID)")), responses((status = 204, description = "closed"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn deactivate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
     state.identity.administer(&caller.actor, user_id, AccountCommand::Deactivate { by: caller.actor.user_id }).await?;

@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::extract::{Body, Caller, Command};
 use crate::problem::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Grant {
     grant_id: Option<GrantId>,
@@ -26,6 +26,7 @@ pub(crate) struct Grant {
     reason: ShortText,
 }
 
+#[utoipa::path(post, path = "/v1/grants", tag = "grants", summary = "A patient grants access", request_body = Grant, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn grant(
     State(state): State<AppState>,
     Command(context): Command,
@@ -44,8 +45,9 @@ pub(crate) async fn grant(
     Ok((StatusCode::CREATED, Json(state.clinic.grant(grant_id, command, &context).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AccessRequest)]
 pub(crate) struct Request {
     grant_id: Option<GrantId>,
     patient_id: PatientId,
@@ -54,6 +56,7 @@ pub(crate) struct Request {
     reason: ShortText,
 }
 
+#[utoipa::path(post, path = "/v1/access-requests", tag = "grants", summary = "A practitioner asks for access", request_body = Request, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn request(
     State(state): State<AppState>,
     Command(context): Command,
@@ -82,12 +85,13 @@ async fn on_grant(
     Ok(Json(state.clinic.grant(grant_id, command, &context.0).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Approve {
     expires_at: DateTime<Utc>,
 }
 
+#[utoipa::path(post, path = "/v1/grants/{grant_id}/approval", tag = "grants", summary = "Approve a request", request_body = Approve, params(("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn approve(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -97,12 +101,14 @@ pub(crate) async fn approve(
     on_grant(state, &id, |by| GrantCommand::Approve { approved_by: by, expires_at: body.expires_at }, context).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = GrantReason)]
 pub(crate) struct Reason {
     reason: ShortText,
 }
 
+#[utoipa::path(post, path = "/v1/grants/{grant_id}/denial", tag = "grants", summary = "Deny a request", request_body = Reason, params(("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn deny(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -112,6 +118,7 @@ pub(crate) async fn deny(
     on_grant(state, &id, |by| GrantCommand::Deny { denied_by: by, reason: body.reason }, context).await
 }
 
+#[utoipa::path(post, path = "/v1/grants/{grant_id}/revocation", tag = "grants", summary = "Revoke a grant", request_body = Reason, params(("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -121,7 +128,7 @@ pub(crate) async fn revoke(
     on_grant(state, &id, |by| GrantCommand::Revoke { revoked_by: by, reason: body.reason }, context).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct GrantView {
     grant_id: GrantId,
     patient_id: Option<PatientId>,
@@ -132,6 +139,7 @@ pub(crate) struct GrantView {
     active_now: bool,
 }
 
+#[utoipa::path(get, path = "/v1/grants/{grant_id}", tag = "grants", summary = "Read a grant or request", params(("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, body = GrantView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<GrantView>, ApiError> {
     let grant_id: GrantId = path_id(&id, "grant id")?;
     let loaded = state.clinic.read_grant(&caller.actor, grant_id).await?;

@@ -14,7 +14,8 @@ async fn audit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Page {
     #[serde(default = "first")]
     from: u64,
@@ -30,6 +31,7 @@ fn default_limit() -> usize {
     100
 }
 
+#[utoipa::path(get, path = "/v1/log", tag = "audit", summary = "The event log, PHI sealed (auditors)", params(Page), responses((status = 200, description = "events in log order"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// Events of up to `limit` (≤ 1000) commits from position `from`, PHI sealed.
 pub(crate) async fn read(
     State(state): State<AppState>,
@@ -41,6 +43,7 @@ pub(crate) async fn read(
     Ok(Json(state.clinic.log().read(page.from, page.limit.min(1000)).await?))
 }
 
+#[utoipa::path(get, path = "/v1/audit/{aggregate_type}/{aggregate_id}/history", tag = "audit", summary = "An aggregate's full history, PHI sealed", params(("aggregate_type" = String, Path, description = "patient, medical_record, access_grant, account, disclosure, …"), ("aggregate_id" = String, Path)), responses((status = 200, description = "events with envelopes"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The full history of one aggregate, PHI sealed: what auditors replay.
 pub(crate) async fn history(
     State(state): State<AppState>,
@@ -55,6 +58,7 @@ pub(crate) async fn history(
     Ok(Json(events))
 }
 
+#[utoipa::path(get, path = "/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt", tag = "audit", summary = "An event's inclusion proof against an anchored tree head", params(("aggregate_type" = String, Path, description = "patient, medical_record, access_grant, account, disclosure, …"), ("aggregate_id" = String, Path), ("sequence" = u64, Path)), responses((status = 200, description = "receipt, verifiable offline"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The receipt of one event: its inclusion proof against a signed, anchored tree
 /// head, verifiable offline (docs/receipts.md).
 pub(crate) async fn receipt(

@@ -1,12 +1,12 @@
 //! Routes, one module per resource.
 
-mod auth;
-mod grants;
+pub(crate) mod auth;
+pub(crate) mod grants;
 mod health;
-mod log;
-mod patients;
-mod read;
-mod records;
+pub(crate) mod log;
+pub(crate) mod patients;
+pub(crate) mod read;
+pub(crate) mod records;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -19,6 +19,7 @@ pub(crate) use read::projection_lags;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(crate::metrics::render))
+        .route("/openapi.json", get(crate::openapi::document))
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/auth/login", post(auth::login))

@@ -14,8 +14,9 @@ use crate::AppState;
 use crate::extract::{Body, Caller, Command};
 use crate::problem::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PatientRegistration)]
 pub(crate) struct Register {
     patient_id: Option<PatientId>,
     hospital_id: HospitalId,
@@ -23,6 +24,7 @@ pub(crate) struct Register {
     demographics: Demographics,
 }
 
+#[utoipa::path(post, path = "/v1/patients", tag = "patients", summary = "Register a patient", request_body = Register, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     Command(context): Command,
@@ -39,6 +41,7 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(receipt)))
 }
 
+#[utoipa::path(put, path = "/v1/patients/{patient_id}/demographics", tag = "patients", summary = "Replace demographics", request_body = emr_domain::values::Demographics, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn update_demographics(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,
@@ -49,12 +52,14 @@ pub(crate) async fn update_demographics(
     Ok(Json(state.clinic.patient(patient_id, PatientCommand::UpdateDemographics { demographics }, &context).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Erasure)]
 pub(crate) struct Erase {
     reason: ErasureReason,
 }
 
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/erasure", tag = "patients", summary = "Erase a patient (GDPR Art. 17)", request_body = Erase, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn erase(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,
@@ -65,7 +70,7 @@ pub(crate) async fn erase(
     Ok(Json(state.clinic.patient(patient_id, PatientCommand::Erase { reason: body.reason }, &context).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct PatientView {
     patient_id: PatientId,
     hospital_id: Option<HospitalId>,
@@ -99,6 +104,7 @@ fn view(patient_id: PatientId, read: &Read<Patient>) -> PatientView {
     }
 }
 
+#[utoipa::path(get, path = "/v1/patients/{patient_id}", tag = "patients", summary = "Read a patient (recorded as a disclosure)", params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, body = PatientView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -109,12 +115,13 @@ pub(crate) async fn show(
     Ok(Json(view(patient_id, &read)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Emergency {
     reason: ShortText,
 }
 
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/break-glass", tag = "patients", summary = "Emergency read without a grant", request_body = Emergency, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, body = PatientView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// A practitioner without a grant opens the patient's demographics in an
 /// emergency; recorded, raised as a security event and shown to the patient.
 pub(crate) async fn break_glass(

@@ -18,7 +18,8 @@ use crate::extract::Caller;
 use crate::problem::ApiError;
 use crate::{AppState, ReadModelState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Consistency {
     min_position: Option<u64>,
     wait_ms: Option<u64>,
@@ -44,6 +45,7 @@ async fn authorize(state: &AppState, caller: &Caller, action: Action, patient: O
     Ok(())
 }
 
+#[utoipa::path(get, path = "/v1/read/records", tag = "read models", summary = "The record index (metadata only)", params(Consistency), responses((status = 200, description = "record summaries"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The record index (metadata, no content): auditors see all of it; patients
 /// and practitioners ask about one patient they may read.
 pub(crate) async fn records(
@@ -59,11 +61,13 @@ pub(crate) async fn records(
     Ok(Json(queries::records(&models.pool, &filter).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Days {
     days: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/read/dashboard", tag = "read models", summary = "Dashboard aggregates", params(Days, Consistency), responses((status = 200, description = "records per type per day, patients per hospital, active grants"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
     caller: Caller,
@@ -77,6 +81,7 @@ pub(crate) async fn dashboard(
     Ok(Json(queries::dashboard(&models.pool, days.days.unwrap_or(30).min(3660)).await?))
 }
 
+#[utoipa::path(get, path = "/v1/projections", tag = "read models", summary = "Read-model positions and lag", responses((status = 200, description = "lag per projection"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn projections(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Lag>>, ApiError> {
     authorize(&state, &caller, Action::ReadDashboard, None).await?;
     Ok(Json(projection_lags(models(&state)?).await?))
@@ -97,11 +102,13 @@ pub(crate) async fn projection_lags(models: &ReadModelState) -> Result<Vec<Lag>,
     Ok(lags)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Limit {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/read/anchors", tag = "read models", summary = "BlockchainTransactions: tree heads per ledger", params(Limit), responses((status = 200, description = "anchors"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The BlockchainTransactions view: where each tree head was anchored, pending or confirmed.
 pub(crate) async fn anchors(
     State(state): State<AppState>,
@@ -114,6 +121,7 @@ pub(crate) async fn anchors(
     Ok(Json(emr_projections::anchors::list(&models.pool, limit.limit.unwrap_or(100)).await?))
 }
 
+#[utoipa::path(get, path = "/v1/read/access-log", tag = "read models", summary = "Accounting of disclosures", params(Consistency), responses((status = 200, description = "disclosures, newest first"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The accounting of disclosures: a patient sees who read their records
 /// (break-glass reads included); auditors see everyone's.
 pub(crate) async fn access_log(

@@ -17,8 +17,9 @@ use crate::AppState;
 use crate::extract::{Body, Caller, Command};
 use crate::problem::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RecordCreation)]
 pub(crate) struct Create {
     record_id: Option<RecordId>,
     patient_id: PatientId,
@@ -29,6 +30,7 @@ pub(crate) struct Create {
     content: RecordContent,
 }
 
+#[utoipa::path(post, path = "/v1/records", tag = "records", summary = "Create a record", request_body = Create, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Command(context): Command,
@@ -52,13 +54,15 @@ async fn on_record(state: AppState, record_id: &str, command: RecordCommand, con
     Ok(Json(state.clinic.record(record_id, command, &context.0).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Amendment)]
 pub(crate) struct Amend {
     content: RecordContent,
     reason: ShortText,
 }
 
+#[utoipa::path(post, path = "/v1/records/{record_id}/amendments", tag = "records", summary = "Amend a record (new version)", request_body = Amend, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn amend(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -68,6 +72,7 @@ pub(crate) async fn amend(
     on_record(state, &id, RecordCommand::Amend { content: body.content, reason: body.reason }, context).await
 }
 
+#[utoipa::path(post, path = "/v1/records/{record_id}/attachments", tag = "records", summary = "Attach an uploaded blob", request_body = emr_domain::record::AttachmentDescriptor, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn add_attachment(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -77,12 +82,14 @@ pub(crate) async fn add_attachment(
     on_record(state, &id, RecordCommand::AddAttachment(attachment), context).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RecordReason)]
 pub(crate) struct Reason {
     reason: ShortText,
 }
 
+#[utoipa::path(post, path = "/v1/records/{record_id}/deletion", tag = "records", summary = "Soft-delete a record", request_body = Reason, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -92,6 +99,7 @@ pub(crate) async fn delete(
     on_record(state, &id, RecordCommand::Delete { reason: body.reason }, context).await
 }
 
+#[utoipa::path(post, path = "/v1/records/{record_id}/restoration", tag = "records", summary = "Restore a deleted record", request_body = Reason, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn restore(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -101,7 +109,7 @@ pub(crate) async fn restore(
     on_record(state, &id, RecordCommand::Restore { reason: body.reason }, context).await
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct VersionView {
     version: u32,
     shredded: bool,
@@ -109,7 +117,7 @@ struct VersionView {
     reason: Option<ShortText>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct RecordView {
     record_id: RecordId,
     patient_id: Option<PatientId>,
@@ -129,7 +137,8 @@ pub(crate) struct RecordView {
 }
 
 /// Point-in-time replay: the record as it was at a log position or an instant.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AsOf {
     at_position: Option<u64>,
     at_time: Option<chrono::DateTime<chrono::Utc>>,
@@ -165,6 +174,7 @@ fn view(record_id: RecordId, read: &Read<MedicalRecord>) -> RecordView {
     }
 }
 
+#[utoipa::path(get, path = "/v1/records/{record_id}", tag = "records", summary = "Read a record, now or as of a position or time (recorded as a disclosure)", params(("record_id" = String, Path, description = "record id (UUID)"), AsOf), responses((status = 200, body = RecordView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,6 +200,7 @@ pub(crate) async fn show(
     Ok(Json(view(record_id, &read)))
 }
 
+#[utoipa::path(post, path = "/v1/records/{record_id}/break-glass", tag = "records", summary = "Emergency read without a grant", request_body = Reason, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, body = RecordView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// A practitioner without a grant opens a record in an emergency.
 pub(crate) async fn break_glass(
     State(state): State<AppState>,

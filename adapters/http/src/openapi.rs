@@ -1,0 +1,51 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and the
+//! domain's value objects, served at `/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{auth, grants, log, patients, read, records};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT (EdDSA)").build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "EMR Ledger",
+        description = "Audit-grade electronic medical records: commands become events, reads are recorded disclosures. \
+                       Errors are RFC 9457 problem+json with a stable `code`."
+    ),
+    paths(
+        auth::login, auth::enrol, auth::verify, auth::refresh, auth::logout,
+        auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate,
+        patients::register, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
+        records::create, records::amend, records::add_attachment, records::delete, records::restore, records::show, records::break_glass,
+        grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
+        log::read, log::history, log::receipt,
+        read::records, read::dashboard, read::projections, read::anchors, read::access_log,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Login with password and TOTP, refresh, logout"),
+        (name = "accounts", description = "Accounts (administrators; patients register themselves)"),
+        (name = "patients", description = "Patients and their demographics"),
+        (name = "records", description = "Medical records, versions, attachments"),
+        (name = "grants", description = "A patient's consent: grants and access requests"),
+        (name = "audit", description = "The event log, histories and integrity receipts (PHI sealed)"),
+        (name = "read models", description = "Queries on the projections; `min_position` waits for a command's commit"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
