@@ -19,10 +19,35 @@ pub struct RecordFilter {
     pub visit_from: Option<NaiveDate>,
     /// Visits on or before.
     pub visit_to: Option<NaiveDate>,
+    /// Order of the page (default: most recent visit first).
+    pub sort: Option<RecordSort>,
     /// Page size (1–500, default 50).
     pub limit: Option<u32>,
     /// Rows to skip.
     pub offset: Option<u32>,
+}
+
+/// How the record index is ordered; each order is served by an index of 6.2.1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordSort {
+    /// Most recent visit first.
+    #[default]
+    VisitDateDesc,
+    /// Oldest visit first.
+    VisitDateAsc,
+    /// Most recently changed first.
+    UpdatedDesc,
+}
+
+impl RecordSort {
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::VisitDateDesc => " ORDER BY visit_date DESC, record_id",
+            Self::VisitDateAsc => " ORDER BY visit_date ASC, record_id",
+            Self::UpdatedDesc => " ORDER BY updated_at DESC, record_id",
+        }
+    }
 }
 
 /// One record in the index.
@@ -75,7 +100,8 @@ pub async fn records(pool: &MySqlPool, filter: &RecordFilter) -> Result<Vec<Reco
     if let Some(to) = filter.visit_to {
         query.push(" AND visit_date <= ").push_bind(to);
     }
-    query.push(" ORDER BY visit_date DESC, record_id LIMIT ").push_bind(filter.limit.unwrap_or(50).clamp(1, 500));
+    query.push(filter.sort.unwrap_or_default().order_by());
+    query.push(" LIMIT ").push_bind(filter.limit.unwrap_or(50).clamp(1, 500));
     query.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0));
     Ok(query.build_query_as::<RecordSummary>().fetch_all(pool).await?)
 }

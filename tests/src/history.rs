@@ -25,8 +25,13 @@ fn as_user(user: UserId, role: Role) -> CommandContext {
     CommandContext::new(Actor::new(user, role))
 }
 
+/// The emergency reason of the history's break-glass reads: never in a read model.
+pub const BREAK_GLASS_REASON: &str = "unresponsive on arrival";
+
 /// Writes `patients` patients, each with records, amendments, an attachment, grants
-/// and requests; every fifth patient is erased, every third record deleted.
+/// and requests, and reads: each patient reads their first record, and for every
+/// third patient a nurse breaks the glass on the second; every fifth patient is
+/// erased, every third record deleted.
 /// Returns the position of the last commit.
 pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
     let mut last = 0;
@@ -42,8 +47,10 @@ pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
         };
         track(clinic.patient(patient, register, &actor(Role::Nurse)).await.unwrap());
         let self_service = UserId::from(patient.as_uuid());
+        let mut records = Vec::new();
         for r in 0..2 {
             let record = RecordId::new();
+            records.push(record);
             let doctor = UserId::new();
             let create = RecordCommand::Create {
                 record_id: record,
@@ -78,6 +85,12 @@ pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
                         .unwrap(),
                 );
             }
+        }
+        let own = Actor::new(self_service, Role::Patient);
+        clinic.read_record(&own, records[0], None, None).await.unwrap();
+        if p % 3 == 0 {
+            let nurse = Actor::new(UserId::new(), Role::Nurse);
+            clinic.read_record(&nurse, records[1], None, Some(text(BREAK_GLASS_REASON))).await.unwrap();
         }
         let grant = GrantId::new();
         let give = GrantCommand::Grant {

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emr_eventstore::conformance::Backend;
+use emr_projections::queries::{self, RecordFilter, RecordSort};
 use emr_projections::{
-    AccessProjection, DashboardProjection, PatientDirectory, Projection, ProjectionError, Projector, RecordIndex, rebuild, wait_for,
+    AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projection, ProjectionError, Projector, RecordIndex,
+    rebuild, wait_for,
 };
 use emr_tests::backends::clinic;
 use emr_tests::history;
 use emr_tests::mariadb::TestDatabase;
 use sqlx::MySqlPool;
 
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 15] = [
     "patient_directory_checkpoint",
     "patients",
     "record_index_checkpoint",
@@ -27,6 +29,9 @@ const TABLES: [&str; 12] = [
     "records_per_type_per_day",
     "patients_per_hospital",
     "dashboard_patient_hospitals",
+    "access_log_checkpoint",
+    "access_log",
+    "security_events",
 ];
 
 async fn catch_up_all(pool: &MySqlPool, backend: &Backend, batch: usize) {
@@ -35,6 +40,7 @@ async fn catch_up_all(pool: &MySqlPool, backend: &Backend, batch: usize) {
     Projector::new(RecordIndex, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(AccessProjection, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(DashboardProjection, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(AccessLogProjection, pool.clone(), backend.log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
 }
 
 async fn dump_all(db: &TestDatabase) -> Vec<(String, Vec<String>)> {
@@ -82,9 +88,23 @@ async fn read_models_hold_the_history_without_phi(backend: Backend) {
     assert_eq!(count(pool, "SELECT CAST(SUM(records) AS SIGNED) FROM records_per_type_per_day").await, 20);
     assert_eq!(count(pool, "SELECT CAST(SUM(active_patients) AS SIGNED) FROM patients_per_hospital").await, 8);
     assert_eq!(count(pool, "SELECT CAST(SUM(erased_patients) AS SIGNED) FROM patients_per_hospital").await, 2);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM access_log WHERE basis = 'own_record' AND resource = 'record'").await, 10);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM access_log WHERE basis = 'break_glass' AND accessor_role = 'nurse'").await, 4);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM security_events WHERE kind = 'break_glass' AND severity = 'high'").await, 4);
 
     let everything = dump_all(&db).await.into_iter().flat_map(|(_, rows)| rows).collect::<Vec<_>>().join("\n");
-    for secret in history::NAMES.iter().copied().chain(["MRN-0001", "Consultation", "J18.9", "chest.dcm", "referral"]) {
+    let patient: String = sqlx::query_scalar("SELECT MIN(patient_id) FROM medical_records").fetch_one(pool).await.unwrap();
+    let page = |sort| RecordFilter { patient_id: Some(patient.parse().unwrap()), sort: Some(sort), ..RecordFilter::default() };
+    let oldest_first: Vec<_> =
+        queries::records(pool, &page(RecordSort::VisitDateAsc)).await.unwrap().into_iter().map(|r| r.visit_date).collect();
+    let newest_first: Vec<_> =
+        queries::records(pool, &page(RecordSort::VisitDateDesc)).await.unwrap().into_iter().map(|r| r.visit_date).collect();
+    assert_eq!(oldest_first.len(), 2, "one patient's records only");
+    assert!(oldest_first[0] < oldest_first[1], "{oldest_first:?}");
+    assert_eq!(newest_first.iter().rev().collect::<Vec<_>>(), oldest_first.iter().collect::<Vec<_>>());
+
+    let phi = ["MRN-0001", "Consultation", "J18.9", "chest.dcm", "referral", history::BREAK_GLASS_REASON];
+    for secret in history::NAMES.iter().copied().chain(phi) {
         assert!(!everything.contains(secret), "`{secret}` must not be in a read model");
     }
     db.drop_database().await;
@@ -112,6 +132,7 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
                 Projector::new(PatientDirectory, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
                 Projector::new(RecordIndex, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
                 Projector::new(AccessProjection, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
+                Projector::new(AccessLogProjection, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
                 Projector::new(DashboardProjection, pool, log).with_batch_size(batch).catch_up(u64::MAX).await?;
                 Ok::<_, ProjectionError>(())
             }));
