@@ -86,6 +86,9 @@ pub enum Rule {
     Role,
     /// Only on the actor's own patient record (the actor *is* the patient).
     OwnPatient,
+    /// The patient, or someone they made their delegate (a grant with the
+    /// `delegate` scope).
+    OwnOrDelegate,
     /// Only as the record's author or under an active grant with `scope`; when
     /// `break_glass` is true, an emergency reason also opens it.
     AuthorOrGrant {
@@ -116,8 +119,10 @@ pub fn rule(role: Role, action: Action) -> Rule {
     let write = Scope::Write;
     match role {
         Role::Patient => match action {
-            ReadPatient | UpdateDemographics | ErasePatient | ReadRecord | GrantAccess | DecideRequest | RevokeGrant | ReadGrant
-            | ReadRecordIndex | ReadAccessLog => Rule::OwnPatient,
+            ReadPatient | ReadRecord | GrantAccess | DecideRequest | RevokeGrant | ReadGrant | ReadRecordIndex | ReadAccessLog => {
+                Rule::OwnOrDelegate
+            }
+            UpdateDemographics | ErasePatient => Rule::OwnPatient,
             _ => Rule::Never,
         },
         Role::Physician | Role::Nurse => match action {
@@ -216,6 +221,7 @@ impl Rule {
     pub fn scope(self) -> Option<Scope> {
         match self {
             Self::AuthorOrGrant { scope, .. } | Self::Grant { scope, .. } => Some(scope),
+            Self::OwnOrDelegate => Some(Scope::Delegate),
             _ => None,
         }
     }
@@ -233,6 +239,11 @@ impl Rule {
             Self::Never => Err(Denied::RoleNotPermitted { role: actor.role, action }),
             Self::OwnPatient => match facts.patient {
                 Some(patient) if patient.as_uuid() == actor.user_id.as_uuid() => Ok(Basis::OwnRecord),
+                _ => Err(Denied::NotOwnRecord),
+            },
+            Self::OwnOrDelegate => match (facts.patient, facts.grant) {
+                (Some(patient), _) if patient.as_uuid() == actor.user_id.as_uuid() => Ok(Basis::OwnRecord),
+                (Some(_), Some(grant_id)) => Ok(Basis::Grant { grant_id }),
                 _ => Err(Denied::NotOwnRecord),
             },
             Self::AuthorOrGrant { scope, break_glass } => {
@@ -275,6 +286,21 @@ mod tests {
         let rule = rule(Role::Patient, Action::ReadRecord);
         assert_eq!(rule.evaluate(&me, Action::ReadRecord, &own), Ok(Basis::OwnRecord));
         assert_eq!(rule.evaluate(&me, Action::ReadRecord, &other), Err(Denied::NotOwnRecord));
+    }
+
+    #[test]
+    fn a_delegate_acts_for_the_patient_only_under_a_delegate_grant() {
+        let guardian = actor(Role::Patient);
+        let child = Some(PatientId::new());
+        let rule = rule(Role::Patient, Action::GrantAccess);
+        assert_eq!(rule.scope(), Some(Scope::Delegate));
+        let without = Facts { patient: child, ..Facts::default() };
+        assert_eq!(rule.evaluate(&guardian, Action::GrantAccess, &without), Err(Denied::NotOwnRecord));
+        let grant_id = GrantId::new();
+        let with = Facts { grant: Some(grant_id), ..without };
+        assert_eq!(rule.evaluate(&guardian, Action::GrantAccess, &with), Ok(Basis::Grant { grant_id }));
+        let erase = super::rule(Role::Patient, Action::ErasePatient);
+        assert_eq!(erase.evaluate(&guardian, Action::ErasePatient, &with), Err(Denied::NotOwnRecord), "erasure stays the patient's own");
     }
 
     #[test]

@@ -384,3 +384,28 @@ async fn the_openapi_document_describes_routes_that_exist_with_the_domains_schem
         }
     }
 }
+
+#[tokio::test]
+async fn a_delegate_manages_grants_and_reads_for_the_patient_but_cannot_erase_them() {
+    let app = app().await;
+    let (author, patient, patient_id) = clinic_with_patient(&app).await;
+    let guardian = sign_in(&app, Role::Patient).await;
+    let consultant = sign_in(&app, Role::Physician).await;
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
+    let record = format!("/v1/records/{}", created["aggregate_id"].as_str().unwrap());
+    let refer =
+        json!({"patient_id": patient_id, "grantee": consultant.id, "scopes": ["read"], "expires_at": in_days(3), "reason": "referral"});
+    assert_problem(&send(&app, command(&guardian, "POST", "/v1/grants", &refer)).await, StatusCode::FORBIDDEN, "not-own-record");
+
+    let delegation =
+        json!({"patient_id": patient_id, "grantee": guardian.id, "scopes": ["delegate"], "expires_at": in_days(30), "reason": "guardian"});
+    assert_eq!(send(&app, command(&patient, "POST", "/v1/grants", &delegation)).await.0, StatusCode::CREATED);
+    let (status, _, granted) = send(&app, command(&guardian, "POST", "/v1/grants", &refer)).await;
+    assert_eq!(status, StatusCode::CREATED, "the delegate grants for the patient: {granted}");
+    assert_eq!(send(&app, get(&consultant, &record)).await.0, StatusCode::OK);
+    let (status, _, read) = send(&app, get(&guardian, &record)).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    let erase = json!({"reason": "patient_request"});
+    let refused = send(&app, command(&guardian, "POST", &format!("/v1/patients/{patient_id}/erasure"), &erase)).await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "not-own-record");
+}

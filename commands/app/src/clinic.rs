@@ -184,8 +184,9 @@ impl Clinic {
             grant: None,
             break_glass: subject.break_glass,
         };
-        let satisfied_by_authorship = subject.author.is_some() && subject.author == Some(actor.user_id);
-        if let (Some(scope), Some(patient), false) = (rule.scope(), subject.patient, satisfied_by_authorship) {
+        let is_author = subject.author.is_some() && subject.author == Some(actor.user_id);
+        let is_patient = subject.patient.is_some_and(|patient| patient.as_uuid() == actor.user_id.as_uuid());
+        if let (Some(scope), Some(patient), false) = (rule.scope(), subject.patient, is_author || is_patient) {
             facts.grant = self.active_grant(patient, actor.user_id, scope).await?;
         }
         Ok(rule.evaluate(actor, action, &facts)?)

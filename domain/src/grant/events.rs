@@ -19,6 +19,9 @@ pub enum Scope {
     Write,
     /// Share records onward (e.g. referral to another hospital).
     Share,
+    /// Act for the patient (a guardian, a relative): read their records and
+    /// manage their grants. Only patient accounts can hold it.
+    Delegate,
 }
 
 /// What happened to an access grant.

@@ -59,6 +59,7 @@ fn scope_list(scopes: &BTreeSet<Scope>) -> String {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Share => "share",
+            Scope::Delegate => "delegate",
         })
         .collect::<Vec<_>>()
         .join(",")
