@@ -139,6 +139,9 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
         log.as_array().unwrap().iter().filter(|e| e["accessor_id"] == ids[1].as_str()).map(|e| e["basis"].as_str().unwrap()).collect();
     bases.sort_unstable();
     assert_eq!(bases, ["break_glass", "grant"], "{log}");
+    let beyond = format!("/v1/read/access-log?patient_id={patient_id}&min_position={}", head + 1_000_000);
+    let (status, refused) = api.get(&beyond, &patient).await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("position-beyond-log")), "no receipt names a future position");
     let (status, refused) = api.get(&format!("/v1/read/access-log?patient_id={patient_id}"), &consultant).await;
     assert_eq!((status, refused["code"].as_str()), (403, Some("role-not-permitted")), "a practitioner does not read the accounting");
     let glass: (String,) =

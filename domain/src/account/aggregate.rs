@@ -42,6 +42,9 @@ pub enum AccountError {
     /// A lockout that ends at or before now.
     #[error("a lockout must end in the future")]
     LockNotInFuture,
+    /// An administrator unlocking or closing their own account.
+    #[error("administrators cannot unlock or close their own account")]
+    SelfAdministration,
     /// Unlock on an account that is not locked.
     #[error("the account is not locked")]
     NotLocked,
@@ -177,6 +180,7 @@ impl Account {
                 }
                 Ok(vec![AccountEvent::AccountLocked { until, failed_attempts }])
             }
+            AccountCommand::Unlock { by } | AccountCommand::Deactivate { by } if by == user_id => Err(AccountError::SelfAdministration),
             AccountCommand::Unlock { by } => {
                 if self.locked_at(now).is_none() {
                     return Err(AccountError::NotLocked);
@@ -224,5 +228,49 @@ impl Aggregate for Account {
             AccountEvent::AccountUnlocked { .. } => self.locked_until = None,
             AccountEvent::AccountDeactivated { .. } => self.status = AccountStatus::Deactivated,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::now;
+
+    fn registered(user_id: UserId) -> Account {
+        let mut account = Account::default();
+        account.apply(AccountEvent::AccountRegistered {
+            user_id,
+            username: Username::parse("an_admin").unwrap(),
+            role: Role::Admin,
+            profile: None,
+            registered_by: None,
+        });
+        account
+    }
+
+    #[test]
+    fn an_administrator_cannot_close_or_unlock_their_own_account() {
+        let admin = UserId::new();
+        let account = registered(admin);
+        assert_eq!(account.decide(AccountCommand::Deactivate { by: admin }, now()), Err(AccountError::SelfAdministration));
+        assert_eq!(account.decide(AccountCommand::Unlock { by: admin }, now()), Err(AccountError::SelfAdministration));
+        assert!(account.decide(AccountCommand::Deactivate { by: UserId::new() }, now()).is_ok());
+    }
+
+    #[test]
+    fn practitioners_need_a_profile_and_nobody_registers_as_the_system() {
+        let hash = PasswordHash::parse("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").unwrap();
+        let register = |role, profile| AccountCommand::Register {
+            user_id: UserId::new(),
+            username: Username::parse("someone").unwrap(),
+            role,
+            profile,
+            password_hash: hash.clone(),
+            registered_by: None,
+        };
+        let fresh = Account::default();
+        assert_eq!(fresh.decide(register(Role::Physician, None), now()), Err(AccountError::ProfileRequired));
+        assert_eq!(fresh.decide(register(Role::System, None), now()), Err(AccountError::SystemRoleReserved));
+        assert_eq!(fresh.decide(register(Role::Patient, None), now()).map(|events| events.len()), Ok(2));
     }
 }

@@ -33,6 +33,17 @@ fn models(state: &AppState) -> Result<&ReadModelState, ApiError> {
 
 async fn reach(models: &ReadModelState, checkpoint_table: &'static str, consistency: &Consistency) -> Result<(), ApiError> {
     if let Some(position) = consistency.min_position {
+        // No receipt names a position the log has not reached: waiting for one
+        // could only time out.
+        let head = models.log.head().await.map_err(emr_eventstore::StoreError::from)?;
+        if position > head {
+            return Err(ApiError::Problem(crate::Problem::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "position-beyond-log",
+                "The position is beyond the end of the log",
+                format!("min_position {position} is after the log's last position {head}"),
+            )));
+        }
         let wait = Duration::from_millis(consistency.wait_ms.unwrap_or(2000)).min(MAX_WAIT);
         emr_projections::wait_for(&models.pool, checkpoint_table, position, wait).await?;
     }
