@@ -35,6 +35,11 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API.
     Serve,
+    /// Content ids of attachment blobs.
+    Blobs {
+        #[command(subcommand)]
+        action: BlobAction,
+    },
     /// Manage accounts from the server itself.
     Accounts {
         #[command(subcommand)]
@@ -91,6 +96,19 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum BlobAction {
+    /// Print the CID IPFS gives a file (streaming, any size): CIDv1 with raw
+    /// leaves as the blob store assigns, or with --v0 what Kubo's default add gives.
+    Cid {
+        /// The file.
+        file: PathBuf,
+        /// CIDv0 (`ipfs add` defaults) instead of CIDv1 with raw leaves.
+        #[arg(long)]
+        v0: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AccountAction {
     /// Open the first administrator account (password from EMR_ADMIN_PASSWORD);
     /// it then opens every other account over the API.
@@ -143,6 +161,21 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => serve(&settings).await,
+        Command::Blobs { action: BlobAction::Cid { file, v0 } } => {
+            let layout = if v0 { emr_ipfs::Layout::V0 } else { emr_ipfs::Layout::V1RawLeaves };
+            let mut reader = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let mut builder = emr_ipfs::DagBuilder::new(layout, |_: &emr_ipfs::Cid, _: &[u8]| {});
+            let mut buffer = vec![0_u8; 1 << 20];
+            loop {
+                let read = std::io::Read::read(&mut reader, &mut buffer).with_context(|| format!("reading {}", file.display()))?;
+                if read == 0 {
+                    break;
+                }
+                builder.write(&buffer[..read]);
+            }
+            println!("{}", builder.finish());
+            Ok(())
+        }
         Command::Accounts { action: AccountAction::CreateAdmin { username } } => {
             let password = std::env::var("EMR_ADMIN_PASSWORD").context("set EMR_ADMIN_PASSWORD to the new administrator's password")?;
             let ports = wiring::ports(&settings).await?;
