@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::Basis;
 use crate::actor::Actor;
 use crate::clock::DomainServices;
-use crate::ids::{DisclosureId, PatientId, RecordId};
+use crate::ids::{AttachmentId, DisclosureId, PatientId, RecordId};
 use crate::phi::Phi;
 use crate::values::ShortText;
 
@@ -28,6 +28,13 @@ pub enum Resource {
     Record {
         /// Which record.
         record_id: RecordId,
+    },
+    /// An attachment's content (a scan, a study, a document).
+    Attachment {
+        /// Its record.
+        record_id: RecordId,
+        /// Which attachment.
+        attachment_id: AttachmentId,
     },
 }
 

@@ -8,9 +8,13 @@
 //! - [`Layout::V1RawLeaves`]: `ipfs add --cid-version=1 --raw-leaves
 //!   --chunker=size-262144` (leaves are raw blocks; the product's default);
 //! - [`Layout::V0`]: Kubo's default `ipfs add` (CIDv0, leaves wrapped in dag-pb).
+//!
+//! [`LocalBlobStore`] is the embedded default of the attachments' blob store port.
 
 mod dagpb;
+mod local;
 mod unixfs;
 
 pub use cid::Cid;
+pub use local::LocalBlobStore;
 pub use unixfs::{CHUNK_SIZE, DagBuilder, Layout, MAX_LINKS, cid_of};

@@ -8,10 +8,10 @@ use emr_domain::access::{self, Action, Basis, Denied, Facts};
 use emr_domain::actor::{Actor, Role};
 use emr_domain::disclosure::{Disclose, Disclosure, DisclosureError, Resource};
 use emr_domain::grant::{AccessGrant, GrantCommand, GrantError, GrantStatus, Scope};
-use emr_domain::ids::{DisclosureId, GrantId, PatientId, RecordId, UserId};
+use emr_domain::ids::{AttachmentId, DisclosureId, GrantId, PatientId, RecordId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{Patient, PatientCommand, PatientError, PatientStatus};
-use emr_domain::record::{MedicalRecord, RecordCommand, RecordError, RecordStatus};
+use emr_domain::record::{AttachmentSummary, MedicalRecord, RecordCommand, RecordError, RecordStatus};
 use emr_domain::upcasting::EventSchema;
 use emr_domain::values::ShortText;
 use emr_eventstore::{
@@ -365,6 +365,49 @@ impl Clinic {
         let patient_id = subject.patient.ok_or(ClinicError::NotFound { what: "record" })?;
         let disclosure = self.disclose(actor, patient_id, Resource::Record { record_id }, basis, break_glass).await?;
         Ok(Read { loaded, basis, disclosure })
+    }
+
+    /// The patient whose key seals an attachment `actor` may add to `record_id`
+    /// (authorized as an amendment of an open record), checked before any byte
+    /// of the attachment is stored.
+    pub async fn attachment_target(&self, actor: &Actor, record_id: RecordId) -> Result<PatientId, ClinicError> {
+        let subject = self.record_subject(record_id).await?;
+        self.authorize(actor, Action::AmendRecord, subject).await?;
+        let record = self.records.load(&record_id.to_string()).await?;
+        if record.state().status() != RecordStatus::Active {
+            return Err(RecordError::Deleted.into());
+        }
+        subject.patient.ok_or(ClinicError::NotFound { what: "record" })
+    }
+
+    /// An attachment `actor` may read, with the disclosure that records the read.
+    pub async fn attachment_for_reading(
+        &self,
+        actor: &Actor,
+        record_id: RecordId,
+        attachment_id: AttachmentId,
+    ) -> Result<(PatientId, AttachmentSummary, Option<DisclosureId>), ClinicError> {
+        let subject = self.record_subject(record_id).await?;
+        let basis = self.authorize(actor, Action::ReadRecord, subject).await?;
+        if basis == Basis::Redacted {
+            return Err(Denied::RoleNotPermitted { role: actor.role, action: Action::ReadRecord }.into());
+        }
+        let record = self.records.load(&record_id.to_string()).await?;
+        let attachment = record
+            .state()
+            .attachments()
+            .iter()
+            .find(|a| a.attachment_id == attachment_id)
+            .cloned()
+            .ok_or(ClinicError::NotFound { what: "attachment" })?;
+        let patient_id = subject.patient.ok_or(ClinicError::NotFound { what: "record" })?;
+        let disclosure = self.disclose(actor, patient_id, Resource::Attachment { record_id, attachment_id }, basis, None).await?;
+        Ok((patient_id, attachment, disclosure))
+    }
+
+    /// The key service (attachment blobs are sealed with the patients' data keys).
+    pub fn vault(&self) -> &Arc<KeyVault> {
+        self.patients.phi().vault()
     }
 
     /// Reads a grant or request for `actor` (the patient, the grantee or an auditor).

@@ -90,7 +90,7 @@ pub struct Opened {
 }
 
 /// Reads until `buffer` is full or the stream ends; returns how much was read.
-async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buffer: &mut [u8]) -> Result<usize, std::io::Error> {
+async fn fill<R: AsyncRead + Unpin + ?Sized>(reader: &mut R, buffer: &mut [u8]) -> Result<usize, std::io::Error> {
     let mut filled = 0;
     while filled < buffer.len() {
         let read = reader.read(&mut buffer[filled..]).await?;
@@ -109,8 +109,8 @@ fn cipher(key: &DataKey) -> XChaCha20Poly1305 {
 /// Encrypts `plaintext` into `sealed`, chunk by chunk.
 pub async fn seal<R, W>(key: &DataKey, header: BlobHeader, plaintext: &mut R, sealed: &mut W) -> Result<Sealed, StreamError>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
 {
     let mut prefix = [0_u8; NONCE_PREFIX];
     SystemRandom::new().fill(&mut prefix).map_err(|_| StreamError::Random)?;
@@ -150,9 +150,9 @@ where
     Ok(Sealed { sha256, size, sealed_size })
 }
 
-/// Decrypts `sealed` into `plaintext`, then checks the plaintext against
-/// `expected` (the digest recorded when it was attached). On any error the
-/// bytes already written must be discarded by the caller.
+/// Decrypts `sealed` into `plaintext`, checking the plaintext against `expected`
+/// (the digest recorded when it was attached) before the final chunk is
+/// written. On any error the bytes already written must be discarded.
 pub async fn open<R, W>(
     key: &DataKey,
     header: BlobHeader,
@@ -161,8 +161,8 @@ pub async fn open<R, W>(
     plaintext: &mut W,
 ) -> Result<Opened, StreamError>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + ?Sized,
+    W: AsyncWrite + Unpin + ?Sized,
 {
     let mut preamble = [0_u8; MAGIC.len() + NONCE_PREFIX];
     if fill(sealed, &mut preamble).await? != preamble.len() || &preamble[..MAGIC.len()] != MAGIC {
@@ -202,11 +202,13 @@ where
     let chunk = decryptor.decrypt_last(Payload { msg: &current[..current_len], aad: &aad }).map_err(|_| StreamError::Truncated)?;
     hasher.update(&chunk);
     size += chunk.len() as u64;
-    plaintext.write_all(&chunk).await?;
-    plaintext.flush().await?;
+    // The final chunk is held back until the whole plaintext matches its
+    // recorded digest: a reader never receives a complete, wrong file.
     if hasher.finish().as_ref() != expected.as_bytes() {
         return Err(StreamError::DigestMismatch);
     }
+    plaintext.write_all(&chunk).await?;
+    plaintext.flush().await?;
     Ok(Opened { size })
 }
 

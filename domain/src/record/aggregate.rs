@@ -8,7 +8,7 @@ use super::events::RecordEvent;
 use crate::clock::DomainServices;
 use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
 use crate::phi::Phi;
-use crate::values::{InvalidValue, RecordContent, RecordType, Sha256Digest, ShortText};
+use crate::values::{ContentId, InvalidValue, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
 
 /// Why a record command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +76,12 @@ pub struct AttachmentSummary {
     pub size_bytes: u64,
     /// Plaintext SHA-256.
     pub sha256: Sha256Digest,
+    /// Content id of the sealed blob (absent in snapshots taken before it was kept).
+    #[serde(default)]
+    pub content_id: Option<ContentId>,
+    /// MIME type of the plaintext.
+    #[serde(default)]
+    pub mime_type: Option<MimeType>,
 }
 
 /// A medical record.
@@ -254,8 +260,14 @@ impl Aggregate for MedicalRecord {
             RecordEvent::RecordAmended { version, content, reason } => {
                 self.versions.push(RecordVersion { version, content, reason: Some(reason) });
             }
-            RecordEvent::AttachmentAdded { attachment_id, size_bytes, sha256, .. } => {
-                self.attachments.push(AttachmentSummary { attachment_id, size_bytes, sha256 });
+            RecordEvent::AttachmentAdded { attachment_id, size_bytes, sha256, content_id, mime_type, .. } => {
+                self.attachments.push(AttachmentSummary {
+                    attachment_id,
+                    size_bytes,
+                    sha256,
+                    content_id: Some(content_id),
+                    mime_type: Some(mime_type),
+                });
             }
             RecordEvent::RecordDeleted { .. } => self.status = RecordStatus::Deleted,
             RecordEvent::RecordRestored { .. } => self.status = RecordStatus::Active,

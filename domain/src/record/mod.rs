@@ -6,6 +6,6 @@ mod aggregate;
 mod commands;
 mod events;
 
-pub use aggregate::{MedicalRecord, RecordError, RecordStatus, RecordVersion};
+pub use aggregate::{AttachmentSummary, MedicalRecord, RecordError, RecordStatus, RecordVersion};
 pub use commands::{AttachmentDescriptor, RecordCommand};
 pub use events::RecordEvent;

@@ -70,6 +70,7 @@ impl Projection for AccessLogProjection {
                     let (resource, record_id) = match resource {
                         Resource::Patient => ("patient", None),
                         Resource::Record { record_id } => ("record", Some(record_id.to_string())),
+                        Resource::Attachment { record_id, .. } => ("attachment", Some(record_id.to_string())),
                     };
                     disclosed.push(Disclosed {
                         disclosure_id: disclosure_id.to_string(),

@@ -1,0 +1,141 @@
+//! [`Attachments`]: upload and download, authorized by the clinic, sealed with
+//! the patient's key, stored by content id, recorded as `AttachmentAdded`.
+
+use std::sync::Arc;
+
+use emr_commands::{Clinic, ClinicError, Receipt};
+use emr_domain::actor::Actor;
+use emr_domain::ids::{AttachmentId, DisclosureId, RecordId};
+use emr_domain::metadata::CommandContext;
+use emr_domain::record::{AttachmentDescriptor, AttachmentSummary, RecordCommand};
+use emr_domain::values::{MimeType, ShortText};
+use emr_eventstore::{DataKey, KeyError};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::store::{BlobError, BlobReader, BlobStore};
+use crate::stream::{self, BlobHeader, StreamError};
+
+/// Why an upload or download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentError {
+    /// Authorization, the record's rules or the log refused it.
+    #[error(transparent)]
+    Clinic(#[from] ClinicError),
+    /// Sealing or opening failed (tampered, truncated, wrong digest, I/O).
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// The patient was erased: their data key is gone, the blob unreadable.
+    #[error("the patient was erased; their attachments can no longer be opened")]
+    Erased,
+    /// The key service failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// What the client sends with the bytes.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The record it belongs to.
+    pub record_id: RecordId,
+    /// The attachment's id.
+    pub attachment_id: AttachmentId,
+    /// MIME type of the plaintext.
+    pub mime_type: MimeType,
+    /// Original file name (sealed as PHI in the event).
+    pub filename: ShortText,
+}
+
+/// An authorized download, ready to stream.
+pub struct Download {
+    /// What is being read.
+    pub attachment: AttachmentSummary,
+    /// The disclosure that recorded the read.
+    pub disclosure: Option<DisclosureId>,
+    key: Arc<DataKey>,
+    header: BlobHeader,
+    blob: BlobReader,
+}
+
+impl Download {
+    /// Streams the plaintext into `sink`; the last chunk is released only once
+    /// the whole plaintext matched its recorded SHA-256.
+    pub async fn stream_into(mut self, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64, AttachmentError> {
+        let opened = stream::open(&self.key, self.header, &self.attachment.sha256, &mut self.blob, sink).await?;
+        Ok(opened.size)
+    }
+}
+
+/// Attachments of medical records.
+#[derive(Clone)]
+pub struct Attachments {
+    clinic: Clinic,
+    store: Arc<dyn BlobStore>,
+}
+
+impl Attachments {
+    /// Attachments kept in `store`.
+    pub fn new(clinic: Clinic, store: Arc<dyn BlobStore>) -> Self {
+        Self { clinic, store }
+    }
+
+    /// Seals `body` with the patient's key while storing it, then records the
+    /// attachment. Authorization comes first: nothing is stored for a caller
+    /// who may not amend the record.
+    pub async fn upload(
+        &self,
+        context: &CommandContext,
+        upload: Upload,
+        body: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<Receipt, AttachmentError> {
+        let patient_id = self.clinic.attachment_target(&context.actor, upload.record_id).await?;
+        let key = self.clinic.vault().key_for_sealing(patient_id).await?;
+        let header = BlobHeader { patient_id, attachment_id: upload.attachment_id };
+        // Sealing writes into one end of a pipe while the store reads the other:
+        // memory stays at a few chunks whatever the file size.
+        let (mut writer, mut reader) = tokio::io::duplex(256 * 1024);
+        let sealing = async {
+            let sealed = stream::seal(&key, header, body, &mut writer).await;
+            drop(writer);
+            sealed
+        };
+        let (sealed, stored) = tokio::join!(sealing, self.store.put(&mut reader));
+        let (sealed, stored) = (sealed?, stored?);
+        let descriptor = AttachmentDescriptor {
+            attachment_id: upload.attachment_id,
+            content_id: stored.content_id,
+            mime_type: upload.mime_type,
+            size_bytes: sealed.size,
+            sha256: sealed.sha256,
+            filename: upload.filename,
+        };
+        Ok(self.clinic.record(upload.record_id, RecordCommand::AddAttachment(descriptor), context).await?)
+    }
+
+    /// Authorizes and records a read of an attachment, and opens its blob.
+    pub async fn download(&self, actor: &Actor, record_id: RecordId, attachment_id: AttachmentId) -> Result<Download, AttachmentError> {
+        let (patient_id, attachment, disclosure) = self.clinic.attachment_for_reading(actor, record_id, attachment_id).await?;
+        let key = self.clinic.vault().key_for_opening(patient_id).await?.ok_or(AttachmentError::Erased)?;
+        let content_id = attachment.content_id.clone().ok_or(BlobError::NotFound(attachment_id.to_string()))?;
+        let blob = self.store.get(&content_id).await?;
+        Ok(Download { attachment, disclosure, key, header: BlobHeader { patient_id, attachment_id }, blob })
+    }
+
+    /// Unpins the blobs of erased attachments (the patient's key is already
+    /// destroyed; this frees the storage).
+    pub async fn unpin_all(&self, attachments: &[AttachmentSummary]) -> Result<usize, AttachmentError> {
+        let mut unpinned = 0;
+        for content_id in attachments.iter().filter_map(|a| a.content_id.as_ref()) {
+            self.store.unpin(content_id).await?;
+            unpinned += 1;
+        }
+        Ok(unpinned)
+    }
+
+    /// The blob store.
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+}

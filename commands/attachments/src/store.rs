@@ -1,0 +1,42 @@
+//! The blob store port: where sealed attachment blobs live, addressed by the
+//! CID IPFS gives them. Adapters: the embedded local store (`emr-ipfs`) and,
+//! with its issue, a Kubo RPC client.
+
+use emr_domain::values::ContentId;
+use futures::future::BoxFuture;
+use tokio::io::AsyncRead;
+
+/// A readable stream of sealed bytes.
+pub type BlobReader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A blob store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// No blob with this content id (never stored, or unpinned and collected).
+    #[error("no blob {0}")]
+    NotFound(String),
+    /// The store is unreachable or failed.
+    #[error("blob store: {0}")]
+    Unavailable(String),
+}
+
+/// A stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Its CIDv1 (raw leaves, 256 KiB chunks: what `ipfs add --cid-version=1 --raw-leaves` gives).
+    pub content_id: ContentId,
+    /// Sealed bytes.
+    pub size: u64,
+}
+
+/// Content-addressed storage of sealed blobs.
+pub trait BlobStore: Send + Sync {
+    /// Stores and pins the bytes read from `blob`, streaming.
+    fn put<'a>(&'a self, blob: &'a mut (dyn AsyncRead + Send + Unpin)) -> BoxFuture<'a, Result<StoredBlob, BlobError>>;
+    /// Streams a blob's bytes.
+    fn get<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<BlobReader, BlobError>>;
+    /// Whether the blob is pinned (kept).
+    fn is_pinned<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<bool, BlobError>>;
+    /// Unpins the blob; the store may then collect it.
+    fn unpin<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<(), BlobError>>;
+}
