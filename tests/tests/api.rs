@@ -76,6 +76,7 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
         identity: identity.clone(),
         login_attempts_per_minute: 1000,
         read_models: Some(read_models),
+        attachments: None,
         audit: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -348,7 +348,10 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let app = emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit: audit_state });
+    let blobs = std::sync::Arc::new(emr_ipfs::LocalBlobStore::open(&settings.blobs_dir()).context("blobs.dir")?);
+    let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
+    let state = emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit: audit_state, attachments };
+    let app = emr_http::router(state);
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
     tracing::info!(listen = %settings.http.listen, projections = projectors.is_some(), "EMR Ledger serving");

@@ -115,7 +115,14 @@ pub(crate) struct AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub(crate) struct BlobSettings {
+    /// The embedded blob store's directory. Default: `<data_dir>/blobs`.
+    pub(crate) dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Settings {
+    pub(crate) blobs: BlobSettings,
     pub(crate) auth: AuthSettings,
     pub(crate) store: StoreSettings,
     pub(crate) nats: NatsSettings,
@@ -154,6 +161,8 @@ listen = "127.0.0.1:50051"
 [read_models]
 batch_size = 1000
 
+[blobs]
+
 [auth]
 redis_namespace = "emr"
 access_ttl_secs = 900
@@ -181,6 +190,10 @@ impl Settings {
 
     pub(crate) fn audit_dir(&self) -> PathBuf {
         self.audit.dir.clone().unwrap_or_else(|| self.store.data_dir.join("audit"))
+    }
+
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
+        self.blobs.dir.clone().unwrap_or_else(|| self.store.data_dir.join("blobs"))
     }
 
     pub(crate) fn auth_keys_dir(&self) -> PathBuf {

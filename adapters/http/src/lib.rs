@@ -40,6 +40,8 @@ pub struct AppState {
     pub read_models: Option<ReadModelState>,
     /// The anchored Merkle log, when this node anchors.
     pub audit: Option<AuditState>,
+    /// Attachment blobs, when a blob store is configured.
+    pub attachments: Option<emr_attachments::Attachments>,
 }
 
 /// Where this node's tree heads and leaves are.

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use emr_attachments::AttachmentError;
 use emr_auth::{AuthError, TokenError};
 use emr_commands::ClinicError;
 use emr_domain::access::Denied;
@@ -83,6 +84,43 @@ pub enum ApiError {
     Unauthenticated(&'static str),
     /// An authentication step failed.
     Auth(AuthError),
+    /// An attachment upload or download failed.
+    Attachment(AttachmentError),
+}
+
+impl From<AttachmentError> for ApiError {
+    fn from(error: AttachmentError) -> Self {
+        match error {
+            AttachmentError::Clinic(clinic) => Self::Clinic(clinic),
+            other => Self::Attachment(other),
+        }
+    }
+}
+
+fn attachment_problem(error: &AttachmentError) -> Problem {
+    use emr_attachments::{BlobError, StreamError};
+    match error {
+        AttachmentError::Clinic(_) => {
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged")
+        }
+        AttachmentError::Erased => Problem::new(StatusCode::GONE, "patient-erased", "The patient was erased", error.to_string()),
+        AttachmentError::Blob(BlobError::NotFound(_)) => {
+            Problem::new(StatusCode::NOT_FOUND, "blob-missing", "The attachment's blob is not in the store", error.to_string())
+        }
+        AttachmentError::Stream(StreamError::Io(_)) => {
+            Problem::new(StatusCode::BAD_REQUEST, "upload-interrupted", "The upload did not arrive whole", error.to_string())
+        }
+        AttachmentError::Stream(StreamError::TooLarge) => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The attachment is too large", error.to_string())
+        }
+        AttachmentError::Stream(_) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "blob-corrupt", "The stored blob fails its integrity check", error.to_string())
+        }
+        AttachmentError::Blob(BlobError::Unavailable(_)) | AttachmentError::Key(_) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "A backing service is unavailable", "try again shortly")
+                .retryable()
+        }
+    }
 }
 
 impl From<AuthError> for ApiError {
@@ -260,6 +298,7 @@ impl ApiError {
             Self::Clinic(ClinicError::Disclosure(e)) => rule("disclosure-rule", e),
             Self::Unauthenticated(detail) => Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", *detail),
             Self::Auth(error) => auth_problem(error),
+            Self::Attachment(error) => attachment_problem(error),
             Self::Clinic(error @ ClinicError::IdMismatch { .. }) => {
                 Problem::new(StatusCode::BAD_REQUEST, "id-mismatch", "The body names another resource than the address", error.to_string())
             }

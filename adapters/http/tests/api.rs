@@ -409,3 +409,88 @@ async fn a_delegate_manages_grants_and_reads_for_the_patient_but_cannot_erase_th
     let refused = send(&app, command(&guardian, "POST", &format!("/v1/patients/{patient_id}/erasure"), &erase)).await;
     assert_problem(&refused, StatusCode::FORBIDDEN, "not-own-record");
 }
+
+fn upload_request(user: &User, record: &str, filename: &str, body: Vec<u8>) -> Request<Body> {
+    let request = Request::post(format!("/v1/records/{record}/attachments/content?filename={filename}"))
+        .header(header::CONTENT_TYPE, "application/dicom")
+        .body(Body::from(body))
+        .unwrap();
+    as_user(user, request)
+}
+
+async fn download_bytes(app: &TestApp, user: &User, record: &str, attachment: &str) -> (StatusCode, Result<Vec<u8>, String>) {
+    let response = app.router.clone().oneshot(get(user, &format!("/v1/records/{record}/attachments/{attachment}/content"))).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).map_err(|e| e.to_string());
+    (status, body)
+}
+
+#[tokio::test]
+async fn an_attachment_streams_in_sealed_and_back_out_verified_and_disclosed() {
+    let app = app().await;
+    let (author, patient, patient_id) = clinic_with_patient(&app).await;
+    let stranger = sign_in(&app, Role::Physician).await;
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let scan: Vec<u8> = (0..600_000_u32).map(|i| (i * 7 % 251) as u8).collect();
+
+    let refused = send(&app, upload_request(&stranger, &record, "scan.dcm", scan.clone())).await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "no-active-grant");
+    let (status, _, receipt) = send(&app, upload_request(&author, &record, "chest.dcm", scan.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{receipt}");
+    assert_eq!(receipt["events"][0]["event_type"], "AttachmentAdded");
+    let attachment = receipt["aggregate_id"].as_str().unwrap().to_owned();
+    let attachment_id = {
+        let auditor = sign_in(&app, Role::Auditor).await;
+        let (_, _, history) = send(&app, get(&auditor, &format!("/v1/audit/medical_record/{record}/history"))).await;
+        let added = history.as_array().unwrap().iter().find(|e| e["event_type"] == "AttachmentAdded").unwrap().clone();
+        assert!(!added.to_string().contains("chest.dcm"), "the file name is sealed like PHI");
+        assert!(added["payload"]["data"]["content_id"].as_str().unwrap().starts_with("bafy"), "{added}");
+        added["payload"]["data"]["attachment_id"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(attachment, record, "the receipt names the record the attachment joined");
+
+    let (status, body) = download_bytes(&app, &patient, &record, &attachment_id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.unwrap(), scan, "the patient gets their scan back, byte for byte");
+    let (status, _) = download_bytes(&app, &stranger, &record, &attachment_id).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, _, log) = send(&app, get(&sign_in(&app, Role::Auditor).await, "/v1/log?limit=1000")).await;
+    let attachment_reads = log.as_array().unwrap().iter().filter(|e| e["payload"]["data"]["resource"]["kind"] == "attachment").count();
+    assert_eq!(attachment_reads, 1, "the download was recorded as a disclosure");
+}
+
+#[tokio::test]
+async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_gone() {
+    let app = app().await;
+    let (author, patient, patient_id) = clinic_with_patient(&app).await;
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let scan = vec![42_u8; 300_000];
+    let (status, _, _) = send(&app, upload_request(&author, &record, "ct.dcm", scan)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (_, _, history) = send(&app, get(&auditor, &format!("/v1/audit/medical_record/{record}/history"))).await;
+    let added = history.as_array().unwrap().iter().find(|e| e["event_type"] == "AttachmentAdded").unwrap().clone();
+    let attachment_id = added["payload"]["data"]["attachment_id"].as_str().unwrap().to_owned();
+    let cid = added["payload"]["data"]["content_id"].as_str().unwrap().to_owned();
+
+    let blob = app.blobs_dir().join("blobs").join(&cid);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[200_000] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+    let (status, body) = download_bytes(&app, &patient, &record, &attachment_id).await;
+    assert_eq!(status, StatusCode::OK, "the headers go out before the blob is read");
+    assert!(body.is_err(), "the transfer breaks off instead of completing with altered content");
+    bytes[200_000] ^= 0x01;
+    std::fs::write(&blob, &bytes).unwrap();
+    assert!(download_bytes(&app, &patient, &record, &attachment_id).await.1.is_ok(), "restored, it verifies again");
+
+    let admin = sign_in(&app, Role::Admin).await;
+    let (status, _, _) =
+        send(&app, command(&admin, "POST", &format!("/v1/patients/{patient_id}/erasure"), &json!({"reason": "patient_request"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let response =
+        app.router.clone().oneshot(get(&patient, &format!("/v1/records/{record}/attachments/{attachment_id}/content"))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GONE, "the ciphertext is still on disk but its key is destroyed");
+}

@@ -58,6 +58,7 @@ async fn main() {
         identity: identity.clone(),
         login_attempts_per_minute: 1000,
         read_models: None,
+        attachments: None,
         audit: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

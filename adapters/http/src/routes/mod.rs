@@ -1,5 +1,6 @@
 //! Routes, one module per resource.
 
+pub(crate) mod attachments;
 pub(crate) mod auth;
 pub(crate) mod grants;
 mod health;
@@ -42,6 +43,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/records/{record_id}", get(records::show))
         .route("/v1/records/{record_id}/amendments", post(records::amend))
         .route("/v1/records/{record_id}/attachments", post(records::add_attachment))
+        .route("/v1/records/{record_id}/attachments/content", post(attachments::upload))
+        .route("/v1/records/{record_id}/attachments/{attachment_id}/content", get(attachments::download))
         .route("/v1/records/{record_id}/deletion", post(records::delete))
         .route("/v1/records/{record_id}/restoration", post(records::restore))
         .route("/v1/grants", post(grants::grant))

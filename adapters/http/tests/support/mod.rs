@@ -26,6 +26,13 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+impl TestApp {
+    /// The embedded blob store's directory.
+    pub fn blobs_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("blobs")
+    }
+}
+
 pub async fn app() -> TestApp {
     app_with(AuthPolicy::default(), 1000).await
 }
@@ -39,7 +46,9 @@ pub async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> Tes
     let tokens = Tokens::new(SigningKeys::generate("test-key").unwrap());
     let identity = Identity::new(&ports, Arc::new(MemorySessionStore::new()), tokens, policy, DomainServices::default());
     let clinic = Clinic::new(ports, StoreConfig::default(), DomainServices::default());
-    let state = AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None };
+    let blobs = Arc::new(emr_ipfs::LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
+    let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
+    let state = AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None, attachments };
     TestApp { router: router(state), identity, _dir: dir }
 }
 

@@ -1,0 +1,125 @@
+//! Attachment content, streamed both ways: uploads are sealed while they arrive,
+//! downloads decrypted while they leave; neither is ever held whole in memory.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use emr_attachments::{Attachments, Upload};
+use emr_commands::Receipt;
+use emr_domain::ids::{AttachmentId, RecordId};
+use emr_domain::values::{MimeType, ShortText};
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+
+use super::path_id;
+use crate::AppState;
+use crate::extract::{Caller, Command};
+use crate::problem::{ApiError, Problem};
+
+fn store(state: &AppState) -> Result<&Attachments, ApiError> {
+    state.attachments.as_ref().ok_or_else(|| {
+        ApiError::Problem(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attachments-not-configured",
+            "This server stores no attachments",
+            "configure a blob store to accept attachments",
+        ))
+    })
+}
+
+fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::Problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", &format!("The {field} is not valid"), detail))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FileName {
+    /// The original file name (sealed as PHI).
+    filename: String,
+}
+
+/// Streams the request body, sealed with the patient's key, into the blob store
+/// and records the attachment. `Content-Type` is the file's MIME type; the
+/// `Idempotency-Key` becomes the attachment id.
+#[utoipa::path(post, path = "/v1/records/{record_id}/attachments/content", tag = "records",
+    summary = "Upload an attachment (raw body, any size; sealed while streaming)",
+    params(("record_id" = String, Path, description = "record id (UUID)"), FileName),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, description = "stored and recorded", body = emr_commands::Receipt),
+              (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    Path(record_id): Path<String>,
+    Command(context): Command,
+    name: Result<Query<FileName>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+    let record_id: RecordId = path_id(&record_id, "record id")?;
+    let Query(name) = name?;
+    let filename = ShortText::parse("filename", name.filename).map_err(|e| invalid("filename", e.to_string()))?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/octet-stream");
+    let mime_type =
+        MimeType::parse(content_type.split(';').next().unwrap_or_default().trim()).map_err(|e| invalid("Content-Type", e.to_string()))?;
+    let upload = Upload { record_id, attachment_id: AttachmentId::from(context.command_id.as_uuid()), mime_type, filename };
+    let mut reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    let receipt = store(&state)?.upload(&context, upload, &mut reader).await?;
+    Ok((StatusCode::CREATED, Json(receipt)))
+}
+
+/// Streams an attachment's plaintext; the read is recorded as a disclosure first.
+/// If the blob was altered the stream breaks off before its last chunk.
+#[utoipa::path(get, path = "/v1/records/{record_id}/attachments/{attachment_id}/content", tag = "records",
+    summary = "Download an attachment (recorded as a disclosure; verified against its SHA-256)",
+    params(("record_id" = String, Path), ("attachment_id" = String, Path)),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
+              (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((record_id, attachment_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let record_id: RecordId = path_id(&record_id, "record id")?;
+    let attachment_id: AttachmentId = path_id(&attachment_id, "attachment id")?;
+    let download = store(&state)?.download(&caller.actor, record_id, attachment_id).await?;
+    let mime = download.attachment.mime_type.as_ref().map_or("application/octet-stream".to_owned(), |m| m.as_str().to_owned());
+    let size = download.attachment.size_bytes;
+    let disclosure = download.disclosure.map(|id| id.to_string()).unwrap_or_default();
+    let digest = download.attachment.sha256.to_string();
+    let (mut writer, reader) = tokio::io::duplex(256 * 1024);
+    let (verdict_tx, verdict_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let outcome = download.stream_into(&mut writer).await;
+        drop(writer);
+        if let Err(error) = &outcome {
+            tracing::warn!(%error, "attachment download aborted");
+        }
+        let _ = verdict_tx.send(outcome.map(|_| ()).map_err(|error| error.to_string()));
+    });
+    // After the data, the stream ends with the verdict: an error aborts the
+    // response, so the client sees a broken transfer, never a complete wrong file.
+    let verdict = futures::stream::once(async move {
+        match verdict_rx.await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(Err(std::io::Error::other(error))),
+            Err(_) => Some(Err(std::io::Error::other("the download ended without a verdict"))),
+        }
+    })
+    .filter_map(futures::future::ready);
+    let mut response = Response::new(Body::from_stream(tokio_util::io::ReaderStream::new(reader).chain(verdict)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    if let Ok(value) = HeaderValue::from_str(&disclosure) {
+        headers.insert("x-emr-disclosure-id", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("sha-256={digest}")) {
+        headers.insert("x-emr-content-sha256", value);
+    }
+    Ok(response)
+}
