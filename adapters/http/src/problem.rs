@@ -315,7 +315,10 @@ impl IntoResponse for ApiError {
                 Self::ReadModel(e) => e.to_string(),
                 other => format!("{other:?}"),
             };
-            if problem.retryable {
+            if problem.code.ends_with("-not-configured") {
+                // A feature this server was not configured for: the caller's concern, not an incident.
+                tracing::debug!(code = %problem.code, "request for an unconfigured feature");
+            } else if problem.retryable {
                 tracing::warn!(code = %problem.code, %cause, "request failed, retryable");
             } else {
                 tracing::error!(code = %problem.code, %cause, "request failed");

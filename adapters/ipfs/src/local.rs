@@ -2,13 +2,14 @@
 //! `ipfs add --cid-version=1 --raw-leaves --chunker=size-262144` would give it,
 //! so moving to an IPFS node later changes no stored content id.
 //!
-//! `blobs/<cid>` holds the bytes, `pins/<cid>` marks a pinned blob; a blob is
-//! written to `tmp/` while its CID is computed, then renamed into place, so a
-//! crash never leaves a partial blob under a CID.
+//! `blobs/<cid>` holds the bytes, `pins/<owner>/<cid>` pins it for the patient
+//! whose key seals it; a blob is written to `tmp/` while its CID is computed,
+//! then renamed into place, so a crash never leaves a partial blob under a CID.
 
 use std::path::{Path, PathBuf};
 
 use emr_attachments::{BlobError, BlobReader, BlobStore, StoredBlob};
+use emr_domain::ids::PatientId;
 use emr_domain::values::ContentId;
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -37,13 +38,13 @@ impl LocalBlobStore {
         self.root.join("blobs").join(content_id.as_str())
     }
 
-    fn pin_path(&self, content_id: &ContentId) -> PathBuf {
-        self.root.join("pins").join(content_id.as_str())
+    fn owner_dir(&self, owner: PatientId) -> PathBuf {
+        self.root.join("pins").join(owner.to_string())
     }
 }
 
 impl BlobStore for LocalBlobStore {
-    fn put<'a>(&'a self, blob: &'a mut (dyn AsyncRead + Send + Unpin)) -> BoxFuture<'a, Result<StoredBlob, BlobError>> {
+    fn put<'a>(&'a self, owner: PatientId, blob: &'a mut (dyn AsyncRead + Send + Unpin)) -> BoxFuture<'a, Result<StoredBlob, BlobError>> {
         Box::pin(async move {
             let temporary = self.root.join("tmp").join(uuid_like());
             let mut file = tokio::fs::File::create(&temporary).await.map_err(unavailable)?;
@@ -64,7 +65,9 @@ impl BlobStore for LocalBlobStore {
             let cid = builder.finish().to_string();
             let content_id = ContentId::parse(&cid).map_err(|e| BlobError::Unavailable(e.to_string()))?;
             tokio::fs::rename(&temporary, self.blob_path(&content_id)).await.map_err(unavailable)?;
-            tokio::fs::write(self.pin_path(&content_id), b"").await.map_err(unavailable)?;
+            let owner_dir = self.owner_dir(owner);
+            tokio::fs::create_dir_all(&owner_dir).await.map_err(unavailable)?;
+            tokio::fs::write(owner_dir.join(content_id.as_str()), b"").await.map_err(unavailable)?;
             Ok(StoredBlob { content_id, size })
         })
     }
@@ -80,18 +83,39 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn is_pinned<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<bool, BlobError>> {
-        Box::pin(async move { tokio::fs::try_exists(self.pin_path(content_id)).await.map_err(unavailable) })
+        Box::pin(async move {
+            let mut owners = tokio::fs::read_dir(self.root.join("pins")).await.map_err(unavailable)?;
+            while let Some(owner) = owners.next_entry().await.map_err(unavailable)? {
+                if tokio::fs::try_exists(owner.path().join(content_id.as_str())).await.map_err(unavailable)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
     }
 
-    fn unpin<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<(), BlobError>> {
+    fn unpin_owner<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<usize, BlobError>> {
         Box::pin(async move {
-            for path in [self.pin_path(content_id), self.blob_path(content_id)] {
-                match tokio::fs::remove_file(path).await {
+            let dir = self.owner_dir(owner);
+            let mut pins = match tokio::fs::read_dir(&dir).await {
+                Ok(pins) => pins,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let mut unpinned = 0;
+            while let Some(pin) = pins.next_entry().await.map_err(unavailable)? {
+                // The blob goes first: a crash between the two leaves a pin to
+                // nothing, which the next call removes, never an unpinned blob.
+                let blob = self.root.join("blobs").join(pin.file_name());
+                match tokio::fs::remove_file(&blob).await {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(unavailable(e)),
                     _ => {}
                 }
+                tokio::fs::remove_file(pin.path()).await.map_err(unavailable)?;
+                unpinned += 1;
             }
-            Ok(())
+            let _ = tokio::fs::remove_dir(&dir).await;
+            Ok(unpinned)
         })
     }
 }
@@ -114,14 +138,17 @@ mod tests {
     async fn a_stored_blob_is_named_by_its_ipfs_cid_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalBlobStore::open(dir.path()).unwrap();
-        let stored = store.put(&mut &b"hello world\n"[..]).await.unwrap();
+        let owner = PatientId::new();
+        let stored = store.put(owner, &mut &b"hello world\n"[..]).await.unwrap();
         assert_eq!(stored.content_id.as_str(), "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
         assert_eq!(stored.size, 12);
         let mut back = Vec::new();
         store.get(&stored.content_id).await.unwrap().read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"hello world\n");
         assert!(store.is_pinned(&stored.content_id).await.unwrap());
-        store.unpin(&stored.content_id).await.unwrap();
+        assert_eq!(store.unpin_owner(PatientId::new()).await.unwrap(), 0, "another patient's erasure frees nothing of this one");
+        assert!(store.is_pinned(&stored.content_id).await.unwrap());
+        assert_eq!(store.unpin_owner(owner).await.unwrap(), 1);
         assert!(!store.is_pinned(&stored.content_id).await.unwrap());
         assert!(matches!(store.get(&stored.content_id).await, Err(BlobError::NotFound(_))));
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use emr_commands::{Clinic, ClinicError, Receipt};
 use emr_domain::actor::Actor;
-use emr_domain::ids::{AttachmentId, DisclosureId, RecordId};
+use emr_domain::ids::{AttachmentId, DisclosureId, PatientId, RecordId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::record::{AttachmentDescriptor, AttachmentSummary, RecordCommand};
 use emr_domain::values::{MimeType, ShortText};
@@ -101,7 +101,7 @@ impl Attachments {
             drop(writer);
             sealed
         };
-        let (sealed, stored) = tokio::join!(sealing, self.store.put(&mut reader));
+        let (sealed, stored) = tokio::join!(sealing, self.store.put(patient_id, &mut reader));
         let (sealed, stored) = (sealed?, stored?);
         let descriptor = AttachmentDescriptor {
             attachment_id: upload.attachment_id,
@@ -123,15 +123,10 @@ impl Attachments {
         Ok(Download { attachment, disclosure, key, header: BlobHeader { patient_id, attachment_id }, blob })
     }
 
-    /// Unpins the blobs of erased attachments (the patient's key is already
-    /// destroyed; this frees the storage).
-    pub async fn unpin_all(&self, attachments: &[AttachmentSummary]) -> Result<usize, AttachmentError> {
-        let mut unpinned = 0;
-        for content_id in attachments.iter().filter_map(|a| a.content_id.as_ref()) {
-            self.store.unpin(content_id).await?;
-            unpinned += 1;
-        }
-        Ok(unpinned)
+    /// Frees an erased patient's blobs. Their key is already destroyed, so this
+    /// reclaims storage; it is safe to repeat.
+    pub async fn release_erased(&self, patient_id: PatientId) -> Result<usize, AttachmentError> {
+        Ok(self.store.unpin_owner(patient_id).await?)
     }
 
     /// The blob store.

@@ -2,6 +2,7 @@
 //! CID IPFS gives them. Adapters: the embedded local store (`emr-ipfs`) and,
 //! with its issue, a Kubo RPC client.
 
+use emr_domain::ids::PatientId;
 use emr_domain::values::ContentId;
 use futures::future::BoxFuture;
 use tokio::io::AsyncRead;
@@ -29,14 +30,16 @@ pub struct StoredBlob {
     pub size: u64,
 }
 
-/// Content-addressed storage of sealed blobs.
+/// Content-addressed storage of sealed blobs. Every blob is pinned under its
+/// owner (the patient whose key seals it), so that erasing a patient can unpin
+/// all of their blobs without an index of their records.
 pub trait BlobStore: Send + Sync {
-    /// Stores and pins the bytes read from `blob`, streaming.
-    fn put<'a>(&'a self, blob: &'a mut (dyn AsyncRead + Send + Unpin)) -> BoxFuture<'a, Result<StoredBlob, BlobError>>;
+    /// Stores the bytes read from `blob`, streaming, and pins them for `owner`.
+    fn put<'a>(&'a self, owner: PatientId, blob: &'a mut (dyn AsyncRead + Send + Unpin)) -> BoxFuture<'a, Result<StoredBlob, BlobError>>;
     /// Streams a blob's bytes.
     fn get<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<BlobReader, BlobError>>;
     /// Whether the blob is pinned (kept).
     fn is_pinned<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<bool, BlobError>>;
-    /// Unpins the blob; the store may then collect it.
-    fn unpin<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<(), BlobError>>;
+    /// Unpins every blob of `owner`; the store may then collect them. Returns how many.
+    fn unpin_owner<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<usize, BlobError>>;
 }
