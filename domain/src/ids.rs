@@ -123,7 +123,7 @@ uuid_id!(
 
 /// A hospital or clinic, identified by a short code assigned by the network
 /// (e.g. `HOSP-001`), not by a UUID, because integrators configure it by hand.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[A-Za-z0-9_-]{1,64}$", example = "HOSP-001"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct HospitalId(String);

@@ -12,7 +12,7 @@ use crate::values::{InvalidValue, ShortText};
 /// lower case so that `Dr_Li` and `dr_li` are one account. It doubles as the id
 /// of the [`super::UsernameClaim`] that keeps it unique, so it must be a valid
 /// log subject token (no dots, spaces or wildcards).
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[A-Za-z0-9_-]{3,64}$", example = "dr_li"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username(String);
@@ -57,7 +57,7 @@ impl fmt::Display for Username {
 
 /// A practitioner's licence number as issued by their regulator: 4–32 ASCII
 /// letters, digits or `-`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[A-Za-z0-9-]{4,32}$", example = "LIC-1001"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct LicenceNumber(String);

@@ -11,7 +11,7 @@ use super::{InvalidValue, LongText, ShortText};
 /// extension of one to four characters after the dot (`J18.9`, `S72.001A`, `E11`).
 /// WHO ICD-10 and ICD-10-CM share this shape; whether a code exists in a given
 /// release is checked against terminology services, not here.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[A-Za-z][0-9][0-9ABab](\.[0-9A-Za-z]{1,4})?$", example = "J18.9"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Icd10Code(String);
@@ -139,6 +139,7 @@ pub struct Dose {
 #[derive(Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Dose))]
 pub(crate) struct DoseWire {
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{1,7}(\.[0-9]{1,3})?$", example = "2.5"))]
     amount: String,
     unit: DoseUnit,
 }

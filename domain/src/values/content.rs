@@ -10,7 +10,7 @@ use super::InvalidValue;
 /// An IPFS content identifier: CIDv0 (`Qm…`, base58btc, 46 characters) or CIDv1 in
 /// its default base32 text form (`b…`). Only the text shape is checked here; the
 /// blob store adapter decodes it fully.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^(Qm[1-9A-HJ-NP-Za-km-z]{44}|b[a-z2-7]{9,127})$"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ContentId(String);
@@ -104,7 +104,7 @@ impl From<Sha256Digest> for String {
 }
 
 /// A MIME type such as `application/dicom` or `image/png` (RFC 6838 shape, no parameters).
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}$", example = "application/dicom"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MimeType(String);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{InvalidValue, LongText, ShortText};
 
 /// A medical record number assigned by the registering hospital.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, pattern = r"^[A-Za-z0-9_./-]{1,32}$", example = "MRN-0001"))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Mrn(String);
