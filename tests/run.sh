@@ -6,6 +6,7 @@
 #   - MariaDB: read-model tests use the server at 127.0.0.1:3306 (root, no password);
 #   - Redis: session-store and API tests use the server at 127.0.0.1:6379;
 #   - anvil (npm @foundry-rs/anvil) and solc-js: EVM anchoring tests start their own node;
+#   - the JS IPFS node (npm ipfs 0.66.1, serving the Kubo RPC API): IPFS tests start their own;
 # installing the Debian packages and starting the servers when they are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,10 @@ ensure_evm_tools() {
   (cd adapters/evm/contracts && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
   say "checking the committed contract artifact against a fresh compile"
   (cd adapters/evm/contracts && node build.mjs --check)
+  # `npm install` honours the committed lock; `npm ci` trips over an optional
+  # peer dependency npm records inconsistently in ipfs 0.66's tree.
+  say "installing the JS IPFS test node (npm ipfs 0.66.1)"
+  (cd adapters/ipfs/node && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }

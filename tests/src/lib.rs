@@ -7,6 +7,7 @@ pub mod anvil;
 pub mod backends;
 pub mod bench;
 pub mod history;
+pub mod ipfs_node;
 pub mod mariadb;
 pub mod nats_server;
 
