@@ -35,7 +35,12 @@ async fn the_node_and_the_embedded_store_agree_on_every_cid_and_pins_follow_owne
     }
     let kept = store.put(PatientId::new(), &mut &b"another patient's scan"[..]).await.unwrap();
     assert_eq!(store.unpin_owner(owner).await.unwrap(), 6);
-    assert!(!store.is_pinned(&emr_domain::values::ContentId::parse(&cid_of(Layout::V1RawLeaves, &pattern(12)).to_string()).unwrap()).await.unwrap());
+    assert!(
+        !store
+            .is_pinned(&emr_domain::values::ContentId::parse(&cid_of(Layout::V1RawLeaves, &pattern(12)).to_string()).unwrap())
+            .await
+            .unwrap()
+    );
     assert!(store.is_pinned(&kept.content_id).await.unwrap(), "only the erased owner's blobs are unpinned");
     assert_eq!(store.unpin_owner(owner).await.unwrap(), 0, "unpinning again finds nothing");
 

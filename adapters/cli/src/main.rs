@@ -348,7 +348,13 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let blobs = std::sync::Arc::new(emr_ipfs::LocalBlobStore::open(&settings.blobs_dir()).context("blobs.dir")?);
+    let blobs: std::sync::Arc<dyn emr_attachments::BlobStore> = match &settings.blobs.ipfs_api {
+        Some(api) => {
+            let timeout = std::time::Duration::from_secs(settings.blobs.ipfs_timeout_secs);
+            std::sync::Arc::new(emr_ipfs::KuboBlobStore::new(api, timeout).context("blobs.ipfs_api")?)
+        }
+        None => std::sync::Arc::new(emr_ipfs::LocalBlobStore::open(&settings.blobs_dir()).context("blobs.dir")?),
+    };
     let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
     let state = emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit: audit_state, attachments };
     let app = emr_http::router(state);

@@ -118,6 +118,10 @@ pub(crate) struct AuthSettings {
 pub(crate) struct BlobSettings {
     /// The embedded blob store's directory. Default: `<data_dir>/blobs`.
     pub(crate) dir: Option<PathBuf>,
+    /// An IPFS node's Kubo RPC API (`http://127.0.0.1:5001`); unset: the embedded store.
+    pub(crate) ipfs_api: Option<String>,
+    /// Per-call timeout towards the node.
+    pub(crate) ipfs_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +166,7 @@ listen = "127.0.0.1:50051"
 batch_size = 1000
 
 [blobs]
+ipfs_timeout_secs = 30
 
 [auth]
 redis_namespace = "emr"

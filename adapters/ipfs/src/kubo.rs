@@ -81,7 +81,8 @@ impl BlobStore for KuboBlobStore {
             // so chunks are forwarded through a channel while the request runs.
             let (sender, receiver) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
             let body = reqwest::Body::wrap_stream(receiver);
-            let part = reqwest::multipart::Part::stream(body).file_name("blob").mime_str("application/octet-stream").map_err(unavailable)?;
+            let part =
+                reqwest::multipart::Part::stream(body).file_name("blob").mime_str("application/octet-stream").map_err(unavailable)?;
             let form = reqwest::multipart::Form::new().part("file", part);
             let query = [
                 ("cid-version", "1"),
@@ -111,7 +112,8 @@ impl BlobStore for KuboBlobStore {
             }
             // `add` answers one JSON object per line; the last names the file.
             let text = response.text().await.map_err(unavailable)?;
-            let last: Value = text.lines().filter(|l| !l.trim().is_empty()).last().map_or(Ok(Value::Null), serde_json::from_str).map_err(unavailable)?;
+            let last: Value =
+                text.lines().filter(|l| !l.trim().is_empty()).last().map_or(Ok(Value::Null), serde_json::from_str).map_err(unavailable)?;
             let content_id = normalised(last["Hash"].as_str().ok_or_else(|| unavailable("add answered no Hash"))?)?;
             let size = match &last["Size"] {
                 Value::Number(n) => n.as_u64().unwrap_or(0),
@@ -165,8 +167,10 @@ impl BlobStore for KuboBlobStore {
                 Err(BlobError::Unavailable(message)) if message.contains("not exist") || message.contains("not found") => return Ok(0),
                 Err(error) => return Err(error),
             };
-            let names: Vec<String> =
-                listing["Entries"].as_array().map(|e| e.iter().filter_map(|x| x["Name"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
+            let names: Vec<String> = listing["Entries"]
+                .as_array()
+                .map(|e| e.iter().filter_map(|x| x["Name"].as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
             for name in &names {
                 match self.call("pin/rm", &[("arg", name.clone())]).await {
                     Err(BlobError::Unavailable(message)) if !message.contains("not pinned") => return Err(BlobError::Unavailable(message)),
