@@ -495,3 +495,23 @@ async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_go
     assert_eq!(response.status(), StatusCode::GONE, "the key is destroyed");
     assert!(!blob.exists(), "the erased patient's blob was unpinned and collected");
 }
+
+#[tokio::test]
+async fn a_retried_upload_returns_the_original_receipt_and_stores_nothing_new() {
+    let app = app().await;
+    let (author, _, patient_id) = clinic_with_patient(&app).await;
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let attempt = || {
+        let mut request = upload_request(&author, &record, "mri.dcm", vec![9_u8; 100_000]);
+        request.headers_mut().insert("idempotency-key", "0190f5c4-0000-7000-8000-00000000abcd".parse().unwrap());
+        request
+    };
+    let (status, _, first) = send(&app, attempt()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (_, _, second) = send(&app, attempt()).await;
+    assert_eq!((first["replayed"].as_bool(), second["replayed"].as_bool()), (Some(false), Some(true)), "{second}");
+    assert_eq!(first["position"], second["position"]);
+    let stored = std::fs::read_dir(app.blobs_dir().join("blobs")).unwrap().count();
+    assert_eq!(stored, 1, "the retry stored no second blob");
+}

@@ -91,6 +91,22 @@ impl Attachments {
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<Receipt, AttachmentError> {
         let patient_id = self.clinic.attachment_target(&context.actor, upload.record_id).await?;
+        let record = self.clinic.load_record(upload.record_id).await?;
+        if let Some(earlier) = record.state().attachments().iter().find(|a| a.attachment_id == upload.attachment_id) {
+            // A retry of an upload that already landed (the attachment id is the
+            // command id): answer the original receipt without storing again.
+            if let Some(content_id) = earlier.content_id.clone() {
+                let descriptor = AttachmentDescriptor {
+                    attachment_id: upload.attachment_id,
+                    content_id,
+                    mime_type: upload.mime_type,
+                    size_bytes: earlier.size_bytes,
+                    sha256: earlier.sha256,
+                    filename: upload.filename,
+                };
+                return Ok(self.clinic.record(upload.record_id, RecordCommand::AddAttachment(descriptor), context).await?);
+            }
+        }
         let key = self.clinic.vault().key_for_sealing(patient_id).await?;
         let header = BlobHeader { patient_id, attachment_id: upload.attachment_id };
         // Sealing writes into one end of a pipe while the store reads the other:
