@@ -85,6 +85,7 @@ fn record_command(op: &RecordOp, record: RecordId, patients: &[PatientId; 2], at
             size_bytes: u64::from(*n) * 1000,
             sha256: Sha256Digest::from_bytes([*n; 32]),
             filename: text("scan.png"),
+            dicom: None,
         }),
         RecordOp::Delete => RecordCommand::Delete { reason: text("duplicate") },
         RecordOp::Restore => RecordCommand::Restore { reason: text("not a duplicate") },

@@ -12,7 +12,7 @@ use emr_domain::ids::{AttachmentId, GrantId, HospitalId, PatientId, RecordId, Us
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{ErasureReason, PatientCommand};
 use emr_domain::record::{AttachmentDescriptor, RecordCommand};
-use emr_domain::values::{ContentId, MimeType, RecordType, Sha256Digest};
+use emr_domain::values::{ContentId, DicomSummary, MimeType, RecordType, Sha256Digest};
 
 /// Names used for patients: none may ever appear in a read model or the log.
 pub const NAMES: [&str; 4] = ["Wang Fang", "Li Wei", "Zhang Min", "Chen Jing"];
@@ -74,6 +74,14 @@ pub async fn write(clinic: &Clinic, patients: usize) -> u64 {
                     size_bytes: 1024 * (p as u64 + 1),
                     sha256: Sha256Digest::from_bytes([p as u8; 32]),
                     filename: text("chest.dcm"),
+                    dicom: Some(DicomSummary {
+                        modality: Some("CT".into()),
+                        study_date: NaiveDate::from_ymd_opt(2025, 1, 2),
+                        body_part: Some("CHEST".into()),
+                        rows: Some(512),
+                        columns: Some(512),
+                    })
+                    .filter(|_| p % 2 == 0),
                 });
                 track(clinic.record(record, attach, &as_user(doctor, Role::Physician)).await.unwrap());
             }

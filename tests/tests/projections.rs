@@ -80,6 +80,8 @@ async fn read_models_hold_the_history_without_phi(backend: Backend) {
     assert_eq!(count(pool, "SELECT COUNT(*) FROM medical_records WHERE content_version = 2").await, 10);
     assert_eq!(count(pool, "SELECT COUNT(*) FROM medical_records WHERE status = 'deleted' AND deleted_at IS NOT NULL").await, 7);
     assert_eq!(count(pool, "SELECT COUNT(*) FROM attachments").await, 10);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM attachments WHERE modality = 'CT' AND body_part = 'CHEST' AND image_rows = 512").await, 5);
+    assert_eq!(count(pool, "SELECT COUNT(*) FROM attachments WHERE modality IS NULL").await, 5, "files without DICOM metadata");
     assert_eq!(count(pool, "SELECT CAST(SUM(attachment_count) AS SIGNED) FROM medical_records").await, 10);
     assert_eq!(count(pool, "SELECT COUNT(*) FROM access_grants WHERE status = 'active' AND expires_at > UTC_TIMESTAMP()").await, 5 + 5);
     assert_eq!(count(pool, "SELECT COUNT(*) FROM access_grants WHERE status = 'revoked'").await, 5);

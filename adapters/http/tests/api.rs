@@ -515,3 +515,24 @@ async fn a_retried_upload_returns_the_original_receipt_and_stores_nothing_new() 
     let stored = std::fs::read_dir(app.blobs_dir().join("blobs")).unwrap().count();
     assert_eq!(stored, 1, "the retry stored no second blob");
 }
+
+#[tokio::test]
+async fn a_dicom_upload_records_its_header_and_a_malformed_one_is_kept_as_an_opaque_blob() {
+    let app = app().await;
+    let (author, _, patient_id) = clinic_with_patient(&app).await;
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let ct = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/dicom/CT_small.dcm")).unwrap();
+    assert_eq!(send(&app, upload_request(&author, &record, "ct.dcm", ct)).await.0, StatusCode::CREATED);
+    let (status, _, receipt) = send(&app, upload_request(&author, &record, "broken.dcm", b"DICM but not really".to_vec())).await;
+    assert_eq!(status, StatusCode::CREATED, "a malformed DICOM file is still stored: {receipt}");
+
+    let (_, _, history) = send(&app, get(&auditor, &format!("/v1/audit/medical_record/{record}/history"))).await;
+    let added: Vec<&Value> = history.as_array().unwrap().iter().filter(|e| e["event_type"] == "AttachmentAdded").collect();
+    assert_eq!(added.len(), 2);
+    let dicom = &added[0]["payload"]["data"]["dicom"];
+    assert_eq!((dicom["modality"].as_str(), dicom["study_date"].as_str()), (Some("CT"), Some("2004-01-19")), "{dicom}");
+    assert_eq!((dicom["rows"].as_u64(), dicom["columns"].as_u64()), (Some(128), Some(128)));
+    assert!(added[1]["payload"]["data"].get("dicom").is_none_or(Value::is_null), "no metadata from an unreadable header");
+}

@@ -9,10 +9,12 @@
 //! returns the plaintext's SHA-256 and size, which the `AttachmentAdded` event
 //! records. [`open`] decrypts and checks that hash before it reports success.
 
+mod dicom;
 mod service;
 mod store;
 mod stream;
 
+pub use dicom::summarize as summarize_dicom;
 pub use service::{AttachmentError, Attachments, Download, Upload};
 pub use store::{BlobError, BlobReader, BlobStore, StoredBlob};
 pub use stream::{BlobHeader, CHUNK_SIZE, Opened, Sealed, StreamError, open, seal};

@@ -103,6 +103,7 @@ impl Attachments {
                     size_bytes: earlier.size_bytes,
                     sha256: earlier.sha256,
                     filename: upload.filename,
+                    dicom: None,
                 };
                 return Ok(self.clinic.record(upload.record_id, RecordCommand::AddAttachment(descriptor), context).await?);
             }
@@ -112,13 +113,26 @@ impl Attachments {
         // Sealing writes into one end of a pipe while the store reads the other:
         // memory stays at a few chunks whatever the file size.
         let (mut writer, mut reader) = tokio::io::duplex(256 * 1024);
+        let is_dicom = upload.mime_type.as_str() == "application/dicom";
+        let mut head = HeadCopy { inner: body, head: Vec::new(), keep: if is_dicom { crate::dicom::HEADER_BYTES } else { 0 } };
         let sealing = async {
-            let sealed = stream::seal(&key, header, body, &mut writer).await;
+            let sealed = stream::seal(&key, header, &mut head, &mut writer).await;
             drop(writer);
             sealed
         };
         let (sealed, stored) = tokio::join!(sealing, self.store.put(patient_id, &mut reader));
         let (sealed, stored) = (sealed?, stored?);
+        let dicom = if is_dicom {
+            match crate::dicom::summarize(&head.head) {
+                Ok(summary) => Some(summary),
+                Err(reason) => {
+                    tracing::warn!(attachment = %upload.attachment_id, %reason, "DICOM header unreadable; stored as an opaque blob");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let descriptor = AttachmentDescriptor {
             attachment_id: upload.attachment_id,
             content_id: stored.content_id,
@@ -126,6 +140,7 @@ impl Attachments {
             size_bytes: sealed.size,
             sha256: sealed.sha256,
             filename: upload.filename,
+            dicom,
         };
         Ok(self.clinic.record(upload.record_id, RecordCommand::AddAttachment(descriptor), context).await?)
     }
@@ -148,5 +163,31 @@ impl Attachments {
     /// The blob store.
     pub fn store(&self) -> &Arc<dyn BlobStore> {
         &self.store
+    }
+}
+
+/// Passes a stream through, keeping a copy of its first `keep` bytes.
+struct HeadCopy<'a> {
+    inner: &'a mut (dyn AsyncRead + Send + Unpin),
+    head: Vec<u8>,
+    keep: usize,
+}
+
+impl AsyncRead for HeadCopy<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buffer.filled().len();
+        let polled = std::pin::Pin::new(&mut *self.inner).poll_read(context, buffer);
+        if polled.is_ready() {
+            let room = self.keep.saturating_sub(self.head.len());
+            let fresh = &buffer.filled()[before..];
+            let take = room.min(fresh.len());
+            let copied = fresh[..take].to_vec();
+            self.head.extend_from_slice(&copied);
+        }
+        polled
     }
 }

@@ -197,7 +197,15 @@ impl MedicalRecord {
                     reason: Phi::new(subject, reason),
                 }])
             }
-            RecordCommand::AddAttachment(AttachmentDescriptor { attachment_id, content_id, mime_type, size_bytes, sha256, filename }) => {
+            RecordCommand::AddAttachment(AttachmentDescriptor {
+                attachment_id,
+                content_id,
+                mime_type,
+                size_bytes,
+                sha256,
+                filename,
+                dicom,
+            }) => {
                 let subject = self.ensure_open()?;
                 if self.attachments.iter().any(|a| a.attachment_id == attachment_id) {
                     return Err(RecordError::DuplicateAttachment);
@@ -212,6 +220,7 @@ impl MedicalRecord {
                     size_bytes,
                     sha256,
                     filename: Phi::new(subject, filename),
+                    dicom,
                 }])
             }
             RecordCommand::Delete { reason } => {
@@ -324,6 +333,7 @@ mod tests {
             size_bytes: 1024,
             sha256: Sha256Digest::from_bytes([7; 32]),
             filename: text("chest.dcm"),
+            dicom: None,
         }
     }
 

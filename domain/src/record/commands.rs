@@ -2,7 +2,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
-use crate::values::{ContentId, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
+use crate::values::{ContentId, DicomSummary, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
 
 /// An attachment as described by the blob store after upload.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -20,6 +20,9 @@ pub struct AttachmentDescriptor {
     pub sha256: Sha256Digest,
     /// Original file name (PHI: names often carry the patient's).
     pub filename: ShortText,
+    /// DICOM metadata, for DICOM files whose header could be read.
+    #[serde(default)]
+    pub dicom: Option<DicomSummary>,
 }
 
 /// What may be asked of a medical record.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
 use crate::phi::Phi;
-use crate::values::{ContentId, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
+use crate::values::{ContentId, DicomSummary, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
 
 /// What happened to a medical record.
 ///
@@ -54,6 +54,9 @@ pub enum RecordEvent {
         sha256: Sha256Digest,
         /// Original file name (PHI).
         filename: Phi<ShortText>,
+        /// DICOM metadata (absent for other files, and in events written before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dicom: Option<DicomSummary>,
     },
     /// The record was soft-deleted.
     RecordDeleted {

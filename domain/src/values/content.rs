@@ -167,3 +167,20 @@ mod tests {
         assert!(MimeType::parse("text/html; charset=utf-8").is_err());
     }
 }
+
+/// The non-identifying metadata of a DICOM attachment, kept in the clear so
+/// imaging can be found and counted without opening a blob.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DicomSummary {
+    /// Modality code (`CT`, `MR`, `CR`, …).
+    pub modality: Option<String>,
+    /// Study date.
+    pub study_date: Option<chrono::NaiveDate>,
+    /// Body part examined (`CHEST`, …).
+    pub body_part: Option<String>,
+    /// Image rows.
+    pub rows: Option<u32>,
+    /// Image columns.
+    pub columns: Option<u32>,
+}

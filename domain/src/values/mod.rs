@@ -8,7 +8,7 @@ mod person;
 mod text;
 
 pub use clinical::{Diagnosis, Dose, DoseUnit, Icd10Code, Medication, RecordContent, RecordType, Route};
-pub use content::{ContentId, MimeType, Sha256Digest};
+pub use content::{ContentId, DicomSummary, MimeType, Sha256Digest};
 pub use person::{Demographics, ExternalIdentifier, Gender, Mrn, PatientIdentifiers};
 pub use text::{LongText, ShortText};
 

@@ -42,6 +42,7 @@ struct Row {
 }
 
 struct Attachment {
+    dicom: Option<emr_domain::values::DicomSummary>,
     attachment_id: String,
     record_id: String,
     patient_id: String,
@@ -112,9 +113,10 @@ impl Projection for RecordIndex {
             match event {
                 RecordEvent::RecordCreated { .. } => {}
                 RecordEvent::RecordAmended { version, .. } => row.content_version = *version,
-                RecordEvent::AttachmentAdded { attachment_id, content_id, mime_type, size_bytes, sha256, .. } => {
+                RecordEvent::AttachmentAdded { attachment_id, content_id, mime_type, size_bytes, sha256, dicom, .. } => {
                     row.attachment_count += 1;
                     attachments.push(Attachment {
+                        dicom: dicom.clone(),
                         attachment_id: attachment_id.to_string(),
                         record_id: row.record_id.clone(),
                         patient_id: row.patient_id.clone(),
@@ -169,7 +171,8 @@ impl Projection for RecordIndex {
         .await?;
         upsert(
             conn,
-            "INSERT INTO attachments (attachment_id, record_id, patient_id, content_id, mime_type, size_bytes, sha256, added_at, position) ",
+            "INSERT INTO attachments (attachment_id, record_id, patient_id, content_id, mime_type, size_bytes, sha256, added_at, position, \
+             modality, study_date, body_part, image_rows, image_cols) ",
             &attachments,
             |values, a| {
                 values
@@ -182,6 +185,13 @@ impl Projection for RecordIndex {
                     .push_bind(a.sha256.clone())
                     .push_bind(a.added_at)
                     .push_bind(a.position);
+                let dicom = a.dicom.clone().unwrap_or_default();
+                values
+                    .push_bind(dicom.modality)
+                    .push_bind(dicom.study_date)
+                    .push_bind(dicom.body_part)
+                    .push_bind(dicom.rows)
+                    .push_bind(dicom.columns);
             },
             " ON DUPLICATE KEY UPDATE position = VALUES(position)",
         )
