@@ -29,7 +29,7 @@ impl Modify for BearerAuth {
         auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate,
         patients::register, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
         records::create, records::amend, records::add_attachment, records::delete, records::restore, records::show, records::break_glass,
-        attachments::upload, attachments::download,
+        attachments::upload, attachments::download, attachments::status,
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
         log::read, log::history, log::receipt,
         read::records, read::dashboard, read::projections, read::anchors, read::access_log,

@@ -475,6 +475,9 @@ async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_go
     let attachment_id = added["payload"]["data"]["attachment_id"].as_str().unwrap().to_owned();
     let cid = added["payload"]["data"]["content_id"].as_str().unwrap().to_owned();
 
+    let status_uri = format!("/v1/records/{record}/attachments/{attachment_id}");
+    let (_, _, status) = send(&app, get(&patient, &status_uri)).await;
+    assert_eq!((status["pinned"].as_bool(), status["content_id"].as_str()), (Some(true), Some(cid.as_str())), "{status}");
     let blob = app.blobs_dir().join("blobs").join(&cid);
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[200_000] ^= 0x01;
@@ -494,6 +497,8 @@ async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_go
         app.router.clone().oneshot(get(&patient, &format!("/v1/records/{record}/attachments/{attachment_id}/content"))).await.unwrap();
     assert_eq!(response.status(), StatusCode::GONE, "the key is destroyed");
     assert!(!blob.exists(), "the erased patient's blob was unpinned and collected");
+    let (_, _, status) = send(&app, get(&patient, &status_uri)).await;
+    assert_eq!(status["pinned"].as_bool(), Some(false), "{status}");
 }
 
 #[tokio::test]

@@ -405,6 +405,26 @@ impl Clinic {
         Ok((patient_id, attachment, disclosure))
     }
 
+    /// An attachment's facts (content id, size, digest; no PHI) for whoever may
+    /// read the patient's record index; not a disclosure.
+    pub async fn attachment_metadata(
+        &self,
+        actor: &Actor,
+        record_id: RecordId,
+        attachment_id: AttachmentId,
+    ) -> Result<AttachmentSummary, ClinicError> {
+        let subject = self.record_subject(record_id).await?;
+        self.authorize(actor, Action::ReadRecordIndex, Subject { author: None, ..subject }).await?;
+        let record = self.records.load(&record_id.to_string()).await?;
+        record
+            .state()
+            .attachments()
+            .iter()
+            .find(|a| a.attachment_id == attachment_id)
+            .cloned()
+            .ok_or(ClinicError::NotFound { what: "attachment" })
+    }
+
     /// The key service (attachment blobs are sealed with the patients' data keys).
     pub fn vault(&self) -> &Arc<KeyVault> {
         self.patients.phi().vault()

@@ -160,6 +160,21 @@ impl Attachments {
         Ok(self.store.unpin_owner(patient_id).await?)
     }
 
+    /// An attachment's facts and whether its blob is pinned.
+    pub async fn status(
+        &self,
+        actor: &Actor,
+        record_id: RecordId,
+        attachment_id: AttachmentId,
+    ) -> Result<(AttachmentSummary, bool), AttachmentError> {
+        let attachment = self.clinic.attachment_metadata(actor, record_id, attachment_id).await?;
+        let pinned = match &attachment.content_id {
+            Some(content_id) => self.store.is_pinned(content_id).await?,
+            None => false,
+        };
+        Ok((attachment, pinned))
+    }
+
     /// The blob store.
     pub fn store(&self) -> &Arc<dyn BlobStore> {
         &self.store

@@ -123,3 +123,39 @@ pub(crate) async fn download(
     }
     Ok(response)
 }
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct AttachmentStatus {
+    attachment_id: AttachmentId,
+    content_id: Option<emr_domain::values::ContentId>,
+    mime_type: Option<MimeType>,
+    size_bytes: u64,
+    sha256: emr_domain::values::Sha256Digest,
+    /// Whether the blob store keeps (pins) the blob; false after the patient's erasure.
+    pinned: bool,
+}
+
+/// An attachment's facts and pin status (no content, no disclosure).
+#[utoipa::path(get, path = "/v1/records/{record_id}/attachments/{attachment_id}", tag = "records",
+    summary = "An attachment's content id, size, digest and pin status",
+    params(("record_id" = String, Path), ("attachment_id" = String, Path)),
+    responses((status = 200, body = AttachmentStatus),
+              (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((record_id, attachment_id)): Path<(String, String)>,
+) -> Result<Json<AttachmentStatus>, ApiError> {
+    let record_id: RecordId = path_id(&record_id, "record id")?;
+    let attachment_id: AttachmentId = path_id(&attachment_id, "attachment id")?;
+    let (attachment, pinned) = store(&state)?.status(&caller.actor, record_id, attachment_id).await?;
+    Ok(Json(AttachmentStatus {
+        attachment_id,
+        content_id: attachment.content_id,
+        mime_type: attachment.mime_type,
+        size_bytes: attachment.size_bytes,
+        sha256: attachment.sha256,
+        pinned,
+    }))
+}

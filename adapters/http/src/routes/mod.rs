@@ -44,6 +44,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/records/{record_id}/amendments", post(records::amend))
         .route("/v1/records/{record_id}/attachments", post(records::add_attachment))
         .route("/v1/records/{record_id}/attachments/content", post(attachments::upload))
+        .route("/v1/records/{record_id}/attachments/{attachment_id}", get(attachments::status))
         .route("/v1/records/{record_id}/attachments/{attachment_id}/content", get(attachments::download))
         .route("/v1/records/{record_id}/deletion", post(records::delete))
         .route("/v1/records/{record_id}/restoration", post(records::restore))
