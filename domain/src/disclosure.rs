@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::Basis;
 use crate::actor::Actor;
 use crate::clock::DomainServices;
+use crate::decided::write_decided;
 use crate::ids::{AttachmentId, DisclosureId, PatientId, RecordId};
 use crate::phi::Phi;
 use crate::values::ShortText;
@@ -151,10 +152,8 @@ impl Aggregate for Disclosure {
     type Services = DomainServices;
 
     async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command);
+        write_decided(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {

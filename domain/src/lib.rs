@@ -22,6 +22,7 @@ pub mod access;
 pub mod account;
 pub mod actor;
 pub mod clock;
+mod decided;
 pub mod disclosure;
 pub mod grant;
 pub mod ids;

@@ -8,6 +8,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::DomainServices;
+use crate::decided::write_decided;
 use crate::ids::{SecurityEventId, UserId};
 
 /// What was detected.
@@ -110,10 +111,8 @@ impl Aggregate for SecurityIncident {
     type Services = DomainServices;
 
     async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command);
+        write_decided(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {

@@ -9,6 +9,7 @@ use super::events::AccountEvent;
 use super::values::{PasswordHash, PractitionerProfile, TotpSecret, Username};
 use crate::actor::Role;
 use crate::clock::DomainServices;
+use crate::decided::write_decided;
 use crate::ids::UserId;
 use crate::phi::Phi;
 
@@ -200,10 +201,8 @@ impl Aggregate for Account {
     type Services = DomainServices;
 
     async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        for event in self.decide(command, services.now())? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command, services.now());
+        write_decided(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::values::Username;
 use crate::clock::DomainServices;
+use crate::decided::write_decided;
 use crate::ids::UserId;
 
 /// A username is taken.
@@ -76,10 +77,8 @@ impl Aggregate for UsernameClaim {
     type Services = DomainServices;
 
     async fn handle(&mut self, command: Self::Command, _services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command);
+        write_decided(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::GrantCommand;
 use super::events::{GrantEvent, Scope};
 use crate::clock::DomainServices;
+use crate::decided::write_decided;
 use crate::ids::{GrantId, PatientId, UserId};
 use crate::phi::Phi;
 
@@ -215,10 +216,8 @@ impl Aggregate for AccessGrant {
     type Services = DomainServices;
 
     async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        for event in self.decide(command, services.now())? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command, services.now());
+        write_decided(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {

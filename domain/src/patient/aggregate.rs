@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::PatientCommand;
 use super::events::PatientEvent;
 use crate::clock::DomainServices;
+use crate::decided::write_decided;
 use crate::ids::{HospitalId, PatientId};
 use crate::phi::Phi;
 use crate::values::{Demographics, InvalidValue, PatientIdentifiers};
@@ -120,10 +121,8 @@ impl Aggregate for Patient {
     type Services = DomainServices;
 
     async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        for event in self.decide(command, services.now())? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command, services.now());
+        write_decided(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {

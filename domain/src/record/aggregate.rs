@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::{AttachmentDescriptor, RecordCommand};
 use super::events::RecordEvent;
 use crate::clock::DomainServices;
+use crate::decided::write_decided;
 use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
 use crate::phi::Phi;
 use crate::values::{ContentId, InvalidValue, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
@@ -248,10 +249,8 @@ impl Aggregate for MedicalRecord {
     type Services = DomainServices;
 
     async fn handle(&mut self, command: Self::Command, services: &Self::Services, sink: &EventSink<Self>) -> Result<(), Self::Error> {
-        for event in self.decide(command, services.now())? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        let decided = self.decide(command, services.now());
+        write_decided(self, decided, sink).await
     }
 
     fn apply(&mut self, event: Self::Event) {
