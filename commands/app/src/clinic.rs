@@ -266,13 +266,23 @@ impl Clinic {
         self.run(&self.records, record_id.to_string(), command, context).await
     }
 
-    async fn record_subject(&self, record_id: RecordId) -> Result<Subject, ClinicError> {
+    /// An existing record, and what authorizing access to it needs.
+    async fn existing_record(&self, record_id: RecordId) -> Result<(EmrAggregateContext<MedicalRecord>, Subject), ClinicError> {
         let loaded = self.records.load(&record_id.to_string()).await?;
         let record = loaded.state();
         if record.status() == RecordStatus::Absent {
             return Err(ClinicError::NotFound { what: "record" });
         }
-        Ok(Subject { patient: record.patient_id(), author: record.doctor_id(), ..Subject::default() })
+        let subject = Subject { patient: record.patient_id(), author: record.doctor_id(), ..Subject::default() };
+        Ok((loaded, subject))
+    }
+
+    async fn record_subject(&self, record_id: RecordId) -> Result<Subject, ClinicError> {
+        Ok(self.existing_record(record_id).await?.1)
+    }
+
+    fn attachment_of(record: &MedicalRecord, attachment_id: AttachmentId) -> Option<AttachmentSummary> {
+        record.attachments().iter().find(|a| a.attachment_id == attachment_id).cloned()
     }
 
     async fn grant_subject(&self, grant_id: GrantId) -> Result<Subject, ClinicError> {
@@ -352,10 +362,11 @@ impl Clinic {
         cutoff: Option<Cutoff>,
         break_glass: Option<ShortText>,
     ) -> Result<Read<MedicalRecord>, ClinicError> {
-        let subject = Subject { break_glass: break_glass.is_some(), ..self.record_subject(record_id).await? };
+        let (current, subject) = self.existing_record(record_id).await?;
+        let subject = Subject { break_glass: break_glass.is_some(), ..subject };
         let basis = self.authorize(actor, Action::ReadRecord, subject).await?;
         let loaded = match cutoff {
-            None => self.records.load(&record_id.to_string()).await?,
+            None => current,
             Some(cutoff) => self.records.load_as_of(&record_id.to_string(), cutoff).await?,
         };
         if loaded.state().status() == RecordStatus::Absent {
@@ -368,15 +379,21 @@ impl Clinic {
 
     /// The patient whose key seals an attachment `actor` may add to `record_id`
     /// (authorized as an amendment of an open record), checked before any byte
-    /// of the attachment is stored.
-    pub async fn attachment_target(&self, actor: &Actor, record_id: RecordId) -> Result<PatientId, ClinicError> {
-        let subject = self.record_subject(record_id).await?;
+    /// of the attachment is stored; and the attachment, if `attachment_id` was
+    /// added before (a retried upload).
+    pub async fn attachment_target(
+        &self,
+        actor: &Actor,
+        record_id: RecordId,
+        attachment_id: AttachmentId,
+    ) -> Result<(PatientId, Option<AttachmentSummary>), ClinicError> {
+        let (record, subject) = self.existing_record(record_id).await?;
         self.authorize(actor, Action::AmendRecord, subject).await?;
-        let record = self.records.load(&record_id.to_string()).await?;
         if record.state().status() != RecordStatus::Active {
             return Err(RecordError::Deleted.into());
         }
-        subject.patient.ok_or(ClinicError::NotFound { what: "record" })
+        let patient_id = subject.patient.ok_or(ClinicError::NotFound { what: "record" })?;
+        Ok((patient_id, Self::attachment_of(record.state(), attachment_id)))
     }
 
     /// An attachment `actor` may read, with the disclosure that records the read.
@@ -386,19 +403,12 @@ impl Clinic {
         record_id: RecordId,
         attachment_id: AttachmentId,
     ) -> Result<(PatientId, AttachmentSummary, Option<DisclosureId>), ClinicError> {
-        let subject = self.record_subject(record_id).await?;
+        let (record, subject) = self.existing_record(record_id).await?;
         let basis = self.authorize(actor, Action::ReadRecord, subject).await?;
         if basis == Basis::Redacted {
             return Err(Denied::RoleNotPermitted { role: actor.role, action: Action::ReadRecord }.into());
         }
-        let record = self.records.load(&record_id.to_string()).await?;
-        let attachment = record
-            .state()
-            .attachments()
-            .iter()
-            .find(|a| a.attachment_id == attachment_id)
-            .cloned()
-            .ok_or(ClinicError::NotFound { what: "attachment" })?;
+        let attachment = Self::attachment_of(record.state(), attachment_id).ok_or(ClinicError::NotFound { what: "attachment" })?;
         let patient_id = subject.patient.ok_or(ClinicError::NotFound { what: "record" })?;
         let disclosure = self.disclose(actor, patient_id, Resource::Attachment { record_id, attachment_id }, basis, None).await?;
         Ok((patient_id, attachment, disclosure))
@@ -412,16 +422,9 @@ impl Clinic {
         record_id: RecordId,
         attachment_id: AttachmentId,
     ) -> Result<AttachmentSummary, ClinicError> {
-        let subject = self.record_subject(record_id).await?;
+        let (record, subject) = self.existing_record(record_id).await?;
         self.authorize(actor, Action::ReadRecordIndex, subject).await?;
-        let record = self.records.load(&record_id.to_string()).await?;
-        record
-            .state()
-            .attachments()
-            .iter()
-            .find(|a| a.attachment_id == attachment_id)
-            .cloned()
-            .ok_or(ClinicError::NotFound { what: "attachment" })
+        Self::attachment_of(record.state(), attachment_id).ok_or(ClinicError::NotFound { what: "attachment" })
     }
 
     /// The key service (attachment blobs are sealed with the patients' data keys).

@@ -90,9 +90,8 @@ impl Attachments {
         upload: Upload,
         body: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<Receipt, AttachmentError> {
-        let patient_id = self.clinic.attachment_target(&context.actor, upload.record_id).await?;
-        let record = self.clinic.load_record(upload.record_id).await?;
-        if let Some(earlier) = record.state().attachments().iter().find(|a| a.attachment_id == upload.attachment_id) {
+        let (patient_id, earlier) = self.clinic.attachment_target(&context.actor, upload.record_id, upload.attachment_id).await?;
+        if let Some(earlier) = earlier {
             // A retry of an upload that already landed (the attachment id is the
             // command id): answer the original receipt without storing again.
             if let Some(content_id) = earlier.content_id.clone() {
