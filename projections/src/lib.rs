@@ -28,9 +28,9 @@ mod sql;
 pub use decode::{Decoder, Fact, Payload};
 pub use error::ProjectionError;
 pub use projection::{Checkpoint, Projection};
-pub use projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all};
+pub use projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all, checkpoints};
 pub use rebuild::rebuild;
-pub use runner::{Lag, Projector, lag, wait_for};
+pub use runner::{Lag, Projector, lag, lags, wait_for};
 
 /// Creates or upgrades the read-model schema.
 pub async fn migrate(pool: &sqlx::MySqlPool) -> Result<(), ProjectionError> {

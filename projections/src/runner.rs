@@ -192,3 +192,12 @@ pub async fn wait_for(pool: &MySqlPool, checkpoint_table: &'static str, position
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The lag of every projection.
+pub async fn lags(pool: &MySqlPool, log: Arc<dyn EventLog>) -> Result<Vec<Lag>, ProjectionError> {
+    let mut lags = Vec::new();
+    for (name, table) in crate::projections::checkpoints() {
+        lags.push(lag(pool, log.clone(), name, table).await?);
+    }
+    Ok(lags)
+}

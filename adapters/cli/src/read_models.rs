@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use emr_eventstore::EventLog;
-use emr_projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projection, Projector, RecordIndex};
+use emr_projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projector, RecordIndex};
 use sqlx::MySqlPool;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 
@@ -75,16 +75,6 @@ impl ReadModels {
 
     /// Lag of every projection.
     pub(crate) async fn status(&self, log: Arc<dyn EventLog>) -> anyhow::Result<Vec<emr_projections::Lag>> {
-        let mut lags = Vec::new();
-        for (name, table) in [
-            (PatientDirectory::NAME, PatientDirectory.tables()[0]),
-            (RecordIndex::NAME, RecordIndex.tables()[0]),
-            (AccessProjection::NAME, AccessProjection.tables()[0]),
-            (DashboardProjection::NAME, DashboardProjection.tables()[0]),
-            (AccessLogProjection::NAME, AccessLogProjection.tables()[0]),
-        ] {
-            lags.push(emr_projections::lag(&self.pool, log.clone(), name, table).await?);
-        }
-        Ok(lags)
+        Ok(emr_projections::lags(&self.pool, log).await?)
     }
 }

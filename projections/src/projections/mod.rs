@@ -12,9 +12,21 @@ pub use dashboard::DashboardProjection;
 pub use patient_directory::PatientDirectory;
 pub use record_index::RecordIndex;
 
+/// Every projection's name and checkpoint table, in the order `emr` runs them.
+pub fn checkpoints() -> [(&'static str, &'static str); 5] {
+    use crate::projection::Projection;
+    [
+        (PatientDirectory::NAME, PatientDirectory.tables()[0]),
+        (RecordIndex::NAME, RecordIndex.tables()[0]),
+        (AccessProjection::NAME, AccessProjection.tables()[0]),
+        (DashboardProjection::NAME, DashboardProjection.tables()[0]),
+        (AccessLogProjection::NAME, AccessLogProjection.tables()[0]),
+    ]
+}
+
 /// Names of every projection, in the order `emr` runs them.
 pub fn all() -> [&'static str; 5] {
-    [PatientDirectory::NAME, RecordIndex::NAME, AccessProjection::NAME, DashboardProjection::NAME, AccessLogProjection::NAME]
+    checkpoints().map(|(name, _)| name)
 }
 
 /// Distinct aggregate ids, in first-seen order.

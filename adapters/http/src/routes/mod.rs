@@ -15,8 +15,6 @@ use axum::routing::{get, post, put};
 use crate::AppState;
 use crate::problem::ApiError;
 
-pub(crate) use read::projection_lags;
-
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/metrics", get(crate::metrics::render))

@@ -95,22 +95,8 @@ pub(crate) async fn dashboard(
 #[utoipa::path(get, path = "/v1/projections", tag = "read models", summary = "Read-model positions and lag", responses((status = 200, description = "lag per projection"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn projections(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Lag>>, ApiError> {
     authorize(&state, &caller, Action::ReadDashboard, None).await?;
-    Ok(Json(projection_lags(models(&state)?).await?))
-}
-
-/// The lag of every read model.
-pub(crate) async fn projection_lags(models: &ReadModelState) -> Result<Vec<Lag>, ApiError> {
-    let mut lags = Vec::new();
-    for (name, table) in [
-        (emr_projections::PatientDirectory::NAME, emr_projections::PatientDirectory.tables()[0]),
-        (emr_projections::RecordIndex::NAME, emr_projections::RecordIndex.tables()[0]),
-        (emr_projections::AccessProjection::NAME, emr_projections::AccessProjection.tables()[0]),
-        (emr_projections::DashboardProjection::NAME, emr_projections::DashboardProjection.tables()[0]),
-        (emr_projections::AccessLogProjection::NAME, emr_projections::AccessLogProjection.tables()[0]),
-    ] {
-        lags.push(emr_projections::lag(&models.pool, models.log.clone(), name, table).await?);
-    }
-    Ok(lags)
+    let models = models(&state)?;
+    Ok(Json(emr_projections::lags(&models.pool, models.log.clone()).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
