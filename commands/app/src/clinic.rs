@@ -73,16 +73,6 @@ impl ClinicError {
     }
 }
 
-fn from_execute<E: std::error::Error>(error: ExecuteError<E>) -> ClinicError
-where
-    ClinicError: From<E>,
-{
-    match error {
-        ExecuteError::Rejected(rule) => rule.into(),
-        ExecuteError::Store(store) => store.into(),
-    }
-}
-
 /// What an authorization is about, as far as the caller knows it; the clinic
 /// looks up grants itself.
 #[derive(Debug, Clone, Copy, Default)]
@@ -159,7 +149,7 @@ impl Clinic {
         A: Aggregate<Services = DomainServices> + EventSchema + Clone,
         ClinicError: From<A::Error>,
     {
-        let executed = store.execute(&id, command, &self.services, context).await.map_err(from_execute)?;
+        let executed = store.execute(&id, command, &self.services, context).await.map_err(ExecuteError::into_error::<ClinicError>)?;
         Ok(Receipt::of(&id, executed))
     }
 

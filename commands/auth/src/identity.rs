@@ -200,16 +200,6 @@ pub struct Identity {
     services: DomainServices,
 }
 
-fn from_execute<E: std::error::Error>(error: ExecuteError<E>) -> AuthError
-where
-    AuthError: From<E>,
-{
-    match error {
-        ExecuteError::Rejected(rule) => rule.into(),
-        ExecuteError::Store(store) => store.into(),
-    }
-}
-
 impl From<ClaimError> for AuthError {
     fn from(_: ClaimError) -> Self {
         Self::UsernameTaken
@@ -281,7 +271,10 @@ impl Identity {
         let claim_context =
             CommandContext::with_id(CommandId::from(uuid::Uuid::from_u128(command_id.as_uuid().as_u128() ^ CLAIM_ID_MASK)), actor);
         let claim = UsernameClaimCommand { username: registration.username.clone(), user_id };
-        self.claims.execute(registration.username.as_str(), claim, &self.services, &claim_context).await.map_err(from_execute)?;
+        self.claims
+            .execute(registration.username.as_str(), claim, &self.services, &claim_context)
+            .await
+            .map_err(ExecuteError::into_error::<AuthError>)?;
         let password_hash = secrets::hash_password(registration.password).await?;
         let command = AccountCommand::Register {
             user_id,
@@ -291,7 +284,10 @@ impl Identity {
             password_hash,
             registered_by: by.map(|admin| admin.user_id),
         };
-        self.accounts.execute(&user_id.to_string(), command, &self.services, &context).await.map_err(from_execute)?;
+        self.accounts
+            .execute(&user_id.to_string(), command, &self.services, &context)
+            .await
+            .map_err(ExecuteError::into_error::<AuthError>)?;
         Ok(user_id)
     }
 
@@ -350,7 +346,10 @@ impl Identity {
 
     async fn execute_account(&self, user_id: UserId, command: AccountCommand, actor: Actor) -> Result<(), AuthError> {
         let context = CommandContext::new(actor);
-        self.accounts.execute(&user_id.to_string(), command, &self.services, &context).await.map_err(from_execute)?;
+        self.accounts
+            .execute(&user_id.to_string(), command, &self.services, &context)
+            .await
+            .map_err(ExecuteError::into_error::<AuthError>)?;
         Ok(())
     }
 
@@ -404,7 +403,7 @@ impl Identity {
         let id = SecurityEventId::new();
         let context = CommandContext::new(Actor::system());
         let raise = Raise { id, kind, user_id: Some(user_id) };
-        self.incidents.execute(&id.to_string(), raise, &self.services, &context).await.map_err(from_execute)?;
+        self.incidents.execute(&id.to_string(), raise, &self.services, &context).await.map_err(ExecuteError::into_error::<AuthError>)?;
         tracing::warn!(?kind, %user_id, "security event raised");
         Ok(())
     }

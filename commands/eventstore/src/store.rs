@@ -79,6 +79,17 @@ pub enum ExecuteError<E: std::error::Error> {
     Store(#[from] StoreError),
 }
 
+impl<E: std::error::Error> ExecuteError<E> {
+    /// The error in the caller's own type, which knows both a rule refusal and a
+    /// store failure.
+    pub fn into_error<T: From<E> + From<StoreError>>(self) -> T {
+        match self {
+            Self::Rejected(rule) => rule.into(),
+            Self::Store(store) => store.into(),
+        }
+    }
+}
+
 /// A loaded aggregate and what the store needs to commit to it.
 #[derive(Debug, Clone)]
 pub struct EmrAggregateContext<A> {
