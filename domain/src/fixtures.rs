@@ -74,3 +74,13 @@ pub fn create_record(record: crate::ids::RecordId, patient: crate::ids::PatientI
         content: content(title),
     }
 }
+
+/// A physician's or nurse's profile with licence `LIC-1001`.
+pub fn practitioner_profile(full_name: &str) -> crate::account::PractitionerProfile {
+    crate::account::PractitionerProfile {
+        full_name: text(full_name),
+        licence_number: crate::account::LicenceNumber::parse("LIC-1001").unwrap(),
+        department: text("Cardiology"),
+        specialization: text("Hypertension"),
+    }
+}

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod accounts;
 pub mod anvil;
 pub mod backends;
 pub mod bench;

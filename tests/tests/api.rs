@@ -7,18 +7,15 @@
 
 use std::sync::Arc;
 
-use emr_auth::{AuthPolicy, Identity, Registration, SigningKeys, Tokens};
+use emr_auth::{AuthPolicy, Identity, SigningKeys, Tokens};
 use emr_domain::DomainServices;
-use emr_domain::account::{TotpSecret, Username};
-use emr_domain::actor::{Actor, Role};
-use emr_domain::ids::CommandId;
+use emr_domain::actor::Role;
 use emr_projections::{AccessLogProjection, Projector};
 use emr_redis::RedisSessionStore;
+use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::backends::{clinic, jetstream};
 use emr_tests::mariadb::TestDatabase;
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "Correct-Horse-Battery-9";
 
 struct Api {
     base: String,
@@ -47,18 +44,8 @@ impl Api {
         self.call(reqwest::Method::GET, path, Some(token), None).await
     }
 
-    /// Password, enrolment, TOTP: the access token.
     async fn sign_in(&self, username: &str) -> String {
-        let (status, challenge) = self.post("/v1/auth/login", None, &json!({"username": username, "password": PASSWORD})).await;
-        assert_eq!(status, 200, "{challenge}");
-        let mfa = challenge["mfa_token"].clone();
-        let (_, enrolment) = self.post("/v1/auth/mfa/enrolment", None, &json!({"mfa_token": mfa})).await;
-        let secret = TotpSecret::parse(enrolment["secret"].as_str().unwrap()).unwrap();
-        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
-        let code = emr_auth::totp(&secret, "EMR Ledger", username).unwrap().generate(now);
-        let (status, tokens) = self.post("/v1/auth/mfa/verification", None, &json!({"mfa_token": mfa, "code": code})).await;
-        assert_eq!(status, 200, "{tokens}");
-        tokens["access_token"].as_str().unwrap().to_owned()
+        accounts::sign_in(&self.http, &self.base, username).await
     }
 }
 
@@ -88,9 +75,7 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
     let projecting = tokio::spawn(async move { projector.run(async { stopped.await.unwrap_or(()) }).await });
     let api = Api { base: format!("http://{address}"), http: reqwest::Client::new() };
 
-    let admin =
-        Registration { username: Username::parse("e2e_admin").unwrap(), password: PASSWORD.into(), role: Role::Admin, profile: None };
-    identity.register(Some(&Actor::system()), admin, None, CommandId::new()).await.unwrap();
+    accounts::open_account(&identity, "e2e_admin", Role::Admin).await;
     let admin = api.sign_in("e2e_admin").await;
     let mut ids = Vec::new();
     for name in ["e2e_author", "e2e_consultant"] {

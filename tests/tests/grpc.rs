@@ -6,40 +6,27 @@
 
 use std::sync::Arc;
 
-use emr_auth::{AuthPolicy, Identity, Registration, SigningKeys, Tokens};
+use emr_auth::{AuthPolicy, Identity, SigningKeys, Tokens};
 use emr_domain::DomainServices;
-use emr_domain::account::{PractitionerProfile, TotpSecret, Username};
-use emr_domain::actor::{Actor, Role};
-use emr_domain::ids::CommandId;
+use emr_domain::actor::Role;
 use emr_grpc::pb::auth_client::AuthClient;
 use emr_grpc::pb::clinic_client::ClinicClient;
 use emr_grpc::pb::{self, RecordContent};
 use emr_redis::RedisSessionStore;
+use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::backends::{clinic, jetstream};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
-const PASSWORD: &str = "Correct-Horse-Battery-9";
-
 async fn open(identity: &Identity, username: &str, role: Role) -> String {
-    let text = |v: &str| emr_domain::values::ShortText::parse("text", v).unwrap();
-    let profile = (role == Role::Physician).then(|| PractitionerProfile {
-        full_name: text("Ma Lin"),
-        licence_number: emr_domain::account::LicenceNumber::parse("LIC-3141").unwrap(),
-        department: text("Oncology"),
-        specialization: text("Radiotherapy"),
-    });
-    let registration = Registration { username: Username::parse(username).unwrap(), password: PASSWORD.into(), role, profile };
-    identity.register(Some(&Actor::system()), registration, None, CommandId::new()).await.unwrap().to_string()
+    accounts::open_account(identity, username, role).await.to_string()
 }
 
 async fn sign_in(auth: &mut AuthClient<Channel>, username: &str) -> String {
     let challenge = auth.login(pb::LoginRequest { username: username.into(), password: PASSWORD.into() }).await.unwrap().into_inner();
     let enrolment = auth.enrol_mfa(pb::MfaToken { mfa_token: challenge.mfa_token.clone() }).await.unwrap().into_inner();
-    let secret = TotpSecret::parse(enrolment.secret).unwrap();
-    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
-    let code = emr_auth::totp(&secret, "EMR Ledger", username).unwrap().generate(now);
+    let code = accounts::totp_code(&enrolment.secret, username);
     auth.verify_mfa(pb::MfaCode { mfa_token: challenge.mfa_token, code }).await.unwrap().into_inner().access_token
 }
 

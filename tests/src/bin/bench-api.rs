@@ -12,34 +12,18 @@
 
 use std::sync::Arc;
 
-use emr_auth::{AuthPolicy, Identity, Registration, SigningKeys, Tokens};
+use emr_auth::{AuthPolicy, Identity, SigningKeys, Tokens};
 use emr_domain::DomainServices;
-use emr_domain::account::{LicenceNumber, PractitionerProfile, TotpSecret, Username};
 use emr_domain::actor::{Actor, Role};
 use emr_domain::fixtures::{self, create_record};
-use emr_domain::ids::{CommandId, PatientId, RecordId, UserId};
+use emr_domain::ids::{PatientId, RecordId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::record::RecordCommand;
-use emr_domain::values::ShortText;
 use emr_redis::RedisSessionStore;
+use emr_tests::accounts;
 use emr_tests::backends;
 use emr_tests::bench::{Rate, drive};
 use serde_json::json;
-
-const PASSWORD: &str = "Correct-Horse-Battery-9";
-
-async fn sign_in(http: &reqwest::Client, base: &str, username: &str) -> String {
-    let post = |path: &str, body: serde_json::Value| http.post(format!("{base}{path}")).json(&body).send();
-    let challenge: serde_json::Value =
-        post("/v1/auth/login", json!({"username": username, "password": PASSWORD})).await.unwrap().json().await.unwrap();
-    let enrolment: serde_json::Value =
-        post("/v1/auth/mfa/enrolment", json!({"mfa_token": challenge["mfa_token"]})).await.unwrap().json().await.unwrap();
-    let secret = TotpSecret::parse(enrolment["secret"].as_str().unwrap()).unwrap();
-    let code = emr_auth::totp(&secret, "EMR Ledger", username).unwrap().generate(u64::try_from(chrono::Utc::now().timestamp()).unwrap());
-    let tokens: serde_json::Value =
-        post("/v1/auth/mfa/verification", json!({"mfa_token": challenge["mfa_token"], "code": code})).await.unwrap().json().await.unwrap();
-    tokens["access_token"].as_str().unwrap().to_owned()
-}
 
 #[tokio::main]
 async fn main() {
@@ -65,22 +49,9 @@ async fn main() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, emr_http::router(state)).await.unwrap() });
 
-    let text = |v: &str| ShortText::parse("text", v).unwrap();
-    let profile = PractitionerProfile {
-        full_name: text("Bench Doctor"),
-        licence_number: LicenceNumber::parse("LIC-BENCH").unwrap(),
-        department: text("Internal medicine"),
-        specialization: text("General"),
-    };
-    let registration = Registration {
-        username: Username::parse("bench_doctor").unwrap(),
-        password: PASSWORD.into(),
-        role: Role::Physician,
-        profile: Some(profile),
-    };
-    let doctor: UserId = identity.register(Some(&Actor::system()), registration, None, CommandId::new()).await.unwrap();
+    let doctor = accounts::open_account(&identity, "bench_doctor", Role::Physician).await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
-    let token = sign_in(&http, &base, "bench_doctor").await;
+    let token = accounts::sign_in(&http, &base, "bench_doctor").await;
     let actor = Actor::new(doctor, Role::Physician);
     let mut patients = Vec::new();
     for _ in 0..200 {

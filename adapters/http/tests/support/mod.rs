@@ -10,10 +10,9 @@ use axum::http::{Request, StatusCode, header};
 use emr_auth::{AuthPolicy, Identity, MemorySessionStore, Registration, SigningKeys, Tokens};
 use emr_commands::{Clinic, EventStorePorts};
 use emr_domain::DomainServices;
-use emr_domain::account::{PractitionerProfile, Username};
+use emr_domain::account::Username;
 use emr_domain::actor::{Actor, Role};
 use emr_domain::ids::CommandId;
-use emr_domain::values::ShortText;
 use emr_eventstore::StoreConfig;
 use emr_http::{AppState, router};
 use http_body_util::BodyExt;
@@ -61,20 +60,10 @@ pub struct User {
     pub token: String,
 }
 
-pub fn profile() -> PractitionerProfile {
-    let text = |v: &str| ShortText::parse("text", v).unwrap();
-    PractitionerProfile {
-        full_name: text("Li Wei"),
-        licence_number: emr_domain::account::LicenceNumber::parse("LIC-12345").unwrap(),
-        department: text("Cardiology"),
-        specialization: text("Hypertension"),
-    }
-}
-
 /// Opens an account (as the system, like `emr accounts create-admin`).
 pub async fn open_account(app: &TestApp, role: Role) -> (String, String) {
     let username = format!("u{}", uuid::Uuid::new_v4().simple());
-    let profile = matches!(role, Role::Physician | Role::Nurse).then(profile);
+    let profile = matches!(role, Role::Physician | Role::Nurse).then(|| emr_domain::fixtures::practitioner_profile("Li Wei"));
     let registration = Registration { username: Username::parse(&username).unwrap(), password: PASSWORD.into(), role, profile };
     let id = app.identity.register(Some(&Actor::system()), registration, None, CommandId::new()).await.unwrap();
     (id.to_string(), username)
