@@ -42,7 +42,8 @@ pub struct GrpcState {
 }
 
 impl GrpcState {
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Actor, Status> {
+    /// The verified claims of the request's bearer token.
+    async fn claims<T>(&self, request: &Request<T>) -> Result<emr_auth::AccessClaims, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -50,8 +51,11 @@ impl GrpcState {
             .ok_or_else(|| status_of(emr_http::ApiError::Unauthenticated("send authorization: Bearer <access token>")))?;
         let token =
             header.strip_prefix("Bearer ").ok_or_else(|| status_of(emr_http::ApiError::Unauthenticated("the scheme must be Bearer")))?;
-        let claims = self.identity.authenticate(token.trim()).await.map_err(|e| status_of(e.into()))?;
-        Ok(claims.actor())
+        self.identity.authenticate(token.trim()).await.map_err(fail)
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Actor, Status> {
+        Ok(self.claims(request).await?.actor())
     }
 
     async fn context<T>(&self, request: &Request<T>) -> Result<CommandContext, Status> {
@@ -98,9 +102,7 @@ impl pb::auth_server::Auth for GrpcState {
     }
 
     async fn logout(&self, request: Request<pb::Empty>) -> Result<Response<pb::Empty>, Status> {
-        let token = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        let token = token.ok_or_else(|| fail(emr_http::ApiError::Unauthenticated("send authorization: Bearer <access token>")))?;
-        let claims = self.identity.authenticate(token.trim()).await.map_err(fail)?;
+        let claims = self.claims(&request).await?;
         self.identity.logout(&claims).await.map_err(fail)?;
         Ok(Response::new(pb::Empty {}))
     }
