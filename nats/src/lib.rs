@@ -107,14 +107,12 @@ impl NatsBackend {
         context.create_or_update_stream(event_stream_config(config)).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
         let events = context.get_stream(&config.stream).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
         let mut buckets = Vec::new();
-        for (bucket, description) in
-            [(&config.snapshot_bucket, "aggregate snapshots"), (&config.key_bucket, "wrapped per-patient data keys")]
-        {
+        for (bucket, stream_config) in [
+            (&config.snapshot_bucket, bucket_stream_config(&config.snapshot_bucket, "aggregate snapshots", config.replicas)),
+            (&config.key_bucket, key_bucket_stream_config(&config.key_bucket, config.replicas)),
+        ] {
             let failed = |e: Box<dyn std::error::Error + Send + Sync>| resource("bucket", bucket)(e);
-            context
-                .create_or_update_stream(bucket_stream_config(bucket, description, config.replicas))
-                .await
-                .map_err(|e| failed(Box::new(e)))?;
+            context.create_or_update_stream(stream_config).await.map_err(|e| failed(Box::new(e)))?;
             buckets.push(context.get_key_value(bucket.as_str()).await.map_err(|e| failed(Box::new(e)))?);
         }
         let keys = buckets.pop().ok_or_else(|| resource("bucket", &config.key_bucket)("missing".into()))?;
@@ -144,6 +142,18 @@ pub fn event_stream_config(config: &NatsConfig) -> stream::Config {
         deny_purge: true,
         allow_direct: true,
         ..Default::default()
+    }
+}
+
+/// The stream behind the bucket of wrapped data keys: two values per key, and
+/// message deletes allowed, because erasure and KEK rotation erase the value they
+/// replace (see [`KvKeyStore`]); with one value per key the limit would drop it
+/// first, leaving its bytes on disk.
+pub fn key_bucket_stream_config(bucket: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        max_messages_per_subject: 2,
+        deny_delete: false,
+        ..bucket_stream_config(bucket, "wrapped per-patient data keys", replicas)
     }
 }
 

@@ -25,6 +25,15 @@ pub struct TestBackend {
 }
 
 impl TestBackend {
+    /// Every file the backend keeps on disk lies under this directory.
+    pub fn storage_dir(&self) -> &std::path::Path {
+        match (&self.nats, &self.dir) {
+            (Some(server), _) => server.store_dir(),
+            (None, Some(dir)) => dir.path(),
+            (None, None) => unreachable!("every test backend keeps its files somewhere"),
+        }
+    }
+
     /// The SQLite file of an embedded backend (tamper tests write to it directly).
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         self.dir.as_ref().map(|dir| dir.path().join("events.db"))

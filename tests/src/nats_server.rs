@@ -55,6 +55,11 @@ impl NatsServer {
         }
     }
 
+    /// Where the server keeps its JetStream files.
+    pub fn store_dir(&self) -> &std::path::Path {
+        self.store_dir.path()
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

@@ -15,6 +15,7 @@ emr_tests::on_every_backend!(
     command_ids_belong_to_one_aggregate,
     snapshots_and_cache_match_a_full_replay,
     erasure_shreds_phi_and_keeps_the_log,
+    key_store_rewraps_only_the_key_it_read,
     malformed_input_is_a_typed_error,
     old_event_versions_are_upcast,
     long_histories_read_back_whole,

@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         action: BlobAction,
     },
+    /// Inspect and rotate the key-encryption keys that wrap patients' data keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Manage accounts from the server itself.
     Accounts {
         #[command(subcommand)]
@@ -109,6 +114,16 @@ enum BlobAction {
 }
 
 #[derive(Subcommand)]
+enum KeyAction {
+    /// Print how many data keys each KEK wraps, as JSON: a KEK that wraps none
+    /// may be removed from the keyring.
+    Status,
+    /// Re-wrap every live data key under the active KEK (the keyring's first
+    /// entry). Events and blobs are untouched; safe while serving and to repeat.
+    Rotate,
+}
+
+#[derive(Subcommand)]
 enum AccountAction {
     /// Open the first administrator account (password from EMR_ADMIN_PASSWORD);
     /// it then opens every other account over the API.
@@ -174,6 +189,16 @@ async fn main() -> anyhow::Result<()> {
                 builder.write(&buffer[..read]);
             }
             println!("{}", builder.finish());
+            Ok(())
+        }
+        Command::Keys { action } => {
+            let ports = wiring::ports(&settings).await?;
+            let vault = emr_eventstore::KeyVault::new(ports.kek, ports.keys);
+            let report = match action {
+                KeyAction::Status => serde_json::to_value(vault.census().await?)?,
+                KeyAction::Rotate => serde_json::to_value(vault.rotate().await?)?,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Accounts { action: AccountAction::CreateAdmin { username } } => {

@@ -159,26 +159,38 @@ impl BlobStore for KuboBlobStore {
         })
     }
 
-    fn unpin_owner<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<usize, BlobError>> {
+    fn owned<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<Vec<ContentId>, BlobError>> {
         Box::pin(async move {
-            let dir = Self::owner_dir(owner);
-            let listing = match self.json("files/ls", &[("arg", dir.clone())]).await {
+            let listing = match self.json("files/ls", &[("arg", Self::owner_dir(owner))]).await {
                 Ok(listing) => listing,
-                Err(BlobError::Unavailable(message)) if message.contains("not exist") || message.contains("not found") => return Ok(0),
+                Err(BlobError::Unavailable(message)) if message.contains("not exist") || message.contains("not found") => {
+                    return Ok(Vec::new());
+                }
                 Err(error) => return Err(error),
             };
-            let names: Vec<String> = listing["Entries"]
+            listing["Entries"]
                 .as_array()
-                .map(|e| e.iter().filter_map(|x| x["Name"].as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
-            for name in &names {
-                match self.call("pin/rm", &[("arg", name.clone())]).await {
+                .into_iter()
+                .flatten()
+                .filter_map(|entry| entry["Name"].as_str())
+                .map(|name| ContentId::parse(name).map_err(|_| BlobError::Unavailable(format!("MFS entry `{name}` is not a content id"))))
+                .collect()
+        })
+    }
+
+    fn unpin_owner<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<usize, BlobError>> {
+        Box::pin(async move {
+            let owned = self.owned(owner).await?;
+            for content_id in &owned {
+                match self.call("pin/rm", &[("arg", content_id.as_str().to_owned())]).await {
                     Err(BlobError::Unavailable(message)) if !message.contains("not pinned") => return Err(BlobError::Unavailable(message)),
                     _ => {}
                 }
             }
-            self.call("files/rm", &[("arg", dir), ("recursive", "true".into())]).await?;
-            Ok(names.len())
+            if !owned.is_empty() {
+                self.call("files/rm", &[("arg", Self::owner_dir(owner)), ("recursive", "true".into())]).await?;
+            }
+            Ok(owned.len())
         })
     }
 }

@@ -11,12 +11,14 @@
 //!
 //! [`LocalBlobStore`] is the embedded default of the attachments' blob store port.
 
+mod cluster;
 mod dagpb;
 mod kubo;
 mod local;
 mod unixfs;
 
 pub use cid::Cid;
+pub use cluster::ClusterReplicator;
 pub use kubo::KuboBlobStore;
 pub use local::LocalBlobStore;
 pub use unixfs::{CHUNK_SIZE, DagBuilder, Layout, MAX_LINKS, cid_of};

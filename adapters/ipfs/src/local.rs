@@ -94,6 +94,22 @@ impl BlobStore for LocalBlobStore {
         })
     }
 
+    fn owned<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<Vec<ContentId>, BlobError>> {
+        Box::pin(async move {
+            let mut pins = match tokio::fs::read_dir(self.owner_dir(owner)).await {
+                Ok(pins) => pins,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let mut owned = Vec::new();
+            while let Some(pin) = pins.next_entry().await.map_err(unavailable)? {
+                let name = pin.file_name().to_string_lossy().into_owned();
+                owned.push(ContentId::parse(&name).map_err(|_| BlobError::Unavailable(format!("pin `{name}` is not a content id")))?);
+            }
+            Ok(owned)
+        })
+    }
+
     fn unpin_owner<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<usize, BlobError>> {
         Box::pin(async move {
             let dir = self.owner_dir(owner);

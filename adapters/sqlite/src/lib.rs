@@ -213,6 +213,21 @@ impl SqliteStore {
         }
     }
 
+    /// Secure-delete zeroes a replaced key inside the page that held it, but in WAL
+    /// mode that page reaches the database file only at a checkpoint, and the old
+    /// page lingers in the log until then. A truncating checkpoint writes the page
+    /// back and empties the log, so no copy of the replaced key stays on disk.
+    async fn flush_replaced_pages(&self) -> Result<(), KeyError> {
+        let (busy, _, _): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.writer).await.map_err(KeyError::unavailable)?;
+        if busy != 0 {
+            return Err(KeyError::unavailable(std::io::Error::other(
+                "readers kept the key store's write-ahead log from being checkpointed",
+            )));
+        }
+        Ok(())
+    }
+
     async fn write_key_state(&self, subject: PatientId, state: &KeyState, overwrite: bool) -> Result<(), KeyError> {
         let json = serde_json::to_string(state).map_err(|e| KeyError::Corrupt { reason: e.to_string() })?;
         let sql = if overwrite {
@@ -288,6 +303,40 @@ impl KeyStore for SqliteStore {
     }
 
     fn destroy(&self, subject: PatientId) -> BoxFuture<'_, Result<(), KeyError>> {
-        self.write_key_state(subject, &KeyState::Destroyed, true).boxed()
+        async move {
+            self.write_key_state(subject, &KeyState::Destroyed, true).await?;
+            self.flush_replaced_pages().await
+        }
+        .boxed()
+    }
+
+    fn subjects(&self) -> BoxFuture<'_, Result<Vec<PatientId>, KeyError>> {
+        async move {
+            let ids: Vec<String> =
+                sqlx::query_scalar("SELECT patient_id FROM data_keys").fetch_all(&self.reader).await.map_err(KeyError::unavailable)?;
+            ids.iter()
+                .map(|id| id.parse().map_err(|_| KeyError::Corrupt { reason: format!("data_keys row `{id}` is not a patient id") }))
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn rewrap<'a>(&'a self, subject: PatientId, current: &'a WrappedKey, next: WrappedKey) -> BoxFuture<'a, Result<bool, KeyError>> {
+        async move {
+            let json = |state: &KeyState| serde_json::to_string(state).map_err(|e| KeyError::Corrupt { reason: e.to_string() });
+            let replaced = sqlx::query("UPDATE data_keys SET state = ? WHERE patient_id = ? AND state = ?")
+                .bind(json(&KeyState::Active { wrapped: next })?)
+                .bind(subject.to_string())
+                .bind(json(&KeyState::Active { wrapped: current.clone() })?)
+                .execute(&self.writer)
+                .await
+                .map_err(KeyError::unavailable)?
+                .rows_affected();
+            if replaced == 1 {
+                self.flush_replaced_pages().await?;
+            }
+            Ok(replaced == 1)
+        }
+        .boxed()
     }
 }

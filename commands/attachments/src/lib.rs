@@ -10,11 +10,13 @@
 //! records. [`open`] decrypts and checks that hash before it reports success.
 
 mod dicom;
+mod replication;
 mod service;
 mod store;
 mod stream;
 
 pub use dicom::summarize as summarize_dicom;
-pub use service::{AttachmentError, Attachments, Download, Upload};
+pub use replication::{PeerReplica, PeerState, ReplicationPolicy, ReplicationReport, ReplicationState, Replicator};
+pub use service::{AttachmentError, AttachmentStatus, Attachments, Download, Upload};
 pub use store::{BlobError, BlobReader, BlobStore, StoredBlob};
 pub use stream::{BlobHeader, CHUNK_SIZE, Opened, Sealed, StreamError, open, seal};

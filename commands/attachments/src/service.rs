@@ -12,6 +12,7 @@ use emr_domain::values::{MimeType, ShortText};
 use emr_eventstore::{DataKey, KeyError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::replication::{PeerReplica, PeerState, ReplicationReport, Replicator};
 use crate::store::{BlobError, BlobReader, BlobStore};
 use crate::stream::{self, BlobHeader, StreamError};
 
@@ -73,12 +74,31 @@ impl Download {
 pub struct Attachments {
     clinic: Clinic,
     store: Arc<dyn BlobStore>,
+    replicator: Option<Arc<dyn Replicator>>,
+}
+
+/// An attachment's facts, whether the store keeps it, and its replication.
+#[derive(Debug, Clone)]
+pub struct AttachmentStatus {
+    /// What the record says of it.
+    pub attachment: AttachmentSummary,
+    /// Whether the blob store keeps (pins) it.
+    pub pinned: bool,
+    /// How far it is replicated, measured against the configured policy.
+    pub replication: ReplicationReport,
 }
 
 impl Attachments {
     /// Attachments kept in `store`.
     pub fn new(clinic: Clinic, store: Arc<dyn BlobStore>) -> Self {
-        Self { clinic, store }
+        Self { clinic, store, replicator: None }
+    }
+
+    /// Also asks `replicator` to replicate every stored blob under its policy.
+    #[must_use]
+    pub fn with_replication(mut self, replicator: Arc<dyn Replicator>) -> Self {
+        self.replicator = Some(replicator);
+        self
     }
 
     /// Seals `body` with the patient's key while storing it, then records the
@@ -132,6 +152,14 @@ impl Attachments {
         } else {
             None
         };
+        if let Some(replicator) = &self.replicator {
+            // The blob is already durable in the store; a cluster that cannot be
+            // reached now leaves it under-replicated, which its status reports,
+            // rather than turning a clinician's upload away.
+            if let Err(error) = replicator.replicate(&stored.content_id, &upload.attachment_id.to_string()).await {
+                tracing::warn!(attachment = %upload.attachment_id, %error, "replication not requested; the blob is under-replicated");
+            }
+        }
         let descriptor = AttachmentDescriptor {
             attachment_id: upload.attachment_id,
             content_id: stored.content_id,
@@ -153,25 +181,41 @@ impl Attachments {
         Ok(Download { attachment, disclosure, key, header: BlobHeader { patient_id, attachment_id }, blob })
     }
 
-    /// Frees an erased patient's blobs. Their key is already destroyed, so this
-    /// reclaims storage; it is safe to repeat.
+    /// Frees an erased patient's blobs, on the replicas first and then in the
+    /// store, so that a repeat after a crash still finds what to release. Their
+    /// key is already destroyed, so this reclaims storage.
     pub async fn release_erased(&self, patient_id: PatientId) -> Result<usize, AttachmentError> {
+        if let Some(replicator) = &self.replicator {
+            for content_id in self.store.owned(patient_id).await? {
+                replicator.release(&content_id).await?;
+            }
+        }
         Ok(self.store.unpin_owner(patient_id).await?)
     }
 
-    /// An attachment's facts and whether its blob is pinned.
+    /// An attachment's facts, pin and replication status.
     pub async fn status(
         &self,
         actor: &Actor,
         record_id: RecordId,
         attachment_id: AttachmentId,
-    ) -> Result<(AttachmentSummary, bool), AttachmentError> {
+    ) -> Result<AttachmentStatus, AttachmentError> {
         let attachment = self.clinic.attachment_metadata(actor, record_id, attachment_id).await?;
         let pinned = match &attachment.content_id {
             Some(content_id) => self.store.is_pinned(content_id).await?,
             None => false,
         };
-        Ok((attachment, pinned))
+        let replication = match (&self.replicator, &attachment.content_id) {
+            (Some(replicator), Some(content_id)) => {
+                ReplicationReport::judge(Some(replicator.policy().clone()), replicator.peers(content_id).await?)
+            }
+            (Some(replicator), None) => ReplicationReport::judge(Some(replicator.policy().clone()), Vec::new()),
+            (None, _) => {
+                let state = if pinned { PeerState::Pinned } else { PeerState::Unpinned };
+                ReplicationReport::judge(None, vec![PeerReplica { peer: "blob-store".into(), name: "primary".into(), state, error: None }])
+            }
+        };
+        Ok(AttachmentStatus { attachment, pinned, replication })
     }
 
     /// The blob store.

@@ -40,6 +40,8 @@ pub trait BlobStore: Send + Sync {
     fn get<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<BlobReader, BlobError>>;
     /// Whether the blob is pinned (kept).
     fn is_pinned<'a>(&'a self, content_id: &'a ContentId) -> BoxFuture<'a, Result<bool, BlobError>>;
+    /// The blobs pinned for `owner`.
+    fn owned<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<Vec<ContentId>, BlobError>>;
     /// Unpins every blob of `owner`; the store may then collect them. Returns how many.
     fn unpin_owner<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<usize, BlobError>>;
 }

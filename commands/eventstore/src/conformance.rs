@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::{
     AggregateKey, CodecError, CommitRecord, CommitRequest, ENVELOPE_SCHEMA, EmrEventStore, EventLog, EventRecord, EventStorePorts,
-    ExecuteError, KeyError, KeyVault, LogError, LogReader, PhiCodec, PhiError, StoreConfig, StoreError,
+    ExecuteError, KeyError, KeyState, KeyVault, LogError, LogReader, PhiCodec, PhiError, StoreConfig, StoreError,
 };
 
 /// A backend under test: its ports.
@@ -355,6 +355,35 @@ pub async fn erasure_shreds_phi_and_keeps_the_log(backend: Backend) {
         matches!(refused, Err(ExecuteError::Store(StoreError::Phi(PhiError::Key(KeyError::Destroyed(p)))))  if p == patient),
         "no new PHI for an erased patient: {refused:?}"
     );
+}
+
+/// KEK rotation's compare-and-swap: a re-wrap replaces only the live key it read,
+/// so it can never resurrect an erased key or undo a concurrent re-wrap.
+pub async fn key_store_rewraps_only_the_key_it_read(backend: Backend) {
+    let vault = KeyVault::with_cache(backend.kek.clone(), backend.keys.clone(), Duration::ZERO, 1);
+    let (patient, erased, never_seen) = (PatientId::new(), PatientId::new(), PatientId::new());
+    let key = vault.key_for_sealing(patient).await.unwrap();
+    vault.key_for_sealing(erased).await.unwrap();
+    let KeyState::Active { wrapped: first } = backend.keys.get(patient).await.unwrap() else { panic!("the key was created") };
+
+    let second = backend.kek.wrap(patient, &key).unwrap();
+    assert_ne!(second, first, "a fresh wrap uses a fresh nonce");
+    assert!(backend.keys.rewrap(patient, &first, second.clone()).await.unwrap());
+    let stale = backend.kek.wrap(patient, &key).unwrap();
+    assert!(!backend.keys.rewrap(patient, &first, stale).await.unwrap(), "a re-wrap of a replaced key is refused");
+    assert_eq!(backend.keys.get(patient).await.unwrap(), KeyState::Active { wrapped: second });
+    assert_eq!(vault.key_for_opening(patient).await.unwrap().unwrap().as_bytes(), key.as_bytes(), "the data key itself is unchanged");
+
+    let KeyState::Active { wrapped: before_erasure } = backend.keys.get(erased).await.unwrap() else { panic!("the key was created") };
+    vault.destroy(erased).await.unwrap();
+    let resurrect = backend.kek.wrap(erased, &key).unwrap();
+    assert!(!backend.keys.rewrap(erased, &before_erasure, resurrect).await.unwrap(), "an erased key stays erased");
+    assert_eq!(backend.keys.get(erased).await.unwrap(), KeyState::Destroyed);
+    assert!(!backend.keys.rewrap(never_seen, &before_erasure, backend.kek.wrap(never_seen, &key).unwrap()).await.unwrap());
+    assert_eq!(backend.keys.get(never_seen).await.unwrap(), KeyState::Absent);
+
+    let subjects: BTreeSet<PatientId> = backend.keys.subjects().await.unwrap().into_iter().collect();
+    assert_eq!(subjects, BTreeSet::from([patient, erased]), "live and erased patients are listed, absent ones are not");
 }
 
 /// Bad input from the log or the caller is a typed error, never a panic.

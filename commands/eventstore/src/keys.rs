@@ -123,8 +123,37 @@ pub trait KeyStore: Send + Sync + 'static {
     fn get(&self, subject: PatientId) -> BoxFuture<'_, Result<KeyState, KeyError>>;
     /// Stores `wrapped` unless a state exists; returns the state that won.
     fn create(&self, subject: PatientId, wrapped: WrappedKey) -> BoxFuture<'_, Result<KeyState, KeyError>>;
-    /// Replaces the patient's key with a tombstone, for good.
+    /// Replaces the patient's key with a tombstone, for good. The store must not
+    /// keep the wrapped key anywhere it can be read back (history, free pages,
+    /// journals): erasure is only as good as this.
     fn destroy(&self, subject: PatientId) -> BoxFuture<'_, Result<(), KeyError>>;
+    /// Every patient with a key state, live or destroyed.
+    fn subjects(&self) -> BoxFuture<'_, Result<Vec<PatientId>, KeyError>>;
+    /// Replaces `current` with `next` only while `current` is still the patient's
+    /// live key; `false` when it is not (erased, or re-wrapped by someone else).
+    fn rewrap<'a>(&'a self, subject: PatientId, current: &'a WrappedKey, next: WrappedKey) -> BoxFuture<'a, Result<bool, KeyError>>;
+}
+
+/// How many data keys each KEK wraps, and how many patients were erased.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KeyCensus {
+    /// Live data keys by the id of the KEK that wraps them.
+    pub wrapped_by: std::collections::BTreeMap<String, usize>,
+    /// Patients whose key was destroyed.
+    pub destroyed: usize,
+}
+
+/// What a KEK rotation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Rotation {
+    /// The KEK every live data key is now wrapped by.
+    pub active_kek: String,
+    /// Data keys re-wrapped by this run.
+    pub rewrapped: usize,
+    /// Data keys that were already wrapped by the active KEK.
+    pub already_current: usize,
+    /// Erased patients, skipped: they have no key left to wrap.
+    pub destroyed: usize,
 }
 
 type CachedKey = (Instant, Option<Arc<DataKey>>);
@@ -209,6 +238,49 @@ impl KeyVault {
     /// The key to open PHI of `subject`; `None` once the patient is erased.
     pub async fn key_for_opening(&self, subject: PatientId) -> Result<Option<Arc<DataKey>>, KeyError> {
         self.state(subject).await
+    }
+
+    /// Re-wraps every live data key under the active KEK, so that older KEKs can
+    /// be retired. Data keys themselves do not change, so no event and no blob is
+    /// touched. Safe to run while the system serves (a key erased or re-wrapped
+    /// meanwhile is re-read, never overwritten) and to repeat.
+    pub async fn rotate(&self) -> Result<Rotation, KeyError> {
+        let mut rotation = Rotation { active_kek: self.kek.active_id().to_owned(), ..Rotation::default() };
+        for subject in self.store.subjects().await? {
+            loop {
+                let wrapped = match self.store.get(subject).await? {
+                    KeyState::Absent => break,
+                    KeyState::Destroyed => {
+                        rotation.destroyed += 1;
+                        break;
+                    }
+                    KeyState::Active { wrapped } if wrapped.kek_id == rotation.active_kek => {
+                        rotation.already_current += 1;
+                        break;
+                    }
+                    KeyState::Active { wrapped } => wrapped,
+                };
+                let key = self.kek.unwrap(subject, &wrapped)?;
+                if self.store.rewrap(subject, &wrapped, self.kek.wrap(subject, &key)?).await? {
+                    rotation.rewrapped += 1;
+                    break;
+                }
+            }
+        }
+        Ok(rotation)
+    }
+
+    /// Counts live keys by wrapping KEK: a KEK may be retired once it wraps none.
+    pub async fn census(&self) -> Result<KeyCensus, KeyError> {
+        let mut census = KeyCensus::default();
+        for subject in self.store.subjects().await? {
+            match self.store.get(subject).await? {
+                KeyState::Absent => {}
+                KeyState::Active { wrapped } => *census.wrapped_by.entry(wrapped.kek_id).or_default() += 1,
+                KeyState::Destroyed => census.destroyed += 1,
+            }
+        }
+        Ok(census)
     }
 
     /// Destroys the patient's key. Irreversible.

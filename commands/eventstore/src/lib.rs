@@ -32,7 +32,7 @@ pub mod conformance;
 pub use cache::AggregateCache;
 pub use codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord};
 pub use error::{CodecError, StoreError};
-pub use keys::{DataKey, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, WrappedKey};
+pub use keys::{DataKey, KeyCensus, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, Rotation, WrappedKey};
 pub use log::{AggregateKey, Appended, CommitRequest, EventLog, InvalidAggregateKey, LogError, StoredCommit};
 pub use phi::{PhiCodec, PhiError};
 pub use reader::{CANONICAL_VERSION, LogReader, RecordedEvent};

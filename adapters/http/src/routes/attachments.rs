@@ -133,6 +133,10 @@ pub(crate) struct AttachmentStatus {
     sha256: emr_domain::values::Sha256Digest,
     /// Whether the blob store keeps (pins) the blob; false after the patient's erasure.
     pinned: bool,
+    /// How many peers hold the blob against the configured replication policy
+    /// (`policy` null: no replication target, the blob store alone holds it).
+    #[schema(value_type = Object)]
+    replication: emr_attachments::ReplicationReport,
 }
 
 /// An attachment's facts and pin status (no content, no disclosure).
@@ -149,13 +153,15 @@ pub(crate) async fn status(
 ) -> Result<Json<AttachmentStatus>, ApiError> {
     let record_id: RecordId = path_id(&record_id, "record id")?;
     let attachment_id: AttachmentId = path_id(&attachment_id, "attachment id")?;
-    let (attachment, pinned) = store(&state)?.status(&caller.actor, record_id, attachment_id).await?;
+    let status = store(&state)?.status(&caller.actor, record_id, attachment_id).await?;
+    let attachment = status.attachment;
     Ok(Json(AttachmentStatus {
         attachment_id,
         content_id: attachment.content_id,
         mime_type: attachment.mime_type,
         size_bytes: attachment.size_bytes,
         sha256: attachment.sha256,
-        pinned,
+        pinned: status.pinned,
+        replication: status.replication,
     }))
 }
