@@ -8,6 +8,7 @@ pub mod anvil;
 pub mod backends;
 pub mod bench;
 pub mod history;
+pub mod ipfs_cluster;
 pub mod ipfs_node;
 pub mod mariadb;
 pub mod nats_server;

@@ -380,7 +380,18 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         }
         None => std::sync::Arc::new(emr_ipfs::LocalBlobStore::open(&settings.blobs_dir()).context("blobs.dir")?),
     };
-    let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
+    let mut attachments = emr_attachments::Attachments::new(clinic.clone(), blobs);
+    if let Some(replication) = &settings.blobs.replication {
+        let policy = emr_attachments::ReplicationPolicy {
+            target: replication.cluster_api.clone(),
+            replication_min: replication.replication_min,
+            replication_max: replication.replication_max,
+        };
+        let timeout = std::time::Duration::from_secs(settings.blobs.ipfs_timeout_secs);
+        let replicator = emr_ipfs::ClusterReplicator::new(policy, timeout).context("blobs.replication")?;
+        attachments = attachments.with_replication(std::sync::Arc::new(replicator));
+    }
+    let attachments = Some(attachments);
     let state = emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit: audit_state, attachments };
     let app = emr_http::router(state);
     let listener =

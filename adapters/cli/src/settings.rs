@@ -122,6 +122,18 @@ pub(crate) struct BlobSettings {
     pub(crate) ipfs_api: Option<String>,
     /// Per-call timeout towards the node.
     pub(crate) ipfs_timeout_secs: u64,
+    /// An IPFS Cluster to replicate every blob to; unset: the blob store alone holds them.
+    pub(crate) replication: Option<ReplicationSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ReplicationSettings {
+    /// The cluster's REST API (`http://127.0.0.1:9094`).
+    pub(crate) cluster_api: String,
+    /// Fewest peers that must hold each blob.
+    pub(crate) replication_min: u32,
+    /// Most peers to allocate each blob to.
+    pub(crate) replication_max: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

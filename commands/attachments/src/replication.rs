@@ -60,6 +60,8 @@ pub enum ReplicationState {
     Replicating,
     /// Too few hold it and none is fetching it: needs an operator.
     UnderReplicated,
+    /// The replication target did not answer.
+    Unknown,
 }
 
 /// A blob's replication, for operators and dashboards.
@@ -74,6 +76,9 @@ pub struct ReplicationReport {
     pub state: ReplicationState,
     /// Every peer's state.
     pub peers: Vec<PeerReplica>,
+    /// Why the state is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl ReplicationReport {
@@ -88,7 +93,12 @@ impl ReplicationReport {
         } else {
             ReplicationState::UnderReplicated
         };
-        Self { policy, holders, state, peers }
+        Self { policy, holders, state, peers, error: None }
+    }
+
+    /// The report when the replication target cannot be asked.
+    pub fn unknown(policy: ReplicationPolicy, error: &BlobError) -> Self {
+        Self { policy: Some(policy), holders: 0, state: ReplicationState::Unknown, peers: Vec::new(), error: Some(error.to_string()) }
     }
 }
 

@@ -206,9 +206,11 @@ impl Attachments {
             None => false,
         };
         let replication = match (&self.replicator, &attachment.content_id) {
-            (Some(replicator), Some(content_id)) => {
-                ReplicationReport::judge(Some(replicator.policy().clone()), replicator.peers(content_id).await?)
-            }
+            // An unreachable cluster is part of the answer, not a failure of it.
+            (Some(replicator), Some(content_id)) => match replicator.peers(content_id).await {
+                Ok(peers) => ReplicationReport::judge(Some(replicator.policy().clone()), peers),
+                Err(error) => ReplicationReport::unknown(replicator.policy().clone(), &error),
+            },
             (Some(replicator), None) => ReplicationReport::judge(Some(replicator.policy().clone()), Vec::new()),
             (None, _) => {
                 let state = if pinned { PeerState::Pinned } else { PeerState::Unpinned };
