@@ -10,6 +10,7 @@
 //! Every stream and bucket is created or updated idempotently at start-up from
 //! [`NatsConfig`], so the same configuration runs on one server or an R3 cluster.
 
+mod feed;
 mod kv;
 mod log;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
+pub use feed::DurableFeed;
 pub use kv::{KvKeyStore, KvSnapshots};
 pub use log::JetStreamLog;
 

@@ -5,7 +5,9 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::{self};
-use emr_eventstore::{AggregateKey, Appended, CommitRequest, EventLog, LogError, StoredCommit};
+use emr_eventstore::{AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, LogError, StoredCommit};
+
+use crate::feed::DurableFeed;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -26,7 +28,7 @@ impl JetStreamLog {
         format!("{}.{}", self.prefix, key.dotted())
     }
 
-    fn key_of(prefix: &str, subject: &str, position: u64) -> Result<AggregateKey, LogError> {
+    pub(crate) fn key_of(prefix: &str, subject: &str, position: u64) -> Result<AggregateKey, LogError> {
         let malformed = |reason: String| LogError::Malformed { position, reason };
         let dotted = subject
             .strip_prefix(prefix)
@@ -179,5 +181,10 @@ impl EventLog for JetStreamLog {
 
     fn subscribe(&self, from_position: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<StoredCommit, LogError>>, LogError>> {
         self.ordered_from(from_position).boxed()
+    }
+
+    fn durable_feed(&self, reader: &str) -> BoxFuture<'_, Result<Option<Box<dyn CommitFeed>>, LogError>> {
+        let feed: Box<dyn CommitFeed> = Box::new(DurableFeed::new(self.stream.clone(), reader, self.prefix.clone()));
+        futures::future::ready(Ok(Some(feed))).boxed()
     }
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emr_eventstore::{EventLog, LogReader};
+use emr_eventstore::{CommitFeed, EventLog, LogReader, PollingFeed};
 use sqlx::{AssertSqlSafe, Connection, MySqlConnection, MySqlPool, Row};
 
 use crate::decode::Decoder;
@@ -16,9 +16,12 @@ use crate::projection::{Checkpoint, Projection};
 pub struct Projector<P> {
     projection: Arc<P>,
     pool: MySqlPool,
-    reader: LogReader,
+    log: Arc<dyn EventLog>,
     decoder: Arc<Decoder>,
     batch_size: usize,
+    durable: bool,
+    /// Opened on the first batch; batches take turns with it.
+    feed: Arc<tokio::sync::Mutex<Option<Box<dyn CommitFeed>>>>,
 }
 
 async fn read_checkpoint(conn: &mut MySqlConnection, table: &'static str, lock: bool) -> Result<Checkpoint, ProjectionError> {
@@ -36,10 +39,20 @@ impl<P: Projection> Projector<P> {
         Self {
             projection: Arc::new(projection),
             pool,
-            reader: LogReader::new(log),
+            log,
             decoder: Arc::new(Decoder::default()),
             batch_size: Self::DEFAULT_BATCH,
+            durable: false,
+            feed: Arc::default(),
         }
+    }
+
+    /// Follows the log through a durable consumer where the log has them (named
+    /// for the projection and the database), instead of reading ranges: how the
+    /// long-running projectors of `serve` and `projections run` read.
+    pub fn with_durable_feed(mut self) -> Self {
+        self.durable = true;
+        self
     }
 
     /// Sets the batch size (commits per transaction).
@@ -69,7 +82,14 @@ impl<P: Projection> Projector<P> {
     /// (shutdown, an aborted task) never interrupts a transaction halfway on a
     /// pooled connection; it only stops the projector between batches.
     pub async fn step(&self) -> Result<usize, ProjectionError> {
-        let batch = apply_batch(self.pool.clone(), self.projection.clone(), self.decoder.clone(), self.reader.clone(), self.batch_size);
+        let batch = apply_batch(
+            self.pool.clone(),
+            self.projection.clone(),
+            self.decoder.clone(),
+            self.feed.clone(),
+            (self.log.clone(), self.durable),
+            self.batch_size,
+        );
         tokio::spawn(batch).await.map_err(|e| ProjectionError::BatchAborted(e.to_string()))?
     }
 
@@ -110,22 +130,39 @@ impl<P: Projection> Projector<P> {
     }
 }
 
+async fn open_feed(pool: &MySqlPool, name: &str, log: Arc<dyn EventLog>, durable: bool) -> Result<Box<dyn CommitFeed>, ProjectionError> {
+    if !durable {
+        return Ok(Box::new(PollingFeed::new(log)));
+    }
+    let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await?;
+    let reader = format!("projection-{name}-{}", database.unwrap_or_default());
+    Ok(PollingFeed::or_durable(log, Some(&reader)).await?)
+}
+
 async fn apply_batch<P: Projection>(
     pool: MySqlPool,
     projection: Arc<P>,
     decoder: Arc<Decoder>,
-    reader: LogReader,
+    feed: Arc<tokio::sync::Mutex<Option<Box<dyn CommitFeed>>>>,
+    (log, durable): (Arc<dyn EventLog>, bool),
     batch_size: usize,
 ) -> Result<usize, ProjectionError> {
     let checkpoint_table = projection.tables()[0];
+    let mut feed = feed.lock().await;
+    if feed.is_none() {
+        *feed = Some(open_feed(&pool, projection.name(), log, durable).await?);
+    }
+    let Some(feed) = feed.as_mut() else { return Ok(0) };
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     // Lock the checkpoint row first, then read the log after it: the batch always
     // starts right after the checkpoint it will advance, even if another instance
     // moved it, or a rebuild swapped the tables in, since the caller last looked.
     let current = read_checkpoint(&mut tx, checkpoint_table, true).await?;
-    let events = reader.read(current.position + 1, batch_size).await?;
-    let Some(last) = events.last().map(|e| e.metadata.position) else { return Ok(0) };
+    let commits = feed.next(current.position, batch_size).await?;
+    let Some(last) = commits.last().map(|commit| commit.position) else { return Ok(0) };
+    let consumed = commits.len();
+    let events = LogReader::flatten(commits)?;
     let mut facts = Vec::with_capacity(events.len());
     for event in &events {
         if let Some(fact) = decoder.decode(event)? {
@@ -136,7 +173,12 @@ async fn apply_batch<P: Projection>(
     let sql = format!("UPDATE {checkpoint_table} SET position = ?, events = events + ?, updated_at = UTC_TIMESTAMP(6) WHERE id = 1");
     sqlx::query(AssertSqlSafe(sql)).bind(last).bind(facts.len() as u64).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(events.iter().map(|e| e.metadata.position).collect::<std::collections::BTreeSet<_>>().len())
+    // Committed: the checkpoint is the truth now, so a failed acknowledgement
+    // only means the feed repositions itself next time.
+    if let Err(error) = feed.applied(last).await {
+        tracing::warn!(projection = projection.name(), %error, "feed not acknowledged; it will reposition at the checkpoint");
+    }
+    Ok(consumed)
 }
 
 /// How far one projection is behind the log.

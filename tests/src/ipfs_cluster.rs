@@ -107,7 +107,10 @@ async fn pin(
     if usize::try_from(min).is_ok_and(|min| online.len() < min) {
         return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("not enough peers to allocate CID. Needed at least: {min}. Wanted at most: {max}. Available candidates: {}", online.len()),
+            format!(
+                "not enough peers to allocate CID. Needed at least: {min}. Wanted at most: {max}. Available candidates: {}",
+                online.len()
+            ),
         ));
     }
     let name = query.get("name").cloned().unwrap_or_default();

@@ -131,11 +131,30 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
             let log = backend.log.clone();
             tasks.push(tokio::spawn(async move {
                 let batch = 3 + instance;
-                Projector::new(PatientDirectory, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
-                Projector::new(RecordIndex, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
-                Projector::new(AccessProjection, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
-                Projector::new(AccessLogProjection, pool.clone(), log.clone()).with_batch_size(batch).catch_up(u64::MAX).await?;
-                Projector::new(DashboardProjection, pool, log).with_batch_size(batch).catch_up(u64::MAX).await?;
+                // Durable feeds where the log has them: both instances share each
+                // projection's consumer, and every crash leaves it somewhere else
+                // than the checkpoint.
+                Projector::new(PatientDirectory, pool.clone(), log.clone())
+                    .with_batch_size(batch)
+                    .with_durable_feed()
+                    .catch_up(u64::MAX)
+                    .await?;
+                Projector::new(RecordIndex, pool.clone(), log.clone())
+                    .with_batch_size(batch)
+                    .with_durable_feed()
+                    .catch_up(u64::MAX)
+                    .await?;
+                Projector::new(AccessProjection, pool.clone(), log.clone())
+                    .with_batch_size(batch)
+                    .with_durable_feed()
+                    .catch_up(u64::MAX)
+                    .await?;
+                Projector::new(AccessLogProjection, pool.clone(), log.clone())
+                    .with_batch_size(batch)
+                    .with_durable_feed()
+                    .catch_up(u64::MAX)
+                    .await?;
+                Projector::new(DashboardProjection, pool, log).with_batch_size(batch).with_durable_feed().catch_up(u64::MAX).await?;
                 Ok::<_, ProjectionError>(())
             }));
         }
@@ -168,6 +187,8 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
     // Folding again changes nothing: every commit is at or below the checkpoint.
     catch_up_all(&interrupted.pool, &backend, 5).await;
     assert_eq!(Projector::new(RecordIndex, interrupted.pool.clone(), backend.log.clone()).step().await.unwrap(), 0);
+    let durable = Projector::new(RecordIndex, interrupted.pool.clone(), backend.log.clone()).with_durable_feed();
+    assert_eq!(durable.step().await.unwrap(), 0, "the durable feed, wherever the crashes left it, delivers nothing new");
     assert_same_tables(&dump_all(&interrupted).await, &expected, "after folding again");
     interrupted.drop_database().await;
     clean.drop_database().await;
@@ -226,6 +247,48 @@ async fn a_reader_can_wait_for_its_own_write(backend: Backend) {
     stop.send(()).unwrap();
     runner.await.unwrap();
     db.drop_database().await;
+}
+
+/// The durable consumer lives on the server: a restarted projector resumes from
+/// it as it stands, and a checkpoint moved under it (as a rebuild's swap does)
+/// repositions it, so the tables still end equal to a clean fold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_consumer_resumes_across_restarts_and_follows_a_moved_checkpoint() {
+    let test = emr_tests::backends::jetstream().await;
+    let backend = test.backend.clone();
+    let clinic = clinic(&backend);
+    history::write(&clinic, 5).await;
+    let db = TestDatabase::fresh().await;
+    let projector = || Projector::new(RecordIndex, db.pool.clone(), backend.log.clone()).with_batch_size(7).with_durable_feed();
+    let head = backend.log.head().await.unwrap();
+    projector().catch_up(head).await.unwrap();
+
+    let nats = async_nats::connect(test.nats.as_ref().unwrap().url()).await.unwrap();
+    let stream = async_nats::jetstream::new(nats).get_stream("EMR_EVENTS").await.unwrap();
+    let database: String = sqlx::query_scalar("SELECT DATABASE()").fetch_one(&db.pool).await.unwrap();
+    let name = format!("projection-record_index-{database}").replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_");
+    let mut consumer = stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name).await.unwrap();
+    let first = consumer.info().await.unwrap().clone();
+    assert_eq!((first.ack_floor.stream_sequence, first.num_pending, first.num_ack_pending), (head, 0, 0), "{first:?}");
+
+    history::write(&clinic, 2).await;
+    let head = backend.log.head().await.unwrap();
+    projector().catch_up(head).await.unwrap();
+    let resumed = consumer.info().await.unwrap().clone();
+    assert_eq!(resumed.created, first.created, "a restarted projector reuses the consumer");
+    assert_eq!(resumed.ack_floor.stream_sequence, head);
+
+    sqlx::query("DELETE FROM medical_records").execute(&db.pool).await.unwrap();
+    sqlx::query("DELETE FROM attachments").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE record_index_checkpoint SET position = 0, events = 0").execute(&db.pool).await.unwrap();
+    projector().catch_up(head).await.unwrap();
+    let clean = TestDatabase::fresh().await;
+    Projector::new(RecordIndex, clean.pool.clone(), backend.log.clone()).catch_up(head).await.unwrap();
+    for table in ["medical_records", "attachments"] {
+        assert_eq!(db.dump(table).await, clean.dump(table).await, "{table} after the checkpoint moved back");
+    }
+    db.drop_database().await;
+    clean.drop_database().await;
 }
 
 emr_tests::on_every_backend!(

@@ -51,8 +51,12 @@ async fn upload_scan(setup: &Setup) -> (PatientId, RecordId, AttachmentId) {
     let (patient, record, attachment) = (PatientId::new(), RecordId::new(), AttachmentId::new());
     clinic.patient(patient, register(patient, "Sun Mei"), &system()).await.unwrap();
     clinic.record(record, create_record(record, patient, "Knee MRI"), &system()).await.unwrap();
-    let upload =
-        Upload { record_id: record, attachment_id: attachment, mime_type: MimeType::parse("image/png").unwrap(), filename: text("knee.png") };
+    let upload = Upload {
+        record_id: record,
+        attachment_id: attachment,
+        mime_type: MimeType::parse("image/png").unwrap(),
+        filename: text("knee.png"),
+    };
     setup.attachments.upload(&system(), upload, &mut vec![7_u8; 100_000].as_slice()).await.unwrap();
     (patient, record, attachment)
 }

@@ -45,11 +45,11 @@ impl ReadModels {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let batch = self.batch_size;
-        let patients = Projector::new(PatientDirectory, self.pool.clone(), log.clone()).with_batch_size(batch);
-        let records = Projector::new(RecordIndex, self.pool.clone(), log.clone()).with_batch_size(batch);
-        let access = Projector::new(AccessProjection, self.pool.clone(), log.clone()).with_batch_size(batch);
-        let dashboard = Projector::new(DashboardProjection, self.pool.clone(), log.clone()).with_batch_size(batch);
-        let access_log = Projector::new(AccessLogProjection, self.pool.clone(), log).with_batch_size(batch);
+        let patients = Projector::new(PatientDirectory, self.pool.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
+        let records = Projector::new(RecordIndex, self.pool.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
+        let access = Projector::new(AccessProjection, self.pool.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
+        let dashboard = Projector::new(DashboardProjection, self.pool.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
+        let access_log = Projector::new(AccessLogProjection, self.pool.clone(), log).with_batch_size(batch).with_durable_feed();
         tokio::join!(
             patients.run(stopped(shutdown.clone())),
             records.run(stopped(shutdown.clone())),

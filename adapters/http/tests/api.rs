@@ -479,7 +479,11 @@ async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_go
     let (_, _, status) = send(&app, get(&patient, &status_uri)).await;
     assert_eq!((status["pinned"].as_bool(), status["content_id"].as_str()), (Some(true), Some(cid.as_str())), "{status}");
     let replication = &status["replication"];
-    assert_eq!((replication["policy"].is_null(), replication["state"].as_str()), (true, Some("satisfied")), "no target: the store holds it");
+    assert_eq!(
+        (replication["policy"].is_null(), replication["state"].as_str()),
+        (true, Some("satisfied")),
+        "no target: the store holds it"
+    );
     let blob = app.blobs_dir().join("blobs").join(&cid);
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[200_000] ^= 0x01;

@@ -33,7 +33,7 @@ pub use cache::AggregateCache;
 pub use codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord};
 pub use error::{CodecError, StoreError};
 pub use keys::{DataKey, KeyCensus, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, Rotation, WrappedKey};
-pub use log::{AggregateKey, Appended, CommitRequest, EventLog, InvalidAggregateKey, LogError, StoredCommit};
+pub use log::{AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, InvalidAggregateKey, LogError, PollingFeed, StoredCommit};
 pub use phi::{PhiCodec, PhiError};
 pub use reader::{CANONICAL_VERSION, LogReader, RecordedEvent};
 pub use snapshot::SnapshotStore;

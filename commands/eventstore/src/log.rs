@@ -1,5 +1,6 @@
 //! The port every event-log backend implements.
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
@@ -159,6 +160,59 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Every commit from `from_position` on, then each new one as it is appended.
     fn subscribe(&self, from_position: u64) -> BoxFuture<'_, Result<BoxStream<'static, Result<StoredCommit, LogError>>, LogError>>;
+
+    /// A durable feed of the whole log for the reader named `reader`, where the
+    /// backend keeps readers' positions server-side (JetStream's durable pull
+    /// consumers); `None` where it does not, and readers use [`PollingFeed`].
+    fn durable_feed(&self, reader: &str) -> BoxFuture<'_, Result<Option<Box<dyn CommitFeed>>, LogError>> {
+        let _ = reader;
+        futures::future::ready(Ok(None)).boxed()
+    }
+}
+
+/// A named reader's ordered delivery of the log: how projectors follow it.
+///
+/// The reader's own checkpoint stays the truth (it is committed with the reader's
+/// effects), so each call names the position it has reached; a feed that stands
+/// elsewhere (a crash between the reader's commit and its acknowledgement, a
+/// rebuild that swapped tables in) repositions itself there.
+pub trait CommitFeed: Send + 'static {
+    /// Up to `limit` commits after `after`, in order, without waiting for new ones.
+    fn next(&mut self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredCommit>, LogError>>;
+    /// Everything through `through` is applied and checkpointed: the feed may forget it.
+    fn applied(&mut self, through: u64) -> BoxFuture<'_, Result<(), LogError>>;
+}
+
+/// A feed over any log that reads ranges on demand and keeps no position.
+pub struct PollingFeed {
+    log: std::sync::Arc<dyn EventLog>,
+}
+
+impl PollingFeed {
+    /// A feed over `log`.
+    pub fn new(log: std::sync::Arc<dyn EventLog>) -> Self {
+        Self { log }
+    }
+
+    /// The durable feed of `reader` where `log` has them, otherwise a polling one.
+    pub async fn or_durable(log: std::sync::Arc<dyn EventLog>, reader: Option<&str>) -> Result<Box<dyn CommitFeed>, LogError> {
+        if let Some(reader) = reader
+            && let Some(durable) = log.durable_feed(reader).await?
+        {
+            return Ok(durable);
+        }
+        Ok(Box::new(Self::new(log)))
+    }
+}
+
+impl CommitFeed for PollingFeed {
+    fn next(&mut self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredCommit>, LogError>> {
+        self.log.read_from(after + 1, limit)
+    }
+
+    fn applied(&mut self, _through: u64) -> BoxFuture<'_, Result<(), LogError>> {
+        futures::future::ready(Ok(())).boxed()
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,8 @@ impl LogReader {
         Self::flatten(self.log.read_aggregate(key, 0).await?)
     }
 
-    fn flatten(commits: Vec<crate::log::StoredCommit>) -> Result<Vec<RecordedEvent>, StoreError> {
+    /// The events of `commits`, in order, with their metadata.
+    pub fn flatten(commits: Vec<crate::log::StoredCommit>) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = Vec::new();
         for commit in commits {
             let record = CommitRecord::decode(&commit)?;

@@ -1,0 +1,139 @@
+//! Durable pull consumers: how projectors follow the event stream.
+//!
+//! Each reader has a durable consumer on the event stream (acknowledge-all, so
+//! acknowledging a batch's last message acknowledges the batch). It lives on the
+//! server, so `nats consumer info` shows each projector's delivered and pending
+//! counts, and a projector that restarts cleanly resumes where the consumer
+//! stands. The reader's checkpoint, committed with its effects, stays the truth:
+//! when the consumer would deliver anything but the commit right after it (a
+//! crash between commit and acknowledgement, a rebuild that swapped tables in,
+//! two instances taking turns), the consumer is recreated at the checkpoint.
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::Message;
+use async_nats::jetstream::stream::Stream;
+use emr_eventstore::{CommitFeed, LogError, StoredCommit};
+use futures::future::BoxFuture;
+use futures::{FutureExt, TryStreamExt};
+
+use crate::log::JetStreamLog;
+
+/// A reader's durable consumer on the event stream.
+pub struct DurableFeed {
+    stream: Stream,
+    name: String,
+    prefix: String,
+    consumer: Option<PullConsumer>,
+    /// The last message of the batch being applied, acknowledged once it is.
+    unacknowledged: Option<(u64, Message)>,
+}
+
+/// A consumer name from a reader name: JetStream forbids `.`, `*`, `>` and whitespace.
+fn consumer_name(reader: &str) -> String {
+    reader.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+impl DurableFeed {
+    pub(crate) fn new(stream: Stream, reader: &str, prefix: String) -> Self {
+        Self { stream, name: consumer_name(reader), prefix, consumer: None, unacknowledged: None }
+    }
+
+    /// The consumer, created at `start` if it is missing or `reposition` is asked.
+    async fn consumer(&mut self, start: u64, reposition: bool) -> Result<PullConsumer, LogError> {
+        if !reposition && let Some(consumer) = &self.consumer {
+            return Ok(consumer.clone());
+        }
+        if !reposition && let Ok(existing) = self.stream.get_consumer::<pull::Config>(&self.name).await {
+            self.consumer = Some(existing.clone());
+            return Ok(existing);
+        }
+        match self.stream.delete_consumer(&self.name).await {
+            Ok(_) => {}
+            Err(error) if error.to_string().contains("not found") => {}
+            Err(error) => return Err(LogError::unavailable(error)),
+        }
+        let config = pull::Config {
+            durable_name: Some(self.name.clone()),
+            description: Some("EMR Ledger projector: positioned at its read model's checkpoint".into()),
+            filter_subject: format!("{}.>", self.prefix),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start.max(1) },
+            ack_policy: AckPolicy::All,
+            max_ack_pending: -1,
+            ..Default::default()
+        };
+        let consumer = self.stream.create_consumer(config).await.map_err(LogError::unavailable)?;
+        tracing::debug!(consumer = %self.name, start, "durable consumer positioned");
+        self.consumer = Some(consumer.clone());
+        Ok(consumer)
+    }
+
+    async fn fetch(&mut self, after: u64, limit: usize, reposition: bool) -> Result<Vec<Message>, LogError> {
+        let consumer = self.consumer(after + 1, reposition).await?;
+        let batch = consumer.fetch().max_messages(limit).messages().await.map_err(LogError::unavailable)?;
+        batch.map_err(LogError::Unavailable).try_collect().await
+    }
+
+    /// True when `messages` are exactly the commits after `after`, in order.
+    fn follows(messages: &[Message], after: u64) -> Result<bool, LogError> {
+        for (expected, message) in (after + 1..).zip(messages) {
+            let position = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() })?.stream_sequence;
+            if position != expected {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn next_batch(&mut self, after: u64, limit: usize) -> Result<Vec<StoredCommit>, LogError> {
+        let mut messages = self.fetch(after, limit, false).await?;
+        if !Self::follows(&messages, after)? || (messages.is_empty() && self.lags_behind(after).await?) {
+            messages = self.fetch(after, limit, true).await?;
+        }
+        let mut commits = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let position = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() })?.stream_sequence;
+            let key = JetStreamLog::key_of(&self.prefix, message.subject.as_str(), position)?;
+            commits.push(StoredCommit { position, key, payload: message.payload.to_vec() });
+        }
+        self.unacknowledged = messages.pop().map(|last| (commits.last().map_or(0, |c| c.position), last));
+        Ok(commits)
+    }
+
+    /// An empty fetch is either the end of the log or a consumer that delivered
+    /// past `after` (its messages await redelivery): the stream's head tells.
+    async fn lags_behind(&mut self, after: u64) -> Result<bool, LogError> {
+        let head = self.stream.info().await.map_err(LogError::unavailable)?.state.last_sequence;
+        Ok(head > after)
+    }
+}
+
+impl CommitFeed for DurableFeed {
+    fn next(&mut self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<StoredCommit>, LogError>> {
+        self.next_batch(after, limit).boxed()
+    }
+
+    fn applied(&mut self, through: u64) -> BoxFuture<'_, Result<(), LogError>> {
+        async move {
+            if let Some((position, message)) = self.unacknowledged.take() {
+                if position == through {
+                    message.ack().await.map_err(LogError::Unavailable)?;
+                } else {
+                    self.unacknowledged = Some((position, message));
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reader_names_become_valid_consumer_names() {
+        assert_eq!(consumer_name("projection-record_index-emr"), "projection-record_index-emr");
+        assert_eq!(consumer_name("a.b*c>d e"), "a_b_c_d_e");
+    }
+}
