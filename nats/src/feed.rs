@@ -16,7 +16,7 @@ use emr_eventstore::{CommitFeed, LogError, StoredCommit};
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 
-use crate::log::JetStreamLog;
+use crate::log::{JetStreamLog, head_of};
 
 /// A reader's durable consumer on the event stream.
 pub struct DurableFeed {
@@ -24,7 +24,7 @@ pub struct DurableFeed {
     name: String,
     prefix: String,
     consumer: Option<PullConsumer>,
-    /// The last message of the batch being applied, acknowledged once it is.
+    /// The last commit of the batch being applied and its message, acknowledged once it is.
     unacknowledged: Option<(u64, Message)>,
 }
 
@@ -67,43 +67,34 @@ impl DurableFeed {
         Ok(consumer)
     }
 
-    async fn fetch(&mut self, after: u64, limit: usize, reposition: bool) -> Result<Vec<Message>, LogError> {
+    /// The next batch from the consumer, as commits beside their messages.
+    async fn fetch(&mut self, after: u64, limit: usize, reposition: bool) -> Result<(Vec<StoredCommit>, Vec<Message>), LogError> {
         let consumer = self.consumer(after + 1, reposition).await?;
         let batch = consumer.fetch().max_messages(limit).messages().await.map_err(LogError::unavailable)?;
-        batch.map_err(LogError::Unavailable).try_collect().await
+        let messages: Vec<Message> = batch.map_err(LogError::Unavailable).try_collect().await?;
+        let commits = messages.iter().map(|message| JetStreamLog::commit_of(&self.prefix, message)).collect::<Result<_, _>>()?;
+        Ok((commits, messages))
     }
 
-    /// True when `messages` are exactly the commits after `after`, in order.
-    fn follows(messages: &[Message], after: u64) -> Result<bool, LogError> {
-        for (expected, message) in (after + 1..).zip(messages) {
-            let position = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() })?.stream_sequence;
-            if position != expected {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    /// True when `commits` are exactly the commits after `after`, in order.
+    fn follows(commits: &[StoredCommit], after: u64) -> bool {
+        (after + 1..).zip(commits).all(|(expected, commit)| commit.position == expected)
     }
 
     async fn next_batch(&mut self, after: u64, limit: usize) -> Result<Vec<StoredCommit>, LogError> {
-        let mut messages = self.fetch(after, limit, false).await?;
-        if !Self::follows(&messages, after)? || (messages.is_empty() && self.lags_behind(after).await?) {
-            messages = self.fetch(after, limit, true).await?;
+        let mut batch = self.fetch(after, limit, false).await?;
+        if !Self::follows(&batch.0, after) || (batch.0.is_empty() && self.lags_behind(after).await?) {
+            batch = self.fetch(after, limit, true).await?;
         }
-        let mut commits = Vec::with_capacity(messages.len());
-        for message in &messages {
-            let position = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() })?.stream_sequence;
-            let key = JetStreamLog::key_of(&self.prefix, message.subject.as_str(), position)?;
-            commits.push(StoredCommit { position, key, payload: message.payload.to_vec() });
-        }
-        self.unacknowledged = messages.pop().map(|last| (commits.last().map_or(0, |c| c.position), last));
+        let (commits, mut messages) = batch;
+        self.unacknowledged = commits.last().map(|commit| commit.position).zip(messages.pop());
         Ok(commits)
     }
 
     /// An empty fetch is either the end of the log or a consumer that delivered
     /// past `after` (its messages await redelivery): the stream's head tells.
-    async fn lags_behind(&mut self, after: u64) -> Result<bool, LogError> {
-        let head = self.stream.info().await.map_err(LogError::unavailable)?.state.last_sequence;
-        Ok(head > after)
+    async fn lags_behind(&self, after: u64) -> Result<bool, LogError> {
+        Ok(head_of(&self.stream).await? > after)
     }
 }
 

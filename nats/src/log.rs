@@ -28,13 +28,19 @@ impl JetStreamLog {
         format!("{}.{}", self.prefix, key.dotted())
     }
 
-    pub(crate) fn key_of(prefix: &str, subject: &str, position: u64) -> Result<AggregateKey, LogError> {
+    fn key_of(prefix: &str, subject: &str, position: u64) -> Result<AggregateKey, LogError> {
         let malformed = |reason: String| LogError::Malformed { position, reason };
         let dotted = subject
             .strip_prefix(prefix)
             .and_then(|rest| rest.strip_prefix('.'))
             .ok_or_else(|| malformed(format!("subject `{subject}` is outside `{prefix}`")))?;
         AggregateKey::from_dotted(dotted).map_err(|e| malformed(e.to_string()))
+    }
+
+    /// The commit a message of the event stream carries.
+    pub(crate) fn commit_of(prefix: &str, message: &jetstream::Message) -> Result<StoredCommit, LogError> {
+        let position = position_of(message)?;
+        Ok(StoredCommit { position, key: Self::key_of(prefix, message.subject.as_str(), position)?, payload: message.payload.to_vec() })
     }
 
     async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
@@ -94,7 +100,7 @@ impl JetStreamLog {
         let mut messages = consumer.messages().await.map_err(LogError::unavailable)?;
         while let Some(message) = messages.next().await {
             let message = message.map_err(LogError::unavailable)?;
-            let position = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() })?.stream_sequence;
+            let position = position_of(&message)?;
             commits.push(StoredCommit { position, key: key.clone(), payload: message.payload.to_vec() });
             if position >= last {
                 break;
@@ -104,8 +110,7 @@ impl JetStreamLog {
     }
 
     async fn last_sequence(&self) -> Result<u64, LogError> {
-        let info = self.stream.get_info().await.map_err(LogError::unavailable)?;
-        Ok(info.state.last_sequence)
+        head_of(&self.stream).await
     }
 
     async fn ordered_from(&self, from_position: u64) -> Result<BoxStream<'static, Result<StoredCommit, LogError>>, LogError> {
@@ -122,17 +127,7 @@ impl JetStreamLog {
         let prefix = self.prefix.clone();
         Ok(messages
             .map_err(LogError::unavailable)
-            .and_then(move |message| {
-                let commit = message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() }).and_then(|info| {
-                    let position = info.stream_sequence;
-                    Ok(StoredCommit {
-                        position,
-                        key: Self::key_of(&prefix, message.subject.as_str(), position)?,
-                        payload: message.payload.to_vec(),
-                    })
-                });
-                futures::future::ready(commit)
-            })
+            .and_then(move |message| futures::future::ready(Self::commit_of(&prefix, &message)))
             .boxed())
     }
 
@@ -160,6 +155,16 @@ impl JetStreamLog {
         }
         Ok(commits)
     }
+}
+
+/// A stream message's position in the stream.
+fn position_of(message: &jetstream::Message) -> Result<u64, LogError> {
+    Ok(message.info().map_err(|e| LogError::Malformed { position: 0, reason: e.to_string() })?.stream_sequence)
+}
+
+/// The position of the stream's last message (0 when empty).
+pub(crate) async fn head_of(stream: &Stream) -> Result<u64, LogError> {
+    Ok(stream.get_info().await.map_err(LogError::unavailable)?.state.last_sequence)
 }
 
 impl EventLog for JetStreamLog {
