@@ -16,12 +16,28 @@ use crate::projection::{Checkpoint, Projection};
 pub struct Projector<P> {
     projection: Arc<P>,
     pool: MySqlPool,
-    log: Arc<dyn EventLog>,
     decoder: Arc<Decoder>,
     batch_size: usize,
+    feed: Arc<FeedSlot>,
+}
+
+/// Where a projector's feed comes from, and the feed once the first batch opened it.
+struct FeedSlot {
+    log: Arc<dyn EventLog>,
     durable: bool,
-    /// Opened on the first batch; batches take turns with it.
-    feed: Arc<tokio::sync::Mutex<Option<Box<dyn CommitFeed>>>>,
+    /// Batches take turns with the feed.
+    opened: tokio::sync::Mutex<Option<Box<dyn CommitFeed>>>,
+}
+
+impl FeedSlot {
+    async fn open(&self, pool: &MySqlPool, projection: &str) -> Result<Box<dyn CommitFeed>, ProjectionError> {
+        if !self.durable {
+            return Ok(Box::new(PollingFeed::new(self.log.clone())));
+        }
+        let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await?;
+        let reader = format!("projection-{projection}-{}", database.unwrap_or_default());
+        Ok(PollingFeed::or_durable(self.log.clone(), &reader).await?)
+    }
 }
 
 async fn read_checkpoint(conn: &mut MySqlConnection, table: &'static str, lock: bool) -> Result<Checkpoint, ProjectionError> {
@@ -39,11 +55,9 @@ impl<P: Projection> Projector<P> {
         Self {
             projection: Arc::new(projection),
             pool,
-            log,
             decoder: Arc::new(Decoder::default()),
             batch_size: Self::DEFAULT_BATCH,
-            durable: false,
-            feed: Arc::default(),
+            feed: Arc::new(FeedSlot { log, durable: false, opened: tokio::sync::Mutex::default() }),
         }
     }
 
@@ -51,7 +65,7 @@ impl<P: Projection> Projector<P> {
     /// for the projection and the database), instead of reading ranges: how the
     /// long-running projectors of `serve` and `projections run` read.
     pub fn with_durable_feed(mut self) -> Self {
-        self.durable = true;
+        self.feed = Arc::new(FeedSlot { log: self.feed.log.clone(), durable: true, opened: tokio::sync::Mutex::default() });
         self
     }
 
@@ -82,14 +96,7 @@ impl<P: Projection> Projector<P> {
     /// (shutdown, an aborted task) never interrupts a transaction halfway on a
     /// pooled connection; it only stops the projector between batches.
     pub async fn step(&self) -> Result<usize, ProjectionError> {
-        let batch = apply_batch(
-            self.pool.clone(),
-            self.projection.clone(),
-            self.decoder.clone(),
-            self.feed.clone(),
-            (self.log.clone(), self.durable),
-            self.batch_size,
-        );
+        let batch = apply_batch(self.pool.clone(), self.projection.clone(), self.decoder.clone(), self.feed.clone(), self.batch_size);
         tokio::spawn(batch).await.map_err(|e| ProjectionError::BatchAborted(e.to_string()))?
     }
 
@@ -130,29 +137,19 @@ impl<P: Projection> Projector<P> {
     }
 }
 
-async fn open_feed(pool: &MySqlPool, name: &str, log: Arc<dyn EventLog>, durable: bool) -> Result<Box<dyn CommitFeed>, ProjectionError> {
-    if !durable {
-        return Ok(Box::new(PollingFeed::new(log)));
-    }
-    let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await?;
-    let reader = format!("projection-{name}-{}", database.unwrap_or_default());
-    Ok(PollingFeed::or_durable(log, Some(&reader)).await?)
-}
-
 async fn apply_batch<P: Projection>(
     pool: MySqlPool,
     projection: Arc<P>,
     decoder: Arc<Decoder>,
-    feed: Arc<tokio::sync::Mutex<Option<Box<dyn CommitFeed>>>>,
-    (log, durable): (Arc<dyn EventLog>, bool),
+    slot: Arc<FeedSlot>,
     batch_size: usize,
 ) -> Result<usize, ProjectionError> {
     let checkpoint_table = projection.tables()[0];
-    let mut feed = feed.lock().await;
-    if feed.is_none() {
-        *feed = Some(open_feed(&pool, projection.name(), log, durable).await?);
-    }
-    let Some(feed) = feed.as_mut() else { return Ok(0) };
+    let mut opened = slot.opened.lock().await;
+    let feed = match &mut *opened {
+        Some(feed) => feed,
+        empty => empty.insert(slot.open(&pool, projection.name()).await?),
+    };
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     // Lock the checkpoint row first, then read the log after it: the batch always

@@ -195,13 +195,11 @@ impl PollingFeed {
     }
 
     /// The durable feed of `reader` where `log` has them, otherwise a polling one.
-    pub async fn or_durable(log: std::sync::Arc<dyn EventLog>, reader: Option<&str>) -> Result<Box<dyn CommitFeed>, LogError> {
-        if let Some(reader) = reader
-            && let Some(durable) = log.durable_feed(reader).await?
-        {
-            return Ok(durable);
+    pub async fn or_durable(log: std::sync::Arc<dyn EventLog>, reader: &str) -> Result<Box<dyn CommitFeed>, LogError> {
+        match log.durable_feed(reader).await? {
+            Some(durable) => Ok(durable),
+            None => Ok(Box::new(Self::new(log))),
         }
-        Ok(Box::new(Self::new(log)))
     }
 }
 
