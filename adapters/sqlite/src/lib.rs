@@ -228,8 +228,12 @@ impl SqliteStore {
         Ok(())
     }
 
+    fn encode_key_state(state: &KeyState) -> Result<String, KeyError> {
+        serde_json::to_string(state).map_err(|e| KeyError::Corrupt { reason: e.to_string() })
+    }
+
     async fn write_key_state(&self, subject: PatientId, state: &KeyState, overwrite: bool) -> Result<(), KeyError> {
-        let json = serde_json::to_string(state).map_err(|e| KeyError::Corrupt { reason: e.to_string() })?;
+        let json = Self::encode_key_state(state)?;
         let sql = if overwrite {
             "INSERT INTO data_keys (patient_id, state) VALUES (?, ?) ON CONFLICT (patient_id) DO UPDATE SET state = excluded.state"
         } else {
@@ -323,11 +327,10 @@ impl KeyStore for SqliteStore {
 
     fn rewrap<'a>(&'a self, subject: PatientId, current: &'a WrappedKey, next: WrappedKey) -> BoxFuture<'a, Result<bool, KeyError>> {
         async move {
-            let json = |state: &KeyState| serde_json::to_string(state).map_err(|e| KeyError::Corrupt { reason: e.to_string() });
             let replaced = sqlx::query("UPDATE data_keys SET state = ? WHERE patient_id = ? AND state = ?")
-                .bind(json(&KeyState::Active { wrapped: next })?)
+                .bind(Self::encode_key_state(&KeyState::Active { wrapped: next })?)
                 .bind(subject.to_string())
-                .bind(json(&KeyState::Active { wrapped: current.clone() })?)
+                .bind(Self::encode_key_state(&KeyState::Active { wrapped: current.clone() })?)
                 .execute(&self.writer)
                 .await
                 .map_err(KeyError::unavailable)?
