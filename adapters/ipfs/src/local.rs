@@ -112,26 +112,19 @@ impl BlobStore for LocalBlobStore {
 
     fn unpin_owner<'a>(&'a self, owner: PatientId) -> BoxFuture<'a, Result<usize, BlobError>> {
         Box::pin(async move {
+            let owned = self.owned(owner).await?;
             let dir = self.owner_dir(owner);
-            let mut pins = match tokio::fs::read_dir(&dir).await {
-                Ok(pins) => pins,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-                Err(e) => return Err(unavailable(e)),
-            };
-            let mut unpinned = 0;
-            while let Some(pin) = pins.next_entry().await.map_err(unavailable)? {
+            for content_id in &owned {
                 // The blob goes first: a crash between the two leaves a pin to
                 // nothing, which the next call removes, never an unpinned blob.
-                let blob = self.root.join("blobs").join(pin.file_name());
-                match tokio::fs::remove_file(&blob).await {
+                match tokio::fs::remove_file(self.root.join("blobs").join(content_id.as_str())).await {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(unavailable(e)),
                     _ => {}
                 }
-                tokio::fs::remove_file(pin.path()).await.map_err(unavailable)?;
-                unpinned += 1;
+                tokio::fs::remove_file(dir.join(content_id.as_str())).await.map_err(unavailable)?;
             }
             let _ = tokio::fs::remove_dir(&dir).await;
-            Ok(unpinned)
+            Ok(owned.len())
         })
     }
 }
