@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod anvil;
 pub mod backends;
 pub mod bench;
+pub mod charts;
 pub mod history;
 pub mod ipfs_cluster;
 pub mod ipfs_node;

@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
 use emr_commands::{Clinic, ClinicError};
-use emr_domain::actor::Actor;
-use emr_domain::fixtures::{create_record, register, text};
+use emr_domain::fixtures::{create_record, text};
 use emr_domain::grant::{GrantCommand, Scope};
 use emr_domain::ids::{GrantId, PatientId, RecordId, UserId};
 use emr_domain::metadata::CommandContext;
@@ -19,13 +18,11 @@ use emr_tests::backends::clinic;
 /// The system actor: these tests are about the rules that span aggregates;
 /// authorization has its own tests (adapters/http/tests/api.rs, domain access).
 fn clerk() -> CommandContext {
-    CommandContext::new(Actor::system())
+    emr_tests::charts::system()
 }
 
 async fn registered_patient(clinic: &Clinic) -> PatientId {
-    let patient = PatientId::new();
-    clinic.patient(patient, register(patient, "Liu Yang"), &clerk()).await.unwrap();
-    patient
+    emr_tests::charts::registered_patient(clinic, "Liu Yang").await
 }
 
 fn create(record: RecordId, patient: PatientId) -> RecordCommand {

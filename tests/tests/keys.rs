@@ -8,26 +8,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emr_attachments::{Attachments, BlobHeader, Upload};
+use emr_attachments::{Attachments, BlobHeader};
 use emr_commands::Clinic;
 use emr_domain::actor::Actor;
-use emr_domain::fixtures::{create_record, register, text};
 use emr_domain::ids::{AttachmentId, PatientId, RecordId};
-use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{ErasureReason, PatientCommand};
-use emr_domain::values::MimeType;
 use emr_eventstore::conformance::Backend;
 use emr_eventstore::{KeyCensus, KeyState, KeyVault, LogReader, Rotation};
 use emr_ipfs::LocalBlobStore;
 use emr_keyring::Keyring;
 use emr_tests::backends::{self, TestBackend, clinic};
+use emr_tests::charts::{record_with_scan, registered_patient, system};
 
 const OLD_KEK: &str = "test-kek:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const NEW_KEK: &str = "kek-2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
-
-fn system() -> CommandContext {
-    CommandContext::new(Actor::system())
-}
 
 fn scan() -> Vec<u8> {
     (0..300_000_u32).map(|i| (i % 251) as u8).collect()
@@ -47,23 +41,12 @@ impl Chart {
     }
 
     async fn patient(&self, name: &str) -> PatientId {
-        let patient = PatientId::new();
-        self.clinic.patient(patient, register(patient, name), &system()).await.unwrap();
-        patient
+        registered_patient(&self.clinic, name).await
     }
 
     /// A record of `patient` with one attachment; returns both ids.
     async fn scanned_record(&self, patient: PatientId) -> (RecordId, AttachmentId) {
-        let (record, attachment) = (RecordId::new(), AttachmentId::new());
-        self.clinic.record(record, create_record(record, patient, "Chest CT"), &system()).await.unwrap();
-        let upload = Upload {
-            record_id: record,
-            attachment_id: attachment,
-            mime_type: MimeType::parse("image/png").unwrap(),
-            filename: text("ct.png"),
-        };
-        self.attachments.upload(&system(), upload, &mut scan().as_slice()).await.unwrap();
-        (record, attachment)
+        record_with_scan(&self.clinic, &self.attachments, patient, &scan()).await
     }
 
     async fn download(&self, record: RecordId, attachment: AttachmentId) -> Result<Vec<u8>, emr_attachments::AttachmentError> {

@@ -10,14 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use emr_attachments::{Attachments, PeerState, ReplicationPolicy, ReplicationState, Upload};
+use emr_attachments::{Attachments, PeerState, ReplicationPolicy, ReplicationState};
 use emr_domain::actor::Actor;
-use emr_domain::fixtures::{create_record, register, text};
 use emr_domain::ids::{AttachmentId, PatientId, RecordId};
-use emr_domain::metadata::CommandContext;
-use emr_domain::values::MimeType;
 use emr_ipfs::{ClusterReplicator, LocalBlobStore};
 use emr_tests::backends::{TestBackend, clinic, sqlite};
+use emr_tests::charts::{record_with_scan, registered_patient};
 use emr_tests::ipfs_cluster::{ClusterHarness, Peer};
 
 struct Setup {
@@ -25,10 +23,6 @@ struct Setup {
     attachments: Attachments,
     _backend: TestBackend,
     _blobs: tempfile::TempDir,
-}
-
-fn system() -> CommandContext {
-    CommandContext::new(Actor::system())
 }
 
 fn policy(target: &str) -> ReplicationPolicy {
@@ -47,17 +41,8 @@ async fn setup(cluster_url: &str) -> Setup {
 
 /// Registers a patient with one record and uploads a scan to it.
 async fn upload_scan(setup: &Setup) -> (PatientId, RecordId, AttachmentId) {
-    let clinic = &setup.clinic;
-    let (patient, record, attachment) = (PatientId::new(), RecordId::new(), AttachmentId::new());
-    clinic.patient(patient, register(patient, "Sun Mei"), &system()).await.unwrap();
-    clinic.record(record, create_record(record, patient, "Knee MRI"), &system()).await.unwrap();
-    let upload = Upload {
-        record_id: record,
-        attachment_id: attachment,
-        mime_type: MimeType::parse("image/png").unwrap(),
-        filename: text("knee.png"),
-    };
-    setup.attachments.upload(&system(), upload, &mut vec![7_u8; 100_000].as_slice()).await.unwrap();
+    let patient = registered_patient(&setup.clinic, "Sun Mei").await;
+    let (record, attachment) = record_with_scan(&setup.clinic, &setup.attachments, patient, &[7_u8; 100_000]).await;
     (patient, record, attachment)
 }
 
