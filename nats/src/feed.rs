@@ -28,6 +28,9 @@ pub struct DurableFeed {
     unacknowledged: Option<(u64, Message)>,
 }
 
+/// How long a fetch may wait for the server's answer.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A consumer name from a reader name: JetStream forbids `.`, `*`, `>` and whitespace.
 fn consumer_name(reader: &str) -> String {
     reader.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
@@ -70,8 +73,21 @@ impl DurableFeed {
     /// The next batch from the consumer, as commits beside their messages.
     async fn fetch(&mut self, after: u64, limit: usize, reposition: bool) -> Result<(Vec<StoredCommit>, Vec<Message>), LogError> {
         let consumer = self.consumer(after + 1, reposition).await?;
-        let batch = consumer.fetch().max_messages(limit).messages().await.map_err(LogError::unavailable)?;
-        let messages: Vec<Message> = batch.map_err(LogError::Unavailable).try_collect().await?;
+        // A pull request to a consumer deleted meanwhile (another instance
+        // repositioning it) is never answered: bound the wait, and the caller
+        // retries from its checkpoint.
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
+            let batch = consumer.fetch().max_messages(limit).messages().await.map_err(LogError::unavailable)?;
+            batch.map_err(LogError::Unavailable).try_collect::<Vec<Message>>().await
+        })
+        .await;
+        let messages = match fetched {
+            Ok(messages) => messages?,
+            Err(_) => {
+                self.consumer = None;
+                return Err(LogError::Unavailable(format!("consumer {} did not answer within {FETCH_TIMEOUT:?}", self.name).into()));
+            }
+        };
         let commits = messages.iter().map(|message| JetStreamLog::commit_of(&self.prefix, message)).collect::<Result<_, _>>()?;
         Ok((commits, messages))
     }

@@ -4,30 +4,38 @@
 use chrono::{DateTime, Utc};
 use emr_anchor::AnchorStatus;
 use serde::Serialize;
-use sqlx::MySqlPool;
 
+use crate::db::{ReadModelDb, Value};
 use crate::error::ProjectionError;
 
 /// Records (or advances) the status of an anchor.
-pub async fn record(pool: &MySqlPool, status: &AnchorStatus) -> Result<(), ProjectionError> {
+pub async fn record(db: &ReadModelDb, status: &AnchorStatus) -> Result<(), ProjectionError> {
+    let dialect = db.dialect();
     let state = if status.confirmed { "confirmed" } else { "pending" };
-    sqlx::query(
+    let now = chrono::Utc::now();
+    // Once confirmed, a row keeps its status and the time it became final.
+    let sql = format!(
         "INSERT INTO blockchain_transactions (ledger, transaction_hash, block_number, operation_type, tree_size, root, last_position, status, \
-         created_at, confirmed_at) VALUES (?, ?, ?, 'anchor_tree_head', ?, ?, ?, ?, UTC_TIMESTAMP(6), IF(? = 'confirmed', UTC_TIMESTAMP(6), NULL)) \
-         ON DUPLICATE KEY UPDATE block_number = VALUES(block_number), \
-         confirmed_at = IF(status = 'confirmed', confirmed_at, VALUES(confirmed_at)), \
-         status = IF(status = 'confirmed', status, VALUES(status))",
-    )
-    .bind(&status.ledger)
-    .bind(&status.transaction_id)
-    .bind(status.block)
-    .bind(status.tree_size)
-    .bind(&status.root)
-    .bind(status.last_position)
-    .bind(state)
-    .bind(state)
-    .execute(pool)
-    .await?;
+         created_at, confirmed_at) VALUES (?, ?, ?, 'anchor_tree_head', ?, ?, ?, ?, ?, ?){on_conflict}block_number = {block}, \
+         confirmed_at = CASE WHEN status = 'confirmed' THEN confirmed_at ELSE {confirmed_at} END, \
+         status = CASE WHEN status = 'confirmed' THEN status ELSE {status} END",
+        on_conflict = dialect.on_conflict(&["ledger", "transaction_hash"]),
+        block = dialect.inserted("block_number"),
+        confirmed_at = dialect.inserted("confirmed_at"),
+        status = dialect.inserted("status"),
+    );
+    let params: Vec<Value> = vec![
+        status.ledger.as_str().into(),
+        status.transaction_id.as_str().into(),
+        status.block.into(),
+        status.tree_size.into(),
+        status.root.as_str().into(),
+        status.last_position.into(),
+        state.into(),
+        now.into(),
+        status.confirmed.then_some(now).into(),
+    ];
+    db.execute(&sql, params).await?;
     Ok(())
 }
 
@@ -57,12 +65,11 @@ pub struct BlockchainTransaction {
 }
 
 /// The latest anchors, newest first.
-pub async fn list(pool: &MySqlPool, limit: u32) -> Result<Vec<BlockchainTransaction>, ProjectionError> {
-    Ok(sqlx::query_as(
+pub async fn list(db: &ReadModelDb, limit: u32) -> Result<Vec<BlockchainTransaction>, ProjectionError> {
+    db.fetch_all(
         "SELECT ledger, transaction_hash, block_number, operation_type, tree_size, root, last_position, status, created_at, confirmed_at \
          FROM blockchain_transactions ORDER BY tree_size DESC, ledger LIMIT ?",
+        vec![limit.clamp(1, 1000).into()],
     )
-    .bind(limit.clamp(1, 1000))
-    .fetch_all(pool)
-    .await?)
+    .await
 }

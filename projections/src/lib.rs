@@ -1,4 +1,5 @@
-//! Read models of EMR Ledger in MySQL (MariaDB): the query side of CQRS.
+//! Read models of EMR Ledger in MySQL (MariaDB), or in a SQLite file for the
+//! embedded default: the query side of CQRS.
 //!
 //! A [`Projector`] reads the event log from its checkpoint, decodes each event with
 //! its PHI left sealed (read models hold no plaintext PHI), and folds a batch of
@@ -13,9 +14,13 @@
 //! - `dashboard`: `records_per_type_per_day`, `patients_per_hospital`.
 //!
 //! [`rebuild`] folds a projection from the first event into a shadow database and
-//! swaps its tables (checkpoint included) into place with one atomic `RENAME TABLE`.
+//! swaps its tables (checkpoint included) into place atomically for readers.
+//!
+//! [`ReadModelDb`] is where MySQL and SQLite differ; everything else is written
+//! once for both.
 
 pub mod anchors;
+mod db;
 mod decode;
 mod error;
 mod projection;
@@ -25,14 +30,10 @@ mod rebuild;
 mod runner;
 mod sql;
 
+pub use db::{Dialect, ReadModelDb, Readable, Tx, Value};
 pub use decode::{Decoder, Fact, Payload};
 pub use error::ProjectionError;
 pub use projection::{Checkpoint, Projection};
 pub use projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all, checkpoints};
 pub use rebuild::rebuild;
 pub use runner::{Lag, Projector, lag, lags, wait_for};
-
-/// Creates or upgrades the read-model schema.
-pub async fn migrate(pool: &sqlx::MySqlPool) -> Result<(), ProjectionError> {
-    sqlx::migrate!("./migrations").run(pool).await.map_err(|e| ProjectionError::Database(sqlx::Error::Migrate(Box::new(e))))
-}

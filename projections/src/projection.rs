@@ -2,8 +2,7 @@
 
 use std::future::Future;
 
-use sqlx::MySqlConnection;
-
+use crate::db::Tx;
 use crate::decode::Fact;
 use crate::error::ProjectionError;
 
@@ -27,6 +26,5 @@ pub trait Projection: Send + Sync + 'static {
     /// Folds one batch of facts (in log order, all after the checkpoint) into the
     /// tables, inside the caller's transaction. Must use multi-row statements: a
     /// batch is thousands of events.
-    fn apply<'a>(&'a self, tx: &'a mut MySqlConnection, facts: &'a [Fact])
-    -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
+    fn apply<'a>(&'a self, tx: &'a mut Tx, facts: &'a [Fact]) -> impl Future<Output = Result<(), ProjectionError>> + Send + 'a;
 }

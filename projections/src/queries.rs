@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{MySql, MySqlPool, QueryBuilder};
 
+use crate::db::{ReadModelDb, Value};
 use crate::error::ProjectionError;
 
 /// Filters of the record index (the seed's indexes in 6.2.1 serve them).
@@ -79,31 +79,44 @@ pub struct RecordSummary {
     pub position: u64,
 }
 
+/// `WHERE` conditions with their parameters, built up one filter at a time.
+#[derive(Default)]
+struct Conditions {
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl Conditions {
+    fn and(&mut self, condition: &str, value: Option<impl Into<Value>>) {
+        if let Some(value) = value {
+            self.sql.push_str(" AND ");
+            self.sql.push_str(condition);
+            self.params.push(value.into());
+        }
+    }
+
+    /// The conditions, an order, and a page.
+    fn page(mut self, order_by: &str, limit: Option<u32>, offset: Option<u32>) -> (String, Vec<Value>) {
+        self.params.push(limit.unwrap_or(50).clamp(1, 500).into());
+        self.params.push(offset.unwrap_or(0).into());
+        (format!(" WHERE 1 = 1{}{order_by} LIMIT ? OFFSET ?", self.sql), self.params)
+    }
+}
+
 /// Records matching `filter`, most recent visit first.
-pub async fn records(pool: &MySqlPool, filter: &RecordFilter) -> Result<Vec<RecordSummary>, ProjectionError> {
-    let mut query = QueryBuilder::<MySql>::new(
+pub async fn records(db: &ReadModelDb, filter: &RecordFilter) -> Result<Vec<RecordSummary>, ProjectionError> {
+    let mut conditions = Conditions::default();
+    conditions.and("patient_id = ?", filter.patient_id.map(|id| id.hyphenated().to_string()));
+    conditions.and("record_type = ?", filter.record_type.as_ref());
+    conditions.and("status = ?", filter.status.as_ref());
+    conditions.and("visit_date >= ?", filter.visit_from);
+    conditions.and("visit_date <= ?", filter.visit_to);
+    let (clauses, params) = conditions.page(filter.sort.unwrap_or_default().order_by(), filter.limit, filter.offset);
+    let sql = format!(
         "SELECT record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, status, content_version, attachment_count, \
-         created_at, updated_at, position FROM medical_records WHERE 1 = 1",
+         created_at, updated_at, position FROM medical_records{clauses}"
     );
-    if let Some(patient) = filter.patient_id {
-        query.push(" AND patient_id = ").push_bind(patient.hyphenated().to_string());
-    }
-    if let Some(kind) = &filter.record_type {
-        query.push(" AND record_type = ").push_bind(kind.clone());
-    }
-    if let Some(status) = &filter.status {
-        query.push(" AND status = ").push_bind(status.clone());
-    }
-    if let Some(from) = filter.visit_from {
-        query.push(" AND visit_date >= ").push_bind(from);
-    }
-    if let Some(to) = filter.visit_to {
-        query.push(" AND visit_date <= ").push_bind(to);
-    }
-    query.push(filter.sort.unwrap_or_default().order_by());
-    query.push(" LIMIT ").push_bind(filter.limit.unwrap_or(50).clamp(1, 500));
-    query.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0));
-    Ok(query.build_query_as::<RecordSummary>().fetch_all(pool).await?)
+    db.fetch_all(&sql, params).await
 }
 
 /// Dashboard figures.
@@ -118,20 +131,20 @@ pub struct Dashboard {
 }
 
 /// The dashboard figures, `days` days back.
-pub async fn dashboard(pool: &MySqlPool, days: u32) -> Result<Dashboard, ProjectionError> {
-    let records_per_type_per_day = sqlx::query_as(
-        "SELECT record_type, day, records FROM records_per_type_per_day WHERE day >= UTC_DATE() - INTERVAL ? DAY ORDER BY day, record_type",
-    )
-    .bind(days)
-    .fetch_all(pool)
-    .await?;
-    let patients_per_hospital =
-        sqlx::query_as("SELECT hospital_id, active_patients, erased_patients FROM patients_per_hospital ORDER BY hospital_id")
-            .fetch_all(pool)
-            .await?;
-    let active_grants = sqlx::query_scalar("SELECT COUNT(*) FROM access_grants WHERE status = 'active' AND expires_at > UTC_TIMESTAMP(6)")
-        .fetch_one(pool)
+pub async fn dashboard(db: &ReadModelDb, days: u32) -> Result<Dashboard, ProjectionError> {
+    let now = Utc::now();
+    let since = (now - chrono::Duration::days(i64::from(days))).date_naive();
+    let records_per_type_per_day = db
+        .fetch_all(
+            "SELECT record_type, day, records FROM records_per_type_per_day WHERE day >= ? ORDER BY day, record_type",
+            vec![since.into()],
+        )
         .await?;
+    let patients_per_hospital = db
+        .fetch_all("SELECT hospital_id, active_patients, erased_patients FROM patients_per_hospital ORDER BY hospital_id", vec![])
+        .await?;
+    let (active_grants,) =
+        db.fetch_one("SELECT COUNT(*) FROM access_grants WHERE status = 'active' AND expires_at > ?", vec![now.into()]).await?;
     Ok(Dashboard { records_per_type_per_day, patients_per_hospital, active_grants })
 }
 
@@ -170,27 +183,21 @@ pub struct AccessLogEntry {
     /// The grant, for grant reads.
     pub grant_id: Option<String>,
     /// When.
-    pub accessed_at: chrono::NaiveDateTime,
+    pub accessed_at: DateTime<Utc>,
     /// Log position of the disclosure.
     pub position: u64,
 }
 
 /// Disclosures matching `filter`, most recent first.
-pub async fn access_log(pool: &MySqlPool, filter: &AccessLogFilter) -> Result<Vec<AccessLogEntry>, ProjectionError> {
-    let mut query = QueryBuilder::<MySql>::new(
+pub async fn access_log(db: &ReadModelDb, filter: &AccessLogFilter) -> Result<Vec<AccessLogEntry>, ProjectionError> {
+    let mut conditions = Conditions::default();
+    conditions.and("patient_id = ?", filter.patient_id.map(|id| id.hyphenated().to_string()));
+    conditions.and("accessor_id = ?", filter.accessor_id.map(|id| id.hyphenated().to_string()));
+    conditions.and("basis = ?", filter.basis.as_ref());
+    let (clauses, params) = conditions.page(" ORDER BY accessed_at DESC, disclosure_id", filter.limit, filter.offset);
+    let sql = format!(
         "SELECT disclosure_id, patient_id, accessor_id, accessor_role, resource, record_id, basis, grant_id, accessed_at, position \
-         FROM access_log WHERE 1 = 1",
+         FROM access_log{clauses}"
     );
-    if let Some(patient) = filter.patient_id {
-        query.push(" AND patient_id = ").push_bind(patient.hyphenated().to_string());
-    }
-    if let Some(accessor) = filter.accessor_id {
-        query.push(" AND accessor_id = ").push_bind(accessor.hyphenated().to_string());
-    }
-    if let Some(basis) = &filter.basis {
-        query.push(" AND basis = ").push_bind(basis.clone());
-    }
-    query.push(" ORDER BY accessed_at DESC, disclosure_id LIMIT ").push_bind(filter.limit.unwrap_or(50).clamp(1, 500));
-    query.push(" OFFSET ").push_bind(filter.offset.unwrap_or(0));
-    Ok(query.build_query_as::<AccessLogEntry>().fetch_all(pool).await?)
+    db.fetch_all(&sql, params).await
 }

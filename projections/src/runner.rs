@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emr_eventstore::{CommitFeed, EventLog, LogReader, PollingFeed};
-use sqlx::{AssertSqlSafe, Connection, MySqlConnection, MySqlPool, Row};
 
+use crate::db::{ReadModelDb, Tx, Value};
 use crate::decode::Decoder;
 use crate::error::ProjectionError;
 use crate::projection::{Checkpoint, Projection};
@@ -15,7 +15,7 @@ use crate::projection::{Checkpoint, Projection};
 /// A projection bound to a log and a database.
 pub struct Projector<P> {
     projection: Arc<P>,
-    pool: MySqlPool,
+    db: ReadModelDb,
     decoder: Arc<Decoder>,
     batch_size: usize,
     feed: Arc<FeedSlot>,
@@ -30,31 +30,41 @@ struct FeedSlot {
 }
 
 impl FeedSlot {
-    async fn open(&self, pool: &MySqlPool, projection: &str) -> Result<Box<dyn CommitFeed>, ProjectionError> {
+    async fn open(&self, db: &ReadModelDb, projection: &str) -> Result<Box<dyn CommitFeed>, ProjectionError> {
         if !self.durable {
             return Ok(Box::new(PollingFeed::new(self.log.clone())));
         }
-        let database: Option<String> = sqlx::query_scalar("SELECT DATABASE()").fetch_one(pool).await?;
-        let reader = format!("projection-{projection}-{}", database.unwrap_or_default());
+        let reader = format!("projection-{projection}-{}", db.name().await?);
         Ok(PollingFeed::or_durable(self.log.clone(), &reader).await?)
     }
 }
 
-async fn read_checkpoint(conn: &mut MySqlConnection, table: &'static str, lock: bool) -> Result<Checkpoint, ProjectionError> {
-    let sql = format!("SELECT position, events FROM {table} WHERE id = 1{}", if lock { " FOR UPDATE" } else { "" });
-    let row = sqlx::query(AssertSqlSafe(sql)).fetch_one(&mut *conn).await?;
-    Ok(Checkpoint { position: row.try_get("position")?, events: row.try_get("events")? })
+fn checkpoint_sql(table: &str) -> String {
+    format!("SELECT position, events FROM {table} WHERE id = 1")
+}
+
+async fn read_checkpoint(db: &ReadModelDb, table: &'static str) -> Result<Checkpoint, ProjectionError> {
+    let (position, events) = db.fetch_one::<(u64, u64)>(&checkpoint_sql(table), vec![]).await?;
+    Ok(Checkpoint { position, events })
+}
+
+/// Reads the checkpoint and holds it until `tx` ends: no other instance can
+/// advance it meanwhile.
+async fn lock_checkpoint(tx: &mut Tx, table: &'static str) -> Result<Checkpoint, ProjectionError> {
+    let sql = format!("{}{}", checkpoint_sql(table), tx.dialect().for_update());
+    let (position, events) = tx.fetch_one::<(u64, u64)>(&sql, vec![]).await?;
+    Ok(Checkpoint { position, events })
 }
 
 impl<P: Projection> Projector<P> {
     /// Commits read (and folded) per transaction by default.
     pub const DEFAULT_BATCH: usize = 1000;
 
-    /// A projector of `projection` from `log` into `pool`'s database.
-    pub fn new(projection: P, pool: MySqlPool, log: Arc<dyn EventLog>) -> Self {
+    /// A projector of `projection` from `log` into `db`.
+    pub fn new(projection: P, db: ReadModelDb, log: Arc<dyn EventLog>) -> Self {
         Self {
             projection: Arc::new(projection),
-            pool,
+            db,
             decoder: Arc::new(Decoder::default()),
             batch_size: Self::DEFAULT_BATCH,
             feed: Arc::new(FeedSlot { log, durable: false, opened: tokio::sync::Mutex::default() }),
@@ -86,8 +96,7 @@ impl<P: Projection> Projector<P> {
 
     /// Where the projection stands.
     pub async fn checkpoint(&self) -> Result<Checkpoint, ProjectionError> {
-        let mut conn = self.pool.acquire().await?;
-        read_checkpoint(&mut conn, self.checkpoint_table(), false).await
+        read_checkpoint(&self.db, self.checkpoint_table()).await
     }
 
     /// Folds the next batch; returns how many commits it consumed (0: caught up).
@@ -96,7 +105,7 @@ impl<P: Projection> Projector<P> {
     /// (shutdown, an aborted task) never interrupts a transaction halfway on a
     /// pooled connection; it only stops the projector between batches.
     pub async fn step(&self) -> Result<usize, ProjectionError> {
-        let batch = apply_batch(self.pool.clone(), self.projection.clone(), self.decoder.clone(), self.feed.clone(), self.batch_size);
+        let batch = apply_batch(self.db.clone(), self.projection.clone(), self.decoder.clone(), self.feed.clone(), self.batch_size);
         tokio::spawn(batch).await.map_err(|e| ProjectionError::BatchAborted(e.to_string()))?
     }
 
@@ -138,7 +147,7 @@ impl<P: Projection> Projector<P> {
 }
 
 async fn apply_batch<P: Projection>(
-    pool: MySqlPool,
+    db: ReadModelDb,
     projection: Arc<P>,
     decoder: Arc<Decoder>,
     slot: Arc<FeedSlot>,
@@ -148,14 +157,15 @@ async fn apply_batch<P: Projection>(
     let mut opened = slot.opened.lock().await;
     let feed = match &mut *opened {
         Some(feed) => feed,
-        empty => empty.insert(slot.open(&pool, projection.name()).await?),
+        empty => empty.insert(slot.open(&db, projection.name()).await?),
     };
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = db.begin().await?;
     // Lock the checkpoint row first, then read the log after it: the batch always
     // starts right after the checkpoint it will advance, even if another instance
-    // moved it, or a rebuild swapped the tables in, since the caller last looked.
-    let current = read_checkpoint(&mut tx, checkpoint_table, true).await?;
+    // moved it, or a rebuild swapped the tables in, since the caller last looked;
+    // and instances sharing a durable consumer take turns with it. The feed
+    // bounds how long it waits for the log, so the lock is never held for long.
+    let current = lock_checkpoint(&mut tx, checkpoint_table).await?;
     let commits = feed.next(current.position, batch_size).await?;
     let Some(last) = commits.last().map(|commit| commit.position) else { return Ok(0) };
     let consumed = commits.len();
@@ -167,8 +177,8 @@ async fn apply_batch<P: Projection>(
         }
     }
     projection.apply(&mut tx, &facts).await?;
-    let sql = format!("UPDATE {checkpoint_table} SET position = ?, events = events + ?, updated_at = UTC_TIMESTAMP(6) WHERE id = 1");
-    sqlx::query(AssertSqlSafe(sql)).bind(last).bind(facts.len() as u64).execute(&mut *tx).await?;
+    let sql = format!("UPDATE {checkpoint_table} SET position = ?, events = events + ?, updated_at = ? WHERE id = 1");
+    tx.execute(&sql, vec![Value::from(last), Value::from(facts.len() as u64), Value::from(chrono::Utc::now())]).await?;
     tx.commit().await?;
     // Committed: the checkpoint is the truth now, so a failed acknowledgement
     // only means the feed repositions itself next time.
@@ -195,13 +205,12 @@ pub struct Lag {
 
 /// The lag of a projection (named by its checkpoint table) against the log.
 pub async fn lag(
-    pool: &MySqlPool,
+    db: &ReadModelDb,
     log: Arc<dyn EventLog>,
     projection: &str,
     checkpoint_table: &'static str,
 ) -> Result<Lag, ProjectionError> {
-    let mut conn = pool.acquire().await?;
-    let position = read_checkpoint(&mut conn, checkpoint_table, false).await?.position;
+    let position = read_checkpoint(db, checkpoint_table).await?.position;
     let reader = LogReader::new(log);
     let head = reader.head().await?;
     let oldest = reader.read(position + 1, 1).await?.first().map(|e| e.metadata.recorded_at);
@@ -211,12 +220,10 @@ pub async fn lag(
 
 /// Waits (bounded) until the projection's checkpoint reaches `position`: how a
 /// caller reads its own writes.
-pub async fn wait_for(pool: &MySqlPool, checkpoint_table: &'static str, position: u64, timeout: Duration) -> Result<u64, ProjectionError> {
+pub async fn wait_for(db: &ReadModelDb, checkpoint_table: &'static str, position: u64, timeout: Duration) -> Result<u64, ProjectionError> {
     let started = Instant::now();
     loop {
-        let mut conn = pool.acquire().await?;
-        let reached = read_checkpoint(&mut conn, checkpoint_table, false).await?.position;
-        drop(conn);
+        let reached = read_checkpoint(db, checkpoint_table).await?.position;
         if reached >= position {
             return Ok(reached);
         }
@@ -233,10 +240,10 @@ pub async fn wait_for(pool: &MySqlPool, checkpoint_table: &'static str, position
 }
 
 /// The lag of every projection.
-pub async fn lags(pool: &MySqlPool, log: Arc<dyn EventLog>) -> Result<Vec<Lag>, ProjectionError> {
+pub async fn lags(db: &ReadModelDb, log: Arc<dyn EventLog>) -> Result<Vec<Lag>, ProjectionError> {
     let mut lags = Vec::new();
     for (name, table) in crate::projections::checkpoints() {
-        lags.push(lag(pool, log.clone(), name, table).await?);
+        lags.push(lag(db, log.clone(), name, table).await?);
     }
     Ok(lags)
 }

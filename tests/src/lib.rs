@@ -13,6 +13,7 @@ pub mod ipfs_cluster;
 pub mod ipfs_node;
 pub mod mariadb;
 pub mod nats_server;
+pub mod read_models;
 
 /// Instantiates each named `async fn check(backend: Backend)` in scope as one
 /// test per backend: `jetstream::check` on a throwaway nats-server and

@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use emr_projections::ReadModelDb;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, MySqlPool, Row};
 
@@ -10,6 +11,8 @@ use sqlx::{AssertSqlSafe, MySqlPool, Row};
 pub struct TestDatabase {
     /// Connections to it.
     pub pool: MySqlPool,
+    /// The same connections, as the projections see them.
+    pub db: ReadModelDb,
     /// How to connect to it.
     pub options: MySqlConnectOptions,
     name: String,
@@ -29,8 +32,9 @@ impl TestDatabase {
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE `{name}`"))).execute(&admin).await.unwrap();
         let options = admin_options.database(&name);
         let pool = MySqlPoolOptions::new().max_connections(8).connect_with(options.clone()).await.unwrap();
-        emr_projections::migrate(&pool).await.unwrap();
-        Self { pool, options, name, admin }
+        let db = ReadModelDb::MySql(pool.clone());
+        db.migrate().await.unwrap();
+        Self { pool, db, options, name, admin }
     }
 
     /// A connection URL for this database (for clients with their own driver).

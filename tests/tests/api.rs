@@ -57,7 +57,7 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
     let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("e2e-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
     let tokens = Tokens::new(SigningKeys::generate("e2e").unwrap());
     let identity = Identity::new(&backend.backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
-    let read_models = emr_http::ReadModelState { pool: db.pool.clone(), log: backend.backend.log.clone() };
+    let read_models = emr_http::ReadModelState { db: db.db.clone(), log: backend.backend.log.clone() };
     let state = emr_http::AppState {
         clinic: clinic(&backend.backend),
         identity: identity.clone(),
@@ -71,7 +71,7 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
     let app = emr_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let projector = Projector::new(AccessLogProjection, db.pool.clone(), backend.backend.log.clone());
+    let projector = Projector::new(AccessLogProjection, db.db.clone(), backend.backend.log.clone());
     let projecting = tokio::spawn(async move { projector.run(async { stopped.await.unwrap_or(()) }).await });
     let api = Api { base: format!("http://{address}"), http: reqwest::Client::new() };
 

@@ -118,7 +118,7 @@ async fn the_blockchain_transactions_view_follows_anchors_from_pending_to_confir
     let (_test, heads, _dir, ledger) = anchored_with_ledger(5).await;
     let db = TestDatabase::fresh().await;
     for anchored in ledger.anchored().await.unwrap() {
-        emr_projections::anchors::record(&db.pool, &anchored.status("file")).await.unwrap();
+        emr_projections::anchors::record(&db.db, &anchored.status("file")).await.unwrap();
     }
     let node = Anvil::start(137);
     let contract = EvmMirror::deploy(&node.url(), DEV_KEYS[0]).await.unwrap();
@@ -127,7 +127,7 @@ async fn the_blockchain_transactions_view_follows_anchors_from_pending_to_confir
     mirror
         .mirror_reporting(&heads, |status| {
             seen.lock().unwrap().push((status.tree_size, status.confirmed));
-            let (pool, status) = (db.pool.clone(), status.clone());
+            let (pool, status) = (db.db.clone(), status.clone());
             async move { emr_projections::anchors::record(&pool, &status).await.unwrap() }
         })
         .await
@@ -136,7 +136,7 @@ async fn the_blockchain_transactions_view_follows_anchors_from_pending_to_confir
     let expected: Vec<(u64, bool)> = heads.iter().flat_map(|h| [(h.size, false), (h.size, true)]).collect();
     assert_eq!(seen, expected, "each anchor is reported pending, then confirmed");
 
-    let rows = emr_projections::anchors::list(&db.pool, 1000).await.unwrap();
+    let rows = emr_projections::anchors::list(&db.db, 1000).await.unwrap();
     assert_eq!(rows.len(), heads.len() * 2, "one row per head per ledger");
     assert!(rows.iter().all(|r| r.status == "confirmed" && r.confirmed_at.is_some()), "{rows:?}");
     assert_eq!(rows.iter().filter(|r| r.ledger == "evm:137").count(), heads.len());
@@ -154,8 +154,8 @@ async fn the_blockchain_transactions_view_follows_anchors_from_pending_to_confir
         confirmed: false,
     };
     stale.tree_size = rows.iter().find(|r| r.transaction_hash == stale.transaction_id).unwrap().tree_size;
-    emr_projections::anchors::record(&db.pool, &stale).await.unwrap();
-    let after = emr_projections::anchors::list(&db.pool, 1000).await.unwrap();
+    emr_projections::anchors::record(&db.db, &stale).await.unwrap();
+    let after = emr_projections::anchors::list(&db.db, 1000).await.unwrap();
     assert!(after.iter().all(|r| r.status == "confirmed"));
     db.drop_database().await;
 }

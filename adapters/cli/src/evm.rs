@@ -28,15 +28,15 @@ async fn heads(settings: &Settings) -> anyhow::Result<Vec<TreeHead>> {
 /// Mirrors every new head to every configured chain, and records every anchor's
 /// status in the BlockchainTransactions view when read models are configured,
 /// until `stop` is set.
-pub(crate) async fn relay(settings: Settings, view: Option<sqlx::MySqlPool>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn relay(settings: Settings, view: Option<emr_projections::ReadModelDb>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if settings.audit.evm.is_empty() && view.is_none() {
         return;
     }
     let record = |status: &emr_anchor::AnchorStatus| {
         let (view, status) = (view.clone(), status.clone());
         async move {
-            if let Some(pool) = view
-                && let Err(error) = emr_projections::anchors::record(&pool, &status).await
+            if let Some(db) = view
+                && let Err(error) = emr_projections::anchors::record(&db, &status).await
             {
                 tracing::warn!(%error, "anchor status not recorded");
             }

@@ -250,7 +250,7 @@ async fn main() -> anyhow::Result<()> {
             let ports = wiring::ports(&settings).await?;
             let worker = audit::worker(&settings, ports.log).await?;
             tracing::info!(key = %worker.public_key(), chains = settings.audit.evm.len(), "anchor worker running");
-            let view = read_models::ReadModels::connect(&settings).await?.map(|models| models.pool);
+            let view = Some(read_models::ReadModels::open(&settings).await?.db);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let relayer = tokio::spawn(evm::relay(settings.clone(), view, stopped));
             worker.run(shutdown()).await;
@@ -302,7 +302,7 @@ fn print_lines(events: &[emr_eventstore::RecordedEvent]) -> anyhow::Result<()> {
 
 async fn projections(settings: &Settings, action: ProjectionAction) -> anyhow::Result<()> {
     let ports = wiring::ports(settings).await?;
-    let models = read_models::ReadModels::require(settings).await?;
+    let models = read_models::ReadModels::open(settings).await?;
     match action {
         ProjectionAction::Run => {
             let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -333,13 +333,13 @@ async fn projections(settings: &Settings, action: ProjectionAction) -> anyhow::R
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let ports = wiring::ports(settings).await?;
     let clinic = wiring::clinic_on(settings, ports.clone());
-    let models = read_models::ReadModels::connect(settings).await?;
+    let models = read_models::ReadModels::open(settings).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let read_models = models.as_ref().map(|models| emr_http::ReadModelState { pool: models.pool.clone(), log: ports.log.clone() });
-    let projectors = models.map(|models| {
+    let read_models = Some(emr_http::ReadModelState { db: models.db.clone(), log: ports.log.clone() });
+    let projectors = {
         let log = ports.log.clone();
         tokio::spawn(async move { models.run_all(log, stopped).await })
-    });
+    };
     let audit_state = settings.audit.anchor_in_serve.then(|| -> anyhow::Result<emr_http::AuditState> {
         let dir = settings.audit_dir();
         Ok(emr_http::AuditState { ledger: std::sync::Arc::new(emr_anchor::FileLedger::open(&dir)?), dir })
@@ -348,7 +348,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let anchor = if settings.audit.anchor_in_serve {
         let worker = audit::worker(settings, ports.log.clone()).await?;
         let mut stopped = stop.subscribe();
-        let view = read_models.as_ref().map(|models| models.pool.clone());
+        let view = read_models.as_ref().map(|models| models.db.clone());
         let relayer = tokio::spawn(evm::relay(settings.clone(), view, stop.subscribe()));
         Some(tokio::spawn(async move {
             worker
@@ -396,7 +396,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = emr_http::router(state);
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
-    tracing::info!(listen = %settings.http.listen, projections = projectors.is_some(), "EMR Ledger serving");
+    tracing::info!(listen = %settings.http.listen, "EMR Ledger serving");
     axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown())
         .await
@@ -405,9 +405,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     if let Some(grpc) = grpc {
         grpc.await.context("gRPC server")?.context("gRPC server")?;
     }
-    if let Some(projectors) = projectors {
-        projectors.await.context("projectors")?;
-    }
+    projectors.await.context("projectors")?;
     if let Some(anchor) = anchor {
         anchor.await.context("anchor worker")?;
     }

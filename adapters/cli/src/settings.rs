@@ -58,8 +58,10 @@ pub(crate) struct GrpcSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct ReadModelSettings {
-    /// MySQL/MariaDB URL of the read models; none: no projections run.
+    /// MySQL/MariaDB URL of the read models; none: they live in a SQLite file.
     pub(crate) mysql_url: Option<String>,
+    /// The embedded read models' SQLite file. Default: `<data_dir>/read-models.db`.
+    pub(crate) sqlite_file: Option<PathBuf>,
     /// Commits folded per transaction.
     pub(crate) batch_size: usize,
 }
@@ -217,6 +219,10 @@ impl Settings {
         self.auth.keys_dir.clone().unwrap_or_else(|| self.store.data_dir.join("auth-keys"))
     }
 
+    pub(crate) fn read_models_file(&self) -> PathBuf {
+        self.read_models.sqlite_file.clone().unwrap_or_else(|| self.store.data_dir.join("read-models.db"))
+    }
+
     pub(crate) fn keyring_file(&self) -> PathBuf {
         self.keys.keyring_file.clone().unwrap_or_else(|| self.store.data_dir.join("keyring"))
     }
@@ -232,6 +238,8 @@ mod tests {
         assert_eq!(settings.store.backend, BackendKind::Embedded);
         assert!(settings.http.listen.ip().is_loopback());
         assert_eq!(settings.keyring_file(), PathBuf::from("./data/keyring"));
+        assert_eq!(settings.read_models.mysql_url, None, "read models embedded too");
+        assert_eq!(settings.read_models_file(), PathBuf::from("./data/read-models.db"));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct AuditState {
 #[derive(Clone)]
 pub struct ReadModelState {
     /// The read-model database.
-    pub pool: sqlx::MySqlPool,
+    pub db: emr_projections::ReadModelDb,
     /// The event log (for lag).
     pub log: std::sync::Arc<dyn emr_eventstore::EventLog>,
 }

@@ -69,7 +69,7 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
 pub(crate) async fn render(State(state): State<AppState>, metrics: axum::Extension<Arc<Metrics>>) -> Result<Response, ApiError> {
     metrics.log_head.set(i64::try_from(state.clinic.log().head().await?).unwrap_or(i64::MAX));
     if let Some(models) = &state.read_models {
-        for lag in emr_projections::lags(&models.pool, models.log.clone()).await? {
+        for lag in emr_projections::lags(&models.db, models.log.clone()).await? {
             metrics.lag_events.with_label_values(&[lag.projection.as_str()]).set(i64::try_from(lag.behind_commits).unwrap_or(i64::MAX));
             metrics.lag_seconds.with_label_values(&[lag.projection.as_str()]).set(lag.behind_seconds);
         }

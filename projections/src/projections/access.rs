@@ -5,13 +5,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use emr_domain::grant::{GrantEvent, Scope};
-use sqlx::MySqlConnection;
 
 use super::distinct;
+use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::{load_by_key, upsert};
+use crate::sql::{Upsert, load_by_key, values};
 
 /// Access grants and requests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,6 +21,46 @@ impl AccessProjection {
     /// Its name.
     pub const NAME: &'static str = "access";
 }
+
+const GRANTS: Upsert = Upsert {
+    table: "access_grants",
+    columns: &[
+        "grant_id",
+        "patient_id",
+        "grantee",
+        "scopes",
+        "status",
+        "granted_by",
+        "granted_at",
+        "expires_at",
+        "revoked_at",
+        "version",
+        "position",
+    ],
+    key: &["grant_id"],
+    replace: &["status", "revoked_at", "version", "position"],
+    add: &[],
+};
+
+const REQUESTS: Upsert = Upsert {
+    table: "access_requests",
+    columns: &[
+        "grant_id",
+        "patient_id",
+        "requester",
+        "scopes",
+        "status",
+        "requested_at",
+        "requested_until",
+        "decided_at",
+        "decided_by",
+        "version",
+        "position",
+    ],
+    key: &["grant_id"],
+    replace: &["status", "decided_at", "decided_by", "version", "position"],
+    add: &[],
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct GrantRow {
@@ -74,7 +114,7 @@ impl Projection for AccessProjection {
         &["access_checkpoint", "access_grants", "access_requests"]
     }
 
-    async fn apply(&self, conn: &mut MySqlConnection, facts: &[Fact]) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, facts: &[Fact]) -> Result<(), ProjectionError> {
         let events: Vec<(&Fact, &GrantEvent)> =
             facts.iter().filter_map(|f| if let Payload::Grant(e) = &f.payload { Some((f, e)) } else { None }).collect();
         if events.is_empty() {
@@ -82,7 +122,7 @@ impl Projection for AccessProjection {
         }
         let ids = distinct(events.iter().map(|(f, _)| f.aggregate_id.clone()));
         let mut grants: HashMap<String, GrantRow> = load_by_key(
-            conn,
+            tx,
             "SELECT grant_id, patient_id, grantee, scopes, status, granted_by, granted_at, expires_at, revoked_at, version, position \
              FROM access_grants WHERE grant_id IN ",
             &ids,
@@ -90,7 +130,7 @@ impl Projection for AccessProjection {
         )
         .await?;
         let mut requests: HashMap<String, RequestRow> = load_by_key(
-            conn,
+            tx,
             "SELECT grant_id, patient_id, requester, scopes, status, requested_at, requested_until, decided_at, decided_by, version, position \
              FROM access_requests WHERE grant_id IN ",
             &ids,
@@ -157,48 +197,39 @@ impl Projection for AccessProjection {
         }
         let grants: Vec<GrantRow> = ids.iter().filter_map(|id| grants.remove(id)).collect();
         let requests: Vec<RequestRow> = ids.iter().filter_map(|id| requests.remove(id)).collect();
-        upsert(
-            conn,
-            "INSERT INTO access_grants (grant_id, patient_id, grantee, scopes, status, granted_by, granted_at, expires_at, revoked_at, version, position) ",
-            &grants,
-            |values, g| {
-                values
-                    .push_bind(g.grant_id.clone())
-                    .push_bind(g.patient_id.clone())
-                    .push_bind(g.grantee.clone())
-                    .push_bind(g.scopes.clone())
-                    .push_bind(g.status.clone())
-                    .push_bind(g.granted_by.clone())
-                    .push_bind(g.granted_at)
-                    .push_bind(g.expires_at)
-                    .push_bind(g.revoked_at)
-                    .push_bind(g.version)
-                    .push_bind(g.position);
-            },
-            " ON DUPLICATE KEY UPDATE status = VALUES(status), revoked_at = VALUES(revoked_at), version = VALUES(version), position = VALUES(position)",
-        )
-        .await?;
-        upsert(
-            conn,
-            "INSERT INTO access_requests (grant_id, patient_id, requester, scopes, status, requested_at, requested_until, decided_at, decided_by, version, position) ",
-            &requests,
-            |values, r| {
-                values
-                    .push_bind(r.grant_id.clone())
-                    .push_bind(r.patient_id.clone())
-                    .push_bind(r.requester.clone())
-                    .push_bind(r.scopes.clone())
-                    .push_bind(r.status.clone())
-                    .push_bind(r.requested_at)
-                    .push_bind(r.requested_until)
-                    .push_bind(r.decided_at)
-                    .push_bind(r.decided_by.clone())
-                    .push_bind(r.version)
-                    .push_bind(r.position);
-            },
-            " ON DUPLICATE KEY UPDATE status = VALUES(status), decided_at = VALUES(decided_at), decided_by = VALUES(decided_by), \
-             version = VALUES(version), position = VALUES(position)",
-        )
-        .await
+        GRANTS
+            .run(tx, &grants, |g| {
+                values![
+                    &g.grant_id,
+                    &g.patient_id,
+                    &g.grantee,
+                    &g.scopes,
+                    &g.status,
+                    &g.granted_by,
+                    g.granted_at,
+                    g.expires_at,
+                    g.revoked_at,
+                    g.version,
+                    g.position,
+                ]
+            })
+            .await?;
+        REQUESTS
+            .run(tx, &requests, |r| {
+                values![
+                    &r.grant_id,
+                    &r.patient_id,
+                    &r.requester,
+                    &r.scopes,
+                    &r.status,
+                    r.requested_at,
+                    r.requested_until,
+                    r.decided_at,
+                    r.decided_by.as_ref(),
+                    r.version,
+                    r.position,
+                ]
+            })
+            .await
     }
 }

@@ -7,12 +7,12 @@ use emr_domain::access::Basis;
 use emr_domain::account::AccountEvent;
 use emr_domain::disclosure::{DisclosureEvent, Resource};
 use emr_domain::security::SecurityEvent;
-use sqlx::MySqlConnection;
 
+use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::upsert;
+use crate::sql::{Upsert, values};
 
 /// Access log and security events.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,6 +22,33 @@ impl AccessLogProjection {
     /// Its name.
     pub const NAME: &'static str = "access_log";
 }
+
+const ACCESS_LOG: Upsert = Upsert {
+    table: "access_log",
+    columns: &[
+        "disclosure_id",
+        "patient_id",
+        "accessor_id",
+        "accessor_role",
+        "resource",
+        "record_id",
+        "basis",
+        "grant_id",
+        "accessed_at",
+        "position",
+    ],
+    key: &["disclosure_id"],
+    replace: &["position"],
+    add: &[],
+};
+
+const SECURITY_EVENTS: Upsert = Upsert {
+    table: "security_events",
+    columns: &["event_id", "kind", "severity", "user_id", "patient_id", "occurred_at", "position"],
+    key: &["event_id"],
+    replace: &["position"],
+    add: &[],
+};
 
 struct Disclosed {
     disclosure_id: String,
@@ -61,7 +88,7 @@ impl Projection for AccessLogProjection {
         &["access_log_checkpoint", "access_log", "security_events"]
     }
 
-    async fn apply(&self, conn: &mut MySqlConnection, facts: &[Fact]) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, facts: &[Fact]) -> Result<(), ProjectionError> {
         let mut disclosed = Vec::new();
         let mut incidents = Vec::new();
         for (index, fact) in facts.iter().enumerate() {
@@ -114,42 +141,36 @@ impl Projection for AccessLogProjection {
                 _ => {}
             }
         }
-        upsert(
-            conn,
-            "INSERT INTO access_log (disclosure_id, patient_id, accessor_id, accessor_role, resource, record_id, basis, grant_id, accessed_at, position) ",
-            &disclosed,
-            |row, d| {
+        ACCESS_LOG
+            .run(tx, &disclosed, |d| {
                 let fact = &facts[d.fact];
-                row.push_bind(d.disclosure_id.clone())
-                    .push_bind(d.patient_id.clone())
-                    .push_bind(d.accessor_id.clone())
-                    .push_bind(d.accessor_role.clone())
-                    .push_bind(d.resource)
-                    .push_bind(d.record_id.clone())
-                    .push_bind(d.basis.clone())
-                    .push_bind(d.grant_id.clone())
-                    .push_bind(fact.metadata.recorded_at.naive_utc())
-                    .push_bind(fact.metadata.position);
-            },
-            " ON DUPLICATE KEY UPDATE position = VALUES(position)",
-        )
-        .await?;
-        upsert(
-            conn,
-            "INSERT INTO security_events (event_id, kind, severity, user_id, patient_id, occurred_at, position) ",
-            &incidents,
-            |row, i| {
+                values![
+                    &d.disclosure_id,
+                    &d.patient_id,
+                    &d.accessor_id,
+                    &d.accessor_role,
+                    d.resource,
+                    d.record_id.as_ref(),
+                    &d.basis,
+                    d.grant_id.as_ref(),
+                    fact.metadata.recorded_at,
+                    fact.metadata.position,
+                ]
+            })
+            .await?;
+        SECURITY_EVENTS
+            .run(tx, &incidents, |i| {
                 let fact = &facts[i.fact];
-                row.push_bind(i.event_id.clone())
-                    .push_bind(i.kind.clone())
-                    .push_bind(i.severity.clone())
-                    .push_bind(i.user_id.clone())
-                    .push_bind(i.patient_id.clone())
-                    .push_bind(fact.metadata.recorded_at.naive_utc())
-                    .push_bind(fact.metadata.position);
-            },
-            " ON DUPLICATE KEY UPDATE position = VALUES(position)",
-        )
-        .await
+                values![
+                    &i.event_id,
+                    &i.kind,
+                    &i.severity,
+                    i.user_id.as_ref(),
+                    i.patient_id.as_ref(),
+                    fact.metadata.recorded_at,
+                    fact.metadata.position,
+                ]
+            })
+            .await
     }
 }

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use emr_domain::patient::PatientEvent;
 use emr_domain::record::RecordEvent;
-use sqlx::MySqlConnection;
 
 use super::distinct;
+use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::{select_in, upsert};
+use crate::sql::{Upsert, select_in, values};
 
 /// Dashboard aggregates.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,6 +23,31 @@ impl DashboardProjection {
     /// Its name.
     pub const NAME: &'static str = "dashboard";
 }
+
+/// Counters move by deltas: a batch adds what it counted.
+const RECORDS_PER_TYPE_PER_DAY: Upsert = Upsert {
+    table: "records_per_type_per_day",
+    columns: &["record_type", "day", "records"],
+    key: &["record_type", "day"],
+    replace: &[],
+    add: &["records"],
+};
+
+const PATIENTS_PER_HOSPITAL: Upsert = Upsert {
+    table: "patients_per_hospital",
+    columns: &["hospital_id", "active_patients", "erased_patients"],
+    key: &["hospital_id"],
+    replace: &[],
+    add: &["active_patients", "erased_patients"],
+};
+
+const PATIENT_HOSPITALS: Upsert = Upsert {
+    table: "dashboard_patient_hospitals",
+    columns: &["patient_id", "hospital_id"],
+    key: &["patient_id"],
+    replace: &["hospital_id"],
+    add: &[],
+};
 
 #[derive(sqlx::FromRow)]
 struct PatientHospital {
@@ -39,7 +64,7 @@ impl Projection for DashboardProjection {
         &["dashboard_checkpoint", "records_per_type_per_day", "patients_per_hospital", "dashboard_patient_hospitals"]
     }
 
-    async fn apply(&self, conn: &mut MySqlConnection, facts: &[Fact]) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, facts: &[Fact]) -> Result<(), ProjectionError> {
         let mut records: BTreeMap<(String, NaiveDate), u64> = BTreeMap::new();
         let mut hospitals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let mut registered: Vec<(String, String)> = Vec::new();
@@ -48,7 +73,7 @@ impl Projection for DashboardProjection {
             _ => None,
         }));
         let mut hospital_of: BTreeMap<String, String> = select_in::<PatientHospital>(
-            conn,
+            tx,
             "SELECT patient_id, hospital_id FROM dashboard_patient_hospitals WHERE patient_id IN ",
             &erased,
         )
@@ -79,37 +104,9 @@ impl Projection for DashboardProjection {
             }
         }
         let records: Vec<_> = records.into_iter().collect();
-        upsert(
-            conn,
-            "INSERT INTO records_per_type_per_day (record_type, day, records) ",
-            &records,
-            |values, ((kind, day), count)| {
-                values.push_bind(kind.clone()).push_bind(*day).push_bind(*count);
-            },
-            " ON DUPLICATE KEY UPDATE records = records + VALUES(records)",
-        )
-        .await?;
+        RECORDS_PER_TYPE_PER_DAY.run(tx, &records, |((kind, day), count)| values![kind, *day, *count]).await?;
         let hospitals: Vec<_> = hospitals.into_iter().collect();
-        upsert(
-            conn,
-            "INSERT INTO patients_per_hospital (hospital_id, active_patients, erased_patients) ",
-            &hospitals,
-            |values, (hospital, (active, erased))| {
-                values.push_bind(hospital.clone()).push_bind(*active).push_bind(*erased);
-            },
-            " ON DUPLICATE KEY UPDATE active_patients = active_patients + VALUES(active_patients), \
-             erased_patients = erased_patients + VALUES(erased_patients)",
-        )
-        .await?;
-        upsert(
-            conn,
-            "INSERT INTO dashboard_patient_hospitals (patient_id, hospital_id) ",
-            &registered,
-            |values, (patient, hospital)| {
-                values.push_bind(patient.clone()).push_bind(hospital.clone());
-            },
-            " ON DUPLICATE KEY UPDATE hospital_id = VALUES(hospital_id)",
-        )
-        .await
+        PATIENTS_PER_HOSPITAL.run(tx, &hospitals, |(hospital, (active, erased))| values![hospital, *active, *erased]).await?;
+        PATIENT_HOSPITALS.run(tx, &registered, |(patient, hospital)| values![patient, hospital]).await
     }
 }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use emr_domain::patient::PatientEvent;
-use sqlx::MySqlConnection;
 
 use super::distinct;
+use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::{load_by_key, upsert};
+use crate::sql::{Upsert, load_by_key, values};
 
 /// The patient directory.
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,6 +21,14 @@ impl PatientDirectory {
     /// Its name.
     pub const NAME: &'static str = "patient_directory";
 }
+
+const PATIENTS: Upsert = Upsert {
+    table: "patients",
+    columns: &["patient_id", "hospital_id", "status", "registered_at", "updated_at", "erased_at", "version", "position"],
+    key: &["patient_id"],
+    replace: &["hospital_id", "status", "registered_at", "updated_at", "erased_at", "version", "position"],
+    add: &[],
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct Row {
@@ -43,7 +51,7 @@ impl Projection for PatientDirectory {
         &["patient_directory_checkpoint", "patients"]
     }
 
-    async fn apply(&self, conn: &mut MySqlConnection, facts: &[Fact]) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, facts: &[Fact]) -> Result<(), ProjectionError> {
         let events: Vec<(&Fact, &PatientEvent)> =
             facts.iter().filter_map(|f| if let Payload::Patient(e) = &f.payload { Some((f, e)) } else { None }).collect();
         if events.is_empty() {
@@ -51,7 +59,7 @@ impl Projection for PatientDirectory {
         }
         let ids = distinct(events.iter().map(|(f, _)| f.aggregate_id.clone()));
         let mut rows: HashMap<String, Row> = load_by_key(
-            conn,
+            tx,
             "SELECT patient_id, hospital_id, status, registered_at, updated_at, erased_at, version, position FROM patients WHERE patient_id IN ",
             &ids,
             |row: &Row| row.patient_id.clone(),
@@ -87,24 +95,19 @@ impl Projection for PatientDirectory {
             row.position = fact.metadata.position;
         }
         let rows: Vec<Row> = ids.iter().filter_map(|id| rows.remove(id)).collect();
-        upsert(
-            conn,
-            "INSERT INTO patients (patient_id, hospital_id, status, registered_at, updated_at, erased_at, version, position) ",
-            &rows,
-            |values, row| {
-                values
-                    .push_bind(row.patient_id.clone())
-                    .push_bind(row.hospital_id.clone())
-                    .push_bind(row.status.clone())
-                    .push_bind(row.registered_at)
-                    .push_bind(row.updated_at)
-                    .push_bind(row.erased_at)
-                    .push_bind(row.version)
-                    .push_bind(row.position);
-            },
-            " ON DUPLICATE KEY UPDATE hospital_id = VALUES(hospital_id), status = VALUES(status), registered_at = VALUES(registered_at), \
-             updated_at = VALUES(updated_at), erased_at = VALUES(erased_at), version = VALUES(version), position = VALUES(position)",
-        )
-        .await
+        PATIENTS
+            .run(tx, &rows, |row| {
+                values![
+                    &row.patient_id,
+                    &row.hospital_id,
+                    &row.status,
+                    row.registered_at,
+                    row.updated_at,
+                    row.erased_at,
+                    row.version,
+                    row.position
+                ]
+            })
+            .await
     }
 }

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use emr_domain::record::RecordEvent;
-use sqlx::MySqlConnection;
 
 use super::distinct;
+use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
-use crate::sql::{load_by_key, upsert};
+use crate::sql::{Upsert, load_by_key, values};
 
 /// The record index.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,6 +22,53 @@ impl RecordIndex {
     /// Its name.
     pub const NAME: &'static str = "record_index";
 }
+
+const RECORDS: Upsert = Upsert {
+    table: "medical_records",
+    columns: &[
+        "record_id",
+        "patient_id",
+        "doctor_id",
+        "hospital_id",
+        "record_type",
+        "visit_date",
+        "status",
+        "content_version",
+        "attachment_count",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "version",
+        "position",
+    ],
+    key: &["record_id"],
+    replace: &["status", "content_version", "attachment_count", "updated_at", "deleted_at", "version", "position"],
+    add: &[],
+};
+
+/// Attachments are facts: re-applying one only restates its position.
+const ATTACHMENTS: Upsert = Upsert {
+    table: "attachments",
+    columns: &[
+        "attachment_id",
+        "record_id",
+        "patient_id",
+        "content_id",
+        "mime_type",
+        "size_bytes",
+        "sha256",
+        "added_at",
+        "position",
+        "modality",
+        "study_date",
+        "body_part",
+        "image_rows",
+        "image_cols",
+    ],
+    key: &["attachment_id"],
+    replace: &["position"],
+    add: &[],
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct Row {
@@ -67,7 +114,7 @@ impl Projection for RecordIndex {
         &["record_index_checkpoint", "medical_records", "attachments"]
     }
 
-    async fn apply(&self, conn: &mut MySqlConnection, facts: &[Fact]) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, facts: &[Fact]) -> Result<(), ProjectionError> {
         let events: Vec<(&Fact, &RecordEvent)> =
             facts.iter().filter_map(|f| if let Payload::Record(e) = &f.payload { Some((f, e)) } else { None }).collect();
         if events.is_empty() {
@@ -75,7 +122,7 @@ impl Projection for RecordIndex {
         }
         let ids = distinct(events.iter().map(|(f, _)| f.aggregate_id.clone()));
         let mut rows: HashMap<String, Row> = load_by_key(
-            conn,
+            tx,
             "SELECT record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, status, content_version, attachment_count, \
              created_at, updated_at, deleted_at, version, position FROM medical_records WHERE record_id IN ",
             &ids,
@@ -142,59 +189,46 @@ impl Projection for RecordIndex {
             row.position = fact.metadata.position;
         }
         let rows: Vec<Row> = ids.iter().filter_map(|id| rows.remove(id)).collect();
-        upsert(
-            conn,
-            "INSERT INTO medical_records (record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, status, content_version, \
-             attachment_count, created_at, updated_at, deleted_at, version, position) ",
-            &rows,
-            |values, row| {
-                values
-                    .push_bind(row.record_id.clone())
-                    .push_bind(row.patient_id.clone())
-                    .push_bind(row.doctor_id.clone())
-                    .push_bind(row.hospital_id.clone())
-                    .push_bind(row.record_type.clone())
-                    .push_bind(row.visit_date)
-                    .push_bind(row.status.clone())
-                    .push_bind(row.content_version)
-                    .push_bind(row.attachment_count)
-                    .push_bind(row.created_at)
-                    .push_bind(row.updated_at)
-                    .push_bind(row.deleted_at)
-                    .push_bind(row.version)
-                    .push_bind(row.position);
-            },
-            " ON DUPLICATE KEY UPDATE status = VALUES(status), content_version = VALUES(content_version), \
-             attachment_count = VALUES(attachment_count), updated_at = VALUES(updated_at), deleted_at = VALUES(deleted_at), \
-             version = VALUES(version), position = VALUES(position)",
-        )
-        .await?;
-        upsert(
-            conn,
-            "INSERT INTO attachments (attachment_id, record_id, patient_id, content_id, mime_type, size_bytes, sha256, added_at, position, \
-             modality, study_date, body_part, image_rows, image_cols) ",
-            &attachments,
-            |values, a| {
-                values
-                    .push_bind(a.attachment_id.clone())
-                    .push_bind(a.record_id.clone())
-                    .push_bind(a.patient_id.clone())
-                    .push_bind(a.content_id.clone())
-                    .push_bind(a.mime_type.clone())
-                    .push_bind(a.size_bytes)
-                    .push_bind(a.sha256.clone())
-                    .push_bind(a.added_at)
-                    .push_bind(a.position);
+        RECORDS
+            .run(tx, &rows, |row| {
+                values![
+                    &row.record_id,
+                    &row.patient_id,
+                    &row.doctor_id,
+                    &row.hospital_id,
+                    &row.record_type,
+                    row.visit_date,
+                    &row.status,
+                    row.content_version,
+                    row.attachment_count,
+                    row.created_at,
+                    row.updated_at,
+                    row.deleted_at,
+                    row.version,
+                    row.position,
+                ]
+            })
+            .await?;
+        ATTACHMENTS
+            .run(tx, &attachments, |a| {
                 let dicom = a.dicom.clone().unwrap_or_default();
-                values
-                    .push_bind(dicom.modality)
-                    .push_bind(dicom.study_date)
-                    .push_bind(dicom.body_part)
-                    .push_bind(dicom.rows)
-                    .push_bind(dicom.columns);
-            },
-            " ON DUPLICATE KEY UPDATE position = VALUES(position)",
-        )
-        .await
+                values![
+                    &a.attachment_id,
+                    &a.record_id,
+                    &a.patient_id,
+                    &a.content_id,
+                    &a.mime_type,
+                    a.size_bytes,
+                    &a.sha256,
+                    a.added_at,
+                    a.position,
+                    dicom.modality,
+                    dicom.study_date,
+                    dicom.body_part,
+                    dicom.rows,
+                    dicom.columns,
+                ]
+            })
+            .await
     }
 }

@@ -15,6 +15,7 @@ use emr_projections::{AccessProjection, DashboardProjection, PatientDirectory, P
 use emr_tests::backends;
 use emr_tests::history;
 use emr_tests::mariadb::TestDatabase;
+use emr_tests::read_models::{Store, TestReadModels};
 use sqlx::{MySql, QueryBuilder};
 
 const BATCH: usize = 1000;
@@ -82,7 +83,7 @@ async fn main() {
     macro_rules! fold {
         ($projection:expr) => {{
             let started = Instant::now();
-            Projector::new($projection, db.pool.clone(), backend.log.clone()).with_batch_size(BATCH).catch_up(head).await.unwrap();
+            Projector::new($projection, db.db.clone(), backend.log.clone()).with_batch_size(BATCH).catch_up(head).await.unwrap();
             let seconds = started.elapsed().as_secs_f64();
             total += seconds;
             rows.push(($projection.name(), seconds, events as f64 / seconds));
@@ -98,7 +99,7 @@ async fn main() {
     // consumer instead of opening a consumer per batch.
     let durable_db = TestDatabase::fresh().await;
     let started = Instant::now();
-    Projector::new(RecordIndex, durable_db.pool.clone(), backend.log.clone())
+    Projector::new(RecordIndex, durable_db.db.clone(), backend.log.clone())
         .with_batch_size(BATCH)
         .with_durable_feed()
         .catch_up(head)
@@ -110,6 +111,16 @@ async fn main() {
         durable_dumps.push(durable_db.dump(table).await);
     }
 
+    // The embedded default: the same projection into a SQLite file.
+    let sqlite = TestReadModels::fresh(Store::Sqlite).await;
+    let started = Instant::now();
+    Projector::new(RecordIndex, sqlite.db.clone(), backend.log.clone()).with_batch_size(BATCH).catch_up(head).await.unwrap();
+    let sqlite_seconds = started.elapsed().as_secs_f64();
+    let sqlite_started = Instant::now();
+    rebuild(RecordIndex, &sqlite.db, backend.log.clone(), BATCH).await.unwrap();
+    let sqlite_rebuild_seconds = sqlite_started.elapsed().as_secs_f64();
+    let sqlite_rows: usize = sqlite.dump("medical_records").await.len();
+
     let incremental: Vec<Vec<String>> = {
         let mut dumps = Vec::new();
         for table in RecordIndex.tables() {
@@ -118,7 +129,7 @@ async fn main() {
         dumps
     };
     let started = Instant::now();
-    rebuild(RecordIndex, &db.pool, &db.options, backend.log.clone(), BATCH).await.unwrap();
+    rebuild(RecordIndex, &db.db, backend.log.clone(), BATCH).await.unwrap();
     let rebuild_seconds = started.elapsed().as_secs_f64();
     let mut rebuilt = Vec::new();
     for table in RecordIndex.tables() {
@@ -146,6 +157,16 @@ async fn main() {
         events as f64 / rebuild_seconds,
         events as f64 / rebuild_seconds / baseline
     );
+    println!(
+        "| projection `record_index` into SQLite (embedded default) | {sqlite_seconds:.2} | {:.0} | {:.2} |",
+        events as f64 / sqlite_seconds,
+        events as f64 / sqlite_seconds / baseline
+    );
+    println!(
+        "| rebuild `record_index` in SQLite (shadow file + copy swap) | {sqlite_rebuild_seconds:.2} | {:.0} | {:.2} |",
+        events as f64 / sqlite_rebuild_seconds,
+        events as f64 / sqlite_rebuild_seconds / baseline
+    );
     println!("\nwriting the history through the application layer took {write_seconds:.1} s");
     println!("rebuild equals incremental, row for row: {equal}; durable feed equals it: {durable_equal}");
     let json = serde_json::json!({
@@ -154,10 +175,13 @@ async fn main() {
         "projections": rows.iter().map(|(n, s, r)| serde_json::json!({"name": n, "seconds": s, "events_per_s": r, "ratio": r / baseline})).collect::<Vec<_>>(),
         "rebuild_record_index_seconds": rebuild_seconds, "rebuild_equals_incremental": equal,
         "durable_feed_record_index_seconds": durable_seconds, "durable_feed_events_per_s": events as f64 / durable_seconds,
+        "sqlite_record_index_seconds": sqlite_seconds, "sqlite_rebuild_record_index_seconds": sqlite_rebuild_seconds,
     });
     println!("\n{json}");
     db.drop_database().await;
     durable_db.drop_database().await;
+    sqlite.remove().await;
+    assert_eq!(sqlite_rows, incremental[1].len(), "SQLite holds as many records as MariaDB");
     assert!(equal, "a rebuild must equal the incremental fold");
     assert!(durable_equal, "the durable feed must fold the same tables");
 }

@@ -17,7 +17,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, 
     state.identity.check_sessions().await?;
     let read_models = match &state.read_models {
         Some(models) => {
-            sqlx::query("SELECT 1").execute(&models.pool).await.map_err(|e| ApiError::ReadModel(e.into()))?;
+            models.db.execute("SELECT 1", vec![]).await.map_err(ApiError::ReadModel)?;
             "ready"
         }
         None => "not configured",

@@ -45,7 +45,7 @@ async fn reach(models: &ReadModelState, checkpoint_table: &'static str, consiste
             )));
         }
         let wait = Duration::from_millis(consistency.wait_ms.unwrap_or(2000)).min(MAX_WAIT);
-        emr_projections::wait_for(&models.pool, checkpoint_table, position, wait).await?;
+        emr_projections::wait_for(&models.db, checkpoint_table, position, wait).await?;
     }
     Ok(())
 }
@@ -69,7 +69,7 @@ pub(crate) async fn records(
     authorize(&state, &caller, Action::ReadRecordIndex, filter.patient_id).await?;
     let models = models(&state)?;
     reach(models, emr_projections::RecordIndex.tables()[0], &consistency).await?;
-    Ok(Json(queries::records(&models.pool, &filter).await?))
+    Ok(Json(queries::records(&models.db, &filter).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -89,14 +89,14 @@ pub(crate) async fn dashboard(
     authorize(&state, &caller, Action::ReadDashboard, None).await?;
     let models = models(&state)?;
     reach(models, emr_projections::DashboardProjection.tables()[0], &consistency).await?;
-    Ok(Json(queries::dashboard(&models.pool, days.days.unwrap_or(30).min(3660)).await?))
+    Ok(Json(queries::dashboard(&models.db, days.days.unwrap_or(30).min(3660)).await?))
 }
 
 #[utoipa::path(get, path = "/v1/projections", tag = "read models", summary = "Read-model positions and lag", responses((status = 200, description = "lag per projection"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn projections(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Lag>>, ApiError> {
     authorize(&state, &caller, Action::ReadDashboard, None).await?;
     let models = models(&state)?;
-    Ok(Json(emr_projections::lags(&models.pool, models.log.clone()).await?))
+    Ok(Json(emr_projections::lags(&models.db, models.log.clone()).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -115,7 +115,7 @@ pub(crate) async fn anchors(
     let Query(limit) = limit?;
     authorize(&state, &caller, Action::ReadDashboard, None).await?;
     let models = models(&state)?;
-    Ok(Json(emr_projections::anchors::list(&models.pool, limit.limit.unwrap_or(100)).await?))
+    Ok(Json(emr_projections::anchors::list(&models.db, limit.limit.unwrap_or(100)).await?))
 }
 
 #[utoipa::path(get, path = "/v1/read/access-log", tag = "read models", summary = "Accounting of disclosures", params(Consistency), responses((status = 200, description = "disclosures, newest first"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -131,5 +131,5 @@ pub(crate) async fn access_log(
     authorize(&state, &caller, Action::ReadAccessLog, filter.patient_id).await?;
     let models = models(&state)?;
     reach(models, emr_projections::AccessLogProjection.tables()[0], &consistency).await?;
-    Ok(Json(queries::access_log(&models.pool, &filter).await?))
+    Ok(Json(queries::access_log(&models.db, &filter).await?))
 }
