@@ -63,7 +63,7 @@ pub enum Store {
 }
 
 enum Place {
-    MariaDb(TestDatabase),
+    MariaDb(Box<TestDatabase>),
     /// The file, and the temporary directory holding it when the test made it.
     Sqlite(std::path::PathBuf, Option<tempfile::TempDir>),
 }
@@ -81,7 +81,7 @@ impl TestReadModels {
         match store {
             Store::MariaDb => {
                 let database = TestDatabase::fresh().await;
-                Self { db: database.db.clone(), place: Place::MariaDb(database) }
+                Self { db: database.db.clone(), place: Place::MariaDb(Box::new(database)) }
             }
             Store::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
