@@ -112,8 +112,12 @@ impl BlobStore for KuboBlobStore {
             }
             // `add` answers one JSON object per line; the last names the file.
             let text = response.text().await.map_err(unavailable)?;
-            let last: Value =
-                text.lines().filter(|l| !l.trim().is_empty()).next_back().map_or(Ok(Value::Null), serde_json::from_str).map_err(unavailable)?;
+            let last: Value = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .next_back()
+                .map_or(Ok(Value::Null), serde_json::from_str)
+                .map_err(unavailable)?;
             let content_id = normalised(last["Hash"].as_str().ok_or_else(|| unavailable("add answered no Hash"))?)?;
             let size = match &last["Size"] {
                 Value::Number(n) => n.as_u64().unwrap_or(0),
