@@ -100,4 +100,11 @@ cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one summary per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# Every benchmark at a tiny size (a full run without filters only): they keep
+# building, running and passing their own checks; their figures mean nothing here.
+if [ "$status" -eq 0 ] && [ $# -eq 0 ]; then
+  say "benchmark smoke run (tests/bench.sh --smoke)"
+  bash tests/bench.sh --smoke >/dev/null || status=$?
+  [ "$status" -eq 0 ] && echo "benchmarks: smoke run passed" || echo "benchmarks: smoke run FAILED"
+fi
 exit "$status"
