@@ -8,17 +8,30 @@ use emr_anchor::TreeHead;
 use crate::contract::{ContractError, Invocation, WorldState, from_stored, to_json};
 
 const LATEST: &str = "head~latest";
+/// Every `head~<size>` key sorts between these (`~` follows the digits).
+const FIRST_HEAD: &str = "head~0";
+const PAST_HEADS: &str = "head~:";
 
 /// Keys sort by size: zero-padded to u64's 20 digits.
 fn head_key(size: u64) -> String {
     format!("head~{size:020}")
 }
 
+/// A head as the ledger holds it: with the transaction that recorded it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RecordedHead {
+    /// The head.
+    #[serde(flatten)]
+    pub head: TreeHead,
+    /// The transaction that anchored it.
+    pub transaction_id: String,
+}
+
 fn parse_size(text: &str) -> Result<u64, ContractError> {
     text.parse().map_err(|_| ContractError::BadRequest(format!("tree size `{text}` is not a number")))
 }
 
-async fn stored_head(state: &mut dyn WorldState, key: &str) -> Result<Option<TreeHead>, ContractError> {
+async fn stored_head(state: &mut dyn WorldState, key: &str) -> Result<Option<RecordedHead>, ContractError> {
     match state.get(key).await? {
         Some(bytes) => Ok(Some(from_stored(key, &bytes)?)),
         None => Ok(None),
@@ -38,24 +51,24 @@ pub(crate) async fn record_head(invocation: &Invocation, state: &mut dyn WorldSt
     }
     let key = head_key(head.size);
     if let Some(existing) = stored_head(state, &key).await? {
-        return if existing.root == head.root {
+        return if existing.head.root == head.root {
             to_json(&existing)
         } else {
             Err(ContractError::Conflict(format!(
                 "tree size {} is anchored with root {}; refusing root {}",
-                head.size, existing.root, head.root
+                head.size, existing.head.root, head.root
             )))
         };
     }
     if let Some(latest) = stored_head(state, LATEST).await?
-        && latest.size >= head.size
+        && latest.head.size >= head.size
     {
         return Err(ContractError::Conflict(format!(
             "the latest anchored head has size {}; size {} does not extend it",
-            latest.size, head.size
+            latest.head.size, head.size
         )));
     }
-    let stored = to_json(&head)?;
+    let stored = to_json(&RecordedHead { head, transaction_id: invocation.transaction_id.clone() })?;
     state.put(&key, stored.clone()).await?;
     state.put(LATEST, stored.clone()).await?;
     Ok(stored)
@@ -78,4 +91,14 @@ pub(crate) async fn latest_head(invocation: &Invocation, state: &mut dyn WorldSt
         Some(head) => to_json(&head),
         None => Err(ContractError::NotFound("no head anchored yet".into())),
     }
+}
+
+/// `AnchoredHeads()`: every head, smallest first, each with its transaction.
+pub(crate) async fn anchored_heads(invocation: &Invocation, state: &mut dyn WorldState) -> Result<Vec<u8>, ContractError> {
+    invocation.expect_args(0)?;
+    let mut heads = Vec::new();
+    for (key, bytes) in state.range(FIRST_HEAD, PAST_HEADS).await? {
+        heads.push(from_stored::<RecordedHead>(&key, &bytes)?);
+    }
+    to_json(&heads)
 }

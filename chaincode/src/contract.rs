@@ -11,12 +11,18 @@ use futures::future::BoxFuture;
 
 use crate::{anchor, permission};
 
+/// Keys with their values, in key order.
+pub type Entries = Vec<(String, Vec<u8>)>;
+
 /// The ledger's key-value state, as one transaction reads and writes it.
 pub trait WorldState: Send {
     /// The value at `key`, if any.
     fn get<'a>(&'a mut self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, ContractError>>;
-    /// Writes `value` at `key` (visible to this transaction; committed with it).
+    /// Writes `value` at `key` (committed with the transaction; not visible to its
+    /// own reads, as in Fabric).
     fn put<'a>(&'a mut self, key: &'a str, value: Vec<u8>) -> BoxFuture<'a, Result<(), ContractError>>;
+    /// Keys in `[start, end)` with their values, in key order.
+    fn range<'a>(&'a mut self, start: &'a str, end: &'a str) -> BoxFuture<'a, Result<Entries, ContractError>>;
 }
 
 /// Who submitted the transaction: the creator of the signed proposal.
@@ -40,6 +46,8 @@ pub struct Invocation {
     pub creator: Creator,
     /// The proposal's timestamp (the channel header's): the transaction's "now".
     pub timestamp: DateTime<Utc>,
+    /// The transaction id.
+    pub transaction_id: String,
 }
 
 impl Invocation {
@@ -94,7 +102,8 @@ impl ContractError {
 }
 
 /// The functions the chaincode answers.
-pub const FUNCTIONS: [&str; 6] = ["RecordHead", "HeadBySize", "LatestHead", "GrantPermission", "RevokePermission", "ActivePermissions"];
+pub const FUNCTIONS: [&str; 7] =
+    ["RecordHead", "HeadBySize", "LatestHead", "AnchoredHeads", "GrantPermission", "RevokePermission", "ActivePermissions"];
 
 /// Runs one call; returns the response payload (JSON).
 pub async fn invoke(invocation: &Invocation, state: &mut dyn WorldState) -> Result<Vec<u8>, ContractError> {
@@ -102,6 +111,7 @@ pub async fn invoke(invocation: &Invocation, state: &mut dyn WorldState) -> Resu
         "RecordHead" => anchor::record_head(invocation, state).await,
         "HeadBySize" => anchor::head_by_size(invocation, state).await,
         "LatestHead" => anchor::latest_head(invocation, state).await,
+        "AnchoredHeads" => anchor::anchored_heads(invocation, state).await,
         "GrantPermission" => permission::grant(invocation, state).await,
         "RevokePermission" => permission::revoke(invocation, state).await,
         "ActivePermissions" => permission::active(invocation, state).await,

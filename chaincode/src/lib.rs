@@ -5,29 +5,15 @@
 //! - [`contract`]: the functions and what they see of a transaction;
 //! - [`anchor`], [`permission`]: the two contracts;
 //! - [`shim`]: the chaincode shim protocol over the peer's gRPC stream;
-//! - [`fabric`]: Fabric's wire messages and the `Chaincode` service (`proto/fabric`).
+//! - [`fabric`]: Fabric's wire messages and services (`chaincode/protos`).
 
 pub mod anchor;
 pub mod contract;
 pub mod permission;
 pub mod shim;
 
-/// Fabric's wire messages, generated from `proto/fabric`.
-#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
-pub mod fabric {
-    /// Package `protos`: the shim protocol, proposals, the `Chaincode` service.
-    pub mod protos {
-        tonic::include_proto!("protos");
-    }
-    /// Package `common`: envelope headers.
-    pub mod common {
-        tonic::include_proto!("common");
-    }
-    /// Package `msp`: identities.
-    pub mod msp {
-        tonic::include_proto!("msp");
-    }
-}
+/// Fabric's wire messages (crate `emr-fabric-protos`).
+pub use emr_fabric_protos as fabric;
 
 pub use contract::{ContractError, Creator, FUNCTIONS, Invocation, WorldState, invoke};
 pub use shim::{ChaincodeService, ShimError};

@@ -22,12 +22,15 @@ use prost_types::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::contract::{ContractError, Creator, Invocation, WorldState, invoke};
+use crate::contract::{ContractError, Creator, Entries, Invocation, WorldState, invoke};
 use crate::fabric::common::{ChannelHeader, Header, SignatureHeader};
 use crate::fabric::msp::SerializedIdentity;
 use crate::fabric::protos::chaincode_message::Type;
 use crate::fabric::protos::chaincode_server::Chaincode;
-use crate::fabric::protos::{ChaincodeId, ChaincodeInput, ChaincodeMessage, GetState, Proposal, PutState, Response, SignedProposal};
+use crate::fabric::protos::{
+    ChaincodeId, ChaincodeInput, ChaincodeMessage, GetState, GetStateByRange, Kv, Proposal, PutState, QueryResponse, QueryStateNext,
+    Response, SignedProposal,
+};
 
 /// Why a message from the peer could not be handled.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +141,28 @@ impl WorldState for PeerState {
         }
         .boxed()
     }
+
+    fn range<'a>(&'a mut self, start: &'a str, end: &'a str) -> BoxFuture<'a, Result<Entries, ContractError>> {
+        async move {
+            let unreadable = |e: prost::DecodeError| ContractError::Ledger(format!("range query answer: {e}"));
+            let request = GetStateByRange { start_key: start.to_owned(), end_key: end.to_owned(), ..Default::default() };
+            let mut page =
+                QueryResponse::decode(self.ask(Type::GetStateByRange, request.encode_to_vec()).await?.as_slice()).map_err(unreadable)?;
+            let mut entries = Vec::new();
+            loop {
+                for result in &page.results {
+                    let kv = Kv::decode(result.result_bytes.as_slice()).map_err(unreadable)?;
+                    entries.push((kv.key, kv.value));
+                }
+                if !page.has_more {
+                    return Ok(entries);
+                }
+                let next = QueryStateNext { id: page.id.clone() }.encode_to_vec();
+                page = QueryResponse::decode(self.ask(Type::QueryStateNext, next).await?.as_slice()).map_err(unreadable)?;
+            }
+        }
+        .boxed()
+    }
 }
 
 /// Runs one transaction and answers it.
@@ -150,7 +175,7 @@ async fn transact(request: ChaincodeMessage, outbound: mpsc::Sender<Result<Chain
         Ok((input, (creator, timestamp))) => {
             let mut args = input.args.into_iter();
             let function = args.next().map(|f| String::from_utf8_lossy(&f).into_owned()).unwrap_or_default();
-            let invocation = Invocation { function, args: args.collect(), creator, timestamp };
+            let invocation = Invocation { function, args: args.collect(), creator, timestamp, transaction_id: txid.clone() };
             let mut state = PeerState { txid: txid.clone(), channel_id: channel_id.clone(), outbound: outbound.clone(), pending };
             let response = match invoke(&invocation, &mut state).await {
                 Ok(payload) => Response { status: 200, message: String::new(), payload },

@@ -103,7 +103,13 @@ async fn an_anchored_head_reads_back_by_size_and_as_the_latest() {
     let latest = peer.invoke(&org1, now, "LatestHead", &[]).await.json();
     assert_eq!(latest["size"], 25);
     assert_eq!(latest["root"], "cd".repeat(32));
+    assert_eq!(latest["transaction_id"].as_str().map(str::len), Some(64), "each head names the transaction that anchored it");
     assert!(peer.state("head~00000000000000000010").is_some(), "heads are keyed by zero-padded size");
+    peer.invoke(&org1, now, "RecordHead", &[&signed_head(&key, 40, 0xef)]).await.json();
+    let all = peer.invoke(&org1, now, "AnchoredHeads", &[]).await.json();
+    let sizes: Vec<_> = all.as_array().unwrap().iter().map(|h| h["size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, vec![10, 25, 40], "every head, smallest first, over paged range results");
+    assert!(all[0]["transaction_id"].as_str().is_some_and(|t| t.len() == 64), "{all}");
     assert_eq!(peer.invoke(&org1, now, "HeadBySize", &["11"]).await.status(), 404);
 }
 

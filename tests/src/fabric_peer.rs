@@ -20,8 +20,8 @@ use emr_chaincode::fabric::msp::SerializedIdentity;
 use emr_chaincode::fabric::protos::chaincode_client::ChaincodeClient;
 use emr_chaincode::fabric::protos::chaincode_message::Type;
 use emr_chaincode::fabric::protos::{
-    ChaincodeId, ChaincodeInput, ChaincodeInvocationSpec, ChaincodeMessage, ChaincodeProposalPayload, ChaincodeSpec, GetState, Proposal,
-    PutState, Response, SignedProposal,
+    ChaincodeId, ChaincodeInput, ChaincodeInvocationSpec, ChaincodeMessage, ChaincodeProposalPayload, ChaincodeSpec, GetState,
+    GetStateByRange, Kv, Proposal, PutState, QueryResponse, QueryResultBytes, QueryStateNext, Response, SignedProposal,
 };
 use futures::StreamExt;
 use prost::Message;
@@ -111,6 +111,21 @@ struct Ledger {
     waiting: HashMap<String, oneshot::Sender<ChaincodeMessage>>,
     keepalives: usize,
     protocol_errors: Vec<String>,
+    /// Open range queries: id → the results not yet sent.
+    queries: HashMap<String, Vec<Kv>>,
+}
+
+/// Results per range-query page: small, so paging (`QUERY_STATE_NEXT`) is exercised.
+const PAGE: usize = 2;
+
+fn page(queries: &mut HashMap<String, Vec<Kv>>, id: &str, mut rest: Vec<Kv>) -> Vec<u8> {
+    let tail = rest.split_off(rest.len().min(PAGE));
+    let has_more = !tail.is_empty();
+    if has_more {
+        queries.insert(id.to_owned(), tail);
+    }
+    let results = rest.into_iter().map(|kv| QueryResultBytes { result_bytes: kv.encode_to_vec() }).collect();
+    QueryResponse { results, has_more, id: id.to_owned(), metadata: Vec::new() }.encode_to_vec()
 }
 
 /// A peer connected to one chaincode.
@@ -174,6 +189,32 @@ impl FabricPeer {
                             send_now(&outbound, reply(Type::Response, Vec::new()));
                         }
                         _ => send_now(&outbound, reply(Type::Error, b"invalid PUT_STATE".to_vec())),
+                    }
+                }
+                Ok(Type::GetStateByRange) => {
+                    let range = GetStateByRange::decode(message.payload.as_slice()).unwrap();
+                    let matches: Vec<(String, (Vec<u8>, u64))> =
+                        ledger.state.range(range.start_key.clone()..range.end_key.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let Some(simulation) = ledger.simulations.get_mut(&message.txid) else {
+                        send_now(&outbound, reply(Type::Error, b"no such transaction".to_vec()));
+                        continue;
+                    };
+                    for (key, (_, version)) in &matches {
+                        simulation.reads.insert(key.clone(), *version);
+                    }
+                    let results = matches.into_iter().map(|(key, (value, _))| Kv { namespace: "emr-ledger".into(), key, value }).collect();
+                    let id = format!("{}-query", message.txid);
+                    let answer = page(&mut ledger.queries, &id, results);
+                    send_now(&outbound, reply(Type::Response, answer));
+                }
+                Ok(Type::QueryStateNext) => {
+                    let id = QueryStateNext::decode(message.payload.as_slice()).unwrap().id;
+                    match ledger.queries.remove(&id) {
+                        Some(rest) => {
+                            let answer = page(&mut ledger.queries, &id, rest);
+                            send_now(&outbound, reply(Type::Response, answer));
+                        }
+                        None => send_now(&outbound, reply(Type::Error, b"no such query".to_vec())),
                     }
                 }
                 Ok(Type::Keepalive) => ledger.keepalives += 1,

@@ -8,6 +8,7 @@ pub mod anvil;
 pub mod backends;
 pub mod bench;
 pub mod charts;
+pub mod fabric_gateway;
 pub mod fabric_peer;
 pub mod history;
 pub mod ipfs_cluster;

@@ -4,14 +4,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use emr_anchor::{AnchorConfig, AnchorWorker, FileLedger, NodeKey, VerifyReport};
+use emr_anchor::{AnchorConfig, AnchorWorker, FileLedger, Ledger, NodeKey, VerifyReport};
 use emr_eventstore::EventLog;
 
-use crate::settings::Settings;
+use crate::settings::{FabricSettings, Settings};
+
+async fn fabric(fabric: &FabricSettings) -> anyhow::Result<emr_fabric::FabricLedger> {
+    let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let identity =
+        emr_fabric::Identity::new(fabric.msp_id.clone(), read(&fabric.certificate_file)?).context("audit.fabric.certificate_file")?;
+    let key = String::from_utf8(read(&fabric.private_key_file)?).context("audit.fabric.private_key_file is not PEM")?;
+    let signer = emr_fabric::Signer::from_pkcs8_pem(&key).context("audit.fabric.private_key_file")?;
+    let endpoint = emr_fabric::GatewayEndpoint {
+        url: fabric.gateway_url.clone(),
+        tls_ca_pem: fabric.tls_ca_file.as_deref().map(read).transpose()?,
+        tls_server_name: fabric.tls_server_name.clone(),
+        timeout: Duration::from_secs(fabric.timeout_secs),
+    };
+    let target = emr_fabric::Target { channel: fabric.channel.clone(), chaincode: fabric.chaincode.clone() };
+    let gateway =
+        emr_fabric::FabricGateway::connect(&endpoint, identity, signer, target).await.context("connecting to the Fabric Gateway")?;
+    Ok(emr_fabric::FabricLedger::new(gateway))
+}
+
+/// The ledger of signed tree heads: Fabric when `audit.fabric` is set, else the
+/// embedded file ledger.
+pub(crate) async fn ledger(settings: &Settings) -> anyhow::Result<Arc<dyn Ledger>> {
+    Ok(match &settings.audit.fabric {
+        Some(settings) => Arc::new(fabric(settings).await?),
+        None => Arc::new(FileLedger::open(&settings.audit_dir())?),
+    })
+}
 
 pub(crate) async fn worker(settings: &Settings, log: Arc<dyn EventLog>) -> anyhow::Result<AnchorWorker> {
     let dir = settings.audit_dir();
-    let ledger = Arc::new(FileLedger::open(&dir)?);
+    let ledger = ledger(settings).await?;
     let config =
         AnchorConfig { batch_commits: settings.audit.batch_commits.max(1), max_delay: Duration::from_millis(settings.audit.max_delay_ms) };
     AnchorWorker::open(log, ledger, &dir, config).await.context("starting the anchor worker")
@@ -20,9 +47,9 @@ pub(crate) async fn worker(settings: &Settings, log: Arc<dyn EventLog>) -> anyho
 /// Verifies the whole log; prints a summary to stderr and the JSON report to stdout.
 pub(crate) async fn verify(settings: &Settings, log: Arc<dyn EventLog>) -> anyhow::Result<VerifyReport> {
     let dir = settings.audit_dir();
-    let ledger = FileLedger::open(&dir)?;
+    let ledger = ledger(settings).await?;
     let trusted = vec![NodeKey::load_or_create(&dir.join("node.key"))?.public_key()];
-    let report = emr_anchor::verify(log, &ledger, &dir, &trusted).await?;
+    let report = emr_anchor::verify(log, ledger.as_ref(), &dir, &trusted).await?;
     let summary = match &report.failure {
         None => format!(
             "OK: {} events replayed, {} anchored under {} signed tree heads ({} consistency proofs); latest root {}",
@@ -54,9 +81,9 @@ pub(crate) async fn verify_patient(
     patient: &str,
 ) -> anyhow::Result<emr_anchor::PatientReport> {
     let dir = settings.audit_dir();
-    let ledger = FileLedger::open(&dir)?;
+    let ledger = ledger(settings).await?;
     let trusted = vec![NodeKey::load_or_create(&dir.join("node.key"))?.public_key()];
-    let report = emr_anchor::verify_patient(log, &ledger, &dir, &trusted, patient).await?;
+    let report = emr_anchor::verify_patient(log, ledger.as_ref(), &dir, &trusted, patient).await?;
     match &report.failure {
         None => eprintln!(
             "OK: patient {patient}: {} events in {} aggregates, {} proven included in signed heads, {} not anchored yet",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use emr_anchor::{FileLedger, Ledger, TreeHead};
+use emr_anchor::TreeHead;
 use emr_evm::EvmMirror;
 
 use crate::settings::{EvmChainSettings, Settings};
@@ -22,7 +22,7 @@ async fn connect(chain: &EvmChainSettings, signing: bool) -> anyhow::Result<EvmM
 }
 
 async fn heads(settings: &Settings) -> anyhow::Result<Vec<TreeHead>> {
-    Ok(FileLedger::open(&settings.audit_dir())?.anchored().await?.into_iter().map(|a| a.head).collect())
+    Ok(crate::audit::ledger(settings).await?.anchored().await?.into_iter().map(|a| a.head).collect())
 }
 
 /// Mirrors every new head to every configured chain, and records every anchor's
@@ -43,11 +43,16 @@ pub(crate) async fn relay(settings: Settings, view: Option<emr_projections::Read
         }
     };
     loop {
-        let anchored = async { Ok::<_, anyhow::Error>(FileLedger::open(&settings.audit_dir())?.anchored().await?) }.await;
+        let ledger = crate::audit::ledger(&settings).await;
+        let anchored = async {
+            let ledger = ledger?;
+            Ok::<_, anyhow::Error>((ledger.name().to_owned(), ledger.anchored().await?))
+        }
+        .await;
         match anchored {
-            Ok(anchored) => {
+            Ok((name, anchored)) => {
                 for head in &anchored {
-                    record(&head.status("file")).await;
+                    record(&head.status(&name)).await;
                 }
                 let heads: Vec<TreeHead> = anchored.into_iter().map(|a| a.head).collect();
                 for chain in &settings.audit.evm {

@@ -340,11 +340,10 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         let log = ports.log.clone();
         tokio::spawn(async move { models.run_all(log, stopped).await })
     };
-    let audit_state = settings.audit.anchor_in_serve.then(|| -> anyhow::Result<emr_http::AuditState> {
-        let dir = settings.audit_dir();
-        Ok(emr_http::AuditState { ledger: std::sync::Arc::new(emr_anchor::FileLedger::open(&dir)?), dir })
-    });
-    let audit_state = audit_state.transpose()?;
+    let audit_state = match settings.audit.anchor_in_serve {
+        true => Some(emr_http::AuditState { ledger: audit::ledger(settings).await?, dir: settings.audit_dir() }),
+        false => None,
+    };
     let anchor = if settings.audit.anchor_in_serve {
         let worker = audit::worker(settings, ports.log.clone()).await?;
         let mut stopped = stop.subscribe();

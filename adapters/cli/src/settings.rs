@@ -94,6 +94,47 @@ pub(crate) struct AuditSettings {
     pub(crate) batch_commits: usize,
     /// A partial batch is anchored after this many milliseconds.
     pub(crate) max_delay_ms: u64,
+    /// Hyperledger Fabric as the ledger of signed tree heads, instead of the
+    /// embedded file ledger.
+    pub(crate) fabric: Option<FabricSettings>,
+}
+
+/// A Fabric channel's `emr-ledger` chaincode, reached through a peer's Gateway.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct FabricSettings {
+    /// The peer's Gateway (`https://peer0.org1.example.com:7051`).
+    pub(crate) gateway_url: String,
+    /// CA certificate (PEM) of the peer's TLS certificate, for `https`.
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// The name in the peer's TLS certificate, when not the URL's host.
+    pub(crate) tls_server_name: Option<String>,
+    /// The client's MSP id (`Org1MSP`).
+    pub(crate) msp_id: String,
+    /// The client's certificate (PEM).
+    pub(crate) certificate_file: PathBuf,
+    /// The client's private key (PKCS#8 PEM).
+    pub(crate) private_key_file: PathBuf,
+    /// Channel.
+    #[serde(default = "default_channel")]
+    pub(crate) channel: String,
+    /// Chaincode name.
+    #[serde(default = "default_chaincode")]
+    pub(crate) chaincode: String,
+    /// Per-call deadline, seconds.
+    #[serde(default = "default_fabric_timeout")]
+    pub(crate) timeout_secs: u64,
+}
+
+fn default_channel() -> String {
+    "mychannel".into()
+}
+
+fn default_chaincode() -> String {
+    "emr-ledger".into()
+}
+
+fn default_fabric_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]

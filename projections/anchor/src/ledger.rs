@@ -88,6 +88,10 @@ pub enum LedgerError {
         /// The ledger's latest size.
         latest: u64,
     },
+    /// A remote ledger (Fabric) could not be reached, refused the call, or
+    /// committed it invalid.
+    #[error("remote ledger: {0}")]
+    Unavailable(String),
 }
 
 /// Where signed tree heads are anchored.

@@ -1,4 +1,4 @@
-//! Generates the Fabric shim protocol's messages and the `Chaincode` service from
+//! Generates Fabric's messages and the `Chaincode` and `Gateway` services from
 //! `proto/fabric`, with the vendored protoc so that nothing needs installing.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -9,12 +9,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        // The service's one method is named `connect`: a transport constructor of
-        // the same name would collide with it. Clients use `ChaincodeClient::new(channel)`.
+        // `Chaincode`'s one method is named `connect`: a transport constructor of
+        // the same name would collide with it. Clients use `…Client::new(channel)`.
         .build_transport(false)
         .compile_with_config(
             config,
-            &["proto/fabric/peer.proto", "proto/fabric/common.proto", "proto/fabric/msp.proto"],
+            &["proto/fabric/peer.proto", "proto/fabric/common.proto", "proto/fabric/msp.proto", "proto/fabric/gateway.proto"],
             &["proto", include],
         )?;
     println!("cargo:rerun-if-changed=proto");
