@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use emr_chaincode::contract::Entries;
-use emr_chaincode::fabric::common::{ChannelHeader, Envelope, Header, Payload, SignatureHeader};
+use emr_chaincode::fabric::common::{Block, BlockHeader, ChannelHeader, Envelope, Header, Payload, SignatureHeader};
 use emr_chaincode::fabric::gateway::gateway_server::{Gateway, GatewayServer};
 use emr_chaincode::fabric::gateway::{
     CommitStatusRequest, CommitStatusResponse, EndorseRequest, EndorseResponse, EvaluateRequest, EvaluateResponse,
@@ -73,6 +73,7 @@ pub struct GatewayHarness {
 
 /// What one proposal says, once checked.
 struct Checked {
+    chaincode: String,
     transaction_id: String,
     creator: Vec<u8>,
     creator_identity: Creator,
@@ -179,8 +180,9 @@ impl GatewayHarness {
             return Err(self.refuse(Status::not_found(format!("channel {} not found", channel.channel_id))));
         }
         let extension = ChaincodeHeaderExtension::decode(channel.extension.as_slice()).map_err(|_| malformed("header extension"))?;
-        if extension.chaincode_id.map(|id| id.name).as_deref() != Some(CHAINCODE) {
-            return Err(self.refuse(Status::not_found(format!("chaincode not found on {CHANNEL}"))));
+        let chaincode = extension.chaincode_id.map(|id| id.name).unwrap_or_default();
+        if chaincode != CHAINCODE && chaincode != "qscc" {
+            return Err(self.refuse(Status::not_found(format!("chaincode {chaincode} not found on {CHANNEL}"))));
         }
         let payload = ChaincodeProposalPayload::decode(proposal.payload.as_slice()).map_err(|_| malformed("proposal payload"))?;
         let spec = ChaincodeInvocationSpec::decode(payload.input.as_slice()).map_err(|_| malformed("invocation"))?;
@@ -190,6 +192,7 @@ impl GatewayHarness {
             .ok_or_else(|| malformed("timestamp"))?;
         let identity = SerializedIdentity::decode(signature_header.creator.as_slice()).map_err(|_| malformed("creator"))?;
         Ok(Checked {
+            chaincode,
             transaction_id: expected,
             creator: signature_header.creator.clone(),
             creator_identity: Creator { msp_id: identity.mspid, certificate_sha256: sha256_hex(&identity.id_bytes) },
@@ -223,6 +226,27 @@ impl GatewayHarness {
     }
 }
 
+impl GatewayHarness {
+    /// The query system chaincode's `GetBlockByTxID(channel, txid)`: the block
+    /// (its header) holding a committed transaction.
+    fn query_system(&self, checked: &Checked) -> Result<tonic::Response<EvaluateResponse>, Status> {
+        let args: Vec<String> = checked.input.args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let [function, channel, txid] = args.as_slice() else {
+            return Err(self.refuse(Status::invalid_argument("qscc: expected GetBlockByTxID(channel, txid)")));
+        };
+        if function != "GetBlockByTxID" || channel != CHANNEL {
+            return Err(self.refuse(Status::invalid_argument(format!("qscc: unsupported {function}({channel}, …)"))));
+        }
+        let committed = self.network.lock().unwrap().committed.get(txid).copied();
+        let Some((_, block)) = committed else {
+            return Err(Status::aborted(format!("evaluate: chaincode response 500, Failed to get block for txID {txid}")));
+        };
+        let block = Block { header: Some(BlockHeader { number: block, previous_hash: Vec::new(), data_hash: Vec::new() }) };
+        let response = Response { status: 200, message: String::new(), payload: block.encode_to_vec() };
+        Ok(tonic::Response::new(EvaluateResponse { result: Some(response) }))
+    }
+}
+
 fn chaincode_error(response: &Response) -> Status {
     Status::aborted(format!("failed to endorse transaction: chaincode response {}, {}", response.status, response.message))
 }
@@ -232,6 +256,9 @@ impl Gateway for GatewayHarness {
     async fn endorse(&self, request: Request<EndorseRequest>) -> Result<tonic::Response<EndorseResponse>, Status> {
         let request = request.into_inner();
         let checked = self.check(&request.channel_id, &request.transaction_id, request.proposed_transaction.as_ref())?;
+        if checked.chaincode == "qscc" {
+            return Err(self.refuse(Status::failed_precondition("qscc is evaluated, not endorsed")));
+        }
         if !self.network.lock().unwrap().seen.insert(checked.transaction_id.clone()) {
             return Err(self.refuse(Status::already_exists(format!("DUPLICATE_TXID: {}", checked.transaction_id))));
         }
@@ -305,6 +332,9 @@ impl Gateway for GatewayHarness {
     async fn evaluate(&self, request: Request<EvaluateRequest>) -> Result<tonic::Response<EvaluateResponse>, Status> {
         let request = request.into_inner();
         let checked = self.check(&request.channel_id, &request.transaction_id, request.proposed_transaction.as_ref())?;
+        if checked.chaincode == "qscc" {
+            return self.query_system(&checked);
+        }
         let (response, _, _) = self.simulate(&checked).await;
         if response.status >= 400 {
             return Err(self.refuse(chaincode_error(&response)));

@@ -76,6 +76,10 @@ async fn a_head_submitted_through_the_gateway_commits_in_a_block_and_reads_back(
         anchored.iter().map(|a| (a.head.size, a.transaction_id.clone())).collect::<Vec<_>>(),
         vec![(10, first.transaction_id), (20, second.transaction_id)]
     );
+    assert_eq!(anchored.iter().map(|a| a.block).collect::<Vec<_>>(), vec![1, 2], "blocks from the commit statuses");
+    // Another process (an auditor, a restarted relayer) learns the blocks from qscc.
+    let fresh = FabricLedger::new(gateway(&url, &worker).await).anchored().await.unwrap();
+    assert_eq!(fresh.iter().map(|a| a.block).collect::<Vec<_>>(), vec![1, 2], "blocks from GetBlockByTxID");
     assert_eq!(harness.blocks(), 2, "evaluations cut no block");
     assert!(harness.refusals().is_empty(), "{:?}", harness.refusals());
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use emr_fabric_protos::common::{Envelope, Payload};
+use emr_fabric_protos::common::{Block, Envelope, Payload};
 use emr_fabric_protos::gateway::gateway_client::GatewayClient;
 use emr_fabric_protos::gateway::{CommitStatusRequest, EndorseRequest, EvaluateRequest, SignedCommitStatusRequest, SubmitRequest};
 use emr_fabric_protos::protos::{ChaincodeAction, ChaincodeActionPayload, ProposalResponsePayload, Transaction, TxValidationCode};
@@ -110,7 +110,21 @@ impl FabricGateway {
 
     /// Asks one peer to run `function(args)` without ordering it: a read.
     pub async fn evaluate(&self, function: &str, args: &[Vec<u8>]) -> Result<Vec<u8>, GatewayError> {
-        let proposed = propose(&self.identity, &self.signer, &self.target, function, args, chrono::Utc::now());
+        self.evaluate_on(&self.target.chaincode, function, args).await
+    }
+
+    /// The number of the block holding transaction `transaction_id`, from the
+    /// peer's query system chaincode (`qscc GetBlockByTxID`).
+    pub async fn block_of(&self, transaction_id: &str) -> Result<u64, GatewayError> {
+        let args = [self.target.channel.as_bytes().to_vec(), transaction_id.as_bytes().to_vec()];
+        let block = self.evaluate_on("qscc", "GetBlockByTxID", &args).await?;
+        let block = Block::decode(block.as_slice()).map_err(|_| GatewayError::Malformed("block"))?;
+        Ok(block.header.ok_or(GatewayError::Malformed("block without header"))?.number)
+    }
+
+    async fn evaluate_on(&self, chaincode: &str, function: &str, args: &[Vec<u8>]) -> Result<Vec<u8>, GatewayError> {
+        let target = Target { channel: self.target.channel.clone(), chaincode: chaincode.to_owned() };
+        let proposed = propose(&self.identity, &self.signer, &target, function, args, chrono::Utc::now());
         let request = EvaluateRequest {
             transaction_id: proposed.transaction_id,
             channel_id: self.target.channel.clone(),
