@@ -133,6 +133,19 @@ impl GatewayHarness {
         url
     }
 
+    /// Serves over TLS with `certificate_pem` and its `key_pem` on a free loopback
+    /// port; returns `https://127.0.0.1:<port>`.
+    pub async fn serve_tls(&self, certificate_pem: &str, key_pem: &str) -> String {
+        emr_fabric::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let tls = tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(certificate_pem, key_pem));
+        let mut server = tonic::transport::Server::builder().tls_config(tls).unwrap();
+        tokio::spawn(server.add_service(self.service()).serve_with_incoming(incoming));
+        url
+    }
+
     /// Why requests were refused, in order.
     pub fn refusals(&self) -> Vec<String> {
         self.network.lock().unwrap().refusals.clone()

@@ -155,6 +155,46 @@ async fn the_harness_refuses_what_fabric_refuses_high_s_wrong_transaction_ids_st
     );
 }
 
+#[tokio::test]
+async fn the_client_reaches_a_gateway_over_tls_only_when_it_trusts_the_peers_certificate() {
+    let harness = GatewayHarness::default();
+    let worker = member("Org1MSP", "anchor-worker");
+    harness.enrol(worker.identity.serialized(), worker.signer.public_key_sec1());
+    let peer = rcgen::generate_simple_self_signed(vec!["peer0.org1.example.com".to_owned()]).unwrap();
+    let url = harness.serve_tls(&peer.cert.pem(), &peer.signing_key.serialize_pem()).await;
+    let endpoint = |ca: Option<Vec<u8>>| GatewayEndpoint {
+        url: url.clone(),
+        tls_ca_pem: ca,
+        tls_server_name: Some("peer0.org1.example.com".into()),
+        timeout: std::time::Duration::from_secs(10),
+    };
+
+    let trusted =
+        FabricGateway::connect(&endpoint(Some(peer.cert.pem().into_bytes())), worker.identity.clone(), worker.signer.clone(), target())
+            .await
+            .unwrap();
+    let answer = trusted.evaluate("LatestHead", &[]).await.unwrap_err();
+    assert!(answer.to_string().contains("chaincode response 404"), "reached the contract over TLS: {answer}");
+
+    let stranger = rcgen::generate_simple_self_signed(vec!["peer0.org1.example.com".to_owned()]).unwrap();
+    let untrusted = async {
+        let gateway = FabricGateway::connect(
+            &endpoint(Some(stranger.cert.pem().into_bytes())),
+            worker.identity.clone(),
+            worker.signer.clone(),
+            target(),
+        )
+        .await?;
+        gateway.evaluate("LatestHead", &[]).await
+    }
+    .await
+    .unwrap_err();
+    assert!(
+        !untrusted.to_string().contains("chaincode response"),
+        "a peer whose certificate we do not trust is never reached: {untrusted}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_checks_the_log_against_heads_anchored_on_fabric() {
     let (harness, url, worker) = network().await;

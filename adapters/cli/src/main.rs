@@ -172,6 +172,9 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     init_tracing();
+    // One TLS backend for every rustls client of the process (Fabric, and any
+    // https endpoint), chosen before the first connection.
+    emr_fabric::install_crypto_provider();
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {

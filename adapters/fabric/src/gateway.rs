@@ -68,6 +68,13 @@ pub struct GatewayEndpoint {
     pub timeout: Duration,
 }
 
+/// Selects rustls's ring backend for the process, unless one is selected already:
+/// with more than one backend compiled in (other dependencies bring aws-lc-rs),
+/// rustls cannot pick one by itself and would panic on the first TLS connection.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A transaction that committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
@@ -98,6 +105,7 @@ impl FabricGateway {
         let mut channel =
             Endpoint::from_shared(endpoint.url.clone()).map_err(|e| GatewayError::Connect(e.to_string()))?.timeout(endpoint.timeout);
         if let Some(ca) = &endpoint.tls_ca_pem {
+            install_crypto_provider();
             let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
             if let Some(name) = &endpoint.tls_server_name {
                 tls = tls.domain_name(name.clone());

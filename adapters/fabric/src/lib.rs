@@ -11,7 +11,7 @@ pub mod identity;
 pub mod ledger;
 pub mod proposal;
 
-pub use gateway::{Committed, FabricGateway, GatewayEndpoint, GatewayError};
+pub use gateway::{Committed, FabricGateway, GatewayEndpoint, GatewayError, install_crypto_provider};
 pub use identity::{Identity, IdentityError, Signer};
 pub use ledger::FabricLedger;
 pub use proposal::{Proposed, Target, propose, transaction_id};
