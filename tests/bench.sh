@@ -58,15 +58,11 @@ for run in "${runs[@]}"; do
   name="$1"; shift
   say "$name $*"
   rm -f "$out/$name.json"
-  # Each benchmark runs in the output directory: some write <name>.json there,
-  # the others print their JSON as the last one-line object of their output.
+  # Each benchmark runs in the output directory and writes <name>.json there.
   (cd "$out" && "$bin_dir/$name" "$@") > "$out/$name.md"
-  cat "$out/$name.md" >> "$out/benchmarks.md"
+  grep -v -E '^\{.*\}$' "$out/$name.md" >> "$out/benchmarks.md" || true
   echo >> "$out/benchmarks.md"
-  if [ ! -s "$out/$name.json" ]; then
-    grep -E '^\{.*\}$' "$out/$name.md" | tail -1 > "$out/$name.json" || true
-  fi
-  figures="$(cat "$out/$name.json")"
+  figures="$(cat "$out/$name.json" 2>/dev/null || true)"
   json="$json,\"$name\":${figures:-null}"
 done
 echo "$json}" > "$out/benchmarks.json"

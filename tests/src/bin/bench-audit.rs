@@ -3,6 +3,7 @@
 //! and anchoring throughput (leaves/s) at two batch sizes.
 //!
 //! Run with: `cargo run --release -p emr-tests --bin bench-audit -- [EVENTS]` (default 20000).
+//! Writes `bench-audit.json`.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
@@ -79,4 +80,5 @@ async fn main() {
         "anchoring": anchoring.iter().map(|(b, h, s, r)| serde_json::json!({"batch_commits": b, "heads": h, "seconds": s, "leaves_per_s": r})).collect::<Vec<_>>(),
     });
     println!("\n{json}");
+    std::fs::write("bench-audit.json", serde_json::to_string_pretty(&json).unwrap()).unwrap();
 }
