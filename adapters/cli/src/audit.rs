@@ -36,9 +36,9 @@ pub(crate) async fn ledger(settings: &Settings) -> anyhow::Result<Arc<dyn Ledger
     })
 }
 
-pub(crate) async fn worker(settings: &Settings, log: Arc<dyn EventLog>) -> anyhow::Result<AnchorWorker> {
+/// The anchor worker, anchoring on `ledger` (see [`ledger`]).
+pub(crate) async fn worker(settings: &Settings, log: Arc<dyn EventLog>, ledger: Arc<dyn Ledger>) -> anyhow::Result<AnchorWorker> {
     let dir = settings.audit_dir();
-    let ledger = ledger(settings).await?;
     let config =
         AnchorConfig { batch_commits: settings.audit.batch_commits.max(1), max_delay: Duration::from_millis(settings.audit.max_delay_ms) };
     AnchorWorker::open(log, ledger, &dir, config).await.context("starting the anchor worker")

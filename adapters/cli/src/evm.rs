@@ -1,9 +1,10 @@
 //! EVM mirrors from the configuration: the relayer and the verification check.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use emr_anchor::TreeHead;
+use emr_anchor::{Ledger, TreeHead};
 use emr_evm::EvmMirror;
 
 use crate::settings::{EvmChainSettings, Settings};
@@ -25,10 +26,15 @@ async fn heads(settings: &Settings) -> anyhow::Result<Vec<TreeHead>> {
     Ok(crate::audit::ledger(settings).await?.anchored().await?.into_iter().map(|a| a.head).collect())
 }
 
-/// Mirrors every new head to every configured chain, and records every anchor's
-/// status in the BlockchainTransactions view when read models are configured,
-/// until `stop` is set.
-pub(crate) async fn relay(settings: Settings, view: Option<emr_projections::ReadModelDb>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Mirrors every head of `ledger` to every configured chain, and records every
+/// anchor's status in the BlockchainTransactions view when read models are
+/// configured, until `stop` is set.
+pub(crate) async fn relay(
+    settings: Settings,
+    ledger: Arc<dyn Ledger>,
+    view: Option<emr_projections::ReadModelDb>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     if settings.audit.evm.is_empty() && view.is_none() {
         return;
     }
@@ -43,16 +49,10 @@ pub(crate) async fn relay(settings: Settings, view: Option<emr_projections::Read
         }
     };
     loop {
-        let ledger = crate::audit::ledger(&settings).await;
-        let anchored = async {
-            let ledger = ledger?;
-            Ok::<_, anyhow::Error>((ledger.name().to_owned(), ledger.anchored().await?))
-        }
-        .await;
-        match anchored {
-            Ok((name, anchored)) => {
+        match ledger.anchored().await {
+            Ok(anchored) => {
                 for head in &anchored {
-                    record(&head.status(&name)).await;
+                    record(&head.status(ledger.name())).await;
                 }
                 let heads: Vec<TreeHead> = anchored.into_iter().map(|a| a.head).collect();
                 for chain in &settings.audit.evm {

@@ -251,11 +251,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Anchor => {
             let ports = wiring::ports(&settings).await?;
-            let worker = audit::worker(&settings, ports.log).await?;
+            let ledger = audit::ledger(&settings).await?;
+            let worker = audit::worker(&settings, ports.log, ledger.clone()).await?;
             tracing::info!(key = %worker.public_key(), chains = settings.audit.evm.len(), "anchor worker running");
             let view = Some(read_models::ReadModels::open(&settings).await?.db);
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let relayer = tokio::spawn(evm::relay(settings.clone(), view, stopped));
+            let relayer = tokio::spawn(evm::relay(settings.clone(), ledger, view, stopped));
             worker.run(shutdown()).await;
             let _ = stop.send(true);
             relayer.await?;
@@ -343,15 +344,18 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         let log = ports.log.clone();
         tokio::spawn(async move { models.run_all(log, stopped).await })
     };
-    let audit_state = match settings.audit.anchor_in_serve {
-        true => Some(emr_http::AuditState { ledger: audit::ledger(settings).await?, dir: settings.audit_dir() }),
+    // One ledger (one Gateway connection, for Fabric) for the audit API, the
+    // worker and the relayer.
+    let ledger = match settings.audit.anchor_in_serve {
+        true => Some(audit::ledger(settings).await?),
         false => None,
     };
-    let anchor = if settings.audit.anchor_in_serve {
-        let worker = audit::worker(settings, ports.log.clone()).await?;
+    let audit_state = ledger.clone().map(|ledger| emr_http::AuditState { ledger, dir: settings.audit_dir() });
+    let anchor = if let Some(ledger) = ledger {
+        let worker = audit::worker(settings, ports.log.clone(), ledger.clone()).await?;
         let mut stopped = stop.subscribe();
         let view = read_models.as_ref().map(|models| models.db.clone());
-        let relayer = tokio::spawn(evm::relay(settings.clone(), view, stop.subscribe()));
+        let relayer = tokio::spawn(evm::relay(settings.clone(), ledger, view, stop.subscribe()));
         Some(tokio::spawn(async move {
             worker
                 .run(async move {
