@@ -35,6 +35,15 @@ pub struct Creator {
     pub certificate_sha256: String,
 }
 
+impl Creator {
+    /// The creator named by its MSP id and the SHA-256 of its certificate as
+    /// serialized in the proposal.
+    pub fn of(msp_id: impl Into<String>, certificate: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, certificate);
+        Self { msp_id: msp_id.into(), certificate_sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect() }
+    }
+}
+
 /// One call of the chaincode.
 #[derive(Debug, Clone)]
 pub struct Invocation {

@@ -88,9 +88,7 @@ pub fn proposal_context(txid: &str, signed: Option<&SignedProposal>) -> Result<(
     }
     let Timestamp { seconds, nanos } = channel.timestamp.ok_or_else(|| bad("the channel header has no timestamp"))?;
     let timestamp = DateTime::from_timestamp(seconds, u32::try_from(nanos).unwrap_or(0)).ok_or_else(|| bad("timestamp out of range"))?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &identity.id_bytes);
-    let certificate_sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((Creator { msp_id: identity.mspid, certificate_sha256 }, timestamp))
+    Ok((Creator::of(identity.mspid, &identity.id_bytes), timestamp))
 }
 
 /// Replies awaited by transactions, by channel and transaction id.

@@ -40,10 +40,6 @@ pub const CHANNEL: &str = "emr-channel";
 /// The chaincode's name on it.
 pub const CHAINCODE: &str = "emr-ledger";
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// An endorsed transaction waiting for Submit.
 struct Endorsed {
     creator: Vec<u8>,
@@ -183,9 +179,7 @@ impl GatewayHarness {
         let channel = ChannelHeader::decode(header.channel_header.as_slice()).map_err(|_| malformed("channel header"))?;
         let signature_header = SignatureHeader::decode(header.signature_header.as_slice()).map_err(|_| malformed("signature header"))?;
         self.verified(&signature_header.creator, &signed.proposal_bytes, &signed.signature)?;
-        let mut expected = signature_header.nonce.clone();
-        expected.extend_from_slice(&signature_header.creator);
-        let expected = sha256_hex(&expected);
+        let expected = emr_fabric::transaction_id(&signature_header.nonce, &signature_header.creator);
         if channel.tx_id != expected || transaction_id != expected {
             return Err(self.refuse(Status::failed_precondition(format!("BAD_PROPOSAL_TXID: got {}, expected {expected}", channel.tx_id))));
         }
@@ -208,7 +202,7 @@ impl GatewayHarness {
             chaincode,
             transaction_id: expected,
             creator: signature_header.creator.clone(),
-            creator_identity: Creator { msp_id: identity.mspid, certificate_sha256: sha256_hex(&identity.id_bytes) },
+            creator_identity: Creator::of(identity.mspid, &identity.id_bytes),
             timestamp,
             input,
             header: proposal.header.clone(),

@@ -3,8 +3,8 @@
 //! state in memory.
 //!
 //! It dials the chaincode's `Connect`, expects `REGISTER`, answers `REGISTERED`
-//! and `READY`, then sends `TRANSACTION`s carrying a signed proposal (creator,
-//! timestamp, transaction id derived as Fabric derives it) and serves the
+//! and `READY`, then sends `TRANSACTION`s carrying a signed proposal (built by
+//! the Gateway client's own `emr_fabric::propose`) and serves the
 //! chaincode's `GET_STATE` / `PUT_STATE` like a peer simulating a proposal: reads
 //! see the committed state (not the transaction's own writes), writes collect in
 //! a write set, and a successful transaction commits only if no key it read
@@ -15,47 +15,45 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use emr_chaincode::fabric::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
-use emr_chaincode::fabric::msp::SerializedIdentity;
+use emr_chaincode::Creator;
 use emr_chaincode::fabric::protos::chaincode_client::ChaincodeClient;
 use emr_chaincode::fabric::protos::chaincode_message::Type;
 use emr_chaincode::fabric::protos::{
-    ChaincodeId, ChaincodeInput, ChaincodeInvocationSpec, ChaincodeMessage, ChaincodeProposalPayload, ChaincodeSpec, GetState,
-    GetStateByRange, Kv, Proposal, PutState, QueryResponse, QueryResultBytes, QueryStateNext, Response, SignedProposal,
+    ChaincodeId, ChaincodeInput, ChaincodeMessage, GetState, GetStateByRange, Kv, PutState, QueryResponse, QueryResultBytes,
+    QueryStateNext, Response,
 };
+use emr_fabric::{Identity, Signer, Target};
 use futures::StreamExt;
 use prost::Message;
-use prost_types::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// The channel every harness transaction runs on.
 pub const CHANNEL: &str = "emr-channel";
 
-/// An identity submitting transactions: an MSP id and its certificate.
+/// An identity submitting transactions, with its signing key: proposals are
+/// built and signed by the Gateway client's own code (`emr_fabric::propose`).
 #[derive(Debug, Clone)]
 pub struct Submitter {
-    /// The organisation.
-    pub msp_id: String,
-    /// The certificate, PEM.
-    pub certificate: Vec<u8>,
+    /// The MSP id and certificate.
+    pub identity: Identity,
+    signer: Signer,
 }
 
 impl Submitter {
-    /// An identity of `msp_id` named `name` (a stand-in certificate: the shim never
-    /// verifies it; the peer did, before the chaincode saw the proposal).
+    /// An identity of `msp_id` named `name`, with a fresh P-256 key (a stand-in
+    /// certificate: the shim never verifies it; the peer did, before the chaincode
+    /// saw the proposal).
     pub fn new(msp_id: &str, name: &str) -> Self {
         let certificate = format!("-----BEGIN CERTIFICATE-----\n{name}@{msp_id}\n-----END CERTIFICATE-----\n").into_bytes();
-        Self { msp_id: msp_id.to_owned(), certificate }
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
+        Self { identity: Identity::new(msp_id, certificate).unwrap(), signer: Signer::from_pkcs8_der(pkcs8.as_ref()).unwrap() }
     }
 
     /// SHA-256 of the certificate, hex: how the chaincode names the identity.
     pub fn fingerprint(&self) -> String {
-        ring::digest::digest(&ring::digest::SHA256, &self.certificate).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    fn serialized(&self) -> Vec<u8> {
-        SerializedIdentity { mspid: self.msp_id.clone(), id_bytes: self.certificate.clone() }.encode_to_vec()
+        Creator::of(self.identity.msp_id.clone(), &self.identity.certificate_pem).certificate_sha256
     }
 }
 
@@ -234,12 +232,14 @@ impl FabricPeer {
             args: std::iter::once(function).chain(args.iter().copied()).map(|a| a.as_bytes().to_vec()).collect(),
             ..Default::default()
         };
-        let (txid, proposal) = signed_proposal(submitter, timestamp, &input);
+        let target = Target { channel: CHANNEL.into(), chaincode: "emr-ledger".into() };
+        let arguments: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+        let proposed = emr_fabric::propose(&submitter.identity, &submitter.signer, &target, function, &arguments, timestamp);
         self.transact(ChaincodeMessage {
             r#type: Type::Transaction as i32,
             payload: input.encode_to_vec(),
-            txid,
-            proposal: Some(proposal),
+            txid: proposed.transaction_id,
+            proposal: Some(proposed.signed),
             channel_id: CHANNEL.into(),
             ..Default::default()
         })
@@ -298,44 +298,4 @@ impl FabricPeer {
     pub fn protocol_errors(&self) -> Vec<String> {
         self.ledger.lock().unwrap().protocol_errors.clone()
     }
-}
-
-/// A signed proposal for `input`, and its transaction id: hex(SHA-256(nonce ‖
-/// creator)), as Fabric derives it. The signature is left empty: a peer checks it
-/// before the chaincode is involved (the gateway harness checks signatures).
-pub fn signed_proposal(submitter: &Submitter, timestamp: DateTime<Utc>, input: &ChaincodeInput) -> (String, SignedProposal) {
-    let nonce: [u8; 24] = rand_nonce();
-    let creator = submitter.serialized();
-    let txid: String = {
-        let mut hashed = nonce.to_vec();
-        hashed.extend_from_slice(&creator);
-        ring::digest::digest(&ring::digest::SHA256, &hashed).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-    };
-    let channel_header = ChannelHeader {
-        r#type: HeaderType::EndorserTransaction as i32,
-        timestamp: Some(Timestamp { seconds: timestamp.timestamp(), nanos: i32::try_from(timestamp.timestamp_subsec_nanos()).unwrap() }),
-        channel_id: CHANNEL.into(),
-        tx_id: txid.clone(),
-        ..Default::default()
-    };
-    let header = Header {
-        channel_header: channel_header.encode_to_vec(),
-        signature_header: SignatureHeader { creator, nonce: nonce.to_vec() }.encode_to_vec(),
-    };
-    let spec = ChaincodeInvocationSpec {
-        chaincode_spec: Some(ChaincodeSpec {
-            chaincode_id: Some(ChaincodeId { name: "emr-ledger".into(), ..Default::default() }),
-            input: Some(input.clone()),
-            ..Default::default()
-        }),
-    };
-    let payload = ChaincodeProposalPayload { input: spec.encode_to_vec(), ..Default::default() };
-    let proposal = Proposal { header: header.encode_to_vec(), payload: payload.encode_to_vec(), ..Default::default() };
-    (txid, SignedProposal { proposal_bytes: proposal.encode_to_vec(), signature: Vec::new() })
-}
-
-fn rand_nonce() -> [u8; 24] {
-    let mut nonce = [0u8; 24];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).unwrap();
-    nonce
 }
