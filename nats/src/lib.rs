@@ -40,6 +40,9 @@ pub struct NatsConfig {
     pub replicas: usize,
     /// How long JetStream remembers command ids to drop duplicate appends.
     pub duplicate_window: Duration,
+    /// How long an append or read waits for the server before failing as
+    /// unavailable (a retryable error: the caller retries with the same command id).
+    pub request_timeout: Duration,
 }
 
 impl Default for NatsConfig {
@@ -52,6 +55,7 @@ impl Default for NatsConfig {
             key_bucket: "EMR_DATA_KEYS".into(),
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -98,10 +102,12 @@ impl NatsBackend {
     pub async fn connect(config: &NatsConfig) -> Result<Self, SetupError> {
         let client = async_nats::ConnectOptions::new()
             .name("emr-ledger")
+            .request_timeout(Some(config.request_timeout))
             .connect(&config.url)
             .await
             .map_err(|source| SetupError::Connect { url: config.url.clone(), source })?;
-        let context = jetstream::new(client);
+        let mut context = jetstream::new(client);
+        context.set_timeout(config.request_timeout);
         let resource = |what, name: &str| {
             let name = name.to_owned();
             move |source: Box<dyn std::error::Error + Send + Sync>| SetupError::Resource { what, name, source }

@@ -36,4 +36,4 @@ pub use error::ProjectionError;
 pub use projection::{Checkpoint, Projection};
 pub use projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all, checkpoints};
 pub use rebuild::rebuild;
-pub use runner::{Lag, Projector, lag, lags, wait_for};
+pub use runner::{Lag, Projector, lag, lags, run_every_projection, wait_for};

@@ -203,6 +203,32 @@ pub struct Lag {
     pub behind_seconds: f64,
 }
 
+/// Runs every projection over `db`, each on a durable feed where the log has one,
+/// until `shutdown` turns true: what `emr serve` and `emr projections run` do.
+pub async fn run_every_projection(
+    db: &ReadModelDb,
+    log: Arc<dyn EventLog>,
+    batch_size: usize,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex};
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let patients = Projector::new(PatientDirectory, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let records = Projector::new(RecordIndex, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let access = Projector::new(AccessProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let dashboard = Projector::new(DashboardProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let access_log = Projector::new(AccessLogProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
+    tokio::join!(
+        patients.run(stopped(shutdown.clone())),
+        records.run(stopped(shutdown.clone())),
+        access.run(stopped(shutdown.clone())),
+        dashboard.run(stopped(shutdown.clone())),
+        access_log.run(stopped(shutdown)),
+    );
+}
+
 /// The lag of a projection (named by its checkpoint table) against the log.
 pub async fn lag(
     db: &ReadModelDb,

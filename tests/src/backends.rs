@@ -42,8 +42,14 @@ impl TestBackend {
 
 /// JetStream on a throwaway server.
 pub async fn jetstream() -> TestBackend {
+    jetstream_with_request_timeout(NatsConfig::default().request_timeout).await
+}
+
+/// JetStream on a throwaway server, failing requests after `timeout`.
+pub async fn jetstream_with_request_timeout(timeout: std::time::Duration) -> TestBackend {
     let server = NatsServer::start();
-    let nats = NatsBackend::connect(&NatsConfig { url: server.url(), ..NatsConfig::default() }).await.unwrap();
+    let config = NatsConfig { url: server.url(), request_timeout: timeout, ..NatsConfig::default() };
+    let nats = NatsBackend::connect(&config).await.unwrap();
     TestBackend {
         backend: Backend { log: nats.log, snapshots: nats.snapshots, keys: nats.keys, kek: test_keyring() },
         nats: Some(server),

@@ -5,6 +5,8 @@
 
 pub mod accounts;
 pub mod anvil;
+pub mod api_client;
+pub mod api_server;
 pub mod backends;
 pub mod bench;
 pub mod charts;
@@ -14,8 +16,10 @@ pub mod history;
 pub mod ipfs_cluster;
 pub mod ipfs_node;
 pub mod mariadb;
+pub mod mariadb_server;
 pub mod nats_server;
 pub mod read_models;
+pub mod report;
 
 /// Instantiates each named `async fn check(backend: Backend)` in scope as one
 /// test per backend: `jetstream::check` on a throwaway nats-server and

@@ -16,6 +16,7 @@ pub struct TestDatabase {
     /// How to connect to it.
     pub options: MySqlConnectOptions,
     name: String,
+    server_url: String,
     admin: MySqlPool,
 }
 
@@ -24,9 +25,14 @@ fn server_url() -> String {
 }
 
 impl TestDatabase {
-    /// Creates an empty database with the read-model schema.
+    /// Creates an empty database with the read-model schema on the shared server.
     pub async fn fresh() -> Self {
-        let admin_options = MySqlConnectOptions::from_str(&server_url()).expect("EMR_TEST_MYSQL_URL");
+        Self::fresh_on(&server_url()).await
+    }
+
+    /// Creates an empty database with the read-model schema on the server at `url`.
+    pub async fn fresh_on(url: &str) -> Self {
+        let admin_options = MySqlConnectOptions::from_str(url).expect("a MySQL URL");
         let admin = MySqlPoolOptions::new().max_connections(2).connect_with(admin_options.clone()).await.expect("MariaDB is not reachable");
         let name = format!("emr_t_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE `{name}`"))).execute(&admin).await.unwrap();
@@ -34,12 +40,12 @@ impl TestDatabase {
         let pool = MySqlPoolOptions::new().max_connections(8).connect_with(options.clone()).await.unwrap();
         let db = ReadModelDb::MySql(pool.clone());
         db.migrate().await.unwrap();
-        Self { pool, db, options, name, admin }
+        Self { pool, db, options, name, server_url: url.to_owned(), admin }
     }
 
     /// A connection URL for this database (for clients with their own driver).
     pub fn url(&self) -> String {
-        let server = server_url();
+        let server = self.server_url.clone();
         let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base);
         format!("{base}/{}", self.name)
     }

@@ -27,7 +27,8 @@ fn binary() -> PathBuf {
         .expect("nats-server not found: install the Debian package `nats-server` (tests/run.sh does) or set NATS_SERVER_BIN")
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free loopback port")
 }
 
@@ -77,6 +78,13 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.stop();
         self.launch();
+    }
+
+    /// Starts a stopped server again (on the same port and store directory).
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.launch();
+        }
     }
 }
 

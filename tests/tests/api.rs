@@ -7,47 +7,14 @@
 
 use std::sync::Arc;
 
-use emr_auth::{AuthPolicy, Identity, SigningKeys, Tokens};
-use emr_domain::DomainServices;
 use emr_domain::actor::Role;
 use emr_projections::{AccessLogProjection, Projector};
 use emr_redis::RedisSessionStore;
 use emr_tests::accounts::{self, PASSWORD};
-use emr_tests::backends::{clinic, jetstream};
+use emr_tests::api_server::ApiServer;
+use emr_tests::backends::jetstream;
 use emr_tests::mariadb::TestDatabase;
-use serde_json::{Value, json};
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, token, Some(body)).await
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, Some(token), None).await
-    }
-
-    async fn sign_in(&self, username: &str) -> String {
-        accounts::sign_in(&self.http, &self.base, username).await
-    }
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
@@ -55,28 +22,14 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
     let db = TestDatabase::fresh().await;
     let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("e2e-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
-    let tokens = Tokens::new(SigningKeys::generate("e2e").unwrap());
-    let identity = Identity::new(&backend.backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
     let read_models = emr_http::ReadModelState { db: db.db.clone(), log: backend.backend.log.clone() };
-    let state = emr_http::AppState {
-        clinic: clinic(&backend.backend),
-        identity: identity.clone(),
-        login_attempts_per_minute: 1000,
-        read_models: Some(read_models),
-        attachments: None,
-        audit: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = emr_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let api = ApiServer::start_with(&backend.backend, sessions, Some(read_models)).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = Projector::new(AccessLogProjection, db.db.clone(), backend.backend.log.clone());
     let projecting = tokio::spawn(async move { projector.run(async { stopped.await.unwrap_or(()) }).await });
-    let api = Api { base: format!("http://{address}"), http: reqwest::Client::new() };
 
-    accounts::open_account(&identity, "e2e_admin", Role::Admin).await;
-    let admin = api.sign_in("e2e_admin").await;
+    let (_, admin) = api.account("e2e_admin", Role::Admin).await;
+    let sign_in = |username: &'static str| accounts::sign_in(&api.http, &api.base, username);
     let mut ids = Vec::new();
     for name in ["e2e_author", "e2e_consultant"] {
         let body = json!({"username": name, "password": PASSWORD, "role": "physician",
@@ -85,12 +38,12 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
         assert_eq!(status, 201, "{created}");
         ids.push(created["user_id"].as_str().unwrap().to_owned());
     }
-    let (author, consultant) = (api.sign_in("e2e_author").await, api.sign_in("e2e_consultant").await);
+    let (author, consultant) = (sign_in("e2e_author").await, sign_in("e2e_consultant").await);
     let (status, created) =
         api.post("/v1/accounts/self-registration", None, &json!({"username": "e2e_patient", "password": PASSWORD})).await;
     assert_eq!(status, 201, "{created}");
     let patient_id = created["user_id"].as_str().unwrap().to_owned();
-    let patient = api.sign_in("e2e_patient").await;
+    let patient = sign_in("e2e_patient").await;
 
     let register = json!({"patient_id": patient_id, "hospital_id": "HOSP-009",
         "identifiers": {"mrn": "MRN-9", "external": []},

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use emr_eventstore::EventLog;
-use emr_projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projector, ReadModelDb, RecordIndex};
+use emr_projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, ReadModelDb, RecordIndex};
 
 use crate::settings::Settings;
 
@@ -32,24 +32,9 @@ impl ReadModels {
         Ok(Self { db, batch_size: settings.read_models.batch_size })
     }
 
-    /// Runs every projector until `shutdown` resolves.
+    /// Runs every projector until `shutdown` turns true.
     pub(crate) async fn run_all(&self, log: Arc<dyn EventLog>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let (db, batch) = (&self.db, self.batch_size);
-        let patients = Projector::new(PatientDirectory, db.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
-        let records = Projector::new(RecordIndex, db.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
-        let access = Projector::new(AccessProjection, db.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
-        let dashboard = Projector::new(DashboardProjection, db.clone(), log.clone()).with_batch_size(batch).with_durable_feed();
-        let access_log = Projector::new(AccessLogProjection, db.clone(), log).with_batch_size(batch).with_durable_feed();
-        tokio::join!(
-            patients.run(stopped(shutdown.clone())),
-            records.run(stopped(shutdown.clone())),
-            access.run(stopped(shutdown.clone())),
-            dashboard.run(stopped(shutdown.clone())),
-            access_log.run(stopped(shutdown)),
-        );
+        emr_projections::run_every_projection(&self.db, log, self.batch_size, shutdown).await;
     }
 
     /// Rebuilds one projection by name.

@@ -35,6 +35,8 @@ pub(crate) struct NatsSettings {
     pub(crate) key_bucket: String,
     pub(crate) replicas: usize,
     pub(crate) duplicate_window_secs: u64,
+    /// How long an append waits for JetStream before the command fails as retryable.
+    pub(crate) request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +210,7 @@ snapshot_bucket = "EMR_SNAPSHOTS"
 key_bucket = "EMR_DATA_KEYS"
 replicas = 1
 duplicate_window_secs = 120
+request_timeout_ms = 5000
 
 [keys]
 

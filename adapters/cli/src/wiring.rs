@@ -42,6 +42,7 @@ pub(crate) async fn ports(settings: &Settings) -> anyhow::Result<EventStorePorts
                 key_bucket: nats.key_bucket.clone(),
                 replicas: nats.replicas,
                 duplicate_window: Duration::from_secs(nats.duplicate_window_secs),
+                request_timeout: Duration::from_millis(nats.request_timeout_ms),
             };
             let backend = NatsBackend::connect(&config).await.context("connecting to NATS JetStream")?;
             tracing::info!(url = %nats.url, stream = %nats.stream, "JetStream event store ready");

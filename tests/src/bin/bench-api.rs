@@ -12,15 +12,13 @@
 
 use std::sync::Arc;
 
-use emr_auth::{AuthPolicy, Identity, SigningKeys, Tokens};
-use emr_domain::DomainServices;
 use emr_domain::actor::{Actor, Role};
 use emr_domain::fixtures::{self, create_record};
 use emr_domain::ids::{PatientId, RecordId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::record::RecordCommand;
 use emr_redis::RedisSessionStore;
-use emr_tests::accounts;
+use emr_tests::api_server::ApiServer;
 use emr_tests::backends;
 use emr_tests::bench::{Rate, drive};
 use serde_json::json;
@@ -34,24 +32,9 @@ async fn main() {
     let backend = test.backend.clone();
     let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("bench-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
-    let tokens = Tokens::new(SigningKeys::generate("bench").unwrap());
-    let identity = Identity::new(&backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
-    let clinic = backends::clinic(&backend);
-    let state = emr_http::AppState {
-        clinic: clinic.clone(),
-        identity: identity.clone(),
-        login_attempts_per_minute: 1000,
-        read_models: None,
-        attachments: None,
-        audit: None,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, emr_http::router(state)).await.unwrap() });
-
-    let doctor = accounts::open_account(&identity, "bench_doctor", Role::Physician).await;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
-    let token = accounts::sign_in(&http, &base, "bench_doctor").await;
+    let api = ApiServer::start_with(&backend, sessions, None).await;
+    let (doctor, token) = api.account("bench_doctor", Role::Physician).await;
+    let (clinic, http, base) = (api.clinic.clone(), api.http.clone(), api.base.clone());
     let actor = Actor::new(doctor, Role::Physician);
     let mut patients = Vec::new();
     for _ in 0..200 {

@@ -1,0 +1,239 @@
+//! The processes of EMR Ledger killed with SIGKILL at arbitrary points, in a loop,
+//! and restarted: afterwards the log holds every acknowledged command exactly
+//! once, `emr audit verify` is clean, and the read models equal a clean fold.
+//! (`read_models.rs` does the same for `emr projections run` alone.)
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use emr_tests::accounts::{self, PASSWORD};
+use emr_tests::api_client::{ApiClient, patient_registration, record_creation};
+use emr_tests::nats_server::free_port;
+use emr_tests::read_models::{Store, TestReadModels, assert_same_tables, fold_all};
+use emr_tests::{backends, history, report};
+use serde_json::{Value, json};
+
+/// Spread over start-up, serving, folding and anchoring, and the same every run.
+fn kill_delay(round: u64, from_ms: u64, span_ms: u64) -> Duration {
+    Duration::from_millis(from_ms + (round * 7919 + 104_729) % span_ms)
+}
+
+fn emr(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_emr"));
+    command
+        .env("EMR__STORE__DATA_DIR", data_dir)
+        .env("EMR__AUDIT__BATCH_COMMITS", "4")
+        .env("EMR__AUDIT__MAX_DELAY_MS", "20")
+        .env("EMR__READ_MODELS__BATCH_SIZE", "3")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn kill(mut process: Child, what: &str) {
+    assert_eq!(process.try_wait().unwrap(), None, "{what} exited on its own");
+    process.kill().unwrap(); // SIGKILL: no shutdown path runs
+    process.wait().unwrap();
+}
+
+/// `emr audit verify` on the data directory: its JSON report (the test fails
+/// when verification does).
+fn verify(data_dir: &Path, when: &str) -> Value {
+    let output = emr(data_dir).args(["audit", "verify"]).stdout(Stdio::piped()).stderr(Stdio::piped()).output().unwrap();
+    assert!(output.status.success(), "audit verify failed {when}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Runs `emr audit verify` until every event is anchored.
+async fn until_fully_anchored(data_dir: &Path) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let report = verify(data_dir, "while catching up");
+        if report["events"].as_u64() > Some(0) && report["anchored_events"] == report["events"] {
+            return report;
+        }
+        assert!(Instant::now() < deadline, "anchoring never caught up: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `emr projections status` shows every read model at the log's head.
+async fn until_projected(data_dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let output = emr(data_dir).args(["projections", "status"]).stdout(Stdio::piped()).output().unwrap();
+        let lags: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        if output.status.success() && lags.as_array().is_some_and(|lags| lags.iter().all(|lag| lag["behind_commits"] == 0)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "projections never caught up: {lags}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The read models of the data directory equal a clean fold of its log.
+async fn assert_read_models_equal_a_rebuild(data_dir: &Path, when: &str) {
+    let store = emr_sqlite::SqliteStore::open(data_dir).await.unwrap();
+    let (log, _, _) = store.ports();
+    let survived = TestReadModels::open_sqlite(&data_dir.join("read-models.db")).await;
+    let clean = TestReadModels::fresh(Store::Sqlite).await;
+    fold_all(&clean.db, &log, 1000).await;
+    assert_same_tables(&survived.dump_all().await, &clean.dump_all().await, when);
+    survived.db.close().await;
+    clean.remove().await;
+}
+
+struct Served {
+    process: Child,
+    api: ApiClient,
+}
+
+async fn serve(data_dir: &Path, http: u16, grpc: u16, sessions: &str) -> Served {
+    let process = emr(data_dir)
+        .arg("serve")
+        .env("EMR__HTTP__LISTEN", format!("127.0.0.1:{http}"))
+        .env("EMR__GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
+        .env("EMR__AUTH__REDIS_URL", std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+        .env("EMR__AUTH__REDIS_NAMESPACE", sessions)
+        // Fewer, larger tree heads than the anchor test: the load writes thousands of commits.
+        .env("EMR__AUDIT__BATCH_COMMITS", "64")
+        .spawn()
+        .unwrap();
+    let api = ApiClient::new(format!("http://127.0.0.1:{http}"));
+    api.wait_ready().await;
+    Served { process, api }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emr_serve_killed_at_random_points_under_load_keeps_log_anchors_and_read_models_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir: PathBuf = dir.path().to_owned();
+    let (http, grpc, sessions) = (free_port(), free_port(), format!("crash-{}", uuid::Uuid::new_v4().simple()));
+    let created = emr(&data_dir)
+        .args(["accounts", "create-admin", "--username", "crash_admin"])
+        .env("EMR_ADMIN_PASSWORD", PASSWORD)
+        .status()
+        .unwrap();
+    assert!(created.success());
+    let mut served = serve(&data_dir, http, grpc, &sessions).await;
+    let api = served.api.clone();
+    let admin = accounts::sign_in(&api.http, &api.base, "crash_admin").await;
+    let physician = json!({"username": "crash_doctor", "password": PASSWORD, "role": "physician",
+        "profile": {"full_name": "Sun Lei", "licence_number": "LIC-7788", "department": "Respiratory", "specialization": "Asthma"}});
+    let (doctor, _) = api.until_acknowledged(&admin, "/v1/accounts", uuid::Uuid::now_v7(), &physician).await;
+    let doctor = doctor["user_id"].as_str().unwrap().to_owned();
+    let token = Arc::new(accounts::sign_in(&api.http, &api.base, "crash_doctor").await);
+    let mut patients = Vec::new();
+    for p in 0..6 {
+        let (receipt, _) =
+            api.until_acknowledged(&token, "/v1/patients", uuid::Uuid::now_v7(), &patient_registration(&format!("Crash {p}"))).await;
+        patients.push(receipt["aggregate_id"].as_str().unwrap().to_owned());
+    }
+    let patients = Arc::new(patients);
+
+    // Clients keep creating records across the kills, retrying each with its key.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed_attempts = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for client in 0..4 {
+        let (api, token, patients, stop, failed_attempts, doctor) =
+            (api.clone(), token.clone(), patients.clone(), stop.clone(), failed_attempts.clone(), doctor.clone());
+        clients.push(tokio::spawn(async move {
+            let mut acknowledged = BTreeMap::new();
+            for i in 0usize.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let key = uuid::Uuid::now_v7();
+                let body = record_creation(&patients[(client + i) % patients.len()], &doctor, &format!("Visit {client}-{i}"));
+                let (receipt, failed) = api.until_acknowledged(&token, "/v1/records", key, &body).await;
+                failed_attempts.fetch_add(failed, Ordering::Relaxed);
+                acknowledged.insert(key.to_string(), receipt["position"].as_u64().unwrap());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            acknowledged
+        }));
+    }
+    let kills = 6;
+    for round in 0..kills {
+        tokio::time::sleep(kill_delay(round, 150, 900)).await;
+        kill(served.process, "emr serve");
+        served = serve(&data_dir, http, grpc, &sessions).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = BTreeMap::new();
+    for client in clients {
+        acknowledged.append(&mut client.await.unwrap());
+    }
+    let failed = failed_attempts.load(Ordering::Relaxed);
+    assert!(failed > 0, "the kills must hit commands in flight");
+
+    until_projected(&data_dir).await;
+    let report = until_fully_anchored(&data_dir).await;
+    kill(served.process, "emr serve");
+    let store = emr_sqlite::SqliteStore::open(&data_dir).await.unwrap();
+    let stored = report::commits_by_command(&store.ports().0).await;
+    for (key, position) in &acknowledged {
+        assert_eq!(
+            stored.get(key).map(Vec::as_slice),
+            Some(&[*position][..]),
+            "acknowledged command {key} stored once, where its receipt says"
+        );
+    }
+    for (command, positions) in &stored {
+        assert_eq!(positions.len(), 1, "command {command} stored at {positions:?}");
+    }
+    assert_read_models_equal_a_rebuild(&data_dir, &format!("after {kills} kills of emr serve")).await;
+    report::record(
+        "sigkill-emr-serve",
+        json!({"kills": kills, "commands_acknowledged": acknowledged.len(), "failed_attempts_retried": failed,
+               "events_verified": report["events"], "tree_heads": report["tree_heads"], "stored_twice": 0, "lost": 0}),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emr_anchor_killed_at_random_points_never_leaves_the_audit_inconsistent() {
+    let test = backends::sqlite().await;
+    let data_dir = test.storage_dir().to_owned();
+    let clinic = backends::clinic(&test.backend);
+    history::write(&clinic, 6).await;
+    let kills = 10;
+    for round in 0..kills {
+        let process = emr(&data_dir).arg("anchor").spawn().unwrap();
+        tokio::time::sleep(kill_delay(round, 30, 400)).await;
+        kill(process, "emr anchor");
+        // Whatever the worker had done when it died verifies.
+        verify(&data_dir, &format!("after kill {}", round + 1));
+        history::write(&clinic, 1).await;
+    }
+    let process = emr(&data_dir).arg("anchor").spawn().unwrap();
+    let report = until_fully_anchored(&data_dir).await;
+    kill(process, "emr anchor");
+    assert_eq!(report["events"].as_u64(), Some(history_events(&test).await), "every event of the log is verified");
+    report::record(
+        "sigkill-emr-anchor",
+        json!({"kills": kills, "verified_after_every_kill": kills, "events_verified": report["events"], "tree_heads": report["tree_heads"]}),
+    );
+}
+
+/// Events in the log.
+async fn history_events(test: &backends::TestBackend) -> u64 {
+    let mut events = 0;
+    let mut from = 1;
+    loop {
+        let commits = test.backend.log.read_from(from, 1000).await.unwrap();
+        let Some(last) = commits.last() else { return events };
+        from = last.position + 1;
+        for commit in &commits {
+            events += emr_eventstore::CommitRecord::decode(commit).unwrap().events.len() as u64;
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The HTTP API served over real loopback TCP on a test's backend, with signed-in
+//! accounts: what end-to-end tests, fault tests and the API benchmark drive.
+
+use std::sync::Arc;
+
+use crate::accounts;
+use crate::api_client::ApiClient;
+use emr_auth::{AuthPolicy, Identity, SessionStore, SigningKeys, Tokens};
+use emr_commands::Clinic;
+use emr_domain::DomainServices;
+use emr_domain::actor::Role;
+use emr_domain::ids::UserId;
+use emr_eventstore::conformance::Backend;
+
+/// A running API server and a client for it (its methods are the client's).
+pub struct ApiServer {
+    /// The server's accounts and sessions (to open accounts as the system).
+    pub identity: Identity,
+    /// The server's application layer.
+    pub clinic: Clinic,
+    client: ApiClient,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for ApiServer {
+    type Target = ApiClient;
+
+    fn deref(&self) -> &ApiClient {
+        &self.client
+    }
+}
+
+impl ApiServer {
+    /// Serves the API over `backend` with sessions in memory and no read models.
+    pub async fn start(backend: &Backend) -> Self {
+        Self::start_with(backend, Arc::new(emr_auth::MemorySessionStore::new()), None).await
+    }
+
+    /// Serves the API over `backend` with the given session store and read models.
+    pub async fn start_with(backend: &Backend, sessions: Arc<dyn SessionStore>, read_models: Option<emr_http::ReadModelState>) -> Self {
+        let tokens = Tokens::new(SigningKeys::generate("tests").unwrap());
+        let identity = Identity::new(backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
+        let clinic = crate::backends::clinic(backend);
+        let state = emr_http::AppState {
+            clinic: clinic.clone(),
+            identity: identity.clone(),
+            login_attempts_per_minute: 1000,
+            read_models,
+            attachments: None,
+            audit: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = emr_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { identity, clinic, client: ApiClient::new(base), server }
+    }
+
+    /// Opens an account with `role` and signs it in: its id and access token.
+    pub async fn account(&self, username: &str, role: Role) -> (UserId, String) {
+        let id = accounts::open_account(&self.identity, username, role).await;
+        (id, accounts::sign_in(&self.http, &self.base, username).await)
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
