@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Arguments, AssertSqlSafe, FromRow, MySqlPool, SqlitePool, Transaction};
 
@@ -205,7 +206,7 @@ impl ReadModelDb {
             Self::MySql(pool) => Tx::MySql(pool.begin().await?),
             // Take the write lock now: a deferred transaction that reads first and
             // writes later fails outright if another writer committed meanwhile.
-            Self::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Sqlite(pool) => Tx::Sqlite(SqliteTx::begin_immediate(pool).await?),
         })
     }
 
@@ -252,7 +253,42 @@ pub enum Tx {
     /// On MySQL/MariaDB.
     MySql(Transaction<'static, MySql>),
     /// On SQLite.
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
+}
+
+/// A SQLite write transaction of plain `BEGIN IMMEDIATE` and `COMMIT`
+/// statements on a pooled connection, closed unless it committed.
+///
+/// Not sqlx's `Transaction`: when a COMMIT fails (a full disk, say), SQLite may
+/// already have rolled back; sqlx's ROLLBACK then fails, and the connection goes
+/// back to the pool believing it is still inside a transaction, refusing every
+/// later BEGIN. Closing it instead rolls back whatever is open, and the pool
+/// opens a fresh connection.
+pub struct SqliteTx {
+    connection: PoolConnection<Sqlite>,
+    committed: bool,
+}
+
+impl SqliteTx {
+    async fn begin_immediate(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
+        let mut connection = pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await?;
+        Ok(Self { connection, committed: false })
+    }
+
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("COMMIT").execute(&mut *self.connection).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.connection.close_on_drop();
+        }
+    }
 }
 
 impl Tx {
@@ -268,7 +304,9 @@ impl Tx {
     pub async fn fetch_all<R: Readable>(&mut self, sql: &str, params: Vec<Value>) -> Result<Vec<R>, ProjectionError> {
         Ok(match self {
             Self::MySql(tx) => sqlx::query_as_with(AssertSqlSafe(sql.to_owned()), mysql_arguments(params)?).fetch_all(&mut **tx).await?,
-            Self::Sqlite(tx) => sqlx::query_as_with(AssertSqlSafe(sql.to_owned()), sqlite_arguments(params)?).fetch_all(&mut **tx).await?,
+            Self::Sqlite(tx) => {
+                sqlx::query_as_with(AssertSqlSafe(sql.to_owned()), sqlite_arguments(params)?).fetch_all(&mut *tx.connection).await?
+            }
         })
     }
 
@@ -276,7 +314,9 @@ impl Tx {
     pub async fn fetch_one<R: Readable>(&mut self, sql: &str, params: Vec<Value>) -> Result<R, ProjectionError> {
         Ok(match self {
             Self::MySql(tx) => sqlx::query_as_with(AssertSqlSafe(sql.to_owned()), mysql_arguments(params)?).fetch_one(&mut **tx).await?,
-            Self::Sqlite(tx) => sqlx::query_as_with(AssertSqlSafe(sql.to_owned()), sqlite_arguments(params)?).fetch_one(&mut **tx).await?,
+            Self::Sqlite(tx) => {
+                sqlx::query_as_with(AssertSqlSafe(sql.to_owned()), sqlite_arguments(params)?).fetch_one(&mut *tx.connection).await?
+            }
         })
     }
 
@@ -286,9 +326,10 @@ impl Tx {
             Self::MySql(tx) => {
                 sqlx::query_with(AssertSqlSafe(sql.to_owned()), mysql_arguments(params)?).execute(&mut **tx).await?.rows_affected()
             }
-            Self::Sqlite(tx) => {
-                sqlx::query_with(AssertSqlSafe(sql.to_owned()), sqlite_arguments(params)?).execute(&mut **tx).await?.rows_affected()
-            }
+            Self::Sqlite(tx) => sqlx::query_with(AssertSqlSafe(sql.to_owned()), sqlite_arguments(params)?)
+                .execute(&mut *tx.connection)
+                .await?
+                .rows_affected(),
         })
     }
 

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+pub use reqwest::Method;
 use serde_json::{Value, json};
 
 /// A status and a JSON body (`Null` when the body is not JSON).

@@ -5,110 +5,24 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use emr_tests::accounts::{self, PASSWORD};
-use emr_tests::api_client::{ApiClient, patient_registration, record_creation};
+use emr_tests::api_client::{patient_registration, record_creation};
 use emr_tests::nats_server::free_port;
-use emr_tests::read_models::{Store, TestReadModels, assert_same_tables, fold_all};
 use emr_tests::{backends, history, report};
-use serde_json::{Value, json};
+use serde_json::json;
+use support::{assert_read_models_equal_a_rebuild, emr, kill, serve, until_fully_anchored, until_projected, verify};
 
 /// Spread over start-up, serving, folding and anchoring, and the same every run.
 fn kill_delay(round: u64, from_ms: u64, span_ms: u64) -> Duration {
     Duration::from_millis(from_ms + (round * 7919 + 104_729) % span_ms)
-}
-
-fn emr(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_emr"));
-    command
-        .env("EMR__STORE__DATA_DIR", data_dir)
-        .env("EMR__AUDIT__BATCH_COMMITS", "4")
-        .env("EMR__AUDIT__MAX_DELAY_MS", "20")
-        .env("EMR__READ_MODELS__BATCH_SIZE", "3")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-fn kill(mut process: Child, what: &str) {
-    assert_eq!(process.try_wait().unwrap(), None, "{what} exited on its own");
-    process.kill().unwrap(); // SIGKILL: no shutdown path runs
-    process.wait().unwrap();
-}
-
-/// `emr audit verify` on the data directory: its JSON report (the test fails
-/// when verification does).
-fn verify(data_dir: &Path, when: &str) -> Value {
-    let output = emr(data_dir).args(["audit", "verify"]).stdout(Stdio::piped()).stderr(Stdio::piped()).output().unwrap();
-    assert!(output.status.success(), "audit verify failed {when}: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-/// Runs `emr audit verify` until every event is anchored.
-async fn until_fully_anchored(data_dir: &Path) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let report = verify(data_dir, "while catching up");
-        if report["events"].as_u64() > Some(0) && report["anchored_events"] == report["events"] {
-            return report;
-        }
-        assert!(Instant::now() < deadline, "anchoring never caught up: {report}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until `emr projections status` shows every read model at the log's head.
-async fn until_projected(data_dir: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let output = emr(data_dir).args(["projections", "status"]).stdout(Stdio::piped()).output().unwrap();
-        let lags: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        if output.status.success() && lags.as_array().is_some_and(|lags| lags.iter().all(|lag| lag["behind_commits"] == 0)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "projections never caught up: {lags}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The read models of the data directory equal a clean fold of its log.
-async fn assert_read_models_equal_a_rebuild(data_dir: &Path, when: &str) {
-    let store = emr_sqlite::SqliteStore::open(data_dir).await.unwrap();
-    let (log, _, _) = store.ports();
-    let survived = TestReadModels::open_sqlite(&data_dir.join("read-models.db")).await;
-    let clean = TestReadModels::fresh(Store::Sqlite).await;
-    fold_all(&clean.db, &log, 1000).await;
-    assert_same_tables(&survived.dump_all().await, &clean.dump_all().await, when);
-    survived.db.close().await;
-    clean.remove().await;
-}
-
-struct Served {
-    process: Child,
-    api: ApiClient,
-}
-
-async fn serve(data_dir: &Path, http: u16, grpc: u16, sessions: &str) -> Served {
-    let process = emr(data_dir)
-        .arg("serve")
-        .env("EMR__HTTP__LISTEN", format!("127.0.0.1:{http}"))
-        .env("EMR__GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
-        .env("EMR__AUTH__REDIS_URL", std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
-        .env("EMR__AUTH__REDIS_NAMESPACE", sessions)
-        // Fewer, larger tree heads than the anchor test: the load writes thousands of commits.
-        .env("EMR__AUDIT__BATCH_COMMITS", "64")
-        .spawn()
-        .unwrap();
-    let api = ApiClient::new(format!("http://127.0.0.1:{http}"));
-    api.wait_ready().await;
-    Served { process, api }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

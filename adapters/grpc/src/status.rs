@@ -20,6 +20,7 @@ pub fn status_of(error: ApiError) -> Status {
         410 | 423 => Code::FailedPrecondition,
         429 => Code::ResourceExhausted,
         503 => Code::Unavailable,
+        507 => Code::ResourceExhausted,
         _ => Code::Internal,
     };
     if problem.status >= 500 && !problem.retryable {

@@ -240,6 +240,13 @@ fn store_problem(error: &StoreError) -> Problem {
         StoreError::Log(LogError::TooLarge { .. }) => {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The command is too large", error.to_string())
         }
+        StoreError::Log(LogError::StorageFull(_)) => Problem::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage-full",
+            "The ledger's storage is full",
+            "nothing was written; send the command again with the same Idempotency-Key once space is freed",
+        )
+        .retryable(),
         StoreError::CommandIdReused { .. } => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",

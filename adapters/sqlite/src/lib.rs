@@ -17,8 +17,9 @@ use emr_eventstore::{
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row};
 use tokio::sync::watch;
 
 /// Failures opening the embedded store.
@@ -57,6 +58,18 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Commits a subscription reads per query.
 const SUBSCRIPTION_BATCH: usize = 512;
 
+/// A failed write: SQLITE_FULL (or an `ENOSPC` surfacing as I/O) means the disk
+/// is full, which an operator must fix; anything else is an outage.
+fn write_failed(error: sqlx::Error) -> LogError {
+    const SQLITE_FULL: &str = "13";
+    let full = match &error {
+        sqlx::Error::Database(database) => database.code().as_deref() == Some(SQLITE_FULL),
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    };
+    if full { LogError::StorageFull(Box::new(error)) } else { LogError::unavailable(error) }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `events.db` in `data_dir`.
     pub async fn open(data_dir: &Path) -> Result<Self, OpenError> {
@@ -87,14 +100,33 @@ impl SqliteStore {
     }
 
     async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(LogError::unavailable)?;
+        let mut connection = self.writer.acquire().await.map_err(write_failed)?;
+        let appended = Self::append_on(&mut connection, &request).await;
+        if let Err(LogError::Unavailable(_) | LogError::StorageFull(_)) = &appended {
+            // A failed COMMIT (a full disk, say) may have rolled the transaction
+            // back inside SQLite already; sqlx's ROLLBACK then fails and the
+            // connection believes it is still in a transaction, refusing every
+            // later BEGIN. A fresh connection knows no such thing.
+            connection.close_on_drop();
+        }
+        let appended = appended?;
+        self.head.send_if_modified(|head| {
+            let advanced = appended.position > *head;
+            *head = (*head).max(appended.position);
+            advanced
+        });
+        Ok(appended)
+    }
+
+    async fn append_on(connection: &mut SqliteConnection, request: &CommitRequest) -> Result<Appended, LogError> {
+        let mut tx = connection.begin_with("BEGIN IMMEDIATE").await.map_err(write_failed)?;
         let existing = sqlx::query("SELECT position FROM commits WHERE commit_id = ?")
             .bind(&request.commit_id)
             .fetch_optional(&mut *tx)
             .await
-            .map_err(LogError::unavailable)?;
+            .map_err(write_failed)?;
         if let Some(row) = existing {
-            let position: i64 = row.try_get("position").map_err(LogError::unavailable)?;
+            let position: i64 = row.try_get("position").map_err(write_failed)?;
             return Ok(Appended { position: position as u64, duplicate: true });
         }
         let last: Option<i64> = sqlx::query("SELECT MAX(position) AS last FROM commits WHERE aggregate_type = ? AND aggregate_id = ?")
@@ -103,7 +135,7 @@ impl SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .and_then(|row| row.try_get("last"))
-            .map_err(LogError::unavailable)?;
+            .map_err(write_failed)?;
         if last.unwrap_or(0) as u64 != request.expected_last_position {
             return Err(LogError::Conflict { key: request.key.dotted(), expected: request.expected_last_position });
         }
@@ -114,15 +146,9 @@ impl SqliteStore {
             .bind(&request.payload)
             .execute(&mut *tx)
             .await
-            .map_err(LogError::unavailable)?;
-        tx.commit().await.map_err(LogError::unavailable)?;
-        let position = inserted.last_insert_rowid() as u64;
-        self.head.send_if_modified(|head| {
-            let advanced = position > *head;
-            *head = (*head).max(position);
-            advanced
-        });
-        Ok(Appended { position, duplicate: false })
+            .map_err(write_failed)?;
+        tx.commit().await.map_err(write_failed)?;
+        Ok(Appended { position: inserted.last_insert_rowid() as u64, duplicate: false })
     }
 
     fn to_commit(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCommit, LogError> {

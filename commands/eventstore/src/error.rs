@@ -96,7 +96,11 @@ pub enum StoreError {
 impl StoreError {
     /// True when retrying the whole command (reload, decide, commit) may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Log(LogError::Conflict { .. } | LogError::Unavailable(_)) | Self::Key(KeyError::Unavailable(_)))
+        matches!(
+            self,
+            Self::Log(LogError::Conflict { .. } | LogError::Unavailable(_) | LogError::StorageFull(_))
+                | Self::Key(KeyError::Unavailable(_))
+        )
     }
 }
 
@@ -104,7 +108,7 @@ impl<E: std::error::Error> From<StoreError> for AggregateError<E> {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Log(LogError::Conflict { .. }) => AggregateError::AggregateConflict,
-            StoreError::Log(LogError::Unavailable(_)) | StoreError::Key(KeyError::Unavailable(_)) => {
+            StoreError::Log(LogError::Unavailable(_) | LogError::StorageFull(_)) | StoreError::Key(KeyError::Unavailable(_)) => {
                 AggregateError::DatabaseConnectionError(Box::new(error))
             }
             StoreError::Codec(_) | StoreError::Phi(PhiError::Corrupt { .. }) => AggregateError::DeserializationError(Box::new(error)),

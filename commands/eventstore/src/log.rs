@@ -114,6 +114,10 @@ pub enum LogError {
     /// The backend could not be reached or failed.
     #[error("event log unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend has no room left to store the commit; nothing was written.
+    /// Retrying (with the same command id) succeeds once space is freed.
+    #[error("event log storage is full: {0}")]
+    StorageFull(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// An entry that is not a commit of this store (e.g. foreign subject).
     #[error("malformed log entry at position {position}: {reason}")]
     Malformed {
