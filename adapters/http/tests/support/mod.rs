@@ -21,6 +21,8 @@ use tower::ServiceExt;
 
 pub struct TestApp {
     pub router: axum::Router,
+    pub state: AppState,
+    pub log: Arc<dyn emr_eventstore::EventLog>,
     pub identity: Identity,
     _dir: tempfile::TempDir,
 }
@@ -36,19 +38,35 @@ pub async fn app() -> TestApp {
     app_with(AuthPolicy::default(), 1000).await
 }
 
+/// The app with every optional part configured: read models (SQLite) and the
+/// audit ledger (file) beside the blob store, all in the app's directory.
+pub async fn app_with_everything() -> TestApp {
+    let mut app = app().await;
+    let dir = app._dir.path().to_owned();
+    let db = emr_projections::ReadModelDb::open_sqlite(&dir.join("read-models.db")).await.unwrap();
+    db.migrate().await.unwrap();
+    let mut state = app.state.clone();
+    state.read_models = Some(emr_http::ReadModelState { db, log: app.log.clone() });
+    let ledger = std::sync::Arc::new(emr_anchor::FileLedger::open(&dir.join("audit")).unwrap());
+    state.audit = Some(emr_http::AuditState { ledger, dir: dir.join("audit") });
+    app.router = router(state.clone());
+    app.state = state;
+    app
+}
+
 pub async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let store = emr_sqlite::SqliteStore::open(dir.path()).await.unwrap();
     let (log, snapshots, keys) = store.ports();
     let kek = Arc::new(emr_keyring::Keyring::load_or_create(&dir.path().join("keyring")).unwrap());
-    let ports = EventStorePorts { log, snapshots, keys, kek };
+    let ports = EventStorePorts { log: log.clone(), snapshots, keys, kek };
     let tokens = Tokens::new(SigningKeys::generate("test-key").unwrap());
     let identity = Identity::new(&ports, Arc::new(MemorySessionStore::new()), tokens, policy, DomainServices::default());
     let clinic = Clinic::new(ports, StoreConfig::default(), DomainServices::default());
     let blobs = Arc::new(emr_ipfs::LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
     let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
     let state = AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None, attachments };
-    TestApp { router: router(state), identity, _dir: dir }
+    TestApp { router: router(state.clone()), state, log, identity, _dir: dir }
 }
 
 pub const PASSWORD: &str = "Correct-Horse-Battery-9";
