@@ -5,6 +5,7 @@
 
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
+use emr_domain::ids::AttachmentId;
 use emr_domain::values::DicomSummary;
 
 /// How much of the plaintext is kept for the header.
@@ -31,6 +32,25 @@ pub fn summarize(prefix: &[u8]) -> Result<DicomSummary, String> {
         rows: number(tags::ROWS),
         columns: number(tags::COLUMNS),
     })
+}
+
+/// How long reading a header may take before the upload goes on without it.
+const PARSE_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`summarize`] on a blocking thread, within [`PARSE_BUDGET`]: `None` (the blob
+/// is kept opaque) when the header is unreadable or takes longer. The fuzz
+/// campaign (tests/tests/fuzz.rs) found crafted headers on which the parser
+/// spends many seconds of CPU; an upload must not wait for that.
+pub(crate) async fn summarize_within(header: Vec<u8>, attachment: AttachmentId) -> Option<DicomSummary> {
+    let parsing = tokio::task::spawn_blocking(move || summarize(&header));
+    let reason = match tokio::time::timeout(PARSE_BUDGET, parsing).await {
+        Ok(Ok(Ok(summary))) => return Some(summary),
+        Ok(Ok(Err(reason))) => reason,
+        Ok(Err(_)) => "the DICOM parser failed".to_owned(),
+        Err(_) => format!("reading the header took longer than {PARSE_BUDGET:?}"),
+    };
+    tracing::warn!(%attachment, %reason, "DICOM header unreadable; stored as an opaque blob");
+    None
 }
 
 #[cfg(test)]

@@ -141,17 +141,8 @@ impl Attachments {
         };
         let (sealed, stored) = tokio::join!(sealing, self.store.put(patient_id, &mut reader));
         let (sealed, stored) = (sealed?, stored?);
-        let dicom = if is_dicom {
-            match crate::dicom::summarize(&head.head) {
-                Ok(summary) => Some(summary),
-                Err(reason) => {
-                    tracing::warn!(attachment = %upload.attachment_id, %reason, "DICOM header unreadable; stored as an opaque blob");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let dicom =
+            if is_dicom { crate::dicom::summarize_within(std::mem::take(&mut head.head), upload.attachment_id).await } else { None };
         if let Some(replicator) = &self.replicator {
             // The blob is already durable in the store; a cluster that cannot be
             // reached now leaves it under-replicated, which its status reports,

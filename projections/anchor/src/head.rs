@@ -35,9 +35,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses 64 hex digits.
+/// A hash in its one canonical text form: 64 lowercase hex digits. Anything else
+/// (upper case, signs) is refused, so a proof has exactly one encoding.
 pub(crate) fn parse_hash(text: &str) -> Option<Hash> {
-    if text.len() != 64 {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     let mut hash = [0u8; 32];

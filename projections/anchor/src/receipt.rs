@@ -53,7 +53,7 @@ impl Receipt {
         let size = usize::try_from(anchored.head.size).ok()?;
         let path = merkle::inclusion_proof(leaves.get(..size)?, index)?;
         Some(Self {
-            format: "emr-receipt/1".into(),
+            format: Self::FORMAT.into(),
             leaf_hash: hex(leaves.get(index)?),
             leaf_index: index as u64,
             tree_size: anchored.head.size,
@@ -64,8 +64,15 @@ impl Receipt {
         })
     }
 
+    /// The receipt format this build writes and verifies.
+    pub const FORMAT: &str = "emr-receipt/1";
+
     /// The offline check, given the event's canonical bytes and the keys trusted.
+    /// A receipt of another format is not understood, so it does not verify.
     pub fn verify(&self, canonical_bytes: &[u8], trusted_keys: &[String]) -> bool {
+        if self.format != Self::FORMAT {
+            return false;
+        }
         let leaf = merkle::leaf_hash(canonical_bytes);
         let path: Option<Vec<Hash>> = self.path.iter().map(|h| parse_hash(h)).collect();
         let (Some(path), Some(root)) = (path, parse_hash(&self.root)) else { return false };
