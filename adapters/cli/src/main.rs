@@ -7,6 +7,7 @@
 //! - `emr log`: the event log, PHI sealed, as JSON lines.
 
 mod audit;
+mod backup;
 mod demo;
 mod evm;
 mod read_models;
@@ -52,6 +53,21 @@ enum Command {
     },
     /// Run a scripted clinical day end to end and print what happened.
     Demo,
+    /// Write a consistent backup (log, wrapped keys, anchors, embedded blobs) and
+    /// its manifest into a new directory; safe while serving. The keyring is not
+    /// included: keep it in your secret store.
+    Backup {
+        /// The new directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into this (empty) deployment; read models rebuild when
+    /// projectors next run.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Verify the event log against its anchored Merkle tree heads.
     Audit {
         #[command(subcommand)]
@@ -220,6 +236,16 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo => demo::run(&wiring::clinic(&settings).await?).await,
+        Command::Backup { to } => {
+            let manifest = backup::backup(&settings, &wiring::ports(&settings).await?, &to).await?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
+        Command::Restore { from } => {
+            let manifest = backup::restore(&settings, &wiring::ports(&settings).await?, &from).await?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            Ok(())
+        }
         Command::Projections { action } => projections(&settings, action).await,
         Command::Audit { action: AuditAction::Verify { patient: Some(patient) } } => {
             let ports = wiring::ports(&settings).await?;

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 /// What each scenario injects, and where its test lives.
-const SCENARIOS: [(&str, &str, &str); 16] = [
+const SCENARIOS: [(&str, &str, &str); 17] = [
     (
         "nats-restart-under-load",
         "NATS server killed (SIGKILL) and restarted 3 times under a sustained HTTP command load",

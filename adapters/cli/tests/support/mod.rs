@@ -98,8 +98,14 @@ pub struct Served {
 /// Starts `emr serve` on the data directory (sessions in Redis under `sessions`,
 /// so tokens outlive the process) and waits until it is ready.
 pub async fn serve(data_dir: &Path, http: u16, grpc: u16, sessions: &str) -> Served {
+    serve_with(data_dir, http, grpc, sessions, &[]).await
+}
+
+/// [`serve`] with more environment (settings) for the process.
+pub async fn serve_with(data_dir: &Path, http: u16, grpc: u16, sessions: &str, env: &[(&str, &std::ffi::OsStr)]) -> Served {
     let process = emr(data_dir)
         .arg("serve")
+        .envs(env.iter().copied())
         .env("EMR__HTTP__LISTEN", format!("127.0.0.1:{http}"))
         .env("EMR__GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
         .env("EMR__AUTH__REDIS_URL", std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
