@@ -157,3 +157,50 @@ async fn a_deployment_backed_up_under_load_and_destroyed_is_restored_whole() {
 async fn serve_with_keyring(data_dir: &Path, http: u16, grpc: u16, sessions: &str, keyring: &Path) -> support::Served {
     support::serve_with(data_dir, http, grpc, sessions, &[("EMR__KEYS__KEYRING_FILE", keyring.as_os_str())]).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jetstream_deployment_is_restored_into_a_new_server_commit_for_commit() {
+    let source = emr_tests::backends::jetstream().await;
+    // Six patients: one of them erased, so a tombstone is restored too.
+    emr_tests::history::write(&emr_tests::backends::clinic(&source.backend), 6).await;
+    let target = emr_tests::backends::jetstream().await;
+    let root = tempfile::tempdir().unwrap();
+    let backup = root.path().join("backup");
+    // The same inline keyring the test backends use.
+    let on = |server: &emr_tests::backends::TestBackend, data_dir: &Path, args: &[&str]| {
+        let output = emr(data_dir)
+            .args(args)
+            .env("EMR__STORE__BACKEND", "nats")
+            .env("EMR__NATS__URL", server.nats.as_ref().unwrap().url())
+            .env("EMR__KEYS__KEYRING", "test-kek:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "emr {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    on(&source, &root.path().join("source"), &["backup", "--to", backup.to_str().unwrap()]);
+    on(&target, &root.path().join("target"), &["restore", "--from", backup.to_str().unwrap()]);
+
+    let read_all = |log: Arc<dyn emr_eventstore::EventLog>| async move { log.read_from(1, 100_000).await.unwrap() };
+    let (original, restored) = (read_all(source.backend.log.clone()).await, read_all(target.backend.log.clone()).await);
+    assert!(!original.is_empty());
+    assert_eq!(original.len(), restored.len());
+    for (a, b) in original.iter().zip(&restored) {
+        assert_eq!((a.position, &a.key, &a.payload), (b.position, &b.key, &b.payload), "commit at {} restored byte for byte", a.position);
+    }
+    let (mut subjects, mut restored_subjects) =
+        (source.backend.keys.subjects().await.unwrap(), target.backend.keys.subjects().await.unwrap());
+    subjects.sort_unstable();
+    restored_subjects.sort_unstable();
+    assert_eq!(subjects, restored_subjects);
+    let mut erased = 0;
+    for patient in subjects {
+        erased += usize::from(source.backend.keys.get(patient).await.unwrap() == emr_eventstore::KeyState::Destroyed);
+        assert_eq!(
+            source.backend.keys.get(patient).await.unwrap(),
+            target.backend.keys.get(patient).await.unwrap(),
+            "key state of {patient}"
+        );
+    }
+    assert!(erased > 0, "an erasure tombstone was among the restored key states");
+}
