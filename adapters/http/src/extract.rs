@@ -49,6 +49,7 @@ impl FromRequestParts<AppState> for Caller {
             .or_else(|| authorization.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthenticated("the Authorization scheme must be Bearer"))?;
         let claims = state.identity.authenticate(token.trim()).await?;
+        crate::request_log::record_actor(&claims.actor());
         Ok(Self { actor: claims.actor(), claims })
     }
 }
@@ -61,10 +62,13 @@ impl FromRequestParts<AppState> for Command {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Caller { actor, .. } = Caller::from_request_parts(parts, state).await?;
-        let context = match idempotency_key(parts)? {
+        let mut context = match idempotency_key(parts)? {
             Some(id) => CommandContext::with_id(id, actor),
             None => CommandContext::new(actor),
         };
+        if let Some(request) = parts.extensions.get::<crate::request_log::RequestId>() {
+            context.correlation_id = request.0;
+        }
         Ok(Self(context))
     }
 }

@@ -20,6 +20,7 @@ mod extract;
 mod metrics;
 mod openapi;
 mod problem;
+mod request_log;
 mod routes;
 
 use axum::Router;
@@ -70,5 +71,6 @@ pub fn router(state: AppState) -> Router {
     routes::router()
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::record))
+        .layer(axum::middleware::from_fn(request_log::trace))
         .layer(axum::Extension(metrics))
 }

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 /// What each scenario injects, and where its test lives.
-const SCENARIOS: [(&str, &str, &str); 17] = [
+const SCENARIOS: [(&str, &str, &str); 18] = [
     (
         "nats-restart-under-load",
         "NATS server killed (SIGKILL) and restarted 3 times under a sustained HTTP command load",
@@ -59,6 +59,11 @@ const SCENARIOS: [(&str, &str, &str); 17] = [
         "hostile-fields",
         "Every field of 8 valid commands replaced by injection, script, huge, negative, fractional, unknown-enum and wrongly typed values",
         "adapters/http/tests/hostile.rs",
+    ),
+    (
+        "phi-in-logs",
+        "`emr serve` at debug level with JSON logs; a marker in every PHI field of a clinical journey, refusals included; the logs searched",
+        "adapters/cli/tests/logs.rs",
     ),
     ("fuzz-command-json", "Command JSON as clients send it (record, patient, grant, account commands)", "tests/tests/fuzz.rs"),
     ("fuzz-stored-commits", "Commits as the stream delivers them: decoded, upcast, projected", "tests/tests/fuzz.rs"),

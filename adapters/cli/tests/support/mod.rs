@@ -103,17 +103,28 @@ pub async fn serve(data_dir: &Path, http: u16, grpc: u16, sessions: &str) -> Ser
 
 /// [`serve`] with more environment (settings) for the process.
 pub async fn serve_with(data_dir: &Path, http: u16, grpc: u16, sessions: &str, env: &[(&str, &std::ffi::OsStr)]) -> Served {
-    let process = emr(data_dir)
+    let mut command = serve_command(data_dir, http, grpc, sessions);
+    command.envs(env.iter().copied());
+    started(command, http).await
+}
+
+/// The `emr serve` command [`serve`] runs, to adjust before [`started`].
+pub fn serve_command(data_dir: &Path, http: u16, grpc: u16, sessions: &str) -> Command {
+    let mut command = emr(data_dir);
+    command
         .arg("serve")
-        .envs(env.iter().copied())
         .env("EMR__HTTP__LISTEN", format!("127.0.0.1:{http}"))
         .env("EMR__GRPC__LISTEN", format!("127.0.0.1:{grpc}"))
         .env("EMR__AUTH__REDIS_URL", std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
         .env("EMR__AUTH__REDIS_NAMESPACE", sessions)
         // Fewer, larger tree heads than the anchor test: the load writes thousands of commits.
-        .env("EMR__AUDIT__BATCH_COMMITS", "64")
-        .spawn()
-        .unwrap();
+        .env("EMR__AUDIT__BATCH_COMMITS", "64");
+    command
+}
+
+/// Spawns a serve command and waits until its API on `http` is ready.
+pub async fn started(mut command: Command, http: u16) -> Served {
+    let process = command.spawn().unwrap();
     let api = ApiClient::new(format!("http://127.0.0.1:{http}"));
     api.wait_ready().await;
     Served { process, api }
