@@ -7,6 +7,7 @@
 #   - Redis: session-store and API tests use the server at 127.0.0.1:6379;
 #   - anvil (npm @foundry-rs/anvil) and solc-js: EVM anchoring tests start their own node;
 #   - the JS IPFS node (npm ipfs 0.66.1, serving the Kubo RPC API): IPFS tests start their own;
+#   - prometheus and promtool (Debian package): the alert-rule tests start their own;
 # installing the Debian packages and starting the servers when they are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,10 +81,18 @@ ensure_evm_tools() {
   (cd adapters/ipfs/node && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
+ensure_prometheus() {
+  # promtool checks and unit-tests the alert rules; a real Prometheus scrapes `emr serve`.
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then return; fi
+  say "installing prometheus (Debian package)"
+  install_packages --no-install-recommends prometheus
+}
+
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }
 ensure_nats_server
 ensure_mariadb
 ensure_redis
+ensure_prometheus
 ensure_evm_tools
 
 if cargo fmt --version >/dev/null 2>&1; then

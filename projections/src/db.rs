@@ -142,7 +142,11 @@ impl ReadModelDb {
     /// Connects to a MySQL/MariaDB database (no migration).
     pub async fn connect_mysql(url: &str, max_connections: u32) -> Result<Self, ProjectionError> {
         let options = MySqlConnectOptions::from_str(url)?;
-        Ok(Self::MySql(MySqlPoolOptions::new().max_connections(max_connections).connect_with(options).await?))
+        // A dead server answers reads and batches with an error in seconds, not the
+        // 30 s sqlx waits by default: dashboards get a 503, projectors back off.
+        let pool =
+            MySqlPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(5)).connect_with(options).await?;
+        Ok(Self::MySql(pool))
     }
 
     /// Opens (creating it if absent) a SQLite read-model file (no migration).

@@ -23,7 +23,12 @@ pub(crate) struct Metrics {
     log_head: IntGauge,
     lag_events: IntGaugeVec,
     lag_seconds: GaugeVec,
+    up: IntGaugeVec,
 }
+
+/// How long a scrape waits for each dependency's figures: `/metrics` must answer
+/// even (especially) while a dependency is down.
+const REFRESH_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Metrics {
     pub(crate) fn new() -> Result<Arc<Self>, prometheus::Error> {
@@ -48,8 +53,16 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(log_head.clone()))?;
         registry.register(Box::new(lag_events.clone()))?;
+        let up = IntGaugeVec::new(
+            Opts::new(
+                "emr_dependency_up",
+                "1 when the dependency answered the last scrape in time, else 0 (its gauges keep their last values)",
+            ),
+            &["dependency"],
+        )?;
         registry.register(Box::new(lag_seconds.clone()))?;
-        Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds }))
+        registry.register(Box::new(up.clone()))?;
+        Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds, up }))
     }
 }
 
@@ -67,12 +80,31 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
 
 /// The text exposition format, with log head and projection lag refreshed.
 pub(crate) async fn render(State(state): State<AppState>, metrics: axum::Extension<Arc<Metrics>>) -> Result<Response, ApiError> {
-    metrics.log_head.set(i64::try_from(state.clinic.log().head().await?).unwrap_or(i64::MAX));
-    if let Some(models) = &state.read_models {
-        for lag in emr_projections::lags(&models.db, models.log.clone()).await? {
-            metrics.lag_events.with_label_values(&[lag.projection.as_str()]).set(i64::try_from(lag.behind_commits).unwrap_or(i64::MAX));
-            metrics.lag_seconds.with_label_values(&[lag.projection.as_str()]).set(lag.behind_seconds);
+    let head = tokio::time::timeout(REFRESH_BUDGET, state.clinic.log().head()).await;
+    let log_up = match head {
+        Ok(Ok(head)) => {
+            metrics.log_head.set(i64::try_from(head).unwrap_or(i64::MAX));
+            1
         }
+        _ => 0,
+    };
+    metrics.up.with_label_values(&["event_log"]).set(log_up);
+    if let Some(models) = &state.read_models {
+        let lags = tokio::time::timeout(REFRESH_BUDGET, emr_projections::lags(&models.db, models.log.clone())).await;
+        let models_up = match lags {
+            Ok(Ok(lags)) => {
+                for lag in lags {
+                    metrics
+                        .lag_events
+                        .with_label_values(&[lag.projection.as_str()])
+                        .set(i64::try_from(lag.behind_commits).unwrap_or(i64::MAX));
+                    metrics.lag_seconds.with_label_values(&[lag.projection.as_str()]).set(lag.behind_seconds);
+                }
+                1
+            }
+            _ => 0,
+        };
+        metrics.up.with_label_values(&["read_models"]).set(models_up);
     }
     let mut body = Vec::new();
     TextEncoder::new().encode(&metrics.registry.gather(), &mut body).map_err(|_| ApiError::NotFound("metrics".into()))?;

@@ -1,18 +1,35 @@
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 
 /// Liveness: the process answers.
 pub(crate) async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// How long readiness waits for its dependencies: a probe must answer, and a
+/// dependency this slow is not ready.
+const READY_BUDGET: Duration = Duration::from_secs(2);
+
 /// Readiness: the event log (NATS or the embedded store), the session store
-/// and, when configured, the read-model database all answer.
+/// and, when configured, the read-model database all answer within
+/// [`READY_BUDGET`].
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    tokio::time::timeout(READY_BUDGET, check(&state)).await.unwrap_or_else(|_| {
+        Err(ApiError::Problem(
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Not ready", "a backing service did not answer within 2 s")
+                .retryable(),
+        ))
+    })
+}
+
+async fn check(state: &AppState) -> Result<Json<Value>, ApiError> {
     let head = state.clinic.log().head().await?;
     state.identity.check_sessions().await?;
     let read_models = match &state.read_models {
