@@ -40,7 +40,7 @@ say "running the suite ($mode)"
 status=0
 EMR_RELIABILITY_REPORT="$report" EMR_FUZZ_CASES="$cases" cargo test --locked \
   -p emr-tests --test faults --test concurrency --test fuzz \
-  -p emr-cli --test crashes --test disk --test backup --test logs --test read_models \
+  -p emr-cli --test crashes --test disk --test backup --test logs --test prometheus --test read_models \
   -p emr-http --test hostile --test api --test authorization 2>&1 | tee "$log" || status=$?
 cargo run --locked -q -p emr-tests --bin reliability-report -- "$report" "$log" "$out"
 exit "$status"

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 /// What each scenario injects, and where its test lives.
-const SCENARIOS: [(&str, &str, &str); 18] = [
+const SCENARIOS: &[(&str, &str, &str)] = &[
     (
         "nats-restart-under-load",
         "NATS server killed (SIGKILL) and restarted 3 times under a sustained HTTP command load",
@@ -65,6 +65,11 @@ const SCENARIOS: [(&str, &str, &str); 18] = [
         "`emr serve` at debug level with JSON logs; a marker in every PHI field of a clinical journey, refusals included; the logs searched",
         "adapters/cli/tests/logs.rs",
     ),
+    (
+        "prometheus-alert",
+        "A real Prometheus scraping `emr serve`; the read-model database killed: 503s, HighErrorRate pending, `/metrics` still answering",
+        "adapters/cli/tests/prometheus.rs",
+    ),
     ("fuzz-command-json", "Command JSON as clients send it (record, patient, grant, account commands)", "tests/tests/fuzz.rs"),
     ("fuzz-stored-commits", "Commits as the stream delivers them: decoded, upcast, projected", "tests/tests/fuzz.rs"),
     ("fuzz-receipts", "Inclusion receipts as auditors receive them; Merkle proof arithmetic on arbitrary sizes", "tests/tests/fuzz.rs"),
@@ -74,7 +79,7 @@ const SCENARIOS: [(&str, &str, &str); 18] = [
 ];
 
 /// Tests of authentication abuse and authorization, reported by name.
-const SECURITY_TESTS: [&str; 10] = [
+const SECURITY_TESTS: &[&str] = &[
     "forged_and_unsigned_tokens_are_refused",
     "a_totp_code_is_good_for_one_login_only",
     "five_wrong_passwords_lock_the_account_even_against_the_right_one",
@@ -144,14 +149,14 @@ fn main() {
     writeln!(md, "Each scenario's test fails if an acknowledged command is lost or stored twice, if `emr audit verify` fails, or if a read model differs from a clean rebuild. Figures are from this run.\n").unwrap();
     writeln!(md, "| scenario | injected | figures | test |").unwrap();
     writeln!(md, "| --- | --- | --- | --- |").unwrap();
-    for (name, injected, file) in SCENARIOS {
+    for &(name, injected, file) in SCENARIOS {
         let shown = read(name).map_or_else(|| "not run".to_owned(), |value| figures(&value));
         writeln!(md, "| {name} | {injected} | {shown} | `{file}` |").unwrap();
     }
     writeln!(md, "\n## Authentication abuse and authorization\n").unwrap();
     writeln!(md, "| test (`adapters/http/tests/`) | result |").unwrap();
     writeln!(md, "| --- | --- |").unwrap();
-    for name in SECURITY_TESTS {
+    for &name in SECURITY_TESTS {
         writeln!(md, "| {name} | {} |", results.get(name).copied().unwrap_or("not run")).unwrap();
     }
     writeln!(md, "\n## What the suite found (and what was fixed)\n").unwrap();
