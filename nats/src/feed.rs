@@ -123,7 +123,10 @@ impl CommitFeed for DurableFeed {
         async move {
             if let Some((position, message)) = self.unacknowledged.take() {
                 if position == through {
-                    message.ack().await.map_err(LogError::Unavailable)?;
+                    // Confirmed by the server (one round trip per batch): once
+                    // `applied` returns, the consumer's floor is where the
+                    // checkpoint is, so a restart resumes there and nowhere earlier.
+                    message.double_ack().await.map_err(LogError::Unavailable)?;
                 } else {
                     self.unacknowledged = Some((position, message));
                 }
