@@ -4,7 +4,7 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
@@ -68,8 +68,13 @@ impl TreeHead {
         parse_hash(&self.root)
     }
 
-    /// True when the signature is valid for the head's own key.
+    /// True when the signature is valid for the head's own key. The signature
+    /// covers `signed_at` to the microsecond, so a head carrying finer digits is
+    /// refused: one signed head, one encoding.
     pub fn signature_valid(&self) -> bool {
+        if self.signed_at != self.signed_at.trunc_subsecs(6) {
+            return false;
+        }
         let (Ok(signature), Some(key)) = (BASE64.decode(&self.signature), hex_bytes(&self.key)) else { return false };
         UnparsedPublicKey::new(&ED25519, key).verify(&self.signed_bytes(), &signature).is_ok()
     }
@@ -123,6 +128,7 @@ impl NodeKey {
 
     /// Signs a head in place.
     pub fn sign(&self, head: &mut TreeHead) {
+        head.signed_at = head.signed_at.trunc_subsecs(6);
         head.key = self.public_key();
         head.signature = BASE64.encode(self.pair.sign(&head.signed_bytes()).as_ref());
     }

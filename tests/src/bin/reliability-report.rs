@@ -163,7 +163,9 @@ fn main() {
     for finding in [
         "A failed SQLite COMMIT (disk full) left the writer connection believing it was still in a transaction: every later append (event store) and batch (read models) failed until restart. Connections are now discarded after a failed write.",
         "A full disk answered 503; it now answers 507 `storage-full`, retryable with the same Idempotency-Key once space is freed.",
-        "A receipt of another `format` verified; hashes in a receipt's path had several accepted encodings (upper case, `+`). Both are refused now.",
+        "A receipt of another `format` verified; hashes in a receipt's path had several accepted encodings (upper case, `+`); a head's `signed_at` could carry nanoseconds its signature does not cover. All refused now: one proof, one encoding.",
+        "`/ready` and `/metrics` waited 30 s (sqlx's acquire timeout) on a dead read-model database, so no scrape completed and no alert could fire; both answer within budget now, and `/metrics` reports `emr_dependency_up`.",
+        "The durable feed acknowledged batches without confirmation, so a consumer's floor could trail the checkpoint right after a batch; acknowledgements are confirmed now.",
         "dicom-object 0.10 spends seconds of CPU (up to ~40 s in a debug build) on some crafted headers; uploads now read the header on a blocking thread within 2 s and keep the blob opaque otherwise. The parser's CPU is still spent in the background: an upstream report and a parse pool limit remain to do.",
     ] {
         writeln!(md, "- {finding}").unwrap();
