@@ -17,7 +17,7 @@ mode=ci
 out=docs/reliability.md
 while [ $# -gt 0 ]; do
   case "$1" in
-    --heavy) cases=20000; mode=heavy ;;
+    --heavy) cases=20000; mode=heavy; export EMR_FUZZ_SEED="${EMR_FUZZ_SEED:-$(od -An -N6 -tu8 /dev/urandom | tr -d ' ')}" ;;
     --out) out="$2"; shift ;;
     *) echo "usage: tests/reliability.sh [--heavy] [--out FILE]" >&2; exit 2 ;;
   esac
@@ -33,10 +33,11 @@ cat > "$report/machine.json" <<JSON
 {"mode": "$mode", "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "cpus": "$(nproc)",
  "memory_gib": "$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)", "kernel": "$(uname -r)",
  "rustc": "$(rustc --version)", "nats_server": "$(version nats-server --version || version /usr/sbin/nats-server --version)",
- "mariadb": "$(version mariadbd --version || version /usr/sbin/mariadbd --version)", "fuzz_cases": "$cases"}
+ "mariadb": "$(version mariadbd --version || version /usr/sbin/mariadbd --version)", "fuzz_cases": "$cases",
+ "fuzz_seed": "${EMR_FUZZ_SEED:-fixed}"}
 JSON
 
-say "running the suite ($mode)"
+say "running the suite ($mode${EMR_FUZZ_SEED:+, fuzz seed $EMR_FUZZ_SEED})"
 status=0
 EMR_RELIABILITY_REPORT="$report" EMR_FUZZ_CASES="$cases" cargo test --locked \
   -p emr-tests --test faults --test concurrency --test fuzz \

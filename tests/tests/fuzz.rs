@@ -11,7 +11,8 @@
 //!
 //! No target may panic; memory is capped (`cap`) so an input that makes a
 //! decoder allocate without bound fails the run. Cases per target:
-//! `EMR_FUZZ_CASES` (default 300; `tests/reliability.sh --heavy` runs 20,000).
+//! `EMR_FUZZ_CASES` (default 300; `tests/reliability.sh --heavy` runs 20,000),
+//! from the seed `EMR_FUZZ_SEED` (fixed by default).
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use emr_domain::ids::{AttachmentId, PatientId};
 use emr_eventstore::{CommitRecord, LogReader, StoredCommit};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::json;
 
 /// Memory the fuzz targets may hold at once beyond what the process held at start.
@@ -31,6 +32,16 @@ static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::Syste
 
 fn cap_memory() {
     let _ = ALLOCATOR.set_limit(ALLOCATOR.allocated() + MEMORY_BUDGET);
+}
+
+/// The campaign's seed: `EMR_FUZZ_SEED` (tests/reliability.sh --heavy draws a
+/// new one and prints it), else a fixed one, so the test command's run is the
+/// same every time and a failure reproduces.
+fn seed() -> [u8; 32] {
+    let seed: u64 = std::env::var("EMR_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x454d_525f_4655_5a5a);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes
 }
 
 fn cases() -> u32 {
@@ -123,7 +134,8 @@ fn campaign_of<S: Strategy>(cases: u32, strategy: S, target: impl FnMut(S::Value
     // The runner takes `Fn`; targets count their outcomes.
     let target = std::cell::RefCell::new(target);
     let executions = AtomicU64::new(0);
-    let mut runner = TestRunner::new(Config { cases: cases.max(1), failure_persistence: None, ..Config::default() });
+    let config = Config { cases: cases.max(1), failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed()));
     runner
         .run(&strategy, |input| {
             executions.fetch_add(1, Ordering::Relaxed);

@@ -143,7 +143,7 @@ fn main() {
         m("mariadb")
     )
     .unwrap();
-    writeln!(md, "Configuration: the servers are real processes on loopback (a throwaway `nats-server -js` and `mariadbd` per fault test, the shared MariaDB and Redis otherwise); durability settings are production's (JetStream file storage; SQLite WAL with `synchronous=FULL`; no fsync skipped). Fuzz cases per target: {}.\n", m("fuzz_cases")).unwrap();
+    writeln!(md, "Configuration: the servers are real processes on loopback (a throwaway `nats-server -js` and `mariadbd` per fault test, the shared MariaDB and Redis otherwise); durability settings are production's (JetStream file storage; SQLite WAL with `synchronous=FULL`; no fsync skipped). Fuzz cases per target: {} (seed {}).\n", m("fuzz_cases"), m("fuzz_seed")).unwrap();
     writeln!(md, "**{passed} tests passed, {failed} failed** in this run.\n").unwrap();
     writeln!(md, "## Scenarios and their figures\n").unwrap();
     writeln!(md, "Each scenario's test fails if an acknowledged command is lost or stored twice, if `emr audit verify` fails, or if a read model differs from a clean rebuild. Figures are from this run.\n").unwrap();
