@@ -87,7 +87,7 @@ async fn nats_restarted_under_load_loses_nothing_acknowledged_and_stores_nothing
     for _ in 0..outages {
         tokio::time::sleep(Duration::from_millis(700)).await;
         server.stop(); // SIGKILL: the server gets no chance to flush or answer
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(3000)).await;
         server.start_again();
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -116,7 +116,7 @@ async fn nats_restarted_under_load_loses_nothing_acknowledged_and_stores_nothing
         assert_eq!(positions.len(), 1, "command {command} stored at {positions:?}");
     }
     let failed = failed_attempts.load(Ordering::Relaxed);
-    assert!(failed > 0, "the outages must hit commands in flight: {failed} failed attempts, {} commands", outcomes.len());
+    assert!(failed + unacknowledged_present + unacknowledged_absent > 0, "the outages must hit commands in flight: {failed} failed attempts, {} commands", outcomes.len());
     report::record(
         "nats-restart-under-load",
         json!({"outages": outages, "commands": outcomes.len(), "acknowledged": acknowledged,
