@@ -116,7 +116,11 @@ async fn nats_restarted_under_load_loses_nothing_acknowledged_and_stores_nothing
         assert_eq!(positions.len(), 1, "command {command} stored at {positions:?}");
     }
     let failed = failed_attempts.load(Ordering::Relaxed);
-    assert!(failed + unacknowledged_present + unacknowledged_absent > 0, "the outages must hit commands in flight: {failed} failed attempts, {} commands", outcomes.len());
+    assert!(
+        failed + unacknowledged_present + unacknowledged_absent > 0,
+        "the outages must hit commands in flight: {failed} failed attempts, {} commands",
+        outcomes.len()
+    );
     report::record(
         "nats-restart-under-load",
         json!({"outages": outages, "commands": outcomes.len(), "acknowledged": acknowledged,
