@@ -33,3 +33,19 @@ pub async fn commits_by_command(log: &Arc<dyn EventLog>) -> BTreeMap<String, Vec
     }
     by_command
 }
+
+/// Asserts that every acknowledged command (command id, receipt position) is
+/// stored exactly once, at the position its receipt names, and that no command
+/// at all is stored twice.
+pub fn assert_each_stored_once<'a>(stored: &BTreeMap<String, Vec<u64>>, acknowledged: impl IntoIterator<Item = (&'a String, u64)>) {
+    for (command, position) in acknowledged {
+        assert_eq!(
+            stored.get(command).map(Vec::as_slice),
+            Some(&[position][..]),
+            "acknowledged command {command} stored once, where its receipt says"
+        );
+    }
+    for (command, positions) in stored {
+        assert_eq!(positions.len(), 1, "command {command} stored at {positions:?}");
+    }
+}

@@ -19,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use emr_commands::EventStorePorts;
 use emr_domain::ids::PatientId;
+use emr_domain::values::Sha256Digest;
 use emr_eventstore::{AggregateKey, CommitRecord, CommitRequest, KeyState, StoredCommit};
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +39,8 @@ pub(crate) struct Manifest {
     log_head: u64,
     commits: u64,
     key_states: u64,
-    /// Path inside the backup → hex SHA-256.
-    files: BTreeMap<String, String>,
+    /// Path inside the backup → its SHA-256.
+    files: BTreeMap<String, Sha256Digest>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,9 +56,10 @@ struct KeyLine {
     state: KeyState,
 }
 
-fn sha256_of(path: &Path) -> anyhow::Result<String> {
+fn sha256_of(path: &Path) -> anyhow::Result<Sha256Digest> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Ok(Sha256Digest::from_bytes(digest.as_ref().try_into().context("a SHA-256 digest is 32 bytes")?))
 }
 
 /// Every file under `dir`, as paths relative to it.

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use emr_tests::accounts::{self, PASSWORD};
+use emr_tests::accounts::PASSWORD;
 use emr_tests::api_client::{patient_registration, record_creation};
 use emr_tests::nats_server::free_port;
 use emr_tests::report;
 use serde_json::{Value, json};
-use support::{assert_read_models_equal_a_rebuild, emr, kill, until_projected, verify};
+use support::{assert_read_models_equal_a_rebuild, emr, kill, physician, until_projected, verify};
 
 fn run(data_dir: &Path, keyring: &Path, args: &[&str]) -> (bool, Value, String) {
     let output = emr(data_dir)
@@ -54,12 +54,8 @@ async fn a_deployment_backed_up_under_load_and_destroyed_is_restored_whole() {
     assert!(created, "{stderr}");
     let served = serve_with_keyring(&original, http, grpc, &sessions, &keyring).await;
     let api = served.api.clone();
-    let admin = accounts::sign_in(&api.http, &api.base, "drill_admin").await;
-    let physician = json!({"username": "drill_doctor", "password": PASSWORD, "role": "physician",
-        "profile": {"full_name": "Sun Lei", "licence_number": "LIC-7788", "department": "Respiratory", "specialization": "Asthma"}});
-    let (doctor, _) = api.until_acknowledged(&admin, "/v1/accounts", uuid::Uuid::now_v7(), &physician).await;
-    let doctor = doctor["user_id"].as_str().unwrap().to_owned();
-    let token = Arc::new(accounts::sign_in(&api.http, &api.base, "drill_doctor").await);
+    let (doctor, token) = physician(&api, "drill_admin", "drill_doctor").await;
+    let token = Arc::new(token);
     let mut patients = Vec::new();
     for p in 0..4 {
         let (receipt, _) =

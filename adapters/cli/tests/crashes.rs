@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::api_client::{patient_registration, record_creation};
 use emr_tests::nats_server::free_port;
 use emr_tests::{backends, history, report};
 use serde_json::json;
-use support::{assert_read_models_equal_a_rebuild, emr, kill, serve, until_fully_anchored, until_projected, verify};
+use support::{
+    assert_read_models_equal_a_rebuild, create_admin, emr, kill, physician, serve, until_fully_anchored, until_projected, verify,
+};
 
 /// Spread over start-up, serving, folding and anchoring, and the same every run.
 fn kill_delay(round: u64, from_ms: u64, span_ms: u64) -> Duration {
@@ -30,20 +31,11 @@ async fn emr_serve_killed_at_random_points_under_load_keeps_log_anchors_and_read
     let dir = tempfile::tempdir().unwrap();
     let data_dir: PathBuf = dir.path().to_owned();
     let (http, grpc, sessions) = (free_port(), free_port(), format!("crash-{}", uuid::Uuid::new_v4().simple()));
-    let created = emr(&data_dir)
-        .args(["accounts", "create-admin", "--username", "crash_admin"])
-        .env("EMR_ADMIN_PASSWORD", PASSWORD)
-        .status()
-        .unwrap();
-    assert!(created.success());
+    create_admin(&data_dir, "crash_admin");
     let mut served = serve(&data_dir, http, grpc, &sessions).await;
     let api = served.api.clone();
-    let admin = accounts::sign_in(&api.http, &api.base, "crash_admin").await;
-    let physician = json!({"username": "crash_doctor", "password": PASSWORD, "role": "physician",
-        "profile": {"full_name": "Sun Lei", "licence_number": "LIC-7788", "department": "Respiratory", "specialization": "Asthma"}});
-    let (doctor, _) = api.until_acknowledged(&admin, "/v1/accounts", uuid::Uuid::now_v7(), &physician).await;
-    let doctor = doctor["user_id"].as_str().unwrap().to_owned();
-    let token = Arc::new(accounts::sign_in(&api.http, &api.base, "crash_doctor").await);
+    let (doctor, token) = physician(&api, "crash_admin", "crash_doctor").await;
+    let token = Arc::new(token);
     let mut patients = Vec::new();
     for p in 0..6 {
         let (receipt, _) =
@@ -95,16 +87,7 @@ async fn emr_serve_killed_at_random_points_under_load_keeps_log_anchors_and_read
     kill(served.process, "emr serve");
     let store = emr_sqlite::SqliteStore::open(&data_dir).await.unwrap();
     let stored = report::commits_by_command(&store.ports().0).await;
-    for (key, position) in &acknowledged {
-        assert_eq!(
-            stored.get(key).map(Vec::as_slice),
-            Some(&[*position][..]),
-            "acknowledged command {key} stored once, where its receipt says"
-        );
-    }
-    for (command, positions) in &stored {
-        assert_eq!(positions.len(), 1, "command {command} stored at {positions:?}");
-    }
+    report::assert_each_stored_once(&stored, acknowledged.iter().map(|(key, position)| (key, *position)));
     assert_read_models_equal_a_rebuild(&data_dir, &format!("after {kills} kills of emr serve")).await;
     report::record(
         "sigkill-emr-serve",

@@ -15,12 +15,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use emr_tests::accounts::{self, PASSWORD};
+use emr_tests::accounts::PASSWORD;
 use emr_tests::api_client::{Method, patient_registration, record_creation};
 use emr_tests::nats_server::free_port;
 use emr_tests::report;
 use serde_json::json;
-use support::{assert_read_models_equal_a_rebuild, emr, kill, serve, until_fully_anchored, until_projected};
+use support::{assert_read_models_equal_a_rebuild, create_admin, emr, kill, physician, serve, until_fully_anchored, until_projected};
 
 const IN_NAMESPACE: &str = "EMR_TEST_PRIVATE_MOUNTS";
 
@@ -78,20 +78,10 @@ fn a_full_disk_refuses_commands_with_a_retryable_problem_and_loses_nothing_once_
         let data_dir = root.path().join("data");
         mount_tmpfs(&data_dir, "size=24m");
         let (http, grpc, sessions) = (free_port(), free_port(), format!("disk-{}", uuid::Uuid::new_v4().simple()));
-        let created = emr(&data_dir)
-            .args(["accounts", "create-admin", "--username", "disk_admin"])
-            .env("EMR_ADMIN_PASSWORD", PASSWORD)
-            .status()
-            .unwrap();
-        assert!(created.success());
+        create_admin(&data_dir, "disk_admin");
         let mut served = serve(&data_dir, http, grpc, &sessions).await;
         let api = served.api.clone();
-        let admin = accounts::sign_in(&api.http, &api.base, "disk_admin").await;
-        let physician = json!({"username": "disk_doctor", "password": PASSWORD, "role": "physician",
-            "profile": {"full_name": "Sun Lei", "licence_number": "LIC-7788", "department": "Respiratory", "specialization": "Asthma"}});
-        let (doctor, _) = api.until_acknowledged(&admin, "/v1/accounts", uuid::Uuid::now_v7(), &physician).await;
-        let doctor = doctor["user_id"].as_str().unwrap().to_owned();
-        let token = accounts::sign_in(&api.http, &api.base, "disk_doctor").await;
+        let (doctor, token) = physician(&api, "disk_admin", "disk_doctor").await;
         let (patient, _) = api.until_acknowledged(&token, "/v1/patients", uuid::Uuid::now_v7(), &patient_registration("Full Disk")).await;
         let patient = patient["aggregate_id"].as_str().unwrap().to_owned();
         let body = |i: usize| {
@@ -152,10 +142,7 @@ fn a_full_disk_refuses_commands_with_a_retryable_problem_and_loses_nothing_once_
         kill(served.process, "emr serve");
         let store = emr_sqlite::SqliteStore::open(&data_dir).await.unwrap();
         let stored = report::commits_by_command(&store.ports().0).await;
-        for (key, position) in &acknowledged {
-            assert_eq!(stored.get(key).map(Vec::as_slice), Some(&[*position][..]), "acknowledged command {key} stored once");
-        }
-        assert!(stored.values().all(|positions| positions.len() == 1), "no command stored twice");
+        report::assert_each_stored_once(&stored, acknowledged.iter().map(|(key, position)| (key, *position)));
         assert_read_models_equal_a_rebuild(&data_dir, "after the disk filled up and was freed").await;
         report::record(
             "disk-full",

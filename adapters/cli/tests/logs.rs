@@ -6,11 +6,10 @@
 
 mod support;
 
-use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::api_client::Method;
 use emr_tests::nats_server::free_port;
 use serde_json::json;
-use support::{emr, kill, serve_command, started, until_projected};
+use support::{create_admin, emr, kill, physician, serve_command, started, until_projected};
 
 /// Every planted marker starts with this (no other text of the journey does).
 const MARKER: &str = "qzxphi";
@@ -20,21 +19,14 @@ async fn no_phi_reaches_the_logs_even_at_debug_level() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     let log = root.path().join("serve.log");
-    let created =
-        emr(&data_dir).args(["accounts", "create-admin", "--username", "log_admin"]).env("EMR_ADMIN_PASSWORD", PASSWORD).status().unwrap();
-    assert!(created.success());
+    create_admin(&data_dir, "log_admin");
     let (http, grpc) = (free_port(), free_port());
     let mut command = serve_command(&data_dir, http, grpc, &format!("logs-{}", uuid::Uuid::new_v4().simple()));
     command.env("RUST_LOG", "debug").env("EMR_LOG_FORMAT", "json").stderr(std::fs::File::create(&log).unwrap());
     let served = started(command, http).await;
     let api = served.api.clone();
 
-    let admin = accounts::sign_in(&api.http, &api.base, "log_admin").await;
-    let physician = json!({"username": "log_doctor", "password": PASSWORD, "role": "physician",
-        "profile": {"full_name": "Sun Lei", "licence_number": "LIC-7788", "department": "Respiratory", "specialization": "Asthma"}});
-    let (doctor, _) = api.until_acknowledged(&admin, "/v1/accounts", uuid::Uuid::now_v7(), &physician).await;
-    let doctor = doctor["user_id"].as_str().unwrap().to_owned();
-    let token = accounts::sign_in(&api.http, &api.base, "log_doctor").await;
+    let (doctor, token) = physician(&api, "log_admin", "log_doctor").await;
     let patient = json!({"hospital_id": "HOSP-001", "identifiers": {"mrn": format!("{MARKER}mrn"), "external": []},
         "demographics": {"full_name": format!("{MARKER}name Huang"), "date_of_birth": "1975-02-03", "gender": "male",
                          "phone_number": null, "email": format!("{MARKER}email@example.org"), "address": format!("{MARKER}addr Road 1")}});

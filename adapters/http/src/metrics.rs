@@ -49,10 +49,6 @@ impl Metrics {
             Opts::new("emr_projection_lag_seconds", "Age of the oldest commit a read model has not folded"),
             &["projection"],
         )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(log_head.clone()))?;
-        registry.register(Box::new(lag_events.clone()))?;
         let up = IntGaugeVec::new(
             Opts::new(
                 "emr_dependency_up",
@@ -60,6 +56,10 @@ impl Metrics {
             ),
             &["dependency"],
         )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(log_head.clone()))?;
+        registry.register(Box::new(lag_events.clone()))?;
         registry.register(Box::new(lag_seconds.clone()))?;
         registry.register(Box::new(up.clone()))?;
         Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds, up }))

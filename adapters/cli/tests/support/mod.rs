@@ -8,9 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::api_client::ApiClient;
 use emr_tests::read_models::{Store, TestReadModels, assert_same_tables, fold_all};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// `emr` on a data directory, anchoring and folding in small batches.
 pub fn emr(data_dir: &Path) -> Command {
@@ -128,4 +129,21 @@ pub async fn started(mut command: Command, http: u16) -> Served {
     let api = ApiClient::new(format!("http://127.0.0.1:{http}"));
     api.wait_ready().await;
     Served { process, api }
+}
+
+/// Opens the first administrator on a data directory, as an operator does.
+pub fn create_admin(data_dir: &Path, username: &str) {
+    let created =
+        emr(data_dir).args(["accounts", "create-admin", "--username", username]).env("EMR_ADMIN_PASSWORD", PASSWORD).status().unwrap();
+    assert!(created.success(), "emr accounts create-admin failed");
+}
+
+/// Signs the administrator `admin` in, opens the physician `username` through
+/// the API and signs them in: the physician's user id and access token.
+pub async fn physician(api: &ApiClient, admin: &str, username: &str) -> (String, String) {
+    let admin = accounts::sign_in(&api.http, &api.base, admin).await;
+    let physician = json!({"username": username, "password": PASSWORD, "role": "physician",
+        "profile": {"full_name": "Sun Lei", "licence_number": "LIC-7788", "department": "Respiratory", "specialization": "Asthma"}});
+    let (opened, _) = api.until_acknowledged(&admin, "/v1/accounts", uuid::Uuid::now_v7(), &physician).await;
+    (opened["user_id"].as_str().unwrap().to_owned(), accounts::sign_in(&api.http, &api.base, username).await)
 }
