@@ -33,15 +33,16 @@ out="$(cd "$out" && pwd)"
 # name and arguments, per mode
 if [ "$mode" = smoke ]; then
   profile=(); bin_dir="$target_dir/debug"
-  runs=("bench-core 40 4" "bench-projections 300 jetstream" "bench-audit 300" "bench-attachments 2" "bench-api 40 4")
+  runs=("bench-core 40 4" "bench-projections 300 jetstream" "bench-audit 300" "bench-attachments 2" "bench-api 40 4" "bench-backup 300")
 else
   profile=(--release); bin_dir="$target_dir/release"
-  runs=("bench-core 2000 32" "bench-projections 20000 jetstream" "bench-audit 20000" "bench-attachments 1024" "bench-api 2000 32")
+  runs=("bench-core 2000 32" "bench-projections 20000 jetstream" "bench-audit 20000" "bench-attachments 1024" "bench-api 2000 32" "bench-backup 20000")
 fi
 
 say() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
 say "building the benchmarks (${mode})"
-cargo build --locked -q -p emr-tests --bins "${profile[@]}"
+# emr-cli too: bench-backup runs the real `emr backup` / `emr restore`.
+cargo build --locked -q -p emr-tests -p emr-cli --bins "${profile[@]}"
 
 machine="$(printf '{"mode":"%s","cpus":%s,"memory_kib":%s,"kernel":"%s","rustc":"%s","nats_server":"%s"}' \
   "$mode" "$(nproc)" "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" "$(uname -r)" \

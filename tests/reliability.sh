@@ -5,8 +5,9 @@
 #   tests/reliability.sh [--heavy] [--out FILE]
 #
 # Runs the fault, crash, disk, concurrency, hostile-input, authentication and
-# fuzz tests against real servers (the same tests tests/run.sh runs, at the same
-# sizes unless --heavy), each recording its figures, then renders FILE (default
+# fuzz tests, the two-process scale test and graceful shutdown against real
+# servers (the same tests tests/run.sh runs, at the same sizes unless --heavy),
+# each recording its figures, then renders FILE (default
 # docs/reliability.md). --heavy: 20,000 fuzz cases per target instead of 300.
 # Needs the services tests/run.sh provides (run that once on a fresh machine).
 set -euo pipefail
@@ -41,7 +42,7 @@ say "running the suite ($mode${EMR_FUZZ_SEED:+, fuzz seed $EMR_FUZZ_SEED})"
 status=0
 EMR_RELIABILITY_REPORT="$report" EMR_FUZZ_CASES="$cases" cargo test --locked \
   -p emr-tests --test faults --test concurrency --test fuzz \
-  -p emr-cli --test crashes --test disk --test backup --test logs --test prometheus --test read_models \
+  -p emr-cli --test crashes --test disk --test backup --test logs --test prometheus --test read_models --test scale --test shutdown \
   -p emr-http --test hostile --test api --test authorization 2>&1 | tee "$log" || status=$?
 cargo run --locked -q -p emr-tests --bin reliability-report -- "$report" "$log" "$out"
 exit "$status"

@@ -8,6 +8,7 @@
 #   - anvil (npm @foundry-rs/anvil) and solc-js: EVM anchoring tests start their own node;
 #   - the JS IPFS node (npm ipfs 0.66.1, serving the Kubo RPC API): IPFS tests start their own;
 #   - prometheus and promtool (Debian package): the alert-rule tests start their own;
+#   - kubectl and kubernetes-validate (Debian package, PyPI): the deployment tests;
 # installing the Debian packages and starting the servers when they are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,11 +89,30 @@ ensure_prometheus() {
   install_packages --no-install-recommends prometheus
 }
 
+ensure_k8s_tools() {
+  # kubectl renders the Kustomize overlays; kubernetes-validate (PyPI, with the
+  # Kubernetes JSON schemas inside) validates them offline (tests/tests/deploy.rs).
+  if ! command -v kubectl >/dev/null; then
+    say "installing kubectl (Debian package kubernetes-client)"
+    install_packages kubernetes-client
+  fi
+  local venv="$HOME/.cache/emr-ledger/k8s-venv"
+  if [ -x "$venv/bin/kubernetes-validate" ]; then return; fi
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    say "installing python3-venv (Debian package)"
+    install_packages python3-venv
+  fi
+  say "installing kubernetes-validate 1.37.0 (PyPI) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+}
+
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }
 ensure_nats_server
 ensure_mariadb
 ensure_redis
 ensure_prometheus
+ensure_k8s_tools
 ensure_evm_tools
 
 if cargo fmt --version >/dev/null 2>&1; then

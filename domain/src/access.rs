@@ -53,11 +53,19 @@ pub enum Action {
     ReadAudit,
     /// Open, lock, unlock and close accounts.
     ManageAccounts,
+    /// Restrict processing of a patient's data (GDPR Art. 18), or lift the restriction.
+    RestrictProcessing,
+    /// Place or release a legal hold on a patient.
+    PlaceLegalHold,
+    /// Export everything held about a patient (GDPR Art. 15 and 20).
+    ExportData,
+    /// Export the de-identified research dataset (no PHI, no row-level access).
+    ExportDeidentified,
 }
 
 impl Action {
     /// Every action, for tests and documentation that must cover them all.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 22] = [
         Self::RegisterPatient,
         Self::ReadPatient,
         Self::UpdateDemographics,
@@ -76,6 +84,10 @@ impl Action {
         Self::ReadDashboard,
         Self::ReadAudit,
         Self::ManageAccounts,
+        Self::RestrictProcessing,
+        Self::PlaceLegalHold,
+        Self::ExportData,
+        Self::ExportDeidentified,
     ];
 }
 
@@ -122,7 +134,7 @@ pub fn rule(role: Role, action: Action) -> Rule {
             ReadPatient | ReadRecord | GrantAccess | DecideRequest | RevokeGrant | ReadGrant | ReadRecordIndex | ReadAccessLog => {
                 Rule::OwnOrDelegate
             }
-            UpdateDemographics | ErasePatient => Rule::OwnPatient,
+            UpdateDemographics | ErasePatient | RestrictProcessing | ExportData => Rule::OwnPatient,
             _ => Rule::Never,
         },
         Role::Physician | Role::Nurse => match action {
@@ -139,7 +151,8 @@ pub fn rule(role: Role, action: Action) -> Rule {
             _ => Rule::Never,
         },
         Role::Admin => match action {
-            ManageAccounts | ErasePatient | ReadDashboard => Rule::Role,
+            // The privacy officer acts on patients' requests and on legal matters.
+            ManageAccounts | ErasePatient | ReadDashboard | RestrictProcessing | PlaceLegalHold => Rule::Role,
             _ => Rule::Never,
         },
         Role::Auditor => match action {
@@ -147,7 +160,10 @@ pub fn rule(role: Role, action: Action) -> Rule {
             ReadRecord | ReadPatient => Rule::Redacted,
             _ => Rule::Never,
         },
-        Role::Researcher => Rule::Never,
+        Role::Researcher => match action {
+            ExportDeidentified => Rule::Role,
+            _ => Rule::Never,
+        },
         Role::System => Rule::Role,
     }
 }
@@ -199,6 +215,10 @@ pub enum Denied {
     /// A practitioner may only author records in their own name.
     #[error("records are authored in the acting practitioner's own name")]
     OnBehalfOfAnother,
+    /// The patient restricted processing (GDPR Art. 18): grants and authorship
+    /// do not open their data until the restriction is lifted.
+    #[error("the patient restricted the processing of their data; only they, or a break-glass emergency, may read it")]
+    ProcessingRestricted,
 }
 
 /// What the application layer found out about the actor and the data.
@@ -262,6 +282,24 @@ impl Rule {
                 }
             }
         }
+    }
+}
+
+/// Whether a restriction of processing (GDPR Art. 18) applies to `action`: every
+/// read of the patient's data.
+pub fn restrictable(action: Action) -> bool {
+    matches!(action, Action::ReadPatient | Action::ReadRecord | Action::ReadRecordIndex)
+}
+
+/// Decides a restrictable action on a patient who restricted processing: grants
+/// and authorship count for nothing; the patient themselves, a break-glass
+/// emergency (vital interests) and what the role alone allows without PHI
+/// (an auditor's redacted replay, the metadata index) still pass.
+pub fn under_restriction(rule: Rule, actor: &Actor, action: Action, facts: &Facts) -> Result<Basis, Denied> {
+    let facts = Facts { grant: None, author: None, ..*facts };
+    match rule.evaluate(actor, action, &facts) {
+        Ok(basis @ (Basis::OwnRecord | Basis::BreakGlass | Basis::Redacted | Basis::Role)) => Ok(basis),
+        _ => Err(Denied::ProcessingRestricted),
     }
 }
 
@@ -346,9 +384,38 @@ mod tests {
     }
 
     #[test]
+    fn a_restriction_of_processing_leaves_only_the_patient_and_break_glass() {
+        let patient = actor(Role::Patient);
+        let doctor = actor(Role::Physician);
+        let own = Some(PatientId::from(patient.user_id.as_uuid()));
+        let granted = Facts { patient: own, grant: Some(GrantId::new()), author: Some(doctor.user_id), ..Facts::default() };
+        let read = rule(Role::Physician, Action::ReadRecord);
+        assert_eq!(
+            under_restriction(read, &doctor, Action::ReadRecord, &granted),
+            Err(Denied::ProcessingRestricted),
+            "grant and authorship"
+        );
+        let emergency = Facts { break_glass: true, ..granted };
+        assert_eq!(under_restriction(read, &doctor, Action::ReadRecord, &emergency), Ok(Basis::BreakGlass));
+        let own_read = rule(Role::Patient, Action::ReadRecord);
+        assert_eq!(
+            under_restriction(own_read, &patient, Action::ReadRecord, &Facts { patient: own, ..Facts::default() }),
+            Ok(Basis::OwnRecord)
+        );
+        let delegate = actor(Role::Patient);
+        assert_eq!(
+            under_restriction(own_read, &delegate, Action::ReadRecord, &granted),
+            Err(Denied::ProcessingRestricted),
+            "a delegate is not the patient"
+        );
+        assert!(restrictable(Action::ReadRecordIndex) && !restrictable(Action::AmendRecord));
+    }
+
+    #[test]
     fn researchers_have_no_row_level_access_at_all() {
         for action in Action::ALL {
-            assert_eq!(rule(Role::Researcher, action), Rule::Never, "{action:?}");
+            let expected = if action == Action::ExportDeidentified { Rule::Role } else { Rule::Never };
+            assert_eq!(rule(Role::Researcher, action), expected, "{action:?}: only the de-identified dataset");
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod account;
 pub mod actor;
 pub mod clock;
 mod decided;
+pub mod deidentify;
 pub mod disclosure;
 pub mod grant;
 pub mod ids;

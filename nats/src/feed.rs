@@ -103,6 +103,12 @@ impl DurableFeed {
             batch = self.fetch(after, limit, true).await?;
         }
         let (commits, mut messages) = batch;
+        // The last message knows how many more wait for this consumer.
+        let pending = match messages.last().map(Message::info) {
+            Some(Ok(info)) => info.pending,
+            _ => 0,
+        };
+        crate::metrics::consumer_pending(&self.name, pending);
         self.unacknowledged = commits.last().map(|commit| commit.position).zip(messages.pop());
         Ok(commits)
     }

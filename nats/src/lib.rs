@@ -13,6 +13,7 @@
 mod feed;
 mod kv;
 mod log;
+mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;

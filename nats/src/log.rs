@@ -1,7 +1,7 @@
 //! The event log on a JetStream stream.
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::{self};
@@ -43,23 +43,54 @@ impl JetStreamLog {
         Ok(StoredCommit { position, key: Self::key_of(prefix, message.subject.as_str(), position)?, payload: message.payload.to_vec() })
     }
 
-    async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
-        let size = request.payload.len();
+    /// Sends one commit; the returned future is its acknowledgement. What to
+    /// report if it fails travels with it.
+    async fn publish(&self, request: CommitRequest) -> Result<(PublishAckFuture, Refusal), LogError> {
+        let refusal = Refusal { key: request.key.dotted(), expected: request.expected_last_position, size: request.payload.len() };
         let publish = PublishMessage::build()
             .payload(request.payload.into())
             .message_id(&request.commit_id)
             .expected_last_subject_sequence(request.expected_last_position);
-        let ack = async { self.context.send_publish(self.subject(&request.key), publish).await?.await }.await;
-        match ack {
-            Ok(ack) => Ok(Appended { position: ack.sequence, duplicate: ack.duplicate }),
-            Err(error) => Err(match error.kind() {
-                PublishErrorKind::WrongLastSequence => {
-                    LogError::Conflict { key: request.key.dotted(), expected: request.expected_last_position }
-                }
-                PublishErrorKind::MaxPayloadExceeded => LogError::TooLarge { size, limit: self.context.client().server_info().max_payload },
-                _ => LogError::unavailable(error),
-            }),
+        match self.context.send_publish(self.subject(&request.key), publish).await {
+            Ok(ack) => Ok((ack, refusal)),
+            Err(error) => Err(self.refused(error, refusal)),
         }
+    }
+
+    fn refused(&self, error: PublishError, refusal: Refusal) -> LogError {
+        match error.kind() {
+            PublishErrorKind::WrongLastSequence => LogError::Conflict { key: refusal.key, expected: refusal.expected },
+            PublishErrorKind::MaxPayloadExceeded => {
+                LogError::TooLarge { size: refusal.size, limit: self.context.client().server_info().max_payload }
+            }
+            _ => LogError::unavailable(error),
+        }
+    }
+
+    async fn acknowledged(&self, (ack, refusal): (PublishAckFuture, Refusal)) -> Result<Appended, LogError> {
+        match ack.await {
+            Ok(ack) => Ok(Appended { position: ack.sequence, duplicate: ack.duplicate }),
+            Err(error) => Err(self.refused(error, refusal)),
+        }
+    }
+
+    async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
+        let sent = self.publish(request).await?;
+        self.acknowledged(sent).await
+    }
+
+    /// Every commit sent before any acknowledgement is awaited: one connection
+    /// keeps them in order, and each still carries its expectation.
+    async fn append_pipelined(&self, requests: Vec<CommitRequest>) -> Result<Vec<Appended>, LogError> {
+        let mut sent = Vec::with_capacity(requests.len());
+        for request in requests {
+            sent.push(self.publish(request).await?);
+        }
+        let mut appended = Vec::with_capacity(sent.len());
+        for sent in sent {
+            appended.push(self.acknowledged(sent).await?);
+        }
+        Ok(appended)
     }
 
     async fn read_subject(&self, key: &AggregateKey, after_position: u64) -> Result<Vec<StoredCommit>, LogError> {
@@ -167,9 +198,20 @@ pub(crate) async fn head_of(stream: &Stream) -> Result<u64, LogError> {
     Ok(stream.get_info().await.map_err(LogError::unavailable)?.state.last_sequence)
 }
 
+/// What a refused publish is reported as.
+struct Refusal {
+    key: String,
+    expected: u64,
+    size: usize,
+}
+
 impl EventLog for JetStreamLog {
     fn append(&self, request: CommitRequest) -> BoxFuture<'_, Result<Appended, LogError>> {
         self.append_commit(request).boxed()
+    }
+
+    fn append_in_order(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
+        self.append_pipelined(requests).boxed()
     }
 
     fn read_aggregate<'a>(&'a self, key: &'a AggregateKey, after_position: u64) -> BoxFuture<'a, Result<Vec<StoredCommit>, LogError>> {

@@ -182,6 +182,14 @@ impl ReadModelDb {
         }
     }
 
+    /// Connections of the pool: (open, idle).
+    pub fn connections(&self) -> (u32, usize) {
+        match self {
+            Self::MySql(pool) => (pool.size(), pool.num_idle()),
+            Self::Sqlite(pool) => (pool.size(), pool.num_idle()),
+        }
+    }
+
     /// A name for this database among others the same log feeds: the MySQL
     /// schema, or the SQLite file's name.
     pub async fn name(&self) -> Result<String, ProjectionError> {

@@ -23,6 +23,7 @@ pub mod anchors;
 mod db;
 mod decode;
 mod error;
+mod metrics;
 mod projection;
 mod projections;
 pub mod queries;

@@ -157,6 +157,10 @@ pub struct AccessLogFilter {
     pub accessor_id: Option<uuid::Uuid>,
     /// Only break-glass reads (`break_glass`), grant reads (`grant`), …
     pub basis: Option<String>,
+    /// Disclosures at or after this instant (an accounting period's start).
+    pub from: Option<DateTime<Utc>>,
+    /// Disclosures before this instant (the period's end, exclusive).
+    pub to: Option<DateTime<Utc>>,
     /// Page size (1–500, default 50).
     pub limit: Option<u32>,
     /// Rows to skip.
@@ -194,10 +198,19 @@ pub async fn access_log(db: &ReadModelDb, filter: &AccessLogFilter) -> Result<Ve
     conditions.and("patient_id = ?", filter.patient_id.map(|id| id.hyphenated().to_string()));
     conditions.and("accessor_id = ?", filter.accessor_id.map(|id| id.hyphenated().to_string()));
     conditions.and("basis = ?", filter.basis.as_ref());
+    conditions.and("accessed_at >= ?", filter.from);
+    conditions.and("accessed_at < ?", filter.to);
     let (clauses, params) = conditions.page(" ORDER BY accessed_at DESC, disclosure_id", filter.limit, filter.offset);
     let sql = format!(
         "SELECT disclosure_id, patient_id, accessor_id, accessor_role, resource, record_id, basis, grant_id, accessed_at, position \
          FROM access_log{clauses}"
     );
     db.fetch_all(&sql, params).await
+}
+
+/// Ids of active (registered, not erased) patients, in id order, a page at a time.
+pub async fn active_patient_ids(db: &ReadModelDb, limit: u32, offset: u32) -> Result<Vec<String>, ProjectionError> {
+    let sql = "SELECT patient_id FROM patients WHERE status = 'active' ORDER BY patient_id LIMIT ? OFFSET ?";
+    let rows: Vec<(String,)> = db.fetch_all(sql, vec![Value::from(u64::from(limit.clamp(1, 500))), Value::from(u64::from(offset))]).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }

@@ -12,6 +12,9 @@ use crate::decode::Decoder;
 use crate::error::ProjectionError;
 use crate::projection::{Checkpoint, Projection};
 
+/// How long a stopping projector keeps folding what the log already holds.
+const FINAL_FOLD_BUDGET: Duration = Duration::from_secs(5);
+
 /// A projection bound to a log and a database.
 pub struct Projector<P> {
     projection: Arc<P>,
@@ -119,9 +122,19 @@ impl<P: Projection> Projector<P> {
         }
     }
 
-    /// Folds the log as it grows until `shutdown` completes. Failures (database or
-    /// log down) are logged and retried with backoff from the checkpoint.
+    /// Folds the log as it grows until `shutdown` completes, then folds what the
+    /// log holds by then (for at most [`FINAL_FOLD_BUDGET`]), so a drained process
+    /// leaves its read models at the head. Failures (database or log down) are
+    /// logged and retried with backoff from the checkpoint.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        self.follow(shutdown).await;
+        let final_fold = async { while matches!(self.step().await, Ok(consumed) if consumed > 0) {} };
+        if tokio::time::timeout(FINAL_FOLD_BUDGET, final_fold).await.is_err() {
+            tracing::warn!(projection = self.projection.name(), "stopped before reaching the log head; it resumes at its checkpoint");
+        }
+    }
+
+    async fn follow(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -169,7 +182,19 @@ async fn apply_batch<P: Projection>(
     let commits = feed.next(current.position, batch_size).await?;
     let Some(last) = commits.last().map(|commit| commit.position) else { return Ok(0) };
     let consumed = commits.len();
+    let first = commits.first().map_or(last, |commit| commit.position);
     let events = LogReader::flatten(commits)?;
+    // One span per correlation folded, in that correlation's trace: the request
+    // that wrote a commit shows when each read model took it in.
+    let correlations: std::collections::BTreeSet<uuid::Uuid> = events.iter().map(|event| event.metadata.context.correlation_id).collect();
+    let fold_spans: Vec<tracing::Span> = correlations
+        .into_iter()
+        .map(|correlation_id| {
+            let span = tracing::info_span!(parent: None, "projection.fold", projection = projection.name(), batch_first = first, batch_last = last);
+            emr_eventstore::trace::join_correlation(&span, correlation_id);
+            span
+        })
+        .collect();
     let mut facts = Vec::with_capacity(events.len());
     for event in &events {
         if let Some(fact) = decoder.decode(event)? {
@@ -180,6 +205,8 @@ async fn apply_batch<P: Projection>(
     let sql = format!("UPDATE {checkpoint_table} SET position = ?, events = events + ?, updated_at = ? WHERE id = 1");
     tx.execute(&sql, vec![Value::from(last), Value::from(facts.len() as u64), Value::from(chrono::Utc::now())]).await?;
     tx.commit().await?;
+    drop(fold_spans);
+    crate::metrics::folded(projection.name(), consumed);
     // Committed: the checkpoint is the truth now, so a failed acknowledgement
     // only means the feed repositions itself next time.
     if let Err(error) = feed.applied(last).await {

@@ -4,10 +4,12 @@
 //! loopback ports, dials nobody (no swarm, bootstrap, delegates or MDNS) and is
 //! killed when dropped.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::nats_server::free_port;
 
 /// A running JS IPFS daemon.
 pub struct IpfsNode {
@@ -18,10 +20,6 @@ pub struct IpfsNode {
 
 fn node_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/ipfs/node")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("no free loopback port")
 }
 
 fn jsipfs(repo: &Path) -> Command {

@@ -18,6 +18,7 @@ pub mod ipfs_node;
 pub mod mariadb;
 pub mod mariadb_server;
 pub mod nats_server;
+pub mod otlp_collector;
 pub mod read_models;
 pub mod report;
 

@@ -50,22 +50,35 @@ impl MariaDbServer {
 
     fn launch(&mut self) {
         let root = self.dir.path();
+        let socket = root.join("mariadb.sock");
         let mut command = Command::new(sbin("mariadbd"));
         command
             .args(["--no-defaults", "--bind-address=127.0.0.1", "--skip-log-bin", "--innodb-buffer-pool-size=32M"])
             .arg(format!("--port={}", self.port))
             .arg(format!("--datadir={}", root.join("data").display()))
-            .arg(format!("--socket={}", root.join("mariadb.sock").display()))
+            .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", root.join("mariadb.pid").display()))
             .args(run_as())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        self.child = Some(command.spawn().expect("cannot start mariadbd"));
+        // A killed server leaves its socket file behind.
+        let _ = std::fs::remove_file(&socket);
+        let mut child = command.spawn().expect("cannot start mariadbd");
+        // Our own socket file, not an open TCP port, says *this* server is up: another
+        // test's server may hold the port if it was taken between probing and binding.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !socket.exists() {
+            if let Some(status) = child.try_wait().expect("mariadbd status") {
+                panic!("mariadbd exited at start ({status}); port {} may be taken", self.port);
+            }
             assert!(Instant::now() < deadline, "mariadbd did not start on port {}", self.port);
             std::thread::sleep(Duration::from_millis(50));
         }
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mariadbd did not listen on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
     }
 
     /// The server's URL (database `mysql`), for [`crate::mariadb::TestDatabase::fresh_on`].

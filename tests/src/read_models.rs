@@ -93,6 +93,11 @@ impl TestReadModels {
         }
     }
 
+    /// The read models in an existing MariaDB database (other processes', say).
+    pub fn on_mariadb(database: TestDatabase) -> Self {
+        Self { db: database.db.clone(), place: Place::MariaDb(Box::new(database)) }
+    }
+
     /// Read models in an existing SQLite file (another process's, say).
     pub async fn open_sqlite(file: &std::path::Path) -> Self {
         Self { db: ReadModelDb::open_sqlite(file).await.unwrap(), place: Place::Sqlite(file.to_owned(), None) }
@@ -167,5 +172,27 @@ impl TestReadModels {
                 drop(dir);
             }
         }
+    }
+}
+
+/// Every projector folding a database in the background, as `emr serve` runs
+/// them, until [`RunningProjectors::stop`].
+pub struct RunningProjectors {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningProjectors {
+    /// Starts every projector from `log` into `db`, `batch_size` commits per transaction.
+    pub fn start(db: ReadModelDb, log: Arc<dyn EventLog>, batch_size: usize) -> Self {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move { emr_projections::run_every_projection(&db, log, batch_size, stopped).await });
+        Self { stop, task }
+    }
+
+    /// Stops them between batches (after their final fold) and waits until they have.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap();
     }
 }

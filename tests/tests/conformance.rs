@@ -5,6 +5,7 @@ use emr_eventstore::conformance::*;
 
 emr_tests::on_every_backend!(
     log_appends_in_order,
+    log_appends_batches_in_order,
     log_refuses_stale_expectations,
     log_drops_repeated_commit_ids,
     subscription_follows_the_log,

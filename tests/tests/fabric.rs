@@ -218,3 +218,16 @@ async fn audit_verify_checks_the_log_against_heads_anchored_on_fabric() {
     let untrusted = verify(test.backend.log.clone(), ledger.as_ref(), dir.path(), &["ab".repeat(32)]).await.unwrap();
     assert!(!untrusted.ok && untrusted.failure.unwrap().kind == "untrusted-key");
 }
+
+#[test]
+fn the_client_certificates_expiry_is_read_from_its_not_after() {
+    let mut params = rcgen::CertificateParams::new(vec!["client.org1.example.com".to_owned()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 1, 2);
+    let certificate = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let identity = emr_fabric::Identity::new("Org1MSP", certificate.pem().into_bytes()).unwrap();
+    let expected = chrono::NaiveDate::from_ymd_opt(2031, 1, 2).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    assert_eq!(identity.expires_at(), Some(expected));
+    let not_x509 =
+        emr_fabric::Identity::new("Org1MSP", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec()).unwrap();
+    assert_eq!(not_x509.expires_at(), None, "an unreadable certificate has no expiry to report, rather than a wrong one");
+}

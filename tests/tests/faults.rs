@@ -15,7 +15,7 @@ use emr_tests::api_client::{patient_registration, record_creation};
 use emr_tests::api_server::ApiServer;
 use emr_tests::mariadb::TestDatabase;
 use emr_tests::mariadb_server::MariaDbServer;
-use emr_tests::read_models::{Store, TABLES, TestReadModels, assert_same_tables, fold_all};
+use emr_tests::read_models::{RunningProjectors, Store, TABLES, TestReadModels, assert_same_tables, fold_all};
 use emr_tests::{backends, history, report};
 use serde_json::json;
 
@@ -138,9 +138,7 @@ async fn mariadb_killed_during_projection_ends_equal_to_a_clean_rebuild() {
     let database = TestDatabase::fresh_on(&server.url()).await;
 
     // Every projection follows the log, as `emr serve` runs them.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (db, log) = (database.db.clone(), test.backend.log.clone());
-    let projecting = tokio::spawn(async move { emr_projections::run_every_projection(&db, log, 2, stopped).await });
+    let projectors = RunningProjectors::start(database.db.clone(), test.backend.log.clone(), 2);
     let outages = 3;
     for _ in 0..outages {
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -158,8 +156,7 @@ async fn mariadb_killed_during_projection_ends_equal_to_a_clean_rebuild() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         behind = least_checkpoint(&database).await;
     }
-    stop.send(true).unwrap();
-    projecting.await.unwrap();
+    projectors.stop().await;
 
     let clean = TestReadModels::fresh(Store::MariaDb).await;
     fold_all(&clean.db, &test.backend.log, 1000).await;

@@ -13,6 +13,7 @@ async fn fabric(fabric: &FabricSettings) -> anyhow::Result<emr_fabric::FabricLed
     let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let identity =
         emr_fabric::Identity::new(fabric.msp_id.clone(), read(&fabric.certificate_file)?).context("audit.fabric.certificate_file")?;
+    emr_fabric::metrics::report_certificate_expiry("fabric_client", &identity);
     let key = String::from_utf8(read(&fabric.private_key_file)?).context("audit.fabric.private_key_file is not PEM")?;
     let signer = emr_fabric::Signer::from_pkcs8_pem(&key).context("audit.fabric.private_key_file")?;
     let endpoint = emr_fabric::GatewayEndpoint {
@@ -42,6 +43,43 @@ pub(crate) async fn worker(settings: &Settings, log: Arc<dyn EventLog>, ledger: 
     let config =
         AnchorConfig { batch_commits: settings.audit.batch_commits.max(1), max_delay: Duration::from_millis(settings.audit.max_delay_ms) };
     AnchorWorker::open(log, ledger, &dir, config).await.context("starting the anchor worker")
+}
+
+/// Verifies the whole log every `audit.verify_every_secs` (from the start)
+/// until `stop`, counting the results for the alert rules; what the anchor role
+/// runs beside the worker.
+pub(crate) async fn verify_periodically(
+    settings: Settings,
+    log: Arc<dyn EventLog>,
+    ledger: Arc<dyn Ledger>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if settings.audit.verify_every_secs == 0 {
+        return;
+    }
+    let every = Duration::from_secs(settings.audit.verify_every_secs);
+    let dir = settings.audit_dir();
+    loop {
+        let verified = async {
+            let trusted = vec![NodeKey::load_or_create(&dir.join("node.key"))?.public_key()];
+            anyhow::Ok(emr_anchor::verify(log.clone(), ledger.as_ref(), &dir, &trusted).await?)
+        };
+        match verified.await {
+            Ok(report) => {
+                emr_anchor::metrics::verified(report.failure.is_none());
+                match &report.failure {
+                    None => tracing::info!(events = report.events, tree_heads = report.tree_heads, "the log verified clean"),
+                    Some(failure) => tracing::error!(kind = %failure.kind, detail = %failure.detail, "the log FAILED verification"),
+                }
+            }
+            // Not a verdict on the log: the next round retries.
+            Err(error) => tracing::warn!(error = %format!("{error:#}"), "verification could not run"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Verifies the whole log; prints a summary to stderr and the JSON report to stdout.

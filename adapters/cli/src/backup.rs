@@ -21,6 +21,7 @@ use emr_commands::EventStorePorts;
 use emr_domain::ids::PatientId;
 use emr_domain::values::Sha256Digest;
 use emr_eventstore::{AggregateKey, CommitRecord, CommitRequest, KeyState, StoredCommit};
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::settings::Settings;
@@ -29,6 +30,12 @@ const FORMAT: &str = "emr-backup/1";
 const MANIFEST: &str = "manifest.json";
 const COMMITS: &str = "commits.jsonl";
 const KEYS: &str = "keys.jsonl";
+/// Commits appended per pipelined batch on restore.
+const RESTORE_BATCH: usize = 1000;
+/// Commits per read of the log.
+const READ_BATCH: usize = 10_000;
+/// Key lookups or writes in flight at once.
+const KEYS_IN_FLIGHT: usize = 32;
 
 /// What a backup holds, and the SHA-256 of every file in it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,7 +119,8 @@ pub(crate) async fn backup(settings: &Settings, ports: &EventStorePorts, to: &Pa
     let mut commits = std::io::BufWriter::new(std::fs::File::create(to.join(COMMITS))?);
     let (mut count, mut from) = (0u64, 1u64);
     while from <= log_head {
-        let page = ports.log.read_from(from, 1000).await?;
+        // Large reads: each one costs a consumer on JetStream.
+        let page = ports.log.read_from(from, READ_BATCH).await?;
         let Some(last) = page.last() else { break };
         from = last.position + 1;
         for commit in page.iter().filter(|c| c.position <= log_head) {
@@ -126,8 +134,12 @@ pub(crate) async fn backup(settings: &Settings, ports: &EventStorePorts, to: &Pa
 
     let mut keys = std::io::BufWriter::new(std::fs::File::create(to.join(KEYS))?);
     let mut key_states = 0;
-    for patient in ports.keys.subjects().await? {
-        serde_json::to_writer(&mut keys, &KeyLine { patient, state: ports.keys.get(patient).await? })?;
+    let subjects = ports.keys.subjects().await?;
+    // A few lookups in flight at once, written in the order asked.
+    let mut states =
+        futures::stream::iter(subjects).map(|patient| async move { (patient, ports.keys.get(patient).await) }).buffered(KEYS_IN_FLIGHT);
+    while let Some((patient, state)) = states.next().await {
+        serde_json::to_writer(&mut keys, &KeyLine { patient, state: state? })?;
         keys.write_all(b"\n")?;
         key_states += 1;
     }
@@ -167,27 +179,33 @@ pub(crate) async fn restore(settings: &Settings, ports: &EventStorePorts, from: 
     ensure!(!audit.join("leaves.bin").exists() && !audit.join("heads.jsonl").exists(), "{} already holds anchors", audit.display());
 
     // Keys before the commits whose PHI they open.
-    for line in std::io::BufReader::new(std::fs::File::open(from.join(KEYS))?).lines() {
-        let KeyLine { patient, state } = serde_json::from_str(&line?)?;
+    let lines: Vec<KeyLine> = std::io::BufReader::new(std::fs::File::open(from.join(KEYS))?)
+        .lines()
+        .map(|line| Ok(serde_json::from_str(&line?)?))
+        .collect::<anyhow::Result<_>>()?;
+    let restore_key = |KeyLine { patient, state }: KeyLine| async move {
         match state {
             KeyState::Active { wrapped } => drop(ports.keys.create(patient, wrapped).await?),
             KeyState::Destroyed => ports.keys.destroy(patient).await?,
             KeyState::Absent => {}
         }
-    }
+        anyhow::Ok(())
+    };
+    futures::stream::iter(lines).map(restore_key).buffer_unordered(KEYS_IN_FLIGHT).try_collect::<Vec<()>>().await?;
     let mut last_of: BTreeMap<String, u64> = BTreeMap::new();
+    let mut batch: Vec<(u64, CommitRequest)> = Vec::with_capacity(RESTORE_BATCH);
     for line in std::io::BufReader::new(std::fs::File::open(from.join(COMMITS))?).lines() {
         let CommitLine { position, key, payload } = serde_json::from_str(&line?)?;
         let key = AggregateKey::from_dotted(&key)?;
         let payload = BASE64.decode(payload)?;
         let record = CommitRecord::decode(&StoredCommit { position, key: key.clone(), payload: payload.clone() })?;
-        let expected_last_position = last_of.get(&key.dotted()).copied().unwrap_or(0);
-        let request = CommitRequest { key: key.clone(), expected_last_position, commit_id: record.command_id.to_string(), payload };
-        let appended = ports.log.append(request).await?;
-        // Receipts, anchors and read-model positions name log positions: they must not move.
-        ensure!(appended.position == position, "commit restored at position {} instead of {position}", appended.position);
-        last_of.insert(key.dotted(), position);
+        let expected_last_position = last_of.insert(key.dotted(), position).unwrap_or(0);
+        batch.push((position, CommitRequest { key, expected_last_position, commit_id: record.command_id.to_string(), payload }));
+        if batch.len() == RESTORE_BATCH {
+            restore_commits(ports, std::mem::take(&mut batch)).await?;
+        }
     }
+    restore_commits(ports, batch).await?;
     for file in manifest.files.keys() {
         let source = from.join(file);
         if let Some(rest) = file.strip_prefix("audit/") {
@@ -197,4 +215,15 @@ pub(crate) async fn restore(settings: &Settings, ports: &EventStorePorts, from: 
         }
     }
     Ok(manifest)
+}
+
+/// Appends a batch of backed-up commits in order; each must land at its
+/// original position (receipts, anchors and read-model checkpoints name them).
+async fn restore_commits(ports: &EventStorePorts, batch: Vec<(u64, CommitRequest)>) -> anyhow::Result<()> {
+    let (positions, requests): (Vec<u64>, Vec<CommitRequest>) = batch.into_iter().unzip();
+    let appended = ports.log.append_in_order(requests).await?;
+    for (position, appended) in positions.into_iter().zip(appended) {
+        ensure!(appended.position == position, "commit restored at position {} instead of {position}", appended.position);
+    }
+    Ok(())
 }

@@ -12,13 +12,13 @@ mod demo;
 mod evm;
 mod read_models;
 mod settings;
+mod telemetry;
 mod wiring;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::settings::Settings;
 
@@ -137,6 +137,10 @@ enum KeyAction {
     /// Re-wrap every live data key under the active KEK (the keyring's first
     /// entry). Events and blobs are untouched; safe while serving and to repeat.
     Rotate,
+    /// Write a new token signing key into `auth.keys_dir` and print its id: it
+    /// signs after the next start, older keys keep verifying. Also how a
+    /// deployment's shared key directory (a Kubernetes Secret) is made.
+    NewSigningKey,
 }
 
 #[derive(Subcommand)]
@@ -175,25 +179,21 @@ enum ProjectionAction {
     Status,
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if std::env::var("EMR_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
     // One TLS backend for every rustls client of the process (Fabric, and any
     // https endpoint), chosen before the first connection.
     emr_fabric::install_crypto_provider();
     let cli = Cli::parse();
     let settings = Settings::load(cli.config.as_deref())?;
-    match cli.command {
+    let telemetry = telemetry::init(&settings.telemetry)?;
+    let outcome = run(cli.command, settings).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
         Command::Serve => serve(&settings).await,
         Command::Blobs { action: BlobAction::Cid { file, v0 } } => {
             let layout = if v0 { emr_ipfs::Layout::V0 } else { emr_ipfs::Layout::V1RawLeaves };
@@ -210,12 +210,18 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", builder.finish());
             Ok(())
         }
-        Command::Keys { action } => {
+        Command::Keys { action: KeyAction::NewSigningKey } => {
+            let dir = settings.auth_keys_dir();
+            let kid = emr_auth::SigningKeys::add_to_dir(&dir).with_context(|| format!("auth.keys_dir {}", dir.display()))?;
+            println!("{}", serde_json::json!({"kid": kid, "dir": dir}));
+            Ok(())
+        }
+        Command::Keys { action: action @ (KeyAction::Status | KeyAction::Rotate) } => {
             let ports = wiring::ports(&settings).await?;
             let vault = emr_eventstore::KeyVault::new(ports.kek, ports.keys);
             let report = match action {
-                KeyAction::Status => serde_json::to_value(vault.census().await?)?,
                 KeyAction::Rotate => serde_json::to_value(vault.rotate().await?)?,
+                _ => serde_json::to_value(vault.census().await?)?,
             };
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
@@ -360,72 +366,63 @@ async fn projections(settings: &Settings, action: ProjectionAction) -> anyhow::R
     Ok(())
 }
 
+/// Runs this process's roles (`serve.roles`) until SIGTERM or Ctrl-C: the HTTP
+/// server stops taking connections and finishes the requests it has (every
+/// acknowledged command is written), then the workers stop between batches.
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    use settings::Role;
+    let roles = &settings.serve;
+    tracing::info!(roles = ?roles.roles, "starting");
     let ports = wiring::ports(settings).await?;
-    let clinic = wiring::clinic_on(settings, ports.clone());
     let models = read_models::ReadModels::open(settings).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
     let read_models = Some(emr_http::ReadModelState { db: models.db.clone(), log: ports.log.clone() });
-    let projectors = {
-        let log = ports.log.clone();
-        tokio::spawn(async move { models.run_all(log, stopped).await })
-    };
-    // One ledger (one Gateway connection, for Fabric) for the audit API, the
-    // worker and the relayer.
-    let ledger = match settings.audit.anchor_in_serve {
-        true => Some(audit::ledger(settings).await?),
+    if roles.runs(Role::Projector) {
+        let (log, stopped) = (ports.log.clone(), stop.subscribe());
+        workers.push(("projectors", tokio::spawn(async move { models.run_all(log, stopped).await })));
+    }
+    // One ledger (one Gateway connection, for Fabric) for the receipts, the
+    // worker, the relayer and the periodic verification.
+    let audit = match roles.runs(Role::Anchor) {
+        true => {
+            let ledger = audit::ledger(settings).await?;
+            let worker = audit::worker(settings, ports.log.clone(), ledger.clone()).await?;
+            tracing::info!(key = %worker.public_key(), chains = settings.audit.evm.len(), "anchor worker running");
+            let mut stopped = stop.subscribe();
+            let run = async move { worker.run(async move { drop(stopped.wait_for(|stop| *stop).await) }).await };
+            workers.push(("anchor worker", tokio::spawn(run)));
+            let view = read_models.as_ref().map(|models| models.db.clone());
+            workers.push(("EVM relayer", tokio::spawn(evm::relay(settings.clone(), ledger.clone(), view, stop.subscribe()))));
+            let verify = audit::verify_periodically(settings.clone(), ports.log.clone(), ledger.clone(), stop.subscribe());
+            workers.push(("verification", tokio::spawn(verify)));
+            Some(emr_http::AuditState { ledger, dir: settings.audit_dir() })
+        }
         false => None,
     };
-    let audit_state = ledger.clone().map(|ledger| emr_http::AuditState { ledger, dir: settings.audit_dir() });
-    let anchor = if let Some(ledger) = ledger {
-        let worker = audit::worker(settings, ports.log.clone(), ledger.clone()).await?;
-        let mut stopped = stop.subscribe();
-        let view = read_models.as_ref().map(|models| models.db.clone());
-        let relayer = tokio::spawn(evm::relay(settings.clone(), ledger, view, stop.subscribe()));
-        Some(tokio::spawn(async move {
-            worker
-                .run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await;
-            let _ = relayer.await;
-        }))
-    } else {
-        None
-    };
-    let identity = wiring::identity(settings, &ports).await?;
-    let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
-    let grpc = match settings.grpc.listen {
-        Some(listen) => {
-            let routes = emr_grpc::routes(emr_grpc::GrpcState { clinic: clinic.clone(), identity: identity.clone() });
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-            tracing::info!(%listen, "gRPC serving");
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            Some(tokio::spawn(tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown())))
+    let mut grpc = None;
+    let app = match roles.runs(Role::Api) {
+        true => {
+            let clinic = wiring::clinic_on(settings, ports.clone());
+            let identity = wiring::identity(settings, &ports).await?;
+            if let Some(listen) = settings.grpc.listen {
+                let routes = emr_grpc::routes(emr_grpc::GrpcState { clinic: clinic.clone(), identity: identity.clone() });
+                let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+                tracing::info!(%listen, "gRPC serving");
+                let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                grpc = Some(tokio::spawn(
+                    tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(incoming, shutdown()),
+                ));
+            }
+            let attachments = Some(wiring::attachments(settings, clinic.clone())?);
+            let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
+            emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments })
         }
-        None => None,
-    };
-    let blobs: std::sync::Arc<dyn emr_attachments::BlobStore> = match &settings.blobs.ipfs_api {
-        Some(api) => {
-            let timeout = std::time::Duration::from_secs(settings.blobs.ipfs_timeout_secs);
-            std::sync::Arc::new(emr_ipfs::KuboBlobStore::new(api, timeout).context("blobs.ipfs_api")?)
+        false => {
+            let log = emr_eventstore::LogReader::new(ports.log.clone());
+            emr_http::operations_router(emr_http::OperationsState { log, identity: None, read_models })
         }
-        None => std::sync::Arc::new(emr_ipfs::LocalBlobStore::open(&settings.blobs_dir()).context("blobs.dir")?),
     };
-    let mut attachments = emr_attachments::Attachments::new(clinic.clone(), blobs);
-    if let Some(replication) = &settings.blobs.replication {
-        let policy = emr_attachments::ReplicationPolicy {
-            target: replication.cluster_api.clone(),
-            replication_min: replication.replication_min,
-            replication_max: replication.replication_max,
-        };
-        let timeout = std::time::Duration::from_secs(settings.blobs.ipfs_timeout_secs);
-        let replicator = emr_ipfs::ClusterReplicator::new(policy, timeout).context("blobs.replication")?;
-        attachments = attachments.with_replication(std::sync::Arc::new(replicator));
-    }
-    let attachments = Some(attachments);
-    let state = emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit: audit_state, attachments };
-    let app = emr_http::router(state);
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
     tracing::info!(listen = %settings.http.listen, "EMR Ledger serving");
@@ -433,13 +430,13 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown())
         .await
         .context("HTTP server")?;
+    tracing::info!("HTTP drained; stopping the workers");
     let _ = stop.send(true);
     if let Some(grpc) = grpc {
         grpc.await.context("gRPC server")?.context("gRPC server")?;
     }
-    projectors.await.context("projectors")?;
-    if let Some(anchor) = anchor {
-        anchor.await.context("anchor worker")?;
+    for (name, worker) in workers {
+        worker.await.with_context(|| format!("{name} stopped abnormally"))?;
     }
     tracing::info!("stopped");
     Ok(())

@@ -19,6 +19,7 @@ pub(crate) enum BackendKind {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct StoreSettings {
     pub(crate) backend: BackendKind,
     pub(crate) data_dir: PathBuf,
@@ -27,6 +28,7 @@ pub(crate) struct StoreSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NatsSettings {
     pub(crate) url: String,
     pub(crate) stream: String,
@@ -40,6 +42,7 @@ pub(crate) struct NatsSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct KeySettings {
     /// The keyring file; created with a fresh KEK when absent. Default: `<data_dir>/keyring`.
     pub(crate) keyring_file: Option<PathBuf>,
@@ -48,17 +51,20 @@ pub(crate) struct KeySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct HttpSettings {
     pub(crate) listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct GrpcSettings {
     /// Where the gRPC API listens; none: no gRPC.
     pub(crate) listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ReadModelSettings {
     /// MySQL/MariaDB URL of the read models; none: they live in a SQLite file.
     pub(crate) mysql_url: Option<String>,
@@ -70,6 +76,7 @@ pub(crate) struct ReadModelSettings {
 
 /// An EVM chain mirroring the anchored roots.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EvmChainSettings {
     /// A name for logs and reports (`ethereum`, `polygon`, `bsc`).
     pub(crate) name: String,
@@ -84,18 +91,20 @@ pub(crate) struct EvmChainSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AuditSettings {
     /// EVM chains the relayer mirrors tree heads to, and verification checks.
     #[serde(default)]
     pub(crate) evm: Vec<EvmChainSettings>,
-    /// Run the anchor worker inside `emr serve`.
-    pub(crate) anchor_in_serve: bool,
     /// Node key, leaf file and embedded ledger. Default: `<data_dir>/audit`.
     pub(crate) dir: Option<PathBuf>,
     /// Commits per tree head at most.
     pub(crate) batch_commits: usize,
     /// A partial batch is anchored after this many milliseconds.
     pub(crate) max_delay_ms: u64,
+    /// The anchor role re-verifies the whole log this often (0: never), for
+    /// the `AuditVerificationFailed` alert.
+    pub(crate) verify_every_secs: u64,
     /// Hyperledger Fabric as the ledger of signed tree heads, instead of the
     /// embedded file ledger.
     pub(crate) fabric: Option<FabricSettings>,
@@ -103,6 +112,7 @@ pub(crate) struct AuditSettings {
 
 /// A Fabric channel's `emr-ledger` chaincode, reached through a peer's Gateway.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct FabricSettings {
     /// The peer's Gateway (`https://peer0.org1.example.com:7051`).
     pub(crate) gateway_url: String,
@@ -140,6 +150,7 @@ fn default_fabric_timeout() -> u64 {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct AuthSettings {
     /// Redis for sessions (`redis://127.0.0.1:6379`); none: sessions in process.
     pub(crate) redis_url: Option<String>,
@@ -160,6 +171,7 @@ pub(crate) struct AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct BlobSettings {
     /// The embedded blob store's directory. Default: `<data_dir>/blobs`.
     pub(crate) dir: Option<PathBuf>,
@@ -172,6 +184,7 @@ pub(crate) struct BlobSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ReplicationSettings {
     /// The cluster's REST API (`http://127.0.0.1:9094`).
     pub(crate) cluster_api: String,
@@ -181,8 +194,50 @@ pub(crate) struct ReplicationSettings {
     pub(crate) replication_max: u32,
 }
 
+/// What one `emr serve` process does. Every process answers `/health`,
+/// `/ready` and `/metrics`; a deployment may run each role in its own processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Role {
+    /// The command and query API (HTTP and gRPC).
+    Api,
+    /// The projectors folding the log into the read models; any number of
+    /// processes share the work through the checkpoint lock and durable consumer.
+    Projector,
+    /// The anchor worker and EVM relayer: one active process per deployment.
+    Anchor,
+}
+
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServeSettings {
+    /// The roles this process runs (`EMR__SERVE__ROLES=api,projector`).
+    pub(crate) roles: Vec<Role>,
+}
+
+impl ServeSettings {
+    pub(crate) fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// Traces over OpenTelemetry's OTLP; off unless an endpoint is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TelemetrySettings {
+    /// The collector's OTLP/gRPC endpoint (`http://otel-collector:4317`); unset: no traces.
+    pub(crate) otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub(crate) service_name: String,
+    /// How long one export may take.
+    pub(crate) export_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Settings {
+    pub(crate) serve: ServeSettings,
+    pub(crate) telemetry: TelemetrySettings,
     pub(crate) blobs: BlobSettings,
     pub(crate) auth: AuthSettings,
     pub(crate) store: StoreSettings,
@@ -194,8 +249,23 @@ pub(crate) struct Settings {
     pub(crate) audit: AuditSettings,
 }
 
+/// A setting outside what it may be, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} {problem}")]
+pub(crate) struct InvalidSetting {
+    key: &'static str,
+    problem: String,
+}
+
 /// The defaults, as a TOML document (also shipped as `deploy/emr.example.toml`).
 pub(crate) const DEFAULTS: &str = r#"
+[serve]
+roles = ["api", "projector", "anchor"]
+
+[telemetry]
+service_name = "emr-ledger"
+export_timeout_secs = 10
+
 [store]
 backend = "embedded"
 data_dir = "./data"
@@ -234,9 +304,9 @@ lockout_secs = 900
 login_attempts_per_minute = 30
 
 [audit]
-anchor_in_serve = true
 batch_commits = 1000
 max_delay_ms = 2000
+verify_every_secs = 3600
 "#;
 
 impl Settings {
@@ -246,9 +316,60 @@ impl Settings {
             Some(path) => builder = builder.add_source(config::File::from(path).required(true)),
             None => builder = builder.add_source(config::File::with_name("emr").required(false)),
         }
-        builder = builder.add_source(config::Environment::with_prefix("EMR").prefix_separator("__").separator("__").try_parsing(true));
+        let environment = config::Environment::with_prefix("EMR")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("serve.roles");
+        builder = builder.add_source(environment);
         let settings: Self = builder.build().and_then(config::Config::try_deserialize).context("invalid configuration")?;
+        settings.validate().context("invalid configuration")?;
         Ok(settings)
+    }
+
+    /// What serde cannot check: ranges, and values other parts would only refuse
+    /// later (or never), each named by its key.
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let check = |holds: bool, key: &'static str, rule: &str, value: &dyn std::fmt::Display| {
+            if holds { Ok(()) } else { Err(InvalidSetting { key, problem: format!("{rule} (got {value})") }) }
+        };
+        check(!self.serve.roles.is_empty(), "serve.roles", "must name at least one of api, projector, anchor", &"[]")?;
+        check((1..=5).contains(&self.nats.replicas), "nats.replicas", "must be between 1 and 5", &self.nats.replicas)?;
+        check(self.nats.request_timeout_ms > 0, "nats.request_timeout_ms", "must be positive", &self.nats.request_timeout_ms)?;
+        check(self.nats.duplicate_window_secs > 0, "nats.duplicate_window_secs", "must be positive", &self.nats.duplicate_window_secs)?;
+        let nats_url = self.nats.url.starts_with("nats://") || self.nats.url.starts_with("tls://");
+        check(nats_url, "nats.url", "must start with nats:// or tls://", &self.nats.url)?;
+        check(self.read_models.batch_size > 0, "read_models.batch_size", "must be positive", &self.read_models.batch_size)?;
+        if let Some(url) = &self.read_models.mysql_url {
+            check(
+                url.starts_with("mysql://") || url.starts_with("mariadb://"),
+                "read_models.mysql_url",
+                "must be a mysql:// URL",
+                &"<redacted>",
+            )?;
+        }
+        if let Some(url) = &self.auth.redis_url {
+            check(url.starts_with("redis://") || url.starts_with("rediss://"), "auth.redis_url", "must be a redis:// URL", &"<redacted>")?;
+        }
+        check(self.auth.access_ttl_secs > 0, "auth.access_ttl_secs", "must be positive", &self.auth.access_ttl_secs)?;
+        check(self.auth.max_failures > 0, "auth.max_failures", "must be positive", &self.auth.max_failures)?;
+        check(self.audit.batch_commits > 0, "audit.batch_commits", "must be positive", &self.audit.batch_commits)?;
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let http = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+            check(http, "telemetry.otlp_endpoint", "must be an http(s) URL of an OTLP/gRPC collector", endpoint)?;
+        }
+        check(self.blobs.ipfs_timeout_secs > 0, "blobs.ipfs_timeout_secs", "must be positive", &self.blobs.ipfs_timeout_secs)?;
+        if let Some(replication) = &self.blobs.replication {
+            let ordered = 1 <= replication.replication_min && replication.replication_min <= replication.replication_max;
+            let range = format!("{}..{}", replication.replication_min, replication.replication_max);
+            check(ordered, "blobs.replication.replication_min", "must be at least 1 and at most replication_max", &range)?;
+        }
+        for chain in &self.audit.evm {
+            let http = chain.url.starts_with("http://") || chain.url.starts_with("https://");
+            check(http, "audit.evm.url", "must be an http(s) JSON-RPC URL", &chain.url)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn audit_dir(&self) -> PathBuf {
@@ -295,6 +416,48 @@ mod tests {
         assert_eq!(settings.store.backend, BackendKind::Nats);
         assert_eq!(settings.nats.replicas, 3);
         assert_eq!(settings.nats.stream, "EMR_EVENTS", "unset keys keep their defaults");
+    }
+
+    fn load_from(toml: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("emr.toml");
+        std::fs::write(&path, toml).unwrap();
+        Settings::load(Some(&path))
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_by_name() {
+        let error = format!("{:#}", load_from("[store]\nbakend = \"nats\"\n").unwrap_err());
+        assert!(error.contains("bakend"), "{error}");
+    }
+
+    #[test]
+    fn an_out_of_range_value_is_refused_naming_its_key() {
+        let error = format!("{:#}", load_from("[nats]\nreplicas = 0\n").unwrap_err());
+        assert!(error.contains("nats.replicas must be between 1 and 5 (got 0)"), "{error}");
+        let error = format!("{:#}", load_from("[read_models]\nmysql_url = \"postgres://secret@db/emr\"\n").unwrap_err());
+        assert!(error.contains("read_models.mysql_url must be a mysql:// URL"), "{error}");
+        assert!(!error.contains("secret"), "credentials never appear in the error: {error}");
+        let error = format!("{:#}", load_from("[serve]\nroles = []\n").unwrap_err());
+        assert!(error.contains("serve.roles"), "{error}");
+    }
+
+    #[test]
+    fn a_process_runs_every_role_unless_told_otherwise() {
+        let settings = Settings::load(None).unwrap();
+        assert!([Role::Api, Role::Projector, Role::Anchor].iter().all(|role| settings.serve.runs(*role)));
+        let settings = load_from("[serve]\nroles = [\"projector\"]\n").unwrap();
+        assert_eq!(settings.serve.roles, vec![Role::Projector]);
+        let error = format!("{:#}", load_from("[serve]\nroles = [\"janitor\"]\n").unwrap_err());
+        assert!(error.contains("janitor"), "{error}");
+    }
+
+    #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/emr.example.toml");
+        let settings = Settings::load(Some(&example)).unwrap();
+        let defaults = Settings::load(None).unwrap();
+        assert_eq!(format!("{settings:?}"), format!("{defaults:?}"));
     }
 
     #[test]

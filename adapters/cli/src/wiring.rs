@@ -77,3 +77,24 @@ pub(crate) async fn identity(settings: &Settings, ports: &EventStorePorts) -> an
     };
     Ok(Identity::new(ports, sessions, Tokens::new(keys), policy, DomainServices::default()))
 }
+
+/// Attachments in the configured blob store (an IPFS node, or the embedded
+/// directory), replicated through an IPFS Cluster when configured.
+pub(crate) fn attachments(settings: &Settings, clinic: Clinic) -> anyhow::Result<emr_attachments::Attachments> {
+    let timeout = Duration::from_secs(settings.blobs.ipfs_timeout_secs);
+    let blobs: Arc<dyn emr_attachments::BlobStore> = match &settings.blobs.ipfs_api {
+        Some(api) => Arc::new(emr_ipfs::KuboBlobStore::new(api, timeout).context("blobs.ipfs_api")?),
+        None => Arc::new(emr_ipfs::LocalBlobStore::open(&settings.blobs_dir()).context("blobs.dir")?),
+    };
+    let mut attachments = emr_attachments::Attachments::new(clinic, blobs);
+    if let Some(replication) = &settings.blobs.replication {
+        let policy = emr_attachments::ReplicationPolicy {
+            target: replication.cluster_api.clone(),
+            replication_min: replication.replication_min,
+            replication_max: replication.replication_max,
+        };
+        let replicator = emr_ipfs::ClusterReplicator::new(policy, timeout).context("blobs.replication")?;
+        attachments = attachments.with_replication(Arc::new(replicator));
+    }
+    Ok(attachments)
+}

@@ -52,7 +52,7 @@ async fn a_deployment_backed_up_under_load_and_destroyed_is_restored_whole() {
     let (http, grpc, sessions) = (free_port(), free_port(), format!("drill-{}", uuid::Uuid::new_v4().simple()));
     let (created, _, stderr) = run(&original, &keyring, &["accounts", "create-admin", "--username", "drill_admin"]);
     assert!(created, "{stderr}");
-    let served = serve_with_keyring(&original, http, grpc, &sessions, &keyring).await;
+    let mut served = serve_with_keyring(&original, http, grpc, &sessions, &keyring).await;
     let api = served.api.clone();
     let (doctor, token) = physician(&api, "drill_admin", "drill_doctor").await;
     let token = Arc::new(token);
@@ -90,7 +90,7 @@ async fn a_deployment_backed_up_under_load_and_destroyed_is_restored_whole() {
     let acknowledged = load.await.unwrap();
     let backed_up_head = manifest["log_head"].as_u64().unwrap();
     assert!(acknowledged.values().any(|p| *p > backed_up_head), "commands kept arriving after the backup's cut");
-    kill(served.process, "emr serve");
+    kill(&mut served.process, "emr serve");
 
     // The deployment is lost; a new one is restored from the backup.
     std::fs::remove_dir_all(&original).unwrap();
@@ -123,9 +123,9 @@ async fn a_deployment_backed_up_under_load_and_destroyed_is_restored_whole() {
     }
 
     // Serving the restored deployment rebuilds its read models from the log.
-    let served = serve_with_keyring(&restored, http, grpc, &sessions, &keyring).await;
+    let mut served = serve_with_keyring(&restored, http, grpc, &sessions, &keyring).await;
     until_projected(&restored).await;
-    kill(served.process, "emr serve");
+    kill(&mut served.process, "emr serve");
     assert_read_models_equal_a_rebuild(&restored, "after restore").await;
 
     // A damaged backup, and a deployment that is not empty, are refused.

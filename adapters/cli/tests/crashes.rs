@@ -70,7 +70,7 @@ async fn emr_serve_killed_at_random_points_under_load_keeps_log_anchors_and_read
     let kills = 6;
     for round in 0..kills {
         tokio::time::sleep(kill_delay(round, 150, 900)).await;
-        kill(served.process, "emr serve");
+        kill(&mut served.process, "emr serve");
         served = serve(&data_dir, http, grpc, &sessions).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -84,7 +84,7 @@ async fn emr_serve_killed_at_random_points_under_load_keeps_log_anchors_and_read
 
     until_projected(&data_dir).await;
     let report = until_fully_anchored(&data_dir).await;
-    kill(served.process, "emr serve");
+    kill(&mut served.process, "emr serve");
     let store = emr_sqlite::SqliteStore::open(&data_dir).await.unwrap();
     let stored = report::commits_by_command(&store.ports().0).await;
     report::assert_each_stored_once(&stored, acknowledged.iter().map(|(key, position)| (key, *position)));
@@ -104,16 +104,16 @@ async fn emr_anchor_killed_at_random_points_never_leaves_the_audit_inconsistent(
     history::write(&clinic, 6).await;
     let kills = 10;
     for round in 0..kills {
-        let process = emr(&data_dir).arg("anchor").spawn().unwrap();
+        let mut process = emr(&data_dir).arg("anchor").spawn().unwrap();
         tokio::time::sleep(kill_delay(round, 30, 400)).await;
-        kill(process, "emr anchor");
+        kill(&mut process, "emr anchor");
         // Whatever the worker had done when it died verifies.
         verify(&data_dir, &format!("after kill {}", round + 1));
         history::write(&clinic, 1).await;
     }
-    let process = emr(&data_dir).arg("anchor").spawn().unwrap();
+    let mut process = emr(&data_dir).arg("anchor").spawn().unwrap();
     let report = until_fully_anchored(&data_dir).await;
-    kill(process, "emr anchor");
+    kill(&mut process, "emr anchor");
     assert_eq!(report["events"].as_u64(), Some(history_events(&test).await), "every event of the log is verified");
     report::record(
         "sigkill-emr-anchor",

@@ -137,9 +137,9 @@ fn a_full_disk_refuses_commands_with_a_retryable_problem_and_loses_nothing_once_
         let verified = until_fully_anchored(&data_dir).await;
 
         // And after a crash, everything reopens consistent.
-        kill(served.process, "emr serve");
+        kill(&mut served.process, "emr serve");
         served = serve(&data_dir, http, grpc, &sessions).await;
-        kill(served.process, "emr serve");
+        kill(&mut served.process, "emr serve");
         let store = emr_sqlite::SqliteStore::open(&data_dir).await.unwrap();
         let stored = report::commits_by_command(&store.ports().0).await;
         report::assert_each_stored_once(&stored, acknowledged.iter().map(|(key, position)| (key, *position)));

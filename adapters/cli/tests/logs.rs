@@ -23,7 +23,7 @@ async fn no_phi_reaches_the_logs_even_at_debug_level() {
     let (http, grpc) = (free_port(), free_port());
     let mut command = serve_command(&data_dir, http, grpc, &format!("logs-{}", uuid::Uuid::new_v4().simple()));
     command.env("RUST_LOG", "debug").env("EMR_LOG_FORMAT", "json").stderr(std::fs::File::create(&log).unwrap());
-    let served = started(command, http).await;
+    let mut served = started(command, http).await;
     let api = served.api.clone();
 
     let (doctor, token) = physician(&api, "log_admin", "log_doctor").await;
@@ -68,7 +68,7 @@ async fn no_phi_reaches_the_logs_even_at_debug_level() {
     let glass = json!({"reason": format!("{MARKER}glass")});
     let _ = api.try_send(Method::POST, &format!("{record_path}/break-glass"), Some(&token), None, Some(&glass)).await.unwrap();
     until_projected(&data_dir).await;
-    kill(served.process, "emr serve");
+    kill(&mut served.process, "emr serve");
 
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();

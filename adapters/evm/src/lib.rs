@@ -198,10 +198,21 @@ impl EvmMirror {
     {
         let latest = self.latest_size().await?;
         for head in heads.iter().filter(|h| h.size > latest) {
-            if let Some(pending) = self.submit(head).await? {
-                report(&pending).await;
-                let confirmed = self.confirm(pending).await?;
-                report(&confirmed).await;
+            let submitted = std::time::Instant::now();
+            let mirrored = async {
+                if let Some(pending) = self.submit(head).await? {
+                    report(&pending).await;
+                    let confirmed = self.confirm(pending).await?;
+                    report(&confirmed).await;
+                }
+                Ok::<_, EvmError>(())
+            };
+            match mirrored.await {
+                Ok(()) => emr_anchor::metrics::confirmed(&self.ledger_name(), submitted.elapsed()),
+                Err(error) => {
+                    emr_anchor::metrics::failed(&self.ledger_name());
+                    return Err(error);
+                }
             }
         }
         Ok(())

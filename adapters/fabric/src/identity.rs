@@ -41,6 +41,14 @@ impl Identity {
         Ok(Self { msp_id: msp_id.into(), certificate_pem })
     }
 
+    /// When the certificate stops being valid (its `notAfter`), as Unix seconds;
+    /// `None` when it does not parse as X.509.
+    pub fn expires_at(&self) -> Option<i64> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&self.certificate_pem).ok()?;
+        let certificate = pem.parse_x509().ok()?;
+        Some(certificate.validity().not_after.timestamp())
+    }
+
     /// The identity as proposals carry it (`msp.SerializedIdentity`).
     pub fn serialized(&self) -> Vec<u8> {
         SerializedIdentity { mspid: self.msp_id.clone(), id_bytes: self.certificate_pem.clone() }.encode_to_vec()

@@ -9,6 +9,7 @@
 pub mod gateway;
 pub mod identity;
 pub mod ledger;
+pub mod metrics;
 pub mod proposal;
 
 pub use gateway::{Committed, FabricGateway, GatewayEndpoint, GatewayError, install_crypto_provider};

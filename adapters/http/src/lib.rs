@@ -63,13 +63,42 @@ pub struct ReadModelState {
     pub log: std::sync::Arc<dyn emr_eventstore::EventLog>,
 }
 
-/// The whole HTTP API, with its Prometheus metrics at `/metrics`.
+/// What the operational endpoints (`/health`, `/ready`, `/metrics`) look at:
+/// every process has them, whatever its roles.
+#[derive(Clone)]
+pub struct OperationsState {
+    /// The event log.
+    pub log: emr_eventstore::LogReader,
+    /// Sessions, on a process that serves the API.
+    pub identity: Option<emr_auth::Identity>,
+    /// The read models, when this process has them.
+    pub read_models: Option<ReadModelState>,
+}
+
+impl axum::extract::FromRef<AppState> for OperationsState {
+    fn from_ref(state: &AppState) -> Self {
+        Self { log: state.clinic.log().clone(), identity: Some(state.identity.clone()), read_models: state.read_models.clone() }
+    }
+}
+
+/// The whole HTTP API, with the operational endpoints and its Prometheus
+/// metrics at `/metrics`.
 pub fn router(state: AppState) -> Router {
+    observed(routes::api().merge(routes::operations()).with_state(state))
+}
+
+/// Only `/health`, `/ready` and `/metrics`: what a process without the API
+/// role (a projector, the anchor worker) serves to its probes and Prometheus.
+pub fn operations_router(state: OperationsState) -> Router {
+    observed(routes::operations().with_state(state))
+}
+
+fn observed(router: Router) -> Router {
     // Registering fixed, distinct metric names into a fresh registry cannot fail.
     #[allow(clippy::expect_used)]
     let metrics = metrics::Metrics::new().expect("metric families are valid");
-    routes::router()
-        .with_state(state)
+    router
+        .fallback(|| async { ApiError::NotFound("resource".into()) })
         .layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::record))
         .layer(axum::middleware::from_fn(request_log::trace))
         .layer(axum::Extension(metrics))

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::AppState;
+use crate::OperationsState;
 use crate::problem::ApiError;
 
 /// The metric families of one server.
@@ -24,6 +24,7 @@ pub(crate) struct Metrics {
     lag_events: IntGaugeVec,
     lag_seconds: GaugeVec,
     up: IntGaugeVec,
+    pool: IntGaugeVec,
 }
 
 /// How long a scrape waits for each dependency's figures: `/metrics` must answer
@@ -61,8 +62,13 @@ impl Metrics {
         registry.register(Box::new(log_head.clone()))?;
         registry.register(Box::new(lag_events.clone()))?;
         registry.register(Box::new(lag_seconds.clone()))?;
+        let pool = IntGaugeVec::new(
+            Opts::new("emr_db_pool_connections", "Read-model database connections of this process, in use or idle"),
+            &["pool", "state"],
+        )?;
         registry.register(Box::new(up.clone()))?;
-        Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds, up }))
+        registry.register(Box::new(pool.clone()))?;
+        Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds, up, pool }))
     }
 }
 
@@ -79,8 +85,8 @@ pub(crate) async fn record(State(metrics): State<Arc<Metrics>>, request: Request
 }
 
 /// The text exposition format, with log head and projection lag refreshed.
-pub(crate) async fn render(State(state): State<AppState>, metrics: axum::Extension<Arc<Metrics>>) -> Result<Response, ApiError> {
-    let head = tokio::time::timeout(REFRESH_BUDGET, state.clinic.log().head()).await;
+pub(crate) async fn render(State(state): State<OperationsState>, metrics: axum::Extension<Arc<Metrics>>) -> Result<Response, ApiError> {
+    let head = tokio::time::timeout(REFRESH_BUDGET, state.log.head()).await;
     let log_up = match head {
         Ok(Ok(head)) => {
             metrics.log_head.set(i64::try_from(head).unwrap_or(i64::MAX));
@@ -90,6 +96,10 @@ pub(crate) async fn render(State(state): State<AppState>, metrics: axum::Extensi
     };
     metrics.up.with_label_values(&["event_log"]).set(log_up);
     if let Some(models) = &state.read_models {
+        let (open, idle) = models.db.connections();
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        metrics.pool.with_label_values(&["read_models", "idle"]).set(idle);
+        metrics.pool.with_label_values(&["read_models", "in_use"]).set(i64::from(open) - idle);
         let lags = tokio::time::timeout(REFRESH_BUDGET, emr_projections::lags(&models.db, models.log.clone())).await;
         let models_up = match lags {
             Ok(Ok(lags)) => {
@@ -107,7 +117,11 @@ pub(crate) async fn render(State(state): State<AppState>, metrics: axum::Extensi
         metrics.up.with_label_values(&["read_models"]).set(models_up);
     }
     let mut body = Vec::new();
-    TextEncoder::new().encode(&metrics.registry.gather(), &mut body).map_err(|_| ApiError::NotFound("metrics".into()))?;
+    // This server's families, then the process-wide ones the libraries count
+    // (commands, projectors, anchoring, JetStream consumers, blobs).
+    let mut families = metrics.registry.gather();
+    families.extend(prometheus::gather());
+    TextEncoder::new().encode(&families, &mut body).map_err(|_| ApiError::NotFound("metrics".into()))?;
     let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(response)

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{attachments, auth, grants, log, patients, read, records};
+use crate::routes::{attachments, auth, export, grants, log, patients, read, records, research};
 
 struct BearerAuth;
 
@@ -28,11 +28,12 @@ impl Modify for BearerAuth {
         auth::login, auth::enrol, auth::verify, auth::refresh, auth::logout,
         auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate,
         patients::register, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
+        patients::restrict, patients::lift_restriction, patients::place_legal_hold, patients::release_legal_hold, export::export,
         records::create, records::amend, records::add_attachment, records::delete, records::restore, records::show, records::break_glass,
         attachments::upload, attachments::download, attachments::status,
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
         log::read, log::history, log::receipt,
-        read::records, read::dashboard, read::projections, read::anchors, read::access_log,
+        read::records, read::dashboard, read::projections, read::anchors, read::access_log, research::export,
     ),
     modifiers(&BearerAuth),
     tags(

@@ -143,6 +143,7 @@ fn forbidden(denied: &Denied) -> Problem {
         Denied::NoActiveGrant { .. } => "no-active-grant",
         Denied::NotGrantee => "not-grantee",
         Denied::OnBehalfOfAnother => "on-behalf-of-another",
+        Denied::ProcessingRestricted => "processing-restricted",
     };
     Problem::new(StatusCode::FORBIDDEN, code, "Not allowed", denied.to_string())
 }
@@ -277,6 +278,9 @@ impl ApiError {
             Self::Problem(problem) => problem.clone(),
             Self::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("no {what} with this id")),
             Self::Store(error) | Self::Clinic(ClinicError::Store(error)) => store_problem(error),
+            Self::Clinic(ClinicError::Patient(e @ emr_domain::patient::PatientError::UnderLegalHold { .. })) => {
+                Problem::new(StatusCode::CONFLICT, "legal-hold", "A legal hold stands", e.to_string())
+            }
             Self::Clinic(ClinicError::Patient(e)) => rule("patient-rule", e),
             Self::Clinic(ClinicError::Record(e)) => rule("record-rule", e),
             Self::Clinic(ClinicError::Grant(e)) => rule("grant-rule", e),

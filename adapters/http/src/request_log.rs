@@ -32,6 +32,8 @@ pub(crate) async fn trace(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let span =
         tracing::info_span!("request", request_id = %id, %method, %route, actor = tracing::field::Empty, role = tracing::field::Empty);
+    // The request id is the correlation id of the commands it sends: their trace.
+    emr_eventstore::trace::join_correlation(&span, id);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();

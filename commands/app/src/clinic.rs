@@ -18,6 +18,7 @@ use emr_eventstore::{
     AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventStorePorts, ExecuteError, KeyVault, LogReader, PhiCodec, RecordedEvent,
     StoreConfig, StoreError,
 };
+use tracing::Instrument;
 
 use crate::grant_directory::GrantDirectory;
 use crate::receipt::Receipt;
@@ -168,6 +169,13 @@ impl Clinic {
     pub async fn authorize(&self, actor: &Actor, action: Action, subject: Subject) -> Result<Basis, ClinicError> {
         let rule = access::rule(actor.role, action);
         let facts = Facts { patient: subject.patient, author: subject.author, grantee: subject.grantee, grant: None, break_glass: false };
+        if let Some(patient) = subject.patient
+            && access::restrictable(action)
+            && self.patients.load(&patient.to_string()).await?.state().restriction().is_some()
+        {
+            let facts = Facts { break_glass: subject.break_glass, ..facts };
+            return Ok(access::under_restriction(rule, actor, action, &facts)?);
+        }
         // The role, the actor's own record or their authorship need no grant
         // lookup; a grant is looked up only when they do not suffice, and
         // break-glass counts only when no grant was found.
@@ -202,14 +210,40 @@ impl Clinic {
         Ok(None)
     }
 
+    /// The span of one command: inside the caller's (the HTTP request's), or,
+    /// from a caller without one, the root of its correlation's trace.
+    fn command_span(command: &'static str, aggregate_type: &'static str, context: &CommandContext) -> tracing::Span {
+        let outermost = tracing::Span::current().is_none();
+        let span = tracing::info_span!("command", command, aggregate_type, correlation_id = %context.correlation_id);
+        if outermost {
+            emr_eventstore::trace::join_correlation(&span, context.correlation_id);
+        }
+        span
+    }
+
     /// A command on a patient. Erasure destroys the patient's data key first, so
     /// that no failure can leave PHI readable after an accepted erasure.
     pub async fn patient(&self, patient_id: PatientId, command: PatientCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
+        let kind = command.kind();
+        let span = Self::command_span(kind, "patient", context);
+        let result = self.patient_command(patient_id, command, context).instrument(span).await;
+        crate::outcomes::observe(kind, &result);
+        result
+    }
+
+    async fn patient_command(
+        &self,
+        patient_id: PatientId,
+        command: PatientCommand,
+        context: &CommandContext,
+    ) -> Result<Receipt, ClinicError> {
         let id = patient_id.to_string();
         let action = match &command {
             PatientCommand::Register { .. } => Action::RegisterPatient,
             PatientCommand::UpdateDemographics { .. } => Action::UpdateDemographics,
             PatientCommand::Erase { .. } => Action::ErasePatient,
+            PatientCommand::RestrictProcessing { .. } | PatientCommand::LiftRestriction => Action::RestrictProcessing,
+            PatientCommand::PlaceLegalHold { .. } | PatientCommand::ReleaseLegalHold { .. } => Action::PlaceLegalHold,
         };
         self.authorize(&context.actor, action, Subject::patient(patient_id)).await?;
         match &command {
@@ -224,7 +258,11 @@ impl Clinic {
                 self.forget_subject(patient_id);
                 return receipt;
             }
-            PatientCommand::UpdateDemographics { .. } => {}
+            PatientCommand::UpdateDemographics { .. }
+            | PatientCommand::RestrictProcessing { .. }
+            | PatientCommand::LiftRestriction
+            | PatientCommand::PlaceLegalHold { .. }
+            | PatientCommand::ReleaseLegalHold { .. } => {}
         }
         self.run(&self.patients, id, command, context).await
     }
@@ -237,6 +275,14 @@ impl Clinic {
 
     /// A command on a medical record.
     pub async fn record(&self, record_id: RecordId, command: RecordCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
+        let kind = command.kind();
+        let span = Self::command_span(kind, "medical_record", context);
+        let result = self.record_command(record_id, command, context).instrument(span).await;
+        crate::outcomes::observe(kind, &result);
+        result
+    }
+
+    async fn record_command(&self, record_id: RecordId, command: RecordCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
         let actor = &context.actor;
         if let RecordCommand::Create { record_id: created, patient_id, doctor_id, .. } = &command {
             Self::ensure_same(created, record_id)?;
@@ -286,6 +332,14 @@ impl Clinic {
 
     /// A command on an access grant or request.
     pub async fn grant(&self, grant_id: GrantId, command: GrantCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
+        let kind = command.kind();
+        let span = Self::command_span(kind, "access_grant", context);
+        let result = self.grant_command(grant_id, command, context).instrument(span).await;
+        crate::outcomes::observe(kind, &result);
+        result
+    }
+
+    async fn grant_command(&self, grant_id: GrantId, command: GrantCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
         let actor = &context.actor;
         match &command {
             GrantCommand::Grant { grant_id: created, patient_id, .. } | GrantCommand::Request { grant_id: created, patient_id, .. } => {

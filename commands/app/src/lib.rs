@@ -14,6 +14,7 @@
 
 mod clinic;
 mod grant_directory;
+mod outcomes;
 mod receipt;
 
 pub use clinic::{Clinic, ClinicError, Read, Subject};

@@ -10,6 +10,7 @@
 //! records. [`open`] decrypts and checks that hash before it reports success.
 
 mod dicom;
+mod metrics;
 mod replication;
 mod service;
 mod store;

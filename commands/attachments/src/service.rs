@@ -64,8 +64,9 @@ impl Download {
     /// Streams the plaintext into `sink`; the last chunk is released only once
     /// the whole plaintext matched its recorded SHA-256.
     pub async fn stream_into(mut self, sink: &mut (dyn AsyncWrite + Send + Unpin)) -> Result<u64, AttachmentError> {
-        let opened = stream::open(&self.key, self.header, &self.attachment.sha256, &mut self.blob, sink).await?;
-        Ok(opened.size)
+        let served = stream::open(&self.key, self.header, &self.attachment.sha256, &mut self.blob, sink).await.map(|opened| opened.size);
+        crate::metrics::observe("served", &served);
+        Ok(served?)
     }
 }
 
@@ -140,6 +141,11 @@ impl Attachments {
             sealed
         };
         let (sealed, stored) = tokio::join!(sealing, self.store.put(patient_id, &mut reader));
+        let stored_bytes = match (&sealed, &stored) {
+            (Ok(sealed), Ok(_)) => Ok(sealed.size),
+            _ => Err(()),
+        };
+        crate::metrics::observe("stored", &stored_bytes);
         let (sealed, stored) = (sealed?, stored?);
         let dicom =
             if is_dicom { crate::dicom::summarize_within(std::mem::take(&mut head.head), upload.attachment_id).await } else { None };

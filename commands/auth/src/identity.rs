@@ -404,6 +404,7 @@ impl Identity {
         let context = CommandContext::new(Actor::system());
         let raise = Raise { id, kind, user_id: Some(user_id) };
         self.incidents.execute(&id.to_string(), raise, &self.services, &context).await.map_err(ExecuteError::into_error::<AuthError>)?;
+        crate::metrics::raised(kind);
         tracing::warn!(?kind, %user_id, "security event raised");
         Ok(())
     }

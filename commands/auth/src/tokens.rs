@@ -80,6 +80,21 @@ impl SigningKeys {
         Self::from_pkcs8(&[(kid.to_owned(), der)], kid)
     }
 
+    /// Writes a new key into `dir` (`k<UTC time>.pk8`), the newest-named and so
+    /// the signing one from the next start; older keys still verify. Returns its id.
+    pub fn add_to_dir(dir: &Path) -> Result<String, KeyError> {
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Io { path: dir.display().to_string(), source })?;
+        Ok(Self::write_new(dir)?.0)
+    }
+
+    fn write_new(dir: &Path) -> Result<(String, Vec<u8>), KeyError> {
+        let kid = format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+        let der = generate_pkcs8()?;
+        let path = dir.join(format!("{kid}.pk8"));
+        std::fs::write(&path, &der).map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
+        Ok((kid, der))
+    }
+
     /// Every `<kid>.pk8` file in `dir`; `active_kid` signs, or the newest-named
     /// key when none is given. An empty directory gets a new key first.
     pub fn load_dir(dir: &Path, active_kid: Option<&str>) -> Result<Self, KeyError> {
@@ -95,11 +110,7 @@ impl SigningKeys {
             }
         }
         if documents.is_empty() {
-            let kid = format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
-            let der = generate_pkcs8()?;
-            let path = dir.join(format!("{kid}.pk8"));
-            std::fs::write(&path, &der).map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
-            documents.push((kid, der));
+            documents.push(Self::write_new(dir)?);
         }
         documents.sort();
         let active = match active_kid {

@@ -97,6 +97,23 @@ pub async fn log_appends_in_order(backend: Backend) {
     assert_eq!(log.head().await.unwrap(), p3.position);
 }
 
+/// Commits appended in order (a restore) land at consecutive positions in that
+/// order, each checked against its own expectation: the first stale one is refused.
+pub async fn log_appends_batches_in_order(backend: Backend) {
+    let log = backend.log;
+    let (a, b) = (AggregateKey::new("patient", "a").unwrap(), AggregateKey::new("patient", "b").unwrap());
+    let start = log.head().await.unwrap() + 1;
+    let batch =
+        vec![raw_request(&a, 0, b"a1"), raw_request(&b, 0, b"b1"), raw_request(&a, start, b"a2"), raw_request(&a, start + 2, b"a3")];
+    let appended = log.append_in_order(batch).await.unwrap();
+    assert_eq!(appended.iter().map(|a| a.position).collect::<Vec<_>>(), [start, start + 1, start + 2, start + 3]);
+    let all: Vec<_> = log.read_from(start, 10).await.unwrap().into_iter().map(|c| c.payload).collect();
+    assert_eq!(all, [b"a1".to_vec(), b"b1".to_vec(), b"a2".to_vec(), b"a3".to_vec()]);
+    let stale = log.append_in_order(vec![raw_request(&b, start + 1, b"b2"), raw_request(&b, start + 1, b"b2 again")]).await;
+    assert!(matches!(stale, Err(LogError::Conflict { .. })), "the second expects a position the first moved: {stale:?}");
+    assert_eq!(log.read_aggregate(&b, 0).await.unwrap().len(), 2, "the first was appended, the stale one not");
+}
+
 /// An append that expects a stale last position is refused, whatever it expected.
 pub async fn log_refuses_stale_expectations(backend: Backend) {
     let log = backend.log;

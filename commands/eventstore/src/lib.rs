@@ -25,6 +25,7 @@ mod phi;
 mod reader;
 mod snapshot;
 mod store;
+pub mod trace;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -151,6 +151,21 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends a commit if the aggregate's last position is still the expected one.
     fn append(&self, request: CommitRequest) -> BoxFuture<'_, Result<Appended, LogError>>;
 
+    /// Appends commits in the order given, each under its own expectation, as
+    /// [`EventLog::append`] one after another would; a backend may pipeline them
+    /// (how a restore refills a log). On an error, commits after the failing one
+    /// may or may not have been appended: the caller treats the log as it finds it.
+    fn append_in_order(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
+        async move {
+            let mut appended = Vec::with_capacity(requests.len());
+            for request in requests {
+                appended.push(self.append(request).await?);
+            }
+            Ok(appended)
+        }
+        .boxed()
+    }
+
     /// The aggregate's commits after `after_position`, in order. Called on every
     /// load to bring a cached aggregate up to date, so the common answer (nothing
     /// new) must be cheap.

@@ -14,6 +14,7 @@ use emr_domain::metadata::{CommandContext, EventMetadata};
 use emr_domain::upcasting::EventSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::cache::AggregateCache;
 use crate::codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord, decode_event};
@@ -315,13 +316,16 @@ where
             commit_id: command.command_id.to_string(),
             payload: record.encode()?,
         };
-        let appended = match self.log.append(request).await {
+        let append_span =
+            tracing::info_span!("append", aggregate_type = A::TYPE, expected_position = context.position, position = tracing::field::Empty);
+        let appended = match self.log.append(request).instrument(append_span.clone()).await {
             Ok(appended) => appended,
             Err(error) => {
                 self.forget(&context.key);
                 return Err(error.into());
             }
         };
+        append_span.record("position", appended.position);
         if appended.duplicate {
             self.forget(&context.key);
             let events = self.original_commit(&context.key, command.command_id, appended.position).await?;

@@ -64,3 +64,16 @@ pub enum GrantCommand {
         reason: ShortText,
     },
 }
+
+impl GrantCommand {
+    /// The command's name, as metrics and logs label it (never its content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Grant { .. } => "grant_access",
+            Self::Request { .. } => "request_access",
+            Self::Approve { .. } => "approve_request",
+            Self::Deny { .. } => "deny_request",
+            Self::Revoke { .. } => "revoke_grant",
+        }
+    }
+}

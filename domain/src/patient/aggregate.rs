@@ -4,12 +4,12 @@ use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 
 use super::commands::PatientCommand;
-use super::events::PatientEvent;
+use super::events::{PatientEvent, RestrictionGround};
 use crate::clock::DomainServices;
 use crate::decided::write_decided;
 use crate::ids::{HospitalId, PatientId};
 use crate::phi::Phi;
-use crate::values::{Demographics, InvalidValue, PatientIdentifiers};
+use crate::values::{Demographics, InvalidValue, PatientIdentifiers, ShortText};
 
 /// Why a patient command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +29,21 @@ pub enum PatientError {
     /// A field failed its cross-field rules.
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
+    /// Erasure while a legal hold stands.
+    #[error("the patient is under legal hold ({}); release the hold before erasing", reference.as_str())]
+    UnderLegalHold {
+        /// The first hold that stands.
+        reference: ShortText,
+    },
+    /// Lifting a restriction that is not in place.
+    #[error("processing of this patient's data is not restricted")]
+    NotRestricted,
+    /// Releasing a hold that was never placed (or already released).
+    #[error("no legal hold {} stands on this patient", reference.as_str())]
+    NoSuchLegalHold {
+        /// The reference given.
+        reference: ShortText,
+    },
 }
 
 /// Lifecycle of a patient.
@@ -53,6 +68,10 @@ pub struct Patient {
     identifiers: Option<Phi<PatientIdentifiers>>,
     demographics: Option<Phi<Demographics>>,
     status: PatientStatus,
+    #[serde(default)]
+    restriction: Option<RestrictionGround>,
+    #[serde(default)]
+    legal_holds: Vec<ShortText>,
 }
 
 impl Patient {
@@ -79,6 +98,16 @@ impl Patient {
     /// Identifiers, unless never registered (shredded after erasure).
     pub fn identifiers(&self) -> Option<&Phi<PatientIdentifiers>> {
         self.identifiers.as_ref()
+    }
+
+    /// The ground processing is restricted on (GDPR Art. 18), if it is.
+    pub fn restriction(&self) -> Option<RestrictionGround> {
+        self.restriction
+    }
+
+    /// The legal holds that stand, by reference.
+    pub fn legal_holds(&self) -> &[ShortText] {
+        &self.legal_holds
     }
 
     /// The business rules: which events `command` produces, or why it is refused.
@@ -108,7 +137,26 @@ impl Patient {
                 }
                 Ok(vec![PatientEvent::DemographicsUpdated { demographics: Phi::new(subject, demographics) }])
             }
-            (PatientStatus::Active, PatientCommand::Erase { reason }) => Ok(vec![PatientEvent::PatientErased { reason }]),
+            (PatientStatus::Active, PatientCommand::Erase { reason }) => match self.legal_holds.first() {
+                Some(hold) => Err(PatientError::UnderLegalHold { reference: hold.clone() }),
+                None => Ok(vec![PatientEvent::PatientErased { reason }]),
+            },
+            (PatientStatus::Active, PatientCommand::RestrictProcessing { ground }) => match self.restriction {
+                Some(current) if current == ground => Ok(vec![]),
+                _ => Ok(vec![PatientEvent::ProcessingRestricted { ground }]),
+            },
+            (PatientStatus::Active, PatientCommand::LiftRestriction) => match self.restriction {
+                Some(_) => Ok(vec![PatientEvent::RestrictionLifted]),
+                None => Err(PatientError::NotRestricted),
+            },
+            (PatientStatus::Active, PatientCommand::PlaceLegalHold { reference }) => match self.legal_holds.contains(&reference) {
+                true => Ok(vec![]),
+                false => Ok(vec![PatientEvent::LegalHoldPlaced { reference }]),
+            },
+            (PatientStatus::Active, PatientCommand::ReleaseLegalHold { reference }) => match self.legal_holds.contains(&reference) {
+                true => Ok(vec![PatientEvent::LegalHoldReleased { reference }]),
+                false => Err(PatientError::NoSuchLegalHold { reference }),
+            },
         }
     }
 }
@@ -142,6 +190,10 @@ impl Aggregate for Patient {
                 }
                 self.status = PatientStatus::Erased;
             }
+            PatientEvent::ProcessingRestricted { ground } => self.restriction = Some(ground),
+            PatientEvent::RestrictionLifted => self.restriction = None,
+            PatientEvent::LegalHoldPlaced { reference } => self.legal_holds.push(reference),
+            PatientEvent::LegalHoldReleased { reference } => self.legal_holds.retain(|hold| *hold != reference),
         }
     }
 }
@@ -233,6 +285,50 @@ mod tests {
                 .when(command)
                 .then_expect_error(PatientError::Erased);
         }
+    }
+
+    fn hold(reference: &str) -> ShortText {
+        ShortText::parse("reference", reference.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn erasure_is_refused_while_a_legal_hold_stands_and_allowed_once_it_is_released() {
+        let id = PatientId::new();
+        let placed = PatientEvent::LegalHoldPlaced { reference: hold("CASE-2026-17") };
+        PatientTest::with(DomainServices::fixed(now()))
+            .given(vec![registered(id), placed.clone()])
+            .when(PatientCommand::Erase { reason: ErasureReason::PatientRequest })
+            .then_expect_error(PatientError::UnderLegalHold { reference: hold("CASE-2026-17") });
+        PatientTest::with(DomainServices::fixed(now()))
+            .given(vec![registered(id), placed, PatientEvent::LegalHoldReleased { reference: hold("CASE-2026-17") }])
+            .when(PatientCommand::Erase { reason: ErasureReason::PatientRequest })
+            .then_expect_events(vec![PatientEvent::PatientErased { reason: ErasureReason::PatientRequest }]);
+    }
+
+    #[test]
+    fn only_a_standing_hold_or_restriction_can_be_released_and_repeats_change_nothing() {
+        let id = PatientId::new();
+        PatientTest::with(DomainServices::fixed(now()))
+            .given(vec![registered(id)])
+            .when(PatientCommand::ReleaseLegalHold { reference: hold("CASE-1") })
+            .then_expect_error(PatientError::NoSuchLegalHold { reference: hold("CASE-1") });
+        PatientTest::with(DomainServices::fixed(now()))
+            .given(vec![registered(id)])
+            .when(PatientCommand::LiftRestriction)
+            .then_expect_error(PatientError::NotRestricted);
+        PatientTest::with(DomainServices::fixed(now()))
+            .given(vec![registered(id), PatientEvent::LegalHoldPlaced { reference: hold("CASE-1") }])
+            .when(PatientCommand::PlaceLegalHold { reference: hold("CASE-1") })
+            .then_expect_events(vec![]);
+        let restricted = PatientEvent::ProcessingRestricted { ground: RestrictionGround::AccuracyContested };
+        PatientTest::with(DomainServices::fixed(now()))
+            .given(vec![registered(id), restricted.clone()])
+            .when(PatientCommand::RestrictProcessing { ground: RestrictionGround::AccuracyContested })
+            .then_expect_events(vec![]);
+        PatientTest::with(DomainServices::fixed(now()))
+            .given(vec![registered(id), restricted])
+            .when(PatientCommand::LiftRestriction)
+            .then_expect_events(vec![PatientEvent::RestrictionLifted]);
     }
 
     #[test]

@@ -9,4 +9,4 @@ mod events;
 
 pub use aggregate::{Patient, PatientError, PatientStatus};
 pub use commands::PatientCommand;
-pub use events::{ErasureReason, PatientEvent};
+pub use events::{ErasureReason, PatientEvent, RestrictionGround};

@@ -65,3 +65,16 @@ pub enum RecordCommand {
         reason: ShortText,
     },
 }
+
+impl RecordCommand {
+    /// The command's name, as metrics and logs label it (never its content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create_record",
+            Self::Amend { .. } => "amend_record",
+            Self::AddAttachment(_) => "add_attachment",
+            Self::Delete { .. } => "delete_record",
+            Self::Restore { .. } => "restore_record",
+        }
+    }
+}

@@ -13,6 +13,7 @@
 mod head;
 mod ledger;
 pub mod merkle;
+pub mod metrics;
 mod receipt;
 mod verify;
 mod worker;

@@ -113,13 +113,16 @@ impl AnchorWorker {
             signature: String::new(),
         };
         self.key.sign(&mut head);
+        let submitted = Instant::now();
         let anchored = match self.ledger.anchor(&head).await {
             Ok(anchored) => anchored,
             Err(error) => {
+                crate::metrics::failed(self.ledger.name());
                 self.leaf_file.truncate(state.leaves.len() as u64)?;
                 return Err(error.into());
             }
         };
+        crate::metrics::anchored(self.ledger.name(), anchored.head.size, submitted.elapsed());
         *state = State { leaves, last_position };
         Ok(Some(anchored))
     }
@@ -146,8 +149,12 @@ impl AnchorWorker {
                     0
                 }
             };
-            let due = pending >= self.config.batch_commits as u64
-                || (pending > 0 && waiting_since.get_or_insert_with(Instant::now).elapsed() >= self.config.max_delay);
+            let waited = match pending {
+                0 => Duration::ZERO,
+                _ => waiting_since.get_or_insert_with(Instant::now).elapsed(),
+            };
+            crate::metrics::backlog(self.ledger.name(), pending, waited);
+            let due = pending >= self.config.batch_commits as u64 || (pending > 0 && waited >= self.config.max_delay);
             if due {
                 match self.step().await {
                     Ok(Some(anchored)) => {

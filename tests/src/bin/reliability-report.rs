@@ -67,8 +67,13 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
     ),
     (
         "prometheus-alert",
-        "A real Prometheus scraping `emr serve`; the read-model database killed: 503s, HighErrorRate pending, `/metrics` still answering",
+        "A real Prometheus scraping `emr serve`: every series and query of the Grafana dashboards; the read-model database killed: 503s, HighErrorRate pending, `/metrics` still answering",
         "adapters/cli/tests/prometheus.rs",
+    ),
+    (
+        "two-process-scale",
+        "Two API, two projector and one anchor `emr serve` processes (serve.roles) on one NATS and one MariaDB, writers contending across processes",
+        "adapters/cli/tests/scale.rs",
     ),
     ("fuzz-command-json", "Command JSON as clients send it (record, patient, grant, account commands)", "tests/tests/fuzz.rs"),
     ("fuzz-stored-commits", "Commits as the stream delivers them: decoded, upcast, projected", "tests/tests/fuzz.rs"),

@@ -37,7 +37,7 @@ fn server_log() -> Stdio {
 }
 
 /// SIGKILLs a process that must still be running.
-pub fn kill(mut process: Child, what: &str) {
+pub fn kill(process: &mut Child, what: &str) {
     assert_eq!(process.try_wait().unwrap(), None, "{what} exited on its own");
     process.kill().unwrap(); // SIGKILL: no shutdown path runs
     process.wait().unwrap();
@@ -46,16 +46,26 @@ pub fn kill(mut process: Child, what: &str) {
 /// `emr audit verify` on the data directory: its JSON report (the test fails
 /// when verification does).
 pub fn verify(data_dir: &Path, when: &str) -> Value {
-    let output = emr(data_dir).args(["audit", "verify"]).stdout(Stdio::piped()).stderr(Stdio::piped()).output().unwrap();
+    verify_with(emr(data_dir), when)
+}
+
+/// `emr audit verify` run by `emr` (a command set up for some deployment).
+pub fn verify_with(mut emr: Command, when: &str) -> Value {
+    let output = emr.args(["audit", "verify"]).stdout(Stdio::piped()).stderr(Stdio::piped()).output().unwrap();
     assert!(output.status.success(), "audit verify failed {when}: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
 /// Runs `emr audit verify` until every event is anchored.
 pub async fn until_fully_anchored(data_dir: &Path) -> Value {
+    until_fully_anchored_with(|| emr(data_dir)).await
+}
+
+/// [`until_fully_anchored`] with `emr` commands from `emr` (another deployment's settings).
+pub async fn until_fully_anchored_with(emr: impl Fn() -> Command) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let report = verify(data_dir, "while catching up");
+        let report = verify_with(emr(), "while catching up");
         if report["events"].as_u64() > Some(0) && report["anchored_events"] == report["events"] {
             return report;
         }
@@ -90,10 +100,20 @@ pub async fn assert_read_models_equal_a_rebuild(data_dir: &Path, when: &str) {
     clean.remove().await;
 }
 
-/// A running `emr serve` and a client of its HTTP API.
+/// A running `emr serve` and a client of its HTTP API. Dropped (a test ended,
+/// or failed), it kills the process if it still runs: no server outlives its test.
 pub struct Served {
     pub process: Child,
     pub api: ApiClient,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
 }
 
 /// Starts `emr serve` on the data directory (sessions in Redis under `sessions`,

@@ -72,7 +72,7 @@ pub(crate) async fn receipt(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "audit-not-configured",
             "This server does not anchor the log",
-            "run the anchor worker (audit.anchor_in_serve) to serve receipts",
+            "receipts are served by a process with the anchor role (serve.roles)",
         )));
     };
     let events = state.clinic.history(&aggregate_type, &aggregate_id).await?;

@@ -2,12 +2,14 @@
 
 pub(crate) mod attachments;
 pub(crate) mod auth;
+pub(crate) mod export;
 pub(crate) mod grants;
 mod health;
 pub(crate) mod log;
 pub(crate) mod patients;
 pub(crate) mod read;
 pub(crate) mod records;
+pub(crate) mod research;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -15,12 +17,19 @@ use axum::routing::{get, post, put};
 use crate::AppState;
 use crate::problem::ApiError;
 
-pub(crate) fn router() -> Router<AppState> {
+/// `/health`, `/ready` and `/metrics`, on every process.
+pub(crate) fn operations<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    crate::OperationsState: axum::extract::FromRef<S>,
+{
+    Router::new().route("/metrics", get(crate::metrics::render)).route("/health", get(health::health)).route("/ready", get(health::ready))
+}
+
+/// The command and query API.
+pub(crate) fn api() -> Router<AppState> {
     Router::new()
-        .route("/metrics", get(crate::metrics::render))
         .route("/openapi.json", get(crate::openapi::document))
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
         .route("/v1/auth/login", post(auth::login))
         .route("/v1/auth/mfa/enrolment", post(auth::enrol))
         .route("/v1/auth/mfa/verification", post(auth::verify))
@@ -37,6 +46,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/patients/{patient_id}", get(patients::show))
         .route("/v1/patients/{patient_id}/demographics", put(patients::update_demographics))
         .route("/v1/patients/{patient_id}/erasure", post(patients::erase))
+        .route("/v1/patients/{patient_id}/restriction", post(patients::restrict))
+        .route("/v1/patients/{patient_id}/restriction/lifting", post(patients::lift_restriction))
+        .route("/v1/patients/{patient_id}/legal-holds", post(patients::place_legal_hold))
+        .route("/v1/patients/{patient_id}/legal-holds/release", post(patients::release_legal_hold))
+        .route("/v1/patients/{patient_id}/export", get(export::export))
         .route("/v1/records", post(records::create))
         .route("/v1/records/{record_id}", get(records::show))
         .route("/v1/records/{record_id}/amendments", post(records::amend))
@@ -59,8 +73,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/read/dashboard", get(read::dashboard))
         .route("/v1/read/anchors", get(read::anchors))
         .route("/v1/read/access-log", get(read::access_log))
+        .route("/v1/research/export", get(research::export))
         .route("/v1/projections", get(read::projections))
-        .fallback(|| async { ApiError::NotFound("resource".into()) })
 }
 
 /// Parses an id from the path.

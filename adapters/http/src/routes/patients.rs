@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use emr_commands::{Read, Receipt};
 use emr_domain::access::Basis;
 use emr_domain::ids::{DisclosureId, HospitalId, PatientId};
-use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientStatus};
+use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientStatus, RestrictionGround};
 use emr_domain::phi::Phi;
 use emr_domain::values::{Demographics, PatientIdentifiers, ShortText};
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,63 @@ pub(crate) async fn erase(
     Ok(Json(receipt))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Restriction)]
+pub(crate) struct Restrict {
+    ground: RestrictionGround,
+}
+
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/restriction", tag = "patients", summary = "Restrict processing (GDPR Art. 18): only the patient and break-glass read until lifted", request_body = Restrict, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn restrict(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Command(context): Command,
+    Body(body): Body<Restrict>,
+) -> Result<Json<Receipt>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    Ok(Json(state.clinic.patient(patient_id, PatientCommand::RestrictProcessing { ground: body.ground }, &context).await?))
+}
+
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/restriction/lifting", tag = "patients", summary = "Lift the restriction of processing", params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn lift_restriction(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Command(context): Command,
+) -> Result<Json<Receipt>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    Ok(Json(state.clinic.patient(patient_id, PatientCommand::LiftRestriction, &context).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LegalHold {
+    /// The matter (a case or request number, not PHI).
+    reference: ShortText,
+}
+
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/legal-holds", tag = "patients", summary = "Place a legal hold: erasure is refused while it stands", request_body = LegalHold, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn place_legal_hold(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Command(context): Command,
+    Body(body): Body<LegalHold>,
+) -> Result<Json<Receipt>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    Ok(Json(state.clinic.patient(patient_id, PatientCommand::PlaceLegalHold { reference: body.reference }, &context).await?))
+}
+
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/legal-holds/release", tag = "patients", summary = "Release a legal hold", request_body = LegalHold, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn release_legal_hold(
+    State(state): State<AppState>,
+    Path(patient_id): Path<String>,
+    Command(context): Command,
+    Body(body): Body<LegalHold>,
+) -> Result<Json<Receipt>, ApiError> {
+    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
+    Ok(Json(state.clinic.patient(patient_id, PatientCommand::ReleaseLegalHold { reference: body.reference }, &context).await?))
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct PatientView {
     patient_id: PatientId,
@@ -91,11 +148,15 @@ pub(crate) struct PatientView {
     demographics: Option<Demographics>,
     /// The disclosure that recorded this read.
     disclosure_id: Option<DisclosureId>,
+    /// The ground processing is restricted on (GDPR Art. 18), if it is.
+    restriction: Option<RestrictionGround>,
+    /// Legal holds that stand (erasure is refused while any does).
+    legal_holds: Vec<String>,
     sequence: u64,
     position: u64,
 }
 
-fn view(patient_id: PatientId, read: &Read<Patient>) -> PatientView {
+pub(crate) fn view(patient_id: PatientId, read: &Read<Patient>) -> PatientView {
     let patient = read.loaded.state();
     let redacted = read.basis == Basis::Redacted;
     let phi = |show: bool| show && !redacted;
@@ -108,6 +169,8 @@ fn view(patient_id: PatientId, read: &Read<Patient>) -> PatientView {
         identifiers: patient.identifiers().and_then(Phi::value).filter(|_| phi(true)).cloned(),
         demographics: patient.demographics().and_then(Phi::value).filter(|_| phi(true)).cloned(),
         disclosure_id: read.disclosure,
+        restriction: patient.restriction(),
+        legal_holds: patient.legal_holds().iter().map(|hold| hold.as_str().to_owned()).collect(),
         sequence: read.loaded.sequence(),
         position: read.loaded.position(),
     }

@@ -27,8 +27,20 @@ pub(crate) struct Consistency {
 
 const MAX_WAIT: Duration = Duration::from_secs(5);
 
-fn models(state: &AppState) -> Result<&ReadModelState, ApiError> {
+pub(crate) fn models(state: &AppState) -> Result<&ReadModelState, ApiError> {
     state.read_models.as_ref().ok_or(ApiError::NoReadModels)
+}
+
+/// The read models, once the named ones have folded the whole log as it stands
+/// now (waiting at most [`MAX_WAIT`]), and that log position: what an export
+/// that must be complete reads from.
+pub(crate) async fn caught_up<'a>(state: &'a AppState, checkpoint_tables: &[&'static str]) -> Result<(&'a ReadModelState, u64), ApiError> {
+    let models = models(state)?;
+    let head = models.log.head().await.map_err(emr_eventstore::StoreError::from)?;
+    for table in checkpoint_tables {
+        emr_projections::wait_for(&models.db, table, head, MAX_WAIT).await?;
+    }
+    Ok((models, head))
 }
 
 async fn reach(models: &ReadModelState, checkpoint_table: &'static str, consistency: &Consistency) -> Result<(), ApiError> {

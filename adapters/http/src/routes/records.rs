@@ -144,7 +144,7 @@ pub(crate) struct AsOf {
     at_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-fn view(record_id: RecordId, read: &Read<MedicalRecord>) -> RecordView {
+pub(crate) fn view(record_id: RecordId, read: &Read<MedicalRecord>) -> RecordView {
     let record = read.loaded.state();
     let redacted = read.basis == Basis::Redacted;
     let versions = record
