@@ -190,7 +190,8 @@ pub enum Basis {
 }
 
 /// Why an access was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
 pub enum Denied {
     /// The role may never do this.
     #[error("the {role:?} role may not {action:?}")]

@@ -111,7 +111,7 @@ uuid_id!(
     "disclosure id"
 );
 uuid_id!(
-    /// One security event (token reuse, code replay, …).
+    /// One security event (a detection: brute force, token reuse, break-glass, …).
     SecurityEventId,
     "security event id"
 );
@@ -119,6 +119,21 @@ uuid_id!(
     /// The id of one stored event.
     EventId,
     "event id"
+);
+uuid_id!(
+    /// One sign-in attempt (the password step), successful or not.
+    SignInId,
+    "sign-in id"
+);
+uuid_id!(
+    /// One session: a login and the refresh tokens rotated from it.
+    SessionId,
+    "session id"
+);
+uuid_id!(
+    /// One refused access.
+    DenialId,
+    "denial id"
 );
 
 /// A hospital or clinic, identified by a short code assigned by the network

@@ -11,7 +11,11 @@
 //! - [`grant::AccessGrant`]: a patient's consent for a practitioner (the seed's Permissions);
 //! - [`account::Account`] and [`account::UsernameClaim`]: users and their credentials;
 //! - [`disclosure::Disclosure`]: one read of PHI, with its basis (HIPAA accounting);
-//! - [`security::SecurityIncident`]: a detected attack on credentials.
+//! - [`authentication::SignInAttempt`] and [`authentication::Session`]: password steps and session use;
+//! - [`denial::AccessDenial`]: one refused access;
+//! - [`security::SecurityIncident`]: a detection and its triage (the seed's SecurityEvents).
+//!
+//! [`detection`] folds the log into detections: pure rules over event time.
 //!
 //! [`access`] holds the authorization policy: which role may do what, on what basis.
 //!
@@ -21,9 +25,12 @@
 pub mod access;
 pub mod account;
 pub mod actor;
+pub mod authentication;
 pub mod clock;
 mod decided;
 pub mod deidentify;
+pub mod denial;
+pub mod detection;
 pub mod disclosure;
 pub mod grant;
 pub mod ids;

@@ -1,0 +1,178 @@
+//! Threat detection (seed 5.3: collect → analyse → detect): a pure, deterministic
+//! fold of what happened into detections.
+//!
+//! The detection worker turns each log event into an [`Observation`] and hands it
+//! to a [`Detector`]; the detector keeps sliding windows, per-user baselines, care
+//! relationships and risk scores, and returns the [`Detection`]s the observation
+//! completes. Time is the events' own time, never the wall clock, so a replay of
+//! the same log yields the same detections with the same ids: a worker that
+//! crashes and re-reads part of the log raises nothing twice.
+//!
+//! The rules and their settings are in [`DetectionSettings`]; each rule is
+//! documented on its settings field.
+
+mod detector;
+mod network;
+mod risk;
+mod settings;
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use crate::access::Basis;
+use crate::actor::{Actor, Role};
+use crate::authentication::SignInOutcome;
+use crate::disclosure::Resource;
+use crate::ids::{PatientId, SecurityEventId, SessionId, UserId};
+use crate::security::{Evidence, Raise, SecurityEventKind, Severity};
+use crate::values::Sha256Digest;
+
+pub use detector::{Detector, DetectorState};
+pub use network::Network;
+pub use risk::RiskScore;
+pub use settings::{
+    BaselineRule, BreakGlassRule, CareRelationshipRule, CountRule, DetectionSettings, DistantSessionsRule, OffHoursRule, RiskSettings,
+};
+
+/// One fact the detector learns from, with when it happened and where it is in
+/// the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// When the event was recorded.
+    pub at: DateTime<Utc>,
+    /// The event itself, as evidence.
+    pub evidence: Evidence,
+    /// What it says.
+    pub observed: Observed,
+}
+
+/// What an event says, as far as detection cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// A password step.
+    SignIn {
+        /// The account, when the username named one.
+        user: Option<UserId>,
+        /// Digest of the username typed.
+        account: Sha256Digest,
+        /// From where.
+        client: Option<IpAddr>,
+        /// How it ended.
+        outcome: SignInOutcome,
+    },
+    /// A session was opened or refreshed.
+    SessionUse {
+        /// Which session.
+        session: SessionId,
+        /// Whose.
+        user: UserId,
+        /// From where.
+        client: Option<IpAddr>,
+    },
+    /// An access was refused.
+    Denied {
+        /// Who was refused.
+        actor: Actor,
+        /// Whose data.
+        patient: Option<PatientId>,
+    },
+    /// PHI was read.
+    Read {
+        /// Who read.
+        reader: Actor,
+        /// Whose.
+        patient: PatientId,
+        /// What.
+        resource: Resource,
+        /// On what basis.
+        basis: Basis,
+    },
+    /// A break-glass read began.
+    BreakGlass {
+        /// Who broke the glass.
+        reader: Actor,
+        /// Whose record.
+        patient: PatientId,
+    },
+    /// An account was opened (practitioners carry their department).
+    AccountOpened {
+        /// The account.
+        user: UserId,
+        /// Its role.
+        role: Role,
+        /// A practitioner's department.
+        department: Option<String>,
+    },
+    /// A practitioner wrote a record for a patient: an encounter.
+    Encounter {
+        /// The author.
+        author: UserId,
+        /// The patient.
+        patient: PatientId,
+    },
+    /// A patient granted a practitioner access.
+    Granted {
+        /// The practitioner.
+        grantee: UserId,
+        /// The patient.
+        patient: PatientId,
+    },
+    /// A security event raised at its source (not by the detector), which
+    /// counts toward the user's risk score.
+    RaisedAtSource {
+        /// Whose account.
+        user: Option<UserId>,
+        /// How urgent.
+        severity: Severity,
+    },
+}
+
+/// What the detector found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// Derived from the rule and the event that completed it: the same log gives
+    /// the same ids.
+    pub id: SecurityEventId,
+    /// Which rule.
+    pub kind: SecurityEventKind,
+    /// How urgent.
+    pub severity: Severity,
+    /// When (the completing event's time).
+    pub at: DateTime<Utc>,
+    /// The account concerned.
+    pub user_id: Option<UserId>,
+    /// The patient concerned.
+    pub patient_id: Option<PatientId>,
+    /// The address concerned.
+    pub client: Option<IpAddr>,
+    /// The user's risk score with this detection counted.
+    pub risk_score: f64,
+    /// The events it rests on, the completing one last.
+    pub evidence: Vec<Evidence>,
+    /// One line for the officer, without PHI.
+    pub summary: String,
+}
+
+impl Detection {
+    /// The command that raises it.
+    pub fn raise(&self) -> Raise {
+        Raise {
+            id: self.id,
+            kind: self.kind,
+            severity: self.severity,
+            user_id: self.user_id,
+            patient_id: self.patient_id,
+            client: self.client,
+            risk_score: self.risk_score,
+            evidence: self.evidence.clone(),
+            summary: self.summary.clone(),
+        }
+    }
+
+    /// The deterministic id of `kind` completed by the event `trigger`.
+    pub fn id_for(kind: SecurityEventKind, trigger: &Evidence) -> SecurityEventId {
+        const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1e_7ec7_0000_4000_8000_e3e0_1ed9_e700);
+        SecurityEventId::from(uuid::Uuid::new_v5(&NAMESPACE, format!("{}:{}", kind.name(), trigger.event_id).as_bytes()))
+    }
+}
