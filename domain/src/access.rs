@@ -61,11 +61,15 @@ pub enum Action {
     ExportData,
     /// Export the de-identified research dataset (no PHI, no row-level access).
     ExportDeidentified,
+    /// Read security events and risk scores.
+    ReadSecurityEvents,
+    /// Acknowledge, assign and resolve security events.
+    TriageSecurityEvents,
 }
 
 impl Action {
     /// Every action, for tests and documentation that must cover them all.
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 24] = [
         Self::RegisterPatient,
         Self::ReadPatient,
         Self::UpdateDemographics,
@@ -88,6 +92,8 @@ impl Action {
         Self::PlaceLegalHold,
         Self::ExportData,
         Self::ExportDeidentified,
+        Self::ReadSecurityEvents,
+        Self::TriageSecurityEvents,
     ];
 }
 
@@ -153,10 +159,13 @@ pub fn rule(role: Role, action: Action) -> Rule {
         Role::Admin => match action {
             // The privacy officer acts on patients' requests and on legal matters.
             ManageAccounts | ErasePatient | ReadDashboard | RestrictProcessing | PlaceLegalHold => Rule::Role,
+            // Security officers: administrators and auditors.
+            ReadSecurityEvents | TriageSecurityEvents => Rule::Role,
             _ => Rule::Never,
         },
         Role::Auditor => match action {
             ReadAudit | ReadAccessLog | ReadDashboard | ReadGrant | ReadRecordIndex => Rule::Role,
+            ReadSecurityEvents | TriageSecurityEvents => Rule::Role,
             ReadRecord | ReadPatient => Rule::Redacted,
             _ => Rule::Never,
         },

@@ -387,7 +387,9 @@ impl SecurityIncident {
                     Err(SecurityError::AlreadyResolved(resolved))
                 }
                 SecurityCommand::RecordResponse { response, .. } if self.responded(response) => Ok(vec![]),
-                SecurityCommand::RecordResponse { response, detail } => Ok(vec![SecurityEvent::SecurityResponseTaken { id, response, detail }]),
+                SecurityCommand::RecordResponse { response, detail } => {
+                    Ok(vec![SecurityEvent::SecurityResponseTaken { id, response, detail }])
+                }
                 SecurityCommand::Raise(_) => Err(SecurityError::AlreadyRaised),
             };
         }

@@ -28,6 +28,9 @@ impl EventSchema for crate::account::Account {}
 impl EventSchema for crate::account::UsernameClaim {}
 impl EventSchema for crate::disclosure::Disclosure {}
 impl EventSchema for crate::security::SecurityIncident {}
+impl EventSchema for crate::authentication::SignInAttempt {}
+impl EventSchema for crate::authentication::Session {}
+impl EventSchema for crate::denial::AccessDenial {}
 
 impl EventSchema for MedicalRecord {
     fn upcasters() -> Vec<Box<dyn EventUpcaster>> {

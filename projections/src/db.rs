@@ -27,6 +27,8 @@ pub enum Value {
     Time(Option<DateTime<Utc>>),
     /// A calendar date.
     Date(Option<NaiveDate>),
+    /// A floating-point number (scores).
+    Float(Option<f64>),
 }
 
 macro_rules! value_from {
@@ -49,6 +51,7 @@ value_from!(Int: i64 => |v| v);
 value_from!(UInt: u64 => |v| v, u32 => u64::from);
 value_from!(Time: DateTime<Utc> => |v| v);
 value_from!(Date: NaiveDate => |v| v);
+value_from!(Float: f64 => |v| v);
 
 /// How SQLite holds instants: fixed width, so text order is time order.
 const SQLITE_TIME: &str = "%Y-%m-%d %H:%M:%S%.6f";
@@ -103,6 +106,7 @@ fn mysql_arguments(params: Vec<Value>) -> Result<MySqlArguments, ProjectionError
             Value::UInt(v) => arguments.add(v),
             Value::Time(v) => arguments.add(v),
             Value::Date(v) => arguments.add(v),
+            Value::Float(v) => arguments.add(v),
         }
         .map_err(encoding)?;
     }
@@ -119,6 +123,7 @@ fn sqlite_arguments(params: Vec<Value>) -> Result<SqliteArguments, ProjectionErr
             Value::UInt(v) => arguments.add(v.map(|v| i64::try_from(v).unwrap_or(i64::MAX))),
             Value::Time(v) => arguments.add(v.map(|v| v.format(SQLITE_TIME).to_string())),
             Value::Date(v) => arguments.add(v),
+            Value::Float(v) => arguments.add(v),
         }
         .map_err(encoding)?;
     }

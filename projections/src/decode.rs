@@ -2,6 +2,8 @@
 
 use cqrs_es::persist::EventUpcaster;
 use emr_domain::account::{Account, AccountEvent};
+use emr_domain::authentication::{Session, SessionEvent, SignInAttempt, SignInEvent};
+use emr_domain::denial::{AccessDenial, DenialEvent};
 use emr_domain::disclosure::{Disclosure, DisclosureEvent};
 use emr_domain::grant::{AccessGrant, GrantEvent};
 use emr_domain::metadata::EventMetadata;
@@ -24,8 +26,14 @@ pub enum Payload {
     Disclosure(DisclosureEvent),
     /// An account event.
     Account(AccountEvent),
-    /// A security detection.
+    /// A security detection or its triage.
     Security(SecurityEvent),
+    /// A password step.
+    SignIn(SignInEvent),
+    /// A session opened or refreshed.
+    Session(SessionEvent),
+    /// A refused access.
+    Denial(DenialEvent),
 }
 
 /// One event with its envelope.
@@ -64,6 +72,9 @@ impl Decoder {
             <Disclosure as cqrs_es::Aggregate>::TYPE => Payload::Disclosure(event.decode::<Disclosure>(&[])?),
             <Account as cqrs_es::Aggregate>::TYPE => Payload::Account(event.decode::<Account>(&[])?),
             <SecurityIncident as cqrs_es::Aggregate>::TYPE => Payload::Security(event.decode::<SecurityIncident>(&[])?),
+            <SignInAttempt as cqrs_es::Aggregate>::TYPE => Payload::SignIn(event.decode::<SignInAttempt>(&[])?),
+            <Session as cqrs_es::Aggregate>::TYPE => Payload::Session(event.decode::<Session>(&[])?),
+            <AccessDenial as cqrs_es::Aggregate>::TYPE => Payload::Denial(event.decode::<AccessDenial>(&[])?),
             _ => return Ok(None),
         };
         Ok(Some(Fact {

@@ -35,6 +35,8 @@ pub use db::{Dialect, ReadModelDb, Readable, Tx, Value};
 pub use decode::{Decoder, Fact, Payload};
 pub use error::ProjectionError;
 pub use projection::{Checkpoint, Projection};
-pub use projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, all, checkpoints};
+pub use projections::{
+    AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, SecurityProjection, all, checkpoints,
+};
 pub use rebuild::rebuild;
 pub use runner::{Lag, Projector, lag, lags, run_every_projection, wait_for};

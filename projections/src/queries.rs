@@ -214,3 +214,105 @@ pub async fn active_patient_ids(db: &ReadModelDb, limit: u32, offset: u32) -> Re
     let rows: Vec<(String,)> = db.fetch_all(sql, vec![Value::from(u64::from(limit.clamp(1, 500))), Value::from(u64::from(offset))]).await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
+
+/// Filter of the security events.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SecurityEventFilter {
+    /// `open`, `acknowledged`, `investigating` or `resolved`.
+    pub status: Option<String>,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: Option<String>,
+    /// A kind (`brute_force`, `break_glass_use`, …).
+    pub kind: Option<String>,
+    /// The account concerned.
+    pub user_id: Option<uuid::Uuid>,
+    /// The patient concerned.
+    pub patient_id: Option<uuid::Uuid>,
+    /// Raised at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Raised before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+/// One security event as officers triage it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct SecurityEventRow {
+    /// The security event.
+    pub security_event_id: String,
+    /// What was detected.
+    pub kind: String,
+    /// How urgent.
+    pub severity: String,
+    /// The account concerned.
+    pub user_id: Option<String>,
+    /// The patient concerned.
+    pub patient_id: Option<String>,
+    /// The client address concerned.
+    pub client: Option<String>,
+    /// The user's risk score when it was raised.
+    pub risk_score: f64,
+    /// What the rule saw (no PHI).
+    pub summary: String,
+    /// JSON array of `{position, event_id}`: the log events it rests on.
+    pub evidence: String,
+    /// Responses carried out, comma-separated.
+    pub responses: String,
+    /// Triage status.
+    pub status: String,
+    /// The investigator.
+    pub assignee: Option<String>,
+    /// `true_positive` or `false_positive`, once resolved.
+    pub outcome: Option<String>,
+    /// When it was raised.
+    pub raised_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Log position of its last change.
+    pub position: u64,
+}
+
+const SECURITY_COLUMNS: &str = "security_event_id, kind, severity, user_id, patient_id, client, risk_score, summary, evidence, \
+     responses, status, assignee, outcome, raised_at, updated_at, position";
+
+/// Security events matching `filter`, most recent first.
+pub async fn security_events(db: &ReadModelDb, filter: &SecurityEventFilter) -> Result<Vec<SecurityEventRow>, ProjectionError> {
+    let mut conditions = Conditions::default();
+    conditions.and("status = ?", filter.status.as_ref());
+    conditions.and("severity = ?", filter.severity.as_ref());
+    conditions.and("kind = ?", filter.kind.as_ref());
+    conditions.and("user_id = ?", filter.user_id.map(|id| id.hyphenated().to_string()));
+    conditions.and("patient_id = ?", filter.patient_id.map(|id| id.hyphenated().to_string()));
+    conditions.and("raised_at >= ?", filter.from);
+    conditions.and("raised_at < ?", filter.to);
+    let (clauses, params) = conditions.page(" ORDER BY raised_at DESC, security_event_id", filter.limit, filter.offset);
+    db.fetch_all(&format!("SELECT {SECURITY_COLUMNS} FROM security_events{clauses}"), params).await
+}
+
+/// One security event.
+pub async fn security_event(db: &ReadModelDb, id: &str) -> Result<Option<SecurityEventRow>, ProjectionError> {
+    let sql = format!("SELECT {SECURITY_COLUMNS} FROM security_events WHERE security_event_id = ?");
+    Ok(db.fetch_all(&sql, vec![Value::from(id)]).await?.pop())
+}
+
+/// A user's risk score as the detector last set it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RiskRow {
+    /// The account.
+    pub user_id: String,
+    /// The score at `as_of`.
+    pub score: f64,
+    /// When it was last raised.
+    pub as_of: DateTime<Utc>,
+    /// Detections counted.
+    pub detections: u64,
+}
+
+/// Every user with a risk score, highest last-set score first.
+pub async fn risk_scores(db: &ReadModelDb, limit: u32) -> Result<Vec<RiskRow>, ProjectionError> {
+    let sql = "SELECT user_id, score, as_of, detections FROM security_risk ORDER BY score DESC, user_id LIMIT ?";
+    db.fetch_all(sql, vec![Value::from(u64::from(limit.clamp(1, 1000)))]).await
+}

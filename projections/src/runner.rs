@@ -238,7 +238,7 @@ pub async fn run_every_projection(
     batch_size: usize,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    use crate::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex};
+    use crate::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, SecurityProjection};
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -246,13 +246,15 @@ pub async fn run_every_projection(
     let records = Projector::new(RecordIndex, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let access = Projector::new(AccessProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let dashboard = Projector::new(DashboardProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
-    let access_log = Projector::new(AccessLogProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
+    let access_log = Projector::new(AccessLogProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let security = Projector::new(SecurityProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
     tokio::join!(
         patients.run(stopped(shutdown.clone())),
         records.run(stopped(shutdown.clone())),
         access.run(stopped(shutdown.clone())),
         dashboard.run(stopped(shutdown.clone())),
-        access_log.run(stopped(shutdown)),
+        access_log.run(stopped(shutdown.clone())),
+        security.run(stopped(shutdown)),
     );
 }
 

@@ -10,9 +10,11 @@ pub mod api_server;
 pub mod backends;
 pub mod bench;
 pub mod charts;
+pub mod detection_quality;
 pub mod fabric_gateway;
 pub mod fabric_peer;
 pub mod history;
+pub mod hospital_trace;
 pub mod ipfs_cluster;
 pub mod ipfs_node;
 pub mod mariadb;
@@ -21,6 +23,7 @@ pub mod nats_server;
 pub mod otlp_collector;
 pub mod read_models;
 pub mod report;
+pub mod trace_log;
 
 /// Instantiates each named `async fn check(backend: Backend)` in scope as one
 /// test per backend: `jetstream::check` on a throwaway nats-server and

@@ -5,13 +5,15 @@
 use std::sync::Arc;
 
 use emr_eventstore::EventLog;
-use emr_projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projector, ReadModelDb, RecordIndex};
+use emr_projections::{
+    AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projector, ReadModelDb, RecordIndex, SecurityProjection,
+};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::mariadb::TestDatabase;
 
 /// Every read-model table, checkpoints included.
-pub const TABLES: [&str; 15] = [
+pub const TABLES: [&str; 17] = [
     "patient_directory_checkpoint",
     "patients",
     "record_index_checkpoint",
@@ -26,7 +28,9 @@ pub const TABLES: [&str; 15] = [
     "dashboard_patient_hospitals",
     "access_log_checkpoint",
     "access_log",
+    "security_checkpoint",
     "security_events",
+    "security_risk",
 ];
 
 /// Folds the log, as it stands, into every projection of `db`.
@@ -37,6 +41,7 @@ pub async fn fold_all(db: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) {
     Projector::new(AccessProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(DashboardProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(AccessLogProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
 }
 
 /// Asserts that two dumps of every table ([`TestReadModels::dump_all`]) hold the

@@ -378,6 +378,18 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let (stop, _) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
     let read_models = Some(emr_http::ReadModelState { db: models.db.clone(), log: ports.log.clone() });
+    // One identity per process: with the in-memory session store (no Redis), the
+    // detector's re-authentication must reach the API's sessions.
+    let identity = match roles.runs(Role::Api) || roles.runs(Role::Detector) {
+        true => Some(wiring::identity(settings, &ports).await?),
+        false => None,
+    };
+    if let Some(identity) = identity.clone().filter(|_| roles.runs(Role::Detector)) {
+        let worker = wiring::detection_worker(settings, &ports, models.db.clone(), identity).await?;
+        let mut stopped = stop.subscribe();
+        let run = async move { worker.run(async move { drop(stopped.wait_for(|stop| *stop).await) }).await };
+        workers.push(("detector", tokio::spawn(run)));
+    }
     if roles.runs(Role::Projector) {
         let (log, stopped) = (ports.log.clone(), stop.subscribe());
         workers.push(("projectors", tokio::spawn(async move { models.run_all(log, stopped).await })));
@@ -401,10 +413,9 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         false => None,
     };
     let mut grpc = None;
-    let app = match roles.runs(Role::Api) {
-        true => {
+    let app = match identity.filter(|_| roles.runs(Role::Api)) {
+        Some(identity) => {
             let clinic = wiring::clinic_on(settings, ports.clone());
-            let identity = wiring::identity(settings, &ports).await?;
             if let Some(listen) = settings.grpc.listen {
                 let routes = emr_grpc::routes(emr_grpc::GrpcState { clinic: clinic.clone(), identity: identity.clone() });
                 let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -418,7 +429,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
             emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments })
         }
-        false => {
+        None => {
             let log = emr_eventstore::LogReader::new(ports.log.clone());
             emr_http::operations_router(emr_http::OperationsState { log, identity: None, read_models })
         }

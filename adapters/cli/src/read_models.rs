@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use emr_eventstore::EventLog;
-use emr_projections::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, ReadModelDb, RecordIndex};
+use emr_projections::{
+    AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, ReadModelDb, RecordIndex, SecurityProjection,
+};
 
 use crate::settings::Settings;
 
@@ -46,6 +48,7 @@ impl ReadModels {
             AccessProjection::NAME => emr_projections::rebuild(AccessProjection, db, log, batch).await,
             DashboardProjection::NAME => emr_projections::rebuild(DashboardProjection, db, log, batch).await,
             AccessLogProjection::NAME => emr_projections::rebuild(AccessLogProjection, db, log, batch).await,
+            SecurityProjection::NAME => emr_projections::rebuild(SecurityProjection, db, log, batch).await,
             other => bail!("no projection named `{other}`; known: {}", emr_projections::all().join(", ")),
         };
         Ok(checkpoint?)

@@ -206,6 +206,9 @@ pub(crate) enum Role {
     Projector,
     /// The anchor worker and EVM relayer: one active process per deployment.
     Anchor,
+    /// Threat detection and its responses: one active process per deployment
+    /// (the detector's state lives in that process between saves).
+    Detector,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +222,26 @@ impl ServeSettings {
     pub(crate) fn runs(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+}
+
+/// Threat detection (the `detector` role).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DetectionConfig {
+    /// How often the detector's state is saved (a restart re-reads the log after it).
+    pub(crate) save_every_secs: u64,
+    /// Security events older than this when first seen get no automatic response.
+    pub(crate) respond_within_hours: i64,
+    /// Alerts are also POSTed as JSON here (they always go to the process log).
+    pub(crate) webhook_url: Option<String>,
+    /// How long one webhook delivery may take.
+    pub(crate) webhook_timeout_secs: u64,
+    /// The rules' thresholds and windows.
+    #[serde(default)]
+    pub(crate) rules: emr_domain::detection::DetectionSettings,
+    /// Responses per severity.
+    #[serde(default)]
+    pub(crate) responses: emr_detection::ResponsePolicy,
 }
 
 /// Traces over OpenTelemetry's OTLP; off unless an endpoint is set.
@@ -247,6 +270,7 @@ pub(crate) struct Settings {
     pub(crate) grpc: GrpcSettings,
     pub(crate) read_models: ReadModelSettings,
     pub(crate) audit: AuditSettings,
+    pub(crate) detection: DetectionConfig,
 }
 
 /// A setting outside what it may be, named by its key.
@@ -260,7 +284,7 @@ pub(crate) struct InvalidSetting {
 /// The defaults, as a TOML document (also shipped as `deploy/emr.example.toml`).
 pub(crate) const DEFAULTS: &str = r#"
 [serve]
-roles = ["api", "projector", "anchor"]
+roles = ["api", "projector", "anchor", "detector"]
 
 [telemetry]
 service_name = "emr-ledger"
@@ -303,6 +327,11 @@ max_failures = 5
 lockout_secs = 900
 login_attempts_per_minute = 30
 
+[detection]
+save_every_secs = 30
+respond_within_hours = 24
+webhook_timeout_secs = 5
+
 [audit]
 batch_commits = 1000
 max_delay_ms = 2000
@@ -334,7 +363,18 @@ impl Settings {
         let check = |holds: bool, key: &'static str, rule: &str, value: &dyn std::fmt::Display| {
             if holds { Ok(()) } else { Err(InvalidSetting { key, problem: format!("{rule} (got {value})") }) }
         };
-        check(!self.serve.roles.is_empty(), "serve.roles", "must name at least one of api, projector, anchor", &"[]")?;
+        check(!self.serve.roles.is_empty(), "serve.roles", "must name at least one of api, projector, anchor, detector", &"[]")?;
+        let rules = self.detection.rules.problems();
+        check(rules.is_empty(), "detection.rules", "must be consistent", &rules.join("; "))?;
+        let responses = self.detection.responses.problems();
+        check(responses.is_empty(), "detection.responses", "must lock accounts on critical events only", &responses.join("; "))?;
+        check(self.detection.save_every_secs > 0, "detection.save_every_secs", "must be positive", &self.detection.save_every_secs)?;
+        check(
+            self.detection.respond_within_hours > 0,
+            "detection.respond_within_hours",
+            "must be positive",
+            &self.detection.respond_within_hours,
+        )?;
         check((1..=5).contains(&self.nats.replicas), "nats.replicas", "must be between 1 and 5", &self.nats.replicas)?;
         check(self.nats.request_timeout_ms > 0, "nats.request_timeout_ms", "must be positive", &self.nats.request_timeout_ms)?;
         check(self.nats.duplicate_window_secs > 0, "nats.duplicate_window_secs", "must be positive", &self.nats.duplicate_window_secs)?;
@@ -445,7 +485,7 @@ mod tests {
     #[test]
     fn a_process_runs_every_role_unless_told_otherwise() {
         let settings = Settings::load(None).unwrap();
-        assert!([Role::Api, Role::Projector, Role::Anchor].iter().all(|role| settings.serve.runs(*role)));
+        assert!([Role::Api, Role::Projector, Role::Anchor, Role::Detector].iter().all(|role| settings.serve.runs(*role)));
         let settings = load_from("[serve]\nroles = [\"projector\"]\n").unwrap();
         assert_eq!(settings.serve.roles, vec![Role::Projector]);
         let error = format!("{:#}", load_from("[serve]\nroles = [\"janitor\"]\n").unwrap_err());

@@ -78,6 +78,32 @@ pub(crate) async fn identity(settings: &Settings, ports: &EventStorePorts) -> an
     Ok(Identity::new(ports, sessions, Tokens::new(keys), policy, DomainServices::default()))
 }
 
+/// The detection worker over `ports`, saving its state in the read-model
+/// database, alerting to the log (and the webhook, when set), and acting on
+/// accounts through `identity`.
+pub(crate) async fn detection_worker(
+    settings: &Settings,
+    ports: &EventStorePorts,
+    db: emr_projections::ReadModelDb,
+    identity: Identity,
+) -> anyhow::Result<emr_detection::DetectionWorker> {
+    let detection = &settings.detection;
+    let mut sinks: Vec<Arc<dyn emr_detection::AlertSink>> = vec![Arc::new(emr_detection::LogSink)];
+    if let Some(url) = &detection.webhook_url {
+        let timeout = Duration::from_secs(detection.webhook_timeout_secs);
+        sinks.push(Arc::new(emr_detection::WebhookSink::new(url, timeout).context("detection.webhook_url")?));
+    }
+    let config = emr_detection::WorkerConfig {
+        rules: detection.rules,
+        responses: detection.responses.clone(),
+        batch_size: settings.read_models.batch_size,
+        save_every: Duration::from_secs(detection.save_every_secs),
+        respond_within: chrono::Duration::hours(detection.respond_within_hours),
+    };
+    let responders = emr_detection::Responders { sinks, guard: Arc::new(identity) };
+    Ok(emr_detection::DetectionWorker::open(ports, db, responders, config, DomainServices::default()).await?)
+}
+
 /// Attachments in the configured blob store (an IPFS node, or the embedded
 /// directory), replicated through an IPFS Cluster when configured.
 pub(crate) fn attachments(settings: &Settings, clinic: Clinic) -> anyhow::Result<emr_attachments::Attachments> {

@@ -81,9 +81,10 @@ fn fail<E: Into<emr_http::ApiError>>(error: E) -> Status {
 #[tonic::async_trait]
 impl pb::auth_server::Auth for GrpcState {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::Challenge>, Status> {
+        let client = request.remote_addr().map(|address| address.ip().to_canonical());
         let body = request.into_inner();
         let username = field("username", serde_json::Value::String(body.username))?;
-        let challenge = self.identity.login(&username, body.password).await.map_err(fail)?;
+        let challenge = self.identity.login(&username, body.password, client).await.map_err(fail)?;
         Ok(Response::new(pb::Challenge { mfa_token: challenge.mfa_token, enrolment_required: challenge.enrolment_required }))
     }
 
@@ -93,12 +94,14 @@ impl pb::auth_server::Auth for GrpcState {
     }
 
     async fn verify_mfa(&self, request: Request<pb::MfaCode>) -> Result<Response<pb::TokenPair>, Status> {
+        let client = request.remote_addr().map(|address| address.ip().to_canonical());
         let body = request.into_inner();
-        Ok(Response::new(convert::tokens(self.identity.verify(&body.mfa_token, &body.code).await.map_err(fail)?)))
+        Ok(Response::new(convert::tokens(self.identity.verify(&body.mfa_token, &body.code, client).await.map_err(fail)?)))
     }
 
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::TokenPair>, Status> {
-        Ok(Response::new(convert::tokens(self.identity.refresh(&request.into_inner().refresh_token).await.map_err(fail)?)))
+        let client = request.remote_addr().map(|address| address.ip().to_canonical());
+        Ok(Response::new(convert::tokens(self.identity.refresh(&request.into_inner().refresh_token, client).await.map_err(fail)?)))
     }
 
     async fn logout(&self, request: Request<pb::Empty>) -> Result<Response<pb::Empty>, Status> {

@@ -24,6 +24,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A JSON body that may be left out entirely (an empty body reads as `None`).
+pub(crate) struct OptionalBody<T>(pub(crate) Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = request.headers().get(axum::http::header::CONTENT_LENGTH).is_some_and(|length| length == "0")
+            || (request.headers().get(axum::http::header::CONTENT_TYPE).is_none()
+                && request.headers().get(axum::http::header::TRANSFER_ENCODING).is_none()
+                && request.headers().get(axum::http::header::CONTENT_LENGTH).is_none());
+        if empty {
+            return Ok(Self(None));
+        }
+        let Body(value) = Body::<T>::from_request(request, state).await?;
+        Ok(Self(Some(value)))
+    }
+}
+
 fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
     parts.headers.get(name).map(|value| value.to_str().map_err(|_| bad_header(name, "must be visible ASCII"))).transpose()
 }
@@ -93,13 +112,19 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
 /// Who is asking, for per-address rate limits: the peer address when the
 /// server knows it (behind a proxy, configure the proxy to limit instead).
-pub(crate) struct ClientAddress(pub(crate) String);
+pub(crate) struct ClientAddress(pub(crate) Option<std::net::IpAddr>);
+
+impl ClientAddress {
+    /// The key rate limits count under.
+    pub(crate) fn key(&self) -> String {
+        self.0.map(|address| address.to_string()).unwrap_or_else(|| "local".to_owned())
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip().to_string());
-        Ok(Self(peer.unwrap_or_else(|| "local".to_owned())))
+        Ok(Self(parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip().to_canonical())))
     }
 }

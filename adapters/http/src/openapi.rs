@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{attachments, auth, export, grants, log, patients, read, records, research};
+use crate::routes::{attachments, auth, export, grants, log, patients, read, records, research, security};
 
 struct BearerAuth;
 
@@ -34,6 +34,7 @@ impl Modify for BearerAuth {
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
         log::read, log::history, log::receipt,
         read::records, read::dashboard, read::projections, read::anchors, read::access_log, research::export,
+        security::list, security::show, security::acknowledge, security::assign, security::resolve, security::risk,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -44,6 +45,7 @@ impl Modify for BearerAuth {
         (name = "grants", description = "A patient's consent: grants and access requests"),
         (name = "audit", description = "The event log, histories and integrity receipts (PHI sealed)"),
         (name = "read models", description = "Queries on the projections; `min_position` waits for a command's commit"),
+        (name = "security", description = "Security events, their evidence and triage; risk scores (administrators and auditors)"),
     )
 )]
 pub(crate) struct ApiDoc;

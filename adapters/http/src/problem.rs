@@ -8,6 +8,7 @@ use emr_attachments::AttachmentError;
 use emr_auth::{AuthError, TokenError};
 use emr_commands::ClinicError;
 use emr_domain::access::Denied;
+use emr_domain::security::SecurityError;
 use emr_eventstore::StoreError;
 use serde::Serialize;
 
@@ -307,6 +308,15 @@ impl ApiError {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("no {what} with this id"))
             }
             Self::Clinic(ClinicError::Disclosure(e)) => rule("disclosure-rule", e),
+            Self::Clinic(ClinicError::Security(e @ (SecurityError::AlreadyResolved(_) | SecurityError::AlreadyRaised))) => {
+                Problem::new(StatusCode::CONFLICT, "security-event-resolved", "The security event is resolved", e.to_string())
+            }
+            Self::Clinic(ClinicError::Security(SecurityError::NotRaised)) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no security event with this id")
+            }
+            Self::Clinic(ClinicError::Denial(_)) => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged")
+            }
             Self::Unauthenticated(detail) => Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", *detail),
             Self::Auth(error) => auth_problem(error),
             Self::Attachment(error) => attachment_problem(error),

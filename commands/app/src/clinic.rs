@@ -6,12 +6,14 @@ use cqrs_es::Aggregate;
 use emr_domain::DomainServices;
 use emr_domain::access::{self, Action, Basis, Denied, Facts};
 use emr_domain::actor::{Actor, Role};
+use emr_domain::denial::{AccessDenial, DenialAlreadyRecorded, RecordDenial};
 use emr_domain::disclosure::{Disclose, Disclosure, DisclosureError, Resource};
 use emr_domain::grant::{AccessGrant, GrantCommand, GrantError, GrantStatus, Scope};
-use emr_domain::ids::{AttachmentId, DisclosureId, GrantId, PatientId, RecordId, UserId};
+use emr_domain::ids::{AttachmentId, DenialId, DisclosureId, GrantId, PatientId, RecordId, SecurityEventId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{Patient, PatientCommand, PatientError, PatientStatus};
 use emr_domain::record::{AttachmentSummary, MedicalRecord, RecordCommand, RecordError, RecordStatus};
+use emr_domain::security::{SecurityCommand, SecurityError, SecurityIncident, TriageStatus};
 use emr_domain::upcasting::EventSchema;
 use emr_domain::values::ShortText;
 use emr_eventstore::{
@@ -38,6 +40,12 @@ pub enum ClinicError {
     /// The disclosure of a read could not be recorded, so nothing was shown.
     #[error(transparent)]
     Disclosure(#[from] DisclosureError),
+    /// A security-event rule refused a triage step.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// A refusal could not be recorded (its fresh id was taken: never expected).
+    #[error(transparent)]
+    Denial(#[from] DenialAlreadyRecorded),
     /// The actor may not do this (see [`emr_domain::access`]).
     #[error("forbidden: {0}")]
     Forbidden(#[from] Denied),
@@ -113,6 +121,8 @@ pub struct Clinic {
     records: EmrEventStore<MedicalRecord>,
     grants: EmrEventStore<AccessGrant>,
     disclosures: EmrEventStore<Disclosure>,
+    denials: EmrEventStore<AccessDenial>,
+    incidents: EmrEventStore<SecurityIncident>,
     reader: LogReader,
     directory: Arc<GrantDirectory>,
     services: DomainServices,
@@ -127,7 +137,9 @@ impl Clinic {
             records: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
             grants: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
             // One-event aggregates: nothing to cache or snapshot.
-            disclosures: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..config }),
+            disclosures: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
+            denials: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
+            incidents: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..config }),
             reader: LogReader::new(ports.log.clone()),
             directory: Arc::new(GrantDirectory::new(LogReader::new(ports.log.clone()))),
             services,
@@ -165,8 +177,27 @@ impl Clinic {
     }
 
     /// Decides whether `actor` may perform `action` on `subject`, looking up an
-    /// active grant when the policy asks for one.
+    /// active grant when the policy asks for one. A refusal is recorded in the
+    /// log (an `AccessDenied` event) before it is returned.
     pub async fn authorize(&self, actor: &Actor, action: Action, subject: Subject) -> Result<Basis, ClinicError> {
+        let decided = self.decide_access(actor, action, subject).await;
+        if let Err(ClinicError::Forbidden(reason)) = &decided {
+            self.record_denial(actor, action, subject.patient, *reason).await?;
+        }
+        decided
+    }
+
+    async fn record_denial(&self, actor: &Actor, action: Action, patient_id: Option<PatientId>, reason: Denied) -> Result<(), ClinicError> {
+        let denial_id = DenialId::new();
+        let command = RecordDenial { denial_id, actor: *actor, action, patient_id, reason };
+        self.denials
+            .execute(&denial_id.to_string(), command, &self.services, &CommandContext::new(*actor))
+            .await
+            .map_err(ExecuteError::into_error::<ClinicError>)?;
+        Ok(())
+    }
+
+    async fn decide_access(&self, actor: &Actor, action: Action, subject: Subject) -> Result<Basis, ClinicError> {
         let rule = access::rule(actor.role, action);
         let facts = Facts { patient: subject.patient, author: subject.author, grantee: subject.grantee, grant: None, break_glass: false };
         if let Some(patient) = subject.patient
@@ -328,6 +359,20 @@ impl Clinic {
             return Err(ClinicError::NotFound { what: "grant" });
         }
         Ok(Subject { patient: grant.patient_id(), grantee: grant.grantee(), ..Subject::default() })
+    }
+
+    /// A security officer's triage step (acknowledge, assign, resolve); raising
+    /// and responding belong to the detector, never to the API.
+    pub async fn triage(&self, id: SecurityEventId, command: SecurityCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
+        if matches!(command, SecurityCommand::Raise(_) | SecurityCommand::RecordResponse { .. }) {
+            return Err(Denied::RoleNotPermitted { role: context.actor.role, action: Action::TriageSecurityEvents }.into());
+        }
+        self.authorize(&context.actor, Action::TriageSecurityEvents, Subject::default()).await?;
+        if self.incidents.load(&id.to_string()).await?.state().status() == TriageStatus::Absent {
+            return Err(ClinicError::NotFound { what: "security event" });
+        }
+        let span = Self::command_span("TriageSecurityEvent", "security_event", context);
+        self.run(&self.incidents, id.to_string(), command, context).instrument(span).await
     }
 
     /// A command on an access grant or request.

@@ -8,7 +8,12 @@
 //! was stolen, so its whole family (the session) is revoked and a security event
 //! is raised. Logout revokes the family; every access token names its family,
 //! so revocation takes effect on the next request, not at token expiry.
+//!
+//! Every password step is recorded as a `SignInAttempted` event and every
+//! session's opening and refresh as a session event, each with the client's
+//! address: threat detection reads them from the log.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +25,13 @@ use emr_domain::account::{
     Username, UsernameClaim, UsernameClaimCommand,
 };
 use emr_domain::actor::{Actor, Role};
-use emr_domain::ids::{CommandId, SecurityEventId, UserId};
+use emr_domain::authentication::{
+    AttemptAlreadyRecorded, RecordSignIn, Session, SessionCommand, SessionError as SessionLogError, SignInAttempt, SignInOutcome,
+};
+use emr_domain::ids::{CommandId, SecurityEventId, SessionId, SignInId, UserId};
 use emr_domain::metadata::CommandContext;
-use emr_domain::security::{AlreadyRaised, Raise, SecurityEventKind, SecurityIncident};
+use emr_domain::security::{Raise, SecurityCommand, SecurityError, SecurityEventKind, SecurityIncident};
+use emr_domain::values::Sha256Digest;
 use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, KeyVault, PhiCodec, StoreConfig, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -186,6 +195,10 @@ pub struct TokenPair {
 struct RefreshEntry {
     user: UserId,
     family: uuid::Uuid,
+    /// When the pair was issued (seconds); entries from before this field read
+    /// as 0, older than any re-authentication cutoff.
+    #[serde(default)]
+    issued_at: i64,
 }
 
 /// Accounts and sessions.
@@ -194,6 +207,8 @@ pub struct Identity {
     accounts: EmrEventStore<Account>,
     claims: EmrEventStore<UsernameClaim>,
     incidents: EmrEventStore<SecurityIncident>,
+    sign_ins: EmrEventStore<SignInAttempt>,
+    session_log: EmrEventStore<Session>,
     sessions: Arc<dyn SessionStore>,
     tokens: Arc<Tokens>,
     policy: AuthPolicy,
@@ -206,8 +221,20 @@ impl From<ClaimError> for AuthError {
     }
 }
 
-impl From<AlreadyRaised> for AuthError {
-    fn from(error: AlreadyRaised) -> Self {
+impl From<SecurityError> for AuthError {
+    fn from(error: SecurityError) -> Self {
+        Self::Crypto(error.to_string())
+    }
+}
+
+impl From<AttemptAlreadyRecorded> for AuthError {
+    fn from(error: AttemptAlreadyRecorded) -> Self {
+        Self::Crypto(error.to_string())
+    }
+}
+
+impl From<SessionLogError> for AuthError {
+    fn from(error: SessionLogError) -> Self {
         Self::Crypto(error.to_string())
     }
 }
@@ -231,7 +258,9 @@ impl Identity {
         Self {
             accounts: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
             claims: EmrEventStore::new(ports.log.clone(), phi.clone(), None, config),
-            incidents: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..config }),
+            incidents: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
+            sign_ins: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
+            session_log: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 1024, ..config }),
             sessions,
             tokens: Arc::new(tokens),
             policy,
@@ -291,7 +320,8 @@ impl Identity {
         Ok(user_id)
     }
 
-    /// Counts one attempt from `client` (an IP address) in a one-minute window.
+    /// Counts one attempt from `client` (an IP address, or a name for callers
+    /// without one) in a one-minute window.
     pub async fn rate_limit(&self, client: &str, per_minute: u64) -> Result<(), AuthError> {
         let window = self.services.now().timestamp() / 60;
         let count = self.sessions.increment(&format!("rate:{client}:{window}"), Duration::from_secs(61)).await?;
@@ -320,14 +350,27 @@ impl Identity {
 
     /// The password step. Counts failures per account; the `max_failures`-th
     /// failure in the window locks the account (an `AccountLocked` event).
-    pub async fn login(&self, username: &Username, password: String) -> Result<Challenge, AuthError> {
+    /// Every attempt, whatever its outcome, is recorded with `client`.
+    pub async fn login(&self, username: &Username, password: String, client: Option<IpAddr>) -> Result<Challenge, AuthError> {
         let account = self.account_named(username).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash().cloned());
         let matches = secrets::verify_password(password, hash).await;
-        let Some(account) = account else { return Err(AuthError::InvalidCredentials) };
-        let user_id = self.usable(&account)?;
+        let attempt = |user_id, outcome| self.record_sign_in(username, user_id, client, outcome);
+        let Some(account) = account else {
+            attempt(None, SignInOutcome::UnknownAccount).await?;
+            return Err(AuthError::InvalidCredentials);
+        };
+        let user_id = match self.usable(&account) {
+            Ok(user_id) => user_id,
+            Err(error) => {
+                let outcome = if matches!(error, AuthError::Deactivated) { SignInOutcome::Deactivated } else { SignInOutcome::Locked };
+                attempt(account.user_id(), outcome).await?;
+                return Err(error);
+            }
+        };
         let failures_key = format!("login-failures:{user_id}");
         if !matches {
+            attempt(Some(user_id), SignInOutcome::WrongPassword).await?;
             let failures = self.sessions.increment(&failures_key, self.policy.failure_window).await?;
             if failures >= self.policy.max_failures {
                 let until = self.services.now() + self.policy.lockout;
@@ -338,10 +381,32 @@ impl Identity {
             }
             return Err(AuthError::InvalidCredentials);
         }
+        attempt(Some(user_id), SignInOutcome::Succeeded).await?;
         self.sessions.remove(&failures_key).await?;
         let exp = (self.services.now() + self.policy.challenge_ttl).timestamp();
         let mfa_token = self.tokens.mfa(&MfaClaims { iss: tokens::ISSUER.into(), aud: tokens::MFA_AUDIENCE.into(), sub: user_id, exp })?;
         Ok(Challenge { mfa_token, enrolment_required: !matches!(account.mfa(), MfaState::Enabled(_)) })
+    }
+
+    async fn record_sign_in(
+        &self,
+        username: &Username,
+        user_id: Option<UserId>,
+        client: Option<IpAddr>,
+        outcome: SignInOutcome,
+    ) -> Result<(), AuthError> {
+        let attempt_id = SignInId::new();
+        let digest = ring::digest::digest(&ring::digest::SHA256, username.as_str().to_lowercase().as_bytes());
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        // Nobody is authenticated yet: the identity service records the attempt.
+        let actor = Actor::system();
+        let command = RecordSignIn { attempt_id, user_id, username_digest: Sha256Digest::from_bytes(bytes), client, outcome };
+        self.sign_ins
+            .execute(&attempt_id.to_string(), command, &self.services, &CommandContext::new(actor))
+            .await
+            .map_err(ExecuteError::into_error::<AuthError>)?;
+        Ok(())
     }
 
     async fn execute_account(&self, user_id: UserId, command: AccountCommand, actor: Actor) -> Result<(), AuthError> {
@@ -378,7 +443,7 @@ impl Identity {
 
     /// The code step: checks the TOTP code (each code is good once), confirms a
     /// pending enrolment, and opens a session.
-    pub async fn verify(&self, mfa_token: &str, code: &str) -> Result<TokenPair, AuthError> {
+    pub async fn verify(&self, mfa_token: &str, code: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
         let (user_id, account) = self.challenged_account(mfa_token).await?;
         let role = account.role().ok_or(AuthError::InvalidCredentials)?;
         let secret = match account.mfa() {
@@ -396,15 +461,39 @@ impl Identity {
         if matches!(account.mfa(), MfaState::Pending(_)) {
             self.execute_account(user_id, AccountCommand::ConfirmMfa, Actor::new(user_id, role)).await?;
         }
-        self.open_session(user_id, role, uuid::Uuid::new_v4()).await
+        let family = uuid::Uuid::new_v4();
+        self.record_session(family, SessionCommand::Open { session_id: SessionId::from(family), user_id, client }).await?;
+        self.open_session(user_id, role, family).await
+    }
+
+    async fn record_session(&self, family: uuid::Uuid, command: SessionCommand) -> Result<(), AuthError> {
+        let context = CommandContext::new(Actor::system());
+        self.session_log
+            .execute(&family.to_string(), command, &self.services, &context)
+            .await
+            .map_err(ExecuteError::into_error::<AuthError>)?;
+        Ok(())
     }
 
     async fn raise(&self, kind: SecurityEventKind, user_id: UserId) -> Result<(), AuthError> {
         let id = SecurityEventId::new();
         let context = CommandContext::new(Actor::system());
-        let raise = Raise { id, kind, user_id: Some(user_id) };
-        self.incidents.execute(&id.to_string(), raise, &self.services, &context).await.map_err(ExecuteError::into_error::<AuthError>)?;
-        crate::metrics::raised(kind);
+        let raise = Raise {
+            id,
+            kind,
+            severity: kind.severity(),
+            user_id: Some(user_id),
+            patient_id: None,
+            client: None,
+            risk_score: 0.0,
+            evidence: Vec::new(),
+            summary: format!("{} detected by the identity service", kind.name()),
+        };
+        self.incidents
+            .execute(&id.to_string(), SecurityCommand::Raise(raise), &self.services, &context)
+            .await
+            .map_err(ExecuteError::into_error::<AuthError>)?;
+        crate::metrics::security_event_raised(kind, kind.severity());
         tracing::warn!(?kind, %user_id, "security event raised");
         Ok(())
     }
@@ -423,7 +512,8 @@ impl Identity {
         };
         let access_token = self.tokens.access(&claims)?;
         let refresh_token = tokens::new_refresh_token()?;
-        let entry = serde_json::to_string(&RefreshEntry { user: user_id, family }).map_err(|e| AuthError::Crypto(e.to_string()))?;
+        let entry = serde_json::to_string(&RefreshEntry { user: user_id, family, issued_at: now.timestamp() })
+            .map_err(|e| AuthError::Crypto(e.to_string()))?;
         self.sessions.put(&format!("refresh:{}", tokens::refresh_token_digest(&refresh_token)), &entry, self.policy.refresh_ttl).await?;
         Ok(TokenPair { access_token, token_type: "Bearer", expires_in: self.policy.access_ttl.as_secs(), refresh_token })
     }
@@ -432,9 +522,38 @@ impl Identity {
         format!("session-revoked:{family}")
     }
 
+    fn reauthentication_key(user_id: UserId) -> String {
+        format!("reauthenticate-before:{user_id}")
+    }
+
+    /// Whether a session of `user_id` issued at `issued_at` (seconds) predates a
+    /// forced re-authentication. Tokens carry whole seconds, so one issued in the
+    /// cutoff's own second counts as before it: an attacker's session opened just
+    /// ahead of the response must not survive it.
+    async fn before_reauthentication(&self, user_id: UserId, issued_at: i64) -> Result<bool, AuthError> {
+        let cutoff = self.sessions.get(&Self::reauthentication_key(user_id)).await?;
+        Ok(cutoff.and_then(|text| text.parse::<i64>().ok()).is_some_and(|cutoff| issued_at <= cutoff))
+    }
+
+    /// Ends every session `user_id` holds now: their next request or refresh is
+    /// refused, and they must pass the password and MFA steps again (a response
+    /// to a security event).
+    pub async fn force_reauthentication(&self, user_id: UserId) -> Result<(), AuthError> {
+        let cutoff = self.services.now().timestamp().to_string();
+        self.sessions.put(&Self::reauthentication_key(user_id), &cutoff, self.policy.refresh_ttl).await?;
+        Ok(())
+    }
+
+    /// Locks `user_id` until an administrator unlocks it with a reason (the
+    /// response to a critical security event), and ends their sessions.
+    pub async fn suspend(&self, user_id: UserId, security_event: SecurityEventId) -> Result<(), AuthError> {
+        self.execute_account(user_id, AccountCommand::Suspend { security_event }, Actor::system()).await?;
+        self.force_reauthentication(user_id).await
+    }
+
     /// Trades a refresh token for a new pair. A token is good once: presenting a
     /// used one revokes its session and raises a security event.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
+    pub async fn refresh(&self, refresh_token: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
         let digest = tokens::refresh_token_digest(refresh_token);
         let Some(entry) = self.sessions.take(&format!("refresh:{digest}")).await? else {
             if let Some(used) = self.sessions.get(&format!("refresh-used:{digest}")).await? {
@@ -447,12 +566,15 @@ impl Identity {
         };
         self.sessions.put(&format!("refresh-used:{digest}"), &entry, self.policy.refresh_ttl).await?;
         let entry: RefreshEntry = serde_json::from_str(&entry).map_err(|e| AuthError::Crypto(e.to_string()))?;
-        if self.sessions.get(&Self::revoked_key(entry.family)).await?.is_some() {
+        if self.sessions.get(&Self::revoked_key(entry.family)).await?.is_some()
+            || self.before_reauthentication(entry.user, entry.issued_at).await?
+        {
             return Err(AuthError::SessionRevoked);
         }
         let account = self.accounts.load(&entry.user.to_string()).await?.state().clone();
         let user_id = self.usable(&account)?;
         let role = account.role().ok_or(AuthError::InvalidCredentials)?;
+        self.record_session(entry.family, SessionCommand::Refresh { client }).await?;
         self.open_session(user_id, role, entry.family).await
     }
 
@@ -466,7 +588,9 @@ impl Identity {
     /// session that was not revoked.
     pub async fn authenticate(&self, bearer: &str) -> Result<AccessClaims, AuthError> {
         let claims = self.tokens.verify_access(bearer)?;
-        if self.sessions.get(&Self::revoked_key(claims.sid)).await?.is_some() {
+        if self.sessions.get(&Self::revoked_key(claims.sid)).await?.is_some()
+            || self.before_reauthentication(claims.sub, claims.iat).await?
+        {
             return Err(AuthError::SessionRevoked);
         }
         Ok(claims)

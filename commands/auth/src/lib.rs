@@ -10,7 +10,7 @@
 //! [`emr_domain::access`], applied by the application layer.
 
 mod identity;
-mod metrics;
+pub mod metrics;
 mod secrets;
 mod sessions;
 mod tokens;

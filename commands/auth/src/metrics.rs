@@ -17,16 +17,7 @@ static RAISED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("a valid, unique metric family")
 });
 
-/// Counts one raised security event.
-pub(crate) fn raised(kind: SecurityEventKind) {
-    let kind_label = match kind {
-        SecurityEventKind::RefreshTokenReused => "refresh_token_reused",
-        SecurityEventKind::TotpCodeReplayed => "totp_code_replayed",
-    };
-    let severity = match kind.severity() {
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-    };
-    RAISED.with_label_values(&[kind_label, severity]).inc();
+/// Counts one raised security event (by the identity service or the detector).
+pub fn security_event_raised(kind: SecurityEventKind, severity: Severity) {
+    RAISED.with_label_values(&[kind.name(), severity.name()]).inc();
 }

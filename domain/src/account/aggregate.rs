@@ -10,7 +10,7 @@ use super::values::{PasswordHash, PractitionerProfile, TotpSecret, Username};
 use crate::actor::Role;
 use crate::clock::DomainServices;
 use crate::decided::write_decided;
-use crate::ids::UserId;
+use crate::ids::{SecurityEventId, UserId};
 use crate::phi::Phi;
 
 /// Why an account command was refused.
@@ -49,6 +49,9 @@ pub enum AccountError {
     /// Unlock on an account that is not locked.
     #[error("the account is not locked")]
     NotLocked,
+    /// Lifting a suspension by threat detection without saying why.
+    #[error("lifting a suspension after a security event needs a reason")]
+    ReasonRequired,
 }
 
 /// Lifecycle of an account.
@@ -88,6 +91,7 @@ pub struct Account {
     password_hash: Option<Phi<PasswordHash>>,
     mfa: MfaState,
     locked_until: Option<DateTime<Utc>>,
+    suspended_by: Option<SecurityEventId>,
     status: AccountStatus,
 }
 
@@ -129,7 +133,15 @@ impl Account {
 
     /// End of the current lockout, if one is in force at `now`.
     pub fn locked_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.suspended_by.is_some() {
+            return Some(DateTime::<Utc>::MAX_UTC);
+        }
         self.locked_until.filter(|until| now < *until)
+    }
+
+    /// The security event that suspended the account, while it is suspended.
+    pub fn suspended_by(&self) -> Option<SecurityEventId> {
+        self.suspended_by
     }
 
     fn ensure_active(&self) -> Result<UserId, AccountError> {
@@ -181,12 +193,17 @@ impl Account {
                 }
                 Ok(vec![AccountEvent::AccountLocked { until, failed_attempts }])
             }
-            AccountCommand::Unlock { by } | AccountCommand::Deactivate { by } if by == user_id => Err(AccountError::SelfAdministration),
-            AccountCommand::Unlock { by } => {
+            AccountCommand::Suspend { .. } if self.suspended_by.is_some() => Ok(vec![]),
+            AccountCommand::Suspend { security_event } => Ok(vec![AccountEvent::AccountSuspended { security_event }]),
+            AccountCommand::Unlock { by, .. } | AccountCommand::Deactivate { by } if by == user_id => Err(AccountError::SelfAdministration),
+            AccountCommand::Unlock { by, reason } => {
                 if self.locked_at(now).is_none() {
                     return Err(AccountError::NotLocked);
                 }
-                Ok(vec![AccountEvent::AccountUnlocked { by }])
+                if self.suspended_by.is_some() && reason.is_none() {
+                    return Err(AccountError::ReasonRequired);
+                }
+                Ok(vec![AccountEvent::AccountUnlocked { by, reason }])
             }
             AccountCommand::Deactivate { by } => Ok(vec![AccountEvent::AccountDeactivated { by }]),
         }
@@ -224,7 +241,11 @@ impl Aggregate for Account {
                 }
             }
             AccountEvent::AccountLocked { until, .. } => self.locked_until = Some(until),
-            AccountEvent::AccountUnlocked { .. } => self.locked_until = None,
+            AccountEvent::AccountSuspended { security_event } => self.suspended_by = Some(security_event),
+            AccountEvent::AccountUnlocked { .. } => {
+                self.locked_until = None;
+                self.suspended_by = None;
+            }
             AccountEvent::AccountDeactivated { .. } => self.status = AccountStatus::Deactivated,
         }
     }
@@ -234,6 +255,7 @@ impl Aggregate for Account {
 mod tests {
     use super::*;
     use crate::fixtures::now;
+    use crate::values::ShortText;
 
     fn registered(user_id: UserId) -> Account {
         let mut account = Account::default();
@@ -252,8 +274,26 @@ mod tests {
         let admin = UserId::new();
         let account = registered(admin);
         assert_eq!(account.decide(AccountCommand::Deactivate { by: admin }, now()), Err(AccountError::SelfAdministration));
-        assert_eq!(account.decide(AccountCommand::Unlock { by: admin }, now()), Err(AccountError::SelfAdministration));
+        assert_eq!(account.decide(AccountCommand::Unlock { by: admin, reason: None }, now()), Err(AccountError::SelfAdministration));
         assert!(account.decide(AccountCommand::Deactivate { by: UserId::new() }, now()).is_ok());
+    }
+
+    #[test]
+    fn a_suspension_holds_until_an_administrator_lifts_it_with_a_reason() {
+        let mut account = registered(UserId::new());
+        let security_event = SecurityEventId::new();
+        for event in account.decide(AccountCommand::Suspend { security_event }, now()).unwrap() {
+            account.apply(event);
+        }
+        assert!(account.locked_at(now() + chrono::Duration::days(3650)).is_some(), "no end date");
+        assert_eq!(account.decide(AccountCommand::Suspend { security_event }, now()), Ok(vec![]));
+        let admin = UserId::new();
+        assert_eq!(account.decide(AccountCommand::Unlock { by: admin, reason: None }, now()), Err(AccountError::ReasonRequired));
+        let reason = Some(ShortText::parse("reason", "verified with the user by phone").unwrap());
+        for event in account.decide(AccountCommand::Unlock { by: admin, reason }, now()).unwrap() {
+            account.apply(event);
+        }
+        assert_eq!((account.locked_at(now()), account.suspended_by()), (None, None));
     }
 
     #[test]

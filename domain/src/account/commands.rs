@@ -3,7 +3,8 @@ use serde::{Deserialize, Serialize};
 
 use super::values::{PasswordHash, PractitionerProfile, TotpSecret, Username};
 use crate::actor::Role;
-use crate::ids::UserId;
+use crate::ids::{SecurityEventId, UserId};
+use crate::values::ShortText;
 
 /// What may be asked of an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,10 +43,18 @@ pub enum AccountCommand {
         /// Failed attempts that caused it.
         failed_attempts: u32,
     },
-    /// An administrator lifts a lockout early.
+    /// Threat detection locks the account until an administrator unlocks it
+    /// (a critical security event's response).
+    Suspend {
+        /// The security event that caused it.
+        security_event: SecurityEventId,
+    },
+    /// An administrator lifts a lockout early; lifting a suspension needs a reason.
     Unlock {
         /// The administrator.
         by: UserId,
+        /// Why (required to lift a suspension).
+        reason: Option<ShortText>,
     },
     /// Closes the account for good.
     Deactivate {

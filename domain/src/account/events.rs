@@ -4,8 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::values::{PasswordHash, PractitionerProfile, TotpSecret, Username};
 use crate::actor::Role;
-use crate::ids::UserId;
+use crate::ids::{SecurityEventId, UserId};
 use crate::phi::Phi;
+use crate::values::ShortText;
 
 /// What happened to an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,10 +44,18 @@ pub enum AccountEvent {
         /// Failed attempts that caused it.
         failed_attempts: u32,
     },
-    /// A lockout was lifted early.
+    /// Threat detection locked the account until an administrator unlocks it.
+    AccountSuspended {
+        /// The security event that caused it.
+        security_event: SecurityEventId,
+    },
+    /// A lockout or suspension was lifted.
     AccountUnlocked {
         /// The administrator.
         by: UserId,
+        /// Why (absent on unlocks recorded before suspensions existed).
+        #[serde(default)]
+        reason: Option<ShortText>,
     },
     /// The account was closed.
     AccountDeactivated {
@@ -63,6 +72,7 @@ impl DomainEvent for AccountEvent {
             Self::MfaEnrolmentStarted { .. } => "MfaEnrolmentStarted",
             Self::MfaEnabled => "MfaEnabled",
             Self::AccountLocked { .. } => "AccountLocked",
+            Self::AccountSuspended { .. } => "AccountSuspended",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
             Self::AccountDeactivated { .. } => "AccountDeactivated",
         }

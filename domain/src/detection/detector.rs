@@ -212,7 +212,9 @@ impl Detector {
         self.prune(at);
         let findings = match observed {
             Observed::SignIn { user, account, client, outcome } => self.sign_in(at, evidence, *user, *account, *client, *outcome),
-            Observed::SessionUse { session, user, client } => client.map(|c| self.session_use(at, evidence, *session, *user, c)).unwrap_or_default(),
+            Observed::SessionUse { session, user, client } => {
+                client.map(|c| self.session_use(at, evidence, *session, *user, c)).unwrap_or_default()
+            }
             Observed::Denied { actor, .. } => self.denied(at, evidence, actor),
             Observed::Read { reader, patient, resource, basis } => self.read(at, evidence, reader, *patient, resource, basis),
             Observed::BreakGlass { reader, patient } => self.break_glass(at, evidence, reader, *patient),
@@ -424,7 +426,15 @@ impl Detector {
             .unwrap_or_default()
     }
 
-    fn read(&mut self, at: DateTime<Utc>, evidence: Evidence, reader: &Actor, patient: PatientId, resource: &Resource, basis: &Basis) -> Vec<Finding> {
+    fn read(
+        &mut self,
+        at: DateTime<Utc>,
+        evidence: Evidence,
+        reader: &Actor,
+        patient: PatientId,
+        resource: &Resource,
+        basis: &Basis,
+    ) -> Vec<Finding> {
         if !matches!(reader.role, Role::Physician | Role::Nurse) {
             return vec![];
         }

@@ -170,7 +170,9 @@ impl DetectionSettings {
         if self.care_relationship.window_days <= 0 || self.distant_sessions.window_secs <= 0 {
             problems.push("detection.rules: care_relationship.window_days and distant_sessions.window_secs must be positive".into());
         }
-        if self.risk.half_life_hours.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || self.risk.weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+        if self.risk.half_life_hours.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+            || self.risk.weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+        {
             problems.push("detection.rules.risk: half_life_hours must be positive and weights non-negative".into());
         }
         problems

@@ -1,12 +1,10 @@
-//! The accounting of disclosures (every PHI read, by whom, when, on which basis)
-//! and the security events: break-glass reads, lockouts, token reuse, code replay.
-//! Both tables are append-only facts keyed by event ids, so an upsert that
-//! re-applies a fact changes nothing.
+//! The accounting of disclosures (every PHI read, by whom, when, on which basis):
+//! append-only facts keyed by disclosure ids, so an upsert that re-applies a
+//! fact changes nothing. Security events have their own read model
+//! ([`super::SecurityProjection`]).
 
 use emr_domain::access::Basis;
-use emr_domain::account::AccountEvent;
 use emr_domain::disclosure::{DisclosureEvent, Resource};
-use emr_domain::security::SecurityEvent;
 
 use crate::db::Tx;
 use crate::decode::{Fact, Payload};
@@ -14,7 +12,7 @@ use crate::error::ProjectionError;
 use crate::projection::Projection;
 use crate::sql::{Upsert, values};
 
-/// Access log and security events.
+/// The access log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccessLogProjection;
 
@@ -42,14 +40,6 @@ const ACCESS_LOG: Upsert = Upsert {
     add: &[],
 };
 
-const SECURITY_EVENTS: Upsert = Upsert {
-    table: "security_events",
-    columns: &["event_id", "kind", "severity", "user_id", "patient_id", "occurred_at", "position"],
-    key: &["event_id"],
-    replace: &["position"],
-    add: &[],
-};
-
 struct Disclosed {
     disclosure_id: String,
     patient_id: String,
@@ -59,15 +49,6 @@ struct Disclosed {
     record_id: Option<String>,
     basis: String,
     grant_id: Option<String>,
-    fact: usize,
-}
-
-struct Incident {
-    event_id: String,
-    kind: String,
-    severity: String,
-    user_id: Option<String>,
-    patient_id: Option<String>,
     fact: usize,
 }
 
@@ -85,12 +66,11 @@ impl Projection for AccessLogProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["access_log_checkpoint", "access_log", "security_events"]
+        &["access_log_checkpoint", "access_log"]
     }
 
     async fn apply(&self, tx: &mut Tx, facts: &[Fact]) -> Result<(), ProjectionError> {
         let mut disclosed = Vec::new();
-        let mut incidents = Vec::new();
         for (index, fact) in facts.iter().enumerate() {
             match &fact.payload {
                 Payload::Disclosure(DisclosureEvent::PhiDisclosed { disclosure_id, patient_id, resource, accessor, basis }) => {
@@ -114,30 +94,6 @@ impl Projection for AccessLogProjection {
                         fact: index,
                     });
                 }
-                Payload::Disclosure(DisclosureEvent::BreakGlassInvoked { patient_id, accessor, .. }) => incidents.push(Incident {
-                    event_id: fact.metadata.event_id.to_string(),
-                    kind: "break_glass".into(),
-                    severity: "high".into(),
-                    user_id: Some(accessor.user_id.to_string()),
-                    patient_id: Some(patient_id.to_string()),
-                    fact: index,
-                }),
-                Payload::Account(AccountEvent::AccountLocked { .. }) => incidents.push(Incident {
-                    event_id: fact.metadata.event_id.to_string(),
-                    kind: "account_locked".into(),
-                    severity: "medium".into(),
-                    user_id: Some(fact.aggregate_id.clone()),
-                    patient_id: None,
-                    fact: index,
-                }),
-                Payload::Security(SecurityEvent::SecurityEventRaised { kind, severity, user_id, .. }) => incidents.push(Incident {
-                    event_id: fact.metadata.event_id.to_string(),
-                    kind: snake(kind),
-                    severity: snake(severity),
-                    user_id: user_id.map(|id| id.to_string()),
-                    patient_id: None,
-                    fact: index,
-                }),
                 _ => {}
             }
         }
@@ -153,20 +109,6 @@ impl Projection for AccessLogProjection {
                     d.record_id.as_ref(),
                     &d.basis,
                     d.grant_id.as_ref(),
-                    fact.metadata.recorded_at,
-                    fact.metadata.position,
-                ]
-            })
-            .await?;
-        SECURITY_EVENTS
-            .run(tx, &incidents, |i| {
-                let fact = &facts[i.fact];
-                values![
-                    &i.event_id,
-                    &i.kind,
-                    &i.severity,
-                    i.user_id.as_ref(),
-                    i.patient_id.as_ref(),
                     fact.metadata.recorded_at,
                     fact.metadata.position,
                 ]

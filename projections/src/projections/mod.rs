@@ -5,15 +5,17 @@ mod access_log;
 mod dashboard;
 mod patient_directory;
 mod record_index;
+mod security;
 
 pub use access::AccessProjection;
 pub use access_log::AccessLogProjection;
 pub use dashboard::DashboardProjection;
 pub use patient_directory::PatientDirectory;
 pub use record_index::RecordIndex;
+pub use security::SecurityProjection;
 
 /// Every projection's name and checkpoint table, in the order `emr` runs them.
-pub fn checkpoints() -> [(&'static str, &'static str); 5] {
+pub fn checkpoints() -> [(&'static str, &'static str); 6] {
     use crate::projection::Projection;
     [
         (PatientDirectory::NAME, PatientDirectory.tables()[0]),
@@ -21,11 +23,12 @@ pub fn checkpoints() -> [(&'static str, &'static str); 5] {
         (AccessProjection::NAME, AccessProjection.tables()[0]),
         (DashboardProjection::NAME, DashboardProjection.tables()[0]),
         (AccessLogProjection::NAME, AccessLogProjection.tables()[0]),
+        (SecurityProjection::NAME, SecurityProjection.tables()[0]),
     ]
 }
 
 /// Names of every projection, in the order `emr` runs them.
-pub fn all() -> [&'static str; 5] {
+pub fn all() -> [&'static str; 6] {
     checkpoints().map(|(name, _)| name)
 }
 

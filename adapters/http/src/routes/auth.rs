@@ -7,11 +7,12 @@ use emr_auth::{Challenge, Enrolment, Registration, TokenPair};
 use emr_domain::account::{AccountCommand, AccountStatus, PractitionerProfile, Username};
 use emr_domain::actor::Role;
 use emr_domain::ids::{PatientId, UserId};
+use emr_domain::values::ShortText;
 use serde::{Deserialize, Serialize};
 
 use super::path_id;
 use crate::AppState;
-use crate::extract::{Body, Caller, ClientAddress, IdempotencyKey};
+use crate::extract::{Body, Caller, ClientAddress, IdempotencyKey, OptionalBody};
 use crate::problem::ApiError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -25,11 +26,11 @@ pub(crate) struct Login {
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", summary = "Password step: answers an MFA challenge", request_body = Login, responses((status = 200, body = emr_auth::Challenge), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn login(
     State(state): State<AppState>,
-    ClientAddress(client): ClientAddress,
+    client: ClientAddress,
     Body(body): Body<Login>,
 ) -> Result<Json<Challenge>, ApiError> {
-    state.identity.rate_limit(&client, state.login_attempts_per_minute).await?;
-    Ok(Json(state.identity.login(&body.username, body.password).await?))
+    state.identity.rate_limit(&client.key(), state.login_attempts_per_minute).await?;
+    Ok(Json(state.identity.login(&body.username, body.password, client.0).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -54,11 +55,11 @@ pub(crate) struct Code {
 #[utoipa::path(post, path = "/v1/auth/mfa/verification", tag = "auth", summary = "TOTP step: answers access and refresh tokens", request_body = Code, responses((status = 200, body = emr_auth::TokenPair), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn verify(
     State(state): State<AppState>,
-    ClientAddress(client): ClientAddress,
+    client: ClientAddress,
     Body(body): Body<Code>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    state.identity.rate_limit(&client, state.login_attempts_per_minute).await?;
-    Ok(Json(state.identity.verify(&body.mfa_token, &body.code).await?))
+    state.identity.rate_limit(&client.key(), state.login_attempts_per_minute).await?;
+    Ok(Json(state.identity.verify(&body.mfa_token, &body.code, client.0).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -69,8 +70,12 @@ pub(crate) struct Refresh {
 }
 
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", summary = "Trade a one-use refresh token for a new pair", request_body = Refresh, responses((status = 200, body = emr_auth::TokenPair), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
-pub(crate) async fn refresh(State(state): State<AppState>, Body(body): Body<Refresh>) -> Result<Json<TokenPair>, ApiError> {
-    Ok(Json(state.identity.refresh(&body.refresh_token).await?))
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
+    Body(body): Body<Refresh>,
+) -> Result<Json<TokenPair>, ApiError> {
+    Ok(Json(state.identity.refresh(&body.refresh_token, client).await?))
 }
 
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", summary = "Revoke the session", responses((status = 204, description = "session revoked"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -121,11 +126,11 @@ pub(crate) struct SelfRegistration {
 /// register them under.
 pub(crate) async fn register_self(
     State(state): State<AppState>,
-    ClientAddress(client): ClientAddress,
+    client: ClientAddress,
     IdempotencyKey(command_id): IdempotencyKey,
     Body(body): Body<SelfRegistration>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    state.identity.rate_limit(&client, state.login_attempts_per_minute).await?;
+    state.identity.rate_limit(&client.key(), state.login_attempts_per_minute).await?;
     let registration = Registration { username: body.username, password: body.password, role: Role::Patient, profile: None };
     let user_id = state.identity.register(None, registration, None, command_id).await?;
     Ok((StatusCode::CREATED, Json(Created { user_id })))
@@ -168,10 +173,23 @@ pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id)
     }))
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{user_id}/unlock", tag = "accounts", summary = "Lift a lockout", params(("user_id" = String, Path, description = "account id (UUID)")), responses((status = 204, description = "unlocked"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub(crate) async fn unlock(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Unlock {
+    /// Why the lock is lifted (required after a security event's suspension).
+    reason: Option<ShortText>,
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/unlock", tag = "accounts", summary = "Lift a lockout or a suspension (a suspension needs a reason)", params(("user_id" = String, Path, description = "account id (UUID)")), request_body(content = Unlock, description = "optional; `reason` is required to lift a suspension"), responses((status = 204, description = "unlocked"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    OptionalBody(body): OptionalBody<Unlock>,
+) -> Result<StatusCode, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
-    state.identity.administer(&caller.actor, user_id, AccountCommand::Unlock { by: caller.actor.user_id }).await?;
+    let reason = body.and_then(|body| body.reason);
+    state.identity.administer(&caller.actor, user_id, AccountCommand::Unlock { by: caller.actor.user_id, reason }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

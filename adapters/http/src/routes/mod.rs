@@ -10,6 +10,7 @@ pub(crate) mod patients;
 pub(crate) mod read;
 pub(crate) mod records;
 pub(crate) mod research;
+pub(crate) mod security;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -75,6 +76,12 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/read/access-log", get(read::access_log))
         .route("/v1/research/export", get(research::export))
         .route("/v1/projections", get(read::projections))
+        .route("/v1/security/events", get(security::list))
+        .route("/v1/security/events/{security_event_id}", get(security::show))
+        .route("/v1/security/events/{security_event_id}/acknowledgement", post(security::acknowledge))
+        .route("/v1/security/events/{security_event_id}/assignment", post(security::assign))
+        .route("/v1/security/events/{security_event_id}/resolution", post(security::resolve))
+        .route("/v1/security/risk", get(security::risk))
 }
 
 /// Parses an id from the path.

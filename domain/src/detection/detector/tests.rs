@@ -41,7 +41,12 @@ fn physician() -> Actor {
 }
 
 fn read(reader: Actor, patient: PatientId) -> Observed {
-    Observed::Read { reader, patient, resource: Resource::Record { record_id: RecordId::new() }, basis: Basis::Grant { grant_id: GrantId::new() } }
+    Observed::Read {
+        reader,
+        patient,
+        resource: Resource::Record { record_id: RecordId::new() },
+        basis: Basis::Grant { grant_id: GrantId::new() },
+    }
 }
 
 #[test]
@@ -71,10 +76,18 @@ fn spraying_fires_on_five_accounts_from_one_address_and_a_later_success_is_criti
     }
     assert_eq!(bench.kinds(50, failed(None, "e", "203.0.113.7")), [(SecurityEventKind::PasswordSpraying, Severity::High)]);
     let victim = UserId::new();
-    let success = Observed::SignIn { user: Some(victim), account: digest("f"), client: Some("203.0.113.7".parse().unwrap()), outcome: SignInOutcome::Succeeded };
+    let success = Observed::SignIn {
+        user: Some(victim),
+        account: digest("f"),
+        client: Some("203.0.113.7".parse().unwrap()),
+        outcome: SignInOutcome::Succeeded,
+    };
     let detections = bench.at(60, success);
     assert_eq!(detections.len(), 1);
-    assert_eq!((detections[0].kind, detections[0].severity, detections[0].user_id), (SecurityEventKind::PasswordSpraying, Severity::Critical, Some(victim)));
+    assert_eq!(
+        (detections[0].kind, detections[0].severity, detections[0].user_id),
+        (SecurityEventKind::PasswordSpraying, Severity::Critical, Some(victim))
+    );
     assert!(detections[0].evidence.len() >= 6, "the failures and the success");
 }
 
@@ -96,11 +109,20 @@ fn every_break_glass_is_raised_and_repeats_or_other_departments_make_it_high() {
     bench.at(0, Observed::AccountOpened { user: cardiologist.user_id, role: Role::Physician, department: Some("cardiology".into()) });
     let patient = PatientId::new();
     bench.at(10, Observed::Encounter { author: cardiologist.user_id, patient });
-    assert_eq!(bench.kinds(20, Observed::BreakGlass { reader: cardiologist, patient }), [(SecurityEventKind::BreakGlassUse, Severity::Medium)]);
+    assert_eq!(
+        bench.kinds(20, Observed::BreakGlass { reader: cardiologist, patient }),
+        [(SecurityEventKind::BreakGlassUse, Severity::Medium)]
+    );
     assert_eq!(bench.kinds(30, Observed::BreakGlass { reader: doctor, patient }), [(SecurityEventKind::BreakGlassUse, Severity::High)]);
     let unknown = PatientId::new();
-    assert_eq!(bench.kinds(40, Observed::BreakGlass { reader: cardiologist, patient: unknown }), [(SecurityEventKind::BreakGlassUse, Severity::Medium)]);
-    assert_eq!(bench.kinds(50, Observed::BreakGlass { reader: cardiologist, patient: unknown }), [(SecurityEventKind::BreakGlassUse, Severity::High)]);
+    assert_eq!(
+        bench.kinds(40, Observed::BreakGlass { reader: cardiologist, patient: unknown }),
+        [(SecurityEventKind::BreakGlassUse, Severity::Medium)]
+    );
+    assert_eq!(
+        bench.kinds(50, Observed::BreakGlass { reader: cardiologist, patient: unknown }),
+        [(SecurityEventKind::BreakGlassUse, Severity::High)]
+    );
 }
 
 #[test]
