@@ -63,8 +63,11 @@ fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
 fn every_overlay_renders_and_validates_against_the_kubernetes_schemas_with_each_role_its_own_workload() {
     for overlay in ["dev", "production"] {
         let resources = rendered(overlay);
-        let workloads =
-            [("Deployment", "emr-api", "api"), ("Deployment", "emr-projector", "projector"), ("StatefulSet", "emr-anchor", "anchor,api")];
+        let workloads = [
+            ("Deployment", "emr-api", "api"),
+            ("Deployment", "emr-projector", "projector"),
+            ("StatefulSet", "emr-anchor", "anchor,detector,api"),
+        ];
         for (kind, name, roles) in workloads {
             let workload = find(&resources, kind, name);
             let container = &workload["spec"]["template"]["spec"]["containers"][0];
@@ -115,7 +118,7 @@ fn the_compose_stack_runs_every_part_with_a_health_check_and_a_three_node_jetstr
         let service = &services.get(expected).unwrap_or_else(|| panic!("no service {expected}"));
         assert!(service["healthcheck"]["test"].is_array(), "{expected} has a health check");
     }
-    for (name, roles) in [("emr-api", "api"), ("emr-projector", "projector"), ("emr-anchor", "anchor,api")] {
+    for (name, roles) in [("emr-api", "api"), ("emr-projector", "projector"), ("emr-anchor", "anchor,detector,api")] {
         let environment = &services[name]["environment"];
         assert_eq!(environment["EMR__SERVE__ROLES"], roles);
         assert_eq!(environment["EMR__NATS__REPLICAS"], "3", "{name} replicates the event stream on all three nodes");

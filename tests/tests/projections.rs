@@ -10,7 +10,7 @@ use emr_eventstore::conformance::Backend;
 use emr_projections::queries::{self, RecordFilter, RecordSort};
 use emr_projections::{
     AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projection, ProjectionError, Projector, RecordIndex,
-    rebuild, wait_for,
+    SecurityProjection, rebuild, wait_for,
 };
 use emr_tests::backends::clinic;
 use emr_tests::history;
@@ -108,6 +108,11 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
                     .catch_up(u64::MAX)
                     .await?;
                 Projector::new(AccessLogProjection, pool.clone(), log.clone())
+                    .with_batch_size(batch)
+                    .with_durable_feed()
+                    .catch_up(u64::MAX)
+                    .await?;
+                Projector::new(SecurityProjection, pool.clone(), log.clone())
                     .with_batch_size(batch)
                     .with_durable_feed()
                     .catch_up(u64::MAX)
