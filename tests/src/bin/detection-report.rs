@@ -43,7 +43,8 @@ fn main() {
          they are shown as reviews, not false positives. Planted break-glass abuse must be raised as high.\n\
          - A detection counts as true when its evidence includes an event of a planted attack (of any kind): \
          a harvester reading other departments' patients is rightly flagged for those reads too.\n\
-         - Detector throughput in this run (pure fold, one core): {rate:.0} events/s.\n\n\
+         - Detector throughput in this run (pure fold, one core, {profile} build): {rate:.0} events/s; \
+         `bench-detection` measures the worker on JetStream.\n\n\
          ## What the trace does not model\n\n\
          Shift rotations (a day worker moving to nights raises off-hours alerts until their profile learns), \
          shared workstations behind one NAT address, VPN exits in other countries, and slow low-volume \
@@ -61,6 +62,7 @@ fn main() {
         fp = quality.false_positives_per_10k_reads(),
         recall = quality.worst_recall(),
         rate = trace.events.len() as f64 / elapsed.as_secs_f64(),
+        profile = if cfg!(debug_assertions) { "debug" } else { "release" },
     );
     println!("{text}");
     if let Some(out) = out {
