@@ -177,6 +177,19 @@ pub fn rule(role: Role, action: Action) -> Rule {
     }
 }
 
+/// HIPAA's minimum necessary standard (45 CFR 164.502(b)), at the granularity
+/// reads are recorded: whether `role` needs `resource` (`patient`, `record`,
+/// `attachment`) for its work. A read it does not need is a finding for the
+/// privacy officer, not a refusal: the grant or emergency allowed it.
+pub fn minimum_necessary(role: Role, resource: &str) -> bool {
+    match role {
+        Role::Physician | Role::Patient | Role::System => true,
+        // Nursing works from the chart; imaging studies and scans are for the physicians reading them.
+        Role::Nurse => resource != "attachment",
+        Role::Admin | Role::Auditor | Role::Researcher => false,
+    }
+}
+
 /// Why an access was allowed (recorded with every disclosure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]

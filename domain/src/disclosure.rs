@@ -5,7 +5,8 @@
 //! A break-glass read (a practitioner without a grant, giving an emergency
 //! reason) records `BreakGlassInvoked` beside the disclosure, in the same commit:
 //! the security-event and access-log read models both see it, and so does the
-//! patient.
+//! patient. The practitioner justifies it afterwards (`BreakGlassJustified`);
+//! the privacy officer's review queue holds the unjustified ones.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -51,6 +52,29 @@ pub enum DisclosureError {
     /// A basis that discloses nothing (redacted reads are not disclosures).
     #[error("a redacted read discloses no PHI")]
     NothingDisclosed,
+    /// A justification for a read that was no break-glass, or never recorded.
+    #[error("only a recorded break-glass read is justified")]
+    NotBreakGlass,
+    /// Someone other than the practitioner who broke the glass.
+    #[error("only the practitioner who broke the glass justifies it")]
+    NotTheReader,
+    /// Justified already; the first justification stands.
+    #[error("this break-glass read was already justified")]
+    AlreadyJustified,
+}
+
+/// A disclosure command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum DisclosureCommand {
+    /// Record a read.
+    Disclose(Disclose),
+    /// The practitioner explains a break-glass read after the fact.
+    Justify {
+        /// Who explains (must be the reader).
+        by: crate::ids::UserId,
+        /// The explanation (PHI: it describes the patient's emergency).
+        justification: ShortText,
+    },
 }
 
 /// Record that PHI was shown to someone.
@@ -85,6 +109,15 @@ pub enum DisclosureEvent {
         /// Their emergency reason (PHI).
         reason: Phi<ShortText>,
     },
+    /// The practitioner explained a break-glass read after the fact.
+    BreakGlassJustified {
+        /// The disclosure.
+        disclosure_id: DisclosureId,
+        /// Whose record (the justification is sealed with their key).
+        patient_id: PatientId,
+        /// The explanation.
+        justification: Phi<ShortText>,
+    },
     /// PHI was shown.
     PhiDisclosed {
         /// The disclosure.
@@ -104,6 +137,7 @@ impl DomainEvent for DisclosureEvent {
     fn event_type(&self) -> String {
         match self {
             Self::BreakGlassInvoked { .. } => "BreakGlassInvoked",
+            Self::BreakGlassJustified { .. } => "BreakGlassJustified",
             Self::PhiDisclosed { .. } => "PhiDisclosed",
         }
         .to_owned()
@@ -118,11 +152,36 @@ impl DomainEvent for DisclosureEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Disclosure {
     disclosure_id: Option<DisclosureId>,
+    /// The patient and reader of a break-glass read.
+    break_glass: Option<(PatientId, Actor)>,
+    justified: bool,
 }
 
 impl Disclosure {
-    /// The events recording `command`.
-    pub fn decide(&self, command: Disclose) -> Result<Vec<DisclosureEvent>, DisclosureError> {
+    /// The events `command` produces.
+    pub fn decide(&self, command: DisclosureCommand) -> Result<Vec<DisclosureEvent>, DisclosureError> {
+        match command {
+            DisclosureCommand::Disclose(disclose) => self.disclose(disclose),
+            DisclosureCommand::Justify { by, justification } => {
+                let (Some(disclosure_id), Some((patient_id, reader))) = (self.disclosure_id, self.break_glass) else {
+                    return Err(DisclosureError::NotBreakGlass);
+                };
+                if reader.user_id != by {
+                    return Err(DisclosureError::NotTheReader);
+                }
+                if self.justified {
+                    return Err(DisclosureError::AlreadyJustified);
+                }
+                Ok(vec![DisclosureEvent::BreakGlassJustified {
+                    disclosure_id,
+                    patient_id,
+                    justification: Phi::new(patient_id, justification),
+                }])
+            }
+        }
+    }
+
+    fn disclose(&self, command: Disclose) -> Result<Vec<DisclosureEvent>, DisclosureError> {
         if self.disclosure_id.is_some() {
             return Err(DisclosureError::AlreadyRecorded);
         }
@@ -146,7 +205,7 @@ impl Disclosure {
 
 impl Aggregate for Disclosure {
     const TYPE: &'static str = "disclosure";
-    type Command = Disclose;
+    type Command = DisclosureCommand;
     type Event = DisclosureEvent;
     type Error = DisclosureError;
     type Services = DomainServices;
@@ -157,8 +216,14 @@ impl Aggregate for Disclosure {
     }
 
     fn apply(&mut self, event: Self::Event) {
-        let (DisclosureEvent::BreakGlassInvoked { disclosure_id, .. } | DisclosureEvent::PhiDisclosed { disclosure_id, .. }) = event;
-        self.disclosure_id = Some(disclosure_id);
+        match event {
+            DisclosureEvent::BreakGlassInvoked { disclosure_id, patient_id, accessor, .. } => {
+                self.disclosure_id = Some(disclosure_id);
+                self.break_glass = Some((patient_id, accessor));
+            }
+            DisclosureEvent::PhiDisclosed { disclosure_id, .. } => self.disclosure_id = Some(disclosure_id),
+            DisclosureEvent::BreakGlassJustified { .. } => self.justified = true,
+        }
     }
 }
 
@@ -181,18 +246,46 @@ mod tests {
 
     #[test]
     fn a_break_glass_read_records_the_emergency_before_the_disclosure() {
-        let events = Disclosure::default().decide(read(Basis::BreakGlass, Some("unconscious in ER"))).unwrap();
+        let events = Disclosure::default().decide(DisclosureCommand::Disclose(read(Basis::BreakGlass, Some("unconscious in ER")))).unwrap();
         let types: Vec<_> = events.iter().map(DomainEvent::event_type).collect();
         assert_eq!(types, ["BreakGlassInvoked", "PhiDisclosed"]);
     }
 
     #[test]
     fn break_glass_without_a_reason_is_refused() {
-        assert_eq!(Disclosure::default().decide(read(Basis::BreakGlass, None)), Err(DisclosureError::ReasonMismatch));
+        assert_eq!(
+            Disclosure::default().decide(DisclosureCommand::Disclose(read(Basis::BreakGlass, None))),
+            Err(DisclosureError::ReasonMismatch)
+        );
+    }
+
+    #[test]
+    fn only_the_reader_justifies_a_break_glass_read_and_only_once() {
+        let command = read(Basis::BreakGlass, Some("unconscious in ER"));
+        let reader = command.accessor.user_id;
+        let mut disclosure = Disclosure::default();
+        for event in disclosure.decide(DisclosureCommand::Disclose(command)).unwrap() {
+            disclosure.apply(event);
+        }
+        let justify = |by| DisclosureCommand::Justify { by, justification: ShortText::parse("j", "trauma bay, no ID").unwrap() };
+        assert_eq!(disclosure.decide(justify(UserId::new())), Err(DisclosureError::NotTheReader));
+        for event in disclosure.decide(justify(reader)).unwrap() {
+            disclosure.apply(event);
+        }
+        assert_eq!(disclosure.decide(justify(reader)), Err(DisclosureError::AlreadyJustified));
+        let mut granted = Disclosure::default();
+        for event in granted.decide(DisclosureCommand::Disclose(read(Basis::Grant { grant_id: crate::ids::GrantId::new() }, None))).unwrap()
+        {
+            granted.apply(event);
+        }
+        assert_eq!(granted.decide(justify(reader)), Err(DisclosureError::NotBreakGlass));
     }
 
     #[test]
     fn a_redacted_read_is_no_disclosure() {
-        assert_eq!(Disclosure::default().decide(read(Basis::Redacted, None)), Err(DisclosureError::NothingDisclosed));
+        assert_eq!(
+            Disclosure::default().decide(DisclosureCommand::Disclose(read(Basis::Redacted, None))),
+            Err(DisclosureError::NothingDisclosed)
+        );
     }
 }

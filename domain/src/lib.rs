@@ -38,6 +38,7 @@ pub mod metadata;
 pub mod patient;
 pub mod phi;
 pub mod record;
+pub mod retention;
 pub mod security;
 pub mod upcasting;
 pub mod values;

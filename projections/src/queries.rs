@@ -316,3 +316,108 @@ pub async fn risk_scores(db: &ReadModelDb, limit: u32) -> Result<Vec<RiskRow>, P
     let sql = "SELECT user_id, score, as_of, detections FROM security_risk ORDER BY score DESC, user_id LIMIT ?";
     db.fetch_all(sql, vec![Value::from(u64::from(limit.clamp(1, 1000)))]).await
 }
+
+/// A record as retention sees it: whose, what type, where and when.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RetentionRow {
+    /// The patient.
+    pub patient_id: String,
+    /// `consultation`, `imaging`, …
+    pub record_type: String,
+    /// The hospital of the visit.
+    pub hospital_id: String,
+    /// The visit date.
+    pub visit_date: chrono::NaiveDate,
+}
+
+/// Every record of `patient_id`, deleted ones included (retention still applies to them).
+pub async fn records_for_retention(db: &ReadModelDb, patient_id: &str) -> Result<Vec<RetentionRow>, ProjectionError> {
+    let sql = "SELECT patient_id, record_type, hospital_id, visit_date FROM medical_records WHERE patient_id = ?";
+    db.fetch_all(sql, vec![Value::from(patient_id)]).await
+}
+
+/// Every record of every active patient, by patient (for the retention review queue).
+pub async fn active_patients_records(db: &ReadModelDb) -> Result<Vec<RetentionRow>, ProjectionError> {
+    let sql = "SELECT m.patient_id, m.record_type, m.hospital_id, m.visit_date FROM medical_records m \
+               JOIN patients p ON p.patient_id = m.patient_id WHERE p.status = 'active' ORDER BY m.patient_id";
+    db.fetch_all(sql, vec![]).await
+}
+
+/// Disclosures in a period, per basis.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct BasisCount {
+    /// The basis.
+    pub basis: String,
+    /// Disclosures on it.
+    pub disclosures: i64,
+}
+
+/// Disclosures in `[from, to)`, per basis.
+pub async fn disclosures_by_basis(db: &ReadModelDb, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<BasisCount>, ProjectionError> {
+    let sql =
+        "SELECT basis, COUNT(*) AS disclosures FROM access_log WHERE accessed_at >= ? AND accessed_at < ? GROUP BY basis ORDER BY basis";
+    db.fetch_all(sql, vec![Value::from(from), Value::from(to)]).await
+}
+
+/// One refused access.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct DenialRow {
+    /// The denial.
+    pub denial_id: String,
+    /// Who was refused.
+    pub actor_id: String,
+    /// In which role.
+    pub actor_role: String,
+    /// What they tried.
+    pub action: String,
+    /// Whose data.
+    pub patient_id: Option<String>,
+    /// Why (`no_active_grant`, `role_not_permitted`, …).
+    pub reason: String,
+    /// When.
+    pub denied_at: DateTime<Utc>,
+}
+
+/// Refused accesses in `[from, to)`, newest first, at most `limit`.
+pub async fn denials(db: &ReadModelDb, from: DateTime<Utc>, to: DateTime<Utc>, limit: u32) -> Result<Vec<DenialRow>, ProjectionError> {
+    let sql = "SELECT denial_id, actor_id, actor_role, action, patient_id, reason, denied_at FROM access_denials \
+               WHERE denied_at >= ? AND denied_at < ? ORDER BY denied_at DESC, denial_id LIMIT ?";
+    db.fetch_all(sql, vec![Value::from(from), Value::from(to), Value::from(u64::from(limit))]).await
+}
+
+/// Break-glass reads in `[from, to)` not justified by `justified_before`, oldest first.
+pub async fn unjustified_break_glass(
+    db: &ReadModelDb,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<AccessLogEntry>, ProjectionError> {
+    let sql = "SELECT disclosure_id, patient_id, accessor_id, accessor_role, resource, record_id, basis, grant_id, accessed_at, position \
+               FROM access_log WHERE basis = 'break_glass' AND justified_at IS NULL AND accessed_at >= ? AND accessed_at < ? \
+               ORDER BY accessed_at, disclosure_id LIMIT ?";
+    db.fetch_all(sql, vec![Value::from(from), Value::from(to), Value::from(u64::from(limit))]).await
+}
+
+/// Reads in `[from, to)` per role and resource (for the minimum-necessary review).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RoleResourceCount {
+    /// The reader's role.
+    pub accessor_role: String,
+    /// `patient`, `record` or `attachment`.
+    pub resource: String,
+    /// How many reads.
+    pub read_count: i64,
+    /// How many readers.
+    pub readers: i64,
+}
+
+/// Reads in `[from, to)` grouped by role and resource.
+pub async fn reads_by_role_and_resource(
+    db: &ReadModelDb,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<RoleResourceCount>, ProjectionError> {
+    let sql = "SELECT accessor_role, resource, COUNT(*) AS read_count, COUNT(DISTINCT accessor_id) AS readers FROM access_log \
+               WHERE accessed_at >= ? AND accessed_at < ? GROUP BY accessor_role, resource ORDER BY accessor_role, resource";
+    db.fetch_all(sql, vec![Value::from(from), Value::from(to)]).await
+}

@@ -38,9 +38,19 @@ impl ApiServer {
 
     /// Serves the API over `backend` with the given session store and read models.
     pub async fn start_with(backend: &Backend, sessions: Arc<dyn SessionStore>, read_models: Option<emr_http::ReadModelState>) -> Self {
+        Self::start_with_clinic(backend, sessions, read_models, crate::backends::clinic(backend)).await
+    }
+
+    /// Serves the API over `backend` with a clinic configured by the test (a
+    /// retention schedule, …).
+    pub async fn start_with_clinic(
+        backend: &Backend,
+        sessions: Arc<dyn SessionStore>,
+        read_models: Option<emr_http::ReadModelState>,
+        clinic: Clinic,
+    ) -> Self {
         let tokens = Tokens::new(SigningKeys::generate("tests").unwrap());
         let identity = Identity::new(backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
-        let clinic = crate::backends::clinic(backend);
         let state = emr_http::AppState {
             clinic: clinic.clone(),
             identity: identity.clone(),

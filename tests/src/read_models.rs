@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::mariadb::TestDatabase;
 
 /// Every read-model table, checkpoints included.
-pub const TABLES: [&str; 17] = [
+pub const TABLES: [&str; 18] = [
     "patient_directory_checkpoint",
     "patients",
     "record_index_checkpoint",
@@ -28,6 +28,7 @@ pub const TABLES: [&str; 17] = [
     "dashboard_patient_hospitals",
     "access_log_checkpoint",
     "access_log",
+    "access_denials",
     "security_checkpoint",
     "security_events",
     "security_risk",

@@ -3,7 +3,9 @@
 //! patient's chart is refused to a physician holding a grant; the patient
 //! exports everything held about them; erasure is refused under a legal hold
 //! and goes through once it is released; a locked account cannot log in until
-//! an administrator unlocks it.
+//! an administrator unlocks it; a retention duty refuses a patient's erasure,
+//! and disposal once retention has ended leaves the audit clean and the PHI
+//! unreadable.
 
 #![allow(clippy::unwrap_used)]
 
@@ -99,5 +101,146 @@ async fn a_locked_account_cannot_log_in_until_an_administrator_unlocks_it() {
     let (status, challenge) = api.post("/v1/auth/login", None, &json!({"username": "lock_nurse", "password": PASSWORD})).await;
     assert_eq!(status, 200, "the right password opens the account again: {challenge}");
     assert!(challenge["mfa_token"].is_string(), "and leads on to the TOTP step: {challenge}");
+    projectors.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disposal_after_retention_leaves_the_audit_verifiable_and_the_phi_unreadable() {
+    use emr_domain::ids::HospitalId;
+    use emr_domain::retention::{RetentionPolicy, RetentionSchedule};
+
+    let backend = jetstream().await;
+    let database = TestDatabase::fresh().await;
+    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("retention-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let read_models = emr_http::ReadModelState { db: database.db.clone(), log: backend.backend.log.clone() };
+    let policy = RetentionPolicy {
+        jurisdiction: "DE".into(),
+        hospitals: vec![HospitalId::parse("HOSP-001").unwrap()],
+        years: Default::default(),
+        default_years: 10,
+    };
+    let clinic = emr_tests::backends::clinic(&backend.backend).with_retention(RetentionSchedule::new(vec![policy]));
+    let api = ApiServer::start_with_clinic(&backend.backend, sessions, Some(read_models), clinic).await;
+    let projectors = RunningProjectors::start(database.db.clone(), backend.backend.log.clone(), 100);
+    let (doctor, doctor_token) = api.account("keep_doctor", Role::Physician).await;
+    let (_, admin_token) = api.account("keep_admin", Role::Admin).await;
+    let (recent, recent_token) = api.account("keep_recent", Role::Patient).await;
+    let old = uuid::Uuid::now_v7();
+    let mut old_record = None;
+    for (patient, visit) in [(old, "2014-02-01"), (recent.as_uuid(), "2024-02-01")] {
+        let mut registration = patient_registration("Karl Weber");
+        registration["patient_id"] = json!(patient);
+        api.until_acknowledged(&doctor_token, "/v1/patients", uuid::Uuid::now_v7(), &registration).await;
+        let mut record = record_creation(&patient.to_string(), &doctor.to_string(), "Knee arthroscopy");
+        record["visit_date"] = json!(visit);
+        let (created, _) = api.until_acknowledged(&doctor_token, "/v1/records", uuid::Uuid::now_v7(), &record).await;
+        old_record = old_record.or_else(|| created["aggregate_id"].as_str().map(|id| id.parse::<emr_domain::ids::RecordId>().unwrap()));
+    }
+    let old_record = old_record.unwrap();
+    let readable = api.clinic.load_record(old_record).await.unwrap();
+    assert!(readable.state().versions()[0].content.value().is_some(), "readable before disposal");
+
+    let refused = api.post(&format!("/v1/patients/{recent}/erasure"), Some(&recent_token), &json!({"reason": "patient_request"})).await;
+    assert_eq!((refused.0, refused.1["code"].as_str()), (409, Some("retention-duty")), "{}", refused.1);
+    assert!(refused.1["detail"].as_str().unwrap().contains("2034-02-01"), "{}", refused.1);
+    let (status, queue) = api.get("/v1/retention/review", &admin_token).await;
+    assert_eq!(status, 200, "{queue}");
+    let due: Vec<&str> = queue.as_array().unwrap().iter().filter_map(|p| p["patient_id"].as_str()).collect();
+    assert_eq!(due, [old.to_string().as_str()], "only the patient whose retention ended is due");
+    let early = api.post(&format!("/v1/patients/{recent}/disposal"), Some(&admin_token), &json!({})).await;
+    assert_eq!((early.0, early.1["code"].as_str()), (409, Some("retention-not-due")), "{}", early.1);
+    let (status, _) = api.post(&format!("/v1/patients/{old}/disposal"), Some(&doctor_token), &json!({})).await;
+    assert_eq!(status, 403, "disposal is the privacy officer's");
+    let disposed = api.post(&format!("/v1/patients/{old}/disposal"), Some(&admin_token), &json!({})).await;
+    assert_eq!(disposed.0, 200, "{}", disposed.1);
+
+    let history = api.clinic.history("patient", &old.to_string()).await.unwrap();
+    assert_eq!(history.last().map(|e| e.event_type.as_str()), Some("PatientErased"));
+    let shredded = api.clinic.load_record(old_record).await.unwrap();
+    assert!(shredded.state().versions()[0].content.is_shredded(), "the record's PHI is unreadable after disposal: its key is gone");
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(emr_anchor::FileLedger::open(dir.path()).unwrap());
+    let log = backend.backend.log.clone();
+    let worker =
+        emr_anchor::AnchorWorker::open(log.clone(), ledger.clone(), dir.path(), emr_anchor::AnchorConfig::default()).await.unwrap();
+    worker.catch_up().await.unwrap();
+    let report = emr_anchor::verify(log, ledger.as_ref(), dir.path(), &[worker.public_key()]).await.unwrap();
+    assert!(report.ok && report.events == report.anchored_events, "the log still verifies after disposal: {report:?}");
+    projectors.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privacy_report_lists_unjustified_break_glass_refusals_and_unneeded_reads_until_justified() {
+    use emr_domain::access::Basis;
+    use emr_domain::actor::Actor;
+    use emr_domain::disclosure::{DisclosureEvent, Resource};
+    use emr_domain::ids::{AttachmentId, DisclosureId, EventId, GrantId, PatientId, RecordId};
+    use emr_projections::Payload;
+    use emr_tests::hospital_trace::{Trace, TraceEvent};
+
+    let (api, backend, _database, projectors) = server().await;
+    let (doctor, doctor_token) = api.account("privacy_doctor", Role::Physician).await;
+    let (nurse, nurse_token) = api.account("privacy_nurse", Role::Nurse).await;
+    let (_, auditor_token) = api.account("privacy_auditor", Role::Auditor).await;
+    let patient = uuid::Uuid::now_v7();
+    let mut registration = patient_registration("Wang Fang");
+    registration["patient_id"] = json!(patient);
+    api.until_acknowledged(&doctor_token, "/v1/patients", uuid::Uuid::now_v7(), &registration).await;
+    api.until_acknowledged(
+        &doctor_token,
+        "/v1/records",
+        uuid::Uuid::now_v7(),
+        &record_creation(&patient.to_string(), &doctor.to_string(), "Sepsis"),
+    )
+    .await;
+
+    let (status, refused) = api.get(&format!("/v1/patients/{patient}"), &nurse_token).await;
+    assert_eq!(status, 403, "{refused}");
+    let (status, opened) =
+        api.post(&format!("/v1/patients/{patient}/break-glass"), Some(&nurse_token), &json!({"reason": "collapsed in the corridor"})).await;
+    assert_eq!(status, 200, "{opened}");
+    let disclosure = opened["disclosure_id"].as_str().unwrap().to_owned();
+    // A nurse opening an imaging study: allowed by her grant, not needed for nursing.
+    let read = DisclosureEvent::PhiDisclosed {
+        disclosure_id: DisclosureId::new(),
+        patient_id: PatientId::from(patient),
+        resource: Resource::Attachment { record_id: RecordId::new(), attachment_id: AttachmentId::new() },
+        accessor: Actor::new(nurse, Role::Nurse),
+        basis: Basis::Grant { grant_id: GrantId::new() },
+    };
+    let event = TraceEvent {
+        at: chrono::Utc::now(),
+        event_id: EventId::new(),
+        actor: Actor::new(nurse, Role::Nurse),
+        aggregate_type: "disclosure",
+        aggregate_id: uuid::Uuid::now_v7().to_string(),
+        payload: Payload::Disclosure(read),
+        attack: None,
+    };
+    emr_tests::trace_log::write(&backend.backend, &Trace { events: vec![event], attacks: vec![] }).await;
+
+    let report = "/v1/privacy/report?grace_hours=0";
+    let (status, before) = api.get(report, &auditor_token).await;
+    assert_eq!(status, 200, "{before}");
+    let unjustified: Vec<&str> =
+        before["unjustified_break_glass"].as_array().unwrap().iter().filter_map(|e| e["disclosure_id"].as_str()).collect();
+    assert_eq!(unjustified, [disclosure.as_str()], "{before}");
+    let refusals = before["refused_accesses"].as_array().unwrap();
+    assert!(refusals.iter().any(|r| r["actor_id"] == nurse.to_string() && r["reason"] == "no_active_grant"), "{before}");
+    let findings = before["minimum_necessary"].as_array().unwrap();
+    assert!(findings.iter().any(|f| f["accessor_role"] == "nurse" && f["resource"] == "attachment" && f["read_count"] == 1), "{before}");
+    assert!(!findings.iter().any(|f| f["accessor_role"] == "physician"), "physicians need what they read: {before}");
+
+    let justification = format!("/v1/break-glass/{disclosure}/justification");
+    let (status, refused) = api.post(&justification, Some(&doctor_token), &json!({"justification": "not mine to explain"})).await;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("disclosure-rule")), "only the reader justifies: {refused}");
+    let (status, justified) =
+        api.post(&justification, Some(&nurse_token), &json!({"justification": "unresponsive, no one else on the floor"})).await;
+    assert_eq!(status, 200, "{justified}");
+    let (_, after) = api.get(report, &auditor_token).await;
+    assert_eq!(after["unjustified_break_glass"].as_array().unwrap().len(), 0, "{after}");
+    let (status, _) = api.get(report, &nurse_token).await;
+    assert_eq!(status, 403, "the report is the privacy officer's");
     projectors.stop().await;
 }

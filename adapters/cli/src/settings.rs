@@ -271,6 +271,9 @@ pub(crate) struct Settings {
     pub(crate) read_models: ReadModelSettings,
     pub(crate) audit: AuditSettings,
     pub(crate) detection: DetectionConfig,
+    /// Retention policies per jurisdiction (`[[retention]]`); none: no retention duty.
+    #[serde(default)]
+    pub(crate) retention: emr_domain::retention::RetentionSchedule,
 }
 
 /// A setting outside what it may be, named by its key.
@@ -364,6 +367,8 @@ impl Settings {
             if holds { Ok(()) } else { Err(InvalidSetting { key, problem: format!("{rule} (got {value})") }) }
         };
         check(!self.serve.roles.is_empty(), "serve.roles", "must name at least one of api, projector, anchor, detector", &"[]")?;
+        let retention = self.retention.problems();
+        check(retention.is_empty(), "retention", "must give each hospital one policy with a jurisdiction", &retention.join("; "))?;
         let rules = self.detection.rules.problems();
         check(rules.is_empty(), "detection.rules", "must be consistent", &rules.join("; "))?;
         let responses = self.detection.responses.problems();

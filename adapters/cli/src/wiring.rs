@@ -57,7 +57,7 @@ pub(crate) async fn clinic(settings: &Settings) -> anyhow::Result<Clinic> {
 
 pub(crate) fn clinic_on(settings: &Settings, ports: EventStorePorts) -> Clinic {
     let config = StoreConfig { snapshot_every: settings.store.snapshot_every, cache_capacity: settings.store.cache_capacity };
-    Clinic::new(ports, config, DomainServices::default())
+    Clinic::new(ports, config, DomainServices::default()).with_retention(settings.retention.clone())
 }
 
 /// Accounts and sessions: Redis when configured, else in process.

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{attachments, auth, export, grants, log, patients, read, records, research, security};
+use crate::routes::{attachments, auth, export, grants, log, patients, privacy, read, records, research, retention, security};
 
 struct BearerAuth;
 
@@ -29,6 +29,7 @@ impl Modify for BearerAuth {
         auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate,
         patients::register, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
         patients::restrict, patients::lift_restriction, patients::place_legal_hold, patients::release_legal_hold, export::export,
+        retention::review, retention::dispose, privacy::justify, privacy::report,
         records::create, records::amend, records::add_attachment, records::delete, records::restore, records::show, records::break_glass,
         attachments::upload, attachments::download, attachments::status,
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,

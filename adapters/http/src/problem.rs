@@ -8,6 +8,7 @@ use emr_attachments::AttachmentError;
 use emr_auth::{AuthError, TokenError};
 use emr_commands::ClinicError;
 use emr_domain::access::Denied;
+use emr_domain::retention::RetentionError;
 use emr_domain::security::SecurityError;
 use emr_eventstore::StoreError;
 use serde::Serialize;
@@ -314,7 +315,13 @@ impl ApiError {
             Self::Clinic(ClinicError::Security(SecurityError::NotRaised)) => {
                 Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no security event with this id")
             }
-            Self::Clinic(ClinicError::Denial(_)) => {
+            Self::Clinic(ClinicError::Retention(e @ RetentionError::RetentionDuty { .. })) => {
+                Problem::new(StatusCode::CONFLICT, "retention-duty", "A legal retention duty applies", e.to_string())
+            }
+            Self::Clinic(ClinicError::Retention(e @ RetentionError::NotYetDue { .. })) => {
+                Problem::new(StatusCode::CONFLICT, "retention-not-due", "The retention period has not ended", e.to_string())
+            }
+            Self::Clinic(ClinicError::Denial(_) | ClinicError::RetentionUnchecked) => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged")
             }
             Self::Unauthenticated(detail) => Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", *detail),

@@ -7,12 +7,13 @@ use emr_domain::DomainServices;
 use emr_domain::access::{self, Action, Basis, Denied, Facts};
 use emr_domain::actor::{Actor, Role};
 use emr_domain::denial::{AccessDenial, DenialAlreadyRecorded, RecordDenial};
-use emr_domain::disclosure::{Disclose, Disclosure, DisclosureError, Resource};
+use emr_domain::disclosure::{Disclose, Disclosure, DisclosureCommand, DisclosureError, Resource};
 use emr_domain::grant::{AccessGrant, GrantCommand, GrantError, GrantStatus, Scope};
 use emr_domain::ids::{AttachmentId, DenialId, DisclosureId, GrantId, PatientId, RecordId, SecurityEventId, UserId};
 use emr_domain::metadata::CommandContext;
-use emr_domain::patient::{Patient, PatientCommand, PatientError, PatientStatus};
+use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientError, PatientStatus};
 use emr_domain::record::{AttachmentSummary, MedicalRecord, RecordCommand, RecordError, RecordStatus};
+use emr_domain::retention::{RetainedRecord, RetentionError, RetentionSchedule};
 use emr_domain::security::{SecurityCommand, SecurityError, SecurityIncident, TriageStatus};
 use emr_domain::upcasting::EventSchema;
 use emr_domain::values::ShortText;
@@ -43,6 +44,13 @@ pub enum ClinicError {
     /// A security-event rule refused a triage step.
     #[error(transparent)]
     Security(#[from] SecurityError),
+    /// A retention rule refused an erasure.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
+    /// An erasure under a retention schedule that did not come through
+    /// [`Clinic::erase_patient`] (a caller's mistake, refused rather than risked).
+    #[error("erasures must be checked against the retention schedule")]
+    RetentionUnchecked,
     /// A refusal could not be recorded (its fresh id was taken: never expected).
     #[error(transparent)]
     Denial(#[from] DenialAlreadyRecorded),
@@ -81,6 +89,10 @@ impl ClinicError {
         matches!(self, Self::Store(error) if error.is_retryable())
     }
 }
+
+/// Whether an erasure's records were checked against the retention schedule.
+#[derive(Debug, Clone, Copy)]
+struct RetentionChecked(bool);
 
 /// What an authorization is about, as far as the caller knows it; the clinic
 /// looks up grants itself.
@@ -125,6 +137,7 @@ pub struct Clinic {
     incidents: EmrEventStore<SecurityIncident>,
     reader: LogReader,
     directory: Arc<GrantDirectory>,
+    retention: Arc<RetentionSchedule>,
     services: DomainServices,
 }
 
@@ -142,8 +155,54 @@ impl Clinic {
             incidents: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..config }),
             reader: LogReader::new(ports.log.clone()),
             directory: Arc::new(GrantDirectory::new(LogReader::new(ports.log.clone()))),
+            retention: Arc::new(RetentionSchedule::default()),
             services,
         }
+    }
+
+    /// This clinic under `schedule`: erasures then go through [`Clinic::erase_patient`],
+    /// which checks the patient's records against it.
+    pub fn with_retention(mut self, schedule: RetentionSchedule) -> Self {
+        self.retention = Arc::new(schedule);
+        self
+    }
+
+    /// The retention schedule.
+    pub fn retention(&self) -> &RetentionSchedule {
+        &self.retention
+    }
+
+    /// Erases a patient whose records are `records` (all of them, as the caller
+    /// found them with its read models caught up): refused while a legal retention
+    /// duty applies to a patient's request, and before retention ends for a
+    /// disposal; legal holds refuse either.
+    pub async fn erase_patient(
+        &self,
+        patient_id: PatientId,
+        reason: ErasureReason,
+        records: &[RetainedRecord],
+        context: &CommandContext,
+    ) -> Result<Receipt, ClinicError> {
+        self.authorize(&context.actor, Action::ErasePatient, Subject::patient(patient_id)).await?;
+        self.retention.check_erasure(reason, records, self.services.now().date_naive())?;
+        let command = PatientCommand::Erase { reason };
+        let kind = command.kind();
+        let span = Self::command_span(kind, "patient", context);
+        let result = self.patient_command(patient_id, command, context, RetentionChecked(true)).instrument(span).await;
+        crate::outcomes::observe(kind, &result);
+        result
+    }
+
+    /// The practitioner who broke the glass explains it afterwards.
+    pub async fn justify_break_glass(
+        &self,
+        disclosure_id: DisclosureId,
+        justification: ShortText,
+        context: &CommandContext,
+    ) -> Result<Receipt, ClinicError> {
+        let command = DisclosureCommand::Justify { by: context.actor.user_id, justification };
+        let span = Self::command_span("JustifyBreakGlass", "disclosure", context);
+        self.run(&self.disclosures, disclosure_id.to_string(), command, context).instrument(span).await
     }
 
     /// Reads the global log (PHI sealed).
@@ -257,7 +316,7 @@ impl Clinic {
     pub async fn patient(&self, patient_id: PatientId, command: PatientCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
         let kind = command.kind();
         let span = Self::command_span(kind, "patient", context);
-        let result = self.patient_command(patient_id, command, context).instrument(span).await;
+        let result = self.patient_command(patient_id, command, context, RetentionChecked(false)).instrument(span).await;
         crate::outcomes::observe(kind, &result);
         result
     }
@@ -267,6 +326,7 @@ impl Clinic {
         patient_id: PatientId,
         command: PatientCommand,
         context: &CommandContext,
+        retention: RetentionChecked,
     ) -> Result<Receipt, ClinicError> {
         let id = patient_id.to_string();
         let action = match &command {
@@ -280,6 +340,9 @@ impl Clinic {
         match &command {
             PatientCommand::Register { patient_id: created, .. } => Self::ensure_same(created, patient_id)?,
             PatientCommand::Erase { .. } => {
+                if !retention.0 && !self.retention.is_empty() {
+                    return Err(ClinicError::RetentionUnchecked);
+                }
                 let loaded = self.patients.load(&id).await?;
                 if loaded.commit_of(context.command_id).is_none() {
                     loaded.state().decide(command.clone(), self.services.now())?;
@@ -418,7 +481,7 @@ impl Clinic {
         }
         let disclosure_id = DisclosureId::new();
         let reason = if basis == Basis::BreakGlass { reason } else { None };
-        let command = Disclose { disclosure_id, patient_id, resource, accessor: *actor, basis, reason };
+        let command = DisclosureCommand::Disclose(Disclose { disclosure_id, patient_id, resource, accessor: *actor, basis, reason });
         let context = CommandContext::new(*actor);
         self.run(&self.disclosures, disclosure_id.to_string(), command, &context).await?;
         Ok(Some(disclosure_id))

@@ -1,9 +1,11 @@
-//! The accounting of disclosures (every PHI read, by whom, when, on which basis):
-//! append-only facts keyed by disclosure ids, so an upsert that re-applies a
-//! fact changes nothing. Security events have their own read model
+//! The accounting of disclosures (every PHI read, by whom, when, on which basis,
+//! and when a break-glass read was justified) and the refused accesses:
+//! append-only facts keyed by their ids, so an upsert that re-applies a fact
+//! changes nothing. Security events have their own read model
 //! ([`super::SecurityProjection`]).
 
 use emr_domain::access::Basis;
+use emr_domain::denial::DenialEvent;
 use emr_domain::disclosure::{DisclosureEvent, Resource};
 
 use crate::db::Tx;
@@ -40,6 +42,24 @@ const ACCESS_LOG: Upsert = Upsert {
     add: &[],
 };
 
+const ACCESS_DENIALS: Upsert = Upsert {
+    table: "access_denials",
+    columns: &["denial_id", "actor_id", "actor_role", "action", "patient_id", "reason", "denied_at", "position"],
+    key: &["denial_id"],
+    replace: &["position"],
+    add: &[],
+};
+
+struct Refused {
+    denial_id: String,
+    actor_id: String,
+    actor_role: String,
+    action: String,
+    patient_id: Option<String>,
+    reason: String,
+    fact: usize,
+}
+
 struct Disclosed {
     disclosure_id: String,
     patient_id: String,
@@ -66,11 +86,13 @@ impl Projection for AccessLogProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["access_log_checkpoint", "access_log"]
+        &["access_log_checkpoint", "access_log", "access_denials"]
     }
 
     async fn apply(&self, tx: &mut Tx, facts: &[Fact]) -> Result<(), ProjectionError> {
         let mut disclosed = Vec::new();
+        let mut refused = Vec::new();
+        let mut justified = Vec::new();
         for (index, fact) in facts.iter().enumerate() {
             match &fact.payload {
                 Payload::Disclosure(DisclosureEvent::PhiDisclosed { disclosure_id, patient_id, resource, accessor, basis }) => {
@@ -94,6 +116,21 @@ impl Projection for AccessLogProjection {
                         fact: index,
                     });
                 }
+                Payload::Disclosure(DisclosureEvent::BreakGlassJustified { disclosure_id, .. }) => {
+                    justified.push((disclosure_id.to_string(), index));
+                }
+                Payload::Denial(DenialEvent::AccessDenied { denial_id, actor, action, patient_id, reason }) => refused.push(Refused {
+                    denial_id: denial_id.to_string(),
+                    actor_id: actor.user_id.to_string(),
+                    actor_role: snake(&actor.role),
+                    action: snake(action),
+                    patient_id: patient_id.map(|id| id.to_string()),
+                    reason: serde_json::to_value(reason)
+                        .ok()
+                        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_owned))
+                        .unwrap_or_default(),
+                    fact: index,
+                }),
                 _ => {}
             }
         }
@@ -113,6 +150,27 @@ impl Projection for AccessLogProjection {
                     fact.metadata.position,
                 ]
             })
-            .await
+            .await?;
+        ACCESS_DENIALS
+            .run(tx, &refused, |r| {
+                let fact = &facts[r.fact];
+                values![
+                    &r.denial_id,
+                    &r.actor_id,
+                    &r.actor_role,
+                    &r.action,
+                    r.patient_id.as_ref(),
+                    &r.reason,
+                    fact.metadata.recorded_at,
+                    fact.metadata.position
+                ]
+            })
+            .await?;
+        // Justifications are rare: one statement each, after the reads they justify.
+        for (disclosure_id, index) in justified {
+            let sql = "UPDATE access_log SET justified_at = ? WHERE disclosure_id = ?";
+            tx.execute(sql, values![facts[index].metadata.recorded_at, disclosure_id]).await?;
+        }
+        Ok(())
     }
 }

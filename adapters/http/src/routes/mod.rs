@@ -7,9 +7,11 @@ pub(crate) mod grants;
 mod health;
 pub(crate) mod log;
 pub(crate) mod patients;
+pub(crate) mod privacy;
 pub(crate) mod read;
 pub(crate) mod records;
 pub(crate) mod research;
+pub(crate) mod retention;
 pub(crate) mod security;
 
 use axum::Router;
@@ -52,6 +54,10 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/patients/{patient_id}/legal-holds", post(patients::place_legal_hold))
         .route("/v1/patients/{patient_id}/legal-holds/release", post(patients::release_legal_hold))
         .route("/v1/patients/{patient_id}/export", get(export::export))
+        .route("/v1/patients/{patient_id}/disposal", post(retention::dispose))
+        .route("/v1/retention/review", get(retention::review))
+        .route("/v1/break-glass/{disclosure_id}/justification", post(privacy::justify))
+        .route("/v1/privacy/report", get(privacy::report))
         .route("/v1/records", post(records::create))
         .route("/v1/records/{record_id}", get(records::show))
         .route("/v1/records/{record_id}/amendments", post(records::amend))

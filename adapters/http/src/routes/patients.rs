@@ -67,16 +67,20 @@ pub(crate) async fn erase(
     Body(body): Body<Erase>,
 ) -> Result<Json<Receipt>, ApiError> {
     let patient_id: PatientId = path_id(&patient_id, "patient id")?;
-    let receipt = state.clinic.patient(patient_id, PatientCommand::Erase { reason: body.reason }, &context).await?;
-    // The key is destroyed: the erasure stands. Freeing the blobs is housekeeping,
-    // repeated by a retried erasure if it fails now.
+    let receipt = super::retention::erase_checked(&state, patient_id, body.reason, &context).await?;
+    release_blobs(&state, patient_id).await;
+    Ok(Json(receipt))
+}
+
+/// The key is destroyed: the erasure stands. Freeing the blobs is housekeeping,
+/// repeated by a retried erasure if it fails now.
+pub(crate) async fn release_blobs(state: &AppState, patient_id: PatientId) {
     if let Some(attachments) = &state.attachments {
         match attachments.release_erased(patient_id).await {
             Ok(released) => tracing::info!(%patient_id, released, "erased patient's blobs unpinned"),
             Err(error) => tracing::warn!(%patient_id, %error, "erased patient's blobs not unpinned yet"),
         }
     }
-    Ok(Json(receipt))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
