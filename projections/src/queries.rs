@@ -421,3 +421,29 @@ pub async fn reads_by_role_and_resource(
                WHERE accessed_at >= ? AND accessed_at < ? GROUP BY accessor_role, resource ORDER BY accessor_role, resource";
     db.fetch_all(sql, vec![Value::from(from), Value::from(to)]).await
 }
+
+/// How security officers resolved one kind of security event.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct OutcomeCount {
+    /// The kind.
+    pub kind: String,
+    /// Raised.
+    pub raised: i64,
+    /// Resolved as true positives.
+    pub true_positives: i64,
+    /// Resolved as false positives.
+    pub false_positives: i64,
+}
+
+/// Per kind: raised, and resolved as true or false positives, in `[from, to)`.
+pub async fn outcomes(db: &ReadModelDb, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<OutcomeCount>, ProjectionError> {
+    let sql = "SELECT kind, COUNT(*) AS raised, \
+               CAST(COALESCE(SUM(CASE WHEN outcome = 'true_positive' THEN 1 ELSE 0 END), 0) AS SIGNED) AS true_positives, \
+               CAST(COALESCE(SUM(CASE WHEN outcome = 'false_positive' THEN 1 ELSE 0 END), 0) AS SIGNED) AS false_positives \
+               FROM security_events WHERE raised_at >= ? AND raised_at < ? GROUP BY kind ORDER BY kind";
+    let sql = match db.dialect() {
+        crate::db::Dialect::MySql => sql.to_owned(),
+        crate::db::Dialect::Sqlite => sql.replace("AS SIGNED", "AS INTEGER"),
+    };
+    db.fetch_all(&sql, vec![Value::from(from), Value::from(to)]).await
+}

@@ -213,6 +213,11 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
     .await;
     assert_eq!((closed["outcome"].as_str(), closed["assignee"].as_str()), (Some("true_positive"), Some(officer.to_string().as_str())));
 
+    let (status, outcomes) = api.get("/v1/security/outcomes", &auditor).await;
+    assert_eq!(status, 200, "{outcomes}");
+    let spraying = outcomes.as_array().unwrap().iter().find(|o| o["kind"] == "password_spraying").cloned().unwrap_or_default();
+    assert_eq!((spraying["true_positives"].as_i64(), spraying["precision"].as_f64()), (Some(1), Some(1.0)), "{outcomes}");
+
     let unlock = format!("/v1/accounts/{victim}/unlock");
     let (status, refused) = api.post(&unlock, Some(&admin), &json!({})).await;
     assert_eq!((status, refused["code"].as_str()), (422, Some("account-rule")), "a suspension needs a reason: {refused}");

@@ -35,7 +35,7 @@ impl Modify for BearerAuth {
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
         log::read, log::history, log::receipt,
         read::records, read::dashboard, read::projections, read::anchors, read::access_log, research::export,
-        security::list, security::show, security::acknowledge, security::assign, security::resolve, security::risk,
+        security::list, security::show, security::acknowledge, security::assign, security::resolve, security::risk, security::outcomes,
     ),
     modifiers(&BearerAuth),
     tags(

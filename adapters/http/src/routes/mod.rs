@@ -88,6 +88,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/security/events/{security_event_id}/assignment", post(security::assign))
         .route("/v1/security/events/{security_event_id}/resolution", post(security::resolve))
         .route("/v1/security/risk", get(security::risk))
+        .route("/v1/security/outcomes", get(security::outcomes))
 }
 
 /// Parses an id from the path.

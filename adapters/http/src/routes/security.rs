@@ -167,3 +167,45 @@ pub(crate) async fn risk(
     scores.sort_by(|a, b| b.current.total_cmp(&a.current));
     Ok(Json(scores))
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Period {
+    /// Raised at or after (RFC 3339); default: 90 days before `to`.
+    from: Option<DateTime<Utc>>,
+    /// Raised before; default: now.
+    to: Option<DateTime<Utc>>,
+}
+
+/// One kind's triage outcomes and the precision they give.
+#[derive(Serialize)]
+pub(crate) struct KindOutcomes {
+    #[serde(flatten)]
+    counts: queries::OutcomeCount,
+    /// True positives / resolved (none until something is resolved).
+    precision: Option<f64>,
+}
+
+#[utoipa::path(get, path = "/v1/security/outcomes", tag = "security", summary = "Precision per kind from officers' resolutions", params(Period), responses((status = 200, description = "per kind: raised, true and false positives, precision"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// The precision each rule has in production, as officers resolved its events.
+pub(crate) async fn outcomes(
+    State(state): State<AppState>,
+    caller: Caller,
+    period: Result<Query<Period>, QueryRejection>,
+) -> Result<Json<Vec<KindOutcomes>>, ApiError> {
+    let Query(period) = period?;
+    officer(&state, &caller).await?;
+    let to = period.to.unwrap_or_else(Utc::now);
+    let from = period.from.unwrap_or(to - chrono::Duration::days(90));
+    let counts = queries::outcomes(&models(&state)?.db, from, to).await?;
+    Ok(Json(
+        counts
+            .into_iter()
+            .map(|counts| {
+                let resolved = counts.true_positives + counts.false_positives;
+                let precision = (resolved > 0).then(|| counts.true_positives as f64 / resolved as f64);
+                KindOutcomes { counts, precision }
+            })
+            .collect(),
+    ))
+}
