@@ -70,6 +70,8 @@ async fn main() {
     worker.catch_up(head).await.unwrap();
     let worker_seconds = started.elapsed().as_secs_f64();
     let worker_rate = drained as f64 / worker_seconds;
+    let (state_bytes,): (i64,) =
+        sqlx::query_as("SELECT CAST(LENGTH(state) AS SIGNED) FROM detection_state WHERE id = 1").fetch_one(&db.pool).await.unwrap();
 
     let quality = score(&trace, &found);
     let recall = quality.worst_recall();
@@ -85,14 +87,15 @@ async fn main() {
     println!("| pure detector (observe only, in memory) | | {pure_rate:.0} | {:.2} |", pure_rate / drain_rate);
     println!(
         "\nwriting the trace into JetStream took {write_seconds:.1} s; {} detections; worst recall {recall:.2}, \
-         {false_positives:.2} false positives per 10,000 clean reads",
-        found.len()
+         {false_positives:.2} false positives per 10,000 clean reads; the saved detector state is {:.1} MiB",
+        found.len(),
+        state_bytes as f64 / 1_048_576.0
     );
     let json = serde_json::json!({
         "events": drained, "commits": head, "days": days, "departments": departments,
         "raw_drain_events_per_s": drain_rate, "worker_events_per_s": worker_rate, "worker_ratio": worker_rate / drain_rate,
         "pure_events_per_s": pure_rate, "detections": found.len(), "worst_recall": recall,
-        "false_positives_per_10k_reads": false_positives,
+        "false_positives_per_10k_reads": false_positives, "state_bytes": state_bytes,
     });
     println!("\n{json}");
     std::fs::write("bench-detection.json", serde_json::to_string_pretty(&json).unwrap()).unwrap();
