@@ -52,17 +52,20 @@ pub struct TraceShape {
     pub rounds: usize,
     /// The random seed.
     pub seed: u64,
+    /// Harder conditions: a quarter of the day nurses rotate to nights halfway
+    /// through, and attacks kept below the thresholds are planted beside the others.
+    pub hard: bool,
 }
 
 impl TraceShape {
     /// A small hospital for the integration test.
     pub fn small() -> Self {
-        Self { days: 36, departments: 3, physicians: 3, nurses: 2, panel: 30, rounds: 2, seed: 7 }
+        Self { days: 36, departments: 3, physicians: 3, nurses: 2, panel: 30, rounds: 2, seed: 7, hard: false }
     }
 
     /// The hospital of the quality report.
     pub fn report() -> Self {
-        Self { days: 60, departments: 6, physicians: 8, nurses: 6, panel: 120, rounds: 10, seed: 2026 }
+        Self { days: 60, departments: 6, physicians: 8, nurses: 6, panel: 120, rounds: 10, seed: 2026, hard: false }
     }
 }
 
@@ -356,14 +359,19 @@ pub fn generate(shape: TraceShape) -> Trace {
         stale.push((insider, patient));
     }
     for day in 0..shape.days {
-        clean_day(&mut b, day, departments);
+        // Under hard conditions every fourth day nurse moves to nights halfway through.
+        let rotation = shape.hard && day >= shape.days / 2;
+        clean_day(&mut b, day, departments, rotation);
     }
     inject_attacks(&mut b, shape, departments, &stale);
+    if shape.hard {
+        inject_subtle_attacks(&mut b, shape, departments);
+    }
     b.events.sort_by_key(|event| event.at);
     Trace { events: b.events, attacks: b.attacks }
 }
 
-fn clean_day(b: &mut Builder, day: i64, departments: usize) {
+fn clean_day(b: &mut Builder, day: i64, departments: usize, rotation: bool) {
     let midnight = b.day(day);
     let weekday = day % 7 < 5;
     // Encounters: each department sees a fifth of its panel every weekday.
@@ -380,7 +388,10 @@ fn clean_day(b: &mut Builder, day: i64, departments: usize) {
             b.seen[department].push((at, patient));
         }
     }
-    for staff in b.staff.clone() {
+    for (index, mut staff) in b.staff.clone().into_iter().enumerate() {
+        if rotation && staff.actor.role == Role::Nurse && staff.shift_start == 7 * 60 && index % 4 == 0 {
+            staff.shift_start = 19 * 60;
+        }
         let works = match staff.actor.role {
             Role::Physician => weekday || b.rng.random_bool(0.15),
             _ => b.rng.random_bool(5.0 / 7.0),
@@ -556,6 +567,36 @@ fn inject_attacks(b: &mut Builder, shape: TraceShape, departments: usize, stale:
         let session = SessionId::new();
         b.session(at, session, stolen.actor.user_id, stolen.workstation, true);
         b.session(at + Duration::minutes(7), session, stolen.actor.user_id, IpAddr::V4(Ipv4Addr::new(185, 220, 101, r)), false);
+        b.current = None;
+    }
+}
+
+/// Attacks kept just below the default thresholds: what the rules, as
+/// configured, are expected to miss.
+fn inject_subtle_attacks(b: &mut Builder, shape: TraceShape, departments: usize) {
+    let staff = b.staff.clone();
+    let physicians: Vec<&Staff> = staff.iter().filter(|s| s.actor.role == Role::Physician).collect();
+    for round in 0..shape.rounds {
+        let day = 20 + (round as i64 * 3) % (shape.days - 21).max(1);
+        let victim = physicians[(round + 4) % physicians.len()];
+        b.attack(SecurityEventKind::BruteForce, Severity::High, format!("4 wrong passwords on {} an hour apart", victim.username));
+        let at = b.day(day) + Duration::hours(1);
+        for i in 0..4 {
+            b.sign_in(
+                at + Duration::minutes(i * 61),
+                victim,
+                IpAddr::V4(Ipv4Addr::new(203, 0, 114, round as u8)),
+                SignInOutcome::WrongPassword,
+            );
+        }
+        let harvester = physicians[(round + 5) % physicians.len()];
+        b.attack(SecurityEventKind::UnusualPatientVolume, Severity::High, format!("{} reads 35 patients a day", harvester.username));
+        let at = b.day(day + 1) + Duration::minutes(harvester.shift_start + 30);
+        for i in 0..35usize {
+            let panel = &b.panels[(harvester.department + i % departments.max(1)) % departments];
+            let patient = panel[(i * 7 + round) % panel.len()];
+            b.read(at + Duration::minutes(i as i64 * 9), harvester.actor, patient, Resource::Patient, Builder::grant_basis());
+        }
         b.current = None;
     }
 }
