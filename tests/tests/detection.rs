@@ -218,6 +218,9 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
     let spraying = outcomes.as_array().unwrap().iter().find(|o| o["kind"] == "password_spraying").cloned().unwrap_or_default();
     assert_eq!((spraying["true_positives"].as_i64(), spraying["precision"].as_f64()), (Some(1), Some(1.0)), "{outcomes}");
 
+    let (status, account) = api.get(&format!("/v1/accounts/{victim}"), &admin).await;
+    assert_eq!((status, account["suspended_by"].as_str()), (200, Some(id)), "{account}");
+
     let unlock = format!("/v1/accounts/{victim}/unlock");
     let (status, refused) = api.post(&unlock, Some(&admin), &json!({})).await;
     assert_eq!((status, refused["code"].as_str()), (422, Some("account-rule")), "a suspension needs a reason: {refused}");

@@ -144,7 +144,11 @@ pub(crate) struct AccountView {
     status: AccountStatus,
     profile: Option<PractitionerProfile>,
     mfa_enabled: bool,
+    /// End of a lockout after failed passwords.
     locked_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The security event whose response suspended the account, until an
+    /// administrator unlocks it with a reason.
+    suspended_by: Option<emr_domain::ids::SecurityEventId>,
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{user_id}", tag = "accounts", summary = "An account (administrator or holder)", params(("user_id" = String, Path, description = "account id (UUID)")), responses((status = 200, body = AccountView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -169,7 +173,8 @@ pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id)
         status: account.status(),
         profile: account.profile().cloned(),
         mfa_enabled: matches!(account.mfa(), emr_domain::account::MfaState::Enabled(_)),
-        locked_until: account.locked_at(chrono::Utc::now()),
+        locked_until: account.locked_at(chrono::Utc::now()).filter(|_| account.suspended_by().is_none()),
+        suspended_by: account.suspended_by(),
     }))
 }
 
