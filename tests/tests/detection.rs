@@ -6,7 +6,8 @@
 //! credential-stuffing attack through the identity service itself: the critical
 //! detection alerts a webhook, ends the victim's sessions and locks the account,
 //! which stays locked until an administrator unlocks it with a reason; officers
-//! triage the security event through the HTTP API.
+//! triage the security event through the HTTP API. And a worker killed again and
+//! again through the attacks raises each detection exactly once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -235,4 +236,65 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
     running.await.unwrap();
     projectors.stop().await;
     assert!(worker.risk(victim).await > 50.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_at_any_point_raises_each_detection_exactly_once_after_restarts() {
+    use emr_domain::detection::{DetectionSettings, Detector};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let backend = jetstream().await;
+    let database = TestDatabase::fresh().await;
+    let api = ApiServer::start_with(&backend.backend, redis_sessions("detector-kills").await, None).await;
+    let trace = generate(TraceShape { days: 33, departments: 2, ..TraceShape::small() });
+    let positions = trace_log::write(&backend.backend, &trace).await;
+    let log = backend.backend.log.clone();
+    let head = log.head().await.unwrap();
+    // What one uninterrupted fold finds, by id.
+    let mut detector = Detector::new(DetectionSettings::default());
+    let expected: BTreeSet<String> = trace
+        .facts(1)
+        .iter()
+        .filter_map(emr_detection::observe::observation)
+        .flat_map(|observation| detector.observe(&observation))
+        .map(|detection| detection.id.to_string())
+        .collect();
+    assert!(expected.len() > 10, "the trace must give the worker something to raise");
+
+    let config = WorkerConfig { batch_size: 200, save_every: Duration::from_millis(100), ..WorkerConfig::default() };
+    let open = || async {
+        let responders = Responders { sinks: vec![Arc::new(LogSink)], guard: Arc::new(api.identity.clone()) };
+        DetectionWorker::open(&backend.backend, database.db.clone(), responders, config.clone(), DomainServices::default()).await.unwrap()
+    };
+    // The clean weeks go by uninterrupted; the kills land where the attacks are.
+    let first_attack = trace.events.iter().position(|event| event.attack.is_some()).unwrap();
+    open().await.catch_up(positions[first_attack] - 1).await.unwrap();
+    let mut kills = 0;
+    for round in 0u64..40 {
+        let worker = open().await;
+        let running = tokio::spawn(async move { worker.catch_up(u64::MAX).await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(100 + (round * 131) % 500)).await;
+        running.abort();
+        match running.await {
+            Err(join) if join.is_cancelled() => kills += 1,
+            Err(join) => panic!("the worker panicked: {join}"),
+            Ok(result) => result.unwrap(),
+        }
+    }
+    assert!(kills > 0, "the test must actually kill the worker");
+    open().await.catch_up(head).await.unwrap();
+
+    let decoder = Decoder::default();
+    let reader = emr_eventstore::LogReader::new(log.clone());
+    let mut raised: BTreeMap<String, usize> = BTreeMap::new();
+    for event in reader.read(1, usize::MAX >> 1).await.unwrap() {
+        if let Some(fact) = decoder.decode(&event).unwrap()
+            && let Payload::Security(SecurityEvent::SecurityEventRaised { id, .. }) = fact.payload
+        {
+            *raised.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    assert!(raised.values().all(|count| *count == 1), "a detection raised twice after {kills} kills");
+    let found: BTreeSet<String> = raised.into_keys().collect();
+    assert_eq!(found, expected, "after {kills} kills the log holds exactly what one uninterrupted fold finds");
 }
