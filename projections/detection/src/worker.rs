@@ -21,7 +21,8 @@ use emr_domain::ids::{CommandId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::security::{Response, SecurityCommand, SecurityError, SecurityEvent, SecurityIncident, Severity};
 use emr_eventstore::{
-    CodecError, EmrEventStore, EventLog, EventStorePorts, ExecuteError, KeyVault, LogError, LogReader, PhiCodec, StoreConfig, StoreError,
+    CodecError, CommitFeed, EmrEventStore, EventLog, EventStorePorts, ExecuteError, KeyVault, LogError, LogReader, PhiCodec, PollingFeed,
+    StoreConfig, StoreError,
 };
 use emr_projections::{Decoder, Fact, Payload, ProjectionError, ReadModelDb, Value};
 
@@ -85,7 +86,13 @@ struct Progress {
     position: u64,
     saved_position: u64,
     saved_at: Instant,
+    /// The log's durable feed for the detector (JetStream), or a polling one;
+    /// opened on the first step.
+    feed: Option<Box<dyn CommitFeed>>,
 }
+
+/// The durable consumer's name.
+const READER: &str = "detection";
 
 /// Threat detection over the event log.
 pub struct DetectionWorker {
@@ -121,7 +128,7 @@ impl DetectionWorker {
             Some(saved) => (Detector::restore(config.rules, serde_json::from_str(&saved.state)?), saved.position),
             None => (Detector::new(config.rules), 0),
         };
-        let progress = Progress { detector, position, saved_position: position, saved_at: Instant::now() };
+        let progress = Progress { detector, position, saved_position: position, saved_at: Instant::now(), feed: None };
         Ok(Self {
             log: ports.log.clone(),
             db,
@@ -146,8 +153,13 @@ impl DetectionWorker {
 
     /// Detects over the next batch of commits; returns how many it read (0: caught up).
     pub async fn step(&self) -> Result<usize, DetectionError> {
-        let mut progress = self.progress.lock().await;
-        let commits = self.log.read_from(progress.position + 1, self.config.batch_size).await?;
+        let mut guard = self.progress.lock().await;
+        let progress = &mut *guard;
+        let feed = match &mut progress.feed {
+            Some(feed) => feed,
+            empty => empty.insert(PollingFeed::or_durable(self.log.clone(), READER).await?),
+        };
+        let commits = feed.next(progress.position, self.config.batch_size).await?;
         let Some(last) = commits.last().map(|commit| commit.position) else { return Ok(0) };
         let consumed = commits.len();
         let mut observed = 0u64;
@@ -164,7 +176,7 @@ impl DetectionWorker {
         progress.position = last;
         crate::metrics::observed(observed, last);
         if progress.saved_at.elapsed() >= self.config.save_every {
-            self.save_locked(&mut progress).await?;
+            self.save_locked(progress).await?;
         }
         Ok(consumed)
     }
@@ -198,6 +210,13 @@ impl DetectionWorker {
         tx.commit().await?;
         progress.saved_position = progress.position;
         progress.saved_at = Instant::now();
+        // Saved: the feed may forget what came before. A failed acknowledgement
+        // only means the feed repositions itself on the next read.
+        if let Some(feed) = &mut progress.feed
+            && let Err(error) = feed.applied(progress.position).await
+        {
+            tracing::warn!(%error, "detection feed not acknowledged; it repositions at the saved state");
+        }
         Ok(())
     }
 
