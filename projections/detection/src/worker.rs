@@ -160,10 +160,15 @@ impl DetectionWorker {
             empty => empty.insert(PollingFeed::or_durable(self.log.clone(), READER).await?),
         };
         let commits = feed.next(progress.position, self.config.batch_size).await?;
-        let Some(last) = commits.last().map(|commit| commit.position) else { return Ok(0) };
+        let Some(last) = commits.last().map(|commit| commit.position) else {
+            crate::metrics::lag(0.0);
+            return Ok(0);
+        };
         let consumed = commits.len();
         let mut observed = 0u64;
+        let mut newest = None;
         for event in LogReader::flatten(commits)? {
+            newest = Some(event.metadata.recorded_at);
             let Some(fact) = self.decoder.decode(&event)? else { continue };
             if let Some(observation) = observation(&fact) {
                 observed += 1;
@@ -175,6 +180,9 @@ impl DetectionWorker {
         }
         progress.position = last;
         crate::metrics::observed(observed, last);
+        if let Some(newest) = newest {
+            crate::metrics::lag((Utc::now() - newest).num_milliseconds() as f64 / 1000.0);
+        }
         if progress.saved_at.elapsed() >= self.config.save_every {
             self.save_locked(progress).await?;
         }
