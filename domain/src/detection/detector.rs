@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use super::network::Network;
 use super::risk::RiskScore;
 use super::settings::{BaselineRule, DetectionSettings};
-use super::{Detection, Observation, Observed};
+use super::{Observation, Observed, detection_id};
 use crate::access::Basis;
 use crate::actor::{Actor, Role};
 use crate::authentication::SignInOutcome;
 use crate::disclosure::Resource;
 use crate::ids::{PatientId, SessionId, UserId};
-use crate::security::{Evidence, SecurityEventKind, Severity};
+use crate::security::{Evidence, Raise, SecurityEventKind, Severity};
 use crate::values::Sha256Digest;
 
 /// The most evidence one detection carries (the newest events, the trigger last).
@@ -205,8 +205,9 @@ impl Detector {
         self.state.risk.get(&user).map(|score| score.at(at, &self.settings.risk)).unwrap_or_default()
     }
 
-    /// Learns from one observation; returns the detections it completes.
-    pub fn observe(&mut self, observation: &Observation) -> Vec<Detection> {
+    /// Learns from one observation; returns the detections it completes, each
+    /// as the command that raises it.
+    pub fn observe(&mut self, observation: &Observation) -> Vec<Raise> {
         let Observation { at, evidence, observed } = observation;
         let (at, evidence) = (*at, *evidence);
         self.prune(at);
@@ -246,7 +247,7 @@ impl Detector {
         findings.into_iter().map(|finding| self.detection(at, evidence, finding)).collect()
     }
 
-    fn detection(&mut self, at: DateTime<Utc>, trigger: Evidence, finding: Finding) -> Detection {
+    fn detection(&mut self, at: DateTime<Utc>, trigger: Evidence, finding: Finding) -> Raise {
         let Finding { kind, severity, user_id, patient_id, client, mut evidence, summary } = finding;
         if evidence.last() != Some(&trigger) {
             evidence.push(trigger);
@@ -259,7 +260,7 @@ impl Detector {
             }
             None => 0.0,
         };
-        Detection { id: Detection::id_for(kind, &trigger), kind, severity, at, user_id, patient_id, client, risk_score, evidence, summary }
+        Raise { id: detection_id(kind, &trigger), kind, severity, user_id, patient_id, client, risk_score, evidence, summary }
     }
 
     /// Whether the rule may fire for `key` now; if so, it stays quiet for `secs`.
@@ -553,37 +554,36 @@ impl Detector {
         self.state.pruned_hour = hour;
         let s = &self.settings;
         let state = &mut self.state;
-        state.failures_by_account.retain(|_, w| {
-            w.prune(at, s.brute_force.window_secs);
-            w.len() > 0
-        });
-        state.failures_by_client.retain(|_, w| {
-            w.prune(at, s.password_spraying.window_secs);
-            w.len() > 0
-        });
-        state.denials.retain(|_, w| {
-            w.prune(at, s.access_denied_burst.window_secs);
-            w.len() > 0
-        });
-        state.break_glass.retain(|_, w| {
-            w.prune(at, s.break_glass.repeat_window_secs);
-            w.len() > 0
-        });
-        state.sessions.retain(|_, w| {
-            w.prune(at, s.distant_sessions.window_secs);
-            w.len() > 0
-        });
+        prune_windows(&mut state.failures_by_account, at, s.brute_force.window_secs);
+        prune_windows(&mut state.failures_by_client, at, s.password_spraying.window_secs);
+        prune_windows(&mut state.denials, at, s.access_denied_burst.window_secs);
+        prune_windows(&mut state.break_glass, at, s.break_glass.repeat_window_secs);
+        prune_windows(&mut state.sessions, at, s.distant_sessions.window_secs);
         state.quiet_until.retain(|_, until| *until > at);
         let since = at - Duration::days(s.care_relationship.window_days);
-        state.relationships.retain(|_, patients| {
-            patients.retain(|_, last| *last >= since);
-            !patients.is_empty()
-        });
-        state.care_departments.retain(|_, departments| {
-            departments.retain(|_, last| *last >= since);
-            !departments.is_empty()
-        });
+        forget_before(&mut state.relationships, since);
+        forget_before(&mut state.care_departments, since);
     }
+}
+
+/// Forgets every "last seen" older than `since`, and the entries left empty.
+fn forget_before<A: Eq + std::hash::Hash, B: Eq + std::hash::Hash>(seen: &mut HashMap<A, HashMap<B, DateTime<Utc>>>, since: DateTime<Utc>) {
+    seen.retain(|_, last_seen| {
+        last_seen.retain(|_, last| *last >= since);
+        !last_seen.is_empty()
+    });
+}
+
+/// Drops what fell out of each window, and the windows left empty.
+fn prune_windows<Key: Eq + std::hash::Hash, K: PartialEq + Clone>(
+    windows: &mut HashMap<Key, Window<K>>,
+    now: DateTime<Utc>,
+    window_secs: i64,
+) {
+    windows.retain(|_, window| {
+        window.prune(now, window_secs);
+        window.len() > 0
+    });
 }
 
 #[cfg(test)]

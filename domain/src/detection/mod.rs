@@ -3,10 +3,11 @@
 //!
 //! The detection worker turns each log event into an [`Observation`] and hands it
 //! to a [`Detector`]; the detector keeps sliding windows, per-user baselines, care
-//! relationships and risk scores, and returns the [`Detection`]s the observation
-//! completes. Time is the events' own time, never the wall clock, so a replay of
-//! the same log yields the same detections with the same ids: a worker that
-//! crashes and re-reads part of the log raises nothing twice.
+//! relationships and risk scores, and returns the detections the observation
+//! completes, each as the [`crate::security::Raise`] command of its security
+//! event. Time is the events' own time, never the wall clock, so a replay of the
+//! same log yields the same detections with the same ids: a worker that crashes
+//! and re-reads part of the log raises nothing twice.
 //!
 //! The rules and their settings are in [`DetectionSettings`]; each rule is
 //! documented on its settings field.
@@ -25,7 +26,7 @@ use crate::actor::{Actor, Role};
 use crate::authentication::SignInOutcome;
 use crate::disclosure::Resource;
 use crate::ids::{PatientId, SecurityEventId, SessionId, UserId};
-use crate::security::{Evidence, Raise, SecurityEventKind, Severity};
+use crate::security::{Evidence, SecurityEventKind, Severity};
 use crate::values::Sha256Digest;
 
 pub use detector::{Detector, DetectorState};
@@ -128,51 +129,10 @@ pub enum Observed {
     },
 }
 
-/// What the detector found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Detection {
-    /// Derived from the rule and the event that completed it: the same log gives
-    /// the same ids.
-    pub id: SecurityEventId,
-    /// Which rule.
-    pub kind: SecurityEventKind,
-    /// How urgent.
-    pub severity: Severity,
-    /// When (the completing event's time).
-    pub at: DateTime<Utc>,
-    /// The account concerned.
-    pub user_id: Option<UserId>,
-    /// The patient concerned.
-    pub patient_id: Option<PatientId>,
-    /// The address concerned.
-    pub client: Option<IpAddr>,
-    /// The user's risk score with this detection counted.
-    pub risk_score: f64,
-    /// The events it rests on, the completing one last.
-    pub evidence: Vec<Evidence>,
-    /// One line for the officer, without PHI.
-    pub summary: String,
-}
-
-impl Detection {
-    /// The command that raises it.
-    pub fn raise(&self) -> Raise {
-        Raise {
-            id: self.id,
-            kind: self.kind,
-            severity: self.severity,
-            user_id: self.user_id,
-            patient_id: self.patient_id,
-            client: self.client,
-            risk_score: self.risk_score,
-            evidence: self.evidence.clone(),
-            summary: self.summary.clone(),
-        }
-    }
-
-    /// The deterministic id of `kind` completed by the event `trigger`.
-    pub fn id_for(kind: SecurityEventKind, trigger: &Evidence) -> SecurityEventId {
-        const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1e_7ec7_0000_4000_8000_e3e0_1ed9_e700);
-        SecurityEventId::from(uuid::Uuid::new_v5(&NAMESPACE, format!("{}:{}", kind.name(), trigger.event_id).as_bytes()))
-    }
+/// The deterministic id of a detection of `kind` completed by the event
+/// `trigger`: the same log gives the same ids, so a replayed detection is raised
+/// once.
+pub fn detection_id(kind: SecurityEventKind, trigger: &Evidence) -> SecurityEventId {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d1e_7ec7_0000_4000_8000_e3e0_1ed9_e700);
+    SecurityEventId::from(uuid::Uuid::new_v5(&NAMESPACE, format!("{}:{}", kind.name(), trigger.event_id).as_bytes()))
 }

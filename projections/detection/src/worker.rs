@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use emr_domain::DomainServices;
 use emr_domain::actor::Actor;
-use emr_domain::detection::{Detection, DetectionSettings, Detector};
+use emr_domain::detection::{DetectionSettings, Detector};
 use emr_domain::ids::{CommandId, UserId};
 use emr_domain::metadata::CommandContext;
-use emr_domain::security::{Response, SecurityCommand, SecurityError, SecurityEvent, SecurityIncident, Severity};
+use emr_domain::security::{Raise, Response, SecurityCommand, SecurityError, SecurityEvent, SecurityIncident, Severity};
 use emr_eventstore::{
     CodecError, CommitFeed, EmrEventStore, EventLog, EventStorePorts, ExecuteError, KeyVault, LogError, LogReader, PhiCodec, PollingFeed,
     StoreConfig, StoreError,
@@ -228,14 +228,14 @@ impl DetectionWorker {
         Ok(())
     }
 
-    async fn raise(&self, detection: &Detection) -> Result<(), DetectionError> {
+    async fn raise(&self, detection: &Raise) -> Result<(), DetectionError> {
         let trigger = detection.evidence.last().map(|evidence| evidence.event_id.as_uuid()).unwrap_or_else(|| detection.id.as_uuid());
         // The detection id is the command id: raising it again is a replay.
         let context =
             CommandContext::with_id(CommandId::from(detection.id.as_uuid()), Actor::system()).caused_by(detection.id.as_uuid(), trigger);
         let executed = self
             .incidents
-            .execute(&detection.id.to_string(), SecurityCommand::Raise(detection.raise()), &self.services, &context)
+            .execute(&detection.id.to_string(), SecurityCommand::Raise(detection.clone()), &self.services, &context)
             .await
             .map_err(ExecuteError::into_error::<DetectionError>)?;
         if !executed.replayed {

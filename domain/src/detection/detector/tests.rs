@@ -15,7 +15,7 @@ impl Bench {
         Self { detector: Detector::new(DetectionSettings::default()), start, position: 0 }
     }
 
-    fn at(&mut self, seconds: i64, observed: Observed) -> Vec<Detection> {
+    fn at(&mut self, seconds: i64, observed: Observed) -> Vec<Raise> {
         self.position += 1;
         let evidence = Evidence { position: self.position, event_id: EventId::new() };
         self.detector.observe(&Observation { at: self.start + Duration::seconds(seconds), evidence, observed })
