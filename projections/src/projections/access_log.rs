@@ -12,6 +12,7 @@ use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
+use crate::projections::snake;
 use crate::sql::{Upsert, values};
 
 /// The access log.
@@ -70,14 +71,6 @@ struct Disclosed {
     basis: String,
     grant_id: Option<String>,
     fact: usize,
-}
-
-fn snake<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(text)) => text,
-        Ok(serde_json::Value::Object(map)) => map.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
-        _ => String::new(),
-    }
 }
 
 impl Projection for AccessLogProjection {

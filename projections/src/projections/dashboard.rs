@@ -84,7 +84,7 @@ impl Projection for DashboardProjection {
         for fact in facts {
             match &fact.payload {
                 Payload::Record(RecordEvent::RecordCreated { record_type, .. }) => {
-                    let kind = serde_json::to_value(record_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                    let kind = super::snake(record_type);
                     *records.entry((kind, fact.metadata.recorded_at.date_naive())).or_default() += 1;
                 }
                 Payload::Patient(PatientEvent::PatientRegistered { hospital_id, .. }) => {

@@ -37,3 +37,13 @@ pub(crate) fn distinct(ids: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
     ids.filter(|id| seen.insert(id.clone())).collect()
 }
+
+/// The snake-case name a value serializes to: a unit variant's name, or the
+/// `kind` tag of a tagged one (`Basis::Grant { .. }` → `grant`).
+pub(crate) fn snake<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(serde_json::Value::Object(map)) => map.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+        _ => String::new(),
+    }
+}

@@ -12,6 +12,7 @@ use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
+use crate::projections::snake;
 use crate::sql::{Upsert, load_by_key, values};
 
 /// The record index.
@@ -101,10 +102,6 @@ struct Attachment {
     position: u64,
 }
 
-fn enum_text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
 impl Projection for RecordIndex {
     fn name(&self) -> &'static str {
         Self::NAME
@@ -140,7 +137,7 @@ impl Projection for RecordIndex {
                         patient_id: patient_id.to_string(),
                         doctor_id: doctor_id.to_string(),
                         hospital_id: hospital_id.to_string(),
-                        record_type: enum_text(record_type),
+                        record_type: snake(record_type),
                         visit_date: *visit_date,
                         status: "active".into(),
                         content_version: 1,

@@ -13,6 +13,7 @@ use crate::db::Tx;
 use crate::decode::{Fact, Payload};
 use crate::error::ProjectionError;
 use crate::projection::Projection;
+use crate::projections::snake;
 use crate::sql::{Upsert, values};
 
 /// Security events and risk scores.
@@ -54,10 +55,6 @@ const SECURITY_RISK: Upsert = Upsert {
     replace: &["score", "as_of", "position"],
     add: &["detections"],
 };
-
-fn snake<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
 
 struct Raised<'a> {
     fact: &'a Fact,
