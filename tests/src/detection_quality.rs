@@ -4,14 +4,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use emr_domain::detection::{DetectionSettings, Detector};
-use emr_domain::ids::EventId;
+use emr_domain::ids::{EventId, SecurityEventId};
 use emr_domain::security::{SecurityEventKind, Severity};
 
 use crate::hospital_trace::Trace;
 
-/// A detection as scored: its kind, severity and evidence.
+/// A detection as scored: its id, kind, severity and evidence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
+    /// Its security event id (derived from rule and trigger: equal in every run).
+    pub id: SecurityEventId,
     /// The rule.
     pub kind: SecurityEventKind,
     /// How urgent.
@@ -115,7 +117,7 @@ pub fn detect(trace: &Trace, settings: DetectionSettings) -> Vec<Found> {
         .iter()
         .filter_map(emr_detection::observe::observation)
         .flat_map(|observation| detector.observe(&observation))
-        .map(|d| Found { kind: d.kind, severity: d.severity, evidence: d.evidence.iter().map(|e| e.event_id).collect() })
+        .map(|d| Found { id: d.id, kind: d.kind, severity: d.severity, evidence: d.evidence.iter().map(|e| e.event_id).collect() })
         .collect()
 }
 

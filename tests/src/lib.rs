@@ -23,6 +23,7 @@ pub mod nats_server;
 pub mod otlp_collector;
 pub mod read_models;
 pub mod report;
+pub mod sessions;
 pub mod trace_log;
 
 /// Instantiates each named `async fn check(backend: Backend)` in scope as one

@@ -5,11 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
 use emr_domain::actor::Role;
 use emr_projections::{AccessLogProjection, Projector};
-use emr_redis::RedisSessionStore;
 use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::api_server::ApiServer;
 use emr_tests::backends::jetstream;
@@ -20,8 +17,7 @@ use serde_json::json;
 async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
     let backend = jetstream().await;
     let db = TestDatabase::fresh().await;
-    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("e2e-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let sessions = emr_tests::sessions::redis("e2e").await;
     let read_models = emr_http::ReadModelState { db: db.db.clone(), log: backend.backend.log.clone() };
     let api = ApiServer::start_with(&backend.backend, sessions, Some(read_models)).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

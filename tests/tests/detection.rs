@@ -20,8 +20,8 @@ use emr_domain::DomainServices;
 use emr_domain::account::Username;
 use emr_domain::actor::Role;
 use emr_domain::security::SecurityEvent;
+use emr_eventstore::conformance::Backend;
 use emr_projections::{Decoder, Payload, Projector, SecurityProjection};
-use emr_redis::RedisSessionStore;
 use emr_tests::accounts::PASSWORD;
 use emr_tests::api_server::ApiServer;
 use emr_tests::backends::jetstream;
@@ -31,12 +31,7 @@ use emr_tests::mariadb::TestDatabase;
 use emr_tests::trace_log;
 use serde_json::{Value, json};
 
-async fn redis_sessions(test: &str) -> Arc<RedisSessionStore> {
-    let url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    Arc::new(RedisSessionStore::connect(&url, &format!("{test}-{}", uuid::Uuid::new_v4().simple())).await.unwrap())
-}
-
-/// Every security event raised in the log, as scored.
+/// Every security event raised in the log, in log order, as scored.
 async fn raised(log: &Arc<dyn emr_eventstore::EventLog>) -> Vec<Found> {
     let decoder = Decoder::default();
     let reader = emr_eventstore::LogReader::new(log.clone());
@@ -48,9 +43,9 @@ async fn raised(log: &Arc<dyn emr_eventstore::EventLog>) -> Vec<Found> {
         from += 1000;
         for event in events {
             if let Some(fact) = decoder.decode(&event).unwrap()
-                && let Payload::Security(SecurityEvent::SecurityEventRaised { kind, severity, evidence, .. }) = fact.payload
+                && let Payload::Security(SecurityEvent::SecurityEventRaised { id, kind, severity, evidence, .. }) = fact.payload
             {
-                found.push(Found { kind, severity, evidence: evidence.iter().map(|e| e.event_id).collect() });
+                found.push(Found { id, kind, severity, evidence: evidence.iter().map(|e| e.event_id).collect() });
             }
         }
     }
@@ -61,15 +56,11 @@ async fn raised(log: &Arc<dyn emr_eventstore::EventLog>) -> Vec<Found> {
 async fn every_rule_fires_on_its_planted_attacks_and_stays_quiet_on_clean_work() {
     let backend = jetstream().await;
     let database = TestDatabase::fresh().await;
-    let api = ApiServer::start_with(&backend.backend, redis_sessions("detection").await, None).await;
+    let api = ApiServer::start_with(&backend.backend, emr_tests::sessions::redis("detection").await, None).await;
     let trace = generate(TraceShape::small());
     trace_log::write(&backend.backend, &trace).await;
     let log = backend.backend.log.clone();
-    let responders = Responders { sinks: vec![Arc::new(LogSink)], guard: Arc::new(api.identity.clone()) };
-    let worker =
-        DetectionWorker::open(&backend.backend, database.db.clone(), responders, WorkerConfig::default(), DomainServices::default())
-            .await
-            .unwrap();
+    let worker = logging_worker(&backend.backend, &database, &api, WorkerConfig::default()).await;
     let head = log.head().await.unwrap();
     worker.catch_up(head).await.unwrap();
 
@@ -88,20 +79,19 @@ async fn every_rule_fires_on_its_planted_attacks_and_stays_quiet_on_clean_work()
     );
 
     // A restarted worker resumes from its saved state and raises nothing twice.
-    let again = DetectionWorker::open(
-        &backend.backend,
-        database.db.clone(),
-        Responders { sinks: vec![Arc::new(LogSink)], guard: Arc::new(api.identity.clone()) },
-        WorkerConfig::default(),
-        DomainServices::default(),
-    )
-    .await
-    .unwrap();
+    let again = logging_worker(&backend.backend, &database, &api, WorkerConfig::default()).await;
     assert!(again.position().await >= head, "the state was saved with its position");
     let projector = Projector::new(SecurityProjection, database.db.clone(), log.clone());
     projector.catch_up(log.head().await.unwrap()).await.unwrap();
     let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM security_events").fetch_one(&database.pool).await.unwrap();
     assert_eq!(rows as usize, found.len(), "the read model holds each security event once");
+}
+
+/// A worker over `backend` saving its state in `database`, alerting to the log
+/// and acting on accounts through `api`'s identity.
+async fn logging_worker(backend: &Backend, database: &TestDatabase, api: &ApiServer, config: WorkerConfig) -> DetectionWorker {
+    let responders = Responders { sinks: vec![Arc::new(LogSink)], guard: Arc::new(api.identity.clone()) };
+    DetectionWorker::open(backend, database.db.clone(), responders, config, DomainServices::default()).await.unwrap()
 }
 
 /// A webhook receiver on loopback that keeps what it is sent.
@@ -140,7 +130,7 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
     let database = TestDatabase::fresh().await;
     let log = backend.backend.log.clone();
     let read_models = emr_http::ReadModelState { db: database.db.clone(), log: log.clone() };
-    let api = ApiServer::start_with(&backend.backend, redis_sessions("stuffing").await, Some(read_models)).await;
+    let api = ApiServer::start_with(&backend.backend, emr_tests::sessions::redis("stuffing").await, Some(read_models)).await;
     let projectors = emr_tests::read_models::RunningProjectors::start(database.db.clone(), log.clone(), 100);
     let (url, alerts) = webhook().await;
     let sinks: Vec<Arc<dyn emr_detection::AlertSink>> =
@@ -240,32 +230,23 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_at_any_point_raises_each_detection_exactly_once_after_restarts() {
-    use emr_domain::detection::{DetectionSettings, Detector};
+    use emr_domain::detection::DetectionSettings;
+    use emr_tests::detection_quality::detect;
     use std::collections::{BTreeMap, BTreeSet};
 
     let backend = jetstream().await;
     let database = TestDatabase::fresh().await;
-    let api = ApiServer::start_with(&backend.backend, redis_sessions("detector-kills").await, None).await;
+    let api = ApiServer::start_with(&backend.backend, emr_tests::sessions::redis("detector-kills").await, None).await;
     let trace = generate(TraceShape { days: 33, departments: 2, ..TraceShape::small() });
     let positions = trace_log::write(&backend.backend, &trace).await;
     let log = backend.backend.log.clone();
     let head = log.head().await.unwrap();
     // What one uninterrupted fold finds, by id.
-    let mut detector = Detector::new(DetectionSettings::default());
-    let expected: BTreeSet<String> = trace
-        .facts(1)
-        .iter()
-        .filter_map(emr_detection::observe::observation)
-        .flat_map(|observation| detector.observe(&observation))
-        .map(|detection| detection.id.to_string())
-        .collect();
+    let expected: BTreeSet<String> = detect(&trace, DetectionSettings::default()).iter().map(|found| found.id.to_string()).collect();
     assert!(expected.len() > 10, "the trace must give the worker something to raise");
 
     let config = WorkerConfig { batch_size: 200, save_every: Duration::from_millis(100), ..WorkerConfig::default() };
-    let open = || async {
-        let responders = Responders { sinks: vec![Arc::new(LogSink)], guard: Arc::new(api.identity.clone()) };
-        DetectionWorker::open(&backend.backend, database.db.clone(), responders, config.clone(), DomainServices::default()).await.unwrap()
-    };
+    let open = || logging_worker(&backend.backend, &database, &api, config.clone());
     // The clean weeks go by uninterrupted; the kills land where the attacks are.
     let first_attack = trace.events.iter().position(|event| event.attack.is_some()).unwrap();
     open().await.catch_up(positions[first_attack] - 1).await.unwrap();
@@ -284,17 +265,11 @@ async fn a_worker_killed_at_any_point_raises_each_detection_exactly_once_after_r
     assert!(kills > 0, "the test must actually kill the worker");
     open().await.catch_up(head).await.unwrap();
 
-    let decoder = Decoder::default();
-    let reader = emr_eventstore::LogReader::new(log.clone());
-    let mut raised: BTreeMap<String, usize> = BTreeMap::new();
-    for event in reader.read(1, usize::MAX >> 1).await.unwrap() {
-        if let Some(fact) = decoder.decode(&event).unwrap()
-            && let Payload::Security(SecurityEvent::SecurityEventRaised { id, .. }) = fact.payload
-        {
-            *raised.entry(id.to_string()).or_default() += 1;
-        }
+    let mut raised_ids: BTreeMap<String, usize> = BTreeMap::new();
+    for found in raised(&log).await {
+        *raised_ids.entry(found.id.to_string()).or_default() += 1;
     }
-    assert!(raised.values().all(|count| *count == 1), "a detection raised twice after {kills} kills");
-    let found: BTreeSet<String> = raised.into_keys().collect();
+    assert!(raised_ids.values().all(|count| *count == 1), "a detection raised twice after {kills} kills");
+    let found: BTreeSet<String> = raised_ids.into_keys().collect();
     assert_eq!(found, expected, "after {kills} kills the log holds exactly what one uninterrupted fold finds");
 }

@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
 use emr_auth::{AuthPolicy, Identity, SigningKeys, Tokens};
 use emr_domain::DomainServices;
 use emr_domain::actor::Role;
 use emr_grpc::pb::auth_client::AuthClient;
 use emr_grpc::pb::clinic_client::ClinicClient;
 use emr_grpc::pb::{self, RecordContent};
-use emr_redis::RedisSessionStore;
 use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::backends::{clinic, jetstream};
 use tonic::transport::Channel;
@@ -58,8 +55,7 @@ fn content(title: &str) -> RecordContent {
 #[tokio::test]
 async fn grpc_enforces_the_same_grants_break_glass_and_validation_as_rest() {
     let backend = jetstream().await;
-    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("grpc-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let sessions = emr_tests::sessions::redis("grpc").await;
     let identity = Identity::new(
         &backend.backend,
         sessions,

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use emr_domain::actor::Role;
-use emr_redis::RedisSessionStore;
 use emr_tests::accounts::PASSWORD;
 use emr_tests::api_client::{Method, patient_registration, record_creation};
 use emr_tests::api_server::ApiServer;
@@ -24,8 +23,7 @@ use serde_json::json;
 async fn server() -> (ApiServer, emr_tests::backends::TestBackend, TestDatabase, RunningProjectors) {
     let backend = jetstream().await;
     let database = TestDatabase::fresh().await;
-    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("rights-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let sessions = emr_tests::sessions::redis("rights").await;
     let read_models = emr_http::ReadModelState { db: database.db.clone(), log: backend.backend.log.clone() };
     let api = ApiServer::start_with(&backend.backend, sessions, Some(read_models)).await;
     let projectors = RunningProjectors::start(database.db.clone(), backend.backend.log.clone(), 100);
@@ -111,8 +109,7 @@ async fn disposal_after_retention_leaves_the_audit_verifiable_and_the_phi_unread
 
     let backend = jetstream().await;
     let database = TestDatabase::fresh().await;
-    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("retention-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let sessions = emr_tests::sessions::redis("retention").await;
     let read_models = emr_http::ReadModelState { db: database.db.clone(), log: backend.backend.log.clone() };
     let policy = RetentionPolicy {
         jurisdiction: "DE".into(),

@@ -17,7 +17,6 @@ use emr_domain::fixtures::{self, create_record};
 use emr_domain::ids::{PatientId, RecordId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::record::RecordCommand;
-use emr_redis::RedisSessionStore;
 use emr_tests::api_server::ApiServer;
 use emr_tests::backends;
 use emr_tests::bench::{Rate, drive};
@@ -30,8 +29,7 @@ async fn main() {
     let concurrency: usize = args.next().map(|a| a.parse().unwrap()).unwrap_or(32);
     let test = backends::jetstream().await;
     let backend = test.backend.clone();
-    let redis_url = std::env::var("EMR_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let sessions = Arc::new(RedisSessionStore::connect(&redis_url, &format!("bench-{}", uuid::Uuid::new_v4().simple())).await.unwrap());
+    let sessions = emr_tests::sessions::redis("bench").await;
     let api = ApiServer::start_with(&backend, sessions, None).await;
     let (doctor, token) = api.account("bench_doctor", Role::Physician).await;
     let (clinic, http, base) = (api.clinic.clone(), api.http.clone(), api.base.clone());

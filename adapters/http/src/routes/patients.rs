@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use emr_commands::{Read, Receipt};
 use emr_domain::access::Basis;
 use emr_domain::ids::{DisclosureId, HospitalId, PatientId};
+use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientStatus, RestrictionGround};
 use emr_domain::phi::Phi;
 use emr_domain::values::{Demographics, PatientIdentifiers, ShortText};
@@ -48,8 +49,7 @@ pub(crate) async fn update_demographics(
     Command(context): Command,
     Body(demographics): Body<Demographics>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
-    Ok(Json(state.clinic.patient(patient_id, PatientCommand::UpdateDemographics { demographics }, &context).await?))
+    on_patient(&state, &patient_id, PatientCommand::UpdateDemographics { demographics }, &context).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -70,6 +70,17 @@ pub(crate) async fn erase(
     let receipt = super::retention::erase_checked(&state, patient_id, body.reason, &context).await?;
     release_blobs(&state, patient_id).await;
     Ok(Json(receipt))
+}
+
+/// A command on the patient named in the path.
+async fn on_patient(
+    state: &AppState,
+    patient_id: &str,
+    command: PatientCommand,
+    context: &CommandContext,
+) -> Result<Json<Receipt>, ApiError> {
+    let patient_id: PatientId = path_id(patient_id, "patient id")?;
+    Ok(Json(state.clinic.patient(patient_id, command, context).await?))
 }
 
 /// The key is destroyed: the erasure stands. Freeing the blobs is housekeeping,
@@ -97,8 +108,7 @@ pub(crate) async fn restrict(
     Command(context): Command,
     Body(body): Body<Restrict>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
-    Ok(Json(state.clinic.patient(patient_id, PatientCommand::RestrictProcessing { ground: body.ground }, &context).await?))
+    on_patient(&state, &patient_id, PatientCommand::RestrictProcessing { ground: body.ground }, &context).await
 }
 
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/restriction/lifting", tag = "patients", summary = "Lift the restriction of processing", params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -107,8 +117,7 @@ pub(crate) async fn lift_restriction(
     Path(patient_id): Path<String>,
     Command(context): Command,
 ) -> Result<Json<Receipt>, ApiError> {
-    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
-    Ok(Json(state.clinic.patient(patient_id, PatientCommand::LiftRestriction, &context).await?))
+    on_patient(&state, &patient_id, PatientCommand::LiftRestriction, &context).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -125,8 +134,7 @@ pub(crate) async fn place_legal_hold(
     Command(context): Command,
     Body(body): Body<LegalHold>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
-    Ok(Json(state.clinic.patient(patient_id, PatientCommand::PlaceLegalHold { reference: body.reference }, &context).await?))
+    on_patient(&state, &patient_id, PatientCommand::PlaceLegalHold { reference: body.reference }, &context).await
 }
 
 #[utoipa::path(post, path = "/v1/patients/{patient_id}/legal-holds/release", tag = "patients", summary = "Release a legal hold", request_body = LegalHold, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -136,8 +144,7 @@ pub(crate) async fn release_legal_hold(
     Command(context): Command,
     Body(body): Body<LegalHold>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let patient_id: PatientId = path_id(&patient_id, "patient id")?;
-    Ok(Json(state.clinic.patient(patient_id, PatientCommand::ReleaseLegalHold { reference: body.reference }, &context).await?))
+    on_patient(&state, &patient_id, PatientCommand::ReleaseLegalHold { reference: body.reference }, &context).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
