@@ -91,6 +91,11 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/security/outcomes", get(security::outcomes))
 }
 
+/// The enum value a read model stores under its snake-case name.
+pub(crate) fn from_snake<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
 /// Parses an id from the path.
 pub(crate) fn path_id<T: std::str::FromStr>(value: &str, what: &str) -> Result<T, ApiError> {
     value.parse().map_err(|_| {

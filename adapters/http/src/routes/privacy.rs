@@ -14,8 +14,8 @@ use emr_projections::Projection;
 use emr_projections::queries::{self, AccessLogEntry, BasisCount, DenialRow, RoleResourceCount};
 use serde::{Deserialize, Serialize};
 
-use super::path_id;
 use super::read::caught_up;
+use super::{from_snake, path_id};
 use crate::AppState;
 use crate::extract::{Body, Caller, Command};
 use crate::problem::ApiError;
@@ -94,7 +94,7 @@ pub(crate) async fn report(
         .await?
         .into_iter()
         .filter(|row| {
-            let role: Option<Role> = serde_json::from_value(serde_json::Value::String(row.accessor_role.clone())).ok();
+            let role: Option<Role> = from_snake(&row.accessor_role);
             role.is_some_and(|role| !minimum_necessary(role, &row.resource))
         })
         .map(|reads| MinimumNecessaryFinding { reads, rule: "45 CFR 164.502(b): the role does not need this kind of resource" })

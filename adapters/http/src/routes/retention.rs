@@ -17,8 +17,8 @@ use emr_projections::Projection;
 use emr_projections::queries::{self, RetentionRow};
 use serde::{Deserialize, Serialize};
 
-use super::path_id;
 use super::read::caught_up;
+use super::{from_snake, path_id};
 use crate::AppState;
 use crate::extract::{Caller, Command};
 use crate::problem::ApiError;
@@ -27,7 +27,7 @@ fn retained(rows: &[RetentionRow]) -> Vec<RetainedRecord> {
     rows.iter()
         .filter_map(|row| {
             Some(RetainedRecord {
-                record_type: serde_json::from_value(serde_json::Value::String(row.record_type.clone())).ok()?,
+                record_type: from_snake(&row.record_type)?,
                 hospital_id: HospitalId::parse(&row.hospital_id).ok()?,
                 visit_date: row.visit_date,
             })
