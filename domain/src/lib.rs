@@ -13,7 +13,8 @@
 //! - [`disclosure::Disclosure`]: one read of PHI, with its basis (HIPAA accounting);
 //! - [`authentication::SignInAttempt`] and [`authentication::Session`]: password steps and session use;
 //! - [`denial::AccessDenial`]: one refused access;
-//! - [`security::SecurityIncident`]: a detection and its triage (the seed's SecurityEvents).
+//! - [`security::SecurityIncident`]: a detection and its triage (the seed's SecurityEvents);
+//! - [`bridge::HeadAttestations`]: validators' signatures over a tree head for a target chain.
 //!
 //! [`detection`] folds the log into detections: pure rules over event time.
 //!
@@ -26,6 +27,7 @@ pub mod access;
 pub mod account;
 pub mod actor;
 pub mod authentication;
+pub mod bridge;
 pub mod clock;
 mod decided;
 pub mod deidentify;

@@ -31,6 +31,7 @@ impl EventSchema for crate::security::SecurityIncident {}
 impl EventSchema for crate::authentication::SignInAttempt {}
 impl EventSchema for crate::authentication::Session {}
 impl EventSchema for crate::denial::AccessDenial {}
+impl EventSchema for crate::bridge::HeadAttestations {}
 
 impl EventSchema for MedicalRecord {
     fn upcasters() -> Vec<Box<dyn EventUpcaster>> {

@@ -1,5 +1,6 @@
 //! The BlockchainTransactions read model: where each tree head was anchored and
-//! whether it is final (pending → confirmed; never back).
+//! whether it is final (pending → confirmed; never back, unless a reorg drops
+//! the transaction from its chain: then `dropped`).
 
 use chrono::{DateTime, Utc};
 use emr_anchor::AnchorStatus;
@@ -39,6 +40,17 @@ pub async fn record(db: &ReadModelDb, status: &AnchorStatus) -> Result<(), Proje
     Ok(())
 }
 
+/// Marks a transaction that is no longer on its chain (a reorg dropped it). If
+/// the chain includes it again, [`record`] brings it back.
+pub async fn dropped(db: &ReadModelDb, ledger: &str, transaction: &str) -> Result<(), ProjectionError> {
+    db.execute(
+        "UPDATE blockchain_transactions SET status = 'dropped', confirmed_at = NULL WHERE ledger = ? AND transaction_hash = ?",
+        vec![ledger.into(), transaction.into()],
+    )
+    .await?;
+    Ok(())
+}
+
 /// One row of the view.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct BlockchainTransaction {
@@ -56,7 +68,7 @@ pub struct BlockchainTransaction {
     pub root: String,
     /// Last log position covered.
     pub last_position: u64,
-    /// `pending` or `confirmed`.
+    /// `pending`, `confirmed` or `dropped`.
     pub status: String,
     /// When first recorded.
     pub created_at: DateTime<Utc>,

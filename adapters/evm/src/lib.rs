@@ -18,6 +18,8 @@ use alloy::sol;
 use emr_anchor::{AnchorStatus, TreeHead};
 use serde::Serialize;
 
+pub mod bridge;
+
 sol!(
     #[allow(missing_docs)]
     #[sol(rpc)]
@@ -34,6 +36,9 @@ pub enum EvmError {
     /// The node or the contract call failed (including a revert).
     #[error("EVM call failed: {0}")]
     Call(String),
+    /// The contract refused the transaction (its custom error, decoded).
+    #[error("the contract refused: {0}")]
+    Refused(String),
     /// The transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(String),
@@ -68,16 +73,27 @@ pub struct EvmMirror {
     confirmations: u64,
 }
 
-fn call_error(error: impl std::fmt::Display) -> EvmError {
+pub(crate) fn call_error(error: impl std::fmt::Display) -> EvmError {
     EvmError::Call(error.to_string())
 }
 
-fn provider(url: &str, private_key: Option<&str>) -> Result<DynProvider, EvmError> {
+pub(crate) fn provider(url: &str, private_key: Option<&str>) -> Result<DynProvider, EvmError> {
     let url = url.parse().map_err(|_| EvmError::Config(format!("invalid RPC URL {url}")))?;
     match private_key {
         Some(key) => {
             let signer: PrivateKeySigner = key.parse().map_err(|_| EvmError::Config("invalid private key".into()))?;
-            Ok(ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url).erased())
+            // Nonces come from the node for every transaction: alloy's default cache
+            // also counts a send the node refused, and every later transaction
+            // would then wait forever behind the gap.
+            Ok(ProviderBuilder::new()
+                .disable_recommended_fillers()
+                .with_gas_estimation()
+                .with_blob_gas_estimation()
+                .with_simple_nonce_management()
+                .fetch_chain_id()
+                .wallet(EthereumWallet::from(signer))
+                .connect_http(url)
+                .erased())
         }
         None => Ok(ProviderBuilder::new().connect_http(url).erased()),
     }
@@ -220,13 +236,23 @@ impl EvmMirror {
 
     /// Checks heads against the chain: the first head whose mirrored root differs.
     pub async fn first_mismatch(&self, heads: &[TreeHead]) -> Result<Option<u64>, EvmError> {
-        for head in heads {
-            if let Some(root) = self.root_of(head.size).await?
-                && Some(root) != head.root_hash()
-            {
-                return Ok(Some(head.size));
-            }
-        }
-        Ok(None)
+        first_mismatch(heads, |size| self.root_of(size)).await
     }
+}
+
+/// The first head whose root on a chain (read through `root_of`) differs from the
+/// head's own; sizes the chain does not hold are skipped.
+pub(crate) async fn first_mismatch<F, Fut>(heads: &[TreeHead], root_of: F) -> Result<Option<u64>, EvmError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<[u8; 32]>, EvmError>>,
+{
+    for head in heads {
+        if let Some(root) = root_of(head.size).await?
+            && Some(root) != head.root_hash()
+        {
+            return Ok(Some(head.size));
+        }
+    }
+    Ok(None)
 }

@@ -18,7 +18,7 @@ use emr_domain::security::{SecurityCommand, SecurityError, SecurityIncident, Tri
 use emr_domain::upcasting::EventSchema;
 use emr_domain::values::ShortText;
 use emr_eventstore::{
-    AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventStorePorts, ExecuteError, KeyVault, LogReader, PhiCodec, RecordedEvent,
+    AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventStorePorts, ExecuteError, KeyVault, LogReader, RecordedEvent,
     StoreConfig, StoreError,
 };
 use tracing::Instrument;
@@ -144,7 +144,7 @@ pub struct Clinic {
 impl Clinic {
     /// A clinic over a backend's ports.
     pub fn new(ports: EventStorePorts, config: StoreConfig, services: DomainServices) -> Self {
-        let phi = Arc::new(PhiCodec::new(Arc::new(KeyVault::new(ports.kek, ports.keys))));
+        let phi = ports.phi_codec();
         Self {
             patients: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),
             records: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),

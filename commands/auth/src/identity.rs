@@ -32,7 +32,7 @@ use emr_domain::ids::{CommandId, SecurityEventId, SessionId, SignInId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::security::{Raise, SecurityCommand, SecurityError, SecurityEventKind, SecurityIncident};
 use emr_domain::values::Sha256Digest;
-use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, KeyVault, PhiCodec, StoreConfig, StoreError};
+use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::secrets::{self, SecretError};
@@ -253,7 +253,7 @@ impl Identity {
         policy: AuthPolicy,
         services: DomainServices,
     ) -> Self {
-        let phi = Arc::new(PhiCodec::new(Arc::new(KeyVault::new(ports.kek.clone(), ports.keys.clone()))));
+        let phi = ports.phi_codec();
         let config = StoreConfig::default();
         Self {
             accounts: EmrEventStore::new(ports.log.clone(), phi.clone(), Some(ports.snapshots.clone()), config),

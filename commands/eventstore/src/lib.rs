@@ -54,3 +54,10 @@ pub struct EventStorePorts {
     /// The key-encryption key.
     pub kek: Arc<dyn KeyEncryptionKey>,
 }
+
+impl EventStorePorts {
+    /// The codec that seals and opens PHI with the patients' data keys.
+    pub fn phi_codec(&self) -> Arc<PhiCodec> {
+        Arc::new(PhiCodec::new(Arc::new(KeyVault::new(self.kek.clone(), self.keys.clone()))))
+    }
+}

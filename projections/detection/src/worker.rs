@@ -21,8 +21,8 @@ use emr_domain::ids::{CommandId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::security::{Raise, Response, SecurityCommand, SecurityError, SecurityEvent, SecurityIncident, Severity};
 use emr_eventstore::{
-    CodecError, CommitFeed, EmrEventStore, EventLog, EventStorePorts, ExecuteError, KeyVault, LogError, LogReader, PhiCodec, PollingFeed,
-    StoreConfig, StoreError,
+    CodecError, CommitFeed, EmrEventStore, EventLog, EventStorePorts, ExecuteError, LogError, LogReader, PollingFeed, StoreConfig,
+    StoreError,
 };
 use emr_projections::{Decoder, Fact, Payload, ProjectionError, ReadModelDb, Value};
 
@@ -121,7 +121,7 @@ impl DetectionWorker {
         config: WorkerConfig,
         services: DomainServices,
     ) -> Result<Self, DetectionError> {
-        let phi = Arc::new(PhiCodec::new(Arc::new(KeyVault::new(ports.kek.clone(), ports.keys.clone()))));
+        let phi = ports.phi_codec();
         let incidents = EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..StoreConfig::default() });
         let saved = db.fetch_all::<SavedState>("SELECT position, state FROM detection_state WHERE id = 1", vec![]).await?.pop();
         let (detector, position) = match saved {
