@@ -85,3 +85,14 @@ pub async fn list(db: &ReadModelDb, limit: u32) -> Result<Vec<BlockchainTransact
     )
     .await
 }
+
+/// Where the head of `tree_size` stands on every ledger and chain it reached
+/// (transactions a reorg dropped left out): what a receipt's anchors list.
+pub async fn at_size(db: &ReadModelDb, tree_size: u64) -> Result<Vec<BlockchainTransaction>, ProjectionError> {
+    db.fetch_all(
+        "SELECT ledger, transaction_hash, block_number, operation_type, tree_size, root, last_position, status, created_at, confirmed_at \
+         FROM blockchain_transactions WHERE tree_size = ? AND status <> 'dropped' ORDER BY ledger, block_number",
+        vec![tree_size.into()],
+    )
+    .await
+}

@@ -22,7 +22,7 @@ async fn connect(chain: &EvmChainSettings, signing: bool) -> anyhow::Result<EvmM
         .with_context(|| format!("chain {}", chain.name))?)
 }
 
-async fn heads(settings: &Settings) -> anyhow::Result<Vec<TreeHead>> {
+pub(crate) async fn heads(settings: &Settings) -> anyhow::Result<Vec<TreeHead>> {
     Ok(crate::audit::ledger(settings).await?.anchored().await?.into_iter().map(|a| a.head).collect())
 }
 

@@ -8,6 +8,7 @@
 
 mod audit;
 mod backup;
+mod bridge;
 mod demo;
 mod evm;
 mod read_models;
@@ -82,6 +83,11 @@ enum Command {
         #[arg(long)]
         url: String,
     },
+    /// The cross-chain bridge: deploy its contract, run a validator or a relayer.
+    Bridge {
+        #[command(subcommand)]
+        action: BridgeAction,
+    },
     /// Run, rebuild or inspect the MySQL read models.
     Projections {
         #[command(subcommand)]
@@ -151,6 +157,37 @@ enum AccountAction {
         /// Login name.
         #[arg(long)]
         username: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BridgeAction {
+    /// Deploy the BridgeAnchor contract (deployer key in EMR_EVM_PRIVATE_KEY);
+    /// prints its address.
+    Deploy {
+        /// JSON-RPC URL of the target chain.
+        #[arg(long)]
+        url: String,
+        /// The validators' addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        validators: Vec<String>,
+        /// Signatures needed to accept a head or rotate the set (k of n).
+        #[arg(long)]
+        threshold: u8,
+    },
+    /// Re-derive each tree head from the log and sign it for every configured
+    /// chain (key in the variable `bridge.validator_key_env` names).
+    Validator {
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Submit heads k validators signed to every configured chain, follow them to
+    /// their confirmations and resubmit after a reorg (key in `bridge.relayer_key_env`).
+    Relay {
+        /// One pass, then exit.
+        #[arg(long)]
+        once: bool,
     },
 }
 
@@ -264,9 +301,15 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Audit { action: AuditAction::Verify { patient: None } } => {
             let ports = wiring::ports(&settings).await?;
             let mut report = audit::verify(&settings, ports.log).await?;
-            if report.ok
-                && let Some(failure) = evm::check(&settings).await?
-            {
+            let on_chains = if report.ok {
+                match evm::check(&settings).await? {
+                    Some(failure) => Some(failure),
+                    None => bridge::check(&settings).await?,
+                }
+            } else {
+                None
+            };
+            if let Some(failure) = on_chains {
                 eprintln!("FAILED ({}): {}", failure.kind, failure.detail);
                 report.ok = false;
                 report.failure = Some(failure);
@@ -277,6 +320,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bridge { action: BridgeAction::Deploy { url, validators, threshold } } => {
+            println!("{}", bridge::deploy(&url, &validators, threshold).await?);
+            Ok(())
+        }
+        Command::Bridge { action: BridgeAction::Validator { once } } => bridge::validator(&settings, once).await,
+        Command::Bridge { action: BridgeAction::Relay { once } } => bridge::relay(&settings, once).await,
         Command::EvmDeploy { url } => {
             println!("{}", evm::deploy(&url).await?);
             Ok(())

@@ -110,6 +110,24 @@ pub(crate) struct AuditSettings {
     pub(crate) fabric: Option<FabricSettings>,
 }
 
+/// The cross-chain bridge (`emr bridge validator`, `emr bridge relay`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BridgeSettings {
+    /// Target chains and their BridgeAnchor contracts (`[[bridge.chains]]`).
+    #[serde(default)]
+    pub(crate) chains: Vec<emr_evm::bridge::ChainConfig>,
+    /// Environment variable holding this validator's secp256k1 key.
+    pub(crate) validator_key_env: String,
+    /// Environment variable holding the relayer's key (it pays gas, signs nothing else).
+    pub(crate) relayer_key_env: String,
+    /// Anchor node keys (hex Ed25519) whose tree heads validators vouch for; none: any validly signed head.
+    #[serde(default)]
+    pub(crate) trusted_anchor_keys: Vec<String>,
+    /// Pause between steps.
+    pub(crate) poll_ms: u64,
+}
+
 /// A Fabric channel's `emr-ledger` chaincode, reached through a peer's Gateway.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +289,7 @@ pub(crate) struct Settings {
     pub(crate) read_models: ReadModelSettings,
     pub(crate) audit: AuditSettings,
     pub(crate) detection: DetectionConfig,
+    pub(crate) bridge: BridgeSettings,
     /// Retention policies per jurisdiction (`[[retention]]`); none: no retention duty.
     #[serde(default)]
     pub(crate) retention: emr_domain::retention::RetentionSchedule,
@@ -339,6 +358,11 @@ webhook_timeout_secs = 5
 batch_commits = 1000
 max_delay_ms = 2000
 verify_every_secs = 3600
+
+[bridge]
+validator_key_env = "EMR_BRIDGE_VALIDATOR_KEY"
+relayer_key_env = "EMR_BRIDGE_RELAYER_KEY"
+poll_ms = 2000
 "#;
 
 impl Settings {
@@ -414,6 +438,17 @@ impl Settings {
             let http = chain.url.starts_with("http://") || chain.url.starts_with("https://");
             check(http, "audit.evm.url", "must be an http(s) JSON-RPC URL", &chain.url)?;
         }
+        for chain in &self.bridge.chains {
+            let http = chain.url.starts_with("http://") || chain.url.starts_with("https://");
+            check(http, "bridge.chains.url", "must be an http(s) JSON-RPC URL", &chain.url)?;
+            check(
+                emr_evm::parse_address(&chain.contract).is_ok(),
+                "bridge.chains.contract",
+                "must be a 0x contract address",
+                &chain.contract,
+            )?;
+        }
+        check(self.bridge.poll_ms > 0, "bridge.poll_ms", "must be positive", &self.bridge.poll_ms)?;
         Ok(())
     }
 

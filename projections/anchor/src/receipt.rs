@@ -6,7 +6,9 @@
 //! 2. the RFC 9162 inclusion check of `leaf_hash` at `leaf_index` in a tree of
 //!    `tree_size` with `path` must give `root`;
 //! 3. `head` must carry that size and root and a valid Ed25519 signature by a key
-//!    you trust; `anchors` say where that head was written (look it up there).
+//!    you trust; `anchors` say where that head was written (look it up there):
+//!    for a bridge target, `bridge:<chain id>:<contract>` and the transaction
+//!    whose `HeadBridged` event carries the root (`rootOf(tree_size)` on chain).
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,10 @@ pub struct ReceiptAnchor {
     pub transaction_id: String,
     /// Block on it.
     pub block: u64,
+    /// `pending` or `confirmed` on a chain that needs confirmations; absent
+    /// where a head is final once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 impl Receipt {
@@ -60,7 +66,12 @@ impl Receipt {
             root: anchored.head.root.clone(),
             path: path.iter().map(|h| hex(h)).collect(),
             head: anchored.head.clone(),
-            anchors: vec![ReceiptAnchor { ledger: ledger.into(), transaction_id: anchored.transaction_id.clone(), block: anchored.block }],
+            anchors: vec![ReceiptAnchor {
+                ledger: ledger.into(),
+                transaction_id: anchored.transaction_id.clone(),
+                block: anchored.block,
+                status: None,
+            }],
         })
     }
 

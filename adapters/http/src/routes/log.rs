@@ -86,6 +86,19 @@ pub(crate) async fn receipt(
             "the error was logged",
         ))
     })?;
+    let mut receipt = receipt;
+    if let (Some(receipt), Some(read_models)) = (receipt.as_mut(), &state.read_models) {
+        // The oracle's answer: every other ledger and target chain that holds this root.
+        let elsewhere = emr_projections::anchors::at_size(&read_models.db, receipt.tree_size).await?;
+        receipt.anchors.extend(elsewhere.into_iter().filter(|row| row.ledger != audit.ledger.name()).map(|row| {
+            emr_anchor::ReceiptAnchor {
+                ledger: row.ledger,
+                transaction_id: row.transaction_hash,
+                block: row.block_number,
+                status: Some(row.status),
+            }
+        }));
+    }
     receipt.map(Json).ok_or_else(|| {
         ApiError::Problem(
             crate::Problem::new(
