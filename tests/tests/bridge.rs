@@ -342,6 +342,9 @@ async fn a_reorg_that_drops_a_bridged_head_is_detected_and_the_head_submitted_ag
     assert_ne!(lost.transaction, now.transaction);
     assert_eq!(row(&now.transaction).status, "confirmed");
     assert!(rows.iter().all(|r| r.ledger == relayer.chain().ledger_name() && r.tree_size == heads[0].head.size));
+    let holding: Vec<String> =
+        emr_projections::anchors::at_size(&db.db, heads[0].head.size).await.unwrap().into_iter().map(|r| r.transaction_hash).collect();
+    assert_eq!(holding, vec![now.transaction.clone()], "a receipt names the transaction the chain holds, not the dropped one");
     db.drop_database().await;
 }
 
@@ -444,4 +447,33 @@ async fn a_receipt_verifies_against_the_target_chain_with_nothing_but_its_rpc() 
     let forged_file = write("forged.json", &serde_json::to_vec(&forged).unwrap());
     let (ok, report) = verify(&forged_file, &event_file);
     assert!(!ok, "a receipt with a root the chain does not hold fails: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_validator_set_bridges_every_head_to_ethereum_polygon_and_bsc() {
+    let source = Source::anchored(8).await;
+    let heads = source.heads().await;
+    let keys = [validator_key(1), validator_key(2), validator_key(3)];
+    let validators = addresses(&keys.iter().collect::<Vec<_>>());
+    let nodes: Vec<(u64, Anvil)> = [1u64, 137, 56].into_iter().map(|id| (id, Anvil::start(id))).collect();
+    let mut targets = Vec::new();
+    for (chain_id, node) in &nodes {
+        targets.push(deploy(node, *chain_id, &validators, 2, 2).await);
+    }
+    for key in [validator_key(1), validator_key(3)] {
+        let mut chains = Vec::new();
+        for (_, read_only) in &targets {
+            chains.push(BridgeChain::connect(read_only.config().clone(), None).await.unwrap());
+        }
+        let validator = source.validator(key, chains).await;
+        assert_eq!(validator.step().await.unwrap(), heads.len() * 3, "each head signed once per chain");
+    }
+    for (relay_chain, _) in targets {
+        let chain_id = relay_chain.chain_id();
+        let relayer = source.relayer(relay_chain, None);
+        relay_until_confirmed(&relayer, &heads).await;
+        let expected: Vec<_> = heads.iter().map(|a| a.head.clone()).collect();
+        assert_eq!(relayer.chain().latest_size().await.unwrap(), expected.last().unwrap().size, "chain {chain_id}");
+        assert_eq!(relayer.chain().first_mismatch(&expected).await.unwrap(), None, "chain {chain_id}");
+    }
 }
