@@ -135,6 +135,11 @@ uuid_id!(
     DenialId,
     "denial id"
 );
+uuid_id!(
+    /// A federated-learning task (the seed's FederatedTasks).
+    TaskId,
+    "federated task id"
+);
 
 /// A hospital or clinic, identified by a short code assigned by the network
 /// (e.g. `HOSP-001`), not by a UUID, because integrators configure it by hand.

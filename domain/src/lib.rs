@@ -14,7 +14,8 @@
 //! - [`authentication::SignInAttempt`] and [`authentication::Session`]: password steps and session use;
 //! - [`denial::AccessDenial`]: one refused access;
 //! - [`security::SecurityIncident`]: a detection and its triage (the seed's SecurityEvents);
-//! - [`bridge::HeadAttestations`]: validators' signatures over a tree head for a target chain.
+//! - [`bridge::HeadAttestations`]: validators' signatures over a tree head for a target chain;
+//! - [`federated::FederatedTask`]: a federated-learning task, round by round (the seed's FederatedTasks).
 //!
 //! [`detection`] folds the log into detections: pure rules over event time.
 //!
@@ -34,6 +35,7 @@ pub mod deidentify;
 pub mod denial;
 pub mod detection;
 pub mod disclosure;
+pub mod federated;
 pub mod grant;
 pub mod ids;
 pub mod metadata;
