@@ -300,6 +300,8 @@ impl TaskSpec {
         if self.secure_aggregation && self.strategy.needs_individual_models() {
             return Err(SpecError::RobustUnderSecureAggregation(self.strategy.name()));
         }
+        // Secret shares are taken over GF(256): one evaluation point per hospital.
+        check(!self.secure_aggregation || self.hospitals.len() <= 255, "hospitals", "at most 255 hospitals under secure aggregation")?;
         Ok(())
     }
 
