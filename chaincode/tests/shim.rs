@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use emr_anchor::{NodeKey, TreeHead};
@@ -13,7 +13,7 @@ use emr_chaincode::fabric::protos::ChaincodeMessage;
 use emr_chaincode::fabric::protos::chaincode_message::Type;
 use emr_tests::fabric_peer::{CHANNEL, FabricPeer, Outcome, Submitter};
 
-/// The `emr-chaincode` binary on a free loopback port, killed on drop.
+/// The `emr-chaincode` binary on a loopback port of its choosing, killed on drop.
 struct ChaincodeProcess {
     child: Child,
     address: String,
@@ -21,25 +21,26 @@ struct ChaincodeProcess {
 
 impl ChaincodeProcess {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let address = format!("127.0.0.1:{port}");
+        // The chaincode picks its own port and names it: a port chosen here and
+        // handed over could be taken by a parallel test's process meanwhile.
         let mut child = Command::new(env!("CARGO_BIN_EXE_emr-chaincode"))
-            .env("CHAINCODE_SERVER_ADDRESS", &address)
+            .env("CHAINCODE_SERVER_ADDRESS", "127.0.0.1:0")
             .env("CHAINCODE_ID", "emr-ledger:0123abcd")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(&address).is_ok() {
-                return Self { child, address };
+        let mut first = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut first);
+        match first.trim().strip_prefix("chaincode listening on ") {
+            Some(address) => Self { child, address: address.to_owned() },
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("emr-chaincode did not name its address: {first:?}");
             }
-            std::thread::sleep(Duration::from_millis(25));
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("emr-chaincode did not listen on {address}");
     }
 
     async fn peer(&self) -> FabricPeer {

@@ -5,12 +5,14 @@
 //! - `emr demo`: a scripted clinical day through the same application layer,
 //!   ending with a GDPR erasure, printed as JSON.
 //! - `emr log`: the event log, PHI sealed, as JSON lines.
+//! - `emr fl`: federated learning: privacy budgets and the reference experiment.
 
 mod audit;
 mod backup;
 mod bridge;
 mod demo;
 mod evm;
+mod fl;
 mod read_models;
 mod settings;
 mod telemetry;
@@ -110,6 +112,11 @@ enum Command {
         /// Replay commits recorded up to this instant (RFC 3339).
         #[arg(long)]
         at_time: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Federated learning: the ε of a privacy configuration, the reference experiment.
+    Fl {
+        #[command(subcommand)]
+        action: fl::FlAction,
     },
     /// Print the event log (PHI sealed) as JSON lines.
     Log {
@@ -232,6 +239,14 @@ async fn main() -> anyhow::Result<()> {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(&settings).await,
+        Command::Fl { action: fl::FlAction::Epsilon { q, sigma, steps, delta } } => {
+            println!("{}", fl::epsilon(q, sigma, steps, delta)?);
+            Ok(())
+        }
+        Command::Fl { action: fl::FlAction::Simulate(args) } => {
+            println!("{}", serde_json::to_string_pretty(&fl::simulate(&args).await?)?);
+            Ok(())
+        }
         Command::Blobs { action: BlobAction::Cid { file, v0 } } => {
             let layout = if v0 { emr_ipfs::Layout::V0 } else { emr_ipfs::Layout::V1RawLeaves };
             let mut reader = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;

@@ -6,10 +6,14 @@ use emr_domain::federated::ModelMetrics;
 /// Mean binary cross-entropy of probabilities `p` against labels `y` (clamped away from 0 and 1).
 pub fn cross_entropy(p: &[f64], y: &[f64]) -> f64 {
     let eps = 1e-15;
-    let total: f64 = p.iter().zip(y).map(|(&p, &y)| {
-        let p = p.clamp(eps, 1.0 - eps);
-        -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
-    }).sum();
+    let total: f64 = p
+        .iter()
+        .zip(y)
+        .map(|(&p, &y)| {
+            let p = p.clamp(eps, 1.0 - eps);
+            -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+        })
+        .sum();
     total / p.len().max(1) as f64
 }
 

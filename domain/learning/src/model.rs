@@ -221,7 +221,14 @@ impl Model {
     /// One DP-SGD gradient: Poisson-sample the rows, clip each row's gradient to the
     /// norm, add Gaussian noise of deviation σ·C to the sum, divide by the expected
     /// batch size q·n (as Opacus does).
-    fn private_gradient(&self, layers: &[(Var, Var)], x: &Tensor, y: &Tensor, dp: &DpSgd, rng: &mut ChaCha20Rng) -> Result<Vec<f64>, ModelError> {
+    fn private_gradient(
+        &self,
+        layers: &[(Var, Var)],
+        x: &Tensor,
+        y: &Tensor,
+        dp: &DpSgd,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<Vec<f64>, ModelError> {
         let rows = x.dim(0)?;
         let mut sum = vec![0.0; self.parameter_count()];
         for row in 0..rows {
@@ -297,12 +304,21 @@ mod tests {
         let trained = model.train(&start, &start, &data, &plain(1)).unwrap_or_default();
         // ∇ = Xᵀ(σ(Xw + b) − y) / n for the weights, mean(σ − y) for the bias.
         let n = data.len() as f64;
-        let residual: Vec<f64> = data.rows.iter().zip(&data.labels).map(|(row, y)| {
-            let z = row.iter().zip(&start).map(|(x, w)| x * w).sum::<f64>() + start[30];
-            1.0 / (1.0 + (-z).exp()) - y
-        }).collect();
+        let residual: Vec<f64> = data
+            .rows
+            .iter()
+            .zip(&data.labels)
+            .map(|(row, y)| {
+                let z = row.iter().zip(&start).map(|(x, w)| x * w).sum::<f64>() + start[30];
+                1.0 / (1.0 + (-z).exp()) - y
+            })
+            .collect();
         for j in 0..31 {
-            let g = if j < 30 { data.rows.iter().zip(&residual).map(|(row, r)| row[j] * r).sum::<f64>() / n } else { residual.iter().sum::<f64>() / n };
+            let g = if j < 30 {
+                data.rows.iter().zip(&residual).map(|(row, r)| row[j] * r).sum::<f64>() / n
+            } else {
+                residual.iter().sum::<f64>() / n
+            };
             assert!((trained[j] - (start[j] - 0.5 * g)).abs() < 1e-12, "parameter {j}");
         }
     }
@@ -324,7 +340,8 @@ mod tests {
         let data = standardized();
         let model = Model::new(&spec(ModelKind::LogisticRegression, Precision::F64, 30));
         let start = model.initial_parameters(0);
-        let private = |seed| LocalTraining { dp_sgd: Some(DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, sample_rate: 0.1, seed }), ..plain(30) };
+        let private =
+            |seed| LocalTraining { dp_sgd: Some(DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, sample_rate: 0.1, seed }), ..plain(30) };
         let a = model.train(&start, &start, &data, &private(1)).unwrap_or_default();
         assert_eq!(a, model.train(&start, &start, &data, &private(1)).unwrap_or_default());
         assert_ne!(a, model.train(&start, &start, &data, &private(2)).unwrap_or_default());

@@ -232,11 +232,8 @@ impl Participant {
     pub fn new(member: Member) -> Result<(Self, Advertisement)> {
         let sealing = StaticSecret::from(random_bytes()?);
         let masking = StaticSecret::from(random_bytes()?);
-        let advertisement = Advertisement {
-            member,
-            sealing_key: PublicKey::from(&sealing).to_bytes(),
-            masking_key: PublicKey::from(&masking).to_bytes(),
-        };
+        let advertisement =
+            Advertisement { member, sealing_key: PublicKey::from(&sealing).to_bytes(), masking_key: PublicKey::from(&masking).to_bytes() };
         Ok((Self { member, sealing, masking, self_seed: random_bytes()?, held: BTreeMap::new() }, advertisement))
     }
 
@@ -343,9 +340,11 @@ pub fn unmask(roster: &Roster, masked: &BTreeMap<Member, Vec<u64>>, revealed: &[
             .filter(|r| r.owner == owner && r.secret == secret)
             .filter_map(|r| Share::try_from(r.share.as_slice()).ok())
             .collect();
-        let recovered = Sharks(roster.threshold as u8)
-            .recover(&shares)
-            .map_err(|_| SecureAggregationError::TooFewShares { member: owner, got: shares.len(), needed: roster.threshold })?;
+        let recovered = Sharks(roster.threshold as u8).recover(&shares).map_err(|_| SecureAggregationError::TooFewShares {
+            member: owner,
+            got: shares.len(),
+            needed: roster.threshold,
+        })?;
         recovered.try_into().map_err(|_| SecureAggregationError::BadShare(owner))
     };
     for &survivor in masked.keys() {

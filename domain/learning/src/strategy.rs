@@ -193,6 +193,9 @@ mod tests {
         assert_eq!(aggregate(&Strategy::Median, &uneven), Err(AggregationError::Shape { index: 1, got: 1, expected: 2 }));
         assert_eq!(aggregate(&Strategy::FedAvg, &models(&[(&[1.0], 0)])), Err(AggregationError::NoSamples));
         let few = models(&[(&[1.0], 1)]);
-        assert_eq!(aggregate(&Strategy::MultiKrum { byzantine: 0, selected: 2 }, &few), Err(AggregationError::TooFewModels { selected: 2, given: 1 }));
+        assert_eq!(
+            aggregate(&Strategy::MultiKrum { byzantine: 0, selected: 2 }, &few),
+            Err(AggregationError::TooFewModels { selected: 2, given: 1 })
+        );
     }
 }

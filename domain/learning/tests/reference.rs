@@ -86,7 +86,12 @@ fn centralised_logistic_regression_on_candle_equals_numpys_training_loop() {
     let train: Vec<usize> = (0..data.len()).filter(|i| i % 5 != 0).collect();
     let mut train = data.select(&train);
     train.standardize(&Scaler::from_moments(&train.moments()));
-    let spec = ModelSpec { kind: ModelKind::LogisticRegression, precision: Precision::F64, features: data.features.clone(), label: "benign".into() };
+    let spec = ModelSpec {
+        kind: ModelKind::LogisticRegression,
+        precision: Precision::F64,
+        features: data.features.clone(),
+        label: "benign".into(),
+    };
     let model = Model::new(&spec);
     let start = model.initial_parameters(0);
     let training = LocalTraining { steps: 250, learning_rate: 0.5, proximal_mu: 0.0, dp_sgd: None };

@@ -273,14 +273,22 @@ impl TaskSpec {
         check(!self.model.features.is_empty() && self.model.features.len() <= 10_000, "model.features", "1 to 10,000 column names")?;
         check(self.model.features.iter().all(column) && column(&self.model.label), "model.features", "column names of 1 to 128 bytes")?;
         if let ModelKind::Mlp { hidden } = &self.model.kind {
-            check(!hidden.is_empty() && hidden.len() <= 16 && hidden.iter().all(|&w| (1..=65_536).contains(&w)), "model.kind.hidden", "1 to 16 layers of 1 to 65,536 units")?;
+            check(
+                !hidden.is_empty() && hidden.len() <= 16 && hidden.iter().all(|&w| (1..=65_536).contains(&w)),
+                "model.kind.hidden",
+                "1 to 16 layers of 1 to 65,536 units",
+            )?;
         }
         check(self.model.parameter_count() <= Self::MAX_PARAMETERS, "model", "at most 100,000,000 parameters")?;
         check(!self.hospitals.is_empty() && self.hospitals.len() <= Self::MAX_HOSPITALS, "hospitals", "1 to 1,000 hospitals")?;
         check((1..=Self::MAX_ROUNDS).contains(&self.rounds), "rounds", "1 to 10,000")?;
         check((1..=Self::MAX_LOCAL_STEPS).contains(&self.local_steps), "local_steps", "1 to 100,000")?;
         check(positive_finite(self.learning_rate), "learning_rate", "a positive number")?;
-        check(self.min_participants >= 1 && self.min_participants as usize <= self.hospitals.len(), "min_participants", "between 1 and the number of hospitals")?;
+        check(
+            self.min_participants >= 1 && self.min_participants as usize <= self.hospitals.len(),
+            "min_participants",
+            "between 1 and the number of hospitals",
+        )?;
         check((1..=7 * 24 * 3600).contains(&self.round_deadline_secs), "round_deadline_secs", "1 second to 7 days")?;
         self.validate_strategy()?;
         self.validate_privacy()

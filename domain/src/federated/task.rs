@@ -494,7 +494,13 @@ impl FederatedTask {
         Ok(open)
     }
 
-    fn decide_submission(&self, round: u32, hospital: HospitalId, update: UpdateReceipt, now: DateTime<Utc>) -> Result<Vec<TaskEvent>, TaskError> {
+    fn decide_submission(
+        &self,
+        round: u32,
+        hospital: HospitalId,
+        update: UpdateReceipt,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TaskEvent>, TaskError> {
         let spec = self.spec_or_missing()?;
         if !spec.hospitals.contains(&hospital) {
             return Err(TaskError::NotEnrolled(hospital));

@@ -199,8 +199,14 @@ fn the_specification_refuses_what_the_coordinator_cannot_run() {
     secure_fedavg.secure_aggregation = true;
     assert_eq!(refused(secure_fedavg), None);
 
-    assert!(matches!(refused(spec(Strategy::Krum { byzantine: 1 })), Some(TaskError::Spec(SpecError::TooFewForStrategy { needed: 5, .. }))));
-    assert!(matches!(refused(spec(Strategy::TrimmedMean { beta: 0.5 })), Some(TaskError::Spec(SpecError::OutOfRange { field: "strategy.beta", .. }))));
+    assert!(matches!(
+        refused(spec(Strategy::Krum { byzantine: 1 })),
+        Some(TaskError::Spec(SpecError::TooFewForStrategy { needed: 5, .. }))
+    ));
+    assert!(matches!(
+        refused(spec(Strategy::TrimmedMean { beta: 0.5 })),
+        Some(TaskError::Spec(SpecError::OutOfRange { field: "strategy.beta", .. }))
+    ));
     let mut no_rate = spec(Strategy::FedAvg);
     no_rate.learning_rate = f64::NAN;
     assert!(matches!(refused(no_rate), Some(TaskError::Spec(SpecError::OutOfRange { field: "learning_rate", .. }))));
