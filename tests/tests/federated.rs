@@ -1,0 +1,252 @@
+//! Federated learning through the event log, on JetStream and the embedded store:
+//! a task's every step is an event, rows never reach the coordinator, secure
+//! aggregation hides each update and survives a dropout, a Byzantine hospital
+//! ruins FedAvg but not the median, and a round past the ε budget is refused.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use emr_domain::DomainServices;
+use emr_domain::actor::{Actor, Role};
+use emr_domain::federated::{DifferentialPrivacy, DpMechanism, ModelKind, ModelSpec, Precision, Strategy, TaskSpec};
+use emr_domain::ids::{HospitalId, TaskId, UserId};
+use emr_eventstore::EventStorePorts;
+use emr_federated::simulate::{Report, Simulation, run_federated};
+use emr_federated::{Coordinator, DirectoryModelStore, Hospital, ModelStore, SecureRound, Update, Vector};
+use emr_learning::data::{Dataset, Scaler};
+use emr_learning::secure::{Participant, Roster, SealedShare};
+use emr_learning::strategy::{ClientModel, aggregate};
+use emr_tests::backends::{self, TestBackend};
+use serde_json::Value;
+
+struct Federation {
+    backend: TestBackend,
+    models_dir: tempfile::TempDir,
+    coordinator: Coordinator,
+}
+
+fn federation(backend: TestBackend) -> Federation {
+    let models_dir = tempfile::tempdir().unwrap();
+    let models = DirectoryModelStore::open(models_dir.path()).unwrap();
+    let coordinator = Coordinator::new(&backend.backend, Arc::new(models), DomainServices::default()).with_noise_seed(7);
+    Federation { backend, models_dir, coordinator }
+}
+
+/// Every event in the log, as (type, payload JSON).
+async fn events(ports: &EventStorePorts) -> Vec<(String, Value)> {
+    let mut all = Vec::new();
+    let mut from = 1;
+    loop {
+        let commits = ports.log.read_from(from, 1000).await.unwrap();
+        let Some(last) = commits.last() else { return all };
+        from = last.position + 1;
+        for commit in commits {
+            let record: Value = serde_json::from_slice(&commit.payload).unwrap();
+            for event in record["events"].as_array().cloned().unwrap_or_default() {
+                all.push((event["event_type"].as_str().unwrap_or_default().to_owned(), event));
+            }
+        }
+    }
+}
+
+fn count(events: &[(String, Value)], kind: &str) -> usize {
+    events.iter().filter(|(t, _)| t == kind).count()
+}
+
+fn short(rounds: u32) -> Simulation {
+    Simulation { rounds, ..Simulation::reference(3) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_every_step_as_an_event_and_gives_the_same_figures_on_either_log() {
+    let mut reports: Vec<Report> = Vec::new();
+    for backend in [backends::jetstream().await, backends::sqlite().await] {
+        let federation = federation(backend);
+        let report = run_federated(&federation.coordinator, &short(8)).await.unwrap();
+        let log = events(&federation.backend.backend).await;
+        assert_eq!(count(&log, "FederatedTaskCreated"), 1);
+        assert_eq!(count(&log, "FederatedRoundOpened"), 8);
+        assert_eq!(count(&log, "FederatedUpdateSubmitted"), 24);
+        assert_eq!(count(&log, "FederatedRoundAggregated"), 8);
+        assert_eq!(count(&log, "FederatedTaskCompleted"), 1);
+        // Each round starts from the model the previous one recorded.
+        let aggregated: Vec<&Value> = log.iter().filter(|(t, _)| t == "FederatedRoundAggregated").map(|(_, e)| e).collect();
+        let opened: Vec<&Value> = log.iter().filter(|(t, _)| t == "FederatedRoundOpened").map(|(_, e)| e).collect();
+        for (previous, next) in aggregated.iter().zip(opened.iter().skip(1)) {
+            assert_eq!(previous["payload"]["data"]["model"], next["payload"]["data"]["model"]);
+        }
+        reports.push(report);
+    }
+    assert_eq!(reports[0], reports[1], "the figures do not depend on the log");
+    assert!(reports[0].rounds.last().unwrap().test_accuracy > 0.93);
+}
+
+/// Every non-integer number in a JSON value.
+fn fractions(value: &Value, into: &mut Vec<f64>) {
+    match value {
+        Value::Number(n) => {
+            if let Some(x) = n.as_f64().filter(|x| x.fract() != 0.0) {
+                into.push(x);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| fractions(v, into)),
+        Value::Object(map) => map.values().for_each(|v| fractions(v, into)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_feature_value_of_any_row_reaches_what_the_coordinator_receives_or_stores() {
+    let federation = federation(backends::sqlite().await);
+    run_federated(&federation.coordinator, &short(5)).await.unwrap();
+
+    // Every feature value, raw and as the hospitals standardised it.
+    let data = Dataset::breast_cancer();
+    let mut train = data.select(&(0..data.len()).filter(|i| i % 5 != 0).collect::<Vec<_>>());
+    let mut secrets: HashSet<u64> = data.rows.iter().flatten().filter(|x| x.fract() != 0.0).map(|x| x.to_bits()).collect();
+    train.standardize(&Scaler::from_moments(&train.moments()));
+    secrets.extend(train.rows.iter().flatten().map(|x| x.to_bits()));
+    assert!(secrets.len() > 20_000);
+
+    let mut numbers = Vec::new();
+    for (_, event) in events(&federation.backend.backend).await {
+        fractions(&event, &mut numbers);
+    }
+    assert!(!numbers.is_empty());
+    assert!(numbers.iter().all(|x| !secrets.contains(&x.to_bits())), "an event carries a feature value");
+
+    let mut stored_words = 0;
+    for entry in std::fs::read_dir(federation.models_dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let Vector::Plain(values) = Vector::from_bytes(&bytes).unwrap() else { panic!("plain task") };
+        stored_words += values.len();
+        assert!(values.iter().all(|x| !secrets.contains(&x.to_bits())), "a stored vector holds a feature value");
+    }
+    // The initial model, one model per hospital and round, and each round's aggregate.
+    assert!(stored_words >= 31 * (1 + 3 * 5 + 5) - 31, "{stored_words}");
+}
+
+fn hospital(code: &str, rows: std::ops::Range<usize>, scaler: &Scaler) -> Hospital {
+    let mut data = Dataset::breast_cancer().select(&rows.collect::<Vec<_>>());
+    data.standardize(scaler);
+    Hospital::new(HospitalId::parse(code).unwrap(), data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_after_a_dropout() {
+    let federation = federation(backends::jetstream().await);
+    let all = Dataset::breast_cancer();
+    let scaler = Scaler::from_moments(&all.moments());
+    let hospitals: Vec<Hospital> = [(0..140), (140..280), (280..420), (420..569)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, rows)| hospital(&format!("HOSP-{}", i + 1), rows, &scaler))
+        .collect();
+    let spec = TaskSpec {
+        name: "secure".into(),
+        model: ModelSpec {
+            kind: ModelKind::LogisticRegression,
+            precision: Precision::F64,
+            features: all.features.clone(),
+            label: "benign".into(),
+        },
+        hospitals: hospitals.iter().map(|h| h.id().clone()).collect(),
+        strategy: Strategy::FedAvg,
+        rounds: 1,
+        local_steps: 5,
+        learning_rate: 0.5,
+        min_participants: 3,
+        round_deadline_secs: 600,
+        privacy: None,
+        secure_aggregation: true,
+    };
+    let actor = Actor::new(UserId::new(), Role::Researcher);
+    let task = TaskId::new();
+    let coordinator = &federation.coordinator;
+    coordinator.create(&actor, task, spec.clone(), vec![0.0; 31]).await.unwrap();
+    coordinator.start(&actor, task).await.unwrap();
+    coordinator.open_round(&actor, task).await.unwrap();
+    let global = coordinator.global_model(task).await.unwrap();
+
+    // All four exchange keys and shares; hospital 4 masks its update and then drops out.
+    let (mut participants, adverts): (Vec<Participant>, Vec<_>) = (1..=4).map(|m| Participant::new(m).unwrap()).unzip();
+    let roster = Roster::new(&adverts, 3, format!("{task}/1").as_bytes()).unwrap();
+    let sealed: Vec<SealedShare> = participants.iter().flat_map(|p| p.share(&roster).unwrap()).collect();
+    participants.iter_mut().for_each(|p| p.receive(&roster, &sealed).unwrap());
+    let mut trained = Vec::new();
+    let mut members = BTreeMap::new();
+    for (i, h) in hospitals.iter().enumerate() {
+        let t = h.train(&spec, &global, 0).unwrap();
+        let contribution = Hospital::secure_contribution(&spec, &global, &t);
+        let masked = participants[i].mask(&roster, &contribution).unwrap();
+        if i < 3 {
+            members.insert(h.id().clone(), (i + 1) as u8);
+            let sha = coordinator
+                .submit(&actor, task, 1, h.id().clone(), Update { vector: Vector::Masked(masked), samples: t.samples, metrics: None })
+                .await
+                .unwrap();
+            // What the coordinator stored is the masked vector, nothing like the contribution.
+            let Vector::Masked(stored) = DirectoryModelStore::open(federation.models_dir.path()).unwrap().get(&sha).await.unwrap() else {
+                panic!("a secure update is stored masked")
+            };
+            let decoded: Vec<f64> = stored.iter().map(|&w| w as i64 as f64 / (1u64 << 24) as f64).collect();
+            let near = decoded.iter().zip(&contribution).filter(|(d, c)| (*d - *c).abs() < 1e3).count();
+            assert!(near <= 1, "hospital {}: {near} of 31 stored values are near its contribution", i + 1);
+            trained.push(t);
+        }
+    }
+    let survivors: BTreeSet<u8> = members.values().copied().collect();
+    let dropped: BTreeSet<u8> = [4].into();
+    let revealed = participants[..3].iter().flat_map(|p| p.reveal(&survivors, &dropped).unwrap()).collect();
+    let secure = SecureRound { roster, members, revealed };
+    let next = coordinator.aggregate(&actor, task, 1, Some(&secure), |_| None).await.unwrap();
+
+    let plain = aggregate(
+        &Strategy::FedAvg,
+        &trained.iter().map(|t| ClientModel { parameters: t.parameters.clone(), samples: t.samples }).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    for (s, p) in next.iter().zip(&plain) {
+        assert!((s - p).abs() < 1e-6, "secure {s} vs plain {p}");
+    }
+    let log = events(&federation.backend.backend).await;
+    let participants: Vec<&Value> =
+        log.iter().filter(|(t, _)| t == "FederatedRoundAggregated").map(|(_, e)| &e["payload"]["data"]["participants"]).collect();
+    assert_eq!(participants, vec![&serde_json::json!(["HOSP-1", "HOSP-2", "HOSP-3"])]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_byzantine_hospital_ruins_fedavg_but_not_the_median() {
+    let accuracy = |strategy: Strategy| async move {
+        let federation = federation(backends::sqlite().await);
+        let simulation = Simulation { strategy, byzantine: Some(5), rounds: 20, ..Simulation::reference(5) };
+        run_federated(&federation.coordinator, &simulation).await.unwrap().rounds.last().unwrap().test_accuracy
+    };
+    let fedavg = accuracy(Strategy::FedAvg).await;
+    let median = accuracy(Strategy::Median).await;
+    assert!(fedavg < 0.5, "FedAvg under attack: {fedavg}");
+    assert!(median > 0.93, "median under attack: {median}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_that_would_pass_the_epsilon_budget_is_refused_with_the_reason_in_the_log() {
+    let federation = federation(backends::jetstream().await);
+    let privacy = DifferentialPrivacy {
+        mechanism: DpMechanism::DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, sample_rate: 0.1 },
+        delta: 1e-5,
+        epsilon_budget: 4.0,
+    };
+    let simulation = Simulation { privacy: Some(privacy), rounds: 50, ..Simulation::reference(3) };
+    let report = run_federated(&federation.coordinator, &simulation).await.unwrap();
+    let stopped = report.stopped.clone().unwrap_or_else(|| panic!("the budget stops the task: {report:?}"));
+    let spent: Vec<f64> = report.rounds.iter().map(|r| r.epsilon.unwrap()).collect();
+    assert!(spent.windows(2).all(|w| w[0] < w[1]) && *spent.last().unwrap() <= 4.0, "{spent:?}");
+    let log = events(&federation.backend.backend).await;
+    let refused: Vec<&Value> = log.iter().filter(|(t, _)| t == "FederatedRoundRefused").map(|(_, e)| &e["payload"]["data"]).collect();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["round"], serde_json::json!(report.rounds.len() + 1));
+    assert!(refused[0]["epsilon_would_be"].as_f64().unwrap() > 4.0, "{stopped}");
+    assert_eq!(count(&log, "FederatedTaskCompleted"), 0);
+}
