@@ -65,11 +65,17 @@ pub enum Action {
     ReadSecurityEvents,
     /// Acknowledge, assign and resolve security events.
     TriageSecurityEvents,
+    /// Create, start and run federated-learning tasks (open rounds, aggregate).
+    CoordinateFederatedTask,
+    /// Submit a hospital's model update to a task it is enrolled in.
+    SubmitModelUpdate,
+    /// Read a federated task, its rounds and its global model.
+    ReadFederatedTask,
 }
 
 impl Action {
     /// Every action, for tests and documentation that must cover them all.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 27] = [
         Self::RegisterPatient,
         Self::ReadPatient,
         Self::UpdateDemographics,
@@ -94,6 +100,9 @@ impl Action {
         Self::ExportDeidentified,
         Self::ReadSecurityEvents,
         Self::TriageSecurityEvents,
+        Self::CoordinateFederatedTask,
+        Self::SubmitModelUpdate,
+        Self::ReadFederatedTask,
     ];
 }
 
@@ -164,13 +173,18 @@ pub fn rule(role: Role, action: Action) -> Rule {
             _ => Rule::Never,
         },
         Role::Auditor => match action {
-            ReadAudit | ReadAccessLog | ReadDashboard | ReadGrant | ReadRecordIndex => Rule::Role,
+            ReadAudit | ReadAccessLog | ReadDashboard | ReadGrant | ReadRecordIndex | ReadFederatedTask => Rule::Role,
             ReadSecurityEvents | TriageSecurityEvents => Rule::Role,
             ReadRecord | ReadPatient => Rule::Redacted,
             _ => Rule::Never,
         },
         Role::Researcher => match action {
-            ExportDeidentified => Rule::Role,
+            ExportDeidentified | CoordinateFederatedTask | ReadFederatedTask => Rule::Role,
+            _ => Rule::Never,
+        },
+        // Enrolment in the task is the task's own rule, checked when it decides.
+        Role::Hospital => match action {
+            SubmitModelUpdate | ReadFederatedTask => Rule::Role,
             _ => Rule::Never,
         },
         Role::System => Rule::Role,
@@ -186,7 +200,7 @@ pub fn minimum_necessary(role: Role, resource: &str) -> bool {
         Role::Physician | Role::Patient | Role::System => true,
         // Nursing works from the chart; imaging studies and scans are for the physicians reading them.
         Role::Nurse => resource != "attachment",
-        Role::Admin | Role::Auditor | Role::Researcher => false,
+        Role::Admin | Role::Auditor | Role::Researcher | Role::Hospital => false,
     }
 }
 
@@ -436,9 +450,20 @@ mod tests {
 
     #[test]
     fn researchers_have_no_row_level_access_at_all() {
+        use Action::*;
         for action in Action::ALL {
-            let expected = if action == Action::ExportDeidentified { Rule::Role } else { Rule::Never };
-            assert_eq!(rule(Role::Researcher, action), expected, "{action:?}: only the de-identified dataset");
+            let expected =
+                if matches!(action, ExportDeidentified | CoordinateFederatedTask | ReadFederatedTask) { Rule::Role } else { Rule::Never };
+            assert_eq!(rule(Role::Researcher, action), expected, "{action:?}: only the de-identified dataset and federated tasks");
         }
+    }
+
+    #[test]
+    fn a_hospital_client_only_submits_updates_and_reads_its_tasks() {
+        for action in Action::ALL {
+            let expected = if matches!(action, Action::SubmitModelUpdate | Action::ReadFederatedTask) { Rule::Role } else { Rule::Never };
+            assert_eq!(rule(Role::Hospital, action), expected, "{action:?}");
+        }
+        assert!(!minimum_necessary(Role::Hospital, "record"));
     }
 }

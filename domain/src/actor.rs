@@ -21,6 +21,10 @@ pub enum Role {
     Auditor,
     /// A researcher: federated learning only, never row-level PHI.
     Researcher,
+    /// A hospital's federated-learning client (a service account whose username
+    /// is the hospital's code): pulls global models and submits its hospital's
+    /// updates; reads no patient data.
+    Hospital,
     /// The system itself (workers, migrations).
     System,
 }

@@ -58,6 +58,7 @@ impl ApiServer {
             read_models,
             attachments: None,
             audit: None,
+            federated: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -12,6 +12,7 @@ use emr_domain::DomainServices;
 use emr_domain::actor::{Actor, Role};
 use emr_domain::federated::{DifferentialPrivacy, DpMechanism, ModelKind, ModelSpec, Precision, Strategy, TaskSpec};
 use emr_domain::ids::{HospitalId, TaskId, UserId};
+use emr_domain::metadata::CommandContext;
 use emr_eventstore::EventStorePorts;
 use emr_federated::simulate::{Report, Simulation, run_federated};
 use emr_federated::{Coordinator, DirectoryModelStore, Hospital, ModelStore, SecureRound, Update, Vector};
@@ -165,9 +166,9 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
     let actor = Actor::new(UserId::new(), Role::Researcher);
     let task = TaskId::new();
     let coordinator = &federation.coordinator;
-    coordinator.create(&actor, task, spec.clone(), vec![0.0; 31]).await.unwrap();
-    coordinator.start(&actor, task).await.unwrap();
-    coordinator.open_round(&actor, task).await.unwrap();
+    coordinator.create(&CommandContext::new(actor), task, spec.clone(), vec![0.0; 31]).await.unwrap();
+    coordinator.start(&CommandContext::new(actor), task).await.unwrap();
+    coordinator.open_round(&CommandContext::new(actor), task).await.unwrap();
     let global = coordinator.global_model(task).await.unwrap();
 
     // All four exchange keys and shares; hospital 4 masks its update and then drops out.
@@ -201,7 +202,7 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
     let dropped: BTreeSet<u8> = [4].into();
     let revealed = participants[..3].iter().flat_map(|p| p.reveal(&survivors, &dropped).unwrap()).collect();
     let secure = SecureRound { roster, members, revealed };
-    let next = coordinator.aggregate(&actor, task, 1, Some(&secure), |_| None).await.unwrap();
+    let next = coordinator.aggregate(&CommandContext::new(actor), task, 1, Some(&secure), |_| None).await.unwrap();
 
     let plain = aggregate(
         &Strategy::FedAvg,

@@ -36,6 +36,9 @@ pub(crate) enum FlAction {
     /// Run the reference experiment (breast cancer data, hospitals, coordinator,
     /// events) in one process and print its figures as JSON.
     Simulate(SimulateArgs),
+    /// Run a hospital's client against `emr serve`: train on local rows each round
+    /// and submit the update, until the task ends.
+    Client(ClientArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -211,4 +214,134 @@ pub(crate) async fn simulate(args: &SimulateArgs) -> anyhow::Result<Report> {
     let (ports, models) = embedded(&dir).await?;
     let coordinator = Coordinator::new(&ports, Arc::new(models), DomainServices::default()).with_noise_seed(simulation.seed);
     Ok(run_federated(&coordinator, &simulation).await?)
+}
+
+/// How a hospital's client reaches the coordinator.
+#[derive(Args)]
+pub(crate) struct ClientArgs {
+    /// The API's base URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    url: String,
+    /// The task to train for.
+    #[arg(long)]
+    task: String,
+    /// This hospital's code (its service account's username).
+    #[arg(long)]
+    hospital: String,
+    /// The hospital's rows: CSV with a header of column names, the label last.
+    #[arg(long)]
+    data: PathBuf,
+    /// The service account's access token.
+    #[arg(long, env = "EMR_ACCESS_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Pause between polls of the task, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    poll_ms: u64,
+    /// Seeds DP-SGD's sampling and noise where the task uses it.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct TaskView {
+    status: String,
+    open_round: Option<u32>,
+    updates_received: Vec<String>,
+    spec: emr_domain::federated::TaskSpec,
+}
+
+#[derive(serde::Deserialize)]
+struct GlobalModel {
+    parameters: Vec<f64>,
+}
+
+/// What a client did, printed when its task ends.
+#[derive(serde::Serialize)]
+pub(crate) struct ClientReport {
+    hospital: String,
+    status: String,
+    rounds_submitted: Vec<u32>,
+    rows: usize,
+}
+
+async fn fetch<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str, token: &str) -> Result<T, Attempt> {
+    let response = http.get(url).bearer_auth(token).send().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
+    if !status.is_success() {
+        return Err(Attempt::failed_with(status, format!("GET {url}: {status}: {body}"), &body));
+    }
+    serde_json::from_str(&body).map_err(|e| Attempt::Fatal(format!("GET {url}: unexpected answer: {e}")))
+}
+
+/// Why a step of the client did not go through.
+enum Attempt {
+    /// Worth trying again: the server is down or restarting, or another
+    /// hospital's update raced this one (409 concurrent-update).
+    Retry(String),
+    /// A refusal that will not change.
+    Fatal(String),
+}
+
+impl Attempt {
+    fn failed_with(status: reqwest::StatusCode, message: String, body: &str) -> Self {
+        let retryable =
+            serde_json::from_str::<serde_json::Value>(body).ok().and_then(|problem| problem["retryable"].as_bool()).unwrap_or(false);
+        if retryable || status.is_server_error() { Self::Retry(message) } else { Self::Fatal(message) }
+    }
+}
+
+/// Runs one hospital's side of a task through the HTTP API until the task ends:
+/// for each round it pulls the global model, trains on its own rows (standardised
+/// with its own mean and deviation; no row leaves this process) and submits the
+/// parameters. Transient failures are retried for up to a minute.
+pub(crate) async fn client(args: &ClientArgs) -> anyhow::Result<ClientReport> {
+    let text = std::fs::read_to_string(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
+    let mut data = emr_learning::data::Dataset::from_csv(&text).with_context(|| format!("parsing {}", args.data.display()))?;
+    data.standardize(&emr_learning::data::Scaler::from_moments(&data.moments()));
+    let rows = data.len();
+    let hospital = emr_federated::Hospital::new(emr_domain::ids::HospitalId::parse(&args.hospital)?, data);
+    let http = reqwest::Client::new();
+    let task_url = format!("{}/v1/federated/tasks/{}", args.url.trim_end_matches('/'), args.task);
+    let mut submitted = Vec::new();
+    let mut failing_since: Option<std::time::Instant> = None;
+    loop {
+        let step = async {
+            let task: TaskView = fetch(&http, &task_url, &args.token).await?;
+            if !matches!(task.status.as_str(), "created" | "running") {
+                return Ok(Some(task.status));
+            }
+            if let Some(round) = task.open_round.filter(|r| !task.updates_received.contains(&args.hospital) && !submitted.contains(r)) {
+                let global: GlobalModel = fetch(&http, &format!("{task_url}/model"), &args.token).await?;
+                let trained = hospital
+                    .train(&task.spec, &global.parameters, args.seed ^ u64::from(round))
+                    .map_err(|e| Attempt::Fatal(e.to_string()))?;
+                let body = serde_json::json!({"parameters": trained.parameters, "samples": trained.samples, "metrics": trained.metrics});
+                let url = format!("{task_url}/rounds/{round}/updates");
+                // The round id makes a retried submission idempotent.
+                let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("{url}#{}", args.hospital).as_bytes());
+                let request = http.post(&url).bearer_auth(&args.token).header("idempotency-key", key.to_string()).json(&body);
+                let response = request.send().await.map_err(|e| Attempt::Retry(format!("POST {url}: {e}")))?;
+                let status = response.status();
+                if !status.is_success() {
+                    let text = response.text().await.unwrap_or_default();
+                    return Err(Attempt::failed_with(status, format!("POST {url}: {status}: {text}"), &text));
+                }
+                tracing::info!(round, "update submitted");
+                submitted.push(round);
+            }
+            Ok(None)
+        };
+        match step.await {
+            Ok(Some(status)) => return Ok(ClientReport { hospital: args.hospital.clone(), status, rounds_submitted: submitted, rows }),
+            Ok(None) => failing_since = None,
+            Err(Attempt::Fatal(message)) => anyhow::bail!(message),
+            Err(Attempt::Retry(message)) => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                anyhow::ensure!(since.elapsed() < std::time::Duration::from_secs(60), "giving up after a minute of failures: {message}");
+                tracing::warn!(%message, "retrying");
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(args.poll_ms)).await;
+    }
 }

@@ -243,6 +243,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{}", fl::epsilon(q, sigma, steps, delta)?);
             Ok(())
         }
+        Command::Fl { action: fl::FlAction::Client(args) } => {
+            println!("{}", serde_json::to_string(&fl::client(&args).await?)?);
+            Ok(())
+        }
         Command::Fl { action: fl::FlAction::Simulate(args) } => {
             println!("{}", serde_json::to_string_pretty(&fl::simulate(&args).await?)?);
             Ok(())
@@ -491,7 +495,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             }
             let attachments = Some(wiring::attachments(settings, clinic.clone())?);
             let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
-            emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments })
+            let federated = Some(wiring::federated(settings, &ports)?);
+            emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments, federated })
         }
         None => {
             let log = emr_eventstore::LogReader::new(ports.log.clone());

@@ -43,6 +43,8 @@ pub struct AppState {
     pub audit: Option<AuditState>,
     /// Attachment blobs, when a blob store is configured.
     pub attachments: Option<emr_attachments::Attachments>,
+    /// The federated-learning coordinator, when this node keeps models.
+    pub federated: Option<emr_federated::Coordinator>,
 }
 
 /// Where this node's tree heads and leaves are.

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{attachments, auth, export, grants, log, patients, privacy, read, records, research, retention, security};
+use crate::routes::{attachments, auth, export, federated, grants, log, patients, privacy, read, records, research, retention, security};
 
 struct BearerAuth;
 
@@ -36,6 +36,8 @@ impl Modify for BearerAuth {
         log::read, log::history, log::receipt,
         read::records, read::dashboard, read::projections, read::anchors, read::access_log, research::export,
         security::list, security::show, security::acknowledge, security::assign, security::resolve, security::risk, security::outcomes,
+        federated::create, federated::show, federated::start, federated::open_round, federated::submit, federated::aggregate,
+        federated::complete, federated::model,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -47,6 +49,7 @@ impl Modify for BearerAuth {
         (name = "audit", description = "The event log, histories and integrity receipts (PHI sealed)"),
         (name = "read models", description = "Queries on the projections; `min_position` waits for a command's commit"),
         (name = "security", description = "Security events, their evidence and triage; risk scores (administrators and auditors)"),
+        (name = "federated learning", description = "Federated tasks: researchers coordinate, hospitals' service accounts submit updates"),
     )
 )]
 pub(crate) struct ApiDoc;

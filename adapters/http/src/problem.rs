@@ -88,6 +88,51 @@ pub enum ApiError {
     Auth(AuthError),
     /// An attachment upload or download failed.
     Attachment(AttachmentError),
+    /// A federated-learning step was refused or failed.
+    Federated(emr_federated::CoordinatorError),
+}
+
+impl From<emr_federated::CoordinatorError> for ApiError {
+    fn from(error: emr_federated::CoordinatorError) -> Self {
+        Self::Federated(error)
+    }
+}
+
+fn federated_problem(error: &emr_federated::CoordinatorError) -> Problem {
+    use emr_domain::federated::TaskError;
+    use emr_federated::{CoordinatorError, ModelStoreError};
+    let conflict = |code: &str, title: &str| Problem::new(StatusCode::CONFLICT, code, title, error.to_string());
+    let invalid = |code: &str, title: &str| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, title, error.to_string());
+    match error {
+        CoordinatorError::Task(TaskError::NotFound) => {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no federated task with this id")
+        }
+        CoordinatorError::Task(TaskError::AlreadyExists) => conflict("task-exists", "A federated task with this id exists"),
+        CoordinatorError::Task(TaskError::Spec(_)) => invalid("invalid-task-spec", "The task specification is not valid"),
+        CoordinatorError::Task(TaskError::WrongState { .. }) => conflict("task-state", "The task is not in a state for this"),
+        CoordinatorError::Task(TaskError::WrongRound { .. }) => conflict("wrong-round", "That round is not the current one"),
+        CoordinatorError::Task(TaskError::NotEnrolled(_)) => {
+            Problem::new(StatusCode::FORBIDDEN, "not-enrolled", "Not allowed", error.to_string())
+        }
+        CoordinatorError::Task(TaskError::AlreadySubmitted(_)) => conflict("update-submitted", "This hospital's update is in"),
+        CoordinatorError::Task(TaskError::DeadlinePassed(_)) => conflict("round-closed", "The round closed for updates"),
+        CoordinatorError::Task(TaskError::TooFewUpdates { .. }) => conflict("too-few-updates", "Too few updates to aggregate"),
+        CoordinatorError::Task(TaskError::BudgetExhausted { .. }) => {
+            conflict("epsilon-budget-exhausted", "The task's privacy budget is spent")
+        }
+        CoordinatorError::Task(TaskError::InvalidUpdate | TaskError::Reason | TaskError::Accounting(_)) => {
+            invalid("task-rule", "The command breaks a task rule")
+        }
+        CoordinatorError::Update(_) | CoordinatorError::Aggregation(_) => invalid("invalid-update", "The update does not fit the task"),
+        CoordinatorError::SecureAggregation(_) => conflict("secure-aggregation-failed", "The round could not be unmasked"),
+        CoordinatorError::Store(e) => store_problem(e),
+        CoordinatorError::Models(ModelStoreError::Io(_)) => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The model store is unavailable", "try again shortly").retryable()
+        }
+        CoordinatorError::Models(_) => {
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged")
+        }
+    }
 }
 
 impl From<AttachmentError> for ApiError {
@@ -327,6 +372,7 @@ impl ApiError {
             Self::Unauthenticated(detail) => Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", *detail),
             Self::Auth(error) => auth_problem(error),
             Self::Attachment(error) => attachment_problem(error),
+            Self::Federated(error) => federated_problem(error),
             Self::Clinic(error @ ClinicError::IdMismatch { .. }) => {
                 Problem::new(StatusCode::BAD_REQUEST, "id-mismatch", "The body names another resource than the address", error.to_string())
             }

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use emr_domain::DomainServices;
-use emr_domain::actor::Actor;
 use emr_domain::federated::{DpMechanism, FederatedTask, ModelMetrics, TaskCommand, TaskError, TaskEvent, TaskSpec, UpdateReceipt};
 use emr_domain::ids::{HospitalId, TaskId};
 use emr_domain::metadata::CommandContext;
@@ -90,7 +89,8 @@ pub struct Update {
     pub metrics: Option<ModelMetrics>,
 }
 
-/// Runs federated tasks.
+/// Runs federated tasks. Every step takes the command's context (its id makes a
+/// retried step idempotent; its actor is recorded).
 #[derive(Clone)]
 pub struct Coordinator {
     store: EmrEventStore<FederatedTask>,
@@ -113,9 +113,8 @@ impl Coordinator {
         self
     }
 
-    async fn run(&self, actor: &Actor, task: TaskId, command: TaskCommand) -> Result<Vec<TaskEvent>, CoordinatorError> {
-        let context = CommandContext::new(*actor);
-        match self.store.execute(&task.to_string(), command, &self.services, &context).await {
+    async fn run(&self, context: &CommandContext, task: TaskId, command: TaskCommand) -> Result<Vec<TaskEvent>, CoordinatorError> {
+        match self.store.execute(&task.to_string(), command, &self.services, context).await {
             Ok(executed) => Ok(executed.events.into_iter().map(|e| e.payload).collect()),
             Err(ExecuteError::Rejected(error)) => Err(error.into()),
             Err(ExecuteError::Store(error)) => Err(error.into()),
@@ -128,7 +127,13 @@ impl Coordinator {
     }
 
     /// Creates a task whose global model starts at `initial`.
-    pub async fn create(&self, actor: &Actor, task: TaskId, spec: TaskSpec, initial: Vec<f64>) -> Result<Sha256Digest, CoordinatorError> {
+    pub async fn create(
+        &self,
+        context: &CommandContext,
+        task: TaskId,
+        spec: TaskSpec,
+        initial: Vec<f64>,
+    ) -> Result<Sha256Digest, CoordinatorError> {
         spec.validate().map_err(TaskError::from)?;
         let expected = spec.model.parameter_count() as usize;
         if initial.len() != expected {
@@ -138,19 +143,19 @@ impl Coordinator {
             )));
         }
         let initial_model = self.models.put(&Vector::Plain(initial)).await?;
-        self.run(actor, task, TaskCommand::Create { task_id: task, spec, initial_model, created_by: actor.user_id }).await?;
+        self.run(context, task, TaskCommand::Create { task_id: task, spec, initial_model, created_by: context.actor.user_id }).await?;
         Ok(initial_model)
     }
 
     /// Starts a created task.
-    pub async fn start(&self, actor: &Actor, task: TaskId) -> Result<(), CoordinatorError> {
-        self.run(actor, task, TaskCommand::Start { started_by: actor.user_id }).await.map(drop)
+    pub async fn start(&self, context: &CommandContext, task: TaskId) -> Result<(), CoordinatorError> {
+        self.run(context, task, TaskCommand::Start { started_by: context.actor.user_id }).await.map(drop)
     }
 
     /// Opens the next round, or records why it may not open.
-    pub async fn open_round(&self, actor: &Actor, task: TaskId) -> Result<RoundOpening, CoordinatorError> {
+    pub async fn open_round(&self, context: &CommandContext, task: TaskId) -> Result<RoundOpening, CoordinatorError> {
         let round = self.task(task).await?.rounds_aggregated() + 1;
-        let events = self.run(actor, task, TaskCommand::OpenRound { round }).await?;
+        let events = self.run(context, task, TaskCommand::OpenRound { round }).await?;
         match events.into_iter().next() {
             Some(TaskEvent::RoundOpened { round, model, epsilon_after, .. }) => Ok(RoundOpening::Opened { round, model, epsilon_after }),
             Some(TaskEvent::RoundRefused { round, epsilon_would_be, epsilon_budget }) => {
@@ -172,7 +177,7 @@ impl Coordinator {
     /// Records a hospital's update for `round`.
     pub async fn submit(
         &self,
-        actor: &Actor,
+        context: &CommandContext,
         task: TaskId,
         round: u32,
         hospital: HospitalId,
@@ -194,7 +199,7 @@ impl Coordinator {
         }
         let sha256 = self.models.put(&update.vector).await?;
         let receipt = UpdateReceipt { samples: update.samples, sha256, blob: None, metrics: update.metrics };
-        self.run(actor, task, TaskCommand::SubmitUpdate { round, hospital, update: receipt }).await?;
+        self.run(context, task, TaskCommand::SubmitUpdate { round, hospital, update: receipt }).await?;
         Ok(sha256)
     }
 
@@ -203,7 +208,7 @@ impl Coordinator {
     /// Returns the new model.
     pub async fn aggregate(
         &self,
-        actor: &Actor,
+        context: &CommandContext,
         task: TaskId,
         round: u32,
         secure: Option<&SecureRound>,
@@ -226,13 +231,13 @@ impl Coordinator {
             .map_err(|e| CoordinatorError::Update(format!("aggregation stopped: {e}")))??;
         let metrics = evaluate(&next);
         let model = self.models.put(&Vector::Plain(next.clone())).await?;
-        self.run(actor, task, TaskCommand::AggregateRound { round, model, metrics }).await?;
+        self.run(context, task, TaskCommand::AggregateRound { round, model, metrics }).await?;
         Ok(next)
     }
 
     /// Marks a task that ran all its rounds completed.
-    pub async fn complete(&self, actor: &Actor, task: TaskId) -> Result<(), CoordinatorError> {
-        self.run(actor, task, TaskCommand::Complete).await.map(drop)
+    pub async fn complete(&self, context: &CommandContext, task: TaskId) -> Result<(), CoordinatorError> {
+        self.run(context, task, TaskCommand::Complete).await.map(drop)
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use emr_domain::actor::{Actor, Role};
 use emr_domain::federated::{DifferentialPrivacy, ModelKind, ModelMetrics, ModelSpec, Precision, Strategy, TaskSpec};
 use emr_domain::ids::{HospitalId, TaskId, UserId};
+use emr_domain::metadata::CommandContext;
 use emr_learning::data::{Dataset, Moments, Scaler};
 use emr_learning::metrics::evaluate;
 use emr_learning::model::{LocalTraining, Model, ModelError};
@@ -298,6 +299,11 @@ fn figures(model: &Model, parameters: &[f64], split: &Split, round: u32, epsilon
     Ok(RoundFigures { round, train_loss: train.loss, test_accuracy: test.accuracy, test_auc: test.auc, epsilon })
 }
 
+/// A new command by `actor`.
+fn step(actor: Actor) -> CommandContext {
+    CommandContext::new(actor)
+}
+
 fn spec_of(simulation: &Simulation, split: &Split) -> TaskSpec {
     TaskSpec {
         name: format!("breast cancer, {} hospitals, {}", simulation.hospitals, simulation.strategy.name()),
@@ -326,12 +332,12 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
     let model = Model::new(&spec.model);
     let actor = Actor::new(UserId::new(), Role::Researcher);
     let task = TaskId::new();
-    coordinator.create(&actor, task, spec.clone(), model.initial_parameters(simulation.seed)).await?;
-    coordinator.start(&actor, task).await?;
+    coordinator.create(&step(actor), task, spec.clone(), model.initial_parameters(simulation.seed)).await?;
+    coordinator.start(&step(actor), task).await?;
     let mut rounds = Vec::new();
     let mut stopped = None;
     for _ in 0..simulation.rounds {
-        let round = match coordinator.open_round(&actor, task).await? {
+        let round = match coordinator.open_round(&step(actor), task).await? {
             RoundOpening::Opened { round, .. } => round,
             RoundOpening::Refused { round, epsilon_would_be, epsilon_budget } => {
                 stopped =
@@ -359,7 +365,7 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
                 None => Vector::Plain(trained.parameters),
             };
             let update = Update { vector, samples: trained.samples, metrics: Some(trained.metrics) };
-            coordinator.submit(&actor, task, round, hospital.id().clone(), update).await?;
+            coordinator.submit(&step(actor), task, round, hospital.id().clone(), update).await?;
         }
         let secure = match &session {
             Some(session) => {
@@ -370,7 +376,7 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
         };
         let mut evaluated = None;
         coordinator
-            .aggregate(&actor, task, round, secure.as_ref(), |next| {
+            .aggregate(&step(actor), task, round, secure.as_ref(), |next| {
                 evaluated = Some(figures(&model, next, &split, round, None));
                 let f = evaluated.as_ref()?.as_ref().ok()?;
                 Some(ModelMetrics { loss: f.train_loss, accuracy: f.test_accuracy, auc: f.test_auc })
@@ -381,7 +387,7 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
         rounds.push(figures);
     }
     if stopped.is_none() {
-        coordinator.complete(&actor, task).await?;
+        coordinator.complete(&step(actor), task).await?;
     }
     let final_parameters = coordinator.global_model(task).await?;
     Ok(Report {

@@ -3,6 +3,7 @@
 pub(crate) mod attachments;
 pub(crate) mod auth;
 pub(crate) mod export;
+pub(crate) mod federated;
 pub(crate) mod grants;
 mod health;
 pub(crate) mod log;
@@ -73,6 +74,14 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/grants/{grant_id}/approval", post(grants::approve))
         .route("/v1/grants/{grant_id}/denial", post(grants::deny))
         .route("/v1/grants/{grant_id}/revocation", post(grants::revoke))
+        .route("/v1/federated/tasks", post(federated::create))
+        .route("/v1/federated/tasks/{task_id}", get(federated::show))
+        .route("/v1/federated/tasks/{task_id}/start", post(federated::start))
+        .route("/v1/federated/tasks/{task_id}/rounds", post(federated::open_round))
+        .route("/v1/federated/tasks/{task_id}/rounds/{round}/updates", post(federated::submit))
+        .route("/v1/federated/tasks/{task_id}/rounds/{round}/aggregation", post(federated::aggregate))
+        .route("/v1/federated/tasks/{task_id}/completion", post(federated::complete))
+        .route("/v1/federated/tasks/{task_id}/model", get(federated::model))
         .route("/v1/log", get(log::read))
         .route("/v1/audit/{aggregate_type}/{aggregate_id}/history", get(log::history))
         .route("/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt", get(log::receipt))

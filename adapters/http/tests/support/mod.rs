@@ -62,10 +62,13 @@ pub async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> Tes
     let ports = EventStorePorts { log: log.clone(), snapshots, keys, kek };
     let tokens = Tokens::new(SigningKeys::generate("test-key").unwrap());
     let identity = Identity::new(&ports, Arc::new(MemorySessionStore::new()), tokens, policy, DomainServices::default());
+    let models = Arc::new(emr_federated::DirectoryModelStore::open(dir.path().join("models")).unwrap());
+    let federated = Some(emr_federated::Coordinator::new(&ports, models, DomainServices::default()));
     let clinic = Clinic::new(ports, StoreConfig::default(), DomainServices::default());
     let blobs = Arc::new(emr_ipfs::LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
     let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
-    let state = AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None, attachments };
+    let state =
+        AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None, attachments, federated };
     TestApp { router: router(state.clone()), state, log, identity, _dir: dir }
 }
 

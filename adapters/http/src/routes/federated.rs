@@ -1,0 +1,300 @@
+//! Federated learning (`/v1/federated/tasks`): researchers coordinate tasks,
+//! hospitals' service accounts pull global models and submit their updates.
+//! Every step is a `FederatedTask` event; models and updates live in the model
+//! store under the SHA-256 the events name.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use emr_commands::Subject;
+use emr_domain::access::Action;
+use emr_domain::actor::{Actor, Role};
+use emr_domain::federated::{FederatedTask, ModelMetrics, TaskSpec};
+use emr_domain::ids::{HospitalId, TaskId};
+use emr_federated::{Coordinator, RoundOpening, Update, Vector};
+use emr_learning::model::Model;
+use serde::{Deserialize, Serialize};
+
+use super::path_id;
+use crate::AppState;
+use crate::extract::{Body, Caller, Command};
+use crate::problem::{ApiError, Problem};
+
+fn coordinator(state: &AppState) -> Result<&Coordinator, ApiError> {
+    state.federated.as_ref().ok_or_else(|| {
+        ApiError::Problem(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "federated-learning-not-configured",
+            "This server does not coordinate federated learning",
+            "run the api role with a data directory for models",
+        ))
+    })
+}
+
+/// A new task.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateTask {
+    /// The task's id (defaults to the Idempotency-Key).
+    task_id: Option<TaskId>,
+    /// Model, hospitals, strategy, rounds, privacy (see the README's federated-learning section).
+    #[schema(value_type = Object)]
+    spec: TaskSpec,
+    /// The initial global model, flattened; defaults to the model's seeded initialisation.
+    initial_model: Option<Vec<f64>>,
+    /// Seeds the default initialisation (a perceptron's hidden weights).
+    #[serde(default)]
+    seed: u64,
+}
+
+/// A task as the coordinator sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TaskView {
+    task_id: TaskId,
+    /// created, running, completed, budget_exhausted, cancelled or failed.
+    status: &'static str,
+    name: String,
+    strategy: &'static str,
+    #[schema(value_type = Vec<String>)]
+    hospitals: Vec<HospitalId>,
+    rounds: u32,
+    rounds_aggregated: u32,
+    /// The round open for updates, if any.
+    open_round: Option<u32>,
+    /// Hospitals whose update for the open round has arrived.
+    #[schema(value_type = Vec<String>)]
+    updates_received: Vec<HospitalId>,
+    /// ε spent by the aggregated rounds, for a private task.
+    epsilon_spent: Option<f64>,
+    /// SHA-256 of the current global model.
+    model: Option<String>,
+    secure_aggregation: bool,
+    /// The whole specification, for hospital clients.
+    #[schema(value_type = Object)]
+    spec: TaskSpec,
+}
+
+fn view(task_id: TaskId, task: &FederatedTask) -> Result<TaskView, ApiError> {
+    let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
+    Ok(TaskView {
+        task_id,
+        status: task.status().as_str(),
+        name: spec.name.clone(),
+        strategy: spec.strategy.name(),
+        hospitals: spec.hospitals.iter().cloned().collect(),
+        rounds: spec.rounds,
+        rounds_aggregated: task.rounds_aggregated(),
+        open_round: task.open_round(),
+        updates_received: task.open_updates().map(|(h, _)| h.clone()).collect(),
+        epsilon_spent: task.epsilon_spent(),
+        model: task.model().map(|m| m.to_string()),
+        secure_aggregation: spec.secure_aggregation,
+        spec: spec.clone(),
+    })
+}
+
+/// The enrolled hospital a service account acts for: the one whose code is the
+/// account's username (usernames are folded to lower case, so codes match either case).
+async fn enrolled_hospital(state: &AppState, actor: &Actor, spec: &TaskSpec) -> Result<HospitalId, ApiError> {
+    let account = state.identity.account(actor.user_id).await?;
+    let username = account.username().map(|name| name.as_str().to_owned()).unwrap_or_default();
+    spec.hospitals.iter().find(|code| code.as_str().eq_ignore_ascii_case(&username)).cloned().ok_or_else(|| {
+        ApiError::Problem(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not-enrolled",
+            "Not allowed",
+            "this account's hospital is not enrolled in the task (a hospital's service account is named by its hospital code)",
+        ))
+    })
+}
+
+/// Loads a task the caller may see: hospitals see only the tasks they are enrolled in.
+async fn visible(state: &AppState, caller: &Caller, task_id: TaskId) -> Result<FederatedTask, ApiError> {
+    state.clinic.authorize(&caller.actor, Action::ReadFederatedTask, Subject::default()).await?;
+    let task = coordinator(state)?.task(task_id).await?;
+    let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
+    if caller.actor.role == Role::Hospital && enrolled_hospital(state, &caller.actor, spec).await.is_err() {
+        return Err(ApiError::NotFound("federated task".into()));
+    }
+    Ok(task)
+}
+
+fn task_path(id: &str) -> Result<TaskId, ApiError> {
+    path_id(id, "federated task id")
+}
+
+const ERRORS: &str = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict";
+
+#[utoipa::path(post, path = "/v1/federated/tasks", tag = "federated learning", summary = "Create a federated task (researchers)", request_body = CreateTask, responses((status = 201, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Body(body): Body<CreateTask>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
+    let coordinator = coordinator(&state)?;
+    if body.spec.secure_aggregation {
+        return Err(ApiError::Problem(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "secure-aggregation-not-served",
+            "Secure aggregation is not served over HTTP yet",
+            "its key exchange runs in `emr fl simulate` only; create the task without secure_aggregation",
+        )));
+    }
+    body.spec.validate().map_err(|e| ApiError::Federated(emr_domain::federated::TaskError::Spec(e).into()))?;
+    let task_id = body.task_id.unwrap_or_else(|| TaskId::from(context.command_id.as_uuid()));
+    let initial = body.initial_model.unwrap_or_else(|| Model::new(&body.spec.model).initial_parameters(body.seed));
+    coordinator.create(&context, task_id, body.spec, initial).await?;
+    Ok((StatusCode::CREATED, Json(view(task_id, &coordinator.task(task_id).await?)?)))
+}
+
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/start", tag = "federated learning", summary = "Start a created task (researchers)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn start(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    let task_id = task_path(&id)?;
+    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
+    let coordinator = coordinator(&state)?;
+    coordinator.start(&context, task_id).await?;
+    Ok(Json(view(task_id, &coordinator.task(task_id).await?)?))
+}
+
+/// A round just opened.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RoundView {
+    round: u32,
+    /// SHA-256 of the global model hospitals train from.
+    model: String,
+    /// ε spent once this round is aggregated, for a private task.
+    epsilon_after: Option<f64>,
+}
+
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds", tag = "federated learning", summary = "Open the next round (researchers); 409 epsilon-budget-exhausted when it would pass the budget", params(("task_id" = String, Path)), responses((status = 201, body = RoundView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn open_round(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RoundView>), ApiError> {
+    let task_id = task_path(&id)?;
+    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
+    match coordinator(&state)?.open_round(&context, task_id).await? {
+        RoundOpening::Opened { round, model, epsilon_after } => {
+            Ok((StatusCode::CREATED, Json(RoundView { round, model: model.to_string(), epsilon_after })))
+        }
+        RoundOpening::Refused { round, epsilon_would_be, epsilon_budget } => {
+            Err(ApiError::Federated(emr_domain::federated::TaskError::BudgetExhausted { round, epsilon_would_be, epsilon_budget }.into()))
+        }
+    }
+}
+
+/// A hospital's update.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubmitUpdate {
+    /// The trained parameters, flattened as the global model is.
+    parameters: Vec<f64>,
+    /// Training rows behind them.
+    samples: u64,
+    /// The hospital's own figures on its validation split.
+    #[schema(value_type = Option<Object>)]
+    metrics: Option<ModelMetrics>,
+}
+
+/// Where an update was stored.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct UpdateStored {
+    round: u32,
+    #[schema(value_type = String)]
+    hospital: HospitalId,
+    /// SHA-256 of the stored update.
+    sha256: String,
+}
+
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/updates", tag = "federated learning", summary = "Submit this hospital's update for the open round (hospital service accounts)", params(("task_id" = String, Path), ("round" = u32, Path)), request_body = SubmitUpdate, responses((status = 201, body = UpdateStored), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path((id, round)): Path<(String, u32)>,
+    Body(body): Body<SubmitUpdate>,
+) -> Result<(StatusCode, Json<UpdateStored>), ApiError> {
+    let task_id = task_path(&id)?;
+    state.clinic.authorize(&context.actor, Action::SubmitModelUpdate, Subject::default()).await?;
+    let coordinator = coordinator(&state)?;
+    let task = coordinator.task(task_id).await?;
+    let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
+    let hospital = enrolled_hospital(&state, &context.actor, spec).await?;
+    if body.parameters.iter().any(|p| !p.is_finite()) {
+        return Err(ApiError::Problem(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-update",
+            "The update is not valid",
+            "every parameter must be a finite number",
+        )));
+    }
+    let update = Update { vector: Vector::Plain(body.parameters), samples: body.samples, metrics: body.metrics };
+    let sha256 = coordinator.submit(&context, task_id, round, hospital.clone(), update).await?;
+    Ok((StatusCode::CREATED, Json(UpdateStored { round, hospital, sha256: sha256.to_string() })))
+}
+
+/// The coordinator's aggregation request.
+#[derive(Deserialize, utoipa::ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AggregateRound {
+    /// The coordinator's figures for the new model on its held-out split, if it has one.
+    #[schema(value_type = Option<Object>)]
+    metrics: Option<ModelMetrics>,
+}
+
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/aggregation", tag = "federated learning", summary = "Aggregate the open round into the next global model (researchers)", params(("task_id" = String, Path), ("round" = u32, Path)), request_body = AggregateRound, responses((status = 201, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn aggregate(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path((id, round)): Path<(String, u32)>,
+    Body(body): Body<AggregateRound>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let task_id = task_path(&id)?;
+    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
+    let coordinator = coordinator(&state)?;
+    coordinator.aggregate(&context, task_id, round, None, |_| body.metrics).await?;
+    Ok((StatusCode::CREATED, Json(view(task_id, &coordinator.task(task_id).await?)?)))
+}
+
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/completion", tag = "federated learning", summary = "Complete a task that ran all its rounds (researchers)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn complete(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    let task_id = task_path(&id)?;
+    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
+    let coordinator = coordinator(&state)?;
+    coordinator.complete(&context, task_id).await?;
+    Ok(Json(view(task_id, &coordinator.task(task_id).await?)?))
+}
+
+#[utoipa::path(get, path = "/v1/federated/tasks/{task_id}", tag = "federated learning", summary = "A task, its round and its ε (researchers, auditors, enrolled hospitals)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let task_id = task_path(&id)?;
+    Ok(Json(view(task_id, &visible(&state, &caller, task_id).await?)?))
+}
+
+/// The current global model.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct GlobalModel {
+    /// Rounds aggregated into it.
+    version: u32,
+    sha256: String,
+    /// Its parameters, flattened.
+    parameters: Vec<f64>,
+}
+
+#[utoipa::path(get, path = "/v1/federated/tasks/{task_id}/model", tag = "federated learning", summary = "The current global model (researchers, auditors, enrolled hospitals)", params(("task_id" = String, Path)), responses((status = 200, body = GlobalModel), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<GlobalModel>, ApiError> {
+    let task_id = task_path(&id)?;
+    let task = visible(&state, &caller, task_id).await?;
+    let sha256 = task.model().map(|m| m.to_string()).unwrap_or_default();
+    let parameters = coordinator(&state)?.global_model(task_id).await?;
+    Ok(Json(GlobalModel { version: task.rounds_aggregated(), sha256, parameters }))
+}
