@@ -237,6 +237,11 @@ impl Participant {
         Ok((Self { member, sealing, masking, self_seed: random_bytes()?, held: BTreeMap::new() }, advertisement))
     }
 
+    /// This member's number.
+    pub fn member_number(&self) -> Member {
+        self.member
+    }
+
     /// Splits the self-mask seed and the mask key into one sealed share per member
     /// (this one's own share included, kept like any other).
     pub fn share(&self, roster: &Roster) -> Result<Vec<SealedShare>> {
