@@ -113,9 +113,16 @@ fn sort(values: &mut [f64]) {
 
 /// numpy's median: the middle value, or the mean of the two middle values.
 fn median(values: &mut [f64]) -> f64 {
-    sort(values);
     let n = values.len();
-    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+    let (below, middle, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let middle = *middle;
+    if n % 2 == 1 {
+        middle
+    } else {
+        // The largest value below the middle is the other middle one.
+        let lower = below.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lower + middle) / 2.0
+    }
 }
 
 /// scipy's `trim_mean`: cut ⌊β·n⌋ values from each end, average the rest.
@@ -131,14 +138,21 @@ fn trimmed_mean(values: &mut [f64], beta: f64) -> f64 {
 fn krum_scores(models: &[ClientModel], byzantine: usize) -> Vec<f64> {
     let n = models.len();
     let nearest = n.saturating_sub(byzantine + 2).max(1);
-    let squared_distance = |a: &[f64], b: &[f64]| {
-        // ‖a − b‖ as numpy's norm computes it, then squared, as Flower does.
-        let norm = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
-        norm * norm
-    };
-    (0..n)
-        .map(|i| {
-            let mut row: Vec<f64> = (0..n).map(|j| squared_distance(&models[i].parameters, &models[j].parameters)).collect();
+    // ‖a − b‖ as numpy's norm computes it, then squared, as Flower does; the matrix
+    // is symmetric, so each pair is measured once.
+    let mut distances = vec![vec![0.0; n]; n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let a = &models[i].parameters;
+            let b = &models[j].parameters;
+            let norm = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+            distances[i][j] = norm * norm;
+            distances[j][i] = norm * norm;
+        }
+    }
+    distances
+        .into_iter()
+        .map(|mut row| {
             sort(&mut row);
             // row[0] is the model's distance to itself.
             row.iter().skip(1).take(nearest).sum()

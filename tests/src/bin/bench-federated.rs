@@ -29,10 +29,27 @@ fn seconds<T>(work: impl FnOnce() -> T) -> (T, f64) {
     (out, started.elapsed().as_secs_f64())
 }
 
+/// The best of up to three runs of `work` (fewer when one run takes over a second),
+/// so a first run's cold caches do not count against it.
+fn best<T>(mut work: impl FnMut() -> T) -> (T, f64) {
+    let (mut out, mut fastest) = seconds(&mut work);
+    for _ in 0..2 {
+        if fastest > 1.0 {
+            break;
+        }
+        let (again, took) = seconds(&mut work);
+        (out, fastest) = (again, fastest.min(took));
+    }
+    (out, fastest)
+}
+
 fn models(clients: usize, parameters: usize) -> Vec<ClientModel> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     (0..clients)
-        .map(|_| ClientModel { parameters: (0..parameters).map(|_| rng.random_range(-1.0..1.0)).collect(), samples: rng.random_range(100..1000) })
+        .map(|_| ClientModel {
+            parameters: (0..parameters).map(|_| rng.random_range(-1.0..1.0)).collect(),
+            samples: rng.random_range(100..1000),
+        })
         .collect()
 }
 
@@ -43,7 +60,11 @@ fn secure_round(vectors: &[ClientModel]) -> (f64, f64) {
     let sealed: Vec<SealedShare> = participants.iter().flat_map(|p| p.share(&roster).unwrap()).collect();
     participants.iter_mut().for_each(|p| p.receive(&roster, &sealed).unwrap());
     let (masked, mask_seconds) = seconds(|| {
-        participants.iter().zip(vectors).map(|(p, v)| (p.member_number(), p.mask(&roster, &v.parameters).unwrap())).collect::<std::collections::BTreeMap<_, _>>()
+        participants
+            .iter()
+            .zip(vectors)
+            .map(|(p, v)| (p.member_number(), p.mask(&roster, &v.parameters).unwrap()))
+            .collect::<std::collections::BTreeMap<_, _>>()
     });
     let survivors = masked.keys().copied().collect();
     let revealed: Vec<_> = participants.iter().flat_map(|p| p.reveal(&survivors, &Default::default()).unwrap()).collect();
@@ -65,7 +86,7 @@ async fn main() {
     let mut json_rows = Vec::new();
     for &clients in &client_counts {
         let set = models(clients, parameters);
-        let (_, sum_seconds) = seconds(|| {
+        let (_, sum_seconds) = best(|| {
             let mut sum = vec![0.0; parameters];
             for m in &set {
                 sum.iter_mut().zip(&m.parameters).for_each(|(s, p)| *s += p);
@@ -82,15 +103,19 @@ async fn main() {
             Strategy::MultiKrum { byzantine, selected: (clients / 2).max(1) as u32 },
         ];
         for strategy in strategies {
-            let (result, took) = seconds(|| aggregate(&strategy, &set).unwrap());
+            let (result, took) = best(|| aggregate(&strategy, &set).unwrap());
             assert_eq!(result.len(), parameters);
             println!("| {clients} | {} | {took:.3} | {:.2} |", strategy.name(), took / sum_seconds);
-            json_rows.push(serde_json::json!({"hospitals": clients, "strategy": strategy.name(), "seconds": took, "ratio_to_sum": took / sum_seconds}));
+            json_rows.push(
+                serde_json::json!({"hospitals": clients, "strategy": strategy.name(), "seconds": took, "ratio_to_sum": took / sum_seconds}),
+            );
         }
     }
     let smallest = client_counts.iter().copied().min().unwrap_or(3).max(3);
     let (mask_per_client, unmask_seconds) = secure_round(&models(smallest, parameters));
-    println!("\nSecure aggregation, {smallest} hospitals: masking {mask_per_client:.3} s per hospital, unmasking {unmask_seconds:.3} s at the coordinator.\n");
+    println!(
+        "\nSecure aggregation, {smallest} hospitals: masking {mask_per_client:.3} s per hospital, unmasking {unmask_seconds:.3} s at the coordinator.\n"
+    );
 
     println!("## Federated learning: the reference experiment's round latency ({rounds} rounds, 3 hospitals, logistic regression)\n");
     println!("| event log | rounds | seconds per round (train, submit, aggregate, record) |");
@@ -98,7 +123,8 @@ async fn main() {
     let mut latency = Vec::new();
     for (name, backend) in [("embedded (SQLite)", backends::sqlite().await), ("JetStream", backends::jetstream().await)] {
         let dir = tempfile::tempdir().unwrap();
-        let coordinator = Coordinator::new(&backend.backend, Arc::new(DirectoryModelStore::open(dir.path()).unwrap()), DomainServices::default());
+        let coordinator =
+            Coordinator::new(&backend.backend, Arc::new(DirectoryModelStore::open(dir.path()).unwrap()), DomainServices::default());
         let simulation = Simulation { rounds, ..Simulation::reference(3) };
         let started = Instant::now();
         let report = run_federated(&coordinator, &simulation).await.unwrap();

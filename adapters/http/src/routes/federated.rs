@@ -11,7 +11,8 @@ use emr_domain::access::Action;
 use emr_domain::actor::{Actor, Role};
 use emr_domain::federated::{FederatedTask, ModelMetrics, TaskSpec};
 use emr_domain::ids::{HospitalId, TaskId};
-use emr_federated::{Coordinator, RoundOpening, Update, Vector};
+use emr_domain::metadata::CommandContext;
+use emr_federated::{Coordinator, CoordinatorError, RoundOpening, Update, Vector};
 use emr_learning::model::Model;
 use serde::{Deserialize, Serialize};
 
@@ -123,6 +124,20 @@ fn task_path(id: &str) -> Result<TaskId, ApiError> {
     path_id(id, "federated task id")
 }
 
+/// Runs a researcher's `step` on task `id` and answers the task as it then stands.
+async fn coordinated(
+    state: &AppState,
+    context: &CommandContext,
+    id: &str,
+    step: impl AsyncFnOnce(&Coordinator, TaskId) -> Result<(), CoordinatorError>,
+) -> Result<TaskView, ApiError> {
+    let task_id = task_path(id)?;
+    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
+    let coordinator = coordinator(state)?;
+    step(coordinator, task_id).await?;
+    view(task_id, &coordinator.task(task_id).await?)
+}
+
 const ERRORS: &str = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict";
 
 #[utoipa::path(post, path = "/v1/federated/tasks", tag = "federated learning", summary = "Create a federated task (researchers)", request_body = CreateTask, responses((status = 201, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -154,11 +169,7 @@ pub(crate) async fn start(
     Command(context): Command,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task_id = task_path(&id)?;
-    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
-    let coordinator = coordinator(&state)?;
-    coordinator.start(&context, task_id).await?;
-    Ok(Json(view(task_id, &coordinator.task(task_id).await?)?))
+    Ok(Json(coordinated(&state, &context, &id, async |coordinator, task| coordinator.start(&context, task).await).await?))
 }
 
 /// A round just opened.
@@ -254,11 +265,9 @@ pub(crate) async fn aggregate(
     Path((id, round)): Path<(String, u32)>,
     Body(body): Body<AggregateRound>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    let task_id = task_path(&id)?;
-    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
-    let coordinator = coordinator(&state)?;
-    coordinator.aggregate(&context, task_id, round, None, |_| body.metrics).await?;
-    Ok((StatusCode::CREATED, Json(view(task_id, &coordinator.task(task_id).await?)?)))
+    let aggregate =
+        async |coordinator: &Coordinator, task| coordinator.aggregate(&context, task, round, None, |_| body.metrics).await.map(drop);
+    Ok((StatusCode::CREATED, Json(coordinated(&state, &context, &id, aggregate).await?)))
 }
 
 #[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/completion", tag = "federated learning", summary = "Complete a task that ran all its rounds (researchers)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -267,11 +276,7 @@ pub(crate) async fn complete(
     Command(context): Command,
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
-    let task_id = task_path(&id)?;
-    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
-    let coordinator = coordinator(&state)?;
-    coordinator.complete(&context, task_id).await?;
-    Ok(Json(view(task_id, &coordinator.task(task_id).await?)?))
+    Ok(Json(coordinated(&state, &context, &id, async |coordinator, task| coordinator.complete(&context, task).await).await?))
 }
 
 #[utoipa::path(get, path = "/v1/federated/tasks/{task_id}", tag = "federated learning", summary = "A task, its round and its ε (researchers, auditors, enrolled hospitals)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
