@@ -5,6 +5,7 @@ use emr_domain::account::{Account, AccountEvent};
 use emr_domain::authentication::{Session, SessionEvent, SignInAttempt, SignInEvent};
 use emr_domain::denial::{AccessDenial, DenialEvent};
 use emr_domain::disclosure::{Disclosure, DisclosureEvent};
+use emr_domain::federated::{FederatedTask, TaskEvent};
 use emr_domain::grant::{AccessGrant, GrantEvent};
 use emr_domain::metadata::EventMetadata;
 use emr_domain::patient::{Patient, PatientEvent};
@@ -34,6 +35,8 @@ pub enum Payload {
     Session(SessionEvent),
     /// A refused access.
     Denial(DenialEvent),
+    /// A federated-learning task's step.
+    Federated(TaskEvent),
 }
 
 /// One event with its envelope.
@@ -75,6 +78,7 @@ impl Decoder {
             <SignInAttempt as cqrs_es::Aggregate>::TYPE => Payload::SignIn(event.decode::<SignInAttempt>(&[])?),
             <Session as cqrs_es::Aggregate>::TYPE => Payload::Session(event.decode::<Session>(&[])?),
             <AccessDenial as cqrs_es::Aggregate>::TYPE => Payload::Denial(event.decode::<AccessDenial>(&[])?),
+            <FederatedTask as cqrs_es::Aggregate>::TYPE => Payload::Federated(event.decode::<FederatedTask>(&[])?),
             _ => return Ok(None),
         };
         Ok(Some(Fact {

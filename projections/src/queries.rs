@@ -447,3 +447,120 @@ pub async fn outcomes(db: &ReadModelDb, from: DateTime<Utc>, to: DateTime<Utc>) 
     };
     db.fetch_all(&sql, vec![Value::from(from), Value::from(to)]).await
 }
+
+/// One federated task as dashboards list it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct FederatedTaskRow {
+    /// The task.
+    pub task_id: String,
+    /// Its name.
+    pub name: String,
+    /// The aggregation strategy.
+    pub strategy: String,
+    /// created, running, completed, budget_exhausted, cancelled or failed.
+    pub status: String,
+    /// Hospitals enrolled.
+    pub hospitals: u64,
+    /// Rounds planned.
+    pub rounds: u64,
+    /// Rounds aggregated.
+    pub rounds_aggregated: u64,
+    /// The round open for updates.
+    pub open_round: Option<u64>,
+    /// The ε budget, for a private task.
+    pub epsilon_budget: Option<f64>,
+    /// ε spent so far.
+    pub epsilon_spent: Option<f64>,
+    /// 1 under secure aggregation.
+    pub secure_aggregation: i64,
+    /// SHA-256 of the current global model.
+    pub model_sha256: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Log position of its last change.
+    pub position: u64,
+}
+
+/// One round of a federated task.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct FederatedRoundRow {
+    /// The round.
+    pub round: u64,
+    /// open, aggregated or refused (over the ε budget).
+    pub status: String,
+    /// SHA-256 of the model hospitals trained from.
+    pub trained_from: Option<String>,
+    /// Updates received.
+    pub updates: u64,
+    /// SHA-256 of the model it made.
+    pub model_sha256: Option<String>,
+    /// ε after it (for a refused round: what it would have reached).
+    pub epsilon: Option<f64>,
+    /// The coordinator's held-out loss.
+    pub loss: Option<f64>,
+    /// The coordinator's held-out accuracy.
+    pub accuracy: Option<f64>,
+    /// The coordinator's held-out AUC.
+    pub auc: Option<f64>,
+    /// When it opened.
+    pub opened_at: DateTime<Utc>,
+    /// When it was aggregated.
+    pub aggregated_at: Option<DateTime<Utc>>,
+}
+
+/// One hospital's update, with the figures it reported on its own rows.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct FederatedUpdateRow {
+    /// The round.
+    pub round: u64,
+    /// The hospital.
+    pub hospital: String,
+    /// Rows it trained on.
+    pub samples: u64,
+    /// SHA-256 of the update.
+    pub sha256: String,
+    /// Its reported loss.
+    pub loss: Option<f64>,
+    /// Its reported accuracy.
+    pub accuracy: Option<f64>,
+    /// Its reported AUC.
+    pub auc: Option<f64>,
+    /// When it arrived.
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// Federated tasks, most recently changed first, optionally of one status.
+pub async fn federated_tasks(db: &ReadModelDb, status: Option<&str>, limit: u32) -> Result<Vec<FederatedTaskRow>, ProjectionError> {
+    let mut conditions = Conditions::default();
+    conditions.and("status = ?", status);
+    let (clauses, params) = conditions.page(" ORDER BY updated_at DESC, task_id", Some(limit), None);
+    let sql = format!(
+        "SELECT task_id, name, strategy, status, hospitals, rounds, rounds_aggregated, open_round, epsilon_budget, epsilon_spent, \
+         secure_aggregation, model_sha256, created_at, updated_at, position FROM federated_tasks{clauses}"
+    );
+    db.fetch_all(&sql, params).await
+}
+
+/// A task's rounds and updates, in round order.
+pub async fn federated_rounds(
+    db: &ReadModelDb,
+    task_id: &str,
+) -> Result<(Vec<FederatedRoundRow>, Vec<FederatedUpdateRow>), ProjectionError> {
+    let rounds = db
+        .fetch_all(
+            "SELECT round, status, trained_from, updates, model_sha256, epsilon, loss, accuracy, auc, opened_at, aggregated_at \
+             FROM federated_rounds WHERE task_id = ? ORDER BY round",
+            vec![Value::from(task_id)],
+        )
+        .await?;
+    let updates = db
+        .fetch_all(
+            "SELECT round, hospital, samples, sha256, loss, accuracy, auc, submitted_at FROM federated_updates \
+             WHERE task_id = ? ORDER BY round, hospital",
+            vec![Value::from(task_id)],
+        )
+        .await?;
+    Ok((rounds, updates))
+}

@@ -238,7 +238,9 @@ pub async fn run_every_projection(
     batch_size: usize,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    use crate::{AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, RecordIndex, SecurityProjection};
+    use crate::{
+        AccessLogProjection, AccessProjection, DashboardProjection, FederatedProjection, PatientDirectory, RecordIndex, SecurityProjection,
+    };
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -247,14 +249,16 @@ pub async fn run_every_projection(
     let access = Projector::new(AccessProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let dashboard = Projector::new(DashboardProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let access_log = Projector::new(AccessLogProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
-    let security = Projector::new(SecurityProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
+    let security = Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let federated = Projector::new(FederatedProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
     tokio::join!(
         patients.run(stopped(shutdown.clone())),
         records.run(stopped(shutdown.clone())),
         access.run(stopped(shutdown.clone())),
         dashboard.run(stopped(shutdown.clone())),
         access_log.run(stopped(shutdown.clone())),
-        security.run(stopped(shutdown)),
+        security.run(stopped(shutdown.clone())),
+        federated.run(stopped(shutdown)),
     );
 }
 

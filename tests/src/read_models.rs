@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use emr_eventstore::EventLog;
 use emr_projections::{
-    AccessLogProjection, AccessProjection, DashboardProjection, PatientDirectory, Projector, ReadModelDb, RecordIndex, SecurityProjection,
+    AccessLogProjection, AccessProjection, DashboardProjection, FederatedProjection, PatientDirectory, Projector, ReadModelDb, RecordIndex,
+    SecurityProjection,
 };
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::mariadb::TestDatabase;
 
 /// Every read-model table, checkpoints included.
-pub const TABLES: [&str; 18] = [
+pub const TABLES: [&str; 22] = [
     "patient_directory_checkpoint",
     "patients",
     "record_index_checkpoint",
@@ -32,6 +33,10 @@ pub const TABLES: [&str; 18] = [
     "security_checkpoint",
     "security_events",
     "security_risk",
+    "federated_checkpoint",
+    "federated_tasks",
+    "federated_rounds",
+    "federated_updates",
 ];
 
 /// Folds the log, as it stands, into every projection of `db`.
@@ -43,6 +48,7 @@ pub async fn fold_all(db: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) {
     Projector::new(DashboardProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(AccessLogProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(FederatedProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
 }
 
 /// Asserts that two dumps of every table ([`TestReadModels::dump_all`]) hold the

@@ -30,6 +30,7 @@ fn encoded(payload: &Payload) -> (Value, String, String) {
         Payload::SignIn(event) => parts(event),
         Payload::Session(event) => parts(event),
         Payload::Denial(event) => parts(event),
+        Payload::Federated(event) => parts(event),
     }
 }
 

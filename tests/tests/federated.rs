@@ -185,7 +185,13 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
         if i < 3 {
             members.insert(h.id().clone(), (i + 1) as u8);
             let sha = coordinator
-                .submit(&actor, task, 1, h.id().clone(), Update { vector: Vector::Masked(masked), samples: t.samples, metrics: None })
+                .submit(
+                    &CommandContext::new(actor),
+                    task,
+                    1,
+                    h.id().clone(),
+                    Update { vector: Vector::Masked(masked), samples: t.samples, metrics: None },
+                )
                 .await
                 .unwrap();
             // What the coordinator stored is the masked vector, nothing like the contribution.
@@ -250,4 +256,55 @@ async fn a_round_that_would_pass_the_epsilon_budget_is_refused_with_the_reason_i
     assert_eq!(refused[0]["round"], serde_json::json!(report.rounds.len() + 1));
     assert!(refused[0]["epsilon_would_be"].as_f64().unwrap() > 4.0, "{stopped}");
     assert_eq!(count(&log, "FederatedTaskCompleted"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_read_model_shows_each_round_its_epsilon_and_each_hospitals_figures_on_mariadb_and_sqlite() {
+    use emr_projections::queries::{federated_rounds, federated_tasks};
+    use emr_projections::{FederatedProjection, Projector};
+    use emr_tests::read_models::{Store, TestReadModels};
+
+    let federation = federation(backends::jetstream().await);
+    let privacy = DifferentialPrivacy {
+        mechanism: DpMechanism::DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, sample_rate: 0.1 },
+        delta: 1e-5,
+        epsilon_budget: 5.0,
+    };
+    let report = run_federated(&federation.coordinator, &Simulation { privacy: Some(privacy), rounds: 50, ..Simulation::reference(3) })
+        .await
+        .unwrap();
+    let aggregated = report.rounds.len();
+    assert!(report.stopped.is_some() && aggregated > 1);
+    let log = federation.backend.backend.log.clone();
+    for store in [Store::MariaDb, Store::Sqlite] {
+        let models = TestReadModels::fresh(store).await;
+        Projector::new(FederatedProjection, models.db.clone(), log.clone())
+            .with_batch_size(7)
+            .catch_up(log.head().await.unwrap())
+            .await
+            .unwrap();
+        let tasks = federated_tasks(&models.db, None, 10).await.unwrap();
+        assert_eq!(tasks.len(), 1, "{store:?}");
+        let task = &tasks[0];
+        assert_eq!(
+            (task.status.as_str(), task.rounds_aggregated, task.open_round),
+            ("budget_exhausted", aggregated as u64, None),
+            "{store:?}"
+        );
+        assert_eq!(task.epsilon_spent, report.rounds.last().unwrap().epsilon);
+        assert_eq!(task.epsilon_budget, Some(5.0));
+        let (rounds, updates) = federated_rounds(&models.db, &task.task_id).await.unwrap();
+        assert_eq!(rounds.len(), aggregated + 1, "the refused round is listed too");
+        for (row, figures) in rounds.iter().zip(&report.rounds) {
+            assert_eq!((row.status.as_str(), row.updates), ("aggregated", 3));
+            assert_eq!((row.epsilon, row.accuracy, row.auc), (figures.epsilon, Some(figures.test_accuracy), Some(figures.test_auc)));
+            assert_eq!(row.loss, Some(figures.train_loss));
+        }
+        let refused = rounds.last().unwrap();
+        assert_eq!(refused.status, "refused");
+        assert!(refused.epsilon.unwrap() > 5.0);
+        assert_eq!(updates.len(), 3 * aggregated);
+        assert!(updates.iter().all(|u| u.samples > 100 && u.accuracy.is_some_and(|a| a > 0.5)), "{store:?}");
+        models.remove().await;
+    }
 }

@@ -3,6 +3,7 @@
 mod access;
 mod access_log;
 mod dashboard;
+mod federated;
 mod patient_directory;
 mod record_index;
 mod security;
@@ -10,12 +11,13 @@ mod security;
 pub use access::AccessProjection;
 pub use access_log::AccessLogProjection;
 pub use dashboard::DashboardProjection;
+pub use federated::FederatedProjection;
 pub use patient_directory::PatientDirectory;
 pub use record_index::RecordIndex;
 pub use security::SecurityProjection;
 
 /// Every projection's name and checkpoint table, in the order `emr` runs them.
-pub fn checkpoints() -> [(&'static str, &'static str); 6] {
+pub fn checkpoints() -> [(&'static str, &'static str); 7] {
     use crate::projection::Projection;
     [
         (PatientDirectory::NAME, PatientDirectory.tables()[0]),
@@ -24,11 +26,12 @@ pub fn checkpoints() -> [(&'static str, &'static str); 6] {
         (DashboardProjection::NAME, DashboardProjection.tables()[0]),
         (AccessLogProjection::NAME, AccessLogProjection.tables()[0]),
         (SecurityProjection::NAME, SecurityProjection.tables()[0]),
+        (FederatedProjection::NAME, FederatedProjection.tables()[0]),
     ]
 }
 
 /// Names of every projection, in the order `emr` runs them.
-pub fn all() -> [&'static str; 6] {
+pub fn all() -> [&'static str; 7] {
     checkpoints().map(|(name, _)| name)
 }
 

@@ -303,3 +303,54 @@ pub(crate) async fn model(State(state): State<AppState>, caller: Caller, Path(id
     let parameters = coordinator(&state)?.global_model(task_id).await?;
     Ok(Json(GlobalModel { version: task.rounds_aggregated(), sha256, parameters }))
 }
+
+/// Filters of the task list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TaskFilter {
+    /// created, running, completed, budget_exhausted, cancelled or failed.
+    status: Option<String>,
+    /// At most this many (1–500, default 50).
+    limit: Option<u32>,
+}
+
+/// The dashboards' reads are for coordinators and auditors; a hospital reads its own tasks
+/// through `GET /v1/federated/tasks/{id}`.
+async fn dashboard_reader(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    if caller.actor.role == Role::Hospital {
+        let denied = emr_domain::access::Denied::RoleNotPermitted { role: Role::Hospital, action: Action::ReadDashboard };
+        return Err(denied.into());
+    }
+    state.clinic.authorize(&caller.actor, Action::ReadFederatedTask, Subject::default()).await?;
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/v1/read/federated-tasks", tag = "read models", summary = "Federated tasks: status, rounds, ε (researchers, auditors)", params(TaskFilter), responses((status = 200, description = "tasks, most recently changed first"), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    filter: Result<axum::extract::Query<TaskFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<emr_projections::queries::FederatedTaskRow>>, ApiError> {
+    let axum::extract::Query(filter) = filter?;
+    dashboard_reader(&state, &caller).await?;
+    let models = super::read::models(&state)?;
+    Ok(Json(emr_projections::queries::federated_tasks(&models.db, filter.status.as_deref(), filter.limit.unwrap_or(50)).await?))
+}
+
+/// A task's rounds and the hospitals' updates.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RoundsView {
+    #[schema(value_type = Vec<Object>)]
+    rounds: Vec<emr_projections::queries::FederatedRoundRow>,
+    #[schema(value_type = Vec<Object>)]
+    updates: Vec<emr_projections::queries::FederatedUpdateRow>,
+}
+
+#[utoipa::path(get, path = "/v1/read/federated-tasks/{task_id}/rounds", tag = "read models", summary = "A federated task's rounds (ε, held-out figures) and each hospital's reported figures", params(("task_id" = String, Path)), responses((status = 200, body = RoundsView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn rounds(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<RoundsView>, ApiError> {
+    let task_id = task_path(&id)?;
+    dashboard_reader(&state, &caller).await?;
+    let models = super::read::models(&state)?;
+    let (rounds, updates) = emr_projections::queries::federated_rounds(&models.db, &task_id.to_string()).await?;
+    Ok(Json(RoundsView { rounds, updates }))
+}

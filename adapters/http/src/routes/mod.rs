@@ -82,6 +82,8 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/federated/tasks/{task_id}/rounds/{round}/aggregation", post(federated::aggregate))
         .route("/v1/federated/tasks/{task_id}/completion", post(federated::complete))
         .route("/v1/federated/tasks/{task_id}/model", get(federated::model))
+        .route("/v1/read/federated-tasks", get(federated::list))
+        .route("/v1/read/federated-tasks/{task_id}/rounds", get(federated::rounds))
         .route("/v1/log", get(log::read))
         .route("/v1/audit/{aggregate_type}/{aggregate_id}/history", get(log::history))
         .route("/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt", get(log::receipt))
