@@ -17,7 +17,7 @@ use emr_eventstore::EventStorePorts;
 use emr_federated::simulate::{Report, Simulation, run_federated};
 use emr_federated::{Coordinator, DirectoryModelStore, Hospital, ModelStore, SecureRound, Update, Vector};
 use emr_learning::data::{Dataset, Scaler};
-use emr_learning::secure::{Participant, Roster, SealedShare};
+use emr_learning::secure::InProcessRound;
 use emr_learning::strategy::{ClientModel, aggregate};
 use emr_tests::backends::{self, TestBackend};
 use serde_json::Value;
@@ -171,17 +171,14 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
     coordinator.open_round(&CommandContext::new(actor), task).await.unwrap();
     let global = coordinator.global_model(task).await.unwrap();
 
-    // All four exchange keys and shares; hospital 4 masks its update and then drops out.
-    let (mut participants, adverts): (Vec<Participant>, Vec<_>) = (1..=4).map(|m| Participant::new(m).unwrap()).unzip();
-    let roster = Roster::new(&adverts, 3, format!("{task}/1").as_bytes()).unwrap();
-    let sealed: Vec<SealedShare> = participants.iter().flat_map(|p| p.share(&roster).unwrap()).collect();
-    participants.iter_mut().for_each(|p| p.receive(&roster, &sealed).unwrap());
+    // All four exchange keys and shares (threshold 3); hospital 4 masks its update and then drops out.
+    let session = InProcessRound::new(4, format!("{task}/1").as_bytes()).unwrap();
     let mut trained = Vec::new();
     let mut members = BTreeMap::new();
     for (i, h) in hospitals.iter().enumerate() {
         let t = h.train(&spec, &global, 0).unwrap();
         let contribution = Hospital::secure_contribution(&spec, &global, &t);
-        let masked = participants[i].mask(&roster, &contribution).unwrap();
+        let masked = session.mask(i, &contribution).unwrap();
         if i < 3 {
             members.insert(h.id().clone(), (i + 1) as u8);
             let sha = coordinator
@@ -205,9 +202,8 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
         }
     }
     let survivors: BTreeSet<u8> = members.values().copied().collect();
-    let dropped: BTreeSet<u8> = [4].into();
-    let revealed = participants[..3].iter().flat_map(|p| p.reveal(&survivors, &dropped).unwrap()).collect();
-    let secure = SecureRound { roster, members, revealed };
+    let revealed = session.reveal(&survivors).unwrap();
+    let secure = SecureRound { roster: session.roster().clone(), members, revealed };
     let next = coordinator.aggregate(&CommandContext::new(actor), task, 1, Some(&secure), |_| None).await.unwrap();
 
     let plain = aggregate(

@@ -14,7 +14,7 @@
 //! - logistic regression from zero, float64, 5 full-batch steps at rate 0.5 per
 //!   hospital per round, 50 rounds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use emr_domain::actor::{Actor, Role};
 use emr_domain::federated::{DifferentialPrivacy, ModelKind, ModelMetrics, ModelSpec, Precision, Strategy, TaskSpec};
@@ -23,7 +23,7 @@ use emr_domain::metadata::CommandContext;
 use emr_learning::data::{Dataset, Moments, Scaler};
 use emr_learning::metrics::evaluate;
 use emr_learning::model::{LocalTraining, Model, ModelError};
-use emr_learning::secure::{self, Member, Participant, RevealedShare, Roster, SealedShare, SecureAggregationError};
+use emr_learning::secure::{self, InProcessRound, Member, SecureAggregationError};
 use serde::Serialize;
 
 use crate::coordinator::{Coordinator, CoordinatorError, RoundOpening, SecureRound, Update};
@@ -237,60 +237,14 @@ fn split(simulation: &Simulation) -> Result<Split, SimulationError> {
 fn federated_scaler(parts: &[Dataset]) -> Result<Scaler, SimulationError> {
     let vectors: Vec<Vec<f64>> = parts.iter().map(|p| p.moments().to_vector()).collect();
     let total = if vectors.len() >= 2 {
-        let session = SecureSession::new(vectors.len(), b"standardisation")?;
+        let session = InProcessRound::new(vectors.len(), b"standardisation")?;
         let masked = session.mask_all(&vectors)?;
         let revealed = session.reveal(&masked.keys().copied().collect())?;
-        secure::unmask(&session.roster, &masked, &revealed)?
+        secure::unmask(session.roster(), &masked, &revealed)?
     } else {
         vectors[0].clone()
     };
     Ok(Scaler::from_moments(&Moments::from_vector(&total)))
-}
-
-/// Every member's side of one secure aggregation, held in one process.
-struct SecureSession {
-    roster: Roster,
-    participants: Vec<Participant>,
-}
-
-impl SecureSession {
-    /// Members 1 … `members`, threshold ⌈2n/3⌉ (at least 2), keys advertised and shares exchanged.
-    fn new(members: usize, context: &[u8]) -> Result<Self, SecureAggregationError> {
-        let mut participants = Vec::new();
-        let mut advertisements = Vec::new();
-        for member in 1..=members {
-            let (participant, advertisement) = Participant::new(member as Member)?;
-            participants.push(participant);
-            advertisements.push(advertisement);
-        }
-        let threshold = (2 * members).div_ceil(3).max(2);
-        let roster = Roster::new(&advertisements, threshold, context)?;
-        let sealed: Vec<SealedShare> = participants.iter().map(|p| p.share(&roster)).collect::<Result<Vec<_>, _>>()?.concat();
-        for participant in &mut participants {
-            participant.receive(&roster, &sealed)?;
-        }
-        Ok(Self { roster, participants })
-    }
-
-    fn mask(&self, member: usize, values: &[f64]) -> Result<Vec<u64>, SecureAggregationError> {
-        self.participants[member].mask(&self.roster, values)
-    }
-
-    fn mask_all(&self, vectors: &[Vec<f64>]) -> Result<BTreeMap<Member, Vec<u64>>, SecureAggregationError> {
-        vectors.iter().enumerate().map(|(i, v)| Ok(((i + 1) as Member, self.mask(i, v)?))).collect()
-    }
-
-    /// The survivors' revealed shares once `survivors` are known.
-    fn reveal(&self, survivors: &BTreeSet<Member>) -> Result<Vec<RevealedShare>, SecureAggregationError> {
-        let dropped: BTreeSet<Member> = self.roster.members().filter(|m| !survivors.contains(m)).collect();
-        let mut revealed = Vec::new();
-        for (i, participant) in self.participants.iter().enumerate() {
-            if survivors.contains(&((i + 1) as Member)) {
-                revealed.extend(participant.reveal(survivors, &dropped)?);
-            }
-        }
-        Ok(revealed)
-    }
 }
 
 fn figures(model: &Model, parameters: &[f64], split: &Split, round: u32, epsilon: Option<f64>) -> Result<RoundFigures, ModelError> {
@@ -347,7 +301,7 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
         };
         let global = coordinator.global_model(task).await?;
         let session = if spec.secure_aggregation {
-            Some(SecureSession::new(split.hospitals.len(), format!("{task}/{round}").as_bytes())?)
+            Some(InProcessRound::new(split.hospitals.len(), format!("{task}/{round}").as_bytes())?)
         } else {
             None
         };
@@ -370,7 +324,7 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
         let secure = match &session {
             Some(session) => {
                 let survivors = members.values().copied().collect();
-                Some(SecureRound { roster: session.roster.clone(), members, revealed: session.reveal(&survivors)? })
+                Some(SecureRound { roster: session.roster().clone(), members, revealed: session.reveal(&survivors)? })
             }
             None => None,
         };

@@ -237,11 +237,6 @@ impl Participant {
         Ok((Self { member, sealing, masking, self_seed: random_bytes()?, held: BTreeMap::new() }, advertisement))
     }
 
-    /// This member's number.
-    pub fn member_number(&self) -> Member {
-        self.member
-    }
-
     /// Splits the self-mask seed and the mask key into one sealed share per member
     /// (this one's own share included, kept like any other).
     pub fn share(&self, roster: &Roster) -> Result<Vec<SealedShare>> {
@@ -367,47 +362,81 @@ pub fn unmask(roster: &Roster, masked: &BTreeMap<Member, Vec<u64>>, revealed: &[
     Ok(sum.into_iter().map(decode).collect())
 }
 
+/// Every member's side of one run held in one process: for simulations, tests and
+/// benchmarks of the protocol (a deployment runs each [`Participant`] at its hospital).
+pub struct InProcessRound {
+    roster: Roster,
+    participants: Vec<Participant>,
+}
+
+impl InProcessRound {
+    /// Members 1 … `members`, threshold ⌈2n/3⌉ (at least 2), keys advertised and
+    /// shares exchanged.
+    pub fn new(members: usize, context: &[u8]) -> Result<Self> {
+        let mut participants = Vec::new();
+        let mut advertisements = Vec::new();
+        for member in 1..=members {
+            let member = Member::try_from(member).map_err(|_| SecureAggregationError::Threshold { threshold: 0, members })?;
+            let (participant, advertisement) = Participant::new(member)?;
+            participants.push(participant);
+            advertisements.push(advertisement);
+        }
+        let roster = Roster::new(&advertisements, (2 * members).div_ceil(3).max(2), context)?;
+        let sealed: Vec<SealedShare> = participants.iter().map(|p| p.share(&roster)).collect::<Result<Vec<_>>>()?.concat();
+        for participant in &mut participants {
+            participant.receive(&roster, &sealed)?;
+        }
+        Ok(Self { roster, participants })
+    }
+
+    /// The run's roster.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// Member `index + 1`'s vector, masked.
+    pub fn mask(&self, index: usize, values: &[f64]) -> Result<Vec<u64>> {
+        let participant = self.participants.get(index).ok_or(SecureAggregationError::UnknownMember((index + 1) as Member))?;
+        participant.mask(&self.roster, values)
+    }
+
+    /// Every vector masked by its member, keyed by member number.
+    pub fn mask_all(&self, vectors: &[Vec<f64>]) -> Result<BTreeMap<Member, Vec<u64>>> {
+        vectors.iter().enumerate().map(|(i, v)| Ok((self.participants[i].member, self.mask(i, v)?))).collect()
+    }
+
+    /// The shares the survivors reveal once `survivors` are known.
+    pub fn reveal(&self, survivors: &BTreeSet<Member>) -> Result<Vec<RevealedShare>> {
+        let dropped: BTreeSet<Member> = self.roster.members().filter(|m| !survivors.contains(m)).collect();
+        let mut revealed = Vec::new();
+        for participant in self.participants.iter().filter(|p| survivors.contains(&p.member)) {
+            revealed.extend(participant.reveal(survivors, &dropped)?);
+        }
+        Ok(revealed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Run {
-        roster: Roster,
-        participants: Vec<Participant>,
-    }
-
-    fn setup(members: u8, threshold: usize) -> Run {
-        let (mut participants, advertisements): (Vec<_>, Vec<_>) =
-            (1..=members).map(|m| Participant::new(m).unwrap_or_else(|e| panic!("{e}"))).unzip();
-        let roster = Roster::new(&advertisements, threshold, b"task 1, round 1").unwrap_or_else(|e| panic!("{e}"));
-        let sealed: Vec<SealedShare> = participants.iter().flat_map(|p| p.share(&roster).unwrap_or_default()).collect();
-        for p in &mut participants {
-            p.receive(&roster, &sealed).unwrap_or_else(|e| panic!("{e}"));
-        }
-        Run { roster, participants }
+    fn setup(members: u8, threshold: usize) -> InProcessRound {
+        let round = InProcessRound::new(usize::from(members), b"task 1, round 1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(round.roster().threshold(), threshold);
+        round
     }
 
     fn vectors(members: u8) -> Vec<Vec<f64>> {
         (0..members).map(|m| (0..50).map(|i| (f64::from(m) + 1.0) * (f64::from(i) - 20.0) / 7.0).collect()).collect()
     }
 
-    fn run_round(run: &Run, inputs: &[Vec<f64>], arrive: &[Member]) -> Result<(Vec<f64>, BTreeMap<Member, Vec<u64>>)> {
-        let masked: BTreeMap<Member, Vec<u64>> = run
-            .participants
-            .iter()
-            .filter(|p| arrive.contains(&p.member))
-            .map(|p| Ok((p.member, p.mask(&run.roster, &inputs[usize::from(p.member) - 1])?)))
-            .collect::<Result<_>>()?;
-        let survivors: BTreeSet<Member> = masked.keys().copied().collect();
-        let dropped: BTreeSet<Member> = run.roster.members().filter(|m| !survivors.contains(m)).collect();
-        let revealed: Vec<RevealedShare> = run
-            .participants
-            .iter()
-            .filter(|p| survivors.contains(&p.member))
-            .map(|p| p.reveal(&survivors, &dropped))
-            .collect::<Result<Vec<_>>>()?
-            .concat();
-        Ok((unmask(&run.roster, &masked, &revealed)?, masked))
+    type MaskedVectors = BTreeMap<Member, Vec<u64>>;
+
+    fn run_round(run: &InProcessRound, inputs: &[Vec<f64>], arrive: &[Member]) -> Result<(Vec<f64>, MaskedVectors)> {
+        let masked: MaskedVectors =
+            arrive.iter().map(|&m| Ok((m, run.mask(usize::from(m) - 1, &inputs[usize::from(m) - 1])?))).collect::<Result<_>>()?;
+        let revealed = run.reveal(&masked.keys().copied().collect())?;
+        Ok((unmask(run.roster(), &masked, &revealed)?, masked))
     }
 
     fn plain_sum(inputs: &[Vec<f64>], members: &[Member]) -> Vec<f64> {
@@ -422,21 +451,21 @@ mod tests {
 
     #[test]
     fn the_unmasked_sum_equals_the_plain_sum() {
-        let run = setup(5, 3);
+        let run = setup(5, 4);
         let inputs = vectors(5);
         let (sum, _) = run_round(&run, &inputs, &[1, 2, 3, 4, 5]).unwrap_or_else(|e| panic!("{e}"));
         assert_close(&sum, &plain_sum(&inputs, &[1, 2, 3, 4, 5]));
     }
 
     #[test]
-    fn a_member_dropping_out_after_sharing_leaves_the_sum_of_the_others() {
-        let run = setup(5, 3);
-        let inputs = vectors(5);
-        let (sum, _) = run_round(&run, &inputs, &[1, 2, 4, 5]).unwrap_or_else(|e| panic!("{e}"));
-        assert_close(&sum, &plain_sum(&inputs, &[1, 2, 4, 5]));
-        let (sum, _) = run_round(&run, &inputs, &[2, 3, 5]).unwrap_or_else(|e| panic!("{e}"));
-        assert_close(&sum, &plain_sum(&inputs, &[2, 3, 5]));
-        assert_eq!(run_round(&run, &inputs, &[1, 2]).err(), Some(SecureAggregationError::TooFewSurvivors { got: 2, needed: 3 }));
+    fn members_dropping_out_after_sharing_leave_the_sum_of_the_others() {
+        let run = setup(6, 4);
+        let inputs = vectors(6);
+        let (sum, _) = run_round(&run, &inputs, &[1, 2, 4, 5, 6]).unwrap_or_else(|e| panic!("{e}"));
+        assert_close(&sum, &plain_sum(&inputs, &[1, 2, 4, 5, 6]));
+        let (sum, _) = run_round(&run, &inputs, &[2, 3, 5, 6]).unwrap_or_else(|e| panic!("{e}"));
+        assert_close(&sum, &plain_sum(&inputs, &[2, 3, 5, 6]));
+        assert_eq!(run_round(&run, &inputs, &[1, 2, 3]).err(), Some(SecureAggregationError::TooFewSurvivors { got: 3, needed: 4 }));
     }
 
     #[test]

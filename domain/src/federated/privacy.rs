@@ -58,7 +58,7 @@ impl SampledGaussian {
         if !(0.0..=1.0).contains(&self.sample_rate) {
             return Err(PrivacyError::SampleRate(self.sample_rate));
         }
-        if !(self.noise_multiplier >= 0.0) {
+        if self.noise_multiplier.is_nan() || self.noise_multiplier < 0.0 {
             return Err(PrivacyError::NoiseMultiplier(self.noise_multiplier));
         }
         Ok(())

@@ -18,7 +18,7 @@ use emr_domain::DomainServices;
 use emr_domain::federated::Strategy;
 use emr_federated::simulate::{Simulation, run_federated};
 use emr_federated::{Coordinator, DirectoryModelStore};
-use emr_learning::secure::{Participant, Roster, SealedShare, unmask};
+use emr_learning::secure::{InProcessRound, unmask};
 use emr_learning::strategy::{ClientModel, aggregate};
 use emr_tests::backends;
 use rand::{Rng, SeedableRng};
@@ -55,20 +55,11 @@ fn models(clients: usize, parameters: usize) -> Vec<ClientModel> {
 
 /// Masks every client's vector and unmasks their sum; returns (mask seconds per client, unmask seconds).
 fn secure_round(vectors: &[ClientModel]) -> (f64, f64) {
-    let (mut participants, adverts): (Vec<Participant>, Vec<_>) = (1..=vectors.len()).map(|m| Participant::new(m as u8).unwrap()).unzip();
-    let roster = Roster::new(&adverts, (2 * vectors.len()).div_ceil(3).max(2), b"bench").unwrap();
-    let sealed: Vec<SealedShare> = participants.iter().flat_map(|p| p.share(&roster).unwrap()).collect();
-    participants.iter_mut().for_each(|p| p.receive(&roster, &sealed).unwrap());
-    let (masked, mask_seconds) = seconds(|| {
-        participants
-            .iter()
-            .zip(vectors)
-            .map(|(p, v)| (p.member_number(), p.mask(&roster, &v.parameters).unwrap()))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    });
-    let survivors = masked.keys().copied().collect();
-    let revealed: Vec<_> = participants.iter().flat_map(|p| p.reveal(&survivors, &Default::default()).unwrap()).collect();
-    let (_, unmask_seconds) = seconds(|| unmask(&roster, &masked, &revealed).unwrap());
+    let round = InProcessRound::new(vectors.len(), b"bench").unwrap();
+    let plain: Vec<Vec<f64>> = vectors.iter().map(|v| v.parameters.clone()).collect();
+    let (masked, mask_seconds) = seconds(|| round.mask_all(&plain).unwrap());
+    let revealed = round.reveal(&masked.keys().copied().collect()).unwrap();
+    let (_, unmask_seconds) = seconds(|| unmask(round.roster(), &masked, &revealed).unwrap());
     (mask_seconds / vectors.len() as f64, unmask_seconds)
 }
 
