@@ -58,6 +58,7 @@ async fn three_hospital_clients_train_a_shared_model_through_the_api() {
     let api = served.api.clone();
     let admin = accounts::sign_in(&api.http, &api.base, "fl_admin").await;
     let researcher = open(&api, &admin, "fl_researcher", "researcher").await;
+    let other_researcher = open(&api, &admin, "fl_other", "researcher").await;
     let mut tokens = Vec::new();
     for code in HOSPITALS {
         tokens.push(open(&api, &admin, code, "hospital").await);
@@ -85,6 +86,9 @@ async fn three_hospital_clients_train_a_shared_model_through_the_api() {
     // A hospital's account coordinates nothing; a researcher submits nothing.
     let (status, refused) = api.post(&format!("/v1/federated/tasks/{task}/start"), Some(&tokens[0]), &json!({})).await;
     assert_eq!((status, refused["code"].as_str()), (403, Some("role-not-permitted")), "{refused}");
+    // Each task has one coordinator: the researcher who created it.
+    let (status, refused) = api.post(&format!("/v1/federated/tasks/{task}/start"), Some(&other_researcher), &json!({})).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("not-task-coordinator")), "{refused}");
     let (status, started) = api.post(&format!("/v1/federated/tasks/{task}/start"), Some(&researcher), &json!({})).await;
     assert_eq!(status, 200, "{started}");
 

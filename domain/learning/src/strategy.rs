@@ -125,11 +125,15 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// scipy's `trim_mean`: cut ⌊β·n⌋ values from each end, average the rest.
+/// scipy's `trim_mean`: cut ⌊β·n⌋ values from each end, average the rest. Two
+/// selections put the kept values in the middle (unordered), as numpy's partition does.
 fn trimmed_mean(values: &mut [f64], beta: f64) -> f64 {
-    sort(values);
     let n = values.len();
     let cut = (beta * n as f64) as usize;
+    if cut > 0 {
+        values.select_nth_unstable_by(cut, f64::total_cmp);
+        values[cut..].select_nth_unstable_by(n - 2 * cut - 1, f64::total_cmp);
+    }
     let kept = &values[cut..n - cut];
     kept.iter().sum::<f64>() / kept.len() as f64
 }

@@ -334,6 +334,7 @@ struct OpenRound {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FederatedTask {
     task_id: Option<TaskId>,
+    coordinator: Option<UserId>,
     spec: Option<TaskSpec>,
     status: TaskStatus,
     model: Option<Sha256Digest>,
@@ -346,6 +347,11 @@ impl FederatedTask {
     /// Where the task stands.
     pub fn status(&self) -> TaskStatus {
         self.status
+    }
+
+    /// The researcher who created it, and who alone runs it.
+    pub fn coordinator(&self) -> Option<UserId> {
+        self.coordinator
     }
 
     /// Its specification (once created).
@@ -533,8 +539,9 @@ impl Aggregate for FederatedTask {
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            TaskEvent::TaskCreated { task_id, spec, initial_model, .. } => {
+            TaskEvent::TaskCreated { task_id, spec, initial_model, created_by } => {
                 self.task_id = Some(task_id);
+                self.coordinator = Some(created_by);
                 self.spec = Some(spec);
                 self.model = Some(initial_model);
                 self.status = TaskStatus::Created;

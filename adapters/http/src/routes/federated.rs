@@ -124,7 +124,22 @@ fn task_path(id: &str) -> Result<TaskId, ApiError> {
     path_id(id, "federated task id")
 }
 
-/// Runs a researcher's `step` on task `id` and answers the task as it then stands.
+/// Refuses a researcher other than the task's creator: each task has one coordinator.
+async fn ensure_coordinator(state: &AppState, context: &CommandContext, task_id: TaskId) -> Result<&Coordinator, ApiError> {
+    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
+    let coordinator = coordinator(state)?;
+    match coordinator.task(task_id).await?.coordinator() {
+        Some(creator) if creator != context.actor.user_id => Err(ApiError::Problem(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not-task-coordinator",
+            "Not allowed",
+            "only the researcher who created the task runs it",
+        ))),
+        _ => Ok(coordinator),
+    }
+}
+
+/// Runs the task coordinator's `step` on task `id` and answers the task as it then stands.
 async fn coordinated(
     state: &AppState,
     context: &CommandContext,
@@ -132,8 +147,7 @@ async fn coordinated(
     step: impl AsyncFnOnce(&Coordinator, TaskId) -> Result<(), CoordinatorError>,
 ) -> Result<TaskView, ApiError> {
     let task_id = task_path(id)?;
-    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
-    let coordinator = coordinator(state)?;
+    let coordinator = ensure_coordinator(state, context, task_id).await?;
     step(coordinator, task_id).await?;
     view(task_id, &coordinator.task(task_id).await?)
 }
@@ -189,8 +203,7 @@ pub(crate) async fn open_round(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RoundView>), ApiError> {
     let task_id = task_path(&id)?;
-    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
-    match coordinator(&state)?.open_round(&context, task_id).await? {
+    match ensure_coordinator(&state, &context, task_id).await?.open_round(&context, task_id).await? {
         RoundOpening::Opened { round, model, epsilon_after } => {
             Ok((StatusCode::CREATED, Json(RoundView { round, model: model.to_string(), epsilon_after })))
         }
