@@ -125,7 +125,7 @@ fn task_path(id: &str) -> Result<TaskId, ApiError> {
 }
 
 /// Refuses a researcher other than the task's creator: each task has one coordinator.
-async fn ensure_coordinator(state: &AppState, context: &CommandContext, task_id: TaskId) -> Result<&Coordinator, ApiError> {
+async fn ensure_coordinator<'a>(state: &'a AppState, context: &CommandContext, task_id: TaskId) -> Result<&'a Coordinator, ApiError> {
     state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
     let coordinator = coordinator(state)?;
     match coordinator.task(task_id).await?.coordinator() {
