@@ -11,7 +11,7 @@ use emr_domain::ids::{HospitalId, TaskId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::values::Sha256Digest;
 use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, StoreError};
-use emr_learning::model::clip_factor;
+use emr_learning::model::clipped_update;
 use emr_learning::secure::{self, Member, RevealedShare, Roster, SecureAggregationError};
 use emr_learning::strategy::{AggregationError, ClientModel, aggregate};
 use rand::SeedableRng;
@@ -69,6 +69,7 @@ pub enum RoundOpening {
 
 /// What the coordinator needs to unmask a securely aggregated round: the roster of
 /// the round's members (hospital → member number) and the shares survivors revealed.
+#[derive(Clone)]
 pub struct SecureRound {
     /// The members' public keys and threshold.
     pub roster: Roster,
@@ -167,8 +168,12 @@ impl Coordinator {
 
     /// The current global model.
     pub async fn global_model(&self, task: TaskId) -> Result<Vec<f64>, CoordinatorError> {
-        let digest = self.task(task).await?.model().ok_or(TaskError::NotFound)?;
-        match self.models.get(&digest).await? {
+        self.plain_model(self.task(task).await?.model()).await
+    }
+
+    /// The parameters of the global model stored under `digest`.
+    async fn plain_model(&self, digest: Option<Sha256Digest>) -> Result<Vec<f64>, CoordinatorError> {
+        match self.models.get(&digest.ok_or(TaskError::NotFound)?).await? {
             Vector::Plain(parameters) => Ok(parameters),
             Vector::Masked(_) => Err(CoordinatorError::Update("the global model is stored masked".into())),
         }
@@ -216,7 +221,7 @@ impl Coordinator {
     ) -> Result<Vec<f64>, CoordinatorError> {
         let state = self.task(task).await?;
         let spec = state.spec().ok_or(TaskError::NotFound)?.clone();
-        let global = self.global_model(task).await?;
+        let global = self.plain_model(state.model()).await?;
         let mut updates = Vec::new();
         for (hospital, receipt) in state.open_updates() {
             updates.push((hospital.clone(), receipt.samples, self.models.get(&receipt.sha256).await?));
@@ -225,7 +230,8 @@ impl Coordinator {
             Some(seed) => ChaCha20Rng::seed_from_u64(seed ^ u64::from(round)),
             None => ChaCha20Rng::from_os_rng(),
         };
-        let unmasking = secure_sum_input(secure);
+        // Owned, to move to the blocking thread.
+        let unmasking = secure.cloned();
         let next = tokio::task::spawn_blocking(move || combine(&spec, &global, updates, unmasking, noise))
             .await
             .map_err(|e| CoordinatorError::Update(format!("aggregation stopped: {e}")))??;
@@ -241,23 +247,12 @@ impl Coordinator {
     }
 }
 
-/// What `combine` needs of a secure round, owned so it can move to a blocking thread.
-struct Unmasking {
-    roster: Roster,
-    members: BTreeMap<HospitalId, Member>,
-    revealed: Vec<RevealedShare>,
-}
-
-fn secure_sum_input(secure: Option<&SecureRound>) -> Option<Unmasking> {
-    secure.map(|s| Unmasking { roster: s.roster.clone(), members: s.members.clone(), revealed: s.revealed.clone() })
-}
-
 /// The next global model from the round's updates.
 fn combine(
     spec: &TaskSpec,
     global: &[f64],
     updates: Vec<(HospitalId, u64, Vector)>,
-    secure: Option<Unmasking>,
+    secure: Option<SecureRound>,
     mut noise: ChaCha20Rng,
 ) -> Result<Vec<f64>, CoordinatorError> {
     let client_dp = spec.privacy.and_then(|p| match p.mechanism {
@@ -301,9 +296,8 @@ fn combine(
         Some((clip_norm, sigma)) => {
             let mut mean = vec![0.0; global.len()];
             for model in &models {
-                let delta: Vec<f64> = model.parameters.iter().zip(global).map(|(w, g)| w - g).collect();
-                let scale = clip_factor(&delta, clip_norm);
-                mean.iter_mut().zip(&delta).for_each(|(m, d)| *m += d * scale / participants);
+                let clipped = clipped_update(&model.parameters, global, clip_norm);
+                mean.iter_mut().zip(&clipped).for_each(|(m, d)| *m += d / participants);
             }
             add_noise(mean, clip_norm, sigma)
         }

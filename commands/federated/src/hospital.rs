@@ -5,7 +5,7 @@ use emr_domain::federated::{DpMechanism, ModelMetrics, TaskSpec};
 use emr_domain::ids::HospitalId;
 use emr_learning::data::Dataset;
 use emr_learning::metrics::evaluate;
-use emr_learning::model::{DpSgd, LocalTraining, Model, ModelError, clip_factor};
+use emr_learning::model::{DpSgd, LocalTraining, Model, ModelError, clipped_update};
 
 /// One hospital's data and model.
 #[derive(Debug, Clone)]
@@ -64,11 +64,7 @@ impl Hospital {
     /// the total count is FedAvg).
     pub fn secure_contribution(spec: &TaskSpec, global: &[f64], trained: &Trained) -> Vec<f64> {
         match spec.privacy.map(|p| p.mechanism) {
-            Some(DpMechanism::ClientLevel { clip_norm, .. }) => {
-                let delta: Vec<f64> = trained.parameters.iter().zip(global).map(|(w, g)| w - g).collect();
-                let scale = clip_factor(&delta, clip_norm);
-                delta.into_iter().map(|d| d * scale).collect()
-            }
+            Some(DpMechanism::ClientLevel { clip_norm, .. }) => clipped_update(&trained.parameters, global, clip_norm),
             _ => trained.parameters.iter().map(|w| w * trained.samples as f64).collect(),
         }
     }

@@ -256,6 +256,14 @@ impl Model {
     }
 }
 
+/// A model's change from `global`, w − w_global, scaled to L2 norm at most `bound`:
+/// what client-level privacy adds up (its sum then has sensitivity `bound`).
+pub fn clipped_update(parameters: &[f64], global: &[f64], bound: f64) -> Vec<f64> {
+    let delta: Vec<f64> = parameters.iter().zip(global).map(|(w, g)| w - g).collect();
+    let scale = clip_factor(&delta, bound);
+    delta.into_iter().map(|d| d * scale).collect()
+}
+
 /// The factor that scales `vector` to L2 norm at most `bound`.
 pub fn clip_factor(vector: &[f64], bound: f64) -> f64 {
     let norm = vector.iter().map(|v| v * v).sum::<f64>().sqrt();
