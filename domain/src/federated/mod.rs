@@ -6,12 +6,15 @@
 //!   ε budget is refused with a [`TaskEvent::RoundRefused`] event saying why.
 //! - [`spec`] holds what a task fixes (model, hospitals, strategy, privacy) and the
 //!   combinations it refuses (robust strategies under secure aggregation).
+//! - [`secure`] relays the secure-aggregation protocol of a round step by step,
+//!   so the coordinator only ever sees the sum of the masked updates.
 //! - [`privacy`] is the Rényi-DP accountant that prices each round in ε.
 //!
 //! The numerics (training, aggregation strategies, masking) live in the
 //! `emr-learning` crate; this module only decides what may happen.
 
 pub mod privacy;
+pub mod secure;
 pub mod spec;
 mod task;
 

@@ -266,6 +266,13 @@ impl TaskSpec {
     /// Most parameters a model may have.
     pub const MAX_PARAMETERS: u64 = 100_000_000;
 
+    /// A hospital's number in the secure-aggregation protocol: its place among the
+    /// enrolled hospitals, from 1 (an evaluation point of the secret shares).
+    pub fn member_number(&self, hospital: &HospitalId) -> Option<u8> {
+        let index = self.hospitals.iter().position(|h| h == hospital)?;
+        u8::try_from(index + 1).ok()
+    }
+
     /// Checks every field and every combination the coordinator cannot run.
     pub fn validate(&self) -> Result<(), SpecError> {
         check(!self.name.trim().is_empty() && self.name.chars().count() <= Self::MAX_NAME_LEN, "name", "1 to 200 characters")?;
@@ -310,6 +317,8 @@ impl TaskSpec {
         }
         // Secret shares are taken over GF(256): one evaluation point per hospital.
         check(!self.secure_aggregation || self.hospitals.len() <= 255, "hospitals", "at most 255 hospitals under secure aggregation")?;
+        // A secret shared among fewer than two hospitals is not shared.
+        check(!self.secure_aggregation || self.min_participants >= 2, "min_participants", "at least 2 under secure aggregation")?;
         Ok(())
     }
 

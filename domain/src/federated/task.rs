@@ -13,6 +13,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use super::secure::{SecureAdvance, SecureError, SecureMessage, SecureRound};
 use super::spec::{SpecError, TaskSpec};
 use crate::clock::DomainServices;
 use crate::decided::write_decided;
@@ -90,6 +91,21 @@ pub enum TaskCommand {
         model: Sha256Digest,
         /// The coordinator's figures for it on a held-out split, if it has one.
         metrics: Option<ModelMetrics>,
+    },
+    /// An enrolled hospital sends its message for the current step of the open
+    /// round's secure aggregation.
+    SubmitSecureMessage {
+        /// The round.
+        round: u32,
+        /// The hospital.
+        hospital: HospitalId,
+        /// The message.
+        message: SecureMessage,
+    },
+    /// The coordinator moves the open round's secure aggregation to its next step.
+    AdvanceSecureRound {
+        /// The round.
+        round: u32,
     },
     /// The coordinator ends a task that ran all its rounds.
     Complete,
@@ -175,6 +191,22 @@ pub enum TaskEvent {
         /// The coordinator's figures on a held-out split.
         metrics: Option<ModelMetrics>,
     },
+    /// A hospital sent its message for a step of the round's secure aggregation.
+    SecureMessageSubmitted {
+        /// The round.
+        round: u32,
+        /// The hospital.
+        hospital: HospitalId,
+        /// The message (public keys, sealed shares, revealed shares).
+        message: SecureMessage,
+    },
+    /// The round's secure aggregation moved to its next step.
+    SecureRoundAdvanced {
+        /// The round.
+        round: u32,
+        /// What the step fixes.
+        advance: SecureAdvance,
+    },
     /// Every round ran.
     TaskCompleted {
         /// SHA-256 of the final global model.
@@ -203,6 +235,8 @@ impl DomainEvent for TaskEvent {
             Self::RoundRefused { .. } => "FederatedRoundRefused",
             Self::UpdateSubmitted { .. } => "FederatedUpdateSubmitted",
             Self::RoundAggregated { .. } => "FederatedRoundAggregated",
+            Self::SecureMessageSubmitted { .. } => "FederatedSecureMessageSubmitted",
+            Self::SecureRoundAdvanced { .. } => "FederatedSecureRoundAdvanced",
             Self::TaskCompleted { .. } => "FederatedTaskCompleted",
             Self::TaskCancelled { .. } => "FederatedTaskCancelled",
             Self::TaskFailed { .. } => "FederatedTaskFailed",
@@ -279,6 +313,9 @@ pub enum TaskError {
     /// An empty or oversized reason.
     #[error("a reason of 1 to 500 characters is required")]
     Reason,
+    /// A secure-aggregation step out of turn or malformed.
+    #[error(transparent)]
+    Secure(#[from] SecureError),
 }
 
 /// Where a task stands.
@@ -328,6 +365,8 @@ struct OpenRound {
     deadline: DateTime<Utc>,
     epsilon_after: Option<f64>,
     updates: BTreeMap<HospitalId, UpdateReceipt>,
+    /// The secure-aggregation protocol, on tasks that use it.
+    secure: Option<SecureRound>,
 }
 
 /// A federated training task.
@@ -379,6 +418,11 @@ impl FederatedTask {
         self.open.iter().flat_map(|open| open.updates.iter())
     }
 
+    /// The open round's secure aggregation, on tasks that use it.
+    pub fn secure_round(&self) -> Option<&SecureRound> {
+        self.open.as_ref().and_then(|open| open.secure.as_ref())
+    }
+
     /// ε spent by the rounds aggregated so far.
     pub fn epsilon_spent(&self) -> Option<f64> {
         self.epsilon_spent
@@ -420,6 +464,9 @@ impl FederatedTask {
                 if metrics.is_some_and(|m| !m.valid()) {
                     return Err(TaskError::InvalidUpdate);
                 }
+                if let Some(secure) = &open.secure {
+                    secure.check_unmaskable()?;
+                }
                 Ok(vec![TaskEvent::RoundAggregated {
                     round,
                     model_version: round,
@@ -428,6 +475,18 @@ impl FederatedTask {
                     epsilon_spent: open.epsilon_after,
                     metrics,
                 }])
+            }
+            TaskCommand::SubmitSecureMessage { round, hospital, message } => {
+                let secure = self.enrolled_in_secure_round(round, &hospital, now)?;
+                secure.check_message(&hospital, &message)?;
+                Ok(vec![TaskEvent::SecureMessageSubmitted { round, hospital, message }])
+            }
+            TaskCommand::AdvanceSecureRound { round } => {
+                let open = self.current_round(round)?;
+                let secure = open.secure.as_ref().ok_or(SecureError::NotSecure)?;
+                let masked = open.updates.keys().cloned().collect();
+                let advance = secure.next(&masked, self.spec_or_missing()?.min_participants as usize)?;
+                Ok(vec![TaskEvent::SecureRoundAdvanced { round, advance }])
             }
             TaskCommand::Complete => {
                 let spec = self.spec_or_missing()?;
@@ -518,10 +577,25 @@ impl FederatedTask {
         if open.updates.contains_key(&hospital) {
             return Err(TaskError::AlreadySubmitted(hospital));
         }
+        if let Some(secure) = &open.secure {
+            secure.check_masked_update(&hospital)?;
+        }
         if update.samples == 0 || update.metrics.is_some_and(|m| !m.valid()) {
             return Err(TaskError::InvalidUpdate);
         }
         Ok(vec![TaskEvent::UpdateSubmitted { round, hospital, update }])
+    }
+
+    /// The open round's secure aggregation, for a message from `hospital`.
+    fn enrolled_in_secure_round(&self, round: u32, hospital: &HospitalId, now: DateTime<Utc>) -> Result<&SecureRound, TaskError> {
+        if !self.spec_or_missing()?.hospitals.contains(hospital) {
+            return Err(TaskError::NotEnrolled(hospital.clone()));
+        }
+        let open = self.current_round(round)?;
+        if now > open.deadline {
+            return Err(TaskError::DeadlinePassed(open.deadline));
+        }
+        Ok(open.secure.as_ref().ok_or(SecureError::NotSecure)?)
     }
 }
 
@@ -548,7 +622,8 @@ impl Aggregate for FederatedTask {
             }
             TaskEvent::TaskStarted { .. } => self.status = TaskStatus::Running,
             TaskEvent::RoundOpened { round, deadline, epsilon_after, .. } => {
-                self.open = Some(OpenRound { round, deadline, epsilon_after, updates: BTreeMap::new() });
+                let secure = self.spec.as_ref().is_some_and(|spec| spec.secure_aggregation).then(SecureRound::default);
+                self.open = Some(OpenRound { round, deadline, epsilon_after, updates: BTreeMap::new(), secure });
             }
             TaskEvent::RoundRefused { .. } => self.status = TaskStatus::BudgetExhausted,
             TaskEvent::UpdateSubmitted { hospital, update, .. } => {
@@ -561,6 +636,16 @@ impl Aggregate for FederatedTask {
                 self.rounds_aggregated = round;
                 self.model = Some(model);
                 self.epsilon_spent = epsilon_spent;
+            }
+            TaskEvent::SecureMessageSubmitted { hospital, message, .. } => {
+                if let Some(secure) = self.open.as_mut().and_then(|open| open.secure.as_mut()) {
+                    secure.record_message(hospital, message);
+                }
+            }
+            TaskEvent::SecureRoundAdvanced { advance, .. } => {
+                if let Some(secure) = self.open.as_mut().and_then(|open| open.secure.as_mut()) {
+                    secure.record_advance(advance);
+                }
             }
             TaskEvent::TaskCompleted { .. } => self.status = TaskStatus::Completed,
             TaskEvent::TaskCancelled { .. } => {

@@ -241,3 +241,157 @@ fn a_stopped_task_takes_no_more_commands_and_a_stop_needs_a_reason() {
     assert_eq!(task.status(), TaskStatus::Failed);
     assert!(matches!(refusal, Some(TaskError::WrongState { status: "failed", .. })));
 }
+
+mod secure_aggregation {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::federated::secure::{
+        Opaque, REVEALED_SHARE_LEN, RevealedShare, SEALED_SHARE_LEN, SecretKind, SecureError, SecureMessage, SecureStep,
+    };
+
+    const HOSPITALS: [&str; 3] = ["HOSP-A", "HOSP-B", "HOSP-C"];
+
+    fn secure_spec() -> TaskSpec {
+        TaskSpec { secure_aggregation: true, ..spec(Strategy::FedAvg) }
+    }
+
+    fn message(round: u32, code: &str, message: SecureMessage) -> TaskCommand {
+        TaskCommand::SubmitSecureMessage { round, hospital: hospital(code), message }
+    }
+
+    fn keys(code: &str) -> TaskCommand {
+        let seed = code.as_bytes()[code.len() - 1];
+        message(1, code, SecureMessage::Keys { sealing_key: Opaque::new(vec![seed; 32]), masking_key: Opaque::new(vec![seed + 1; 32]) })
+    }
+
+    fn shares(code: &str, to: &[&str]) -> TaskCommand {
+        let shares = to.iter().map(|&t| (hospital(t), Opaque::new(vec![1; SEALED_SHARE_LEN]))).collect();
+        message(1, code, SecureMessage::Shares { shares })
+    }
+
+    fn reveal(code: &str, of: &[(&str, SecretKind)]) -> TaskCommand {
+        let shares = of
+            .iter()
+            .map(|&(owner, secret)| RevealedShare { owner: hospital(owner), secret, share: Opaque::new(vec![2; REVEALED_SHARE_LEN]) })
+            .collect();
+        message(1, code, SecureMessage::Reveal { shares })
+    }
+
+    fn advance() -> TaskCommand {
+        TaskCommand::AdvanceSecureRound { round: 1 }
+    }
+
+    /// Every hospital advertises and shares; A and B mask, C drops out.
+    fn through_masking() -> Vec<TaskCommand> {
+        let mut commands = started(secure_spec());
+        commands.push(TaskCommand::OpenRound { round: 1 });
+        commands.extend(HOSPITALS.map(keys));
+        commands.push(advance());
+        commands.extend(HOSPITALS.map(|h| shares(h, &HOSPITALS)));
+        commands.push(advance());
+        commands.extend([submit(1, "HOSP-A"), submit(1, "HOSP-B"), advance()]);
+        commands
+    }
+
+    #[test]
+    fn a_secure_round_steps_from_keys_to_shares_to_masked_updates_to_reveals_before_it_aggregates() {
+        let mut commands = through_masking();
+        let survivor_shares = [("HOSP-A", SecretKind::SelfMask), ("HOSP-B", SecretKind::SelfMask), ("HOSP-C", SecretKind::MaskKey)];
+        commands.extend([reveal("HOSP-A", &survivor_shares), reveal("HOSP-B", &survivor_shares), aggregate(1)]);
+        let (task, events, refused) = run(commands, now());
+        assert_eq!(refused, None);
+        assert_eq!(task.rounds_aggregated(), 1);
+        let advanced: Vec<_> = events.iter().filter(|e| matches!(e, TaskEvent::SecureRoundAdvanced { .. })).collect();
+        assert_eq!(advanced.len(), 3);
+    }
+
+    #[test]
+    fn a_secure_round_is_not_aggregated_before_the_threshold_of_survivors_revealed() {
+        let mut commands = through_masking();
+        let survivor_shares = [("HOSP-A", SecretKind::SelfMask), ("HOSP-B", SecretKind::SelfMask), ("HOSP-C", SecretKind::MaskKey)];
+        commands.extend([reveal("HOSP-A", &survivor_shares), aggregate(1)]);
+        let (_, _, refused) = run(commands, now());
+        assert_eq!(refused, Some(TaskError::Secure(SecureError::TooFew { step: "unmasking", got: 1, needed: 2 })));
+    }
+
+    #[test]
+    fn a_survivor_may_not_reveal_both_secrets_of_one_hospital() {
+        let mut commands = through_masking();
+        // C dropped out, so only its mask key may be rebuilt; a self-mask share of C
+        // together with its mask key would let the coordinator unmask a late update.
+        commands.push(reveal(
+            "HOSP-A",
+            &[("HOSP-A", SecretKind::SelfMask), ("HOSP-B", SecretKind::SelfMask), ("HOSP-C", SecretKind::SelfMask)],
+        ));
+        let (_, _, refused) = run(commands, now());
+        assert!(matches!(refused, Some(TaskError::Secure(SecureError::Malformed { step: "unmasking", .. }))), "{refused:?}");
+    }
+
+    #[test]
+    fn only_sharers_mask_and_only_survivors_reveal() {
+        let mut commands = started(secure_spec());
+        commands.push(TaskCommand::OpenRound { round: 1 });
+        commands.extend(HOSPITALS.map(keys));
+        commands.push(advance());
+        commands.extend([shares("HOSP-A", &HOSPITALS), shares("HOSP-B", &HOSPITALS), advance(), submit(1, "HOSP-C")]);
+        let (_, _, refused) = run(commands, now());
+        assert_eq!(refused, Some(TaskError::Secure(SecureError::NotAMember { hospital: hospital("HOSP-C"), step: "masking" })));
+
+        let mut commands = through_masking();
+        commands.push(reveal("HOSP-C", &[("HOSP-A", SecretKind::SelfMask)]));
+        let (_, _, refused) = run(commands, now());
+        assert_eq!(refused, Some(TaskError::Secure(SecureError::NotAMember { hospital: hospital("HOSP-C"), step: "unmasking" })));
+    }
+
+    #[test]
+    fn messages_out_of_step_twice_or_malformed_are_refused() {
+        let opened = || {
+            let mut commands = started(secure_spec());
+            commands.push(TaskCommand::OpenRound { round: 1 });
+            commands
+        };
+        let refusal = |extra: Vec<TaskCommand>| {
+            let mut commands = opened();
+            commands.extend(extra);
+            run(commands, now()).2
+        };
+        assert!(matches!(refusal(vec![shares("HOSP-A", &HOSPITALS)]), Some(TaskError::Secure(SecureError::WrongStep { .. }))));
+        assert_eq!(refusal(vec![keys("HOSP-A"), keys("HOSP-A")]), Some(TaskError::Secure(SecureError::AlreadySent(hospital("HOSP-A")))));
+        let short = message(1, "HOSP-A", SecureMessage::Keys { sealing_key: Opaque::new(vec![1; 31]), masking_key: Opaque::new(vec![2; 32]) });
+        assert!(matches!(refusal(vec![short]), Some(TaskError::Secure(SecureError::Malformed { .. }))));
+        assert_eq!(refusal(vec![keys("HOSP-Z")]), Some(TaskError::NotEnrolled(hospital("HOSP-Z"))));
+        // Shares that leave out a roster member cannot be unmasked later.
+        let partial = vec![keys("HOSP-A"), keys("HOSP-B"), keys("HOSP-C"), advance(), shares("HOSP-A", &["HOSP-A", "HOSP-B"])];
+        assert!(matches!(refusal(partial), Some(TaskError::Secure(SecureError::Malformed { step: "sharing", .. }))));
+        // A plain task takes no secure messages.
+        let mut commands = started(spec(Strategy::FedAvg));
+        commands.extend([TaskCommand::OpenRound { round: 1 }, keys("HOSP-A")]);
+        assert_eq!(run(commands, now()).2, Some(TaskError::Secure(SecureError::NotSecure)));
+    }
+
+    #[test]
+    fn the_roster_needs_the_threshold_and_the_minimum_of_participants() {
+        let mut commands = started(secure_spec());
+        commands.extend([TaskCommand::OpenRound { round: 1 }, keys("HOSP-A"), advance()]);
+        let (_, _, refused) = run(commands, now());
+        assert_eq!(refused, Some(TaskError::Secure(SecureError::TooFew { step: "advertising", got: 1, needed: 2 })));
+    }
+
+    #[test]
+    fn a_hospital_sees_only_the_sealed_shares_addressed_to_it_and_the_coordinator_none() {
+        let (task, _, refused) = run(through_masking(), now());
+        assert_eq!(refused, None);
+        let round = task.secure_round().unwrap_or_else(|| panic!("no secure round"));
+        assert_eq!(round.step, SecureStep::Unmasking);
+        let sent: usize = round.shares.values().map(BTreeMap::len).sum();
+        assert_eq!(sent, 9);
+        let for_a = round.view_for(Some(&hospital("HOSP-A")));
+        let addressed: Vec<_> = for_a.shares.values().flat_map(|to| to.keys()).collect();
+        assert_eq!(addressed, vec![&hospital("HOSP-A"); 3]);
+        assert_eq!(for_a.sharers.len(), 3);
+        let for_coordinator = round.view_for(None);
+        assert!(for_coordinator.shares.values().all(BTreeMap::is_empty));
+        assert_eq!(for_coordinator.shares.len(), 3);
+    }
+}
