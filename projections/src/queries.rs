@@ -494,6 +494,8 @@ pub struct FederatedRoundRow {
     pub trained_from: Option<String>,
     /// Updates received.
     pub updates: u64,
+    /// Under secure aggregation: advertising, sharing, masking or unmasking.
+    pub secure_step: Option<String>,
     /// SHA-256 of the model it made.
     pub model_sha256: Option<String>,
     /// ε after it (for a refused round: what it would have reached).
@@ -550,7 +552,7 @@ pub async fn federated_rounds(
 ) -> Result<(Vec<FederatedRoundRow>, Vec<FederatedUpdateRow>), ProjectionError> {
     let rounds = db
         .fetch_all(
-            "SELECT round, status, trained_from, updates, model_sha256, epsilon, loss, accuracy, auc, opened_at, aggregated_at \
+            "SELECT round, status, trained_from, updates, secure_step, model_sha256, epsilon, loss, accuracy, auc, opened_at, aggregated_at \
              FROM federated_rounds WHERE task_id = ? ORDER BY round",
             vec![Value::from(task_id)],
         )

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use emr_domain::DomainServices;
@@ -14,10 +14,9 @@ use emr_domain::federated::{DifferentialPrivacy, DpMechanism, ModelKind, ModelSp
 use emr_domain::ids::{HospitalId, TaskId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_eventstore::EventStorePorts;
-use emr_federated::simulate::{Report, Simulation, run_federated};
-use emr_federated::{Coordinator, DirectoryModelStore, Hospital, ModelStore, SecureRound, Update, Vector};
+use emr_federated::simulate::{Report, Simulation, run_federated, run_secure_round};
+use emr_federated::{Coordinator, DirectoryModelStore, Hospital, ModelStore, Update, Vector};
 use emr_learning::data::{Dataset, Scaler};
-use emr_learning::secure::InProcessRound;
 use emr_learning::strategy::{ClientModel, aggregate};
 use emr_tests::backends::{self, TestBackend};
 use serde_json::Value;
@@ -171,44 +170,39 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
     coordinator.open_round(&CommandContext::new(actor), task).await.unwrap();
     let global = coordinator.global_model(task).await.unwrap();
 
-    // All four exchange keys and shares (threshold 3); hospital 4 masks its update and then drops out.
-    let session = InProcessRound::new(4, format!("{task}/1").as_bytes()).unwrap();
+    // All four exchange keys and shares through the task (threshold 3); hospital 4
+    // goes silent after the others masked against it.
     let mut trained = Vec::new();
-    let mut members = BTreeMap::new();
-    for (i, h) in hospitals.iter().enumerate() {
+    let mut contributions = Vec::new();
+    for h in &hospitals {
         let t = h.train(&spec, &global, 0).unwrap();
         let contribution = Hospital::secure_contribution(&spec, &global, &t);
-        let masked = session.mask(i, &contribution).unwrap();
-        if i < 3 {
-            members.insert(h.id().clone(), (i + 1) as u8);
-            let sha = coordinator
-                .submit(
-                    &CommandContext::new(actor),
-                    task,
-                    1,
-                    h.id().clone(),
-                    Update { vector: Vector::Masked(masked), samples: t.samples, metrics: None },
-                )
-                .await
-                .unwrap();
-            // What the coordinator stored is the masked vector, nothing like the contribution.
-            let Vector::Masked(stored) = DirectoryModelStore::open(federation.models_dir.path()).unwrap().get(&sha).await.unwrap() else {
-                panic!("a secure update is stored masked")
-            };
-            let decoded: Vec<f64> = stored.iter().map(|&w| w as i64 as f64 / (1u64 << 24) as f64).collect();
-            let near = decoded.iter().zip(&contribution).filter(|(d, c)| (*d - *c).abs() < 1e3).count();
-            assert!(near <= 1, "hospital {}: {near} of 31 stored values are near its contribution", i + 1);
-            trained.push(t);
-        }
+        contributions.push((h.id().clone(), Update { vector: Vector::Plain(contribution), samples: t.samples, metrics: None }));
+        trained.push(t);
     }
-    let survivors: BTreeSet<u8> = members.values().copied().collect();
-    let revealed = session.reveal(&survivors).unwrap();
-    let secure = SecureRound { roster: session.roster().clone(), members, revealed };
-    let next = coordinator.aggregate(&CommandContext::new(actor), task, 1, Some(&secure), |_| None).await.unwrap();
+    let vanished: BTreeSet<HospitalId> = [hospitals[3].id().clone()].into();
+    run_secure_round(coordinator, actor, task, 1, contributions.clone(), &vanished).await.unwrap();
+
+    // What the coordinator stored for each update is the masked vector, nothing like the contribution.
+    let state = coordinator.task(task).await.unwrap();
+    let stored = DirectoryModelStore::open(federation.models_dir.path()).unwrap();
+    let mut checked = 0;
+    for (hospital, receipt) in state.open_updates() {
+        let Vector::Masked(words) = stored.get(&receipt.sha256).await.unwrap() else { panic!("a secure update is stored masked") };
+        let Some((_, Update { vector: Vector::Plain(contribution), .. })) = contributions.iter().find(|(h, _)| h == hospital) else {
+            panic!("{hospital} contributed nothing")
+        };
+        let decoded: Vec<f64> = words.iter().map(|&w| w as i64 as f64 / (1u64 << 24) as f64).collect();
+        let near = decoded.iter().zip(contribution).filter(|(d, c)| (*d - *c).abs() < 1e3).count();
+        assert!(near <= 1, "{hospital}: {near} of 31 stored values are near its contribution");
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+    let next = coordinator.aggregate(&CommandContext::new(actor), task, 1, |_| None).await.unwrap();
 
     let plain = aggregate(
         &Strategy::FedAvg,
-        &trained.iter().map(|t| ClientModel { parameters: t.parameters.clone(), samples: t.samples }).collect::<Vec<_>>(),
+        &trained[..3].iter().map(|t| ClientModel { parameters: t.parameters.clone(), samples: t.samples }).collect::<Vec<_>>(),
     )
     .unwrap();
     for (s, p) in next.iter().zip(&plain) {
@@ -218,6 +212,16 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
     let participants: Vec<&Value> =
         log.iter().filter(|(t, _)| t == "FederatedRoundAggregated").map(|(_, e)| &e["payload"]["data"]["participants"]).collect();
     assert_eq!(participants, vec![&serde_json::json!(["HOSP-1", "HOSP-2", "HOSP-3"])]);
+    // Every step of the protocol is in the log: 4 keys, 4 sharings, 3 reveals, 3 step changes.
+    assert_eq!(count(&log, "FederatedSecureMessageSubmitted"), 11);
+    assert_eq!(count(&log, "FederatedSecureRoundAdvanced"), 3);
+    // The log carries sealed and revealed shares, never a hospital's vector.
+    let revealed: Vec<&Value> = log
+        .iter()
+        .filter(|(t, e)| t == "FederatedSecureMessageSubmitted" && e["payload"]["data"]["message"]["step"] == "reveal")
+        .flat_map(|(_, e)| e["payload"]["data"]["message"]["shares"].as_array().unwrap())
+        .collect();
+    assert!(revealed.iter().all(|r| (r["owner"] == "HOSP-4") == (r["secret"] == "mask_key")), "{revealed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! `emr fl`: federated learning from the command line — the ε of a privacy
-//! configuration, and the reference experiment.
+//! configuration, the reference experiment, and a hospital's client.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,10 +8,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use emr_domain::DomainServices;
 use emr_domain::federated::privacy::SampledGaussian;
-use emr_domain::federated::{DifferentialPrivacy, DpMechanism, ModelKind, Strategy};
+use emr_domain::federated::secure::{SecureRound, SecureStep};
+use emr_domain::federated::{DifferentialPrivacy, DpMechanism, ModelKind, Strategy, TaskSpec};
 use emr_eventstore::EventStorePorts;
 use emr_federated::simulate::{Baseline, Report, Simulation, run_baseline, run_federated};
-use emr_federated::{Coordinator, DirectoryModelStore};
+use emr_federated::{Coordinator, DirectoryModelStore, Hospital, SecureMember, SecureStepError, Trained};
 use emr_keyring::Keyring;
 use emr_sqlite::SqliteStore;
 
@@ -247,7 +248,7 @@ struct TaskView {
     status: String,
     open_round: Option<u32>,
     updates_received: Vec<String>,
-    spec: emr_domain::federated::TaskSpec,
+    spec: TaskSpec,
 }
 
 #[derive(serde::Deserialize)]
@@ -291,49 +292,127 @@ impl Attempt {
     }
 }
 
+/// POSTs `body` to `url` with an idempotency key derived from `url` and `what`, so a
+/// retried step is recorded once.
+async fn post(http: &reqwest::Client, token: &str, url: &str, what: &str, body: &serde_json::Value) -> Result<(), Attempt> {
+    let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("{url}#{what}").as_bytes());
+    let request = http.post(url).bearer_auth(token).header("idempotency-key", key.to_string()).json(body);
+    let response = request.send().await.map_err(|e| Attempt::Retry(format!("POST {url}: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(Attempt::failed_with(status, format!("POST {url}: {status}: {text}"), &text));
+    }
+    Ok(())
+}
+
+/// One hospital's client: its rows, and its part in the current secure round.
+struct HospitalClient<'a> {
+    args: &'a ClientArgs,
+    http: reqwest::Client,
+    task_url: String,
+    hospital: Hospital,
+    submitted: Vec<u32>,
+    secure: Option<SecureMember>,
+}
+
+impl HospitalClient<'_> {
+    /// Trains for `round` from the current global model.
+    async fn train(&self, spec: &TaskSpec, round: u32) -> Result<(Vec<f64>, Trained), Attempt> {
+        let global: GlobalModel = fetch(&self.http, &format!("{}/model", self.task_url), &self.args.token).await?;
+        let trained =
+            self.hospital.train(spec, &global.parameters, self.args.seed ^ u64::from(round)).map_err(|e| Attempt::Fatal(e.to_string()))?;
+        Ok((global.parameters, trained))
+    }
+
+    async fn submit(&mut self, round: u32, body: serde_json::Value) -> Result<(), Attempt> {
+        let url = format!("{}/rounds/{round}/updates", self.task_url);
+        post(&self.http, &self.args.token, &url, &self.args.hospital, &body).await?;
+        tracing::info!(round, "update submitted");
+        self.submitted.push(round);
+        Ok(())
+    }
+
+    /// One poll: the task's status once it has ended, else whatever this hospital owes the open round.
+    async fn step(&mut self) -> Result<Option<String>, Attempt> {
+        let task: TaskView = fetch(&self.http, &self.task_url, &self.args.token).await?;
+        if !matches!(task.status.as_str(), "created" | "running") {
+            return Ok(Some(task.status));
+        }
+        let Some(round) = task.open_round else { return Ok(None) };
+        let owed = !task.updates_received.contains(&self.args.hospital) && !self.submitted.contains(&round);
+        if task.spec.secure_aggregation {
+            self.secure_step(&task.spec, round, owed).await?;
+        } else if owed {
+            let (_, trained) = self.train(&task.spec, round).await?;
+            self.submit(round, serde_json::json!({"parameters": trained.parameters, "samples": trained.samples, "metrics": trained.metrics}))
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// This hospital's part in the secure round's current step. Its secrets live in
+    /// this process only: a client that restarts mid-round sits the round out, and
+    /// the others' reveals remove its masks.
+    async fn secure_step(&mut self, spec: &TaskSpec, round: u32, update_owed: bool) -> Result<(), Attempt> {
+        let round_url = format!("{}/rounds/{round}/secure", self.task_url);
+        let view: SecureRound = fetch(&self.http, &round_url, &self.args.token).await?;
+        let me = self.hospital.id().clone();
+        let fatal = |e: SecureStepError| Attempt::Fatal(e.to_string());
+        let member = self.secure.as_mut().filter(|member| member.round() == round);
+        let message = match (view.step, member) {
+            (SecureStep::Advertising, _) if !view.keys.contains_key(&me) => {
+                let task_id = self.args.task.parse().map_err(|_| Attempt::Fatal(format!("{} is not a task id", self.args.task)))?;
+                let (member, keys) = SecureMember::join(spec, task_id, round, me).map_err(fatal)?;
+                self.secure = Some(member);
+                keys
+            }
+            (SecureStep::Sharing, Some(member)) if !view.shares.contains_key(&me) => member.share(spec, &view).map_err(fatal)?,
+            (SecureStep::Masking, Some(_)) if update_owed && view.sharers.contains(&me) => {
+                let (global, trained) = self.train(spec, round).await?;
+                let contribution = Hospital::secure_contribution(spec, &global, &trained);
+                let member = self.secure.as_mut().ok_or_else(|| Attempt::Fatal("the round's secrets are gone".into()))?;
+                let masked = member.mask(spec, &view, &contribution).map_err(fatal)?;
+                return self.submit(round, serde_json::json!({"masked": masked, "samples": trained.samples, "metrics": trained.metrics})).await;
+            }
+            (SecureStep::Unmasking, Some(member)) if view.survivors.contains(&me) && !view.reveals.contains_key(&me) => {
+                member.reveal(spec, &view).map_err(fatal)?
+            }
+            _ => return Ok(()),
+        };
+        let what = format!("{}#{}", self.args.hospital, message.step().as_str());
+        let body = serde_json::to_value(&message).map_err(|e| Attempt::Fatal(e.to_string()))?;
+        post(&self.http, &self.args.token, &format!("{round_url}/messages"), &what, &body).await?;
+        tracing::info!(round, step = message.step().as_str(), "secure-aggregation message sent");
+        Ok(())
+    }
+}
+
 /// Runs one hospital's side of a task through the HTTP API until the task ends:
 /// for each round it pulls the global model, trains on its own rows (standardised
 /// with its own mean and deviation; no row leaves this process) and submits the
-/// parameters. Transient failures are retried for up to a minute.
+/// parameters — or, under secure aggregation, takes its part in the round's
+/// key exchange and submits only its masked vector. Transient failures are
+/// retried for up to a minute.
 pub(crate) async fn client(args: &ClientArgs) -> anyhow::Result<ClientReport> {
     let text = std::fs::read_to_string(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
     let mut data = emr_learning::data::Dataset::from_csv(&text).with_context(|| format!("parsing {}", args.data.display()))?;
     data.standardize(&emr_learning::data::Scaler::from_moments(&data.moments()));
     let rows = data.len();
-    let hospital = emr_federated::Hospital::new(emr_domain::ids::HospitalId::parse(&args.hospital)?, data);
-    let http = reqwest::Client::new();
-    let task_url = format!("{}/v1/federated/tasks/{}", args.url.trim_end_matches('/'), args.task);
-    let mut submitted = Vec::new();
+    let mut client = HospitalClient {
+        args,
+        http: reqwest::Client::new(),
+        task_url: format!("{}/v1/federated/tasks/{}", args.url.trim_end_matches('/'), args.task),
+        hospital: Hospital::new(emr_domain::ids::HospitalId::parse(&args.hospital)?, data),
+        submitted: Vec::new(),
+        secure: None,
+    };
     let mut failing_since: Option<std::time::Instant> = None;
     loop {
-        let step = async {
-            let task: TaskView = fetch(&http, &task_url, &args.token).await?;
-            if !matches!(task.status.as_str(), "created" | "running") {
-                return Ok(Some(task.status));
+        match client.step().await {
+            Ok(Some(status)) => {
+                return Ok(ClientReport { hospital: args.hospital.clone(), status, rounds_submitted: client.submitted, rows });
             }
-            if let Some(round) = task.open_round.filter(|r| !task.updates_received.contains(&args.hospital) && !submitted.contains(r)) {
-                let global: GlobalModel = fetch(&http, &format!("{task_url}/model"), &args.token).await?;
-                let trained = hospital
-                    .train(&task.spec, &global.parameters, args.seed ^ u64::from(round))
-                    .map_err(|e| Attempt::Fatal(e.to_string()))?;
-                let body = serde_json::json!({"parameters": trained.parameters, "samples": trained.samples, "metrics": trained.metrics});
-                let url = format!("{task_url}/rounds/{round}/updates");
-                // The round id makes a retried submission idempotent.
-                let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("{url}#{}", args.hospital).as_bytes());
-                let request = http.post(&url).bearer_auth(&args.token).header("idempotency-key", key.to_string()).json(&body);
-                let response = request.send().await.map_err(|e| Attempt::Retry(format!("POST {url}: {e}")))?;
-                let status = response.status();
-                if !status.is_success() {
-                    let text = response.text().await.unwrap_or_default();
-                    return Err(Attempt::failed_with(status, format!("POST {url}: {status}: {text}"), &text));
-                }
-                tracing::info!(round, "update submitted");
-                submitted.push(round);
-            }
-            Ok(None)
-        };
-        match step.await {
-            Ok(Some(status)) => return Ok(ClientReport { hospital: args.hospital.clone(), status, rounds_submitted: submitted, rows }),
             Ok(None) => failing_since = None,
             Err(Attempt::Fatal(message)) => anyhow::bail!(message),
             Err(Attempt::Retry(message)) => {

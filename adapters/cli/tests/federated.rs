@@ -1,6 +1,7 @@
 //! Federated learning end to end: `emr serve` on the embedded default, three
 //! `emr fl client` processes (one per hospital, each with its own CSV of rows)
-//! and a researcher driving the rounds, all through the HTTP API.
+//! and a researcher driving the rounds, all through the HTTP API — in the clear,
+//! and under secure aggregation with its key exchange relayed by the server.
 
 #![allow(clippy::unwrap_used)]
 
@@ -49,8 +50,37 @@ async fn until_updates(api: &ApiClient, token: &str, task: &str, round: u32) -> 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_hospital_clients_train_a_shared_model_through_the_api() {
+/// Polls the task's secure round until `ready` holds for its view.
+async fn until_secure(api: &ApiClient, token: &str, task: &str, round: u32, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, view) = api.get(&format!("/v1/federated/tasks/{task}/rounds/{round}/secure"), token).await;
+        assert_eq!(status, 200, "{view}");
+        if ready(&view) {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "round {round} never got {what}: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn all_hospitals(field: &'static str) -> impl Fn(&Value) -> bool {
+    move |view| view[field].as_object().map_or(0, |o| o.len()) == HOSPITALS.len()
+}
+
+/// A served node, a researcher, one service account and one CSV of rows per
+/// hospital, and a started task; the clients not yet running.
+struct Federation {
+    root: tempfile::TempDir,
+    served: support::Served,
+    researcher: String,
+    tokens: Vec<String>,
+    files: Vec<std::path::PathBuf>,
+    task: String,
+    data: Dataset,
+}
+
+async fn federation(secure_aggregation: bool) -> Federation {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     create_admin(&data_dir, "fl_admin");
@@ -78,7 +108,7 @@ async fn three_hospital_clients_train_a_shared_model_through_the_api() {
         "name": "breast cancer across three hospitals",
         "model": {"kind": {"kind": "logistic_regression"}, "precision": "f64", "features": data.features, "label": "benign"},
         "hospitals": HOSPITALS, "strategy": {"name": "fedavg"}, "rounds": ROUNDS, "local_steps": 5,
-        "learning_rate": 0.5, "min_participants": 3, "round_deadline_secs": 600
+        "learning_rate": 0.5, "min_participants": 3, "round_deadline_secs": 600, "secure_aggregation": secure_aggregation
     });
     let (status, created) = api.post("/v1/federated/tasks", Some(&researcher), &json!({"spec": spec})).await;
     assert_eq!(status, 201, "{created}");
@@ -91,63 +121,127 @@ async fn three_hospital_clients_train_a_shared_model_through_the_api() {
     assert_eq!((status, refused["code"].as_str()), (403, Some("not-task-coordinator")), "{refused}");
     let (status, started) = api.post(&format!("/v1/federated/tasks/{task}/start"), Some(&researcher), &json!({})).await;
     assert_eq!(status, 200, "{started}");
+    Federation { root, served, researcher, tokens, files, task, data }
+}
 
-    let clients: Vec<_> = HOSPITALS
-        .iter()
-        .zip(&files)
-        .zip(&tokens)
-        .map(|((code, file), token)| {
-            Command::new(env!("CARGO_BIN_EXE_emr"))
-                .args(["fl", "client", "--url", &api.base, "--task", &task, "--hospital", code, "--data"])
-                .arg(file)
-                .env("EMR_ACCESS_TOKEN", token)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+impl Federation {
+    fn clients(&self) -> Vec<std::process::Child> {
+        HOSPITALS
+            .iter()
+            .zip(&self.files)
+            .zip(&self.tokens)
+            .map(|((code, file), token)| {
+                Command::new(env!("CARGO_BIN_EXE_emr"))
+                    .args(["fl", "client", "--url", &self.served.api.base, "--task", &self.task, "--hospital", code, "--data"])
+                    .arg(file)
+                    .env("EMR_ACCESS_TOKEN", token)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
+    }
 
+    async fn post(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let (status, answer) = self.served.api.post(&format!("/v1/federated/tasks/{}{path}", self.task), Some(token), body).await;
+        (status, answer)
+    }
+
+    /// Completes the task, checks every client submitted every round, and checks the
+    /// shared model on the held-out rows (standardised as a whole here).
+    async fn finish(&self, clients: Vec<std::process::Child>) {
+        let (status, completed) = self.post("/completion", &self.researcher, &json!({})).await;
+        assert_eq!((status, completed["status"].as_str()), (200, Some("completed")), "{completed}");
+        for (client, code) in clients.into_iter().zip(HOSPITALS) {
+            let output = client.wait_with_output().unwrap();
+            assert!(output.status.success(), "{code}'s client failed");
+            let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(report["status"], json!("completed"));
+            assert_eq!(report["rounds_submitted"], json!([1, 2, 3]), "{code}");
+        }
+        let (status, model) = self.served.api.get(&format!("/v1/federated/tasks/{}/model", self.task), &self.researcher).await;
+        assert_eq!((status, model["version"].as_u64()), (200, Some(u64::from(ROUNDS))), "{model}");
+        let parameters: Vec<f64> = serde_json::from_value(model["parameters"].clone()).unwrap();
+        let data = &self.data;
+        let mut test = data.select(&(0..data.len()).filter(|i| i % 5 == 0).collect::<Vec<_>>());
+        test.standardize(&Scaler::from_moments(&test.moments()));
+        let probabilities: Vec<f64> = test
+            .rows
+            .iter()
+            .map(|row| 1.0 / (1.0 + (-(row.iter().zip(&parameters).map(|(x, w)| x * w).sum::<f64>() + parameters[30])).exp()))
+            .collect();
+        assert!(accuracy(&probabilities, &test.labels) > 0.9);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hospital_clients_train_a_shared_model_through_the_api() {
+    let federation = federation(false).await;
+    let (api, researcher, tokens, task) = (&federation.served.api, &federation.researcher, &federation.tokens, &federation.task);
+    let clients = federation.clients();
     for round in 1..=ROUNDS {
-        let (status, opened) = api.post(&format!("/v1/federated/tasks/{task}/rounds"), Some(&researcher), &json!({})).await;
+        let (status, opened) = federation.post("/rounds", researcher, &json!({})).await;
         assert_eq!(status, 201, "{opened}");
         assert_eq!(opened["round"], json!(round));
-        until_updates(&api, &researcher, &task, round).await;
+        until_updates(api, researcher, task, round).await;
         if round == 1 {
             let update = json!({"parameters": vec![0.0; 31], "samples": 10});
-            let (status, twice) = api.post(&format!("/v1/federated/tasks/{task}/rounds/1/updates"), Some(&tokens[1]), &update).await;
+            let (status, twice) = federation.post("/rounds/1/updates", &tokens[1], &update).await;
             assert_eq!((status, twice["code"].as_str()), (409, Some("update-submitted")), "{twice}");
-            let (status, not_hospital) =
-                api.post(&format!("/v1/federated/tasks/{task}/rounds/1/updates"), Some(&researcher), &update).await;
+            let (status, not_hospital) = federation.post("/rounds/1/updates", researcher, &update).await;
             assert_eq!(status, 403, "{not_hospital}");
         }
-        let path = format!("/v1/federated/tasks/{task}/rounds/{round}/aggregation");
-        let (status, aggregated) = api.post(&path, Some(&researcher), &json!({})).await;
+        let (status, aggregated) = federation.post(&format!("/rounds/{round}/aggregation"), researcher, &json!({})).await;
         assert_eq!(status, 201, "{aggregated}");
         assert_eq!(aggregated["rounds_aggregated"], json!(round));
     }
-    let (status, completed) = api.post(&format!("/v1/federated/tasks/{task}/completion"), Some(&researcher), &json!({})).await;
-    assert_eq!((status, completed["status"].as_str()), (200, Some("completed")), "{completed}");
+    federation.finish(clients).await;
+}
 
-    for (client, code) in clients.into_iter().zip(HOSPITALS) {
-        let output = client.wait_with_output().unwrap();
-        assert!(output.status.success(), "{code}'s client failed");
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(report["status"], json!("completed"));
-        assert_eq!(report["rounds_submitted"], json!([1, 2, 3]), "{code}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hospital_clients_aggregate_securely_through_the_api_and_the_server_keeps_only_masked_updates() {
+    let federation = federation(true).await;
+    let (api, researcher, tokens, task) = (&federation.served.api, &federation.researcher, &federation.tokens, &federation.task);
+    let clients = federation.clients();
+    for round in 1..=ROUNDS {
+        let (status, opened) = federation.post("/rounds", researcher, &json!({})).await;
+        assert_eq!(status, 201, "{opened}");
+        until_secure(api, researcher, task, round, "every hospital's keys", all_hospitals("keys")).await;
+        let advance = format!("/rounds/{round}/secure/advance");
+        let (status, sharing) = federation.post(&advance, researcher, &json!({})).await;
+        assert_eq!((status, sharing["step"].as_str(), sharing["threshold"].as_u64()), (200, Some("sharing"), Some(2)), "{sharing}");
+        let shared = until_secure(api, &tokens[0], task, round, "every hospital's shares", all_hospitals("shares")).await;
+        // A hospital sees only the sealed shares addressed to it.
+        for (from, to) in shared["shares"].as_object().unwrap() {
+            assert_eq!(to.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["HOSP-A"], "shares from {from}");
+        }
+        let (status, masking) = federation.post(&advance, researcher, &json!({})).await;
+        assert_eq!((status, masking["step"].as_str()), (200, Some("masking")), "{masking}");
+        until_updates(api, researcher, task, round).await;
+        if round == 1 {
+            // Plain parameters have no place in a secure round.
+            let plain = json!({"parameters": vec![0.0; 31], "samples": 10});
+            let (status, refused) = federation.post("/rounds/1/updates", &tokens[1], &plain).await;
+            assert_eq!((status, refused["code"].as_str()), (422, Some("invalid-update")), "{refused}");
+            // Nor is aggregation before the survivors reveal.
+            let (status, early) = federation.post("/rounds/1/aggregation", researcher, &json!({})).await;
+            assert_eq!((status, early["code"].as_str()), (409, Some("secure-step")), "{early}");
+        }
+        let (status, unmasking) = federation.post(&advance, researcher, &json!({})).await;
+        assert_eq!((status, unmasking["step"].as_str()), (200, Some("unmasking")), "{unmasking}");
+        until_secure(api, researcher, task, round, "every survivor's reveal", all_hospitals("reveals")).await;
+        let (status, aggregated) = federation.post(&format!("/rounds/{round}/aggregation"), researcher, &json!({})).await;
+        assert_eq!((status, aggregated["rounds_aggregated"].as_u64()), (201, Some(u64::from(round))), "{aggregated}");
     }
+    federation.finish(clients).await;
 
-    // The shared model is a good one on the held-out rows (standardised as a whole here).
-    let (status, model) = api.get(&format!("/v1/federated/tasks/{task}/model"), &researcher).await;
-    assert_eq!((status, model["version"].as_u64()), (200, Some(u64::from(ROUNDS))), "{model}");
-    let parameters: Vec<f64> = serde_json::from_value(model["parameters"].clone()).unwrap();
-    let mut test = data.select(&(0..data.len()).filter(|i| i % 5 == 0).collect::<Vec<_>>());
-    test.standardize(&Scaler::from_moments(&test.moments()));
-    let probabilities: Vec<f64> = test
-        .rows
-        .iter()
-        .map(|row| 1.0 / (1.0 + (-(row.iter().zip(&parameters).map(|(x, w)| x * w).sum::<f64>() + parameters[30])).exp()))
-        .collect();
-    assert!(accuracy(&probabilities, &test.labels) > 0.9);
+    // The model store holds the global models in the clear and every update masked.
+    let mut kinds = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(federation.root.path().join("data").join("models")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        *kinds.entry(bytes[4]).or_insert(0) += 1;
+    }
+    assert_eq!(kinds, [(0, ROUNDS + 1), (1, ROUNDS * 3)].into_iter().collect(), "plain (0) and masked (1) vectors stored");
 }

@@ -37,7 +37,8 @@ impl Modify for BearerAuth {
         read::records, read::dashboard, read::projections, read::anchors, read::access_log, research::export,
         security::list, security::show, security::acknowledge, security::assign, security::resolve, security::risk, security::outcomes,
         federated::create, federated::show, federated::start, federated::open_round, federated::submit, federated::aggregate,
-        federated::complete, federated::model, federated::list, federated::rounds,
+        federated::complete, federated::model, federated::list, federated::rounds, federated::secure_round,
+        federated::secure_message, federated::secure_advance,
     ),
     modifiers(&BearerAuth),
     tags(

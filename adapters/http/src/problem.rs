@@ -120,6 +120,7 @@ fn federated_problem(error: &emr_federated::CoordinatorError) -> Problem {
         CoordinatorError::Task(TaskError::BudgetExhausted { .. }) => {
             conflict("epsilon-budget-exhausted", "The task's privacy budget is spent")
         }
+        CoordinatorError::Task(TaskError::Secure(secure)) => secure_step_problem(secure, error),
         CoordinatorError::Task(TaskError::InvalidUpdate | TaskError::Reason | TaskError::Accounting(_)) => {
             invalid("task-rule", "The command breaks a task rule")
         }
@@ -132,6 +133,21 @@ fn federated_problem(error: &emr_federated::CoordinatorError) -> Problem {
         CoordinatorError::Models(_) => {
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged")
         }
+    }
+}
+
+fn secure_step_problem(secure: &emr_domain::federated::secure::SecureError, error: &emr_federated::CoordinatorError) -> Problem {
+    use emr_domain::federated::secure::SecureError;
+    let detail = error.to_string();
+    match secure {
+        SecureError::NotSecure => Problem::new(StatusCode::CONFLICT, "task-not-secure", "The task does not use secure aggregation", detail),
+        SecureError::WrongStep { .. } => Problem::new(StatusCode::CONFLICT, "secure-step", "The secure round is in another step", detail),
+        SecureError::NotAMember { .. } => Problem::new(StatusCode::FORBIDDEN, "not-in-secure-round", "Not allowed", detail),
+        SecureError::AlreadySent(_) => Problem::new(StatusCode::CONFLICT, "secure-message-sent", "This hospital's message is in", detail),
+        SecureError::Malformed { .. } => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-secure-message", "The message does not fit the step", detail)
+        }
+        SecureError::TooFew { .. } => Problem::new(StatusCode::CONFLICT, "too-few-hospitals", "Too few hospitals to go on", detail),
     }
 }
 

@@ -11,14 +11,15 @@ use emr_domain::ids::{HospitalId, TaskId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::values::Sha256Digest;
 use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, StoreError};
+use emr_domain::federated::secure::{SecureAdvance, SecureMessage};
 use emr_learning::model::clipped_update;
-use emr_learning::secure::{self, Member, RevealedShare, Roster, SecureAggregationError};
 use emr_learning::strategy::{AggregationError, ClientModel, aggregate};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::models::{ModelStore, ModelStoreError, Vector};
+use crate::secure::{SecureStepError, Unmasking};
 
 /// Why a coordinator step failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +38,7 @@ pub enum CoordinatorError {
     Aggregation(#[from] AggregationError),
     /// Secure aggregation failed.
     #[error(transparent)]
-    SecureAggregation(#[from] SecureAggregationError),
+    SecureAggregation(#[from] SecureStepError),
     /// An update that does not fit the task (a masked vector where a plain one is
     /// due, a wrong length, a missing unmasking step).
     #[error("{0}")]
@@ -65,18 +66,6 @@ pub enum RoundOpening {
         /// The budget.
         epsilon_budget: f64,
     },
-}
-
-/// What the coordinator needs to unmask a securely aggregated round: the roster of
-/// the round's members (hospital → member number) and the shares survivors revealed.
-#[derive(Clone)]
-pub struct SecureRound {
-    /// The members' public keys and threshold.
-    pub roster: Roster,
-    /// Each hospital's member number.
-    pub members: BTreeMap<HospitalId, Member>,
-    /// The shares revealed in the unmasking step.
-    pub revealed: Vec<RevealedShare>,
 }
 
 /// A hospital's update as it arrives.
@@ -208,6 +197,26 @@ impl Coordinator {
         Ok(sha256)
     }
 
+    /// Relays a hospital's message for the current step of the round's secure aggregation.
+    pub async fn submit_secure(
+        &self,
+        context: &CommandContext,
+        task: TaskId,
+        round: u32,
+        hospital: HospitalId,
+        message: SecureMessage,
+    ) -> Result<(), CoordinatorError> {
+        self.run(context, task, TaskCommand::SubmitSecureMessage { round, hospital, message }).await.map(drop)
+    }
+
+    /// Moves the round's secure aggregation to its next step; returns what the step fixed.
+    pub async fn advance_secure(&self, context: &CommandContext, task: TaskId, round: u32) -> Result<SecureAdvance, CoordinatorError> {
+        match self.run(context, task, TaskCommand::AdvanceSecureRound { round }).await?.into_iter().next() {
+            Some(TaskEvent::SecureRoundAdvanced { advance, .. }) => Ok(advance),
+            other => Err(CoordinatorError::Update(format!("advancing the secure round gave {other:?}"))),
+        }
+    }
+
     /// Combines the round's updates into the next global model and records it, with
     /// the figures `evaluate` gives for it on the coordinator's held-out split (if any).
     /// Returns the new model.
@@ -216,7 +225,6 @@ impl Coordinator {
         context: &CommandContext,
         task: TaskId,
         round: u32,
-        secure: Option<&SecureRound>,
         evaluate: impl FnOnce(&[f64]) -> Option<ModelMetrics>,
     ) -> Result<Vec<f64>, CoordinatorError> {
         let state = self.task(task).await?;
@@ -230,8 +238,14 @@ impl Coordinator {
             Some(seed) => ChaCha20Rng::seed_from_u64(seed ^ u64::from(round)),
             None => ChaCha20Rng::from_os_rng(),
         };
-        // Owned, to move to the blocking thread.
-        let unmasking = secure.cloned();
+        let unmasking = match state.secure_round() {
+            Some(view) => {
+                // Refuse out of turn here, before the unmasking fails for want of shares.
+                view.check_unmaskable().map_err(TaskError::from)?;
+                Some(Unmasking::of(&spec, view, task, round)?)
+            }
+            None => None,
+        };
         let next = tokio::task::spawn_blocking(move || combine(&spec, &global, updates, unmasking, noise))
             .await
             .map_err(|e| CoordinatorError::Update(format!("aggregation stopped: {e}")))??;
@@ -252,7 +266,7 @@ fn combine(
     spec: &TaskSpec,
     global: &[f64],
     updates: Vec<(HospitalId, u64, Vector)>,
-    secure: Option<SecureRound>,
+    unmasking: Option<Unmasking>,
     mut noise: ChaCha20Rng,
 ) -> Result<Vec<f64>, CoordinatorError> {
     let client_dp = spec.privacy.and_then(|p| match p.mechanism {
@@ -267,17 +281,15 @@ fn combine(
         Ok(global.iter().zip(mean_delta).map(|(g, d)| g + d + gaussian.sample(&mut noise)).collect())
     };
     if spec.secure_aggregation {
-        let unmasking = secure.ok_or_else(|| CoordinatorError::Update("a secure round needs its unmasking step".into()))?;
+        let unmasking = unmasking.ok_or_else(|| CoordinatorError::Update("a secure round needs its unmasking step".into()))?;
         let mut masked = BTreeMap::new();
         let mut samples = 0;
         for (hospital, n, vector) in updates {
-            let member =
-                *unmasking.members.get(&hospital).ok_or_else(|| CoordinatorError::Update(format!("{hospital} has no member number")))?;
             let Vector::Masked(words) = vector else { return Err(CoordinatorError::Update("a plain update in a secure round".into())) };
-            masked.insert(member, words);
+            masked.insert(hospital, words);
             samples += n;
         }
-        let sum = secure::unmask(&unmasking.roster, &masked, &unmasking.revealed)?;
+        let sum = unmasking.sum(masked)?;
         return match client_dp {
             // Hospitals contributed their clipped updates w − w_global.
             Some((clip_norm, sigma)) => add_noise(sum.into_iter().map(|s| s / participants).collect(), clip_norm, sigma),

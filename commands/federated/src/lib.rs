@@ -5,14 +5,16 @@
 //!   [`ModelStore`], and combines each round by the task's strategy, client-level
 //!   privacy and secure aggregation;
 //! - [`Hospital`] trains on rows that never leave it and hands back parameters, or
-//!   the vector it masks;
+//!   the vector it masks, and [`SecureMember`] takes its part in a secure round;
 //! - [`simulate`] runs the reference experiment over both, in one process.
 
 mod coordinator;
 mod hospital;
 mod models;
+mod secure;
 pub mod simulate;
 
-pub use coordinator::{Coordinator, CoordinatorError, RoundOpening, SecureRound, Update};
+pub use coordinator::{Coordinator, CoordinatorError, RoundOpening, Update};
 pub use hospital::{Hospital, Trained};
 pub use models::{DirectoryModelStore, ModelStore, ModelStoreError, Vector};
+pub use secure::{SecureMember, SecureStepError};

@@ -14,7 +14,7 @@
 //! - logistic regression from zero, float64, 5 full-batch steps at rate 0.5 per
 //!   hospital per round, 50 rounds.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use emr_domain::actor::{Actor, Role};
 use emr_domain::federated::{DifferentialPrivacy, ModelKind, ModelMetrics, ModelSpec, Precision, Strategy, TaskSpec};
@@ -23,12 +23,13 @@ use emr_domain::metadata::CommandContext;
 use emr_learning::data::{Dataset, Moments, Scaler};
 use emr_learning::metrics::evaluate;
 use emr_learning::model::{LocalTraining, Model, ModelError};
-use emr_learning::secure::{self, InProcessRound, Member, SecureAggregationError};
+use emr_learning::secure::{self, InProcessRound, SecureAggregationError};
 use serde::Serialize;
 
-use crate::coordinator::{Coordinator, CoordinatorError, RoundOpening, SecureRound, Update};
+use crate::coordinator::{Coordinator, CoordinatorError, RoundOpening, Update};
 use crate::hospital::Hospital;
 use crate::models::Vector;
+use crate::secure::{SecureMember, SecureStepError};
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +105,9 @@ pub enum SimulationError {
     /// A secure sum failed.
     #[error(transparent)]
     SecureAggregation(#[from] SecureAggregationError),
+    /// A hospital's step of a secure round failed.
+    #[error(transparent)]
+    SecureStep(#[from] SecureStepError),
 }
 
 /// One round's figures.
@@ -300,37 +304,30 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
             }
         };
         let global = coordinator.global_model(task).await?;
-        let session = if spec.secure_aggregation {
-            Some(InProcessRound::new(split.hospitals.len(), format!("{task}/{round}").as_bytes())?)
-        } else {
-            None
-        };
-        let mut members = BTreeMap::new();
+        let mut contributions = Vec::new();
         for (index, hospital) in split.hospitals.iter().enumerate() {
             let mut trained = hospital.train(&spec, &global, simulation.seed ^ ((u64::from(round) << 8) | index as u64))?;
             if simulation.byzantine == Some(index + 1) {
                 trained.parameters = global.iter().zip(&trained.parameters).map(|(g, w)| g - 10.0 * (w - g)).collect();
             }
-            let vector = match &session {
-                Some(session) => {
-                    members.insert(hospital.id().clone(), (index + 1) as Member);
-                    Vector::Masked(session.mask(index, &Hospital::secure_contribution(&spec, &global, &trained))?)
-                }
-                None => Vector::Plain(trained.parameters),
+            let parameters = if spec.secure_aggregation {
+                Hospital::secure_contribution(&spec, &global, &trained)
+            } else {
+                trained.parameters
             };
-            let update = Update { vector, samples: trained.samples, metrics: Some(trained.metrics) };
-            coordinator.submit(&step(actor), task, round, hospital.id().clone(), update).await?;
+            let update = Update { vector: Vector::Plain(parameters), samples: trained.samples, metrics: Some(trained.metrics) };
+            contributions.push((hospital.id().clone(), update));
         }
-        let secure = match &session {
-            Some(session) => {
-                let survivors = members.values().copied().collect();
-                Some(SecureRound { roster: session.roster().clone(), members, revealed: session.reveal(&survivors)? })
+        if spec.secure_aggregation {
+            run_secure_round(coordinator, actor, task, round, contributions, &BTreeSet::new()).await?;
+        } else {
+            for (hospital, update) in contributions {
+                coordinator.submit(&step(actor), task, round, hospital, update).await?;
             }
-            None => None,
-        };
+        }
         let mut evaluated = None;
         coordinator
-            .aggregate(&step(actor), task, round, secure.as_ref(), |next| {
+            .aggregate(&step(actor), task, round, |next| {
                 evaluated = Some(figures(&model, next, &split, round, None));
                 let f = evaluated.as_ref()?.as_ref().ok()?;
                 Some(ModelMetrics { loss: f.train_loss, accuracy: f.test_accuracy, auc: f.test_auc })
@@ -352,6 +349,50 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
         stopped,
         final_weights: FinalWeights::of(&simulation.model, final_parameters),
     })
+}
+
+/// Runs every hospital's part of a secure round of `task` in this process, through
+/// the task's relayed messages: each hospital joins, shares, masks its plain
+/// contribution and reveals — except those in `vanish_after_sharing`, which go
+/// silent once the others have masked against them (their updates never arrive).
+/// Leaves the round ready to aggregate. Each step is its own command by `actor`.
+pub async fn run_secure_round(
+    coordinator: &Coordinator,
+    actor: Actor,
+    task: TaskId,
+    round: u32,
+    contributions: Vec<(HospitalId, Update)>,
+    vanish_after_sharing: &BTreeSet<HospitalId>,
+) -> Result<(), SimulationError> {
+    let spec = coordinator.task(task).await?.spec().cloned().ok_or_else(|| SimulationError::Options("no such task".into()))?;
+    let view = || async {
+        coordinator.task(task).await?.secure_round().cloned().ok_or_else(|| SimulationError::Options("the round is not secure".into()))
+    };
+    let mut members = Vec::new();
+    for (hospital, update) in contributions {
+        let (member, keys) = SecureMember::join(&spec, task, round, hospital.clone())?;
+        coordinator.submit_secure(&step(actor), task, round, hospital.clone(), keys).await?;
+        members.push((hospital, member, update));
+    }
+    coordinator.advance_secure(&step(actor), task, round).await?;
+    let sharing = view().await?;
+    for (hospital, member, _) in &members {
+        coordinator.submit_secure(&step(actor), task, round, hospital.clone(), member.share(&spec, &sharing)?).await?;
+    }
+    coordinator.advance_secure(&step(actor), task, round).await?;
+    let masking = view().await?;
+    members.retain(|(hospital, ..)| !vanish_after_sharing.contains(hospital));
+    for (hospital, member, update) in &mut members {
+        let Vector::Plain(values) = &update.vector else { return Err(SimulationError::Options("contributions are plain vectors".into())) };
+        let masked = Update { vector: Vector::Masked(member.mask(&spec, &masking, values)?), samples: update.samples, metrics: update.metrics };
+        coordinator.submit(&step(actor), task, round, hospital.clone(), masked).await?;
+    }
+    coordinator.advance_secure(&step(actor), task, round).await?;
+    let unmasking = view().await?;
+    for (hospital, member, _) in &members {
+        coordinator.submit_secure(&step(actor), task, round, hospital.clone(), member.reveal(&spec, &unmasking)?).await?;
+    }
+    Ok(())
 }
 
 /// Runs a baseline of `simulation`: the same model, data split and step count

@@ -5,6 +5,7 @@
 //! A task writes a handful of events per round, so each is one statement, in log order.
 
 use emr_domain::federated::TaskEvent;
+use emr_domain::federated::secure::{SecureAdvance, SecureStep};
 
 use crate::db::Tx;
 use crate::decode::{Fact, Payload};
@@ -70,9 +71,11 @@ async fn apply(tx: &mut Tx, fact: &Fact, event: &TaskEvent) -> Result<(), Projec
         }
         TaskEvent::TaskStarted { .. } => set_status(tx, fact, "running").await,
         TaskEvent::RoundOpened { round, model, deadline, epsilon_after, .. } => {
-            let sql = "INSERT INTO federated_rounds (task_id, round, status, trained_from, deadline, updates, epsilon, opened_at, position) \
-                       VALUES (?, ?, 'open', ?, ?, 0, ?, ?, ?)";
-            tx.execute(sql, values![task, *round, model.to_string(), *deadline, *epsilon_after, at, position]).await?;
+            // A secure round starts advertising; a plain one has no step.
+            let sql = "INSERT INTO federated_rounds (task_id, round, status, trained_from, deadline, updates, epsilon, opened_at, position, secure_step) \
+                       SELECT ?, ?, 'open', ?, ?, 0, ?, ?, ?, CASE WHEN secure_aggregation = 1 THEN 'advertising' END \
+                       FROM federated_tasks WHERE task_id = ?";
+            tx.execute(sql, values![task, *round, model.to_string(), *deadline, *epsilon_after, at, position, task]).await?;
             let sql = "UPDATE federated_tasks SET open_round = ?, updated_at = ?, position = ? WHERE task_id = ?";
             tx.execute(sql, values![*round, at, position, task]).await.map(drop)
         }
@@ -121,6 +124,17 @@ async fn apply(tx: &mut Tx, fact: &Fact, event: &TaskEvent) -> Result<(), Projec
                        updated_at = ?, position = ? WHERE task_id = ?";
             tx.execute(sql, values![*round, *epsilon_spent, model.to_string(), at, position, task]).await.map(drop)
         }
+        TaskEvent::SecureRoundAdvanced { round, advance } => {
+            let step = match advance {
+                SecureAdvance::Sharing { .. } => SecureStep::Sharing,
+                SecureAdvance::Masking { .. } => SecureStep::Masking,
+                SecureAdvance::Unmasking { .. } => SecureStep::Unmasking,
+            };
+            let sql = "UPDATE federated_rounds SET secure_step = ?, position = ? WHERE task_id = ? AND round = ?";
+            tx.execute(sql, values![step.as_str(), position, task, *round]).await.map(drop)
+        }
+        // Keys and shares are for the protocol; the dashboard follows its steps.
+        TaskEvent::SecureMessageSubmitted { .. } => Ok(()),
         TaskEvent::TaskCompleted { .. } => set_status(tx, fact, "completed").await,
         TaskEvent::TaskCancelled { .. } => set_status(tx, fact, "cancelled").await,
         TaskEvent::TaskFailed { .. } => set_status(tx, fact, "failed").await,

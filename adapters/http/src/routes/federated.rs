@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use emr_commands::Subject;
 use emr_domain::access::Action;
 use emr_domain::actor::{Actor, Role};
-use emr_domain::federated::{FederatedTask, ModelMetrics, TaskSpec};
+use emr_domain::federated::secure::{SecureError, SecureMessage, SecureRound};
+use emr_domain::federated::{FederatedTask, ModelMetrics, TaskError, TaskSpec};
 use emr_domain::ids::{HospitalId, TaskId};
 use emr_domain::metadata::CommandContext;
 use emr_federated::{Coordinator, CoordinatorError, RoundOpening, Update, Vector};
@@ -162,15 +163,7 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
     let coordinator = coordinator(&state)?;
-    if body.spec.secure_aggregation {
-        return Err(ApiError::Problem(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "secure-aggregation-not-served",
-            "Secure aggregation is not served over HTTP yet",
-            "its key exchange runs in `emr fl simulate` only; create the task without secure_aggregation",
-        )));
-    }
-    body.spec.validate().map_err(|e| ApiError::Federated(emr_domain::federated::TaskError::Spec(e).into()))?;
+    body.spec.validate().map_err(|e| ApiError::Federated(TaskError::Spec(e).into()))?;
     let task_id = body.task_id.unwrap_or_else(|| TaskId::from(context.command_id.as_uuid()));
     let initial = body.initial_model.unwrap_or_else(|| Model::new(&body.spec.model).initial_parameters(body.seed));
     coordinator.create(&context, task_id, body.spec, initial).await?;
@@ -208,17 +201,19 @@ pub(crate) async fn open_round(
             Ok((StatusCode::CREATED, Json(RoundView { round, model: model.to_string(), epsilon_after })))
         }
         RoundOpening::Refused { round, epsilon_would_be, epsilon_budget } => {
-            Err(ApiError::Federated(emr_domain::federated::TaskError::BudgetExhausted { round, epsilon_would_be, epsilon_budget }.into()))
+            Err(ApiError::Federated(TaskError::BudgetExhausted { round, epsilon_would_be, epsilon_budget }.into()))
         }
     }
 }
 
-/// A hospital's update.
+/// A hospital's update: its parameters, or under secure aggregation its masked vector.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitUpdate {
     /// The trained parameters, flattened as the global model is.
-    parameters: Vec<f64>,
+    parameters: Option<Vec<f64>>,
+    /// Under secure aggregation: the masked vector, fixed-point words modulo 2⁶⁴.
+    masked: Option<Vec<u64>>,
     /// Training rows behind them.
     samples: u64,
     /// The hospital's own figures on its validation split.
@@ -249,15 +244,16 @@ pub(crate) async fn submit(
     let task = coordinator.task(task_id).await?;
     let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
     let hospital = enrolled_hospital(&state, &context.actor, spec).await?;
-    if body.parameters.iter().any(|p| !p.is_finite()) {
-        return Err(ApiError::Problem(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-update",
-            "The update is not valid",
-            "every parameter must be a finite number",
-        )));
-    }
-    let update = Update { vector: Vector::Plain(body.parameters), samples: body.samples, metrics: body.metrics };
+    let invalid = |detail: &'static str| {
+        ApiError::Problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-update", "The update is not valid", detail))
+    };
+    let vector = match (body.parameters, body.masked) {
+        (Some(parameters), None) if parameters.iter().all(|p| p.is_finite()) => Vector::Plain(parameters),
+        (Some(_), None) => return Err(invalid("every parameter must be a finite number")),
+        (None, Some(masked)) => Vector::Masked(masked),
+        _ => return Err(invalid("send either parameters or, under secure aggregation, masked")),
+    };
+    let update = Update { vector, samples: body.samples, metrics: body.metrics };
     let sha256 = coordinator.submit(&context, task_id, round, hospital.clone(), update).await?;
     Ok((StatusCode::CREATED, Json(UpdateStored { round, hospital, sha256: sha256.to_string() })))
 }
@@ -279,8 +275,58 @@ pub(crate) async fn aggregate(
     Body(body): Body<AggregateRound>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let aggregate =
-        async |coordinator: &Coordinator, task| coordinator.aggregate(&context, task, round, None, |_| body.metrics).await.map(drop);
+        async |coordinator: &Coordinator, task| coordinator.aggregate(&context, task, round, |_| body.metrics).await.map(drop);
     Ok((StatusCode::CREATED, Json(coordinated(&state, &context, &id, aggregate).await?)))
+}
+
+#[utoipa::path(get, path = "/v1/federated/tasks/{task_id}/rounds/{round}/secure", tag = "federated learning", summary = "The open round's secure aggregation: its step, the roster's public keys, and the sealed shares addressed to the calling hospital (enrolled hospitals, researchers)", params(("task_id" = String, Path), ("round" = u32, Path)), responses((status = 200, description = "the round's step, threshold, keys, sharers, survivors", body = Object), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn secure_round(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, round)): Path<(String, u32)>,
+) -> Result<Json<SecureRound>, ApiError> {
+    let task_id = task_path(&id)?;
+    let task = visible(&state, &caller, task_id).await?;
+    if task.open_round() != Some(round) {
+        return Err(ApiError::NotFound("open round".into()));
+    }
+    let secure = task.secure_round().ok_or_else(|| ApiError::Federated(TaskError::Secure(SecureError::NotSecure).into()))?;
+    let viewer = match (caller.actor.role, task.spec()) {
+        (Role::Hospital, Some(spec)) => Some(enrolled_hospital(&state, &caller.actor, spec).await?),
+        _ => None,
+    };
+    Ok(Json(secure.view_for(viewer.as_ref())))
+}
+
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/secure/messages", tag = "federated learning", summary = "Send this hospital's message for the secure round's current step: keys, sealed shares or revealed shares (hospital service accounts)", params(("task_id" = String, Path), ("round" = u32, Path)), request_body(content = Object, description = "{\"step\": \"keys\", ...}, {\"step\": \"shares\", ...} or {\"step\": \"reveal\", ...}"), responses((status = 204, description = "recorded"), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn secure_message(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path((id, round)): Path<(String, u32)>,
+    Body(message): Body<SecureMessage>,
+) -> Result<StatusCode, ApiError> {
+    let task_id = task_path(&id)?;
+    state.clinic.authorize(&context.actor, Action::SubmitModelUpdate, Subject::default()).await?;
+    let coordinator = coordinator(&state)?;
+    let task = coordinator.task(task_id).await?;
+    let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
+    let hospital = enrolled_hospital(&state, &context.actor, spec).await?;
+    coordinator.submit_secure(&context, task_id, round, hospital, message).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/secure/advance", tag = "federated learning", summary = "Move the secure round to its next step: fix the roster, close sharing, close masking (researchers)", params(("task_id" = String, Path), ("round" = u32, Path)), responses((status = 200, description = "the round's step, threshold, keys, sharers, survivors", body = Object), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn secure_advance(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path((id, round)): Path<(String, u32)>,
+) -> Result<Json<SecureRound>, ApiError> {
+    let task_id = task_path(&id)?;
+    let coordinator = ensure_coordinator(&state, &context, task_id).await?;
+    coordinator.advance_secure(&context, task_id, round).await?;
+    let task = coordinator.task(task_id).await?;
+    let secure = task.secure_round().ok_or_else(|| ApiError::Federated(TaskError::Secure(SecureError::NotSecure).into()))?;
+    Ok(Json(secure.view_for(None)))
 }
 
 #[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/completion", tag = "federated learning", summary = "Complete a task that ran all its rounds (researchers)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
