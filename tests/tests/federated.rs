@@ -27,9 +27,16 @@ struct Federation {
     coordinator: Coordinator,
 }
 
-fn federation(backend: TestBackend) -> Federation {
+impl Federation {
+    /// The coordinator's model store, opened again to read what it keeps.
+    async fn models(&self) -> DirectoryModelStore {
+        DirectoryModelStore::open(self.models_dir.path(), self.backend.backend.kek.as_ref()).await.unwrap()
+    }
+}
+
+async fn federation(backend: TestBackend) -> Federation {
     let models_dir = tempfile::tempdir().unwrap();
-    let models = DirectoryModelStore::open(models_dir.path()).unwrap();
+    let models = DirectoryModelStore::open(models_dir.path(), backend.backend.kek.as_ref()).await.unwrap();
     let coordinator = Coordinator::new(&backend.backend, Arc::new(models), DomainServices::default()).with_noise_seed(7);
     Federation { backend, models_dir, coordinator }
 }
@@ -63,7 +70,7 @@ fn short(rounds: u32) -> Simulation {
 async fn a_task_runs_every_step_as_an_event_and_gives_the_same_figures_on_either_log() {
     let mut reports: Vec<Report> = Vec::new();
     for backend in [backends::jetstream().await, backends::sqlite().await] {
-        let federation = federation(backend);
+        let federation = federation(backend).await;
         let report = run_federated(&federation.coordinator, &short(8)).await.unwrap();
         let log = events(&federation.backend.backend).await;
         assert_eq!(count(&log, "FederatedTaskCreated"), 1);
@@ -99,7 +106,7 @@ fn fractions(value: &Value, into: &mut Vec<f64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_feature_value_of_any_row_reaches_what_the_coordinator_receives_or_stores() {
-    let federation = federation(backends::sqlite().await);
+    let federation = federation(backends::sqlite().await).await;
     run_federated(&federation.coordinator, &short(5)).await.unwrap();
 
     // Every feature value, raw and as the hospitals standardised it.
@@ -118,9 +125,9 @@ async fn no_feature_value_of_any_row_reaches_what_the_coordinator_receives_or_st
     assert!(numbers.iter().all(|x| !secrets.contains(&x.to_bits())), "an event carries a feature value");
 
     let mut stored_words = 0;
-    for entry in std::fs::read_dir(federation.models_dir.path()).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let Vector::Plain(values) = Vector::from_bytes(&bytes).unwrap() else { panic!("plain task") };
+    let stored = federation.models().await;
+    for digest in stored.digests().await.unwrap() {
+        let Vector::Plain(values) = stored.get(&digest).await.unwrap() else { panic!("plain task") };
         stored_words += values.len();
         assert!(values.iter().all(|x| !secrets.contains(&x.to_bits())), "a stored vector holds a feature value");
     }
@@ -136,7 +143,7 @@ fn hospital(code: &str, rows: std::ops::Range<usize>, scaler: &Scaler) -> Hospit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_after_a_dropout() {
-    let federation = federation(backends::jetstream().await);
+    let federation = federation(backends::jetstream().await).await;
     let all = Dataset::breast_cancer();
     let scaler = Scaler::from_moments(&all.moments());
     let hospitals: Vec<Hospital> = [(0..140), (140..280), (280..420), (420..569)]
@@ -185,7 +192,7 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
 
     // What the coordinator stored for each update is the masked vector, nothing like the contribution.
     let state = coordinator.task(task).await.unwrap();
-    let stored = DirectoryModelStore::open(federation.models_dir.path()).unwrap();
+    let stored = federation.models().await;
     let mut checked = 0;
     for (hospital, receipt) in state.open_updates() {
         let Vector::Masked(words) = stored.get(&receipt.sha256).await.unwrap() else { panic!("a secure update is stored masked") };
@@ -227,7 +234,7 @@ async fn secure_aggregation_keeps_every_update_masked_and_sums_the_survivors_aft
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_byzantine_hospital_ruins_fedavg_but_not_the_median() {
     let accuracy = |strategy: Strategy| async move {
-        let federation = federation(backends::sqlite().await);
+        let federation = federation(backends::sqlite().await).await;
         let simulation = Simulation { strategy, byzantine: Some(5), rounds: 20, ..Simulation::reference(5) };
         run_federated(&federation.coordinator, &simulation).await.unwrap().rounds.last().unwrap().test_accuracy
     };
@@ -239,7 +246,7 @@ async fn a_byzantine_hospital_ruins_fedavg_but_not_the_median() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_that_would_pass_the_epsilon_budget_is_refused_with_the_reason_in_the_log() {
-    let federation = federation(backends::jetstream().await);
+    let federation = federation(backends::jetstream().await).await;
     let privacy = DifferentialPrivacy {
         mechanism: DpMechanism::DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, sample_rate: 0.1 },
         delta: 1e-5,
@@ -264,7 +271,7 @@ async fn the_dashboard_read_model_shows_each_round_its_epsilon_and_each_hospital
     use emr_projections::{FederatedProjection, Projector};
     use emr_tests::read_models::{Store, TestReadModels};
 
-    let federation = federation(backends::jetstream().await);
+    let federation = federation(backends::jetstream().await).await;
     let privacy = DifferentialPrivacy {
         mechanism: DpMechanism::DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, sample_rate: 0.1 },
         delta: 1e-5,

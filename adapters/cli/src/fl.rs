@@ -195,7 +195,7 @@ async fn embedded(dir: &std::path::Path) -> anyhow::Result<(EventStorePorts, Dir
     let store = SqliteStore::open(&dir.join("events")).await.context("opening the simulation's event store")?;
     let (log, snapshots, keys) = store.ports();
     let kek = Arc::new(Keyring::load_or_create(&dir.join("keyring")).context("the simulation's keyring")?);
-    let models = DirectoryModelStore::open(dir.join("models")).context("the simulation's model store")?;
+    let models = DirectoryModelStore::open(dir.join("models"), kek.as_ref()).await.context("the simulation's model store")?;
     Ok((EventStorePorts { log, snapshots, keys, kek }, models))
 }
 

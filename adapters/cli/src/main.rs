@@ -495,7 +495,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             }
             let attachments = Some(wiring::attachments(settings, clinic.clone())?);
             let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
-            let federated = Some(wiring::federated(settings, &ports)?);
+            let federated = Some(wiring::federated(settings, &ports).await?);
             emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments, federated })
         }
         None => {

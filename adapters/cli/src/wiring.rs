@@ -126,8 +126,10 @@ pub(crate) fn attachments(settings: &Settings, clinic: Clinic) -> anyhow::Result
 }
 
 /// The federated-learning coordinator, keeping models and updates under `<data_dir>/models`.
-pub(crate) fn federated(settings: &Settings, ports: &EventStorePorts) -> anyhow::Result<emr_federated::Coordinator> {
+pub(crate) async fn federated(settings: &Settings, ports: &EventStorePorts) -> anyhow::Result<emr_federated::Coordinator> {
     let dir = settings.store.data_dir.join("models");
-    let models = emr_federated::DirectoryModelStore::open(&dir).with_context(|| format!("the model store {}", dir.display()))?;
+    let models = emr_federated::DirectoryModelStore::open(&dir, ports.kek.as_ref())
+        .await
+        .with_context(|| format!("the model store {}", dir.display()))?;
     Ok(emr_federated::Coordinator::new(ports, Arc::new(models), DomainServices::default()))
 }

@@ -10,6 +10,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use emr_federated::{DirectoryModelStore, ModelStore, Vector};
 use emr_learning::data::{Dataset, Scaler};
 use emr_learning::metrics::accuracy;
 use emr_tests::accounts::{self, PASSWORD};
@@ -237,11 +238,17 @@ async fn three_hospital_clients_aggregate_securely_through_the_api_and_the_serve
     }
     federation.finish(clients).await;
 
-    // The model store holds the global models in the clear and every update masked.
-    let mut kinds = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(federation.root.path().join("data").join("models")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        *kinds.entry(bytes[4]).or_insert(0) += 1;
+    // The model store (sealed at rest under the node's keyring) holds the global
+    // models and, of the updates, only masked vectors.
+    let data_dir = federation.root.path().join("data");
+    let kek = emr_keyring::Keyring::load_or_create(&data_dir.join("keyring")).unwrap();
+    let models = DirectoryModelStore::open(data_dir.join("models"), &kek).await.unwrap();
+    let (mut plain, mut masked) = (0, 0);
+    for digest in models.digests().await.unwrap() {
+        match models.get(&digest).await.unwrap() {
+            Vector::Plain(_) => plain += 1,
+            Vector::Masked(_) => masked += 1,
+        }
     }
-    assert_eq!(kinds, [(0, ROUNDS + 1), (1, ROUNDS * 3)].into_iter().collect(), "plain (0) and masked (1) vectors stored");
+    assert_eq!((plain, masked), (ROUNDS + 1, ROUNDS * 3), "global models in the clear, updates masked");
 }

@@ -115,7 +115,7 @@ async fn main() {
     for (name, backend) in [("embedded (SQLite)", backends::sqlite().await), ("JetStream", backends::jetstream().await)] {
         let dir = tempfile::tempdir().unwrap();
         let coordinator =
-            Coordinator::new(&backend.backend, Arc::new(DirectoryModelStore::open(dir.path()).unwrap()), DomainServices::default());
+            Coordinator::new(&backend.backend, Arc::new(DirectoryModelStore::open(dir.path(), backend.backend.kek.as_ref()).await.unwrap()), DomainServices::default());
         let simulation = Simulation { rounds, ..Simulation::reference(3) };
         let started = Instant::now();
         let report = run_federated(&coordinator, &simulation).await.unwrap();

@@ -62,7 +62,7 @@ pub async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> Tes
     let ports = EventStorePorts { log: log.clone(), snapshots, keys, kek };
     let tokens = Tokens::new(SigningKeys::generate("test-key").unwrap());
     let identity = Identity::new(&ports, Arc::new(MemorySessionStore::new()), tokens, policy, DomainServices::default());
-    let models = Arc::new(emr_federated::DirectoryModelStore::open(dir.path().join("models")).unwrap());
+    let models = Arc::new(emr_federated::DirectoryModelStore::open(dir.path().join("models"), ports.kek.as_ref()).await.unwrap());
     let federated = Some(emr_federated::Coordinator::new(&ports, models, DomainServices::default()));
     let clinic = Clinic::new(ports, StoreConfig::default(), DomainServices::default());
     let blobs = Arc::new(emr_ipfs::LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
