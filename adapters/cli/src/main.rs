@@ -484,8 +484,10 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let app = match identity.filter(|_| roles.runs(Role::Api)) {
         Some(identity) => {
             let clinic = wiring::clinic_on(settings, ports.clone());
+            let federated = Some(wiring::federated(settings, &ports).await?);
             if let Some(listen) = settings.grpc.listen {
-                let routes = emr_grpc::routes(emr_grpc::GrpcState { clinic: clinic.clone(), identity: identity.clone() });
+                let state = emr_grpc::GrpcState { clinic: clinic.clone(), identity: identity.clone(), federated: federated.clone() };
+                let routes = emr_grpc::routes(state);
                 let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
                 tracing::info!(%listen, "gRPC serving");
                 let incoming = tonic::transport::server::TcpIncoming::from(listener);
@@ -495,7 +497,6 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             }
             let attachments = Some(wiring::attachments(settings, clinic.clone())?);
             let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
-            let federated = Some(wiring::federated(settings, &ports).await?);
             emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments, federated })
         }
         None => {

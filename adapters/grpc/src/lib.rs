@@ -1,13 +1,14 @@
 //! The gRPC transport of EMR Ledger (tonic), speaking `proto/emr/v1/ledger.proto`.
 //!
 //! Every call goes to the same application layer as REST ([`Clinic`],
-//! [`Identity`]): authorization, disclosures and validation are not repeated
-//! here. Messages mirror the REST JSON bodies and turn into the domain's value
+//! [`Identity`], the federated-learning coordinator and its access checks):
+//! authorization, disclosures and validation are not repeated here. Messages mirror the REST JSON bodies and turn into the domain's value
 //! objects through serde, so a field is valid over gRPC exactly when it is valid
 //! over REST. Errors carry the REST catalogue's stable code as a
 //! `google.rpc.ErrorInfo` reason.
 
 mod convert;
+mod federated;
 mod status;
 
 use emr_auth::Identity;
@@ -39,6 +40,8 @@ pub struct GrpcState {
     pub clinic: Clinic,
     /// Accounts, login and sessions.
     pub identity: Identity,
+    /// The federated-learning coordinator, when this node keeps models.
+    pub federated: Option<emr_federated::Coordinator>,
 }
 
 impl GrpcState {
@@ -206,7 +209,15 @@ impl pb::clinic_server::Clinic for GrpcState {
     }
 }
 
-/// Both services, ready for `tonic::transport::Server::builder().add_routes(...)`.
+/// The largest federated message accepted or sent: a 4M-parameter vector.
+const MAX_FEDERATED_MESSAGE: usize = 40 << 20;
+
+/// Every service, ready for `tonic::transport::Server::builder().add_routes(...)`.
 pub fn routes(state: GrpcState) -> tonic::service::Routes {
-    tonic::service::Routes::new(pb::auth_server::AuthServer::new(state.clone())).add_service(pb::clinic_server::ClinicServer::new(state))
+    let federated = pb::federated_server::FederatedServer::new(state.clone())
+        .max_decoding_message_size(MAX_FEDERATED_MESSAGE)
+        .max_encoding_message_size(MAX_FEDERATED_MESSAGE);
+    tonic::service::Routes::new(pb::auth_server::AuthServer::new(state.clone()))
+        .add_service(pb::clinic_server::ClinicServer::new(state))
+        .add_service(federated)
 }

@@ -17,6 +17,7 @@
 //!   reason.
 
 mod extract;
+pub mod federation;
 mod metrics;
 mod openapi;
 mod problem;

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use emr_commands::Subject;
 use emr_domain::access::Action;
-use emr_domain::actor::{Actor, Role};
+use emr_domain::actor::Role;
 use emr_domain::federated::secure::{SecureError, SecureMessage, SecureRound};
 use emr_domain::federated::{FederatedTask, ModelMetrics, TaskError, TaskSpec};
 use emr_domain::ids::{HospitalId, TaskId};
@@ -19,19 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use super::path_id;
 use crate::AppState;
+use crate::federation::FederatedAccess;
 use crate::extract::{Body, Caller, Command};
 use crate::problem::{ApiError, Problem};
-
-fn coordinator(state: &AppState) -> Result<&Coordinator, ApiError> {
-    state.federated.as_ref().ok_or_else(|| {
-        ApiError::Problem(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "federated-learning-not-configured",
-            "This server does not coordinate federated learning",
-            "run the api role with a data directory for models",
-        ))
-    })
-}
 
 /// A new task.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -95,49 +85,12 @@ fn view(task_id: TaskId, task: &FederatedTask) -> Result<TaskView, ApiError> {
     })
 }
 
-/// The enrolled hospital a service account acts for: the one whose code is the
-/// account's username (usernames are folded to lower case, so codes match either case).
-async fn enrolled_hospital(state: &AppState, actor: &Actor, spec: &TaskSpec) -> Result<HospitalId, ApiError> {
-    let account = state.identity.account(actor.user_id).await?;
-    let username = account.username().map(|name| name.as_str().to_owned()).unwrap_or_default();
-    spec.hospitals.iter().find(|code| code.as_str().eq_ignore_ascii_case(&username)).cloned().ok_or_else(|| {
-        ApiError::Problem(Problem::new(
-            StatusCode::FORBIDDEN,
-            "not-enrolled",
-            "Not allowed",
-            "this account's hospital is not enrolled in the task (a hospital's service account is named by its hospital code)",
-        ))
-    })
-}
-
-/// Loads a task the caller may see: hospitals see only the tasks they are enrolled in.
-async fn visible(state: &AppState, caller: &Caller, task_id: TaskId) -> Result<FederatedTask, ApiError> {
-    state.clinic.authorize(&caller.actor, Action::ReadFederatedTask, Subject::default()).await?;
-    let task = coordinator(state)?.task(task_id).await?;
-    let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
-    if caller.actor.role == Role::Hospital && enrolled_hospital(state, &caller.actor, spec).await.is_err() {
-        return Err(ApiError::NotFound("federated task".into()));
-    }
-    Ok(task)
-}
-
 fn task_path(id: &str) -> Result<TaskId, ApiError> {
     path_id(id, "federated task id")
 }
 
-/// Refuses a researcher other than the task's creator: each task has one coordinator.
-async fn ensure_coordinator<'a>(state: &'a AppState, context: &CommandContext, task_id: TaskId) -> Result<&'a Coordinator, ApiError> {
-    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
-    let coordinator = coordinator(state)?;
-    match coordinator.task(task_id).await?.coordinator() {
-        Some(creator) if creator != context.actor.user_id => Err(ApiError::Problem(Problem::new(
-            StatusCode::FORBIDDEN,
-            "not-task-coordinator",
-            "Not allowed",
-            "only the researcher who created the task runs it",
-        ))),
-        _ => Ok(coordinator),
-    }
+fn access(state: &AppState) -> FederatedAccess<'_> {
+    FederatedAccess::new(&state.clinic, &state.identity, state.federated.as_ref())
 }
 
 /// Runs the task coordinator's `step` on task `id` and answers the task as it then stands.
@@ -148,7 +101,7 @@ async fn coordinated(
     step: impl AsyncFnOnce(&Coordinator, TaskId) -> Result<(), CoordinatorError>,
 ) -> Result<TaskView, ApiError> {
     let task_id = task_path(id)?;
-    let coordinator = ensure_coordinator(state, context, task_id).await?;
+    let coordinator = access(state).task_coordinator(&context.actor, task_id).await?;
     step(coordinator, task_id).await?;
     view(task_id, &coordinator.task(task_id).await?)
 }
@@ -161,8 +114,7 @@ pub(crate) async fn create(
     Command(context): Command,
     Body(body): Body<CreateTask>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    state.clinic.authorize(&context.actor, Action::CoordinateFederatedTask, Subject::default()).await?;
-    let coordinator = coordinator(&state)?;
+    let coordinator = access(&state).creator(&context.actor).await?;
     body.spec.validate().map_err(|e| ApiError::Federated(TaskError::Spec(e).into()))?;
     let task_id = body.task_id.unwrap_or_else(|| TaskId::from(context.command_id.as_uuid()));
     let initial = body.initial_model.unwrap_or_else(|| Model::new(&body.spec.model).initial_parameters(body.seed));
@@ -196,7 +148,7 @@ pub(crate) async fn open_round(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RoundView>), ApiError> {
     let task_id = task_path(&id)?;
-    match ensure_coordinator(&state, &context, task_id).await?.open_round(&context, task_id).await? {
+    match access(&state).task_coordinator(&context.actor, task_id).await?.open_round(&context, task_id).await? {
         RoundOpening::Opened { round, model, epsilon_after } => {
             Ok((StatusCode::CREATED, Json(RoundView { round, model: model.to_string(), epsilon_after })))
         }
@@ -239,11 +191,7 @@ pub(crate) async fn submit(
     Body(body): Body<SubmitUpdate>,
 ) -> Result<(StatusCode, Json<UpdateStored>), ApiError> {
     let task_id = task_path(&id)?;
-    state.clinic.authorize(&context.actor, Action::SubmitModelUpdate, Subject::default()).await?;
-    let coordinator = coordinator(&state)?;
-    let task = coordinator.task(task_id).await?;
-    let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
-    let hospital = enrolled_hospital(&state, &context.actor, spec).await?;
+    let (coordinator, hospital) = access(&state).submitter(&context.actor, task_id).await?;
     let invalid = |detail: &'static str| {
         ApiError::Problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-update", "The update is not valid", detail))
     };
@@ -286,15 +234,11 @@ pub(crate) async fn secure_round(
     Path((id, round)): Path<(String, u32)>,
 ) -> Result<Json<SecureRound>, ApiError> {
     let task_id = task_path(&id)?;
-    let task = visible(&state, &caller, task_id).await?;
+    let (task, viewer) = access(&state).visible(&caller.actor, task_id).await?;
     if task.open_round() != Some(round) {
         return Err(ApiError::NotFound("open round".into()));
     }
     let secure = task.secure_round().ok_or_else(|| ApiError::Federated(TaskError::Secure(SecureError::NotSecure).into()))?;
-    let viewer = match (caller.actor.role, task.spec()) {
-        (Role::Hospital, Some(spec)) => Some(enrolled_hospital(&state, &caller.actor, spec).await?),
-        _ => None,
-    };
     Ok(Json(secure.view_for(viewer.as_ref())))
 }
 
@@ -306,11 +250,7 @@ pub(crate) async fn secure_message(
     Body(message): Body<SecureMessage>,
 ) -> Result<StatusCode, ApiError> {
     let task_id = task_path(&id)?;
-    state.clinic.authorize(&context.actor, Action::SubmitModelUpdate, Subject::default()).await?;
-    let coordinator = coordinator(&state)?;
-    let task = coordinator.task(task_id).await?;
-    let spec = task.spec().ok_or_else(|| ApiError::NotFound("federated task".into()))?;
-    let hospital = enrolled_hospital(&state, &context.actor, spec).await?;
+    let (coordinator, hospital) = access(&state).submitter(&context.actor, task_id).await?;
     coordinator.submit_secure(&context, task_id, round, hospital, message).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -322,7 +262,7 @@ pub(crate) async fn secure_advance(
     Path((id, round)): Path<(String, u32)>,
 ) -> Result<Json<SecureRound>, ApiError> {
     let task_id = task_path(&id)?;
-    let coordinator = ensure_coordinator(&state, &context, task_id).await?;
+    let coordinator = access(&state).task_coordinator(&context.actor, task_id).await?;
     coordinator.advance_secure(&context, task_id, round).await?;
     let task = coordinator.task(task_id).await?;
     let secure = task.secure_round().ok_or_else(|| ApiError::Federated(TaskError::Secure(SecureError::NotSecure).into()))?;
@@ -341,7 +281,7 @@ pub(crate) async fn complete(
 #[utoipa::path(get, path = "/v1/federated/tasks/{task_id}", tag = "federated learning", summary = "A task, its round and its ε (researchers, auditors, enrolled hospitals)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let task_id = task_path(&id)?;
-    Ok(Json(view(task_id, &visible(&state, &caller, task_id).await?)?))
+    Ok(Json(view(task_id, &access(&state).visible(&caller.actor, task_id).await?.0)?))
 }
 
 /// The current global model.
@@ -357,9 +297,10 @@ pub(crate) struct GlobalModel {
 #[utoipa::path(get, path = "/v1/federated/tasks/{task_id}/model", tag = "federated learning", summary = "The current global model (researchers, auditors, enrolled hospitals)", params(("task_id" = String, Path)), responses((status = 200, body = GlobalModel), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn model(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<GlobalModel>, ApiError> {
     let task_id = task_path(&id)?;
-    let task = visible(&state, &caller, task_id).await?;
+    let access = access(&state);
+    let (task, _) = access.visible(&caller.actor, task_id).await?;
     let sha256 = task.model().map(|m| m.to_string()).unwrap_or_default();
-    let parameters = coordinator(&state)?.global_model(task_id).await?;
+    let parameters = access.coordinator()?.global_model(task_id).await?;
     Ok(Json(GlobalModel { version: task.rounds_aggregated(), sha256, parameters }))
 }
 
