@@ -170,7 +170,8 @@ mod federated {
                 .keys
                 .iter()
                 .map(|(h, k)| {
-                    let keys = PublicKeys { sealing_key: Opaque::new(k.sealing_key.clone()), masking_key: Opaque::new(k.masking_key.clone()) };
+                    let keys =
+                        PublicKeys { sealing_key: Opaque::new(k.sealing_key.clone()), masking_key: Opaque::new(k.masking_key.clone()) };
                     (hospital(h), keys)
                 })
                 .collect(),
@@ -249,7 +250,8 @@ mod federated {
         let spec: TaskSpec = serde_json::from_str(&spec_json).unwrap();
         // A spec the coordinator cannot run is refused with the REST catalogue's code.
         let robust = spec_json.replace("fedavg", "median");
-        let refused = fl.create_task(with_token(&researcher, pb::CreateTaskRequest { spec_json: robust, ..Default::default() })).await.unwrap_err();
+        let refused =
+            fl.create_task(with_token(&researcher, pb::CreateTaskRequest { spec_json: robust, ..Default::default() })).await.unwrap_err();
         assert_eq!((refused.code(), reason(&refused).as_str()), (Code::InvalidArgument, "invalid-task-spec"), "{refused:?}");
         let created = fl
             .create_task(with_token(&researcher, pb::CreateTaskRequest { spec_json: spec_json.clone(), ..Default::default() }))
@@ -291,7 +293,8 @@ mod federated {
             let update = pb::SubmitUpdateRequest { task_id: task.clone(), round: 1, masked, samples: *samples, ..Default::default() };
             fl.submit_update(with_token(token, update)).await.unwrap();
         }
-        let early = fl.aggregate_round(with_token(&researcher, pb::AggregateRoundRequest { task_id: task.clone(), round: 1, metrics: None })).await;
+        let early =
+            fl.aggregate_round(with_token(&researcher, pb::AggregateRoundRequest { task_id: task.clone(), round: 1, metrics: None })).await;
         let early = early.unwrap_err();
         assert_eq!((early.code(), reason(&early).as_str()), (Code::Aborted, "secure-step"), "{early:?}");
         let unmasking = fl.advance_secure_round(with_token(&researcher, round_ref())).await.unwrap().into_inner();
@@ -311,7 +314,8 @@ mod federated {
             assert!((value - expected).abs() < 1e-6, "parameter {i}: {value} vs {expected}");
         }
         // A researcher submits nothing; a hospital coordinates nothing.
-        let update = pb::SubmitUpdateRequest { task_id: task.clone(), round: 1, parameters: vec![0.0; 4], samples: 1, ..Default::default() };
+        let update =
+            pb::SubmitUpdateRequest { task_id: task.clone(), round: 1, parameters: vec![0.0; 4], samples: 1, ..Default::default() };
         let denied = fl.submit_update(with_token(&researcher, update)).await.unwrap_err();
         assert_eq!((denied.code(), reason(&denied).as_str()), (Code::PermissionDenied, "role-not-permitted"), "{denied:?}");
         let denied = fl.complete_task(with_token(&hospitals[0].1, task_ref())).await.unwrap_err();

@@ -345,8 +345,11 @@ impl HospitalClient<'_> {
             self.secure_step(&task.spec, round, owed).await?;
         } else if owed {
             let (_, trained) = self.train(&task.spec, round).await?;
-            self.submit(round, serde_json::json!({"parameters": trained.parameters, "samples": trained.samples, "metrics": trained.metrics}))
-                .await?;
+            self.submit(
+                round,
+                serde_json::json!({"parameters": trained.parameters, "samples": trained.samples, "metrics": trained.metrics}),
+            )
+            .await?;
         }
         Ok(None)
     }
@@ -373,7 +376,9 @@ impl HospitalClient<'_> {
                 let contribution = Hospital::secure_contribution(spec, &global, &trained);
                 let member = self.secure.as_mut().ok_or_else(|| Attempt::Fatal("the round's secrets are gone".into()))?;
                 let masked = member.mask(spec, &view, &contribution).map_err(fatal)?;
-                return self.submit(round, serde_json::json!({"masked": masked, "samples": trained.samples, "metrics": trained.metrics})).await;
+                return self
+                    .submit(round, serde_json::json!({"masked": masked, "samples": trained.samples, "metrics": trained.metrics}))
+                    .await;
             }
             (SecureStep::Unmasking, Some(member)) if view.survivors.contains(&me) && !view.reveals.contains_key(&me) => {
                 member.reveal(spec, &view).map_err(fatal)?

@@ -64,8 +64,11 @@ fn secure_message(step: Option<pb::secure_message_request::Step>) -> Result<Secu
             Ok(SecureMessage::Keys { sealing_key: Opaque::new(keys.sealing_key), masking_key: Opaque::new(keys.masking_key) })
         }
         Step::Shares(sealed) => {
-            let shares =
-                sealed.shares.into_iter().map(|(to, share)| Ok((hospital("shares", to)?, Opaque::new(share)))).collect::<Result<_, Status>>()?;
+            let shares = sealed
+                .shares
+                .into_iter()
+                .map(|(to, share)| Ok((hospital("shares", to)?, Opaque::new(share))))
+                .collect::<Result<_, Status>>()?;
             Ok(SecureMessage::Shares { shares })
         }
         Step::Reveal(revealed) => {
@@ -90,7 +93,9 @@ fn secure_view(round: &SecureRound, viewer: Option<&HospitalId>) -> pb::SecureRo
         masking_key: keys.masking_key.as_bytes().to_vec(),
     };
     let shares_for_you: BTreeMap<String, Vec<u8>> = match viewer {
-        Some(hospital) => round.shares_for(hospital).into_iter().map(|(from, s)| (from.as_str().to_owned(), s.as_bytes().to_vec())).collect(),
+        Some(hospital) => {
+            round.shares_for(hospital).into_iter().map(|(from, s)| (from.as_str().to_owned(), s.as_bytes().to_vec())).collect()
+        }
         None => BTreeMap::new(),
     };
     pb::SecureRoundView {

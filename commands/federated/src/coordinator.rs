@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use emr_domain::DomainServices;
+use emr_domain::federated::secure::{SecureAdvance, SecureMessage};
 use emr_domain::federated::{DpMechanism, FederatedTask, ModelMetrics, TaskCommand, TaskError, TaskEvent, TaskSpec, UpdateReceipt};
 use emr_domain::ids::{HospitalId, TaskId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::values::Sha256Digest;
 use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, StoreError};
-use emr_domain::federated::secure::{SecureAdvance, SecureMessage};
 use emr_learning::model::clipped_update;
 use emr_learning::strategy::{AggregationError, ClientModel, aggregate};
 use rand::SeedableRng;

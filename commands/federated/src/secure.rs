@@ -62,7 +62,11 @@ fn roster(
         .iter()
         .map(|hospital| {
             let keys = round.keys.get(hospital).ok_or_else(|| SecureStepError::Round(format!("{hospital} advertised no keys")))?;
-            Ok(Advertisement { member: member(spec, hospital)?, sealing_key: key(&keys.sealing_key)?, masking_key: key(&keys.masking_key)? })
+            Ok(Advertisement {
+                member: member(spec, hospital)?,
+                sealing_key: key(&keys.sealing_key)?,
+                masking_key: key(&keys.masking_key)?,
+            })
         })
         .collect::<Result<Vec<_>, SecureStepError>>()?;
     Ok(Roster::new(&advertisements, round.threshold(), &context(task, number))?)
@@ -121,7 +125,9 @@ impl SecureMember {
                 .shares_for(&self.hospital)
                 .into_iter()
                 .filter(|(from, _)| view.sharers.contains(from))
-                .map(|(from, ciphertext)| Ok(SealedShare { from: member(spec, &from)?, to: me, ciphertext: ciphertext.as_bytes().to_vec() }))
+                .map(|(from, ciphertext)| {
+                    Ok(SealedShare { from: member(spec, &from)?, to: me, ciphertext: ciphertext.as_bytes().to_vec() })
+                })
                 .collect::<Result<Vec<_>, SecureStepError>>()?;
             if sealed.len() != view.sharers.len() {
                 return Err(SecureStepError::Round(format!("{} of {} sharers' shares arrived", sealed.len(), view.sharers.len())));
@@ -134,7 +140,8 @@ impl SecureMember {
 
     /// Its shares of the survivors' self-mask seeds and the dropouts' mask keys.
     pub fn reveal(&self, spec: &TaskSpec, view: &SecureRound) -> Result<SecureMessage, SecureStepError> {
-        let numbers = |hospitals: &mut dyn Iterator<Item = &HospitalId>| hospitals.map(|h| member(spec, h)).collect::<Result<BTreeSet<_>, _>>();
+        let numbers =
+            |hospitals: &mut dyn Iterator<Item = &HospitalId>| hospitals.map(|h| member(spec, h)).collect::<Result<BTreeSet<_>, _>>();
         let survivors = numbers(&mut view.survivors.iter())?;
         let dropped = numbers(&mut view.sharers.iter().filter(|h| !view.survivors.contains(*h)))?;
         let by_member: BTreeMap<Member, &HospitalId> =
@@ -144,7 +151,9 @@ impl SecureMember {
             .reveal(&survivors, &dropped)?
             .into_iter()
             .map(|revealed| {
-                let owner = by_member.get(&revealed.owner).ok_or_else(|| SecureStepError::Round(format!("no sharer is member {}", revealed.owner)))?;
+                let owner = by_member
+                    .get(&revealed.owner)
+                    .ok_or_else(|| SecureStepError::Round(format!("no sharer is member {}", revealed.owner)))?;
                 Ok(RevealedShare { owner: (*owner).clone(), secret: kind_of(revealed.secret), share: Opaque::new(revealed.share) })
             })
             .collect::<Result<_, SecureStepError>>()?;
@@ -170,7 +179,11 @@ impl Unmasking {
             .values()
             .flatten()
             .map(|r| {
-                Ok(secure::RevealedShare { owner: member(spec, &r.owner)?, secret: secret_of(r.secret), share: r.share.as_bytes().to_vec() })
+                Ok(secure::RevealedShare {
+                    owner: member(spec, &r.owner)?,
+                    secret: secret_of(r.secret),
+                    share: r.share.as_bytes().to_vec(),
+                })
             })
             .collect::<Result<_, SecureStepError>>()?;
         Ok(Self { roster, members, revealed })

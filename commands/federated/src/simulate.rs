@@ -310,11 +310,8 @@ pub async fn run_federated(coordinator: &Coordinator, simulation: &Simulation) -
             if simulation.byzantine == Some(index + 1) {
                 trained.parameters = global.iter().zip(&trained.parameters).map(|(g, w)| g - 10.0 * (w - g)).collect();
             }
-            let parameters = if spec.secure_aggregation {
-                Hospital::secure_contribution(&spec, &global, &trained)
-            } else {
-                trained.parameters
-            };
+            let parameters =
+                if spec.secure_aggregation { Hospital::secure_contribution(&spec, &global, &trained) } else { trained.parameters };
             let update = Update { vector: Vector::Plain(parameters), samples: trained.samples, metrics: Some(trained.metrics) };
             contributions.push((hospital.id().clone(), update));
         }
@@ -384,7 +381,8 @@ pub async fn run_secure_round(
     members.retain(|(hospital, ..)| !vanish_after_sharing.contains(hospital));
     for (hospital, member, update) in &mut members {
         let Vector::Plain(values) = &update.vector else { return Err(SimulationError::Options("contributions are plain vectors".into())) };
-        let masked = Update { vector: Vector::Masked(member.mask(&spec, &masking, values)?), samples: update.samples, metrics: update.metrics };
+        let masked =
+            Update { vector: Vector::Masked(member.mask(&spec, &masking, values)?), samples: update.samples, metrics: update.metrics };
         coordinator.submit(&step(actor), task, round, hospital.clone(), masked).await?;
     }
     coordinator.advance_secure(&step(actor), task, round).await?;

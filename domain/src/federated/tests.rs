@@ -358,7 +358,8 @@ mod secure_aggregation {
         };
         assert!(matches!(refusal(vec![shares("HOSP-A", &HOSPITALS)]), Some(TaskError::Secure(SecureError::WrongStep { .. }))));
         assert_eq!(refusal(vec![keys("HOSP-A"), keys("HOSP-A")]), Some(TaskError::Secure(SecureError::AlreadySent(hospital("HOSP-A")))));
-        let short = message(1, "HOSP-A", SecureMessage::Keys { sealing_key: Opaque::new(vec![1; 31]), masking_key: Opaque::new(vec![2; 32]) });
+        let short =
+            message(1, "HOSP-A", SecureMessage::Keys { sealing_key: Opaque::new(vec![1; 31]), masking_key: Opaque::new(vec![2; 32]) });
         assert!(matches!(refusal(vec![short]), Some(TaskError::Secure(SecureError::Malformed { .. }))));
         assert_eq!(refusal(vec![keys("HOSP-Z")]), Some(TaskError::NotEnrolled(hospital("HOSP-Z"))));
         // Shares that leave out a roster member cannot be unmasked later.

@@ -110,7 +110,9 @@ async fn main() {
     );
 
     println!("## Federated learning: the reference experiment's round latency ({rounds} rounds, 3 hospitals, logistic regression)\n");
-    println!("| event log | aggregation | rounds | seconds per round (train, submit, aggregate, record) | ratio to plain on the same log |");
+    println!(
+        "| event log | aggregation | rounds | seconds per round (train, submit, aggregate, record) | ratio to plain on the same log |"
+    );
     println!("| --- | --- | ---: | ---: | ---: |");
     let mut latency = Vec::new();
     let cases = [
@@ -122,8 +124,11 @@ async fn main() {
     let mut plain_seconds = f64::NAN;
     for (name, secure_aggregation, backend) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let coordinator =
-            Coordinator::new(&backend.backend, Arc::new(DirectoryModelStore::open(dir.path(), backend.backend.kek.as_ref()).await.unwrap()), DomainServices::default());
+        let coordinator = Coordinator::new(
+            &backend.backend,
+            Arc::new(DirectoryModelStore::open(dir.path(), backend.backend.kek.as_ref()).await.unwrap()),
+            DomainServices::default(),
+        );
         let simulation = Simulation { rounds, secure_aggregation, ..Simulation::reference(3) };
         let started = Instant::now();
         let report = run_federated(&coordinator, &simulation).await.unwrap();
@@ -137,7 +142,9 @@ async fn main() {
             ("plain", 1.0)
         };
         println!("| {name} | {aggregation} | {rounds} | {per_round:.4} | {ratio:.2} |");
-        latency.push(serde_json::json!({"log": name, "secure_aggregation": secure_aggregation, "rounds": rounds, "seconds_per_round": per_round}));
+        latency.push(
+            serde_json::json!({"log": name, "secure_aggregation": secure_aggregation, "rounds": rounds, "seconds_per_round": per_round}),
+        );
     }
     let json = serde_json::json!({
         "parameters": parameters, "aggregation": json_rows,

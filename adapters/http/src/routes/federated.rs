@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::path_id;
 use crate::AppState;
-use crate::federation::FederatedAccess;
 use crate::extract::{Body, Caller, Command};
+use crate::federation::FederatedAccess;
 use crate::problem::{ApiError, Problem};
 
 /// A new task.
@@ -222,8 +222,7 @@ pub(crate) async fn aggregate(
     Path((id, round)): Path<(String, u32)>,
     Body(body): Body<AggregateRound>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    let aggregate =
-        async |coordinator: &Coordinator, task| coordinator.aggregate(&context, task, round, |_| body.metrics).await.map(drop);
+    let aggregate = async |coordinator: &Coordinator, task| coordinator.aggregate(&context, task, round, |_| body.metrics).await.map(drop);
     Ok((StatusCode::CREATED, Json(coordinated(&state, &context, &id, aggregate).await?)))
 }
 
