@@ -4,6 +4,7 @@ pub(crate) mod attachments;
 pub(crate) mod auth;
 pub(crate) mod export;
 pub(crate) mod federated;
+pub(crate) mod fhir;
 pub(crate) mod grants;
 mod health;
 pub(crate) mod log;
@@ -103,6 +104,18 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/security/events/{security_event_id}/resolution", post(security::resolve))
         .route("/v1/security/risk", get(security::risk))
         .route("/v1/security/outcomes", get(security::outcomes))
+        .nest("/fhir/r4", fhir_routes())
+}
+
+/// The FHIR R4 front door.
+fn fhir_routes() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(fhir::metadata))
+        .route("/Patient/{id}", get(fhir::patient))
+        .route("/Encounter/{id}", get(fhir::encounter))
+        .route("/Condition/{id}", get(fhir::condition))
+        .route("/MedicationStatement/{id}", get(fhir::medication_statement))
+        .fallback(fhir::unsupported)
 }
 
 /// The enum value a read model stores under its snake-case name.

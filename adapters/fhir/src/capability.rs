@@ -1,0 +1,65 @@
+//! The `CapabilityStatement` at `/metadata`, built from the interactions the server
+//! really serves: a resource or interaction is listed only when a route implements it.
+
+use serde_json::{Value, json};
+
+/// The FHIR version spoken.
+pub const FHIR_VERSION: &str = "4.0.1";
+
+/// What the server implements, resource by resource.
+#[derive(Debug, Clone, Default)]
+pub struct CapabilityStatement {
+    resources: Vec<(&'static str, Vec<&'static str>)>,
+}
+
+impl CapabilityStatement {
+    /// Declares that `resource` supports `interactions` (FHIR's `TypeRestfulInteraction` codes).
+    #[must_use]
+    pub fn resource(mut self, resource: &'static str, interactions: &[&'static str]) -> Self {
+        self.resources.push((resource, interactions.to_vec()));
+        self
+    }
+
+    /// The resource types served.
+    pub fn resource_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.resources.iter().map(|(name, _)| *name)
+    }
+
+    /// The statement as FHIR JSON; `software_version` names this build and `date`
+    /// (YYYY-MM-DD) when it was published.
+    pub fn to_json(&self, software_version: &str, date: &str) -> Value {
+        let resources: Vec<Value> = self
+            .resources
+            .iter()
+            .map(|(name, interactions)| {
+                json!({
+                    "type": name,
+                    "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+                    "versioning": "versioned",
+                    "readHistory": false,
+                    "updateCreate": false,
+                })
+            })
+            .collect();
+        json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": date,
+            "publisher": "EMR Ledger",
+            "kind": "instance",
+            "software": {"name": "EMR Ledger", "version": software_version},
+            "fhirVersion": FHIR_VERSION,
+            "format": ["json"],
+            "rest": [{
+                "mode": "server",
+                "documentation": "Reads are authorized by the same grants, roles and break-glass rules as the EMR Ledger API, and every read is recorded in the patient's access log.",
+                "security": {
+                    "cors": false,
+                    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
+                    "description": "Bearer access tokens from /v1/auth (password and TOTP multi-factor authentication).",
+                },
+                "resource": resources,
+            }],
+        })
+    }
+}

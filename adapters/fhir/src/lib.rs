@@ -1,0 +1,26 @@
+//! EMR Ledger's records as HL7 FHIR R4 (4.0.1) resources: the mapping behind the
+//! `/fhir/r4` front door. Pure functions from the domain's aggregates to FHIR JSON;
+//! the HTTP transport authorizes, records the disclosure and serves them.
+//!
+//! | EMR Ledger | FHIR | id |
+//! | --- | --- | --- |
+//! | patient (identifiers, demographics) | `Patient` | the patient id |
+//! | medical record (its visit) | `Encounter` | the record id |
+//! | the record's coded diagnosis | `Condition` (ICD-10) | the record id |
+//! | the record's medications | `MedicationStatement` | `<record id>.<n>`, n from 1 |
+//!
+//! `meta.versionId` is the aggregate's sequence (the number of its events), so
+//! a client's `If-Match` can name the version it read.
+
+mod capability;
+mod outcome;
+mod resources;
+#[cfg(feature = "validation")]
+pub mod validation;
+
+pub use capability::{CapabilityStatement, FHIR_VERSION};
+pub use outcome::{IssueType, operation_outcome};
+pub use resources::{MedicationRef, condition, encounter, medication_statement, medication_statements, patient};
+
+/// The media type of FHIR's JSON format.
+pub const FHIR_JSON: &str = "application/fhir+json";

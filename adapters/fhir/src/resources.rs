@@ -1,0 +1,247 @@
+//! Patients and medical records as FHIR resources. A redacted read (an auditor's,
+//! whose role sees that a record exists but not what it says) keeps the structure
+//! and drops every field that carries PHI, labelled `REDACTED` in `meta.security`.
+
+use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
+use emr_domain::patient::{Patient, PatientStatus};
+use emr_domain::phi::Phi;
+use emr_domain::record::{MedicalRecord, RecordStatus};
+use emr_domain::values::{Gender, Medication, RecordContent, Route};
+use serde_json::{Map, Value, json};
+
+const ICD_10: &str = "http://hl7.org/fhir/sid/icd-10";
+const SNOMED: &str = "http://snomed.info/sct";
+const UCUM: &str = "http://unitsofmeasure.org";
+
+fn meta(version: u64, redacted: bool) -> Value {
+    let mut meta = json!({"versionId": version.to_string()});
+    if redacted {
+        meta["security"] = json!([{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "REDACTED"}]);
+    }
+    meta
+}
+
+fn hospital(hospital: &HospitalId) -> Value {
+    json!({"identifier": {"system": "urn:emr-ledger:hospital", "value": hospital.as_str()}})
+}
+
+fn practitioner(user: UserId) -> Value {
+    json!({"type": "Practitioner", "identifier": {"system": "urn:emr-ledger:user", "value": user.to_string()}})
+}
+
+fn patient_reference(patient: PatientId) -> Value {
+    json!({"reference": format!("Patient/{patient}")})
+}
+
+/// Inserts `value` under `key` when there is one.
+fn put(resource: &mut Value, key: &str, value: Option<Value>) {
+    if let (Some(value), Some(object)) = (value, resource.as_object_mut()) {
+        object.insert(key.to_owned(), value);
+    }
+}
+
+/// A patient as a FHIR `Patient`.
+pub fn patient(id: PatientId, patient: &Patient, version: u64, redacted: bool) -> Value {
+    let mut resource = json!({
+        "resourceType": "Patient",
+        "id": id.to_string(),
+        "meta": meta(version, redacted),
+        "active": patient.status() == PatientStatus::Active,
+    });
+    put(&mut resource, "managingOrganization", patient.hospital_id().map(hospital));
+    if redacted {
+        return resource;
+    }
+    if let Some(identifiers) = patient.identifiers().and_then(Phi::value) {
+        let mut list = vec![json!({
+            "use": "usual",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+            "system": format!("urn:emr-ledger:hospital:{}:mrn", patient.hospital_id().map_or("unknown", HospitalId::as_str)),
+            "value": identifiers.mrn.as_str(),
+        })];
+        list.extend(identifiers.external.iter().map(|e| json!({"system": e.system.as_str(), "value": e.value.as_str()})));
+        put(&mut resource, "identifier", Some(Value::Array(list)));
+    }
+    if let Some(demographics) = patient.demographics().and_then(Phi::value) {
+        let gender = match demographics.gender {
+            Gender::Male => "male",
+            Gender::Female => "female",
+            Gender::Other => "other",
+            Gender::Unknown => "unknown",
+        };
+        let telecom: Vec<Value> = [("phone", &demographics.phone_number), ("email", &demographics.email)]
+            .into_iter()
+            .filter_map(|(system, value)| value.as_ref().map(|v| json!({"system": system, "value": v.as_str()})))
+            .collect();
+        put(&mut resource, "name", Some(json!([{"text": demographics.full_name.as_str()}])));
+        put(&mut resource, "telecom", (!telecom.is_empty()).then(|| Value::Array(telecom)));
+        put(&mut resource, "gender", Some(json!(gender)));
+        put(&mut resource, "birthDate", Some(json!(demographics.date_of_birth.format("%Y-%m-%d").to_string())));
+        put(&mut resource, "address", demographics.address.as_ref().map(|a| json!([{"text": a.as_str()}])));
+    }
+    resource
+}
+
+/// The current content of a record, where it can be shown.
+fn content(record: &MedicalRecord, redacted: bool) -> Option<&RecordContent> {
+    if redacted {
+        return None;
+    }
+    record.current().and_then(|version| version.content.value())
+}
+
+fn visit_date(record: &MedicalRecord) -> Option<Value> {
+    record.visit_date().map(|date| json!(date.format("%Y-%m-%d").to_string()))
+}
+
+fn deleted(record: &MedicalRecord) -> bool {
+    record.status() == RecordStatus::Deleted
+}
+
+/// A record's visit as a FHIR `Encounter`.
+pub fn encounter(id: RecordId, record: &MedicalRecord, version: u64, redacted: bool) -> Value {
+    let mut resource = json!({
+        "resourceType": "Encounter",
+        "id": id.to_string(),
+        "meta": meta(version, redacted),
+        "status": if deleted(record) { "entered-in-error" } else { "finished" },
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory"},
+    });
+    let record_type = record.record_type().and_then(|t| serde_json::to_value(t).ok());
+    let title = content(record, redacted).map(|c| c.title.as_str());
+    let mut kind = json!({"coding": [{"system": "urn:emr-ledger:record-type", "code": record_type}]});
+    if let Some(title) = title {
+        kind["text"] = json!(title);
+    }
+    put(&mut resource, "type", record_type.is_some().then(|| json!([kind])));
+    put(&mut resource, "subject", record.patient_id().map(patient_reference));
+    put(&mut resource, "participant", record.doctor_id().map(|d| json!([{"individual": practitioner(d)}])));
+    put(&mut resource, "period", visit_date(record).map(|date| json!({"start": date})));
+    if let Some(diagnosis) = content(record, redacted).and_then(|c| c.diagnosis.as_ref()) {
+        let reason = json!([{"coding": [{"system": ICD_10, "code": diagnosis.code.as_str()}], "text": diagnosis.description.as_str()}]);
+        put(&mut resource, "reasonCode", Some(reason));
+    }
+    put(&mut resource, "serviceProvider", record.hospital_id().map(hospital));
+    resource
+}
+
+/// A record's coded diagnosis as a FHIR `Condition` (ICD-10); `None` when the
+/// record's current version states none (a redacted read cannot tell, so it
+/// always has one, without its code).
+pub fn condition(id: RecordId, record: &MedicalRecord, version: u64, redacted: bool) -> Option<Value> {
+    let diagnosis = match content(record, redacted) {
+        Some(content) => Some(content.diagnosis.as_ref()?),
+        None if redacted => None,
+        None => return None,
+    };
+    let verification = if deleted(record) { "entered-in-error" } else { "confirmed" };
+    let mut resource = json!({
+        "resourceType": "Condition",
+        "id": id.to_string(),
+        "meta": meta(version, redacted),
+        "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": verification}]},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
+        "encounter": {"reference": format!("Encounter/{id}")},
+    });
+    // A condition entered in error has no clinical status (FHIR invariant con-5).
+    if !deleted(record) {
+        let clinical = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]});
+        put(&mut resource, "clinicalStatus", Some(clinical));
+    }
+    if let Some(diagnosis) = diagnosis {
+        let code = json!({"coding": [{"system": ICD_10, "code": diagnosis.code.as_str()}], "text": diagnosis.description.as_str()});
+        put(&mut resource, "code", Some(code));
+    }
+    put(&mut resource, "subject", record.patient_id().map(patient_reference));
+    put(&mut resource, "recordedDate", visit_date(record));
+    put(&mut resource, "recorder", record.doctor_id().map(practitioner));
+    Some(resource)
+}
+
+/// A medication of a record, named `<record id>.<n>` (n from 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MedicationRef {
+    /// The record.
+    pub record: RecordId,
+    /// Its place in the record's list, from 1.
+    pub index: usize,
+}
+
+impl MedicationRef {
+    /// Parses `<record id>.<n>`.
+    pub fn parse(id: &str) -> Option<Self> {
+        let (record, index) = id.rsplit_once('.')?;
+        let index: usize = index.parse().ok().filter(|&n| n >= 1)?;
+        Some(Self { record: record.parse().ok()?, index })
+    }
+}
+
+fn route(route: Route) -> Value {
+    let (code, display) = match route {
+        Route::Oral => (Some("26643006"), "oral"),
+        Route::Intravenous => (Some("47625008"), "intravenous"),
+        Route::Intramuscular => (Some("78421000"), "intramuscular"),
+        Route::Subcutaneous => (Some("34206005"), "subcutaneous"),
+        Route::Topical => (Some("6064005"), "topical"),
+        Route::Inhaled => (Some("447694001"), "respiratory tract"),
+        Route::Other => (None, "other"),
+    };
+    match code {
+        Some(code) => json!({"coding": [{"system": SNOMED, "code": code, "display": display}], "text": display}),
+        None => json!({"text": display}),
+    }
+}
+
+fn dosage(medication: &Medication) -> Value {
+    // The dose travels as an exact decimal text and a UCUM unit.
+    let wire = serde_json::to_value(medication.dose).unwrap_or_default();
+    let amount = wire["amount"].as_str().and_then(|a| a.parse::<f64>().ok());
+    let unit = wire["unit"].as_str().unwrap_or_default().to_owned();
+    let mut quantity = Map::new();
+    if let Some(amount) = amount {
+        quantity.insert("value".into(), json!(amount));
+    }
+    quantity.insert("unit".into(), json!(unit));
+    quantity.insert("system".into(), json!(UCUM));
+    quantity.insert("code".into(), json!(unit));
+    json!({
+        "text": format!("{} {} {}, {}", wire["amount"].as_str().unwrap_or_default(), unit, route_text(medication.route), medication.frequency.as_str()),
+        "timing": {"code": {"text": medication.frequency.as_str()}},
+        "route": route(medication.route),
+        "doseAndRate": [{"doseQuantity": Value::Object(quantity)}],
+    })
+}
+
+fn route_text(route: Route) -> String {
+    serde_json::to_value(route).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The `index`-th medication (from 1) of a record as a FHIR `MedicationStatement`.
+pub fn medication_statement(id: MedicationRef, record: &MedicalRecord, version: u64, redacted: bool) -> Option<Value> {
+    let medication = match content(record, redacted) {
+        Some(content) => Some(content.medications.get(id.index.checked_sub(1)?)?),
+        None => None,
+    };
+    let mut resource = json!({
+        "resourceType": "MedicationStatement",
+        "id": format!("{}.{}", id.record, id.index),
+        "meta": meta(version, redacted),
+        "status": if deleted(record) { "entered-in-error" } else { "active" },
+        "context": {"reference": format!("Encounter/{}", id.record)},
+    });
+    let concept = match medication {
+        Some(medication) => json!({"text": medication.name.as_str()}),
+        None => json!({"text": "redacted"}),
+    };
+    put(&mut resource, "medicationCodeableConcept", Some(concept));
+    put(&mut resource, "subject", record.patient_id().map(patient_reference));
+    put(&mut resource, "effectiveDateTime", visit_date(record));
+    put(&mut resource, "dosage", medication.map(|m| json!([dosage(m)])));
+    Some(resource)
+}
+
+/// Every medication of a record's current version.
+pub fn medication_statements(record_id: RecordId, record: &MedicalRecord, version: u64) -> Vec<Value> {
+    let count = content(record, false).map_or(0, |c| c.medications.len());
+    (1..=count).filter_map(|index| medication_statement(MedicationRef { record: record_id, index }, record, version, false)).collect()
+}

@@ -1,0 +1,136 @@
+//! The FHIR R4 front door (`/fhir/r4`, `application/fhir+json`): the same reads as
+//! the API — the same grants, roles and break-glass rules, every read recorded in the
+//! patient's access log — answered as FHIR resources (`emr-fhir` maps them), and
+//! every error as an `OperationOutcome` carrying the API's stable code.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use emr_domain::access::Basis;
+use emr_domain::ids::{PatientId, RecordId};
+use emr_fhir::{CapabilityStatement, FHIR_JSON, IssueType, MedicationRef};
+use serde_json::Value;
+
+use super::path_id;
+use crate::AppState;
+use crate::extract::Caller;
+use crate::problem::{ApiError, Problem};
+
+/// What the routes below serve; `/metadata` is built from it.
+fn capabilities() -> CapabilityStatement {
+    CapabilityStatement::default()
+        .resource("Patient", &["read"])
+        .resource("Encounter", &["read"])
+        .resource("Condition", &["read"])
+        .resource("MedicationStatement", &["read"])
+}
+
+/// A FHIR answer: a resource, or an `OperationOutcome` with its status.
+pub(crate) struct Fhir(StatusCode, Value);
+
+impl IntoResponse for Fhir {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, axum::Json(self.1)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        response
+    }
+}
+
+impl From<ApiError> for Fhir {
+    fn from(error: ApiError) -> Self {
+        Self::from(error.problem())
+    }
+}
+
+impl From<Problem> for Fhir {
+    fn from(problem: Problem) -> Self {
+        let outcome = emr_fhir::operation_outcome(IssueType::of_status(problem.status), &problem.code, &problem.title, &problem.detail);
+        Self(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), outcome)
+    }
+}
+
+fn ok(resource: Value) -> Result<Fhir, Fhir> {
+    Ok(Fhir(StatusCode::OK, resource))
+}
+
+fn not_found(what: &str) -> Fhir {
+    Fhir::from(ApiError::NotFound(what.into()))
+}
+
+/// `GET /fhir/r4/metadata`: what this server implements.
+pub(crate) async fn metadata() -> Fhir {
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    Fhir(StatusCode::OK, capabilities().to_json(env!("CARGO_PKG_VERSION"), &date))
+}
+
+/// `GET /fhir/r4/Patient/{id}`.
+pub(crate) async fn patient(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(id): Path<String>) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let patient_id: PatientId = path_id(&id, "Patient id")?;
+    let read = state.clinic.read_patient(&caller.actor, patient_id, None).await.map_err(ApiError::from)?;
+    let redacted = read.basis == Basis::Redacted;
+    ok(emr_fhir::patient(patient_id, read.loaded.state(), read.loaded.sequence(), redacted))
+}
+
+/// Reads a record for a FHIR resource built from it.
+async fn record(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    record_id: RecordId,
+    resource: impl FnOnce(&emr_domain::record::MedicalRecord, u64, bool) -> Option<Value>,
+    what: &str,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let read = state.clinic.read_record(&caller.actor, record_id, None, None).await.map_err(ApiError::from)?;
+    let redacted = read.basis == Basis::Redacted;
+    resource(read.loaded.state(), read.loaded.sequence(), redacted).map_or_else(|| Err(not_found(what)), ok)
+}
+
+/// `GET /fhir/r4/Encounter/{id}`: a record's visit.
+pub(crate) async fn encounter(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let record_id: RecordId = path_id(&id, "Encounter id")?;
+    record(&state, caller, record_id, |r, v, redacted| Some(emr_fhir::encounter(record_id, r, v, redacted)), "Encounter").await
+}
+
+/// `GET /fhir/r4/Condition/{id}`: a record's coded diagnosis.
+pub(crate) async fn condition(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let record_id: RecordId = path_id(&id, "Condition id")?;
+    record(&state, caller, record_id, |r, v, redacted| emr_fhir::condition(record_id, r, v, redacted), "Condition").await
+}
+
+/// `GET /fhir/r4/MedicationStatement/{record id}.{n}`: one of a record's medications.
+pub(crate) async fn medication_statement(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let reference = MedicationRef::parse(&id).ok_or_else(|| {
+        Fhir::from(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-id",
+            "The id is not valid",
+            "a MedicationStatement id is <record id>.<n>, n from 1",
+        ))
+    })?;
+    let statement = |r: &_, v, redacted| emr_fhir::medication_statement(reference, r, v, redacted);
+    record(&state, caller, reference.record, statement, "MedicationStatement").await
+}
+
+/// Any other path under `/fhir/r4`: an `OperationOutcome`, not an empty 404.
+pub(crate) async fn unsupported() -> Fhir {
+    let names: Vec<&str> = capabilities().resource_types().collect();
+    Fhir::from(Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-supported",
+        "Not supported",
+        format!("this server serves {} (see /fhir/r4/metadata)", names.join(", ")),
+    ))
+}
