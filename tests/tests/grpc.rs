@@ -27,6 +27,24 @@ async fn sign_in(auth: &mut AuthClient<Channel>, username: &str) -> String {
     auth.verify_mfa(pb::MfaCode { mfa_token: challenge.mfa_token, code }).await.unwrap().into_inner().access_token
 }
 
+/// Accounts and sessions over `ports`, sessions in the real Redis under `namespace`.
+async fn identity(ports: &emr_eventstore::EventStorePorts, namespace: &str) -> Identity {
+    let sessions = emr_tests::sessions::redis(namespace).await;
+    let tokens = Tokens::new(SigningKeys::generate("g").unwrap());
+    Identity::new(ports, sessions, tokens, AuthPolicy::default(), DomainServices::default())
+}
+
+/// Serves every gRPC service of `state` on a free port; a channel to it.
+async fn serve(state: emr_grpc::GrpcState) -> Channel {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder().add_routes(emr_grpc::routes(state)).serve_with_incoming(incoming).await.unwrap();
+    });
+    Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
+}
+
 fn with_token<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -55,22 +73,9 @@ fn content(title: &str) -> RecordContent {
 #[tokio::test]
 async fn grpc_enforces_the_same_grants_break_glass_and_validation_as_rest() {
     let backend = jetstream().await;
-    let sessions = emr_tests::sessions::redis("grpc").await;
-    let identity = Identity::new(
-        &backend.backend,
-        sessions,
-        Tokens::new(SigningKeys::generate("g").unwrap()),
-        AuthPolicy::default(),
-        DomainServices::default(),
-    );
+    let identity = identity(&backend.backend, "grpc").await;
     let state = emr_grpc::GrpcState { clinic: clinic(&backend.backend), identity: identity.clone(), federated: None };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(async move {
-        tonic::transport::Server::builder().add_routes(emr_grpc::routes(state)).serve_with_incoming(incoming).await.unwrap();
-    });
-    let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+    let channel = serve(state).await;
     let (mut auth, mut clinic) = (AuthClient::new(channel.clone()), ClinicClient::new(channel));
 
     let author_id = open(&identity, "grpc_author", Role::Physician).await;
@@ -210,25 +215,12 @@ mod federated {
     #[tokio::test]
     async fn hospitals_aggregate_securely_over_grpc_and_the_sum_equals_the_plain_fedavg() {
         let backend = jetstream().await;
-        let sessions = emr_tests::sessions::redis("grpc-fl").await;
-        let identity = Identity::new(
-            &backend.backend,
-            sessions,
-            Tokens::new(SigningKeys::generate("g").unwrap()),
-            AuthPolicy::default(),
-            DomainServices::default(),
-        );
+        let identity = identity(&backend.backend, "grpc-fl").await;
         let models_dir = tempfile::tempdir().unwrap();
         let models = DirectoryModelStore::open(models_dir.path(), backend.backend.kek.as_ref()).await.unwrap();
         let coordinator = Coordinator::new(&backend.backend, Arc::new(models), DomainServices::default());
         let state = emr_grpc::GrpcState { clinic: clinic(&backend.backend), identity: identity.clone(), federated: Some(coordinator) };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        tokio::spawn(async move {
-            tonic::transport::Server::builder().add_routes(emr_grpc::routes(state)).serve_with_incoming(incoming).await.unwrap();
-        });
-        let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+        let channel = serve(state).await;
         let (mut auth, mut fl) = (AuthClient::new(channel.clone()), FederatedClient::new(channel));
 
         open(&identity, "grpc_fl_researcher", Role::Researcher).await;

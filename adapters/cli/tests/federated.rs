@@ -38,31 +38,29 @@ async fn open(api: &ApiClient, admin: &str, username: &str, role: &str) -> Strin
     accounts::sign_in(&api.http, &api.base, username).await
 }
 
-async fn until_updates(api: &ApiClient, token: &str, task: &str, round: u32) -> Value {
+/// Polls `path` until `ready` holds for what it answers.
+async fn until(api: &ApiClient, token: &str, path: &str, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let (status, view) = api.get(&format!("/v1/federated/tasks/{task}"), token).await;
-        assert_eq!(status, 200, "{view}");
-        if view["open_round"] == json!(round) && view["updates_received"].as_array().map_or(0, Vec::len) == HOSPITALS.len() {
-            return view;
-        }
-        assert!(Instant::now() < deadline, "round {round} never got every update: {view}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Polls the task's secure round until `ready` holds for its view.
-async fn until_secure(api: &ApiClient, token: &str, task: &str, round: u32, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, view) = api.get(&format!("/v1/federated/tasks/{task}/rounds/{round}/secure"), token).await;
+        let (status, view) = api.get(path, token).await;
         assert_eq!(status, 200, "{view}");
         if ready(&view) {
             return view;
         }
-        assert!(Instant::now() < deadline, "round {round} never got {what}: {view}");
+        assert!(Instant::now() < deadline, "{path} never got {what}: {view}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn until_updates(api: &ApiClient, token: &str, task: &str, round: u32) -> Value {
+    let every_update =
+        |view: &Value| view["open_round"] == json!(round) && view["updates_received"].as_array().map_or(0, Vec::len) == HOSPITALS.len();
+    until(api, token, &format!("/v1/federated/tasks/{task}"), "every update", every_update).await
+}
+
+/// Polls the task's secure round until `ready` holds for its view.
+async fn until_secure(api: &ApiClient, token: &str, task: &str, round: u32, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    until(api, token, &format!("/v1/federated/tasks/{task}/rounds/{round}/secure"), what, ready).await
 }
 
 fn all_hospitals(field: &'static str) -> impl Fn(&Value) -> bool {

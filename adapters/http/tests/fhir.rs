@@ -41,16 +41,23 @@ async fn disclosures(app: &TestApp) -> usize {
         .sum()
 }
 
+/// A patient (with an account of their own) and a record their physician wrote:
+/// (the author, the patient, the record id).
+async fn patient_with_a_record(app: &TestApp) -> (User, User, String) {
+    let author = sign_in(app, Role::Physician).await;
+    let patient = sign_in(app, Role::Patient).await;
+    let mut body = patient_body();
+    body["patient_id"] = json!(patient.id);
+    assert_eq!(send(app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
+    let (_, _, created) = send(app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    (author, patient, record)
+}
+
 #[tokio::test]
 async fn a_patient_and_their_record_read_as_valid_fhir_resources_each_read_recorded() {
     let app = app().await;
-    let author = sign_in(&app, Role::Physician).await;
-    let patient = sign_in(&app, Role::Patient).await;
-    let mut body = patient_body();
-    body["patient_id"] = json!(patient.id);
-    assert_eq!(send(&app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let (author, patient, record) = patient_with_a_record(&app).await;
 
     let before = disclosures(&app).await;
     let (status, resource) = fhir(&app, &patient, &format!("Patient/{}", patient.id)).await;
@@ -83,13 +90,7 @@ async fn a_patient_and_their_record_read_as_valid_fhir_resources_each_read_recor
 #[tokio::test]
 async fn the_same_grants_apply_and_every_error_is_an_operation_outcome() {
     let app = app().await;
-    let author = sign_in(&app, Role::Physician).await;
-    let patient = sign_in(&app, Role::Patient).await;
-    let mut body = patient_body();
-    body["patient_id"] = json!(patient.id);
-    assert_eq!(send(&app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let (author, patient, record) = patient_with_a_record(&app).await;
 
     // A physician without a grant is refused, as on the API.
     let stranger = sign_in(&app, Role::Physician).await;
