@@ -9,7 +9,7 @@ mod support;
 use axum::http::StatusCode;
 use emr_domain::actor::Role;
 use serde_json::{Value, json};
-use support::{TestApp, User, app, command, get, patient_body, record_body, send, sign_in};
+use support::{TestApp, User, app, get, patient_with_a_record, send, sign_in};
 
 fn assert_valid(resource: &Value) {
     let violations = emr_fhir::validation::violations(resource);
@@ -39,19 +39,6 @@ async fn disclosures(app: &TestApp) -> usize {
             record["events"].as_array().unwrap().iter().filter(|e| e["event_type"] == "PhiDisclosed").count()
         })
         .sum()
-}
-
-/// A patient (with an account of their own) and a record their physician wrote:
-/// (the author, the patient, the record id).
-async fn patient_with_a_record(app: &TestApp) -> (User, User, String) {
-    let author = sign_in(app, Role::Physician).await;
-    let patient = sign_in(app, Role::Patient).await;
-    let mut body = patient_body();
-    body["patient_id"] = json!(patient.id);
-    assert_eq!(send(app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
-    let (_, _, created) = send(app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
-    (author, patient, record)
 }
 
 #[tokio::test]

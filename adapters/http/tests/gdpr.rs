@@ -13,18 +13,12 @@ use emr_domain::actor::Role;
 use emr_tests::read_models::RunningProjectors;
 use serde_json::json;
 use support::{
-    TestApp, User, app, app_with_everything, assert_problem, command, get, grant_body, in_days, patient_body, record_body, send, sign_in,
+    TestApp, User, app, app_with_everything, assert_problem, command, get, grant_body, in_days, patient_with_a_record, send, sign_in,
 };
 
 /// A patient with one record by `author`, and a physician holding a read/write grant.
 async fn patient_with_a_granted_physician(app: &TestApp) -> (User, User, User, String) {
-    let author = sign_in(app, Role::Physician).await;
-    let patient = sign_in(app, Role::Patient).await;
-    let mut body = patient_body();
-    body["patient_id"] = json!(patient.id);
-    assert_eq!(send(app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
-    let (_, _, created) = send(app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let (author, patient, record) = patient_with_a_record(app).await;
     let physician = sign_in(app, Role::Physician).await;
     let granted = send(app, command(&patient, "POST", "/v1/grants", &grant_body(&patient.id, &physician.id, in_days(3)))).await;
     assert_eq!(granted.0, StatusCode::CREATED, "{}", granted.2);

@@ -169,6 +169,19 @@ pub fn record_body(patient_id: &str, doctor: &User) -> Value {
     })
 }
 
+/// A patient (with an account of their own) and one record their physician wrote:
+/// (the author, the patient, the record id).
+pub async fn patient_with_a_record(app: &TestApp) -> (User, User, String) {
+    let author = sign_in(app, Role::Physician).await;
+    let patient = sign_in(app, Role::Patient).await;
+    let mut body = patient_body();
+    body["patient_id"] = json!(patient.id);
+    assert_eq!(send(app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
+    let (_, _, created) = send(app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    (author, patient, record)
+}
+
 pub fn assert_problem(result: &(StatusCode, Option<String>, Value), status: StatusCode, code: &str) {
     assert_eq!(result.0, status, "{}", result.2);
     assert_eq!(result.1.as_deref(), Some("application/problem+json"));
