@@ -12,12 +12,14 @@
 //! `meta.versionId` is the aggregate's sequence (the number of its events), so
 //! a client's `If-Match` can name the version it read.
 
+mod bundle;
 mod capability;
 mod outcome;
 mod resources;
 #[cfg(feature = "validation")]
 pub mod validation;
 
+pub use bundle::searchset;
 pub use capability::{CapabilityStatement, FHIR_VERSION};
 pub use outcome::{IssueType, operation_outcome};
 pub use resources::{MedicationRef, condition, encounter, medication_statement, medication_statements, patient};

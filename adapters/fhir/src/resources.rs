@@ -74,7 +74,7 @@ pub fn patient(id: PatientId, patient: &Patient, version: u64, redacted: bool) -
             .filter_map(|(system, value)| value.as_ref().map(|v| json!({"system": system, "value": v.as_str()})))
             .collect();
         put(&mut resource, "name", Some(json!([{"text": demographics.full_name.as_str()}])));
-        put(&mut resource, "telecom", (!telecom.is_empty()).then(|| Value::Array(telecom)));
+        put(&mut resource, "telecom", (!telecom.is_empty()).then_some(Value::Array(telecom)));
         put(&mut resource, "gender", Some(json!(gender)));
         put(&mut resource, "birthDate", Some(json!(demographics.date_of_birth.format("%Y-%m-%d").to_string())));
         put(&mut resource, "address", demographics.address.as_ref().map(|a| json!([{"text": a.as_str()}])));

@@ -119,4 +119,59 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
     assert_eq!(statement["fhirVersion"], "4.0.1");
     let served: Vec<&str> = statement["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(served, ["Patient", "Encounter", "Condition", "MedicationStatement"]);
+    let searchable: Vec<&str> = statement["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["interaction"].as_array().unwrap().iter().any(|i| i["code"] == "search-type"))
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(searchable, ["Encounter", "Condition"]);
+}
+
+#[tokio::test]
+async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_valid_bundles() {
+    let app = support::app_with_everything().await;
+    let (author, patient, first) = patient_with_a_record(&app).await;
+    let mut second = support::record_body(&patient.id, &author);
+    second["visit_date"] = json!("2026-11-02");
+    second["content"]["diagnosis"] = Value::Null;
+    let (status, _, created) = send(&app, support::command(&author, "POST", "/v1/records", &second)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let second = created["aggregate_id"].as_str().unwrap().to_owned();
+    let models = app.state.read_models.clone().unwrap();
+    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+
+    let (status, encounters) = fhir(&app, &author, &format!("Encounter?patient=Patient/{}", patient.id)).await;
+    assert_eq!(status, StatusCode::OK, "{encounters}");
+    assert_eq!(encounters["type"], "searchset");
+    let ids: Vec<&str> = encounters["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()], "most recent visit first");
+    assert!(encounters["entry"][0]["fullUrl"].as_str().unwrap().ends_with(&format!("/fhir/r4/Encounter/{second}")));
+
+    // Only the first record states a diagnosis.
+    let (status, conditions) = fhir(&app, &patient, &format!("Condition?patient={}", patient.id)).await;
+    assert_eq!(status, StatusCode::OK, "{conditions}");
+    let codes: Vec<&str> =
+        conditions["entry"].as_array().unwrap().iter().map(|e| e["resource"]["code"]["coding"][0]["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["I10"]);
+
+    // A page of one links to the next; the last page links nowhere.
+    let (_, page) = fhir(&app, &author, &format!("Encounter?patient={}&_count=1", patient.id)).await;
+    assert_eq!(page["entry"].as_array().unwrap().len(), 1);
+    let next = page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
+    let next_path = next.split("/fhir/r4/").nth(1).unwrap().to_owned();
+    let (_, last) = fhir(&app, &author, &next_path).await;
+    assert_eq!(last["entry"][0]["resource"]["id"], first.as_str());
+    let (_, beyond) = fhir(&app, &author, &format!("Encounter?patient={}&_count=1&_offset=2", patient.id)).await;
+    assert!(beyond["entry"].as_array().unwrap().is_empty() && beyond["link"].as_array().unwrap().len() == 1, "{beyond}");
+
+    // The same grants: a physician without one finds nothing to read.
+    let stranger = sign_in(&app, Role::Physician).await;
+    let (status, refused) = fhir(&app, &stranger, &format!("Condition?patient={}", patient.id)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, invalid) = fhir(&app, &author, "Condition").await;
+    assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
+    let (status, invalid) = fhir(&app, &author, &format!("Condition?patient={}&_count=0", patient.id)).await;
+    assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
 }
