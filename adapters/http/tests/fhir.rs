@@ -163,13 +163,22 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
     let next_path = next.split("/fhir/r4/").nth(1).unwrap().to_owned();
     let (_, last) = fhir(&app, &author, &next_path).await;
     assert_eq!(last["entry"][0]["resource"]["id"], first.as_str());
-    let (_, beyond) = fhir(&app, &author, &format!("Encounter?patient={}&_count=1&_offset=2", patient.id)).await;
+    let (_, beyond) = fhir(&app, &patient, &format!("Encounter?patient={}&_count=1&_offset=2", patient.id)).await;
     assert!(beyond["entry"].as_array().unwrap().is_empty() && beyond["link"].as_array().unwrap().len() == 1, "{beyond}");
 
     // The same grants: a physician without one finds nothing to read.
     let stranger = sign_in(&app, Role::Physician).await;
     let (status, refused) = fhir(&app, &stranger, &format!("Condition?patient={}", patient.id)).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    // Nor does an empty result tell them a patient has no records.
+    let other = support::sign_in(&app, Role::Patient).await;
+    let mut body = support::patient_body();
+    body["patient_id"] = json!(other.id);
+    assert_eq!(send(&app, support::command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
+    let (status, refused) = fhir(&app, &stranger, &format!("Encounter?patient={}", other.id)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, own) = fhir(&app, &other, &format!("Encounter?patient={}", other.id)).await;
+    assert_eq!((status, own["entry"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{own}");
     let (status, invalid) = fhir(&app, &author, "Condition").await;
     assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
     let (status, invalid) = fhir(&app, &author, &format!("Condition?patient={}&_count=0", patient.id)).await;

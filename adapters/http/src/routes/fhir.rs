@@ -6,7 +6,8 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use emr_domain::access::Basis;
+use emr_commands::Subject;
+use emr_domain::access::{Action, Basis};
 use emr_domain::ids::{PatientId, RecordId};
 use emr_fhir::{CapabilityStatement, FHIR_JSON, IssueType, MedicationRef};
 use emr_projections::queries::{RecordFilter, RecordSort};
@@ -180,6 +181,13 @@ async fn search_records(
         ..RecordFilter::default()
     };
     let page = emr_projections::queries::records(&models.db, &filter).await.map_err(ApiError::from)?;
+    if page.is_empty() {
+        // An empty page must not tell a caller who may not read this patient's records
+        // that there are none (or how many): the patient-wide rule of a read decides, and
+        // a refusal is recorded. A record's author without a grant reads their own
+        // records on a full page, but not an empty one.
+        state.clinic.authorize(&caller.actor, Action::ReadRecord, Subject::patient(patient_id)).await.map_err(ApiError::from)?;
+    }
     let base = base_url(headers);
     let mut entries = Vec::new();
     for summary in &page {
