@@ -7,7 +7,7 @@ use emr_domain::patient::{Patient, PatientStatus};
 use emr_domain::phi::Phi;
 use emr_domain::record::{MedicalRecord, RecordStatus};
 use emr_domain::values::{Gender, Medication, RecordContent, Route};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 const ICD_10: &str = "http://hl7.org/fhir/sid/icd-10";
 const SNOMED: &str = "http://snomed.info/sct";
@@ -193,22 +193,16 @@ fn route(route: Route) -> Value {
 }
 
 fn dosage(medication: &Medication) -> Value {
-    // The dose travels as an exact decimal text and a UCUM unit.
-    let wire = serde_json::to_value(medication.dose).unwrap_or_default();
-    let amount = wire["amount"].as_str().and_then(|a| a.parse::<f64>().ok());
-    let unit = wire["unit"].as_str().unwrap_or_default().to_owned();
-    let mut quantity = Map::new();
-    if let Some(amount) = amount {
-        quantity.insert("value".into(), json!(amount));
-    }
-    quantity.insert("unit".into(), json!(unit));
-    quantity.insert("system".into(), json!(UCUM));
-    quantity.insert("code".into(), json!(unit));
+    let dose = medication.dose;
+    // The units' wire names are their UCUM codes.
+    let unit = serde_json::to_value(dose.unit()).ok().and_then(|u| u.as_str().map(str::to_owned)).unwrap_or_default();
+    let amount = dose.amount_text();
     json!({
-        "text": format!("{} {} {}, {}", wire["amount"].as_str().unwrap_or_default(), unit, route_text(medication.route), medication.frequency.as_str()),
+        "text": format!("{amount} {unit} {}, {}", route_text(medication.route), medication.frequency.as_str()),
         "timing": {"code": {"text": medication.frequency.as_str()}},
         "route": route(medication.route),
-        "doseAndRate": [{"doseQuantity": Value::Object(quantity)}],
+        // Thousandths over 1000 is the double nearest the exact decimal, as parsing it would be.
+        "doseAndRate": [{"doseQuantity": {"value": dose.thousandths() as f64 / 1000.0, "unit": unit, "system": UCUM, "code": unit}}],
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use emr_domain::federated::secure::{Opaque, PublicKeys, RevealedShare, SecretKind, SecureError, SecureMessage, SecureRound};
 use emr_domain::federated::{FederatedTask, ModelMetrics, TaskError, TaskSpec};
 use emr_domain::ids::{HospitalId, TaskId};
-use emr_federated::{RoundOpening, Update, Vector};
+use emr_federated::{Coordinator, RoundOpening, Update, Vector};
 use emr_http::ApiError;
 use emr_http::federation::FederatedAccess;
 use emr_learning::model::Model;
@@ -42,6 +42,11 @@ fn view(task_id: TaskId, task: &FederatedTask) -> Result<pb::FederatedTaskView, 
         secure_aggregation: spec.secure_aggregation,
         spec_json: serde_json::to_string(spec).map_err(|e| Status::internal(e.to_string()))?,
     })
+}
+
+/// The task as it stands after a coordinator's step.
+async fn standing(coordinator: &Coordinator, task: TaskId) -> Result<Response<pb::FederatedTaskView>, Status> {
+    Ok(Response::new(view(task, &coordinator.task(task).await.map_err(fail)?)?))
 }
 
 fn metrics(message: Option<pb::ModelMetrics>) -> Option<ModelMetrics> {
@@ -125,7 +130,7 @@ impl pb::federated_server::Federated for GrpcState {
         let initial =
             if body.initial_model.is_empty() { Model::new(&spec.model).initial_parameters(body.seed) } else { body.initial_model };
         coordinator.create(&context, task, spec, initial).await.map_err(fail)?;
-        Ok(Response::new(view(task, &coordinator.task(task).await.map_err(fail)?)?))
+        standing(coordinator, task).await
     }
 
     async fn start_task(&self, request: Request<pb::TaskRef>) -> Result<Response<pb::FederatedTaskView>, Status> {
@@ -133,7 +138,7 @@ impl pb::federated_server::Federated for GrpcState {
         let task = task_id(&request.into_inner().task_id)?;
         let coordinator = self.federation().task_coordinator(&context.actor, task).await.map_err(fail)?;
         coordinator.start(&context, task).await.map_err(fail)?;
-        Ok(Response::new(view(task, &coordinator.task(task).await.map_err(fail)?)?))
+        standing(coordinator, task).await
     }
 
     async fn open_round(&self, request: Request<pb::TaskRef>) -> Result<Response<pb::RoundOpened>, Status> {
@@ -203,7 +208,7 @@ impl pb::federated_server::Federated for GrpcState {
         let coordinator = self.federation().task_coordinator(&context.actor, task).await.map_err(fail)?;
         let reported = metrics(body.metrics);
         coordinator.aggregate(&context, task, body.round, |_| reported).await.map_err(fail)?;
-        Ok(Response::new(view(task, &coordinator.task(task).await.map_err(fail)?)?))
+        standing(coordinator, task).await
     }
 
     async fn complete_task(&self, request: Request<pb::TaskRef>) -> Result<Response<pb::FederatedTaskView>, Status> {
@@ -211,7 +216,7 @@ impl pb::federated_server::Federated for GrpcState {
         let task = task_id(&request.into_inner().task_id)?;
         let coordinator = self.federation().task_coordinator(&context.actor, task).await.map_err(fail)?;
         coordinator.complete(&context, task).await.map_err(fail)?;
-        Ok(Response::new(view(task, &coordinator.task(task).await.map_err(fail)?)?))
+        standing(coordinator, task).await
     }
 
     async fn get_task(&self, request: Request<pb::TaskRef>) -> Result<Response<pb::FederatedTaskView>, Status> {

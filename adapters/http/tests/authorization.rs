@@ -128,14 +128,7 @@ struct Scene {
 /// A patient with one record by another author, and grants to the physician
 /// and the nurse in `state`.
 async fn scene(app: &TestApp, state: GrantState) -> Scene {
-    let author = sign_in(app, Role::Physician).await;
-    let patient = sign_in(app, Role::Patient).await;
-    let mut body = patient_body();
-    body["patient_id"] = json!(patient.id);
-    assert_eq!(send(app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
-    let (_, _, created) = send(app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
-    let first_position = created["position"].as_u64().unwrap();
+    let support::Chart { patient, record, created_at: first_position, .. } = support::patient_with_a_record(app).await;
     let physician = sign_in(app, Role::Physician).await;
     let nurse = sign_in(app, Role::Nurse).await;
     let mut grants = Vec::new();

@@ -44,7 +44,7 @@ async fn disclosures(app: &TestApp) -> usize {
 #[tokio::test]
 async fn a_patient_and_their_record_read_as_valid_fhir_resources_each_read_recorded() {
     let app = app().await;
-    let (author, patient, record) = patient_with_a_record(&app).await;
+    let support::Chart { author, patient, record, .. } = patient_with_a_record(&app).await;
 
     let before = disclosures(&app).await;
     let (status, resource) = fhir(&app, &patient, &format!("Patient/{}", patient.id)).await;
@@ -77,7 +77,7 @@ async fn a_patient_and_their_record_read_as_valid_fhir_resources_each_read_recor
 #[tokio::test]
 async fn the_same_grants_apply_and_every_error_is_an_operation_outcome() {
     let app = app().await;
-    let (author, patient, record) = patient_with_a_record(&app).await;
+    let support::Chart { author, patient, record, .. } = patient_with_a_record(&app).await;
 
     // A physician without a grant is refused, as on the API.
     let stranger = sign_in(&app, Role::Physician).await;
@@ -132,7 +132,7 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
 #[tokio::test]
 async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_valid_bundles() {
     let app = support::app_with_everything().await;
-    let (author, patient, first) = patient_with_a_record(&app).await;
+    let support::Chart { author, patient, record: first, .. } = patient_with_a_record(&app).await;
     let mut second = support::record_body(&patient.id, &author);
     second["visit_date"] = json!("2026-11-02");
     second["content"]["diagnosis"] = Value::Null;

@@ -18,7 +18,7 @@ use support::{
 
 /// A patient with one record by `author`, and a physician holding a read/write grant.
 async fn patient_with_a_granted_physician(app: &TestApp) -> (User, User, User, String) {
-    let (author, patient, record) = patient_with_a_record(app).await;
+    let support::Chart { author, patient, record, .. } = patient_with_a_record(app).await;
     let physician = sign_in(app, Role::Physician).await;
     let granted = send(app, command(&patient, "POST", "/v1/grants", &grant_body(&patient.id, &physician.id, in_days(3)))).await;
     assert_eq!(granted.0, StatusCode::CREATED, "{}", granted.2);

@@ -177,7 +177,8 @@ impl Dose {
         self.unit
     }
 
-    fn amount_text(&self) -> String {
+    /// The amount as exact decimal text, e.g. `"2.5"`.
+    pub fn amount_text(&self) -> String {
         let (whole, fraction) = (self.thousandths / 1000, self.thousandths % 1000);
         if fraction == 0 { whole.to_string() } else { format!("{whole}.{fraction:03}").trim_end_matches('0').to_owned() }
     }

@@ -169,9 +169,20 @@ pub fn record_body(patient_id: &str, doctor: &User) -> Value {
     })
 }
 
-/// A patient (with an account of their own) and one record their physician wrote:
-/// (the author, the patient, the record id).
-pub async fn patient_with_a_record(app: &TestApp) -> (User, User, String) {
+/// A patient (with an account of their own) and one record their physician wrote.
+pub struct Chart {
+    /// The physician who registered the patient and wrote the record.
+    pub author: User,
+    /// The patient.
+    pub patient: User,
+    /// The record's id.
+    pub record: String,
+    /// The log position of the record's creation.
+    pub created_at: u64,
+}
+
+/// A new [`Chart`]: a patient and one record by a new physician.
+pub async fn patient_with_a_record(app: &TestApp) -> Chart {
     let author = sign_in(app, Role::Physician).await;
     let patient = sign_in(app, Role::Patient).await;
     let mut body = patient_body();
@@ -179,7 +190,8 @@ pub async fn patient_with_a_record(app: &TestApp) -> (User, User, String) {
     assert_eq!(send(app, command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
     let (_, _, created) = send(app, command(&author, "POST", "/v1/records", &record_body(&patient.id, &author))).await;
     let record = created["aggregate_id"].as_str().unwrap().to_owned();
-    (author, patient, record)
+    let created_at = created["position"].as_u64().unwrap();
+    Chart { author, patient, record, created_at }
 }
 
 pub fn assert_problem(result: &(StatusCode, Option<String>, Value), status: StatusCode, code: &str) {
