@@ -47,6 +47,11 @@ pub struct CommandContext {
     pub correlation_id: uuid::Uuid,
     /// What caused this command (defaults to the command id).
     pub causation_id: uuid::Uuid,
+    /// The aggregate version (its sequence) the caller last saw, when it made its
+    /// command conditional on it (HTTP `If-Match`): the command is refused as stale
+    /// if the aggregate has moved on. A precondition, not a fact: never recorded.
+    #[serde(skip)]
+    pub expected_version: Option<u64>,
 }
 
 impl CommandContext {
@@ -58,7 +63,13 @@ impl CommandContext {
     /// A context for a command whose id the caller chose (an idempotency key).
     pub fn with_id(command_id: CommandId, actor: Actor) -> Self {
         let id = command_id.as_uuid();
-        Self { command_id, actor, correlation_id: id, causation_id: id }
+        Self { command_id, actor, correlation_id: id, causation_id: id, expected_version: None }
+    }
+
+    /// The same command, refused unless the aggregate is still at `version`.
+    pub fn expecting(mut self, version: Option<u64>) -> Self {
+        self.expected_version = version;
+        self
     }
 
     /// A context for a command caused by another message in the same flow.
@@ -152,6 +163,7 @@ impl CommandContext {
             actor: Actor::new(parse(map, keys::ACTOR_ID)?, role),
             correlation_id: parse(map, keys::CORRELATION_ID)?,
             causation_id: parse(map, keys::CAUSATION_ID)?,
+            expected_version: None,
         })
     }
 }

@@ -215,6 +215,24 @@ pub async fn active_patient_ids(db: &ReadModelDb, limit: u32, offset: u32) -> Re
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
+/// Ids of a patient's access grants and requests (a request keeps its id when it
+/// is approved), newest first, a page at a time.
+pub async fn grant_ids_of_patient(
+    db: &ReadModelDb,
+    patient_id: uuid::Uuid,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<String>, ProjectionError> {
+    let sql = "SELECT grant_id FROM (\
+                 SELECT grant_id, granted_at AS opened_at FROM access_grants WHERE patient_id = ? \
+                 UNION SELECT grant_id, requested_at AS opened_at FROM access_requests WHERE patient_id = ? AND status <> 'approved'\
+               ) AS opened ORDER BY opened_at DESC, grant_id LIMIT ? OFFSET ?";
+    let patient = Value::from(patient_id.hyphenated().to_string());
+    let params = vec![patient.clone(), patient, Value::from(u64::from(limit.clamp(1, 500))), Value::from(u64::from(offset))];
+    let rows: Vec<(String,)> = db.fetch_all(sql, params).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// Filter of the security events.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SecurityEventFilter {

@@ -13,6 +13,7 @@ emr_tests::on_every_backend!(
     concurrent_writers_exactly_one_wins,
     no_update_is_lost_under_contention,
     retried_commands_apply_once,
+    conditional_commands_refuse_a_moved_aggregate,
     command_ids_belong_to_one_aggregate,
     snapshots_and_cache_match_a_full_replay,
     erasure_shreds_phi_and_keeps_the_log,

@@ -36,8 +36,10 @@ impl CapabilityStatement {
                     "type": name,
                     "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
                     "versioning": "versioned",
-                    "readHistory": false,
+                    "readHistory": interactions.contains(&"vread"),
                     "updateCreate": false,
+                    "conditionalUpdate": false,
+                    "conditionalDelete": "not-supported",
                 })
             })
             .collect();

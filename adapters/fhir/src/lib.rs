@@ -8,20 +8,26 @@
 //! | medical record (its visit) | `Encounter` | the record id |
 //! | the record's coded diagnosis | `Condition` (ICD-10) | the record id |
 //! | the record's medications | `MedicationStatement` | `<record id>.<n>`, n from 1 |
+//! | access grant or request | `Consent` | the grant id |
+//! | a disclosure in the access log | `AuditEvent` | the disclosure id |
+//! | a resource version's author and ledger receipt | `Provenance` | `<aggregate id>-<version>` |
 //!
 //! `meta.versionId` is the aggregate's sequence (the number of its events), so
 //! a client's `If-Match` can name the version it read.
 
 mod bundle;
 mod capability;
+pub mod input;
 mod outcome;
+mod privacy;
 mod resources;
 #[cfg(feature = "validation")]
 pub mod validation;
 
-pub use bundle::searchset;
+pub use bundle::{HistoryEntry, history, searchset};
 pub use capability::{CapabilityStatement, FHIR_VERSION};
 pub use outcome::{IssueType, operation_outcome};
+pub use privacy::{ANCHORING_RECEIPT, Disclosure, Origin, audit_event, consent, provenance};
 pub use resources::{MedicationRef, condition, encounter, medication_statement, medication_statements, patient};
 
 /// The media type of FHIR's JSON format.

@@ -9,11 +9,13 @@ use emr_domain::record::{MedicalRecord, RecordStatus};
 use emr_domain::values::{Gender, Medication, RecordContent, Route};
 use serde_json::{Value, json};
 
-const ICD_10: &str = "http://hl7.org/fhir/sid/icd-10";
+pub(crate) const ICD_10: &str = "http://hl7.org/fhir/sid/icd-10";
 const SNOMED: &str = "http://snomed.info/sct";
 const UCUM: &str = "http://unitsofmeasure.org";
+/// The identifier type (v2-0203) of a medical record number.
+pub(crate) const MRN_TYPE_CODE: &str = "MR";
 
-fn meta(version: u64, redacted: bool) -> Value {
+pub(crate) fn meta(version: u64, redacted: bool) -> Value {
     let mut meta = json!({"versionId": version.to_string()});
     if redacted {
         meta["security"] = json!([{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "REDACTED"}]);
@@ -25,7 +27,7 @@ fn hospital(hospital: &HospitalId) -> Value {
     json!({"identifier": {"system": "urn:emr-ledger:hospital", "value": hospital.as_str()}})
 }
 
-fn practitioner(user: UserId) -> Value {
+pub(crate) fn practitioner(user: UserId) -> Value {
     json!({"type": "Practitioner", "identifier": {"system": "urn:emr-ledger:user", "value": user.to_string()}})
 }
 
@@ -55,7 +57,7 @@ pub fn patient(id: PatientId, patient: &Patient, version: u64, redacted: bool) -
     if let Some(identifiers) = patient.identifiers().and_then(Phi::value) {
         let mut list = vec![json!({
             "use": "usual",
-            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": MRN_TYPE_CODE}]},
             "system": format!("urn:emr-ledger:hospital:{}:mrn", patient.hospital_id().map_or("unknown", HospitalId::as_str)),
             "value": identifiers.mrn.as_str(),
         })];

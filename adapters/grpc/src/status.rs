@@ -17,7 +17,7 @@ pub fn status_of(error: ApiError) -> Status {
         404 => Code::NotFound,
         409 if problem.code == "username-taken" => Code::AlreadyExists,
         409 => Code::Aborted,
-        410 | 423 => Code::FailedPrecondition,
+        410 | 412 | 423 => Code::FailedPrecondition,
         429 => Code::ResourceExhausted,
         503 => Code::Unavailable,
         507 => Code::ResourceExhausted,

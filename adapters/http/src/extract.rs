@@ -88,7 +88,7 @@ impl FromRequestParts<AppState> for Command {
         if let Some(request) = parts.extensions.get::<crate::request_log::RequestId>() {
             context.correlation_id = request.0;
         }
-        Ok(Self(context))
+        Ok(Self(context.expecting(if_match(parts)?)))
     }
 }
 
@@ -97,6 +97,28 @@ pub(crate) fn idempotency_key(parts: &Parts) -> Result<Option<CommandId>, ApiErr
     header(parts, "idempotency-key")?
         .map(|key| CommandId::parse(key).map_err(|_| bad_header("Idempotency-Key", "must be a UUID")))
         .transpose()
+}
+
+/// The version an `If-Match` header names (`W/"3"` or `"3"`, as the `ETag` of a
+/// read gave it); `*` or no header makes the command unconditional.
+pub(crate) fn if_match(parts: &Parts) -> Result<Option<u64>, ApiError> {
+    let Some(value) = header(parts, "if-match")? else { return Ok(None) };
+    let value = value.trim();
+    if value == "*" {
+        return Ok(None);
+    }
+    let tag = value.strip_prefix("W/").unwrap_or(value);
+    tag.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|version| version.parse().ok())
+        .map(Some)
+        .ok_or_else(|| bad_header("If-Match", "must be one ETag this server gave, such as W/\"3\""))
+}
+
+/// The `ETag` of an aggregate at `version`: weak, as the representation may vary
+/// (a redacted read) while the version is the same.
+pub(crate) fn etag(version: u64) -> String {
+    format!("W/\"{version}\"")
 }
 
 /// The `Idempotency-Key` of an unauthenticated request (self-registration).

@@ -311,6 +311,12 @@ fn store_problem(error: &StoreError) -> Problem {
             "nothing was written; send the command again with the same Idempotency-Key once space is freed",
         )
         .retryable(),
+        StoreError::Stale { .. } => Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version-mismatch",
+            "The resource changed since it was read",
+            format!("{error}; read it again and resend with its current version"),
+        ),
         StoreError::CommandIdReused { .. } => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",

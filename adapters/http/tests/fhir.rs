@@ -118,7 +118,7 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
     assert_valid(&statement);
     assert_eq!(statement["fhirVersion"], "4.0.1");
     let served: Vec<&str> = statement["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
-    assert_eq!(served, ["Patient", "Encounter", "Condition", "MedicationStatement"]);
+    assert_eq!(served, ["Patient", "Encounter", "Condition", "MedicationStatement", "Consent", "AuditEvent", "Provenance"]);
     let searchable: Vec<&str> = statement["rest"][0]["resource"]
         .as_array()
         .unwrap()
@@ -126,7 +126,9 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
         .filter(|r| r["interaction"].as_array().unwrap().iter().any(|i| i["code"] == "search-type"))
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(searchable, ["Encounter", "Condition"]);
+    assert_eq!(searchable, ["Encounter", "Condition", "Consent", "AuditEvent", "Provenance"]);
+    let patient = &statement["rest"][0]["resource"][0];
+    assert_eq!(patient["readHistory"], true, "vread is served: {patient}");
 }
 
 #[tokio::test]
@@ -182,5 +184,231 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
     let (status, invalid) = fhir(&app, &author, "Condition").await;
     assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
     let (status, invalid) = fhir(&app, &author, &format!("Condition?patient={}&_count=0", patient.id)).await;
+    assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
+}
+
+/// A FHIR write: `method` on `path` with `resource`, conditional on `if_match`.
+async fn write(
+    app: &TestApp,
+    user: &User,
+    method: &str,
+    path: &str,
+    resource: &Value,
+    if_match: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut request = support::command(user, method, &format!("/fhir/r4/{path}"), resource);
+    request.headers_mut().insert("content-type", "application/fhir+json".parse().unwrap());
+    if let Some(tag) = if_match {
+        request.headers_mut().insert("if-match", tag.parse().unwrap());
+    }
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request).await.unwrap();
+    let status = response.status();
+    let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if !body.is_null() {
+        assert_valid(&body);
+    }
+    (status, etag, body)
+}
+
+fn hypertensive_heart_disease(record: &str) -> Value {
+    json!({
+        "resourceType": "Condition",
+        "id": record,
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I11.9"}], "text": "Hypertensive heart disease"},
+    })
+}
+
+fn version_ids(bundle: &Value) -> Vec<(String, String)> {
+    bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["request"]["method"].as_str().unwrap().to_owned(), e["response"]["etag"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn versions_come_from_the_log_and_a_stale_if_match_is_refused_with_412() {
+    let app = app().await;
+    let support::Chart { author, record, .. } = patient_with_a_record(&app).await;
+    let response = tower::ServiceExt::oneshot(app.router.clone(), get(&author, &format!("/fhir/r4/Condition/{record}"))).await.unwrap();
+    assert_eq!(response.headers().get("etag").unwrap(), "W/\"1\"", "a read names its version");
+
+    // Amending the diagnosis against the version read: a new version.
+    let changed = write(&app, &author, "PUT", &format!("Condition/{record}"), &hypertensive_heart_disease(&record), Some("W/\"1\"")).await;
+    assert_eq!((changed.0, changed.1.as_deref()), (StatusCode::OK, Some("W/\"2\"")), "{}", changed.2);
+    assert_eq!(changed.2["code"]["coding"][0]["code"], "I11.9");
+    assert_eq!(changed.2["meta"]["versionId"], "2");
+
+    // The same change sent against the old version is refused, and changes nothing.
+    let mut again = hypertensive_heart_disease(&record);
+    again["code"]["coding"][0]["code"] = json!("I13.0");
+    let stale = write(&app, &author, "PUT", &format!("Condition/{record}"), &again, Some("W/\"1\"")).await;
+    assert_eq!((stale.0, outcome_code(&stale.2)), (StatusCode::PRECONDITION_FAILED, "version-mismatch"), "{}", stale.2);
+    assert_eq!(stale.2["issue"][0]["code"], "conflict");
+    let (_, now) = fhir(&app, &author, &format!("Condition/{record}")).await;
+    assert_eq!((now["meta"]["versionId"].as_str(), now["code"]["coding"][0]["code"].as_str()), (Some("2"), Some("I11.9")));
+
+    // The REST API honours the same header.
+    let amendment = json!({"content": {"title": "Follow-up", "description": null, "diagnosis": null, "treatment": null, "medications": []}, "reason": "typo"});
+    let mut request = support::command(&author, "POST", &format!("/v1/records/{record}/amendments"), &amendment);
+    request.headers_mut().insert("if-match", "W/\"1\"".parse().unwrap());
+    support::assert_problem(&send(&app, request).await, StatusCode::PRECONDITION_FAILED, "version-mismatch");
+    let mut request = support::command(&author, "POST", &format!("/v1/records/{record}/amendments"), &amendment);
+    request.headers_mut().insert("if-match", "three".parse().unwrap());
+    support::assert_problem(&send(&app, request).await, StatusCode::BAD_REQUEST, "invalid-header");
+
+    // Each version reads back as it was (vread), and the history lists them newest first.
+    let (status, first) = fhir(&app, &author, &format!("Condition/{record}/_history/1")).await;
+    assert_eq!((status, first["code"]["coding"][0]["code"].as_str()), (StatusCode::OK, Some("I10")), "{first}");
+    let (status, second) = fhir(&app, &author, &format!("Condition/{record}/_history/2")).await;
+    assert_eq!((status, second["code"]["coding"][0]["code"].as_str()), (StatusCode::OK, Some("I11.9")), "{second}");
+    let (status, missing) = fhir(&app, &author, &format!("Condition/{record}/_history/9")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+
+    // A deletion, conditional too; the encounter reads as entered in error.
+    let refused = write(&app, &author, "DELETE", &format!("Encounter/{record}"), &Value::Null, Some("W/\"1\"")).await;
+    assert_eq!(refused.0, StatusCode::PRECONDITION_FAILED, "{}", refused.2);
+    let deleted = write(&app, &author, "DELETE", &format!("Encounter/{record}"), &Value::Null, Some("W/\"2\"")).await;
+    assert_eq!((deleted.0, deleted.1.as_deref()), (StatusCode::NO_CONTENT, Some("W/\"3\"")), "{}", deleted.2);
+    let (_, encounter) = fhir(&app, &author, &format!("Encounter/{record}")).await;
+    assert_eq!(encounter["status"], "entered-in-error");
+    let (status, history) = fhir(&app, &author, &format!("Encounter/{record}/_history")).await;
+    assert_eq!((status, history["type"].as_str()), (StatusCode::OK, Some("history")), "{history}");
+    let expected = [("DELETE", "W/\"3\""), ("PUT", "W/\"2\""), ("POST", "W/\"1\"")].map(|(m, e)| (m.to_owned(), e.to_owned()));
+    assert_eq!(version_ids(&history), expected);
+    assert!(history["entry"][0].get("resource").is_none(), "a deletion carries no resource");
+    assert_eq!(history["entry"][2]["resource"]["type"][0]["text"], "Annual check-up");
+
+    // A stranger sees no version of it.
+    let stranger = sign_in(&app, Role::Physician).await;
+    let (status, refused) = fhir(&app, &stranger, &format!("Condition/{record}/_history/1")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, refused) = fhir(&app, &stranger, &format!("Encounter/{record}/_history")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+}
+
+fn fhir_patient(mrn: &str) -> Value {
+    json!({
+        "resourceType": "Patient",
+        "identifier": [
+            {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}, "value": mrn},
+            {"system": "urn:oid:2.16.156.10011.1.1", "value": "110101197502030011"}
+        ],
+        "name": [{"family": "Li", "given": ["Wei"]}],
+        "gender": "female",
+        "birthDate": "1982-07-14",
+        "telecom": [{"system": "phone", "value": "+86 10 5555 0101"}],
+        "address": [{"line": ["1 Chang'an Avenue", "Beijing"]}],
+        "managingOrganization": {"identifier": {"value": "HOSP-001"}}
+    })
+}
+
+#[tokio::test]
+async fn patients_are_registered_and_updated_as_fhir_resources() {
+    let app = app().await;
+    let clerk = sign_in(&app, Role::Physician).await;
+    let (status, etag, created) = write(&app, &clerk, "POST", "Patient", &fhir_patient("MRN-77"), None).await;
+    assert_eq!((status, etag.as_deref()), (StatusCode::CREATED, Some("W/\"1\"")), "{created}");
+    assert_eq!(created["name"][0]["text"], "Wei Li");
+    assert_eq!(created["identifier"][0]["value"], "MRN-77");
+    assert_eq!(created["identifier"][1]["value"], "110101197502030011");
+    assert_eq!(created["address"][0]["text"], "1 Chang'an Avenue, Beijing");
+
+    // What cannot become a patient is refused, naming the element at fault.
+    let mut no_birth_date = fhir_patient("MRN-78");
+    no_birth_date.as_object_mut().unwrap().remove("birthDate");
+    let (status, _, refused) = write(&app, &clerk, "POST", "Patient", &no_birth_date, None).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid-resource"), "{refused}");
+    assert!(refused["issue"][0]["diagnostics"].as_str().unwrap().contains("Patient.birthDate"), "{refused}");
+    let mut no_mrn = fhir_patient("MRN-79");
+    no_mrn["identifier"] = json!([]);
+    let (status, _, refused) = write(&app, &clerk, "POST", "Patient", &no_mrn, None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let mut request = support::command(&clerk, "POST", "/fhir/r4/Patient", &fhir_patient("MRN-80"));
+    request.headers_mut().insert("if-none-exist", "identifier=MRN-80".parse().unwrap());
+    let (status, _, refused) = send(&app, request).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::BAD_REQUEST, "not-supported"), "{refused}");
+
+    // A patient updates their own demographics, against the version they read.
+    let support::Chart { patient, .. } = patient_with_a_record(&app).await;
+    let mut mine = fhir_patient("ignored");
+    mine["id"] = json!(patient.id);
+    mine["name"] = json!([{"text": "Huang Min"}]);
+    mine["gender"] = json!("male");
+    let (status, etag, updated) = write(&app, &patient, "PUT", &format!("Patient/{}", patient.id), &mine, Some("W/\"1\"")).await;
+    assert_eq!((status, etag.as_deref()), (StatusCode::OK, Some("W/\"2\"")), "{updated}");
+    assert_eq!(updated["telecom"][0]["value"], "+86 10 5555 0101");
+    assert_eq!(updated["identifier"][0]["value"], "MRN-42", "identifiers stay as registered");
+    let (status, _, stale) = write(&app, &patient, "PUT", &format!("Patient/{}", patient.id), &mine, Some("W/\"1\"")).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{stale}");
+    mine["id"] = json!(uuid::Uuid::now_v7());
+    let (status, _, mismatch) = write(&app, &patient, "PUT", &format!("Patient/{}", patient.id), &mine, None).await;
+    assert_eq!((status, outcome_code(&mismatch)), (StatusCode::BAD_REQUEST, "id-mismatch"), "{mismatch}");
+
+    let (status, history) = fhir(&app, &patient, &format!("Patient/{}/_history", patient.id)).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let expected = [("PUT", "W/\"2\""), ("POST", "W/\"1\"")].map(|(m, e)| (m.to_owned(), e.to_owned()));
+    assert_eq!(version_ids(&history), expected);
+    let (_, first) = fhir(&app, &patient, &format!("Patient/{}/_history/1", patient.id)).await;
+    assert!(first.get("telecom").is_none(), "version 1 had no phone number: {first}");
+}
+
+#[tokio::test]
+async fn grants_read_as_consents_reads_as_audit_events_and_versions_carry_their_provenance() {
+    let app = support::app_with_everything().await;
+    let support::Chart { author, patient, record, .. } = patient_with_a_record(&app).await;
+    let colleague = sign_in(&app, Role::Physician).await;
+    let grant = support::grant_body(&patient.id, &colleague.id, support::in_days(30));
+    let (status, _, granted) = send(&app, support::command(&patient, "POST", "/v1/grants", &grant)).await;
+    assert_eq!(status, StatusCode::CREATED, "{granted}");
+    let grant_id = granted["aggregate_id"].as_str().unwrap().to_owned();
+    let (status, _) = fhir(&app, &colleague, &format!("Condition/{record}")).await;
+    assert_eq!(status, StatusCode::OK, "the grant lets the colleague read");
+    let models = app.state.read_models.clone().unwrap();
+    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+
+    let (status, consents) = fhir(&app, &patient, &format!("Consent?patient={}", patient.id)).await;
+    assert_eq!(status, StatusCode::OK, "{consents}");
+    let consent = &consents["entry"][0]["resource"];
+    assert_eq!((consent["id"].as_str(), consent["status"].as_str()), (Some(grant_id.as_str()), Some("active")), "{consents}");
+    let actions: Vec<&str> =
+        consent["provision"]["action"].as_array().unwrap().iter().map(|a| a["coding"][0]["code"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["access", "correct"]);
+    assert_eq!(consent["provision"]["actor"][0]["reference"]["identifier"]["value"], colleague.id.as_str());
+    let (status, read) = fhir(&app, &colleague, &format!("Consent/{grant_id}")).await;
+    assert_eq!((status, read["id"].as_str()), (StatusCode::OK, Some(grant_id.as_str())), "the grantee reads it: {read}");
+    let (status, refused) = fhir(&app, &colleague, &format!("Consent?patient={}", patient.id)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a grantee does not list the patient's other grants: {refused}");
+
+    // "Who saw my data": the colleague's read, relying on the grant.
+    let (status, events) = fhir(&app, &patient, &format!("AuditEvent?patient={}", patient.id)).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let by_colleague = events["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|e| e["agent"][0]["who"]["identifier"]["value"] == colleague.id.as_str())
+        .unwrap_or_else(|| panic!("the colleague's read is listed: {events}"));
+    assert_eq!(by_colleague["purposeOfEvent"][0]["coding"][0]["code"], "TREAT");
+    let entities: Vec<&str> = by_colleague["entity"].as_array().unwrap().iter().map(|e| e["what"]["reference"].as_str().unwrap()).collect();
+    assert_eq!(entities, [format!("Patient/{}", patient.id), format!("Encounter/{record}"), format!("Consent/{grant_id}")]);
+    let (status, refused) = fhir(&app, &author, &format!("AuditEvent?patient={}", patient.id)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+
+    // An auditor traces each version to its author and its anchoring receipt.
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (status, provenance) = fhir(&app, &auditor, &format!("Provenance?target=Encounter/{record}")).await;
+    assert_eq!(status, StatusCode::OK, "{provenance}");
+    let origin = &provenance["entry"][0]["resource"];
+    assert_eq!(origin["target"][0]["reference"], format!("Encounter/{record}/_history/1"));
+    assert_eq!(origin["agent"][0]["who"]["identifier"]["value"], author.id.as_str());
+    assert_eq!(origin["extension"][0]["valueUri"], format!("/v1/audit/medical_record/{record}/events/1/receipt"));
+    let (status, refused) = fhir(&app, &patient, &format!("Provenance?target=Encounter/{record}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, invalid) = fhir(&app, &auditor, &format!("Provenance?target=Observation/{record}")).await;
     assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
 }

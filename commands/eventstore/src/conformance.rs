@@ -286,6 +286,26 @@ pub async fn retried_commands_apply_once(backend: Backend) {
     assert_eq!(loaded.sequence(), 2, "applied exactly once");
 }
 
+/// A command conditional on the version its sender read (HTTP `If-Match`) runs
+/// only while the aggregate is still at that version; a retry of one that ran is
+/// still answered from the log.
+pub async fn conditional_commands_refuse_a_moved_aggregate(backend: Backend) {
+    let store = backend.default_store::<MedicalRecord>();
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    store.execute(&id, create_record(record, patient, "v1"), &services(), &doctor()).await.unwrap();
+    let on_first = doctor().expecting(Some(1));
+    let ran = store.execute(&id, amend("v2"), &services(), &on_first).await.unwrap();
+    assert!(!ran.replayed);
+
+    let stale = store.execute(&id, amend("v3"), &services(), &doctor().expecting(Some(1))).await;
+    assert!(matches!(stale, Err(ExecuteError::Store(StoreError::Stale { expected: 1, actual: 2 }))), "{stale:?}");
+    assert!(!stale.as_ref().is_err_and(|e| matches!(e, ExecuteError::Store(s) if s.is_retryable())), "resending cannot help");
+    let retried = store.execute(&id, amend("v2"), &services(), &on_first).await.unwrap();
+    assert!(retried.replayed, "the retry of a command that ran is its original result");
+    assert_eq!(store.load(&id).await.unwrap().sequence(), 2, "the stale command appended nothing");
+}
+
 /// A command id reused on another aggregate is refused, not mistaken for a retry.
 pub async fn command_ids_belong_to_one_aggregate(backend: Backend) {
     let store = backend.default_store::<Patient>();

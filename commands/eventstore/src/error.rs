@@ -88,6 +88,14 @@ pub enum StoreError {
         /// `<type>.<id>` it was first used on.
         original: String,
     },
+    /// The command was conditional on a version the aggregate has moved past.
+    #[error("the command expected version {expected} but the aggregate is at version {actual}")]
+    Stale {
+        /// The version the caller last saw.
+        expected: u64,
+        /// The aggregate's version now.
+        actual: u64,
+    },
     /// Command metadata passed to `commit` is incomplete.
     #[error("command metadata: {0}")]
     Metadata(String),

@@ -67,12 +67,7 @@ impl LogReader {
         let mut events = Vec::new();
         for commit in commits {
             let record = CommitRecord::decode(&commit)?;
-            let context = CommandContext {
-                command_id: record.command_id,
-                actor: record.actor,
-                correlation_id: record.correlation_id,
-                causation_id: record.causation_id,
-            };
+            let context = CommandContext::with_id(record.command_id, record.actor).caused_by(record.correlation_id, record.causation_id);
             for event in record.events {
                 events.push(RecordedEvent {
                     key: commit.key.clone(),

@@ -270,6 +270,9 @@ where
             let events = self.original_commit(&loaded.key, context.command_id, summary.position).await?;
             return Ok(Executed { events, position: Some(summary.position), replayed: true });
         }
+        if let Some(expected) = context.expected_version.filter(|&expected| expected != loaded.sequence) {
+            return Err(StoreError::Stale { expected, actual: loaded.sequence }.into());
+        }
         let sink = EventSink::default();
         loaded.aggregate.handle(command, services, &sink).await.map_err(ExecuteError::Rejected)?;
         Ok(self.append(sink.collect().await, loaded, context).await?)
@@ -363,12 +366,7 @@ where
             event_id: stored.event_id,
             aggregate_type: record.aggregate_type.clone(),
             recorded_at: record.recorded_at,
-            context: CommandContext {
-                command_id: record.command_id,
-                actor: record.actor,
-                correlation_id: record.correlation_id,
-                causation_id: record.causation_id,
-            },
+            context: CommandContext::with_id(record.command_id, record.actor).caused_by(record.correlation_id, record.causation_id),
             schema_version: stored.event_version.clone(),
             position,
         };

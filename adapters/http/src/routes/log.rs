@@ -9,7 +9,7 @@ use crate::extract::Caller;
 use crate::problem::ApiError;
 
 /// Histories, the log and receipts are for auditors (PHI stays sealed in them).
-async fn audit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+pub(crate) async fn audit(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     state.clinic.authorize(&caller.actor, emr_domain::access::Action::ReadAudit, emr_commands::Subject::default()).await?;
     Ok(())
 }

@@ -104,20 +104,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/security/events/{security_event_id}/resolution", post(security::resolve))
         .route("/v1/security/risk", get(security::risk))
         .route("/v1/security/outcomes", get(security::outcomes))
-        .nest("/fhir/r4", fhir_routes())
-}
-
-/// The FHIR R4 front door.
-fn fhir_routes() -> Router<AppState> {
-    Router::new()
-        .route("/metadata", get(fhir::metadata))
-        .route("/Patient/{id}", get(fhir::patient))
-        .route("/Encounter", get(fhir::search_encounters))
-        .route("/Encounter/{id}", get(fhir::encounter))
-        .route("/Condition", get(fhir::search_conditions))
-        .route("/Condition/{id}", get(fhir::condition))
-        .route("/MedicationStatement/{id}", get(fhir::medication_statement))
-        .fallback(fhir::unsupported)
+        .nest("/fhir/r4", fhir::routes())
 }
 
 /// The enum value a read model stores under its snake-case name.

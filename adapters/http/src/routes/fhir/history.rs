@@ -1,0 +1,210 @@
+//! Versions from the event log: `_history` (instance) and vread. A version is a
+//! commit: the aggregate's sequence after one command's events.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use emr_domain::access::Basis;
+use emr_domain::ids::{PatientId, RecordId};
+use emr_domain::metadata::EventMetadata;
+use emr_eventstore::Cutoff;
+use emr_fhir::HistoryEntry;
+
+use super::read::{CONDITION_VIEW, RecordView, encounter_view};
+use super::{Fhir, base_url, not_found};
+use crate::AppState;
+use crate::extract::Caller;
+use crate::problem::ApiError;
+use crate::routes::path_id;
+
+/// One commit of an aggregate, as a resource version.
+pub(super) struct Version {
+    /// The aggregate's sequence after the commit.
+    pub(super) version: u64,
+    /// The first version (the creation).
+    pub(super) first: bool,
+    /// Its events' types.
+    pub(super) event_types: Vec<String>,
+    /// The envelope of its last event (author, time, log position).
+    pub(super) metadata: EventMetadata,
+}
+
+impl Version {
+    /// How FHIR names the change: `POST` created it, `DELETE` deleted it, `PUT` changed it.
+    pub(super) fn method(&self) -> &'static str {
+        if self.first {
+            "POST"
+        } else if self.event_types.iter().any(|t| t == "RecordDeleted" || t == "PatientErased") {
+            "DELETE"
+        } else {
+            "PUT"
+        }
+    }
+
+    fn recorded_at(&self) -> DateTime<Utc> {
+        self.metadata.recorded_at
+    }
+}
+
+/// The versions of an aggregate, oldest first (unauthorized: the caller authorizes).
+pub(super) async fn versions(state: &AppState, aggregate_type: &str, id: &str) -> Result<Vec<Version>, Fhir> {
+    let events = state.clinic.history(aggregate_type, id).await?;
+    let mut versions: Vec<Version> = Vec::new();
+    for event in events {
+        match versions.last_mut() {
+            Some(last) if last.metadata.position == event.metadata.position => {
+                last.version = event.sequence;
+                last.event_types.push(event.event_type);
+                last.metadata = event.metadata;
+            }
+            _ => versions.push(Version {
+                version: event.sequence,
+                first: versions.is_empty(),
+                event_types: vec![event.event_type],
+                metadata: event.metadata,
+            }),
+        }
+    }
+    Ok(versions)
+}
+
+fn version_number(text: &str) -> Result<u64, Fhir> {
+    text.parse().map_err(|_| not_found("version"))
+}
+
+/// The version numbered `number`, or 404.
+async fn version(state: &AppState, aggregate_type: &str, id: &str, number: &str) -> Result<Version, Fhir> {
+    let number = version_number(number)?;
+    versions(state, aggregate_type, id).await?.into_iter().find(|v| v.version == number).ok_or_else(|| not_found("version"))
+}
+
+/// `GET /fhir/r4/Patient/{id}/_history/{version}`: the patient as that version left them.
+pub(super) async fn patient_version(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path((id, number)): Path<(String, String)>,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let patient_id: PatientId = path_id(&id, "Patient id")?;
+    let found = version(&state, "patient", &id, &number).await?;
+    let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
+    let then = state.clinic.patient_as_of(patient_id, Cutoff::Position(found.metadata.position)).await?;
+    let resource = emr_fhir::patient(patient_id, then.state(), found.version, read.basis == Basis::Redacted);
+    Ok(Fhir::ok(resource).at_version(found.version))
+}
+
+/// `GET /fhir/r4/Patient/{id}/_history`: every version, newest first (one recorded read).
+pub(super) async fn patient(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let patient_id: PatientId = path_id(&id, "Patient id")?;
+    let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
+    let redacted = read.basis == Basis::Redacted;
+    let base = base_url(&headers);
+    let mut entries = Vec::new();
+    for found in versions(&state, "patient", &id).await?.into_iter().rev() {
+        let then = state.clinic.patient_as_of(patient_id, Cutoff::Position(found.metadata.position)).await?;
+        let resource = (found.method() != "DELETE").then(|| emr_fhir::patient(patient_id, then.state(), found.version, redacted));
+        entries.push(entry(&base, &format!("Patient/{id}"), resource, &found));
+    }
+    Ok(Fhir::ok(emr_fhir::history(&format!("{base}/Patient/{id}/_history"), entries)))
+}
+
+fn entry(base: &str, url: &str, resource: Option<serde_json::Value>, version: &Version) -> HistoryEntry {
+    HistoryEntry {
+        full_url: format!("{base}/{url}"),
+        resource,
+        method: version.method(),
+        url: url.to_owned(),
+        version: version.version,
+        last_modified: version.recorded_at(),
+    }
+}
+
+/// A record's version as the resource `view` makes of it (authorized and recorded
+/// as a point-in-time read).
+async fn record_version(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    id: &str,
+    number: &str,
+    view: RecordView,
+    what: &str,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let record_id: RecordId = path_id(id, "id")?;
+    let found = version(state, "medical_record", id, number).await?;
+    let cutoff = Cutoff::Position(found.metadata.position);
+    let read = state.clinic.read_record(&caller.actor, record_id, Some(cutoff), None).await?;
+    let resource = view(record_id, read.loaded.state(), found.version, read.basis == Basis::Redacted).ok_or_else(|| not_found(what))?;
+    Ok(Fhir::ok(resource).at_version(found.version))
+}
+
+/// A record's versions as resources of one type, newest first; versions the type
+/// cannot show (a record version without a diagnosis, as a Condition) are left out.
+async fn record_history(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    id: &str,
+    view: RecordView,
+    kind: &str,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let record_id: RecordId = path_id(id, "id")?;
+    let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
+    let redacted = read.basis == Basis::Redacted;
+    let base = base_url(headers);
+    let mut entries = Vec::new();
+    for found in versions(state, "medical_record", id).await?.into_iter().rev() {
+        let then = state.clinic.record_as_of(record_id, Cutoff::Position(found.metadata.position)).await?;
+        let resource = view(record_id, then.state(), found.version, redacted);
+        if resource.is_some() || found.method() == "DELETE" {
+            let resource = resource.filter(|_| found.method() != "DELETE");
+            entries.push(entry(&base, &format!("{kind}/{id}"), resource, &found));
+        }
+    }
+    Ok(Fhir::ok(emr_fhir::history(&format!("{base}/{kind}/{id}/_history"), entries)))
+}
+
+/// `GET /fhir/r4/Encounter/{id}/_history/{version}`.
+pub(super) async fn encounter_version(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path((id, number)): Path<(String, String)>,
+) -> Result<Fhir, Fhir> {
+    record_version(&state, caller, &id, &number, encounter_view, "Encounter").await
+}
+
+/// `GET /fhir/r4/Condition/{id}/_history/{version}`.
+pub(super) async fn condition_version(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path((id, number)): Path<(String, String)>,
+) -> Result<Fhir, Fhir> {
+    record_version(&state, caller, &id, &number, CONDITION_VIEW, "Condition").await
+}
+
+/// `GET /fhir/r4/Encounter/{id}/_history`.
+pub(super) async fn encounter(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    record_history(&state, caller, &headers, &id, encounter_view, "Encounter").await
+}
+
+/// `GET /fhir/r4/Condition/{id}/_history`.
+pub(super) async fn condition(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    record_history(&state, caller, &headers, &id, CONDITION_VIEW, "Condition").await
+}

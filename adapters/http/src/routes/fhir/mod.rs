@@ -1,0 +1,156 @@
+//! The FHIR R4 front door (`/fhir/r4`, `application/fhir+json`): the same commands
+//! and reads as the API — the same grants, roles and break-glass rules, every read
+//! recorded in the patient's access log, every change a command on the same
+//! aggregates — answered as FHIR resources (`emr-fhir` maps them), every error an
+//! `OperationOutcome` carrying the API's stable code.
+//!
+//! Versions are the aggregates' sequences: reads answer `ETag: W/"<version>"`,
+//! writes honour `If-Match` (412 on a stale version), and `_history` replays the log.
+
+mod history;
+mod privacy;
+mod read;
+mod search;
+mod write;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use emr_fhir::{CapabilityStatement, FHIR_JSON, IssueType};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::problem::{ApiError, Problem};
+
+/// The routes, and in [`capabilities`] what they serve: keep the two together.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(metadata))
+        .route("/Patient", axum::routing::post(write::create_patient))
+        .route("/Patient/{id}", get(read::patient).put(write::update_patient))
+        .route("/Patient/{id}/_history", get(history::patient))
+        .route("/Patient/{id}/_history/{version}", get(history::patient_version))
+        .route("/Encounter", get(search::encounters))
+        .route("/Encounter/{id}", get(read::encounter).delete(write::delete_encounter))
+        .route("/Encounter/{id}/_history", get(history::encounter))
+        .route("/Encounter/{id}/_history/{version}", get(history::encounter_version))
+        .route("/Condition", get(search::conditions))
+        .route("/Condition/{id}", get(read::condition).put(write::update_condition))
+        .route("/Condition/{id}/_history", get(history::condition))
+        .route("/Condition/{id}/_history/{version}", get(history::condition_version))
+        .route("/MedicationStatement/{id}", get(read::medication_statement))
+        .route("/Consent", get(privacy::consents))
+        .route("/Consent/{id}", get(privacy::consent))
+        .route("/AuditEvent", get(privacy::audit_events))
+        .route("/Provenance", get(privacy::provenances))
+        .fallback(unsupported)
+}
+
+/// What the routes above serve; `/metadata` is built from it.
+fn capabilities() -> CapabilityStatement {
+    CapabilityStatement::default()
+        .resource("Patient", &["read", "vread", "history-instance", "create", "update"])
+        .resource("Encounter", &["read", "vread", "history-instance", "search-type", "delete"])
+        .resource("Condition", &["read", "vread", "history-instance", "search-type", "update"])
+        .resource("MedicationStatement", &["read"])
+        .resource("Consent", &["read", "search-type"])
+        .resource("AuditEvent", &["search-type"])
+        .resource("Provenance", &["search-type"])
+}
+
+/// A FHIR answer: a resource (with its version's `ETag` and, once created, its
+/// `Location`), or an `OperationOutcome` with its status.
+pub(crate) struct Fhir {
+    status: StatusCode,
+    body: Option<Value>,
+    version: Option<u64>,
+    location: Option<String>,
+}
+
+impl Fhir {
+    fn new(status: StatusCode, body: Value) -> Self {
+        Self { status, body: Some(body), version: None, location: None }
+    }
+
+    /// A resource found or changed.
+    fn ok(resource: Value) -> Self {
+        Self::new(StatusCode::OK, resource)
+    }
+
+    /// Marks the answer as the resource at `version`.
+    fn at_version(mut self, version: u64) -> Self {
+        self.version = Some(version);
+        self
+    }
+}
+
+impl IntoResponse for Fhir {
+    fn into_response(self) -> Response {
+        let mut response = match self.body {
+            Some(body) => (self.status, axum::Json(body)).into_response(),
+            None => self.status.into_response(),
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if let Some(Ok(etag)) = self.version.map(|v| HeaderValue::from_str(&crate::extract::etag(v))) {
+            headers.insert(header::ETAG, etag);
+        }
+        if let Some(Ok(location)) = self.location.map(|l| HeaderValue::from_str(&l)) {
+            headers.insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+impl From<ApiError> for Fhir {
+    fn from(error: ApiError) -> Self {
+        Self::from(error.problem())
+    }
+}
+
+impl From<Problem> for Fhir {
+    fn from(problem: Problem) -> Self {
+        let outcome = emr_fhir::operation_outcome(IssueType::of_status(problem.status), &problem.code, &problem.title, &problem.detail);
+        Self::new(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), outcome)
+    }
+}
+
+impl From<emr_commands::ClinicError> for Fhir {
+    fn from(error: emr_commands::ClinicError) -> Self {
+        Self::from(ApiError::from(error))
+    }
+}
+
+fn not_found(what: &str) -> Fhir {
+    Fhir::from(ApiError::NotFound(what.into()))
+}
+
+fn invalid(code: &str, title: &str, detail: impl Into<String>) -> Fhir {
+    Fhir::from(Problem::new(StatusCode::BAD_REQUEST, code, title, detail))
+}
+
+/// This server's base URL as the client addressed it (`Host`, and
+/// `X-Forwarded-Proto` behind a proxy), for absolute URLs in Bundles.
+fn base_url(headers: &HeaderMap) -> String {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let scheme = header("x-forwarded-proto").filter(|p| p == "https").unwrap_or_else(|| "http".into());
+    format!("{scheme}://{}/fhir/r4", header("host").unwrap_or_else(|| "localhost".into()))
+}
+
+/// `GET /fhir/r4/metadata`: what this server implements.
+async fn metadata() -> Fhir {
+    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    Fhir::ok(capabilities().to_json(env!("CARGO_PKG_VERSION"), &date))
+}
+
+/// Any other path under `/fhir/r4`: an `OperationOutcome`, not an empty 404.
+async fn unsupported() -> Fhir {
+    let names: Vec<&str> = capabilities().resource_types().collect();
+    Fhir::from(Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-supported",
+        "Not supported",
+        format!("this server serves {} (see /fhir/r4/metadata)", names.join(", ")),
+    ))
+}

@@ -1,0 +1,77 @@
+//! Reads of the current version: `GET /fhir/r4/<type>/<id>`.
+
+use axum::extract::{Path, State};
+use emr_domain::access::Basis;
+use emr_domain::ids::{PatientId, RecordId};
+use emr_domain::record::MedicalRecord;
+use emr_fhir::MedicationRef;
+use serde_json::Value;
+
+use super::{Fhir, invalid, not_found};
+use crate::AppState;
+use crate::extract::Caller;
+use crate::problem::ApiError;
+use crate::routes::path_id;
+
+/// How a record shows as one resource type: (record id, record, version, redacted).
+pub(super) type RecordView = fn(RecordId, &MedicalRecord, u64, bool) -> Option<Value>;
+
+/// A record's visit.
+pub(super) fn encounter_view(id: RecordId, record: &MedicalRecord, version: u64, redacted: bool) -> Option<Value> {
+    Some(emr_fhir::encounter(id, record, version, redacted))
+}
+
+/// A record's coded diagnosis.
+pub(super) const CONDITION_VIEW: RecordView = emr_fhir::condition;
+
+/// `GET /fhir/r4/Patient/{id}`.
+pub(super) async fn patient(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(id): Path<String>) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let patient_id: PatientId = path_id(&id, "Patient id")?;
+    let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
+    let version = read.loaded.sequence();
+    Ok(Fhir::ok(emr_fhir::patient(patient_id, read.loaded.state(), version, read.basis == Basis::Redacted)).at_version(version))
+}
+
+/// Reads a record — authorized and recorded — as the resource `view` makes of it.
+pub(super) async fn record(state: &AppState, caller: &Caller, record_id: RecordId, view: RecordView, what: &str) -> Result<Fhir, Fhir> {
+    let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
+    let version = read.loaded.sequence();
+    let resource = view(record_id, read.loaded.state(), version, read.basis == Basis::Redacted).ok_or_else(|| not_found(what))?;
+    Ok(Fhir::ok(resource).at_version(version))
+}
+
+/// `GET /fhir/r4/Encounter/{id}`: a record's visit.
+pub(super) async fn encounter(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let record_id: RecordId = path_id(&id, "Encounter id")?;
+    record(&state, &caller?, record_id, encounter_view, "Encounter").await
+}
+
+/// `GET /fhir/r4/Condition/{id}`: a record's coded diagnosis.
+pub(super) async fn condition(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let record_id: RecordId = path_id(&id, "Condition id")?;
+    record(&state, &caller?, record_id, CONDITION_VIEW, "Condition").await
+}
+
+/// `GET /fhir/r4/MedicationStatement/{record id}.{n}`: one of a record's medications.
+pub(super) async fn medication_statement(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let reference = MedicationRef::parse(&id)
+        .ok_or_else(|| invalid("invalid-id", "The id is not valid", "a MedicationStatement id is <record id>.<n>, n from 1"))?;
+    let read = state.clinic.read_record(&caller.actor, reference.record, None, None).await?;
+    let version = read.loaded.sequence();
+    let statement = emr_fhir::medication_statement(reference, read.loaded.state(), version, read.basis == Basis::Redacted);
+    statement.map(|resource| Fhir::ok(resource).at_version(version)).ok_or_else(|| not_found("MedicationStatement"))
+}

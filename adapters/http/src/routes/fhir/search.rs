@@ -1,0 +1,128 @@
+//! Searches a patient's records: `Encounter?patient=` and `Condition?patient=`,
+//! a page at a time as `searchset` Bundles.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use emr_commands::Subject;
+use emr_domain::access::{Action, Basis};
+use emr_domain::ids::{PatientId, RecordId};
+use emr_projections::queries::{RecordFilter, RecordSort};
+use serde::Deserialize;
+
+use super::read::{CONDITION_VIEW, RecordView, encounter_view};
+use super::{Fhir, base_url, invalid};
+use crate::AppState;
+use crate::extract::Caller;
+use crate::problem::ApiError;
+use crate::routes::path_id;
+
+/// The search parameters served: a patient's resources, a page at a time.
+#[derive(Deserialize)]
+pub(super) struct PatientSearch {
+    /// `<patient id>` or `Patient/<patient id>`.
+    patient: Option<String>,
+    /// Page size, 1–500 (default 50).
+    #[serde(rename = "_count")]
+    count: Option<u32>,
+    /// Matches to skip (the `next` link sets it).
+    #[serde(rename = "_offset")]
+    offset: Option<u32>,
+}
+
+/// A validated patient search.
+pub(super) struct Page {
+    pub(super) patient_id: PatientId,
+    pub(super) count: u32,
+    pub(super) offset: u32,
+}
+
+impl Page {
+    /// The URL of the page at `offset` of the search on `kind`.
+    pub(super) fn url(&self, base: &str, kind: &str, offset: u32) -> String {
+        format!("{base}/{kind}?patient={}&_count={}&_offset={offset}", self.patient_id, self.count)
+    }
+
+    /// The link to the next page, when this one is full.
+    pub(super) fn next(&self, base: &str, kind: &str, matches: usize) -> Option<String> {
+        (matches == self.count as usize).then(|| self.url(base, kind, self.offset + self.count))
+    }
+}
+
+pub(super) fn invalid_search(detail: &str) -> Fhir {
+    invalid("invalid-search", "The search is not valid", detail)
+}
+
+/// Checks a search by patient.
+pub(super) fn page(search: Result<Query<PatientSearch>, QueryRejection>) -> Result<Page, Fhir> {
+    let Query(search) = search.map_err(|e| invalid_search(&e.body_text()))?;
+    let patient = search.patient.ok_or_else(|| invalid_search("search by patient: ?patient=<id>"))?;
+    let patient_id: PatientId = path_id(patient.strip_prefix("Patient/").unwrap_or(&patient), "patient")?;
+    let count = search.count.unwrap_or(50);
+    if !(1..=500).contains(&count) {
+        return Err(invalid_search("_count must be 1 to 500"));
+    }
+    Ok(Page { patient_id, count, offset: search.offset.unwrap_or(0) })
+}
+
+/// Searches a patient's records (from the record index, which follows the log) and
+/// reads each through the same rule as a single read — authorized and recorded —
+/// showing it as `view` does.
+async fn records(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    search: Result<Query<PatientSearch>, QueryRejection>,
+    kind: &str,
+    view: RecordView,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let page = page(search)?;
+    let models = crate::routes::read::models(state)?;
+    let filter = RecordFilter {
+        patient_id: Some(page.patient_id.as_uuid()),
+        sort: Some(RecordSort::VisitDateDesc),
+        limit: Some(page.count),
+        offset: Some(page.offset),
+        ..RecordFilter::default()
+    };
+    let matches = emr_projections::queries::records(&models.db, &filter).await.map_err(ApiError::from)?;
+    if matches.is_empty() {
+        // An empty page must not tell a caller who may not read this patient's records
+        // that there are none (or how many): the patient-wide rule of a read decides, and
+        // a refusal is recorded. A record's author without a grant reads their own
+        // records on a full page, but not an empty one.
+        state.clinic.authorize(&caller.actor, Action::ReadRecord, Subject::patient(page.patient_id)).await?;
+    }
+    let base = base_url(headers);
+    let mut entries = Vec::new();
+    for summary in &matches {
+        let record_id: RecordId = path_id(&summary.record_id, "record id")?;
+        let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
+        if let Some(found) = view(record_id, read.loaded.state(), read.loaded.sequence(), read.basis == Basis::Redacted) {
+            entries.push((format!("{base}/{kind}/{record_id}"), found));
+        }
+    }
+    let next = page.next(&base, kind, matches.len());
+    Ok(Fhir::ok(emr_fhir::searchset(&page.url(&base, kind, page.offset), next.as_deref(), entries)))
+}
+
+/// `GET /fhir/r4/Encounter?patient=…`: a patient's visits, most recent first.
+pub(super) async fn encounters(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    search: Result<Query<PatientSearch>, QueryRejection>,
+) -> Result<Fhir, Fhir> {
+    records(&state, caller, &headers, search, "Encounter", encounter_view).await
+}
+
+/// `GET /fhir/r4/Condition?patient=…`: a patient's coded diagnoses, most recent visit first.
+pub(super) async fn conditions(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    search: Result<Query<PatientSearch>, QueryRejection>,
+) -> Result<Fhir, Fhir> {
+    records(&state, caller, &headers, search, "Condition", CONDITION_VIEW).await
+}
