@@ -9,6 +9,7 @@
 #   - the JS IPFS node (npm ipfs 0.66.1, serving the Kubo RPC API): IPFS tests start their own;
 #   - prometheus and promtool (Debian package): the alert-rule tests start their own;
 #   - kubectl and kubernetes-validate (Debian package, PyPI): the deployment tests;
+#   - fhirclient (PyPI, SMART's Python client): the SMART App Launch test;
 # installing the Debian packages and starting the servers when they are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,12 +108,23 @@ ensure_k8s_tools() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 }
 
+ensure_fhir_client() {
+  # SMART's own Python client (PyPI fhirclient) is the independent client of the
+  # SMART App Launch test (tests/tests/smart.rs).
+  local venv="$HOME/.cache/emr-ledger/fhirclient-venv"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import fhirclient, requests' 2>/dev/null; then return; fi
+  say "installing fhirclient 4.4.0 (PyPI) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check fhirclient==4.4.0
+}
+
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }
 ensure_nats_server
 ensure_mariadb
 ensure_redis
 ensure_prometheus
 ensure_k8s_tools
+ensure_fhir_client
 ensure_evm_tools
 
 if cargo fmt --version >/dev/null 2>&1; then

@@ -28,6 +28,12 @@ pub fn totp_code(secret: &str, username: &str) -> String {
 
 /// Password, enrolment, TOTP over HTTP at `base`: the access token.
 pub async fn sign_in(http: &reqwest::Client, base: &str, username: &str) -> String {
+    sign_in_and_enrol(http, base, username).await.0
+}
+
+/// [`sign_in`], also answering the enrolled TOTP secret (base32), for a client
+/// that signs in again on its own.
+pub async fn sign_in_and_enrol(http: &reqwest::Client, base: &str, username: &str) -> (String, String) {
     let post = |path: &str, body: Value| {
         let request = http.post(format!("{base}{path}")).json(&body);
         let path = path.to_owned();
@@ -41,7 +47,8 @@ pub async fn sign_in(http: &reqwest::Client, base: &str, username: &str) -> Stri
     };
     let challenge = post("/v1/auth/login", json!({"username": username, "password": PASSWORD})).await;
     let enrolment = post("/v1/auth/mfa/enrolment", json!({"mfa_token": challenge["mfa_token"]})).await;
-    let code = totp_code(enrolment["secret"].as_str().unwrap(), username);
+    let secret = enrolment["secret"].as_str().unwrap().to_owned();
+    let code = totp_code(&secret, username);
     let tokens = post("/v1/auth/mfa/verification", json!({"mfa_token": challenge["mfa_token"], "code": code})).await;
-    tokens["access_token"].as_str().unwrap().to_owned()
+    (tokens["access_token"].as_str().unwrap().to_owned(), secret)
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::accounts;
 use crate::api_client::ApiClient;
+use emr_auth::apps::SmartApp;
 use emr_auth::{AuthPolicy, Identity, SessionStore, SigningKeys, Tokens};
 use emr_commands::Clinic;
 use emr_domain::DomainServices;
@@ -49,8 +50,24 @@ impl ApiServer {
         read_models: Option<emr_http::ReadModelState>,
         clinic: Clinic,
     ) -> Self {
+        Self::serve(backend, sessions, read_models, clinic, Vec::new()).await
+    }
+
+    /// Serves the API (with read models) to the SMART apps `apps`.
+    pub async fn start_with_apps(backend: &Backend, read_models: Option<emr_http::ReadModelState>, apps: Vec<SmartApp>) -> Self {
+        let sessions = Arc::new(emr_auth::MemorySessionStore::new());
+        Self::serve(backend, sessions, read_models, crate::backends::clinic(backend), apps).await
+    }
+
+    async fn serve(
+        backend: &Backend,
+        sessions: Arc<dyn SessionStore>,
+        read_models: Option<emr_http::ReadModelState>,
+        clinic: Clinic,
+        apps: Vec<SmartApp>,
+    ) -> Self {
         let tokens = Tokens::new(SigningKeys::generate("tests").unwrap());
-        let identity = Identity::new(backend, sessions, tokens, AuthPolicy::default(), DomainServices::default());
+        let identity = Identity::new(backend, sessions, tokens, AuthPolicy::default(), DomainServices::default()).with_apps(apps);
         let state = emr_http::AppState {
             clinic: clinic.clone(),
             identity: identity.clone(),

@@ -10,6 +10,7 @@ pub const FHIR_VERSION: &str = "4.0.1";
 #[derive(Debug, Clone, Default)]
 pub struct CapabilityStatement {
     resources: Vec<(&'static str, Vec<&'static str>)>,
+    oauth: Option<(String, String)>,
 }
 
 impl CapabilityStatement {
@@ -17,6 +18,13 @@ impl CapabilityStatement {
     #[must_use]
     pub fn resource(mut self, resource: &'static str, interactions: &[&'static str]) -> Self {
         self.resources.push((resource, interactions.to_vec()));
+        self
+    }
+
+    /// Names the SMART authorize and token endpoints (SMART's `oauth-uris` extension).
+    #[must_use]
+    pub fn with_oauth(mut self, authorize: String, token: String) -> Self {
+        self.oauth = Some((authorize, token));
         self
     }
 
@@ -43,6 +51,17 @@ impl CapabilityStatement {
                 })
             })
             .collect();
+        let mut security = json!({
+            "cors": false,
+            "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+            "description": "Bearer access tokens from /v1/auth (password and TOTP multi-factor authentication), or from SMART App Launch (/.well-known/smart-configuration).",
+        });
+        if let Some((authorize, token)) = &self.oauth {
+            security["extension"] = json!([{
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": "authorize", "valueUri": authorize}, {"url": "token", "valueUri": token}],
+            }]);
+        }
         json!({
             "resourceType": "CapabilityStatement",
             "status": "active",
@@ -55,11 +74,7 @@ impl CapabilityStatement {
             "rest": [{
                 "mode": "server",
                 "documentation": "Reads are authorized by the same grants, roles and break-glass rules as the EMR Ledger API, and every read is recorded in the patient's access log.",
-                "security": {
-                    "cors": false,
-                    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}],
-                    "description": "Bearer access tokens from /v1/auth (password and TOTP multi-factor authentication).",
-                },
+                "security": security,
                 "resource": resources,
             }],
         })

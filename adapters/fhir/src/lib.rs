@@ -21,6 +21,7 @@ pub mod input;
 mod outcome;
 mod privacy;
 mod resources;
+pub mod scopes;
 #[cfg(feature = "validation")]
 pub mod validation;
 

@@ -68,6 +68,16 @@ impl FromRequestParts<AppState> for Caller {
             .or_else(|| authorization.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthenticated("the Authorization scheme must be Bearer"))?;
         let claims = state.identity.authenticate(token.trim()).await?;
+        if claims.app.is_some() && !parts.extensions.get::<axum::extract::OriginalUri>().is_some_and(|uri| uri.path().starts_with("/fhir/")) {
+            // An app's scopes are FHIR's: the rest of the API has no way to narrow
+            // what it would let the app do.
+            return Err(ApiError::Problem(Problem::new(
+                StatusCode::FORBIDDEN,
+                "app-token-outside-fhir",
+                "Not allowed",
+                "a SMART app's token is good for /fhir/r4 only",
+            )));
+        }
         crate::request_log::record_actor(&claims.actor());
         Ok(Self { actor: claims.actor(), claims })
     }
@@ -80,7 +90,22 @@ impl FromRequestParts<AppState> for Command {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Caller { actor, .. } = Caller::from_request_parts(parts, state).await?;
+        Ok(Self(CommandBy::from_request_parts(parts, state).await?.context))
+    }
+}
+
+/// A command's context and the caller's claims (what a SMART app's scopes allow).
+pub(crate) struct CommandBy {
+    pub(crate) context: CommandContext,
+    pub(crate) caller: Caller,
+}
+
+impl FromRequestParts<AppState> for CommandBy {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let actor = caller.actor;
         let mut context = match idempotency_key(parts)? {
             Some(id) => CommandContext::with_id(id, actor),
             None => CommandContext::new(actor),
@@ -88,7 +113,7 @@ impl FromRequestParts<AppState> for Command {
         if let Some(request) = parts.extensions.get::<crate::request_log::RequestId>() {
             context.correlation_id = request.0;
         }
-        Ok(Self(context.expecting(if_match(parts)?)))
+        Ok(Self { context: context.expecting(if_match(parts)?), caller })
     }
 }
 

@@ -35,6 +35,7 @@ use emr_domain::values::Sha256Digest;
 use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::apps::{self, AppGrant, AppTokens, AuthorizationRequest, SmartApp};
 use crate::secrets::{self, SecretError};
 use crate::sessions::{SessionError, SessionStore};
 use crate::tokens::{self, AccessClaims, KeyError, MfaClaims, TokenError, Tokens};
@@ -129,6 +130,9 @@ pub enum AuthError {
     /// Key or crypto failure.
     #[error("credential processing failed: {0}")]
     Crypto(String),
+    /// An OAuth grant (authorization code, refresh token) that cannot be redeemed.
+    #[error("invalid grant: {0}")]
+    InvalidGrant(&'static str),
 }
 
 impl From<SecretError> for AuthError {
@@ -199,6 +203,9 @@ struct RefreshEntry {
     /// as 0, older than any re-authentication cutoff.
     #[serde(default)]
     issued_at: i64,
+    /// The app the session was opened for, if any: its refreshed tokens keep its grant.
+    #[serde(default)]
+    app: Option<AppGrant>,
 }
 
 /// Accounts and sessions.
@@ -213,6 +220,7 @@ pub struct Identity {
     tokens: Arc<Tokens>,
     policy: AuthPolicy,
     services: DomainServices,
+    apps: Arc<Vec<SmartApp>>,
 }
 
 impl From<ClaimError> for AuthError {
@@ -265,7 +273,20 @@ impl Identity {
             tokens: Arc::new(tokens),
             policy,
             services,
+            apps: Arc::new(Vec::new()),
         }
+    }
+
+    /// The same identity service, with the SMART apps registered to launch against it.
+    #[must_use]
+    pub fn with_apps(mut self, apps: Vec<SmartApp>) -> Self {
+        self.apps = Arc::new(apps);
+        self
+    }
+
+    /// A registered SMART app.
+    pub fn app(&self, client_id: &str) -> Option<&SmartApp> {
+        self.apps.iter().find(|app| app.client_id == client_id)
     }
 
     /// Opens an account. `by` is the administrator, or none for a patient
@@ -444,6 +465,15 @@ impl Identity {
     /// The code step: checks the TOTP code (each code is good once), confirms a
     /// pending enrolment, and opens a session.
     pub async fn verify(&self, mfa_token: &str, code: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
+        let (user_id, role) = self.check_code(mfa_token, code).await?;
+        let family = uuid::Uuid::new_v4();
+        self.record_session(family, SessionCommand::Open { session_id: SessionId::from(family), user_id, client }).await?;
+        self.open_session(user_id, role, family, None).await
+    }
+
+    /// Checks a challenged account's TOTP code (each code is good once) and
+    /// confirms a pending enrolment: the user and role it proves.
+    async fn check_code(&self, mfa_token: &str, code: &str) -> Result<(UserId, Role), AuthError> {
         let (user_id, account) = self.challenged_account(mfa_token).await?;
         let role = account.role().ok_or(AuthError::InvalidCredentials)?;
         let secret = match account.mfa() {
@@ -461,9 +491,101 @@ impl Identity {
         if matches!(account.mfa(), MfaState::Pending(_)) {
             self.execute_account(user_id, AccountCommand::ConfirmMfa, Actor::new(user_id, role)).await?;
         }
+        Ok((user_id, role))
+    }
+
+    /// Both sign-in steps at once, for the SMART authorization page: the password
+    /// (failures counted and recorded as on the API) and an enrolled account's
+    /// TOTP code. The user the app will act for.
+    pub async fn authenticate_for_app(&self, username: &Username, password: String, code: &str, client: Option<IpAddr>) -> Result<Actor, AuthError> {
+        let challenge = self.login(username, password, client).await?;
+        if challenge.enrolment_required {
+            return Err(AuthError::EnrolmentRequired);
+        }
+        let (user_id, role) = self.check_code(&challenge.mfa_token, code).await?;
+        Ok(Actor::new(user_id, role))
+    }
+
+    fn code_key(code: &str) -> String {
+        format!("smart-code:{}", tokens::refresh_token_digest(code))
+    }
+
+    /// Issues a one-use authorization code for what `user` approved; it lives for
+    /// the challenge's lifetime (the app redeems it at once).
+    pub async fn issue_authorization_code(&self, user: Actor, request: AuthorizationRequest) -> Result<String, AuthError> {
+        let code = tokens::new_refresh_token()?;
+        let pending = serde_json::to_string(&(user.user_id, user.role, request)).map_err(|e| AuthError::Crypto(e.to_string()))?;
+        self.sessions.put(&Self::code_key(&code), &pending, self.policy.challenge_ttl).await?;
+        Ok(code)
+    }
+
+    /// Trades an authorization code for an app's tokens: the code is good once,
+    /// for the app and redirect URI it was issued to, and only with the PKCE
+    /// verifier of its challenge.
+    pub async fn redeem_authorization_code(
+        &self,
+        code: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        client: Option<IpAddr>,
+    ) -> Result<AppTokens, AuthError> {
+        let pending = self.sessions.take(&Self::code_key(code)).await?.ok_or(AuthError::InvalidGrant("the code is unknown, used or expired"))?;
+        let (user_id, role, request): (UserId, Role, AuthorizationRequest) =
+            serde_json::from_str(&pending).map_err(|e| AuthError::Crypto(e.to_string()))?;
+        if request.grant.client_id != client_id || request.redirect_uri != redirect_uri {
+            return Err(AuthError::InvalidGrant("the code was issued to another client or redirect URI"));
+        }
+        if !apps::pkce_matches(code_verifier, &request.code_challenge) {
+            return Err(AuthError::InvalidGrant("the code verifier does not match the code challenge"));
+        }
+        let account = self.accounts.load(&user_id.to_string()).await?.state().clone();
+        self.usable(&account)?;
         let family = uuid::Uuid::new_v4();
         self.record_session(family, SessionCommand::Open { session_id: SessionId::from(family), user_id, client }).await?;
-        self.open_session(user_id, role, family).await
+        let pair = self.open_session(user_id, role, family, Some(request.grant.clone())).await?;
+        Ok(Self::app_tokens(pair, request.grant))
+    }
+
+    fn app_tokens(pair: TokenPair, grant: AppGrant) -> AppTokens {
+        let keeps_refreshing = grant.has("offline_access") || grant.has("online_access");
+        AppTokens {
+            access_token: pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            scope: grant.scope,
+            patient: grant.patient,
+            refresh_token: keeps_refreshing.then_some(pair.refresh_token),
+        }
+    }
+
+    /// An app's refresh: the same rotation and reuse detection as the API's, and
+    /// the new tokens keep the app's grant. A refresh token of an API session is
+    /// refused here (and is not spent).
+    pub async fn refresh_app(&self, refresh_token: &str, client_id: &str, client: Option<IpAddr>) -> Result<AppTokens, AuthError> {
+        let digest = tokens::refresh_token_digest(refresh_token);
+        let entry = self.sessions.get(&format!("refresh:{digest}")).await?;
+        let grant = entry
+            .and_then(|entry| serde_json::from_str::<RefreshEntry>(&entry).ok())
+            .and_then(|entry| entry.app)
+            .filter(|grant| grant.client_id == client_id)
+            .ok_or(AuthError::InvalidGrant("not a live refresh token of this app"))?;
+        let pair = self.refresh(refresh_token, client).await?;
+        Ok(Self::app_tokens(pair, grant))
+    }
+
+    /// Revokes the session a token (access or refresh) belongs to (RFC 7009: an
+    /// unknown token is not an error).
+    pub async fn revoke(&self, token: &str) -> Result<(), AuthError> {
+        if let Ok(claims) = self.tokens.verify_access(token) {
+            return self.logout(&claims).await;
+        }
+        let digest = tokens::refresh_token_digest(token);
+        if let Some(entry) = self.sessions.get(&format!("refresh:{digest}")).await? {
+            let entry: RefreshEntry = serde_json::from_str(&entry).map_err(|e| AuthError::Crypto(e.to_string()))?;
+            self.sessions.put(&Self::revoked_key(entry.family), "revoked", self.policy.refresh_ttl).await?;
+        }
+        Ok(())
     }
 
     async fn record_session(&self, family: uuid::Uuid, command: SessionCommand) -> Result<(), AuthError> {
@@ -498,7 +620,7 @@ impl Identity {
         Ok(())
     }
 
-    async fn open_session(&self, user_id: UserId, role: Role, family: uuid::Uuid) -> Result<TokenPair, AuthError> {
+    async fn open_session(&self, user_id: UserId, role: Role, family: uuid::Uuid, app: Option<AppGrant>) -> Result<TokenPair, AuthError> {
         let now = self.services.now();
         let claims = AccessClaims {
             iss: tokens::ISSUER.into(),
@@ -509,10 +631,11 @@ impl Identity {
             iat: now.timestamp(),
             exp: (now + self.policy.access_ttl).timestamp(),
             jti: uuid::Uuid::new_v4(),
+            app: app.clone(),
         };
         let access_token = self.tokens.access(&claims)?;
         let refresh_token = tokens::new_refresh_token()?;
-        let entry = serde_json::to_string(&RefreshEntry { user: user_id, family, issued_at: now.timestamp() })
+        let entry = serde_json::to_string(&RefreshEntry { user: user_id, family, issued_at: now.timestamp(), app })
             .map_err(|e| AuthError::Crypto(e.to_string()))?;
         self.sessions.put(&format!("refresh:{}", tokens::refresh_token_digest(&refresh_token)), &entry, self.policy.refresh_ttl).await?;
         Ok(TokenPair { access_token, token_type: "Bearer", expires_in: self.policy.access_ttl.as_secs(), refresh_token })
@@ -575,7 +698,7 @@ impl Identity {
         let user_id = self.usable(&account)?;
         let role = account.role().ok_or(AuthError::InvalidCredentials)?;
         self.record_session(entry.family, SessionCommand::Refresh { client }).await?;
-        self.open_session(user_id, role, entry.family).await
+        self.open_session(user_id, role, entry.family, entry.app).await
     }
 
     /// Ends the session an access token belongs to.

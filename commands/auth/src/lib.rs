@@ -9,6 +9,7 @@
 //! embedded default). Authorization is not here: it is the policy in
 //! [`emr_domain::access`], applied by the application layer.
 
+pub mod apps;
 mod identity;
 pub mod metrics;
 mod secrets;

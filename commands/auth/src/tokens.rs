@@ -186,6 +186,10 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Token id.
     pub jti: uuid::Uuid,
+    /// For a SMART app's token: the app, its scopes and patient context (none for
+    /// the API's own sessions, which scopes do not narrow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<crate::apps::AppGrant>,
 }
 
 impl AccessClaims {
@@ -267,6 +271,7 @@ mod tests {
             iat: 0,
             exp,
             jti: uuid::Uuid::new_v4(),
+            app: None,
         }
     }
 

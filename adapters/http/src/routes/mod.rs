@@ -15,6 +15,7 @@ pub(crate) mod records;
 pub(crate) mod research;
 pub(crate) mod retention;
 pub(crate) mod security;
+pub(crate) mod smart;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -104,6 +105,10 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/security/events/{security_event_id}/resolution", post(security::resolve))
         .route("/v1/security/risk", get(security::risk))
         .route("/v1/security/outcomes", get(security::outcomes))
+        .route("/oauth/authorize", get(smart::authorize_page).post(smart::authorize))
+        .route("/oauth/token", post(smart::token))
+        .route("/oauth/introspect", post(smart::introspect))
+        .route("/oauth/revoke", post(smart::revoke))
         .nest("/fhir/r4", fhir::routes())
 }
 

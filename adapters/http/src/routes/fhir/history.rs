@@ -11,7 +11,9 @@ use emr_eventstore::Cutoff;
 use emr_fhir::HistoryEntry;
 
 use super::read::{CONDITION_VIEW, RecordView, encounter_view};
-use super::{Fhir, base_url, not_found};
+use emr_fhir::scopes::Interaction;
+
+use super::{Fhir, base_url, not_found, permit, record_patient};
 use crate::AppState;
 use crate::extract::Caller;
 use crate::problem::ApiError;
@@ -86,6 +88,7 @@ pub(super) async fn patient_version(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let patient_id: PatientId = path_id(&id, "Patient id")?;
+    permit(&caller, "Patient", Interaction::Read, Some(patient_id))?;
     let found = version(&state, "patient", &id, &number).await?;
     let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
     let then = state.clinic.patient_as_of(patient_id, Cutoff::Position(found.metadata.position)).await?;
@@ -102,6 +105,7 @@ pub(super) async fn patient(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let patient_id: PatientId = path_id(&id, "Patient id")?;
+    permit(&caller, "Patient", Interaction::Read, Some(patient_id))?;
     let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
     let redacted = read.basis == Basis::Redacted;
     let base = base_url(&headers);
@@ -137,6 +141,7 @@ async fn record_version(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let record_id: RecordId = path_id(id, "id")?;
+    permit(&caller, what, Interaction::Read, record_patient(state, &caller, record_id).await?)?;
     let found = version(state, "medical_record", id, number).await?;
     let cutoff = Cutoff::Position(found.metadata.position);
     let read = state.clinic.read_record(&caller.actor, record_id, Some(cutoff), None).await?;
@@ -156,6 +161,7 @@ async fn record_history(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let record_id: RecordId = path_id(id, "id")?;
+    permit(&caller, kind, Interaction::Read, record_patient(state, &caller, record_id).await?)?;
     let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
     let redacted = read.basis == Basis::Redacted;
     let base = base_url(headers);

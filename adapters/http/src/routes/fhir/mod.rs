@@ -17,10 +17,13 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use emr_domain::ids::{PatientId, RecordId};
+use emr_fhir::scopes::{Interaction, Reach};
 use emr_fhir::{CapabilityStatement, FHIR_JSON, IssueType};
 use serde_json::Value;
 
 use crate::AppState;
+use crate::extract::Caller;
 use crate::problem::{ApiError, Problem};
 
 /// The routes, and in [`capabilities`] what they serve: keep the two together.
@@ -44,6 +47,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/Consent/{id}", get(privacy::consent))
         .route("/AuditEvent", get(privacy::audit_events))
         .route("/Provenance", get(privacy::provenances))
+        .route("/.well-known/smart-configuration", get(super::smart::configuration))
         .fallback(unsupported)
 }
 
@@ -122,6 +126,28 @@ impl From<emr_commands::ClinicError> for Fhir {
     }
 }
 
+/// Whether a SMART app's token allows `interaction` on `resource_type` about
+/// `patient` (a token of the API's own sessions is not narrowed by scopes). A
+/// patient-level scope reaches only the patient in the app's launch context.
+fn permit(caller: &Caller, resource_type: &str, interaction: Interaction, patient: Option<PatientId>) -> Result<(), Fhir> {
+    let Some(app) = &caller.claims.app else { return Ok(()) };
+    let refused = |detail: String| Fhir::from(Problem::new(StatusCode::FORBIDDEN, "insufficient-scope", "Not allowed", detail));
+    match emr_fhir::scopes::reach(&app.scope, resource_type, interaction) {
+        None => Err(refused(format!("the app's scopes ({}) do not allow {interaction:?} on {resource_type}", app.scope))),
+        Some(Reach::User) => Ok(()),
+        Some(Reach::Patient) if patient.is_some() && patient == app.patient => Ok(()),
+        Some(Reach::Patient) => Err(refused("the app's patient scopes reach only the patient of its launch context".into())),
+    }
+}
+
+/// The patient a record is about, for [`permit`]: looked up only for an app's token.
+async fn record_patient(state: &AppState, caller: &Caller, record_id: RecordId) -> Result<Option<PatientId>, Fhir> {
+    if caller.claims.app.is_none() {
+        return Ok(None);
+    }
+    Ok(state.clinic.load_record(record_id).await?.state().patient_id())
+}
+
 fn not_found(what: &str) -> Fhir {
     Fhir::from(ApiError::NotFound(what.into()))
 }
@@ -130,18 +156,26 @@ fn invalid(code: &str, title: &str, detail: impl Into<String>) -> Fhir {
     Fhir::from(Problem::new(StatusCode::BAD_REQUEST, code, title, detail))
 }
 
-/// This server's base URL as the client addressed it (`Host`, and
-/// `X-Forwarded-Proto` behind a proxy), for absolute URLs in Bundles.
-fn base_url(headers: &HeaderMap) -> String {
+/// This server's origin as the client addressed it (`Host`, and
+/// `X-Forwarded-Proto` behind a proxy), for absolute URLs.
+pub(crate) fn origin(headers: &HeaderMap) -> String {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let scheme = header("x-forwarded-proto").filter(|p| p == "https").unwrap_or_else(|| "http".into());
-    format!("{scheme}://{}/fhir/r4", header("host").unwrap_or_else(|| "localhost".into()))
+    format!("{scheme}://{}", header("host").unwrap_or_else(|| "localhost".into()))
 }
 
-/// `GET /fhir/r4/metadata`: what this server implements.
-async fn metadata() -> Fhir {
+/// The FHIR base URL as the client addressed it, for Bundles' absolute URLs.
+fn base_url(headers: &HeaderMap) -> String {
+    format!("{}/fhir/r4", origin(headers))
+}
+
+/// `GET /fhir/r4/metadata`: what this server implements, and where SMART apps
+/// are authorized.
+async fn metadata(headers: HeaderMap) -> Fhir {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    Fhir::ok(capabilities().to_json(env!("CARGO_PKG_VERSION"), &date))
+    let origin = origin(&headers);
+    let oauth = (format!("{origin}/oauth/authorize"), format!("{origin}/oauth/token"));
+    Fhir::ok(capabilities().with_oauth(oauth.0, oauth.1).to_json(env!("CARGO_PKG_VERSION"), &date))
 }
 
 /// Any other path under `/fhir/r4`: an `OperationOutcome`, not an empty 404.

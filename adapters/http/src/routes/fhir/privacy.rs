@@ -13,7 +13,9 @@ use serde::Deserialize;
 
 use super::history::versions;
 use super::search::{PatientSearch, invalid_search, page};
-use super::{Fhir, base_url, not_found};
+use emr_fhir::scopes::Interaction;
+
+use super::{Fhir, base_url, not_found, permit};
 use crate::AppState;
 use crate::extract::Caller;
 use crate::problem::ApiError;
@@ -25,6 +27,7 @@ pub(super) async fn consent(State(state): State<AppState>, caller: Result<Caller
     let caller = caller?;
     let grant_id: GrantId = path_id(&id, "Consent id")?;
     let loaded = state.clinic.read_grant(&caller.actor, grant_id).await?;
+    permit(&caller, "Consent", Interaction::Read, loaded.state().patient_id())?;
     let resource =
         emr_fhir::consent(grant_id, loaded.state(), loaded.sequence(), chrono::Utc::now()).ok_or_else(|| not_found("Consent"))?;
     Ok(Fhir::ok(resource).at_version(loaded.sequence()))
@@ -40,6 +43,7 @@ pub(super) async fn consents(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let page = page(search)?;
+    permit(&caller, "Consent", Interaction::Search, Some(page.patient_id))?;
     state.clinic.authorize(&caller.actor, Action::ReadGrant, Subject::patient(page.patient_id)).await?;
     let models = crate::routes::read::models(&state)?;
     let ids = emr_projections::queries::grant_ids_of_patient(&models.db, page.patient_id.as_uuid(), page.count, page.offset)
@@ -69,6 +73,7 @@ pub(super) async fn audit_events(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let page = page(search)?;
+    permit(&caller, "AuditEvent", Interaction::Search, Some(page.patient_id))?;
     state.clinic.authorize(&caller.actor, Action::ReadAccessLog, Subject::patient(page.patient_id)).await?;
     let models = crate::routes::read::models(&state)?;
     let filter = AccessLogFilter {
@@ -117,6 +122,7 @@ pub(super) async fn provenances(
     search: Result<Query<ProvenanceSearch>, QueryRejection>,
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
+    permit(&caller, "Provenance", Interaction::Search, None)?;
     let Query(search) = search.map_err(|e| invalid_search(&e.body_text()))?;
     let target = search.target.ok_or_else(|| invalid_search("search by target: ?target=Encounter/<id>"))?;
     let (kind, id) = target.split_once('/').ok_or_else(|| invalid_search("target is <type>/<id>"))?;

@@ -7,7 +7,9 @@ use emr_domain::record::MedicalRecord;
 use emr_fhir::MedicationRef;
 use serde_json::Value;
 
-use super::{Fhir, invalid, not_found};
+use emr_fhir::scopes::Interaction;
+
+use super::{Fhir, invalid, not_found, permit, record_patient};
 use crate::AppState;
 use crate::extract::Caller;
 use crate::problem::ApiError;
@@ -28,6 +30,7 @@ pub(super) const CONDITION_VIEW: RecordView = emr_fhir::condition;
 pub(super) async fn patient(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(id): Path<String>) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let patient_id: PatientId = path_id(&id, "Patient id")?;
+    permit(&caller, "Patient", Interaction::Read, Some(patient_id))?;
     let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
     let version = read.loaded.sequence();
     Ok(Fhir::ok(emr_fhir::patient(patient_id, read.loaded.state(), version, read.basis == Basis::Redacted)).at_version(version))
@@ -35,6 +38,7 @@ pub(super) async fn patient(State(state): State<AppState>, caller: Result<Caller
 
 /// Reads a record — authorized and recorded — as the resource `view` makes of it.
 pub(super) async fn record(state: &AppState, caller: &Caller, record_id: RecordId, view: RecordView, what: &str) -> Result<Fhir, Fhir> {
+    permit(caller, what, Interaction::Read, record_patient(state, caller, record_id).await?)?;
     let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
     let version = read.loaded.sequence();
     let resource = view(record_id, read.loaded.state(), version, read.basis == Basis::Redacted).ok_or_else(|| not_found(what))?;
@@ -70,6 +74,7 @@ pub(super) async fn medication_statement(
     let caller = caller?;
     let reference = MedicationRef::parse(&id)
         .ok_or_else(|| invalid("invalid-id", "The id is not valid", "a MedicationStatement id is <record id>.<n>, n from 1"))?;
+    permit(&caller, "MedicationStatement", Interaction::Read, record_patient(&state, &caller, reference.record).await?)?;
     let read = state.clinic.read_record(&caller.actor, reference.record, None, None).await?;
     let version = read.loaded.sequence();
     let statement = emr_fhir::medication_statement(reference, read.loaded.state(), version, read.basis == Basis::Redacted);

@@ -11,7 +11,9 @@ use emr_projections::queries::{RecordFilter, RecordSort};
 use serde::Deserialize;
 
 use super::read::{CONDITION_VIEW, RecordView, encounter_view};
-use super::{Fhir, base_url, invalid};
+use emr_fhir::scopes::Interaction;
+
+use super::{Fhir, base_url, invalid, permit};
 use crate::AppState;
 use crate::extract::Caller;
 use crate::problem::ApiError;
@@ -78,6 +80,7 @@ async fn records(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let page = page(search)?;
+    permit(&caller, kind, Interaction::Search, Some(page.patient_id))?;
     let models = crate::routes::read::models(state)?;
     let filter = RecordFilter {
         patient_id: Some(page.patient_id.as_uuid()),

@@ -23,9 +23,11 @@ use emr_domain::values::ShortText;
 use emr_fhir::input::{self, InvalidElement};
 use serde_json::Value;
 
-use super::{Fhir, base_url, invalid};
+use emr_fhir::scopes::Interaction;
+
+use super::{Fhir, base_url, invalid, permit, record_patient};
 use crate::AppState;
-use crate::extract::Command;
+use crate::extract::CommandBy;
 use crate::problem::{ApiError, Problem};
 use crate::routes::path_id;
 
@@ -69,11 +71,12 @@ fn reason(headers: &HeaderMap, default: &str) -> Result<ShortText, Fhir> {
 /// `Idempotency-Key` makes a retry safe.
 pub(super) async fn create_patient(
     State(state): State<AppState>,
-    command: Result<Command, ApiError>,
+    command: Result<CommandBy, ApiError>,
     headers: HeaderMap,
     resource: Result<Json<Value>, JsonRejection>,
 ) -> Result<Fhir, Fhir> {
-    let Command(context) = command?;
+    let CommandBy { context, caller } = command?;
+    permit(&caller, "Patient", Interaction::Create, None)?;
     if headers.contains_key("if-none-exist") {
         // Identifiers are sealed PHI in the log and never indexed in plaintext, so
         // "create unless one exists" cannot be checked; refusing beats a duplicate.
@@ -106,12 +109,13 @@ pub(super) async fn create_patient(
 /// and hospital stay as registered).
 pub(super) async fn update_patient(
     State(state): State<AppState>,
-    command: Result<Command, ApiError>,
+    command: Result<CommandBy, ApiError>,
     Path(id): Path<String>,
     resource: Result<Json<Value>, JsonRejection>,
 ) -> Result<Fhir, Fhir> {
-    let Command(context) = command?;
+    let CommandBy { context, caller } = command?;
     let patient_id: PatientId = path_id(&id, "Patient id")?;
+    permit(&caller, "Patient", Interaction::Update, Some(patient_id))?;
     let resource = body(resource)?;
     ensure_id(&resource, &id)?;
     let demographics = input::demographics(&resource).map_err(|e| invalid_resource(&e))?;
@@ -125,13 +129,14 @@ pub(super) async fn update_patient(
 /// content unchanged) as a new version of the record.
 pub(super) async fn update_condition(
     State(state): State<AppState>,
-    command: Result<Command, ApiError>,
+    command: Result<CommandBy, ApiError>,
     headers: HeaderMap,
     Path(id): Path<String>,
     resource: Result<Json<Value>, JsonRejection>,
 ) -> Result<Fhir, Fhir> {
-    let Command(context) = command?;
+    let CommandBy { context, caller } = command?;
     let record_id: RecordId = path_id(&id, "Condition id")?;
+    permit(&caller, "Condition", Interaction::Update, record_patient(&state, &caller, record_id).await?)?;
     let resource = body(resource)?;
     ensure_id(&resource, &id)?;
     let diagnosis = input::diagnosis(&resource).map_err(|e| invalid_resource(&e))?;
@@ -170,12 +175,13 @@ pub(super) async fn update_condition(
 /// and reads as `entered-in-error`).
 pub(super) async fn delete_encounter(
     State(state): State<AppState>,
-    command: Result<Command, ApiError>,
+    command: Result<CommandBy, ApiError>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Fhir, Fhir> {
-    let Command(context) = command?;
+    let CommandBy { context, caller } = command?;
     let record_id: RecordId = path_id(&id, "Encounter id")?;
+    permit(&caller, "Encounter", Interaction::Delete, record_patient(&state, &caller, record_id).await?)?;
     let reason = reason(&headers, "entered in error (FHIR Encounter delete)")?;
     let receipt = state.clinic.record(record_id, RecordCommand::Delete { reason }, &context).await?;
     let mut deleted = Fhir { status: StatusCode::NO_CONTENT, body: None, version: None, location: None };
