@@ -45,7 +45,8 @@ async fn smarts_python_client_launches_with_pkce_and_reads_the_patients_conditio
     let api = ApiServer::start_with_apps(&backend.backend, Some(read_models), vec![conditions_app()]).await;
 
     let (doctor_id, doctor) = api.account("smart_doctor", Role::Physician).await;
-    let (status, created) = api.post("/v1/accounts/self-registration", None, &json!({"username": "smart_patient", "password": PASSWORD})).await;
+    let (status, created) =
+        api.post("/v1/accounts/self-registration", None, &json!({"username": "smart_patient", "password": PASSWORD})).await;
     assert_eq!(status, 201, "{created}");
     let patient_id = created["user_id"].as_str().unwrap().to_owned();
     let (_, totp_secret) = accounts::sign_in_and_enrol(&api.http, &api.base, "smart_patient").await;

@@ -186,6 +186,9 @@ pub(crate) struct AuthSettings {
     pub(crate) lockout_secs: u64,
     /// Login, MFA and self-registration attempts per client address per minute.
     pub(crate) login_attempts_per_minute: u64,
+    /// The SMART apps registered to launch against `/fhir/r4` (`[[auth.smart_apps]]`).
+    #[serde(default)]
+    pub(crate) smart_apps: Vec<emr_auth::apps::SmartApp>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -503,6 +506,16 @@ mod tests {
         let path = dir.path().join("emr.toml");
         std::fs::write(&path, toml).unwrap();
         Settings::load(Some(&path))
+    }
+
+    #[test]
+    fn smart_apps_are_registered_in_the_auth_section() {
+        let toml = "[[auth.smart_apps]]\nclient_id = \"growth-chart\"\nname = \"Growth chart\"\n\
+                    redirect_uris = [\"https://apps.example.org/cb\"]\nscopes = [\"launch/patient\", \"patient/Condition.rs\"]\n";
+        let settings = load_from(toml).unwrap();
+        assert_eq!(settings.auth.smart_apps.len(), 1);
+        assert_eq!(settings.auth.smart_apps[0].grantable("patient/Condition.rs user/*.cruds"), ["patient/Condition.rs"]);
+        assert!(Settings::load(None).unwrap().auth.smart_apps.is_empty(), "none by default");
     }
 
     #[test]

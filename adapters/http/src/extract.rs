@@ -68,7 +68,8 @@ impl FromRequestParts<AppState> for Caller {
             .or_else(|| authorization.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthenticated("the Authorization scheme must be Bearer"))?;
         let claims = state.identity.authenticate(token.trim()).await?;
-        if claims.app.is_some() && !parts.extensions.get::<axum::extract::OriginalUri>().is_some_and(|uri| uri.path().starts_with("/fhir/")) {
+        if claims.app.is_some() && !parts.extensions.get::<axum::extract::OriginalUri>().is_some_and(|uri| uri.path().starts_with("/fhir/"))
+        {
             // An app's scopes are FHIR's: the rest of the API has no way to narrow
             // what it would let the app do.
             return Err(ApiError::Problem(Problem::new(

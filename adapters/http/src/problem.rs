@@ -245,7 +245,9 @@ fn auth_problem(error: &AuthError) -> Problem {
                 .retryable()
         }
         AuthError::Crypto(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged"),
-        AuthError::InvalidGrant(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_grant", "The grant cannot be redeemed", error.to_string()),
+        AuthError::InvalidGrant(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_grant", "The grant cannot be redeemed", error.to_string())
+        }
     }
 }
 

@@ -84,8 +84,7 @@ pub struct AppTokens {
 /// Whether `verifier` answers `challenge` under S256 (RFC 7636 §4.6); a verifier
 /// must be 43–128 unreserved characters.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
-    let well_formed =
-        (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    let well_formed = (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     well_formed && {
         let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
         let expected = URL_SAFE_NO_PAD.encode(digest.as_ref());

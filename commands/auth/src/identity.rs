@@ -497,7 +497,13 @@ impl Identity {
     /// Both sign-in steps at once, for the SMART authorization page: the password
     /// (failures counted and recorded as on the API) and an enrolled account's
     /// TOTP code. The user the app will act for.
-    pub async fn authenticate_for_app(&self, username: &Username, password: String, code: &str, client: Option<IpAddr>) -> Result<Actor, AuthError> {
+    pub async fn authenticate_for_app(
+        &self,
+        username: &Username,
+        password: String,
+        code: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Actor, AuthError> {
         let challenge = self.login(username, password, client).await?;
         if challenge.enrolment_required {
             return Err(AuthError::EnrolmentRequired);
@@ -530,7 +536,8 @@ impl Identity {
         code_verifier: &str,
         client: Option<IpAddr>,
     ) -> Result<AppTokens, AuthError> {
-        let pending = self.sessions.take(&Self::code_key(code)).await?.ok_or(AuthError::InvalidGrant("the code is unknown, used or expired"))?;
+        let pending =
+            self.sessions.take(&Self::code_key(code)).await?.ok_or(AuthError::InvalidGrant("the code is unknown, used or expired"))?;
         let (user_id, role, request): (UserId, Role, AuthorizationRequest) =
             serde_json::from_str(&pending).map_err(|e| AuthError::Crypto(e.to_string()))?;
         if request.grant.client_id != client_id || request.redirect_uri != redirect_uri {

@@ -106,13 +106,14 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     (status, Html(body)).into_response()
 }
 
-/// The registered app and redirect URI of a request, or the page that says why not.
-fn registered<'a>(state: &'a AppState, request: &AuthorizeRequest) -> Result<(&'a SmartApp, String), Response> {
+/// The registered app and redirect URI of a request, or why there is none (for
+/// the page that says so: such a request is never redirected).
+fn registered<'a>(state: &'a AppState, request: &AuthorizeRequest) -> Result<(&'a SmartApp, String), &'static str> {
     let client_id = request.client_id.as_deref().unwrap_or_default();
-    let app = state.identity.app(client_id).ok_or_else(|| error_page(StatusCode::BAD_REQUEST, "this app is not registered"))?;
+    let app = state.identity.app(client_id).ok_or("this app is not registered")?;
     let redirect_uri = request.redirect_uri.clone().unwrap_or_default();
     if !app.redirect_uris.contains(&redirect_uri) {
-        return Err(error_page(StatusCode::BAD_REQUEST, "the redirect URI is not registered for this app"));
+        return Err("the redirect URI is not registered for this app");
     }
     Ok((app, redirect_uri))
 }
@@ -203,7 +204,7 @@ pub(crate) async fn authorize_page(
     };
     let (app, redirect_uri) = match registered(&state, &request) {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(why) => return error_page(StatusCode::BAD_REQUEST, why),
     };
     if let Err((error, description)) = check(&request, &headers) {
         return back_to_app(&redirect_uri, &request, &[("error", error), ("error_description", &description)]);
@@ -226,7 +227,7 @@ pub(crate) async fn authorize(
     let request = &approval.request;
     let (app, redirect_uri) = match registered(&state, request) {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(why) => return error_page(StatusCode::BAD_REQUEST, why),
     };
     if let Err((error, description)) = check(request, &headers) {
         return back_to_app(&redirect_uri, request, &[("error", error), ("error_description", &description)]);
@@ -267,7 +268,11 @@ pub(crate) async fn authorize(
         None
     };
     let grant = AppGrant { client_id: app.client_id.clone(), scope: granted.join(" "), patient };
-    let pending = AuthorizationRequest { grant, redirect_uri: redirect_uri.clone(), code_challenge: request.code_challenge.clone().unwrap_or_default() };
+    let pending = AuthorizationRequest {
+        grant,
+        redirect_uri: redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone().unwrap_or_default(),
+    };
     match state.identity.issue_authorization_code(actor, pending).await {
         Ok(code) => back_to_app(&redirect_uri, request, &[("code", &code)]),
         Err(error) => again(&ApiError::from(error).problem().detail),
@@ -305,7 +310,11 @@ pub(crate) struct TokenRequest {
 }
 
 /// `POST /oauth/token`: a code (with its PKCE verifier) or a refresh token for tokens.
-pub(crate) async fn token(State(state): State<AppState>, client: ClientAddress, form: Result<Form<TokenRequest>, FormRejection>) -> Response {
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    form: Result<Form<TokenRequest>, FormRejection>,
+) -> Response {
     let Ok(Form(request)) = form else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send an application/x-www-form-urlencoded token request");
     };
@@ -362,7 +371,9 @@ pub(crate) async fn introspect(State(state): State<AppState>, form: Result<Form<
             }
             body
         }
-        Err(emr_auth::AuthError::Sessions(_)) => return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly"),
+        Err(emr_auth::AuthError::Sessions(_)) => {
+            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again shortly");
+        }
         Err(_) => json!({"active": false}),
     };
     (StatusCode::OK, axum::Json(body)).into_response()

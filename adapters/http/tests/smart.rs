@@ -1,0 +1,230 @@
+//! SMART App Launch through the router: the authorization page refuses what it
+//! cannot trust before anyone signs in, a code is good once and only with its
+//! PKCE verifier, and an app's token reads within its scopes and its patient, is
+//! refused outside `/fhir/r4`, refreshes with its grant, and dies when revoked.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use emr_auth::apps::SmartApp;
+use emr_domain::actor::Role;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use support::{TestApp, User, code_for, now_secs, open_account, send, sign_in, sign_in_as};
+use tower::ServiceExt;
+
+const REDIRECT: &str = "https://app.example/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+async fn app_with_smart() -> TestApp {
+    let mut app = support::app_with_everything().await;
+    let viewer = SmartApp {
+        client_id: "viewer".into(),
+        name: "Viewer".into(),
+        redirect_uris: vec![REDIRECT.into()],
+        scopes: vec!["launch/patient".into(), "patient/Condition.rs".into(), "offline_access".into()],
+    };
+    app.state.identity = app.state.identity.clone().with_apps(vec![viewer]);
+    app.identity = app.state.identity.clone();
+    app.router = emr_http::router(app.state.clone());
+    app
+}
+
+fn authorize_query(extra: &[(&str, &str)]) -> String {
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", "viewer"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "launch/patient patient/Condition.rs patient/Encounter.rs offline_access"),
+        ("state", "xyz"),
+        ("aud", "http://localhost/fhir/r4"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+    ];
+    for (name, value) in extra {
+        params.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            params.push((name, value));
+        }
+    }
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
+}
+
+/// Sends a request and answers the status, the `Location` and the body text.
+async fn raw(app: &TestApp, request: Request<Body>) -> (StatusCode, Option<String>, String) {
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let location = response.headers().get(header::LOCATION).map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, location, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn form(path: &str, body: String) -> Request<Body> {
+    Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(Body::from(body)).unwrap()
+}
+
+fn query_of(location: &str) -> Vec<(String, String)> {
+    url::Url::parse(location).unwrap().query_pairs().into_owned().collect()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// A patient who signed in on the API (their enrolled TOTP secret and username)
+/// and has one record with diagnosis I10.
+async fn patient_with_a_record(app: &TestApp) -> (User, String, String) {
+    let author = sign_in(app, Role::Physician).await;
+    let (id, username) = open_account(app, Role::Patient).await;
+    let (patient, secret, _) = sign_in_as(app, id, &username).await;
+    let mut body = support::patient_body();
+    body["patient_id"] = json!(patient.id);
+    assert_eq!(send(app, support::command(&author, "POST", "/v1/patients", &body)).await.0, StatusCode::CREATED);
+    let (status, _, _) = send(app, support::command(&author, "POST", "/v1/records", &support::record_body(&patient.id, &author))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    (patient, secret, username)
+}
+
+/// Signs in on the authorization page (with the next step's TOTP code: the API
+/// sign-in spent this step's) and approves: the redirect's query.
+async fn approve(app: &TestApp, username: &str, secret: &str) -> Vec<(String, String)> {
+    let code = code_for(secret, username, now_secs() + 30);
+    let body = format!("{}&username={username}&password={}&code={code}&decision=approve", authorize_query(&[]), support::PASSWORD);
+    let (status, location, page) = raw(app, form("/oauth/authorize", body)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    query_of(&location.unwrap())
+}
+
+async fn token(app: &TestApp, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    let (status, _, text) = raw(app, form("/oauth/token", body)).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn requests_that_cannot_be_trusted_are_refused_before_anyone_signs_in() {
+    let app = app_with_smart().await;
+    let get = |query: String| Request::get(format!("/oauth/authorize?{query}")).body(Body::empty()).unwrap();
+
+    let (status, location, page) = raw(&app, get(authorize_query(&[]))).await;
+    assert_eq!((status, location), (StatusCode::OK, None), "{page}");
+    assert!(page.contains("Authorize Viewer") && page.contains("patient/Condition.rs"), "{page}");
+    assert!(!page.contains("<code>patient/Encounter.rs</code>"), "a scope the app was not registered for is not offered: {page}");
+
+    // Unknown apps and unregistered redirect URIs get a page, never a redirect.
+    for query in [authorize_query(&[("client_id", "stranger")]), authorize_query(&[("redirect_uri", "https://evil.example/cb")])] {
+        let (status, location, _) = raw(&app, get(query)).await;
+        assert_eq!((status, location), (StatusCode::BAD_REQUEST, None));
+    }
+    // Without S256 PKCE, or for another server, the app is told why.
+    for (query, error) in [
+        (authorize_query(&[("code_challenge_method", "plain")]), "invalid_request"),
+        (authorize_query(&[("code_challenge", "")]), "invalid_request"),
+        (authorize_query(&[("aud", "https://other.example/fhir")]), "invalid_request"),
+        (authorize_query(&[("response_type", "token")]), "unsupported_response_type"),
+    ] {
+        let (status, location, _) = raw(&app, get(query)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let pairs = query_of(&location.unwrap());
+        assert_eq!((param(&pairs, "error"), param(&pairs, "state")), (Some(error), Some("xyz")));
+    }
+
+    // A denial goes back as access_denied; a wrong code keeps the user on the page.
+    let (status, location, _) = raw(&app, form("/oauth/authorize", format!("{}&decision=deny", authorize_query(&[])))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(param(&query_of(&location.unwrap()), "error"), Some("access_denied"));
+    let (_, _, username) = patient_with_a_record(&app).await;
+    let body = format!("{}&username={username}&password={}&code=000000&decision=approve", authorize_query(&[]), support::PASSWORD);
+    let (status, location, page) = raw(&app, form("/oauth/authorize", body)).await;
+    assert_eq!((status, location), (StatusCode::OK, None));
+    assert!(page.contains("role=\"alert\""), "{page}");
+
+    let request = Request::get("/fhir/r4/.well-known/smart-configuration").body(Body::empty()).unwrap();
+    let (status, _, configuration) = raw(&app, request).await;
+    let configuration: Value = serde_json::from_str(&configuration).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(configuration["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(configuration["token_endpoint"], "http://localhost/oauth/token");
+}
+
+#[tokio::test]
+async fn a_code_is_good_once_and_only_with_its_verifier() {
+    let app = app_with_smart().await;
+    let (_, secret, username) = patient_with_a_record(&app).await;
+    let redirect = approve(&app, &username, &secret).await;
+    assert_eq!(param(&redirect, "state"), Some("xyz"));
+    let code = param(&redirect, "code").unwrap();
+    let exchange = |verifier: &'static str| {
+        [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "viewer"),
+            ("code_verifier", verifier),
+        ]
+    };
+    let (status, refused) = token(&app, &exchange("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{refused}");
+    assert_eq!(refused["status"], 400, "a problem document too: {refused}");
+    let (status, refused) = token(&app, &exchange(VERIFIER)).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "a tried code is spent: {refused}");
+    let (status, refused) = token(&app, &[("grant_type", "password"), ("client_id", "viewer")]).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
+    let (status, refused) = token(&app, &[("grant_type", "authorization_code"), ("client_id", "stranger")]).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+}
+
+#[tokio::test]
+async fn an_app_token_reads_within_its_scopes_refreshes_with_them_and_dies_when_revoked() {
+    let app = app_with_smart().await;
+    let (patient, secret, username) = patient_with_a_record(&app).await;
+    let redirect = approve(&app, &username, &secret).await;
+    let code = param(&redirect, "code").unwrap();
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "viewer"),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, tokens) = token(&app, &fields).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["patient"], patient.id.as_str(), "the patient signed in is the context");
+    assert_eq!(tokens["scope"], "launch/patient patient/Condition.rs offline_access");
+    let bearer = User { id: patient.id.clone(), token: tokens["access_token"].as_str().unwrap().to_owned() };
+
+    let models = app.state.read_models.clone().unwrap();
+    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+    let (status, _, condition) = send(&app, support::get(&bearer, &format!("/fhir/r4/Condition?patient={}", patient.id))).await;
+    assert_eq!(status, StatusCode::OK, "{condition}");
+    assert_eq!(condition["entry"][0]["resource"]["code"]["coding"][0]["code"], "I10", "{condition}");
+    let (status, _, refused) = send(&app, support::get(&bearer, &format!("/fhir/r4/Encounter?patient={}", patient.id))).await;
+    assert_eq!((status, refused["issue"][0]["details"]["coding"][0]["code"].as_str()), (StatusCode::FORBIDDEN, Some("insufficient-scope")));
+    let (status, _, refused) = send(&app, support::get(&bearer, &format!("/fhir/r4/Condition?patient={}", uuid::Uuid::now_v7()))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "another patient is outside the context: {refused}");
+    let (status, _, refused) = send(&app, support::get(&bearer, &format!("/v1/patients/{}", patient.id))).await;
+    assert_eq!((status, refused["code"].as_str()), (StatusCode::FORBIDDEN, Some("app-token-outside-fhir")));
+
+    let introspect = |token: String| form("/oauth/introspect", format!("token={token}"));
+    let (_, _, active) = raw(&app, introspect(bearer.token.clone())).await;
+    let active: Value = serde_json::from_str(&active).unwrap();
+    assert_eq!((active["active"].as_bool(), active["client_id"].as_str()), (Some(true), Some("viewer")), "{active}");
+
+    let refresh = tokens["refresh_token"].as_str().expect("offline_access brings a refresh token");
+    let (status, renewed) = token(&app, &[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", "viewer")]).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert_eq!((renewed["scope"].as_str(), renewed["patient"].as_str()), (tokens["scope"].as_str(), Some(patient.id.as_str())));
+
+    let renewed_token = renewed["access_token"].as_str().unwrap().to_owned();
+    let (status, _, _) = raw(&app, form("/oauth/revoke", format!("token={renewed_token}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, inactive) = raw(&app, introspect(renewed_token.clone())).await;
+    assert_eq!(serde_json::from_str::<Value>(&inactive).unwrap(), json!({"active": false}));
+    let revoked = User { id: patient.id.clone(), token: renewed_token };
+    let (status, _, _) = send(&app, support::get(&revoked, &format!("/fhir/r4/Condition?patient={}", patient.id))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
