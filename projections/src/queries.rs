@@ -215,6 +215,47 @@ pub async fn active_patient_ids(db: &ReadModelDb, limit: u32, offset: u32) -> Re
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
+/// Whose data a bulk export covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportScope {
+    /// Every active patient.
+    Everyone,
+    /// The patients who granted this user access that is active and unexpired.
+    GrantedTo(uuid::Uuid),
+    /// One patient (exporting their own data).
+    Only(uuid::Uuid),
+}
+
+/// The next `limit` active patients of `scope`, in id order after `after`, with
+/// when each last changed: the pages of a bulk export.
+pub async fn export_candidates(
+    db: &ReadModelDb,
+    scope: ExportScope,
+    now: DateTime<Utc>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<(String, DateTime<Utc>)>, ProjectionError> {
+    let after = Value::from(after.unwrap_or_default().to_owned());
+    let limit = Value::from(u64::from(limit.clamp(1, 1000)));
+    let (sql, params) = match scope {
+        ExportScope::Everyone => (
+            "SELECT patient_id, updated_at FROM patients WHERE status = 'active' AND patient_id > ? ORDER BY patient_id LIMIT ?",
+            vec![after, limit],
+        ),
+        ExportScope::GrantedTo(user) => (
+            "SELECT p.patient_id, p.updated_at FROM patients p WHERE p.status = 'active' AND p.patient_id > ? AND EXISTS (\
+               SELECT 1 FROM access_grants g WHERE g.patient_id = p.patient_id AND g.grantee = ? AND g.status = 'active' AND g.expires_at > ?\
+             ) ORDER BY p.patient_id LIMIT ?",
+            vec![after, Value::from(user.hyphenated().to_string()), Value::from(now), limit],
+        ),
+        ExportScope::Only(patient) => (
+            "SELECT patient_id, updated_at FROM patients WHERE status = 'active' AND patient_id = ? AND patient_id > ? ORDER BY patient_id LIMIT ?",
+            vec![Value::from(patient.hyphenated().to_string()), after, limit],
+        ),
+    };
+    db.fetch_all(sql, params).await
+}
+
 /// Ids of a patient's access grants and requests (a request keeps its id when it
 /// is approved), newest first, a page at a time.
 pub async fn grant_ids_of_patient(

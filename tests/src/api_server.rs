@@ -76,6 +76,7 @@ impl ApiServer {
             attachments: None,
             audit: None,
             federated: None,
+            exports: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

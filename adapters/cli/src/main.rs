@@ -497,7 +497,18 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             }
             let attachments = Some(wiring::attachments(settings, clinic.clone())?);
             let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
-            emr_http::router(emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments, federated })
+            // Export jobs read the read models; a node without them runs none.
+            let exports = match &read_models {
+                Some(_) => Some(emr_http::bulk::BulkExports::open(settings.exports_dir()).context("the exports directory")?),
+                None => None,
+            };
+            let state =
+                emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments, federated, exports };
+            if let Some(exports) = &state.exports {
+                // Jobs a previous process left running go on where their progress ends.
+                exports.resume(&state).context("resuming bulk exports")?;
+            }
+            emr_http::router(state)
         }
         None => {
             let log = emr_eventstore::LogReader::new(ports.log.clone());

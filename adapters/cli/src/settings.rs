@@ -471,6 +471,11 @@ impl Settings {
         self.read_models.sqlite_file.clone().unwrap_or_else(|| self.store.data_dir.join("read-models.db"))
     }
 
+    /// Bulk Data export jobs and their NDJSON files (a node's own: its jobs resume there).
+    pub(crate) fn exports_dir(&self) -> PathBuf {
+        self.store.data_dir.join("exports")
+    }
+
     pub(crate) fn keyring_file(&self) -> PathBuf {
         self.keys.keyring_file.clone().unwrap_or_else(|| self.store.data_dir.join("keyring"))
     }

@@ -10,6 +10,7 @@ pub const FHIR_VERSION: &str = "4.0.1";
 #[derive(Debug, Clone, Default)]
 pub struct CapabilityStatement {
     resources: Vec<(&'static str, Vec<&'static str>)>,
+    operations: Vec<(&'static str, &'static str, &'static str)>,
     oauth: Option<(String, String)>,
 }
 
@@ -18,6 +19,13 @@ impl CapabilityStatement {
     #[must_use]
     pub fn resource(mut self, resource: &'static str, interactions: &[&'static str]) -> Self {
         self.resources.push((resource, interactions.to_vec()));
+        self
+    }
+
+    /// Declares that `resource` serves the operation `name` (`$name`), defined at `definition`.
+    #[must_use]
+    pub fn operation(mut self, resource: &'static str, name: &'static str, definition: &'static str) -> Self {
+        self.operations.push((resource, name, definition));
         self
     }
 
@@ -40,7 +48,13 @@ impl CapabilityStatement {
             .resources
             .iter()
             .map(|(name, interactions)| {
-                json!({
+                let operations: Vec<Value> = self
+                    .operations
+                    .iter()
+                    .filter(|(resource, _, _)| resource == name)
+                    .map(|(_, operation, definition)| json!({"name": operation, "definition": definition}))
+                    .collect();
+                let mut resource = json!({
                     "type": name,
                     "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
                     "versioning": "versioned",
@@ -48,7 +62,11 @@ impl CapabilityStatement {
                     "updateCreate": false,
                     "conditionalUpdate": false,
                     "conditionalDelete": "not-supported",
-                })
+                });
+                if !operations.is_empty() {
+                    resource["operation"] = Value::Array(operations);
+                }
+                resource
             })
             .collect();
         let mut security = json!({

@@ -16,6 +16,7 @@
 //!   disclosure; a practitioner without a grant may `POST …/break-glass` with a
 //!   reason.
 
+pub mod bulk;
 mod extract;
 pub mod federation;
 mod metrics;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub attachments: Option<emr_attachments::Attachments>,
     /// The federated-learning coordinator, when this node keeps models.
     pub federated: Option<emr_federated::Coordinator>,
+    /// Bulk Data export jobs, when this node runs them (they need read models).
+    pub exports: Option<bulk::BulkExports>,
 }
 
 /// Where this node's tree heads and leaves are.

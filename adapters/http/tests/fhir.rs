@@ -129,6 +129,7 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
     assert_eq!(searchable, ["Encounter", "Condition", "Consent", "AuditEvent", "Provenance"]);
     let patient = &statement["rest"][0]["resource"][0];
     assert_eq!(patient["readHistory"], true, "vread is served: {patient}");
+    assert_eq!(patient["operation"][0]["name"], "export", "Bulk Data's Patient-level export: {patient}");
 }
 
 #[tokio::test]

@@ -28,6 +28,11 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The app's own directory (its store, read models and exports live there).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// The embedded blob store's directory.
     pub fn blobs_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("blobs")
@@ -49,6 +54,7 @@ pub async fn app_with_everything() -> TestApp {
     state.read_models = Some(emr_http::ReadModelState { db, log: app.log.clone() });
     let ledger = std::sync::Arc::new(emr_anchor::FileLedger::open(&dir.join("audit")).unwrap());
     state.audit = Some(emr_http::AuditState { ledger, dir: dir.join("audit") });
+    state.exports = Some(emr_http::bulk::BulkExports::open(dir.join("exports")).unwrap());
     app.router = router(state.clone());
     app.state = state;
     app
@@ -67,8 +73,17 @@ pub async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> Tes
     let clinic = Clinic::new(ports, StoreConfig::default(), DomainServices::default());
     let blobs = Arc::new(emr_ipfs::LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
     let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
-    let state =
-        AppState { clinic, identity: identity.clone(), login_attempts_per_minute, read_models: None, audit: None, attachments, federated };
+    let exports = None;
+    let state = AppState {
+        clinic,
+        identity: identity.clone(),
+        login_attempts_per_minute,
+        read_models: None,
+        audit: None,
+        attachments,
+        federated,
+        exports,
+    };
     TestApp { router: router(state.clone()), state, log, identity, _dir: dir }
 }
 

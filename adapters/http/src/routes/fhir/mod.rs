@@ -7,6 +7,7 @@
 //! Versions are the aggregates' sequences: reads answer `ETag: W/"<version>"`,
 //! writes honour `If-Match` (412 on a stale version), and `_history` replays the log.
 
+mod export;
 mod history;
 mod privacy;
 mod read;
@@ -48,6 +49,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/AuditEvent", get(privacy::audit_events))
         .route("/Provenance", get(privacy::provenances))
         .route("/.well-known/smart-configuration", get(super::smart::configuration))
+        .route("/Patient/$export", get(export::patients))
+        .route("/$export-status/{id}", get(export::status).delete(export::cancel))
+        .route("/$export-file/{id}/{name}", get(export::file))
         .fallback(unsupported)
 }
 
@@ -61,6 +65,7 @@ fn capabilities() -> CapabilityStatement {
         .resource("Consent", &["read", "search-type"])
         .resource("AuditEvent", &["search-type"])
         .resource("Provenance", &["search-type"])
+        .operation("Patient", "export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export")
 }
 
 /// A FHIR answer: a resource (with its version's `ETag` and, once created, its
