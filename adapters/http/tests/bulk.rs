@@ -16,7 +16,7 @@ use emr_domain::actor::{Actor, Role};
 use emr_http::bulk::{BulkExports, Job, Level, Progress, Status};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use support::{TestApp, User, get, send, sign_in};
+use support::{TestApp, User, disclosures, fold, get, send, sign_in};
 use tower::ServiceExt;
 
 fn export_request(user: &User, query: &str, respond_async: bool) -> Request<Body> {
@@ -36,22 +36,6 @@ async fn exchange(app: &TestApp, request: Request<Body>) -> (StatusCode, axum::h
 
 fn lines(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8(bytes.to_vec()).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
-}
-
-async fn fold(app: &TestApp) {
-    let models = app.state.read_models.clone().unwrap();
-    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
-}
-
-async fn disclosures(app: &TestApp) -> usize {
-    let commits = app.log.read_from(1, 100_000).await.unwrap();
-    commits
-        .iter()
-        .map(|commit| {
-            let record: Value = serde_json::from_slice(&commit.payload).unwrap();
-            record["events"].as_array().unwrap().iter().filter(|e| e["event_type"] == "PhiDisclosed").count()
-        })
-        .sum()
 }
 
 #[tokio::test]

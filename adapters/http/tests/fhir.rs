@@ -9,7 +9,7 @@ mod support;
 use axum::http::StatusCode;
 use emr_domain::actor::Role;
 use serde_json::{Value, json};
-use support::{TestApp, User, app, get, patient_with_a_record, send, sign_in};
+use support::{TestApp, User, app, disclosures, get, patient_with_a_record, send, sign_in};
 
 fn assert_valid(resource: &Value) {
     let violations = emr_fhir::validation::violations(resource);
@@ -27,18 +27,6 @@ async fn fhir(app: &TestApp, user: &User, path: &str) -> (StatusCode, Value) {
 fn outcome_code(outcome: &Value) -> &str {
     assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
     outcome["issue"][0]["details"]["coding"][0]["code"].as_str().unwrap_or_default()
-}
-
-/// Disclosures recorded in the log so far.
-async fn disclosures(app: &TestApp) -> usize {
-    let commits = app.log.read_from(1, 10_000).await.unwrap();
-    commits
-        .iter()
-        .map(|commit| {
-            let record: Value = serde_json::from_slice(&commit.payload).unwrap();
-            record["events"].as_array().unwrap().iter().filter(|e| e["event_type"] == "PhiDisclosed").count()
-        })
-        .sum()
 }
 
 #[tokio::test]
@@ -142,8 +130,7 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
     let (status, _, created) = send(&app, support::command(&author, "POST", "/v1/records", &second)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let second = created["aggregate_id"].as_str().unwrap().to_owned();
-    let models = app.state.read_models.clone().unwrap();
-    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+    support::fold(&app).await;
 
     let (status, encounters) = fhir(&app, &author, &format!("Encounter?patient=Patient/{}", patient.id)).await;
     assert_eq!(status, StatusCode::OK, "{encounters}");
@@ -368,8 +355,7 @@ async fn grants_read_as_consents_reads_as_audit_events_and_versions_carry_their_
     let grant_id = granted["aggregate_id"].as_str().unwrap().to_owned();
     let (status, _) = fhir(&app, &colleague, &format!("Condition/{record}")).await;
     assert_eq!(status, StatusCode::OK, "the grant lets the colleague read");
-    let models = app.state.read_models.clone().unwrap();
-    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+    support::fold(&app).await;
 
     let (status, consents) = fhir(&app, &patient, &format!("Consent?patient={}", patient.id)).await;
     assert_eq!(status, StatusCode::OK, "{consents}");

@@ -197,8 +197,7 @@ async fn an_app_token_reads_within_its_scopes_refreshes_with_them_and_dies_when_
     assert_eq!(tokens["scope"], "launch/patient patient/Condition.rs offline_access");
     let bearer = User { id: patient.id.clone(), token: tokens["access_token"].as_str().unwrap().to_owned() };
 
-    let models = app.state.read_models.clone().unwrap();
-    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+    support::fold(&app).await;
     let (status, _, condition) = send(&app, support::get(&bearer, &format!("/fhir/r4/Condition?patient={}", patient.id))).await;
     assert_eq!(status, StatusCode::OK, "{condition}");
     assert_eq!(condition["entry"][0]["resource"]["code"]["coding"][0]["code"], "I10", "{condition}");

@@ -223,3 +223,21 @@ pub fn grant_body(patient: &str, grantee: &str, expires_at: chrono::DateTime<chr
 pub fn in_days(days: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() + chrono::Duration::days(days)
 }
+
+/// Folds the log into the app's read models (`app_with_everything`).
+pub async fn fold(app: &TestApp) {
+    let models = app.state.read_models.clone().unwrap();
+    emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+}
+
+/// Disclosures (`PhiDisclosed` events) recorded in the log so far.
+pub async fn disclosures(app: &TestApp) -> usize {
+    let commits = app.log.read_from(1, 100_000).await.unwrap();
+    commits
+        .iter()
+        .map(|commit| {
+            let record: Value = serde_json::from_slice(&commit.payload).unwrap();
+            record["events"].as_array().unwrap().iter().filter(|e| e["event_type"] == "PhiDisclosed").count()
+        })
+        .sum()
+}

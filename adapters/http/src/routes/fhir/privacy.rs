@@ -33,6 +33,22 @@ pub(super) async fn consent(State(state): State<AppState>, caller: Result<Caller
     Ok(Fhir::ok(resource).at_version(loaded.sequence()))
 }
 
+/// A search on a patient's `kind` resources that `action` governs: the page,
+/// once the app's scopes and the patient-wide rule admit the caller (a refusal
+/// is recorded), and the read models to answer it from.
+async fn patient_wide<'a>(
+    state: &'a AppState,
+    caller: &Caller,
+    search: Result<Query<PatientSearch>, QueryRejection>,
+    kind: &str,
+    action: Action,
+) -> Result<(super::search::Page, &'a crate::ReadModelState), Fhir> {
+    let page = page(search)?;
+    permit(caller, kind, Interaction::Search, Some(page.patient_id))?;
+    state.clinic.authorize(&caller.actor, action, Subject::patient(page.patient_id)).await?;
+    Ok((page, crate::routes::read::models(state)?))
+}
+
 /// `GET /fhir/r4/Consent?patient=…`: a patient's grants and open requests, newest
 /// first, for the patient (or their delegate) and auditors.
 pub(super) async fn consents(
@@ -42,10 +58,7 @@ pub(super) async fn consents(
     search: Result<Query<PatientSearch>, QueryRejection>,
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
-    let page = page(search)?;
-    permit(&caller, "Consent", Interaction::Search, Some(page.patient_id))?;
-    state.clinic.authorize(&caller.actor, Action::ReadGrant, Subject::patient(page.patient_id)).await?;
-    let models = crate::routes::read::models(&state)?;
+    let (page, models) = patient_wide(&state, &caller, search, "Consent", Action::ReadGrant).await?;
     let ids = emr_projections::queries::grant_ids_of_patient(&models.db, page.patient_id.as_uuid(), page.count, page.offset)
         .await
         .map_err(ApiError::from)?;
@@ -72,10 +85,7 @@ pub(super) async fn audit_events(
     search: Result<Query<PatientSearch>, QueryRejection>,
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
-    let page = page(search)?;
-    permit(&caller, "AuditEvent", Interaction::Search, Some(page.patient_id))?;
-    state.clinic.authorize(&caller.actor, Action::ReadAccessLog, Subject::patient(page.patient_id)).await?;
-    let models = crate::routes::read::models(&state)?;
+    let (page, models) = patient_wide(&state, &caller, search, "AuditEvent", Action::ReadAccessLog).await?;
     let filter = AccessLogFilter {
         patient_id: Some(page.patient_id.as_uuid()),
         limit: Some(page.count),
