@@ -19,6 +19,12 @@ pub struct RecordFilter {
     pub visit_from: Option<NaiveDate>,
     /// Visits on or before.
     pub visit_to: Option<NaiveDate>,
+    /// Only this record.
+    pub record_id: Option<uuid::Uuid>,
+    /// Changed at or after.
+    pub updated_from: Option<DateTime<Utc>>,
+    /// Changed before (exclusive).
+    pub updated_before: Option<DateTime<Utc>>,
     /// Order of the page (default: most recent visit first).
     pub sort: Option<RecordSort>,
     /// Page size (1–500, default 50).
@@ -38,6 +44,8 @@ pub enum RecordSort {
     VisitDateAsc,
     /// Most recently changed first.
     UpdatedDesc,
+    /// Least recently changed first.
+    UpdatedAsc,
 }
 
 impl RecordSort {
@@ -46,6 +54,7 @@ impl RecordSort {
             Self::VisitDateDesc => " ORDER BY visit_date DESC, record_id",
             Self::VisitDateAsc => " ORDER BY visit_date ASC, record_id",
             Self::UpdatedDesc => " ORDER BY updated_at DESC, record_id",
+            Self::UpdatedAsc => " ORDER BY updated_at ASC, record_id",
         }
     }
 }
@@ -111,6 +120,9 @@ pub async fn records(db: &ReadModelDb, filter: &RecordFilter) -> Result<Vec<Reco
     conditions.and("status = ?", filter.status.as_ref());
     conditions.and("visit_date >= ?", filter.visit_from);
     conditions.and("visit_date <= ?", filter.visit_to);
+    conditions.and("record_id = ?", filter.record_id.map(|id| id.hyphenated().to_string()));
+    conditions.and("updated_at >= ?", filter.updated_from);
+    conditions.and("updated_at < ?", filter.updated_before);
     let (clauses, params) = conditions.page(filter.sort.unwrap_or_default().order_by(), filter.limit, filter.offset);
     let sql = format!(
         "SELECT record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, status, content_version, attachment_count, \

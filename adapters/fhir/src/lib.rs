@@ -22,6 +22,7 @@ mod outcome;
 mod privacy;
 mod resources;
 pub mod scopes;
+pub mod search;
 #[cfg(feature = "validation")]
 pub mod validation;
 

@@ -156,6 +156,37 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
     let (_, beyond) = fhir(&app, &patient, &format!("Encounter?patient={}&_count=1&_offset=2", patient.id)).await;
     assert!(beyond["entry"].as_array().unwrap().is_empty() && beyond["link"].as_array().unwrap().len() == 1, "{beyond}");
 
+    // The common parameters narrow and order the matches; the links keep them.
+    let ids_of = |bundle: &Value| -> Vec<String> {
+        bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let pid = &patient.id;
+    let (_, later) = fhir(&app, &author, &format!("Encounter?patient={pid}&date=ge2026-11-01")).await;
+    assert_eq!(ids_of(&later), [second.as_str()]);
+    let (_, earlier) = fhir(&app, &author, &format!("Encounter?patient={pid}&date=lt2026-11-01&date=ge2026-10-01")).await;
+    assert_eq!(ids_of(&earlier), [first.as_str()]);
+    let (_, oldest_first) = fhir(&app, &author, &format!("Encounter?patient={pid}&_sort=date&_count=1")).await;
+    assert_eq!(ids_of(&oldest_first), [first.as_str()]);
+    let next =
+        oldest_first["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
+    let (_, then) = fhir(&app, &author, next.split("/fhir/r4/").nth(1).unwrap()).await;
+    assert_eq!(ids_of(&then), [second.as_str()], "the next link keeps the order: {next}");
+    let (_, by_id) = fhir(&app, &author, &format!("Encounter?patient={pid}&_id={first}")).await;
+    assert_eq!(ids_of(&by_id), [first.as_str()]);
+    let (_, recent) = fhir(&app, &author, &format!("Encounter?patient={pid}&_lastUpdated=ge2026-01-01&_sort=-_lastUpdated")).await;
+    assert_eq!(ids_of(&recent), [second.as_str(), first.as_str()], "most recently changed first");
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%d").to_string();
+    let (status, none) = fhir(&app, &patient, &format!("Encounter?patient={pid}&_lastUpdated=gt{future}")).await;
+    assert_eq!((status, ids_of(&none).len()), (StatusCode::OK, 0), "{none}");
+    let (status, refused) = fhir(&app, &author, &format!("Condition?patient={pid}&code=I10")).await;
+    assert_eq!(
+        (status, outcome_code(&refused)),
+        (StatusCode::BAD_REQUEST, "invalid-search"),
+        "an unserved parameter is refused, not ignored"
+    );
+    let (status, refused) = fhir(&app, &author, &format!("Condition?patient={pid}&date=ap2026-10-01")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+
     // The same grants: a physician without one finds nothing to read.
     let stranger = sign_in(&app, Role::Physician).await;
     let (status, refused) = fhir(&app, &stranger, &format!("Condition?patient={}", patient.id)).await;

@@ -1,12 +1,14 @@
-//! Searches a patient's records: `Encounter?patient=` and `Condition?patient=`,
-//! a page at a time as `searchset` Bundles.
+//! Searches by patient, a page at a time as `searchset` Bundles: a patient's
+//! records (`Encounter?`, `Condition?`, with the parameters `emr_fhir::search`
+//! serves) and the patient-wide searches of `privacy` (`Consent?`, `AuditEvent?`).
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::HeaderMap;
 use emr_commands::Subject;
 use emr_domain::access::{Action, Basis};
 use emr_domain::ids::{PatientId, RecordId};
+use emr_fhir::search::{RecordSearch, Sort};
 use emr_projections::queries::{RecordFilter, RecordSort};
 use serde::Deserialize;
 
@@ -67,26 +69,40 @@ pub(super) fn page(search: Result<Query<PatientSearch>, QueryRejection>) -> Resu
     Ok(Page { patient_id, count, offset: search.offset.unwrap_or(0) })
 }
 
-/// Searches a patient's records (from the record index, which follows the log) and
-/// reads each through the same rule as a single read — authorized and recorded —
-/// showing it as `view` does.
+/// Searches a patient's records (from the record index, which follows the log;
+/// the parameters `emr_fhir::search` serves) and reads each through the same rule
+/// as a single read — authorized and recorded — showing it as `view` does.
 async fn records(
     state: &AppState,
     caller: Result<Caller, ApiError>,
     headers: &HeaderMap,
-    search: Result<Query<PatientSearch>, QueryRejection>,
+    query: Option<String>,
     kind: &str,
     view: RecordView,
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
-    let page = page(search)?;
-    permit(&caller, kind, Interaction::Search, Some(page.patient_id))?;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let search = RecordSearch::parse(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+        .map_err(|e| invalid_search(&e.to_string()))?;
+    let patient_id: PatientId = path_id(&search.patient, "patient")?;
+    let record_id = search.id.as_deref().map(|id| path_id::<uuid::Uuid>(id, "_id")).transpose()?;
+    permit(&caller, kind, Interaction::Search, Some(patient_id))?;
     let models = crate::routes::read::models(state)?;
     let filter = RecordFilter {
-        patient_id: Some(page.patient_id.as_uuid()),
-        sort: Some(RecordSort::VisitDateDesc),
-        limit: Some(page.count),
-        offset: Some(page.offset),
+        patient_id: Some(patient_id.as_uuid()),
+        record_id,
+        visit_from: search.visit_from,
+        visit_to: search.visit_to,
+        updated_from: search.updated_from,
+        updated_before: search.updated_before,
+        sort: Some(match search.sort {
+            Sort::DateDescending => RecordSort::VisitDateDesc,
+            Sort::DateAscending => RecordSort::VisitDateAsc,
+            Sort::UpdatedDescending => RecordSort::UpdatedDesc,
+            Sort::UpdatedAscending => RecordSort::UpdatedAsc,
+        }),
+        limit: Some(search.count),
+        offset: Some(search.offset),
         ..RecordFilter::default()
     };
     let matches = emr_projections::queries::records(&models.db, &filter).await.map_err(ApiError::from)?;
@@ -95,7 +111,7 @@ async fn records(
         // that there are none (or how many): the patient-wide rule of a read decides, and
         // a refusal is recorded. A record's author without a grant reads their own
         // records on a full page, but not an empty one.
-        state.clinic.authorize(&caller.actor, Action::ReadRecord, Subject::patient(page.patient_id)).await?;
+        state.clinic.authorize(&caller.actor, Action::ReadRecord, Subject::patient(patient_id)).await?;
     }
     let base = base_url(headers);
     let mut entries = Vec::new();
@@ -106,8 +122,9 @@ async fn records(
             entries.push((format!("{base}/{kind}/{record_id}"), found));
         }
     }
-    let next = page.next(&base, kind, matches.len());
-    Ok(Fhir::ok(emr_fhir::searchset(&page.url(&base, kind, page.offset), next.as_deref(), entries)))
+    let url = |offset: u32| format!("{base}/{kind}?{}", search.to_query(offset));
+    let next = (matches.len() == search.count as usize).then(|| url(search.offset + search.count));
+    Ok(Fhir::ok(emr_fhir::searchset(&url(search.offset), next.as_deref(), entries)))
 }
 
 /// `GET /fhir/r4/Encounter?patient=…`: a patient's visits, most recent first.
@@ -115,9 +132,9 @@ pub(super) async fn encounters(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
-    search: Result<Query<PatientSearch>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Fhir, Fhir> {
-    records(&state, caller, &headers, search, "Encounter", encounter_view).await
+    records(&state, caller, &headers, query, "Encounter", encounter_view).await
 }
 
 /// `GET /fhir/r4/Condition?patient=…`: a patient's coded diagnoses, most recent visit first.
@@ -125,7 +142,7 @@ pub(super) async fn conditions(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
-    search: Result<Query<PatientSearch>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Fhir, Fhir> {
-    records(&state, caller, &headers, search, "Condition", CONDITION_VIEW).await
+    records(&state, caller, &headers, query, "Condition", CONDITION_VIEW).await
 }

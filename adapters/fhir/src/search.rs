@@ -1,0 +1,267 @@
+//! The search parameters of a patient's records (`Encounter?`, `Condition?`): read
+//! from the query string into bounds the record index answers, and written back
+//! as the canonical query of a Bundle's `self` and `next` links.
+//!
+//! Served: `patient` (required), `_id`, `date` (the visit date, day precision),
+//! `_lastUpdated` (an instant or a day), each with the prefixes `eq` `ge` `gt`
+//! `le` `lt` and repeatable to form a range; `_sort` (`date`, `-date`,
+//! `_lastUpdated`, `-_lastUpdated`); `_count` (1–500) and `_offset`. `_format`
+//! and `_pretty` are accepted and ignored; any other parameter is refused, so a
+//! client never mistakes an unfiltered answer for a filtered one.
+
+use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
+
+/// A search parameter that cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{parameter}: {expected}")]
+pub struct InvalidSearch {
+    /// The parameter at fault.
+    pub parameter: String,
+    /// What it accepts.
+    pub expected: String,
+}
+
+fn invalid(parameter: &str, expected: impl Into<String>) -> InvalidSearch {
+    InvalidSearch { parameter: parameter.to_owned(), expected: expected.into() }
+}
+
+/// How matches are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Most recent visit first (`-date`, the default).
+    #[default]
+    DateDescending,
+    /// Oldest visit first (`date`).
+    DateAscending,
+    /// Most recently changed first (`-_lastUpdated`).
+    UpdatedDescending,
+    /// Least recently changed first (`_lastUpdated`).
+    UpdatedAscending,
+}
+
+impl Sort {
+    fn parameter(self) -> &'static str {
+        match self {
+            Self::DateDescending => "-date",
+            Self::DateAscending => "date",
+            Self::UpdatedDescending => "-_lastUpdated",
+            Self::UpdatedAscending => "_lastUpdated",
+        }
+    }
+}
+
+/// A search of a patient's records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSearch {
+    /// The patient (`patient=<id>` or `Patient/<id>`), as given without the prefix.
+    pub patient: String,
+    /// Only this record (`_id`).
+    pub id: Option<String>,
+    /// Visits on or after this day.
+    pub visit_from: Option<NaiveDate>,
+    /// Visits on or before this day.
+    pub visit_to: Option<NaiveDate>,
+    /// Changed at or after this instant.
+    pub updated_from: Option<DateTime<Utc>>,
+    /// Changed before this instant (exclusive).
+    pub updated_before: Option<DateTime<Utc>>,
+    /// The order.
+    pub sort: Sort,
+    /// Page size.
+    pub count: u32,
+    /// Matches to skip.
+    pub offset: u32,
+}
+
+/// A comparison prefix and its value (`ge2026-01-01` → (`ge`, `2026-01-01`)).
+fn prefixed(value: &str) -> (&str, &str) {
+    match value.get(..2) {
+        Some(prefix @ ("eq" | "ne" | "gt" | "lt" | "ge" | "le" | "sa" | "eb" | "ap")) => (prefix, &value[2..]),
+        _ => ("eq", value),
+    }
+}
+
+fn day(parameter: &str, text: &str) -> Result<NaiveDate, InvalidSearch> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| invalid(parameter, "a day (YYYY-MM-DD), optionally prefixed eq, ge, gt, le or lt"))
+}
+
+fn later(current: Option<NaiveDate>, bound: NaiveDate) -> Option<NaiveDate> {
+    Some(current.map_or(bound, |c| c.max(bound)))
+}
+
+fn earlier(current: Option<NaiveDate>, bound: NaiveDate) -> Option<NaiveDate> {
+    Some(current.map_or(bound, |c| c.min(bound)))
+}
+
+/// An instant, or a day (its first and last instants).
+fn instant_bounds(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        let at = at.to_utc();
+        return Some((at, at + Duration::microseconds(1)));
+    }
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let start = day.and_hms_opt(0, 0, 0)?.and_utc();
+    Some((start, start + Duration::days(1)))
+}
+
+impl RecordSearch {
+    /// Reads the query string's `(name, value)` pairs.
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, InvalidSearch> {
+        let mut search = Self {
+            patient: String::new(),
+            id: None,
+            visit_from: None,
+            visit_to: None,
+            updated_from: None,
+            updated_before: None,
+            sort: Sort::default(),
+            count: 50,
+            offset: 0,
+        };
+        let mut patient = None;
+        for (name, value) in pairs {
+            match name {
+                "patient" => patient = Some(value.strip_prefix("Patient/").unwrap_or(value).to_owned()),
+                "_id" => search.id = Some(value.to_owned()),
+                "date" => {
+                    let (prefix, text) = prefixed(value);
+                    let day = day(name, text)?;
+                    let next = || day.checked_add_days(Days::new(1)).ok_or_else(|| invalid(name, "a day within the calendar"));
+                    let previous = || day.checked_sub_days(Days::new(1)).ok_or_else(|| invalid(name, "a day within the calendar"));
+                    match prefix {
+                        "eq" => (search.visit_from, search.visit_to) = (later(search.visit_from, day), earlier(search.visit_to, day)),
+                        "ge" => search.visit_from = later(search.visit_from, day),
+                        "gt" => search.visit_from = later(search.visit_from, next()?),
+                        "le" => search.visit_to = earlier(search.visit_to, day),
+                        "lt" => search.visit_to = earlier(search.visit_to, previous()?),
+                        _ => return Err(invalid(name, "the prefixes eq, ge, gt, le and lt")),
+                    }
+                }
+                "_lastUpdated" => {
+                    let (prefix, text) = prefixed(value);
+                    let (first, after) =
+                        instant_bounds(text).ok_or_else(|| invalid(name, "an instant (RFC 3339) or a day, optionally prefixed"))?;
+                    let from =
+                        |search: &mut Self, at: DateTime<Utc>| search.updated_from = Some(search.updated_from.map_or(at, |c| c.max(at)));
+                    let before = |search: &mut Self, at: DateTime<Utc>| {
+                        search.updated_before = Some(search.updated_before.map_or(at, |c| c.min(at)));
+                    };
+                    match prefix {
+                        "eq" => {
+                            from(&mut search, first);
+                            before(&mut search, after);
+                        }
+                        "ge" => from(&mut search, first),
+                        "gt" => from(&mut search, after),
+                        "le" => before(&mut search, after),
+                        "lt" => before(&mut search, first),
+                        _ => return Err(invalid(name, "the prefixes eq, ge, gt, le and lt")),
+                    }
+                }
+                "_sort" => {
+                    search.sort = match value {
+                        "date" => Sort::DateAscending,
+                        "-date" => Sort::DateDescending,
+                        "_lastUpdated" => Sort::UpdatedAscending,
+                        "-_lastUpdated" => Sort::UpdatedDescending,
+                        _ => return Err(invalid(name, "date, -date, _lastUpdated or -_lastUpdated")),
+                    }
+                }
+                "_count" => {
+                    search.count = value.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| invalid(name, "1 to 500"))?;
+                }
+                "_offset" => search.offset = value.parse().map_err(|_| invalid(name, "a number of matches to skip"))?,
+                "_format" | "_pretty" => {}
+                other => {
+                    return Err(invalid(
+                        other,
+                        "not served here; the parameters are patient, _id, date, _lastUpdated, _sort, _count, _offset",
+                    ));
+                }
+            }
+        }
+        search.patient = patient.filter(|p| !p.is_empty()).ok_or_else(|| invalid("patient", "required: ?patient=<id>"))?;
+        Ok(search)
+    }
+
+    /// The search as a canonical query string, at `offset`.
+    pub fn to_query(&self, offset: u32) -> String {
+        let mut pairs = vec![("patient".to_owned(), self.patient.clone())];
+        let mut push = |name: &str, value: String| pairs.push((name.to_owned(), value));
+        if let Some(id) = &self.id {
+            push("_id", id.clone());
+        }
+        if let Some(from) = self.visit_from {
+            push("date", format!("ge{from}"));
+        }
+        if let Some(to) = self.visit_to {
+            push("date", format!("le{to}"));
+        }
+        let instant = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        if let Some(from) = self.updated_from {
+            push("_lastUpdated", format!("ge{}", instant(from)));
+        }
+        if let Some(before) = self.updated_before {
+            push("_lastUpdated", format!("lt{}", instant(before)));
+        }
+        if self.sort != Sort::default() {
+            push("_sort", self.sort.parameter().to_owned());
+        }
+        push("_count", self.count.to_string());
+        push("_offset", offset.to_string());
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &[(&'static str, &'static str)]) -> Result<RecordSearch, InvalidSearch> {
+        RecordSearch::parse(query.iter().copied())
+    }
+
+    #[test]
+    fn dates_with_prefixes_become_a_closed_range_of_days() {
+        let search = parse(&[("patient", "Patient/p1"), ("date", "gt2026-01-31"), ("date", "lt2026-03-01")]).unwrap();
+        assert_eq!(search.patient, "p1");
+        assert_eq!((search.visit_from, search.visit_to), (NaiveDate::from_ymd_opt(2026, 2, 1), NaiveDate::from_ymd_opt(2026, 2, 28)));
+        let one_day = parse(&[("patient", "p1"), ("date", "2026-10-01")]).unwrap();
+        assert_eq!(one_day.visit_from, one_day.visit_to);
+        assert_eq!(parse(&[("patient", "p1"), ("date", "ap2026-10-01")]).unwrap_err().parameter, "date");
+        assert_eq!(parse(&[("patient", "p1"), ("date", "2026-10")]).unwrap_err().parameter, "date");
+    }
+
+    #[test]
+    fn last_updated_takes_instants_or_days_and_ends_exclusively() {
+        let search = parse(&[("patient", "p1"), ("_lastUpdated", "ge2026-12-01"), ("_lastUpdated", "le2026-12-01T10:00:00Z")]).unwrap();
+        assert_eq!(search.updated_from.unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert_eq!(search.updated_before.unwrap(), DateTime::parse_from_rfc3339("2026-12-01T10:00:00.000001Z").unwrap().to_utc());
+    }
+
+    #[test]
+    fn the_canonical_query_reads_back_as_the_same_search() {
+        let search = parse(&[
+            ("patient", "p1"),
+            ("date", "ge2026-01-01"),
+            ("_lastUpdated", "gt2026-12-01T10:00:00+08:00"),
+            ("_sort", "_lastUpdated"),
+            ("_count", "10"),
+        ])
+        .unwrap();
+        let query = search.to_query(20);
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let again = RecordSearch::parse(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))).unwrap();
+        assert_eq!(again, RecordSearch { offset: 20, ..search });
+    }
+
+    #[test]
+    fn unknown_parameters_and_a_missing_patient_are_refused() {
+        assert_eq!(parse(&[("patient", "p1"), ("code", "I10")]).unwrap_err().parameter, "code");
+        assert_eq!(parse(&[("_count", "10")]).unwrap_err().parameter, "patient");
+        assert_eq!(parse(&[("patient", "p1"), ("_count", "0")]).unwrap_err().parameter, "_count");
+        assert!(parse(&[("patient", "p1"), ("_format", "json")]).is_ok());
+    }
+}
