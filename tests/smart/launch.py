@@ -1,6 +1,7 @@
 """A SMART App Launch by an independent client: SMART's own Python client
 (PyPI `fhirclient` 4.4.0) launches standalone against EMR Ledger, with PKCE,
-and reads the patient's Conditions. The browser's part (the sign-in and
+reads the patient's Conditions, and updates the patient with its token under
+`If-Match` (a stale one is refused). The browser's part (the sign-in and
 consent page) is played with `requests`. Prints what happened as JSON.
 
 Environment: EMR_FHIR_BASE, EMR_CLIENT_ID, EMR_REDIRECT_URI, EMR_USERNAME,
@@ -72,8 +73,21 @@ def main():
     conditions = Condition.where(struct={"patient": smart.patient_id}).perform_resources(smart.server)
     report["conditions"] = [coding.code for condition in conditions for coding in condition.code.coding]
 
-    # What the scopes do not cover is refused, even for the app's own patient.
+    # An update conditional on the version read: the first lands, the same one again is stale.
+    patient_url = f"{env['EMR_FHIR_BASE']}/Patient/{smart.patient_id}"
     bearer = {"Authorization": f"Bearer {smart.server.auth.access_token}"}
+    read = requests.get(patient_url, headers=bearer, timeout=30)
+    read.raise_for_status()
+    resource = read.json()
+    resource["telecom"] = [{"system": "phone", "value": "+86 10 5555 0199"}]
+    conditional = {**bearer, "If-Match": read.headers["ETag"], "Content-Type": "application/fhir+json"}
+    first = requests.put(patient_url, json=resource, headers=conditional, timeout=30)
+    stale = requests.put(patient_url, json=resource, headers=conditional, timeout=30)
+    report["read_etag"] = read.headers["ETag"]
+    report["update"] = {"status": first.status_code, "etag": first.headers.get("ETag")}
+    report["stale_update"] = {"status": stale.status_code, "code": stale.json()["issue"][0]["details"]["coding"][0]["code"]}
+
+    # What the scopes do not cover is refused, even for the app's own patient.
     encounters = requests.get(f"{env['EMR_FHIR_BASE']}/Encounter?patient={smart.patient_id}", headers=bearer, timeout=30)
     report["encounter_search_status"] = encounters.status_code
     api = requests.get(f"{env['EMR_FHIR_BASE'].rsplit('/fhir/', 1)[0]}/v1/patients/{smart.patient_id}", headers=bearer, timeout=30)

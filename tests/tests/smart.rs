@@ -3,7 +3,8 @@
 //! fhirclient-venv) discovers the endpoints from the CapabilityStatement, launches
 //! standalone with PKCE (S256), signs its user in with password and TOTP, and
 //! reads the patient's Conditions over real TCP, on JetStream and MariaDB read
-//! models. Its token stays inside its scopes and inside `/fhir/r4`.
+//! models, then updates the patient under `If-Match` (a stale version gets 412).
+//! Its token stays inside its scopes and inside `/fhir/r4`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -33,12 +34,12 @@ fn conditions_app() -> SmartApp {
         client_id: "conditions-viewer".into(),
         name: "Conditions viewer".into(),
         redirect_uris: vec![REDIRECT_URI.into()],
-        scopes: vec!["launch/patient".into(), "patient/Condition.rs".into(), "patient/Patient.r".into(), "offline_access".into()],
+        scopes: vec!["launch/patient".into(), "patient/Condition.rs".into(), "patient/Patient.ru".into(), "offline_access".into()],
     }
 }
 
 #[tokio::test]
-async fn smarts_python_client_launches_with_pkce_and_reads_the_patients_conditions() {
+async fn smarts_python_client_launches_with_pkce_reads_conditions_and_a_stale_update_gets_412() {
     let backend = jetstream().await;
     let db = TestDatabase::fresh().await;
     let read_models = emr_http::ReadModelState { db: db.db.clone(), log: backend.backend.log.clone() };
@@ -70,7 +71,7 @@ async fn smarts_python_client_launches_with_pkce_and_reads_the_patients_conditio
             .env("EMR_USERNAME", "smart_patient")
             .env("EMR_PASSWORD", PASSWORD)
             .env("EMR_TOTP_SECRET", totp_secret)
-            .env("EMR_SCOPE", "patient/Condition.rs patient/Patient.r offline_access")
+            .env("EMR_SCOPE", "patient/Condition.rs patient/Patient.ru offline_access")
             .output()
             .unwrap()
     })
@@ -83,6 +84,9 @@ async fn smarts_python_client_launches_with_pkce_and_reads_the_patients_conditio
     assert_eq!(report["pkce_challenge_sent"], true, "{report}");
     assert_eq!(report["patient"], patient_id.as_str(), "the patient signed in is the launch context: {report}");
     assert_eq!(report["conditions"], json!(["J45.9"]), "{report}");
+    assert_eq!(report["read_etag"], "W/\"1\"", "{report}");
+    assert_eq!(report["update"], json!({"status": 200, "etag": "W/\"2\""}), "the patient's own update, against the version read: {report}");
+    assert_eq!(report["stale_update"], json!({"status": 412, "code": "version-mismatch"}), "the same update again is stale: {report}");
     assert_eq!(report["encounter_search_status"], 403, "no Encounter scope was granted: {report}");
     assert_eq!(report["rest_api_status"], 403, "an app's token is for /fhir/r4 only: {report}");
 }
