@@ -33,6 +33,9 @@ pub const EXPORTABLE: &[&str] = &["Patient", "Encounter", "Condition", "Medicati
 /// Patients read per page (and per progress record), unless configured.
 const PAGE: u32 = 200;
 
+/// A patient's records read from the record index at a time.
+const RECORDS_PAGE: u32 = 500;
+
 /// Why an export request or job failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -175,7 +178,7 @@ impl BulkExports {
         if let Ok(mut cancels) = self.cancels.lock() {
             cancels.insert(job.id, cancelled.clone());
         }
-        let page = self.page;
+        let (page, cancels) = (self.page, self.cancels.clone());
         tokio::spawn(async move {
             let id = job.id;
             if let Err(error) = run(&state, &dir, &job, page, &cancelled).await {
@@ -184,6 +187,9 @@ impl BulkExports {
                 progress.status = Status::Failed;
                 progress.error = Some(error.to_string());
                 let _ = write_atomically(&dir.join("progress.json"), &progress);
+            }
+            if let Ok(mut cancels) = cancels.lock() {
+                cancels.remove(&id);
             }
         })
     }
@@ -309,7 +315,7 @@ async fn export_patient_resources(
         let filter = RecordFilter {
             patient_id: Some(patient_id.as_uuid()),
             sort: Some(RecordSort::VisitDateAsc),
-            limit: Some(500),
+            limit: Some(RECORDS_PAGE),
             offset: Some(offset),
             ..RecordFilter::default()
         };
@@ -330,10 +336,10 @@ async fn export_patient_resources(
                 }
             }
         }
-        if page.len() < 500 {
+        if page.len() < RECORDS_PAGE as usize {
             return Ok(());
         }
-        offset += 500;
+        offset += RECORDS_PAGE;
     }
 }
 
@@ -377,6 +383,25 @@ async fn export_page(state: &AppState, job: &Job, page: &[(String, DateTime<Utc>
     }
 }
 
+/// Appends a page's lines to their files and syncs them, then records the new
+/// lengths, counts and last patient: files first, progress last.
+fn record_page(dir: &Path, lines: Lines, mut progress: Progress, patients: u64, last: Option<String>) -> Result<Progress, ExportError> {
+    for (name, written) in lines {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(&name))?;
+        let mut bytes = written.join("\n");
+        bytes.push('\n');
+        file.write_all(bytes.as_bytes())?;
+        file.sync_data()?;
+        let recorded = progress.files.entry(name).or_default();
+        recorded.bytes += bytes.len() as u64;
+        recorded.count += written.len() as u64;
+    }
+    progress.patients += patients;
+    progress.after_patient = last;
+    write_atomically(&dir.join("progress.json"), &progress)?;
+    Ok(progress)
+}
+
 async fn run(state: &AppState, dir: &Path, job: &Job, page_size: u32, cancelled: &AtomicBool) -> Result<(), ExportError> {
     let mut progress: Progress = read_json(&dir.join("progress.json"))?;
     truncate_to_progress(dir, &progress)?;
@@ -394,19 +419,12 @@ async fn run(state: &AppState, dir: &Path, job: &Job, page_size: u32, cancelled:
         if cancelled.load(Ordering::SeqCst) {
             return Ok(());
         }
-        for (name, written) in lines {
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(&name))?;
-            let mut bytes = written.join("\n");
-            bytes.push('\n');
-            file.write_all(bytes.as_bytes())?;
-            file.sync_data()?;
-            let recorded = progress.files.entry(name).or_default();
-            recorded.bytes += bytes.len() as u64;
-            recorded.count += written.len() as u64;
-        }
-        progress.patients += page.len() as u64;
-        progress.after_patient = page.last().map(|(id, _)| id.clone());
-        write_atomically(&dir.join("progress.json"), &progress)?;
+        let last = page.last().map(|(id, _)| id.clone());
+        let (page_dir, patients) = (dir.to_owned(), page.len() as u64);
+        // Appending and syncing files blocks: off the async workers that serve requests.
+        progress = tokio::task::spawn_blocking(move || record_page(&page_dir, lines, progress, patients, last))
+            .await
+            .map_err(|e| ExportError::Io(std::io::Error::other(e.to_string())))??;
     }
     Ok(())
 }

@@ -466,9 +466,25 @@ impl Identity {
     /// pending enrolment, and opens a session.
     pub async fn verify(&self, mfa_token: &str, code: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
         let (user_id, role) = self.check_code(mfa_token, code).await?;
+        self.start_session(user_id, role, client, None).await
+    }
+
+    /// A new session (recorded in the log) and its first tokens; `app` for a SMART app's.
+    async fn start_session(
+        &self,
+        user_id: UserId,
+        role: Role,
+        client: Option<IpAddr>,
+        app: Option<AppGrant>,
+    ) -> Result<TokenPair, AuthError> {
         let family = uuid::Uuid::new_v4();
         self.record_session(family, SessionCommand::Open { session_id: SessionId::from(family), user_id, client }).await?;
-        self.open_session(user_id, role, family, None).await
+        self.open_session(user_id, role, family, app).await
+    }
+
+    /// Where the session store keeps a refresh token's entry: under its digest.
+    fn refresh_key(refresh_token: &str) -> String {
+        format!("refresh:{}", tokens::refresh_token_digest(refresh_token))
     }
 
     /// Checks a challenged account's TOTP code (each code is good once) and
@@ -548,9 +564,7 @@ impl Identity {
         }
         let account = self.accounts.load(&user_id.to_string()).await?.state().clone();
         self.usable(&account)?;
-        let family = uuid::Uuid::new_v4();
-        self.record_session(family, SessionCommand::Open { session_id: SessionId::from(family), user_id, client }).await?;
-        let pair = self.open_session(user_id, role, family, Some(request.grant.clone())).await?;
+        let pair = self.start_session(user_id, role, client, Some(request.grant.clone())).await?;
         Ok(Self::app_tokens(pair, request.grant))
     }
 
@@ -570,8 +584,7 @@ impl Identity {
     /// the new tokens keep the app's grant. A refresh token of an API session is
     /// refused here (and is not spent).
     pub async fn refresh_app(&self, refresh_token: &str, client_id: &str, client: Option<IpAddr>) -> Result<AppTokens, AuthError> {
-        let digest = tokens::refresh_token_digest(refresh_token);
-        let entry = self.sessions.get(&format!("refresh:{digest}")).await?;
+        let entry = self.sessions.get(&Self::refresh_key(refresh_token)).await?;
         let grant = entry
             .and_then(|entry| serde_json::from_str::<RefreshEntry>(&entry).ok())
             .and_then(|entry| entry.app)
@@ -587,8 +600,7 @@ impl Identity {
         if let Ok(claims) = self.tokens.verify_access(token) {
             return self.logout(&claims).await;
         }
-        let digest = tokens::refresh_token_digest(token);
-        if let Some(entry) = self.sessions.get(&format!("refresh:{digest}")).await? {
+        if let Some(entry) = self.sessions.get(&Self::refresh_key(token)).await? {
             let entry: RefreshEntry = serde_json::from_str(&entry).map_err(|e| AuthError::Crypto(e.to_string()))?;
             self.sessions.put(&Self::revoked_key(entry.family), "revoked", self.policy.refresh_ttl).await?;
         }
@@ -644,7 +656,7 @@ impl Identity {
         let refresh_token = tokens::new_refresh_token()?;
         let entry = serde_json::to_string(&RefreshEntry { user: user_id, family, issued_at: now.timestamp(), app })
             .map_err(|e| AuthError::Crypto(e.to_string()))?;
-        self.sessions.put(&format!("refresh:{}", tokens::refresh_token_digest(&refresh_token)), &entry, self.policy.refresh_ttl).await?;
+        self.sessions.put(&Self::refresh_key(&refresh_token), &entry, self.policy.refresh_ttl).await?;
         Ok(TokenPair { access_token, token_type: "Bearer", expires_in: self.policy.access_ttl.as_secs(), refresh_token })
     }
 
@@ -685,7 +697,7 @@ impl Identity {
     /// used one revokes its session and raises a security event.
     pub async fn refresh(&self, refresh_token: &str, client: Option<IpAddr>) -> Result<TokenPair, AuthError> {
         let digest = tokens::refresh_token_digest(refresh_token);
-        let Some(entry) = self.sessions.take(&format!("refresh:{digest}")).await? else {
+        let Some(entry) = self.sessions.take(&Self::refresh_key(refresh_token)).await? else {
             if let Some(used) = self.sessions.get(&format!("refresh-used:{digest}")).await? {
                 let entry: RefreshEntry = serde_json::from_str(&used).map_err(|e| AuthError::Crypto(e.to_string()))?;
                 self.sessions.put(&Self::revoked_key(entry.family), "reuse", self.policy.refresh_ttl).await?;

@@ -44,14 +44,20 @@ const SCOPES_SUPPORTED: &[&str] = &[
     "user/*.write",
 ];
 
+/// The absolute URL of the OAuth endpoint `name` (`authorize`, `token`, …) at
+/// `origin`: what discovery names, beside the routes that serve them.
+pub(crate) fn endpoint(origin: &str, name: &str) -> String {
+    format!("{origin}/oauth/{name}")
+}
+
 /// `GET /fhir/r4/.well-known/smart-configuration`.
 pub(crate) async fn configuration(headers: HeaderMap) -> Response {
     let origin = origin(&headers);
     let body = json!({
-        "authorization_endpoint": format!("{origin}/oauth/authorize"),
-        "token_endpoint": format!("{origin}/oauth/token"),
-        "introspection_endpoint": format!("{origin}/oauth/introspect"),
-        "revocation_endpoint": format!("{origin}/oauth/revoke"),
+        "authorization_endpoint": endpoint(&origin, "authorize"),
+        "token_endpoint": endpoint(&origin, "token"),
+        "introspection_endpoint": endpoint(&origin, "introspect"),
+        "revocation_endpoint": endpoint(&origin, "revoke"),
         "token_endpoint_auth_methods_supported": ["none"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "response_types_supported": ["code"],

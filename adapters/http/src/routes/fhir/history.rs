@@ -9,10 +9,9 @@ use emr_domain::ids::{PatientId, RecordId};
 use emr_domain::metadata::EventMetadata;
 use emr_eventstore::Cutoff;
 use emr_fhir::HistoryEntry;
-
-use super::read::{CONDITION_VIEW, RecordView, encounter_view};
 use emr_fhir::scopes::Interaction;
 
+use super::read::{CONDITION_VIEW, RecordView, encounter_view};
 use super::{Fhir, base_url, not_found, permit, record_patient};
 use crate::AppState;
 use crate::extract::Caller;
@@ -111,8 +110,14 @@ pub(super) async fn patient(
     let base = base_url(&headers);
     let mut entries = Vec::new();
     for found in versions(&state, "patient", &id).await?.into_iter().rev() {
-        let then = state.clinic.patient_as_of(patient_id, Cutoff::Position(found.metadata.position)).await?;
-        let resource = (found.method() != "DELETE").then(|| emr_fhir::patient(patient_id, then.state(), found.version, redacted));
+        // A deletion's entry carries no resource: nothing to replay for it.
+        let resource = match found.method() {
+            "DELETE" => None,
+            _ => {
+                let then = state.clinic.patient_as_of(patient_id, Cutoff::Position(found.metadata.position)).await?;
+                Some(emr_fhir::patient(patient_id, then.state(), found.version, redacted))
+            }
+        };
         entries.push(entry(&base, &format!("Patient/{id}"), resource, &found));
     }
     Ok(Fhir::ok(emr_fhir::history(&format!("{base}/Patient/{id}/_history"), entries)))
@@ -167,12 +172,16 @@ async fn record_history(
     let base = base_url(headers);
     let mut entries = Vec::new();
     for found in versions(state, "medical_record", id).await?.into_iter().rev() {
-        let then = state.clinic.record_as_of(record_id, Cutoff::Position(found.metadata.position)).await?;
-        let resource = view(record_id, then.state(), found.version, redacted);
-        if resource.is_some() || found.method() == "DELETE" {
-            let resource = resource.filter(|_| found.method() != "DELETE");
-            entries.push(entry(&base, &format!("{kind}/{id}"), resource, &found));
-        }
+        // A deletion's entry carries no resource: nothing to replay for it.
+        let resource = match found.method() {
+            "DELETE" => None,
+            _ => {
+                let then = state.clinic.record_as_of(record_id, Cutoff::Position(found.metadata.position)).await?;
+                let Some(resource) = view(record_id, then.state(), found.version, redacted) else { continue };
+                Some(resource)
+            }
+        };
+        entries.push(entry(&base, &format!("{kind}/{id}"), resource, &found));
     }
     Ok(Fhir::ok(emr_fhir::history(&format!("{base}/{kind}/{id}/_history"), entries)))
 }

@@ -179,8 +179,8 @@ fn base_url(headers: &HeaderMap) -> String {
 async fn metadata(headers: HeaderMap) -> Fhir {
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let origin = origin(&headers);
-    let oauth = (format!("{origin}/oauth/authorize"), format!("{origin}/oauth/token"));
-    Fhir::ok(capabilities().with_oauth(oauth.0, oauth.1).to_json(env!("CARGO_PKG_VERSION"), &date))
+    let (authorize, token) = (super::smart::endpoint(&origin, "authorize"), super::smart::endpoint(&origin, "token"));
+    Fhir::ok(capabilities().with_oauth(authorize, token).to_json(env!("CARGO_PKG_VERSION"), &date))
 }
 
 /// Any other path under `/fhir/r4`: an `OperationOutcome`, not an empty 404.

@@ -8,13 +8,12 @@ use axum::http::HeaderMap;
 use emr_commands::Subject;
 use emr_domain::access::Action;
 use emr_domain::ids::GrantId;
+use emr_fhir::scopes::Interaction;
 use emr_projections::queries::AccessLogFilter;
 use serde::Deserialize;
 
 use super::history::versions;
 use super::search::{PatientSearch, invalid_search, page};
-use emr_fhir::scopes::Interaction;
-
 use super::{Fhir, base_url, not_found, permit};
 use crate::AppState;
 use crate::extract::Caller;

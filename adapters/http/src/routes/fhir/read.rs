@@ -5,9 +5,8 @@ use emr_domain::access::Basis;
 use emr_domain::ids::{PatientId, RecordId};
 use emr_domain::record::MedicalRecord;
 use emr_fhir::MedicationRef;
-use serde_json::Value;
-
 use emr_fhir::scopes::Interaction;
+use serde_json::Value;
 
 use super::{Fhir, invalid, not_found, permit, record_patient};
 use crate::AppState;

@@ -8,13 +8,12 @@ use axum::http::HeaderMap;
 use emr_commands::Subject;
 use emr_domain::access::{Action, Basis};
 use emr_domain::ids::{PatientId, RecordId};
+use emr_fhir::scopes::Interaction;
 use emr_fhir::search::{RecordSearch, Sort};
 use emr_projections::queries::{RecordFilter, RecordSort};
 use serde::Deserialize;
 
 use super::read::{CONDITION_VIEW, RecordView, encounter_view};
-use emr_fhir::scopes::Interaction;
-
 use super::{Fhir, base_url, invalid, permit};
 use crate::AppState;
 use crate::extract::Caller;

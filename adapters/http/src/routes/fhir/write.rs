@@ -21,9 +21,8 @@ use emr_domain::patient::PatientCommand;
 use emr_domain::record::RecordCommand;
 use emr_domain::values::ShortText;
 use emr_fhir::input::{self, InvalidElement};
-use serde_json::Value;
-
 use emr_fhir::scopes::Interaction;
+use serde_json::Value;
 
 use super::{Fhir, base_url, invalid, permit, record_patient};
 use crate::AppState;
@@ -95,13 +94,15 @@ pub(super) async fn create_patient(
         demographics: registration.demographics,
     };
     let receipt = state.clinic.patient(patient_id, command, &context).await?;
-    let version = version_after(&receipt).unwrap_or(1);
+    let created_version = version_after(&receipt).unwrap_or(1);
     // Everything shown is what the caller just sent: not a disclosure, and a
     // registrar who may not read patients still sees what was registered.
     let registered = state.clinic.load_patient(patient_id).await?;
     let resource = emr_fhir::patient(patient_id, registered.state(), registered.sequence(), false);
-    let mut created = Fhir::new(StatusCode::CREATED, resource).at_version(version);
-    created.location = Some(format!("{}/Patient/{patient_id}/_history/{version}", base_url(&headers)));
+    // The ETag names the version the body shows; the Location, the version created
+    // (they differ only for a retried create the patient has moved on from).
+    let mut created = Fhir::new(StatusCode::CREATED, resource).at_version(registered.sequence());
+    created.location = Some(format!("{}/Patient/{patient_id}/_history/{created_version}", base_url(&headers)));
     Ok(created)
 }
 
@@ -164,11 +165,10 @@ pub(super) async fn update_condition(
     content.diagnosis = Some(diagnosis);
     let read_version = read.loaded.sequence();
     let context = CommandContext { expected_version: context.expected_version.or(Some(read_version)), ..context };
-    let receipt = state.clinic.record(record_id, RecordCommand::Amend { content, reason }, &context).await?;
-    let version = version_after(&receipt).unwrap_or(read_version);
+    state.clinic.record(record_id, RecordCommand::Amend { content, reason }, &context).await?;
     let now = state.clinic.load_record(record_id).await?;
     let condition = emr_fhir::condition(record_id, now.state(), now.sequence(), false).ok_or_else(|| super::not_found("Condition"))?;
-    Ok(Fhir::ok(condition).at_version(version))
+    Ok(Fhir::ok(condition).at_version(now.sequence()))
 }
 
 /// `DELETE /fhir/r4/Encounter/{id}`: soft-deletes the record (it stays in the log
