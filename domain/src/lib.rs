@@ -17,6 +17,9 @@
 //! - [`bridge::HeadAttestations`]: validators' signatures over a tree head for a target chain;
 //! - [`federated::FederatedTask`]: a federated-learning task, round by round (the seed's FederatedTasks).
 //!
+//! [`diagnosis`] holds the pure rules of AI-assisted diagnosis: model cards, input
+//! contracts, and how a network output becomes a suggestion.
+//!
 //! [`detection`] folds the log into detections: pure rules over event time.
 //!
 //! [`access`] holds the authorization policy: which role may do what, on what basis.
@@ -34,6 +37,7 @@ mod decided;
 pub mod deidentify;
 pub mod denial;
 pub mod detection;
+pub mod diagnosis;
 pub mod disclosure;
 pub mod federated;
 pub mod grant;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod accounts;
+pub mod ai_assets;
 pub mod anvil;
 pub mod api_client;
 pub mod api_server;

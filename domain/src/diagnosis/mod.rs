@@ -1,0 +1,16 @@
+//! AI-assisted diagnosis, the pure part: what a model promises to accept (its
+//! [`InputContract`]), who it is ([`ModelCard`]: version, hash, provenance,
+//! labels) and how its output becomes a suggestion ([`Classification`]: every
+//! class probability, and a top class only above the configured confidence).
+//!
+//! Decoding images and running networks are I/O and heavy numerics; they live in
+//! `adapters/imaging` and `adapters/onnx`, and the pipeline that joins them in
+//! `commands/diagnosis`. This module decides; it never computes a pixel.
+
+mod card;
+mod classification;
+mod contract;
+
+pub use card::{ModelCard, ModelSource};
+pub use classification::{ClassProbability, Classification, InvalidOutput, REVIEW_NOTICE};
+pub use contract::{Acquisition, Channels, InputContract, InputRefused, Layout, Normalisation};

