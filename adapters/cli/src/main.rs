@@ -7,6 +7,7 @@
 //! - `emr log`: the event log, PHI sealed, as JSON lines.
 //! - `emr fl`: federated learning: privacy budgets and the reference experiment.
 
+mod ai;
 mod audit;
 mod backup;
 mod bridge;
@@ -112,6 +113,11 @@ enum Command {
         /// Replay commits recorded up to this instant (RFC 3339).
         #[arg(long)]
         at_time: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// AI-assisted diagnosis: run a model on images or DICOM files.
+    Ai {
+        #[command(subcommand)]
+        action: ai::AiAction,
     },
     /// Federated learning: the ε of a privacy configuration, the reference experiment.
     Fl {
@@ -239,6 +245,10 @@ async fn main() -> anyhow::Result<()> {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(&settings).await,
+        Command::Ai { action: ai::AiAction::Predict(args) } => {
+            // CPU-bound: off the async workers.
+            tokio::task::spawn_blocking(move || ai::predict(&args, std::io::stdout().lock())).await?
+        }
         Command::Fl { action: fl::FlAction::Epsilon { q, sigma, steps, delta } } => {
             println!("{}", fl::epsilon(q, sigma, steps, delta)?);
             Ok(())

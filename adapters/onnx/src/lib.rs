@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use candle_onnx::onnx::{ModelProto, tensor_shape_proto, type_proto};
-use emr_diagnosis::{Classifier, ClassifierError};
+use emr_diagnosis::{Classifier, ClassifierError, DiagnosisError, verify_artifact};
+use emr_domain::diagnosis::ModelCard;
 use prost::Message;
 
 /// Why a model file cannot be used.
@@ -17,6 +18,17 @@ pub enum OnnxError {
     /// The bytes are not an ONNX model.
     #[error("not an ONNX model: {0}")]
     Malformed(String),
+    /// The artifact is not the one the card names.
+    #[error(transparent)]
+    NotTheCardsArtifact(DiagnosisError),
+    /// The card's input contract does not fit the graph's declared input.
+    #[error("the card's input {contract:?} does not fit the model's declared input {declared:?}")]
+    ContractMismatch {
+        /// The contract's tensor shape for one input.
+        contract: [usize; 4],
+        /// The graph's input dimensions (`None`: free).
+        declared: Vec<Option<usize>>,
+    },
     /// The graph does not have exactly one input and one output.
     #[error("the model must have one input and one output; it has {inputs} and {outputs}")]
     Arity {
@@ -58,6 +70,18 @@ impl OnnxModel {
             _ => Vec::new(),
         };
         Ok(Self { input: input.name.clone(), output: output.name.clone(), input_dims, model })
+    }
+
+    /// Loads `artifact` as the model `card` names: the bytes must hash to the
+    /// card's SHA-256 and the card's input contract must fit the graph.
+    pub fn for_card(card: &ModelCard, artifact: &[u8]) -> Result<Self, OnnxError> {
+        verify_artifact(card, artifact).map_err(OnnxError::NotTheCardsArtifact)?;
+        let model = Self::from_bytes(artifact)?;
+        let contract = card.contract.shape(1);
+        if !model.accepts(&contract) {
+            return Err(OnnxError::ContractMismatch { contract, declared: model.input_dims.clone() });
+        }
+        Ok(model)
     }
 
     /// The input's declared dimensions; `None` where the graph leaves one free
