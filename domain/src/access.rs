@@ -33,6 +33,8 @@ pub enum Action {
     AmendRecord,
     /// Soft-delete or restore a record.
     DeleteRecord,
+    /// Accept, reject or correct an AI-assisted diagnosis suggestion.
+    ReviewDiagnosis,
     /// Grant access to one's own records.
     GrantAccess,
     /// Ask a patient for access.
@@ -75,7 +77,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tests and documentation that must cover them all.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Self::RegisterPatient,
         Self::ReadPatient,
         Self::UpdateDemographics,
@@ -84,6 +86,7 @@ impl Action {
         Self::ReadRecord,
         Self::AmendRecord,
         Self::DeleteRecord,
+        Self::ReviewDiagnosis,
         Self::GrantAccess,
         Self::RequestAccess,
         Self::DecideRequest,
@@ -161,6 +164,8 @@ pub fn rule(role: Role, action: Action) -> Rule {
             ReadRecord => Rule::AuthorOrGrant { scope: read, break_glass: true },
             AmendRecord => Rule::AuthorOrGrant { scope: write, break_glass: false },
             DeleteRecord if role == Role::Physician => Rule::AuthorOrGrant { scope: write, break_glass: false },
+            // A diagnosis is a physician's to confirm; the verdict is signed in their own name.
+            ReviewDiagnosis if role == Role::Physician => Rule::AuthorOrGrant { scope: write, break_glass: false },
             ReadRecordIndex => Rule::Grant { scope: read, break_glass: false },
             ReadGrant => Rule::Grantee,
             _ => Rule::Never,
@@ -187,6 +192,8 @@ pub fn rule(role: Role, action: Action) -> Rule {
             SubmitModelUpdate | ReadFederatedTask => Rule::Role,
             _ => Rule::Never,
         },
+        // The system runs the model; it never confirms its own suggestion.
+        Role::System if action == ReviewDiagnosis => Rule::Never,
         Role::System => Rule::Role,
     }
 }
@@ -465,5 +472,13 @@ mod tests {
             assert_eq!(rule(Role::Hospital, action), expected, "{action:?}");
         }
         assert!(!minimum_necessary(Role::Hospital, "record"));
+    }
+
+    #[test]
+    fn only_a_physician_reviews_a_diagnosis_suggestion() {
+        assert_eq!(rule(Role::Physician, Action::ReviewDiagnosis), Rule::AuthorOrGrant { scope: Scope::Write, break_glass: false });
+        for role in [Role::Nurse, Role::Patient, Role::Auditor, Role::Admin, Role::Researcher, Role::Hospital, Role::System] {
+            assert_eq!(rule(role, Action::ReviewDiagnosis), Rule::Never, "{role:?}");
+        }
     }
 }

@@ -136,6 +136,11 @@ uuid_id!(
     "denial id"
 );
 uuid_id!(
+    /// One AI-assisted diagnosis suggestion on a record.
+    SuggestionId,
+    "suggestion id"
+);
+uuid_id!(
     /// A federated-learning task (the seed's FederatedTasks).
     TaskId,
     "federated task id"

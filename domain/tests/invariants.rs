@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use cqrs_es::Aggregate;
+use emr_domain::diagnosis::{ClassProbability, Finding, ModelRef, Review, ReviewOutcome, Suggestion};
 use emr_domain::fixtures::{content, demographics, identifiers, now, text};
 use emr_domain::grant::{AccessGrant, GrantCommand, GrantEvent, GrantStatus, Scope};
-use emr_domain::ids::{AttachmentId, GrantId, HospitalId, PatientId, RecordId, UserId};
+use emr_domain::ids::{AttachmentId, GrantId, HospitalId, PatientId, RecordId, SuggestionId, UserId};
 use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientError, PatientEvent, PatientStatus};
 use emr_domain::phi::Phi;
 use emr_domain::record::{AttachmentDescriptor, MedicalRecord, RecordCommand, RecordEvent, RecordStatus};
@@ -54,6 +55,10 @@ enum RecordOp {
     Attach(u8),
     Delete,
     Restore,
+    /// Suggest on attachment `.0` with suggestion id `.1`; `.2`: conclusive; `.3`: read other bytes.
+    Suggest(u8, u8, bool, bool),
+    /// Review suggestion `.0`: accept, reject, correct (with or without the answer).
+    Review(u8, u8, bool),
 }
 
 fn record_op() -> impl Strategy<Value = RecordOp> {
@@ -63,10 +68,18 @@ fn record_op() -> impl Strategy<Value = RecordOp> {
         (0u8..4).prop_map(RecordOp::Attach),
         Just(RecordOp::Delete),
         Just(RecordOp::Restore),
+        (0u8..4, 0u8..4, any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(a, s, c, m)| RecordOp::Suggest(a, s, c, m)),
+        (0u8..4, 0u8..3, any::<bool>()).prop_map(|(s, o, c)| RecordOp::Review(s, o, c)),
     ]
 }
 
-fn record_command(op: &RecordOp, record: RecordId, patients: &[PatientId; 2], attachments: &[AttachmentId; 4]) -> RecordCommand {
+fn record_command(
+    op: &RecordOp,
+    record: RecordId,
+    patients: &[PatientId; 2],
+    attachments: &[AttachmentId; 4],
+    suggestions: &[SuggestionId; 4],
+) -> RecordCommand {
     match op {
         RecordOp::Create(p) => RecordCommand::Create {
             record_id: record,
@@ -89,6 +102,28 @@ fn record_command(op: &RecordOp, record: RecordId, patients: &[PatientId; 2], at
         }),
         RecordOp::Delete => RecordCommand::Delete { reason: text("duplicate") },
         RecordOp::Restore => RecordCommand::Restore { reason: text("not a duplicate") },
+        RecordOp::Suggest(a, n, conclusive, other_bytes) => RecordCommand::SuggestDiagnosis(Suggestion {
+            suggestion_id: suggestions[*n as usize],
+            attachment_id: attachments[*a as usize],
+            input_sha256: Sha256Digest::from_bytes([if *other_bytes { 0xee } else { *a }; 32]),
+            model: ModelRef { name: "m".into(), version: "1".into(), sha256: Sha256Digest::from_bytes([9; 32]) },
+            preprocessing: serde_json::json!({}),
+            finding: Finding {
+                probabilities: vec![
+                    ClassProbability { label: "a".into(), probability: 0.9 },
+                    ClassProbability { label: "b".into(), probability: 0.1 },
+                ],
+                top: conclusive.then(|| "a".into()),
+                confidence: 0.9,
+            },
+        }),
+        RecordOp::Review(n, outcome, with_answer) => RecordCommand::ReviewDiagnosis(Review {
+            suggestion_id: suggestions[*n as usize],
+            reviewer_id: UserId::new(),
+            outcome: [ReviewOutcome::Accepted, ReviewOutcome::Rejected, ReviewOutcome::Corrected][*outcome as usize],
+            correction: with_answer.then(|| text("b")),
+            note: None,
+        }),
     }
 }
 
@@ -98,7 +133,8 @@ proptest! {
         let record = RecordId::new();
         let patients = [PatientId::new(), PatientId::new()];
         let attachments = [AttachmentId::new(), AttachmentId::new(), AttachmentId::new(), AttachmentId::new()];
-        let commands = ops.iter().map(|op| record_command(op, record, &patients, &attachments)).collect();
+        let suggestions = [SuggestionId::new(), SuggestionId::new(), SuggestionId::new(), SuggestionId::new()];
+        let commands = ops.iter().map(|op| record_command(op, record, &patients, &attachments, &suggestions)).collect();
         let (state, events, _) = run::<MedicalRecord>(commands, |s, c| s.decide(c, now()));
 
         prop_assert_eq!(&replay::<MedicalRecord>(&events), &state, "state is the fold of accepted events");
@@ -115,6 +151,10 @@ proptest! {
                     RecordEvent::RecordAmended { content, reason, .. } => vec![content.subject(), reason.subject()],
                     RecordEvent::AttachmentAdded { filename, .. } => vec![filename.subject()],
                     RecordEvent::RecordDeleted { reason } | RecordEvent::RecordRestored { reason } => vec![reason.subject()],
+                    RecordEvent::DiagnosisSuggested { finding, .. } => vec![finding.subject()],
+                    RecordEvent::DiagnosisReviewed { correction, note, .. } => {
+                        correction.iter().chain(note).map(Phi::subject).collect()
+                    }
                 };
                 prop_assert!(subjects.iter().all(|s| s == owner), "every piece of PHI is sealed for the record's patient");
             }
@@ -127,10 +167,38 @@ proptest! {
             match event {
                 RecordEvent::RecordDeleted { .. } => { prop_assert!(!deleted); deleted = true; }
                 RecordEvent::RecordRestored { .. } => { prop_assert!(deleted); deleted = false; }
-                RecordEvent::RecordAmended { .. } | RecordEvent::AttachmentAdded { .. } => prop_assert!(!deleted, "no change while deleted"),
+                RecordEvent::RecordAmended { .. }
+                | RecordEvent::AttachmentAdded { .. }
+                | RecordEvent::DiagnosisSuggested { .. }
+                | RecordEvent::DiagnosisReviewed { .. } => prop_assert!(!deleted, "no change while deleted"),
                 RecordEvent::RecordCreated { .. } => {}
             }
         }
+        // Suggestions read the attachment's own bytes; each is reviewed at most
+        // once, after it was made; an inconclusive one is never accepted, and
+        // only a correction carries an answer.
+        let mut made: Vec<(SuggestionId, bool)> = Vec::new();
+        let mut reviewed = BTreeSet::new();
+        let mut sha_of = std::collections::BTreeMap::new();
+        for event in &events {
+            match event {
+                RecordEvent::AttachmentAdded { attachment_id, sha256, .. } => { sha_of.insert(*attachment_id, *sha256); }
+                RecordEvent::DiagnosisSuggested { suggestion_id, attachment_id, input_sha256, finding, .. } => {
+                    prop_assert_eq!(sha_of.get(attachment_id), Some(input_sha256), "a suggestion reads its attachment's bytes");
+                    prop_assert!(made.iter().all(|(id, _)| id != suggestion_id), "suggestion ids are unique");
+                    made.push((*suggestion_id, finding.value().is_some_and(|f| f.top.is_some())));
+                }
+                RecordEvent::DiagnosisReviewed { suggestion_id, outcome, correction, .. } => {
+                    let conclusive = made.iter().find(|(id, _)| id == suggestion_id).map(|(_, c)| *c);
+                    prop_assert!(conclusive.is_some(), "a review follows its suggestion");
+                    prop_assert!(reviewed.insert(*suggestion_id), "reviewed at most once");
+                    prop_assert!(*outcome != ReviewOutcome::Accepted || conclusive == Some(true), "inconclusive is never accepted");
+                    prop_assert_eq!(*outcome == ReviewOutcome::Corrected, correction.is_some(), "only a correction carries an answer");
+                }
+                _ => {}
+            }
+        }
+        prop_assert_eq!(state.suggestions().len(), made.len());
         prop_assert_eq!(state.status() == RecordStatus::Deleted, deleted);
         let ids: BTreeSet<_> = state.attachments().iter().map(|a| a.attachment_id).collect();
         prop_assert_eq!(ids.len(), state.attachments().len(), "attachment ids are unique");

@@ -4,6 +4,8 @@
 //! files; the model's input contract enforced on a real chest radiograph.
 //! (Assets and references: `tests/run.sh`, see `emr_tests::ai_assets`.)
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use emr_diagnosis::{Diagnoser, DiagnosisError, Examination, verify_artifact};
@@ -166,4 +168,121 @@ fn a_model_artifact_other_than_its_cards_is_refused() {
     card.sha256 = emr_diagnosis::sha256(b"another model");
     let refused = verify_artifact(&card, &read(&brain_model()));
     assert!(matches!(refused, Err(DiagnosisError::ArtifactMismatch { .. })), "{refused:?}");
+}
+
+mod on_the_record {
+    //! The suggestion → review round trip on a real event log (JetStream): a
+    //! scan uploaded and sealed, read back and classified by the real model,
+    //! the suggestion recorded on the record, reviewed by a physician under the
+    //! patient's grant.
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use chrono::{Duration, Utc};
+    use emr_attachments::{Attachments, Upload};
+    use emr_commands::ClinicError;
+    use emr_domain::access::Denied;
+    use emr_domain::actor::{Actor, Role};
+    use emr_domain::diagnosis::{Review, ReviewOutcome};
+    use emr_domain::fixtures::{create_record, text};
+    use emr_domain::grant::{GrantCommand, Scope};
+    use emr_domain::ids::{AttachmentId, GrantId, RecordId, SuggestionId, UserId};
+    use emr_domain::metadata::CommandContext;
+    use emr_domain::record::{RecordCommand, RecordError};
+    use emr_domain::values::MimeType;
+    use emr_ipfs::LocalBlobStore;
+    use emr_tests::charts::{registered_patient, system};
+
+    use super::*;
+
+    fn review(suggestion_id: SuggestionId, reviewer_id: UserId, outcome: ReviewOutcome, correction: Option<&str>) -> RecordCommand {
+        RecordCommand::ReviewDiagnosis(Review { suggestion_id, reviewer_id, outcome, correction: correction.map(text), note: None })
+    }
+
+    #[tokio::test]
+    async fn a_suggestion_on_a_sealed_scan_is_recorded_and_reviewed_once_by_a_granted_physician() {
+        let backend = emr_tests::backends::jetstream().await;
+        let clinic = emr_tests::backends::clinic(&backend.backend);
+        let blobs = tempfile::tempdir().unwrap();
+        let attachments = Attachments::new(clinic.clone(), Arc::new(LocalBlobStore::open(blobs.path()).unwrap()));
+        let patient = registered_patient(&clinic, "Brain Scan").await;
+        let (record, attachment) = (RecordId::new(), AttachmentId::new());
+        clinic.record(record, create_record(record, patient, "MRI brain"), &system()).await.unwrap();
+        let (path, label) = &labelled_mri_images()[12];
+        let upload = Upload {
+            record_id: record,
+            attachment_id: attachment,
+            mime_type: MimeType::parse("image/jpeg").unwrap(),
+            filename: text("mri.jpg"),
+        };
+        attachments.upload(&system(), upload, &mut &read(path)[..]).await.unwrap();
+
+        // The job's work: open the sealed scan, classify it, record the suggestion.
+        let mut scan = Vec::new();
+        attachments.download(&Actor::system(), record, attachment).await.unwrap().stream_into(&mut scan).await.unwrap();
+        let prediction = brain_diagnoser().diagnose(&scan, 0).unwrap();
+        assert_eq!(prediction.classification.top.as_deref(), Some(*label));
+        let suggestion_id = SuggestionId::new();
+        let receipt = clinic
+            .record(record, RecordCommand::SuggestDiagnosis(prediction.clone().into_suggestion(suggestion_id, attachment)), &system())
+            .await
+            .unwrap();
+        assert_eq!(receipt.events[0].event_type, "DiagnosisSuggested");
+        // In the log: the model and the input hash in the clear (auditable), the
+        // finding sealed as PHI (no label, no probability).
+        let commits = backend.backend.log.read_from(receipt.position.unwrap(), 1).await.unwrap();
+        let stored = String::from_utf8_lossy(&commits[0].payload).into_owned();
+        assert!(stored.contains("brain-tumour-vgg16") && stored.contains(&prediction.input_sha256.to_string()), "{stored}");
+        for class in ["glioma", "meningioma", "notumor", "pituitary"] {
+            assert!(!stored.contains(class), "the finding is sealed: {class} in {stored}");
+        }
+
+        // A suggestion about other bytes than the attachment's is refused.
+        let mut forged = prediction.into_suggestion(SuggestionId::new(), attachment);
+        forged.input_sha256 = emr_diagnosis::sha256(b"another scan");
+        let refused = clinic.record(record, RecordCommand::SuggestDiagnosis(forged), &system()).await;
+        assert!(matches!(refused, Err(ClinicError::Record(RecordError::InputMismatch))), "{refused:?}");
+
+        // Reviews: the physician needs the patient's write grant, signs in their
+        // own name, and reviews once; a nurse never reviews.
+        let physician = UserId::new();
+        // A fresh command id each time: the same context again is a retry, answered idempotently.
+        let as_physician = || CommandContext::new(Actor::new(physician, Role::Physician));
+        let accepted = review(suggestion_id, physician, ReviewOutcome::Accepted, None);
+        let ungranted = clinic.record(record, accepted.clone(), &as_physician()).await;
+        assert!(matches!(ungranted, Err(ClinicError::Forbidden(Denied::NoActiveGrant { .. }))), "{ungranted:?}");
+
+        let owner = UserId::from(patient.as_uuid());
+        let grant = GrantId::new();
+        let give = GrantCommand::Grant {
+            grant_id: grant,
+            patient_id: patient,
+            grantee: physician,
+            scopes: BTreeSet::from([Scope::Read, Scope::Write]),
+            expires_at: Utc::now() + Duration::days(30),
+            granted_by: owner,
+            reason: text("treating neurologist"),
+        };
+        clinic.grant(grant, give, &CommandContext::new(Actor::new(owner, Role::Patient))).await.unwrap();
+
+        let in_another_name =
+            clinic.record(record, review(suggestion_id, UserId::new(), ReviewOutcome::Accepted, None), &as_physician()).await;
+        assert!(matches!(in_another_name, Err(ClinicError::Forbidden(Denied::OnBehalfOfAnother))), "{in_another_name:?}");
+        let nurse = UserId::new();
+        let by_nurse = clinic
+            .record(
+                record,
+                review(suggestion_id, nurse, ReviewOutcome::Accepted, None),
+                &CommandContext::new(Actor::new(nurse, Role::Nurse)),
+            )
+            .await;
+        assert!(matches!(by_nurse, Err(ClinicError::Forbidden(Denied::RoleNotPermitted { .. }))), "{by_nurse:?}");
+
+        let receipt = clinic.record(record, accepted, &as_physician()).await.unwrap();
+        assert_eq!(receipt.events[0].event_type, "DiagnosisReviewed");
+        let again =
+            clinic.record(record, review(suggestion_id, physician, ReviewOutcome::Corrected, Some("glioma")), &as_physician()).await;
+        assert!(matches!(again, Err(ClinicError::Record(RecordError::AlreadyReviewed))), "{again:?}");
+    }
 }

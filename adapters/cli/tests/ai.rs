@@ -35,7 +35,7 @@ fn predict_prints_a_line_per_input_in_order_and_fails_when_any_input_is_refused(
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[0]["prediction"]["classification"]["top"], glioma.1);
     assert_eq!(lines[0]["prediction"]["classification"]["notice"], "AI-assisted, requires physician review");
-    assert_eq!(lines[0]["prediction"]["model_sha256"], "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49");
+    assert_eq!(lines[0]["prediction"]["model"]["sha256"], "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49");
     assert_eq!(lines[1]["error"], "the model reads MR images; this input is CR");
     assert_eq!(lines[2]["error"], "not a DICOM file, JPEG or PNG image");
     assert_eq!(lines[3]["prediction"]["classification"]["top"], pituitary.1);

@@ -388,6 +388,12 @@ impl Clinic {
         } else {
             let action = match &command {
                 RecordCommand::Delete { .. } | RecordCommand::Restore { .. } => Action::DeleteRecord,
+                RecordCommand::ReviewDiagnosis(review) => {
+                    if review.reviewer_id != actor.user_id {
+                        return Err(Denied::OnBehalfOfAnother.into());
+                    }
+                    Action::ReviewDiagnosis
+                }
                 _ => Action::AmendRecord,
             };
             let subject = self.record_subject(record_id).await?;

@@ -8,7 +8,8 @@
 //! candle in `adapters/onnx`), so the pipeline is tested with the real model
 //! and the rules stay in the domain ([`emr_domain::diagnosis`]).
 
-use emr_domain::diagnosis::{Classification, InputContract, InputRefused, InvalidOutput, ModelCard};
+use emr_domain::diagnosis::{Classification, Finding, InputContract, InputRefused, InvalidOutput, ModelCard, ModelRef, Suggestion};
+use emr_domain::ids::{AttachmentId, SuggestionId};
 use emr_domain::values::{InvalidValue, Sha256Digest};
 use emr_imaging::{ImagingError, Picture, SourceFormat, Voi};
 use serde::{Deserialize, Serialize};
@@ -90,18 +91,29 @@ pub struct Examination {
 /// The model's suggestion for one input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
-    /// The model's name.
-    pub model: String,
-    /// Its version.
-    pub model_version: String,
-    /// SHA-256 of its artifact.
-    pub model_sha256: Sha256Digest,
+    /// The exact model.
+    pub model: ModelRef,
     /// SHA-256 of the input's bytes.
     pub input_sha256: Sha256Digest,
     /// How the input was prepared.
     pub preprocessing: Preprocessing,
     /// Every class probability, and the top class or inconclusive.
     pub classification: Classification,
+}
+
+impl Prediction {
+    /// The suggestion a record keeps of this prediction, for its attachment
+    /// `attachment_id` (whose bytes the input must be: the record checks).
+    pub fn into_suggestion(self, suggestion_id: SuggestionId, attachment_id: AttachmentId) -> Suggestion {
+        Suggestion {
+            suggestion_id,
+            attachment_id,
+            input_sha256: self.input_sha256,
+            model: self.model,
+            preprocessing: serde_json::to_value(&self.preprocessing).unwrap_or_default(),
+            finding: Finding::from(self.classification),
+        }
+    }
 }
 
 /// A model (its card and its network) with the confidence a top class needs.
@@ -164,9 +176,7 @@ impl<C: Classifier> Diagnoser<C> {
             .zip(outputs)
             .map(|(examination, output)| {
                 Ok(Prediction {
-                    model: self.card.name.clone(),
-                    model_version: self.card.version.clone(),
-                    model_sha256: self.card.sha256,
+                    model: self.card.reference(),
                     input_sha256: examination.input_sha256,
                     preprocessing: examination.preprocessing,
                     classification: Classification::from_output(&self.card.labels, &output, self.min_confidence)?,

@@ -7,7 +7,8 @@ use super::commands::{AttachmentDescriptor, RecordCommand};
 use super::events::RecordEvent;
 use crate::clock::DomainServices;
 use crate::decided::write_decided;
-use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
+use crate::diagnosis::{REVIEW_NOTICE, Review, ReviewOutcome, Suggestion};
+use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, SuggestionId, UserId};
 use crate::phi::Phi;
 use crate::values::{ContentId, InvalidValue, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
 
@@ -38,6 +39,30 @@ pub enum RecordError {
     /// A visit date after today.
     #[error("the visit date lies in the future")]
     VisitDateInFuture,
+    /// A suggestion for an attachment the record does not have.
+    #[error("the record has no such attachment")]
+    UnknownAttachment,
+    /// A suggestion whose input is not the attachment's bytes.
+    #[error("the suggestion read other bytes than the attachment's")]
+    InputMismatch,
+    /// A suggestion id used twice.
+    #[error("the record already has this suggestion")]
+    DuplicateSuggestion,
+    /// More suggestions than a record may hold.
+    #[error("the record has too many suggestions")]
+    TooManySuggestions,
+    /// A review of a suggestion the record does not have.
+    #[error("the record has no such suggestion")]
+    UnknownSuggestion,
+    /// A second review of the same suggestion.
+    #[error("the suggestion has already been reviewed")]
+    AlreadyReviewed,
+    /// Accepting a suggestion that named no class.
+    #[error("an inconclusive suggestion cannot be accepted")]
+    NothingToAccept,
+    /// A correction without the right answer, or another verdict with one.
+    #[error("a correction, and only a correction, carries the right answer")]
+    CorrectionMismatch,
     /// A field failed its cross-field rules.
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
@@ -85,6 +110,17 @@ pub struct AttachmentSummary {
     pub mime_type: Option<MimeType>,
 }
 
+/// What the record keeps of a suggestion to enforce its rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuggestionSummary {
+    /// The suggestion.
+    pub suggestion_id: SuggestionId,
+    /// Whether it named a class (an inconclusive one cannot be accepted).
+    pub conclusive: bool,
+    /// Whether a physician has reviewed it.
+    pub reviewed: bool,
+}
+
 /// A medical record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MedicalRecord {
@@ -96,12 +132,18 @@ pub struct MedicalRecord {
     visit_date: Option<NaiveDate>,
     versions: Vec<RecordVersion>,
     attachments: Vec<AttachmentSummary>,
+    /// Absent in snapshots taken before suggestions existed.
+    #[serde(default)]
+    suggestions: Vec<SuggestionSummary>,
     status: RecordStatus,
 }
 
 impl MedicalRecord {
     /// Most attachments one record may hold.
     pub const MAX_ATTACHMENTS: usize = 1000;
+
+    /// Most AI-assisted suggestions one record may hold.
+    pub const MAX_SUGGESTIONS: usize = 1000;
 
     /// The record's id, once created.
     pub fn id(&self) -> Option<RecordId> {
@@ -151,6 +193,11 @@ impl MedicalRecord {
     /// Attachments, in the order they were added.
     pub fn attachments(&self) -> &[AttachmentSummary] {
         &self.attachments
+    }
+
+    /// AI-assisted suggestions, in the order they were made.
+    pub fn suggestions(&self) -> &[SuggestionSummary] {
+        &self.suggestions
     }
 
     fn subject(&self) -> Result<PatientId, RecordError> {
@@ -233,7 +280,55 @@ impl MedicalRecord {
                 RecordStatus::Active => Err(RecordError::NotDeleted),
                 RecordStatus::Deleted => Ok(vec![RecordEvent::RecordRestored { reason: Phi::new(self.subject()?, reason) }]),
             },
+            RecordCommand::SuggestDiagnosis(suggestion) => self.decide_suggestion(suggestion),
+            RecordCommand::ReviewDiagnosis(review) => self.decide_review(review),
         }
+    }
+
+    fn decide_suggestion(&self, suggestion: Suggestion) -> Result<Vec<RecordEvent>, RecordError> {
+        let subject = self.ensure_open()?;
+        let attachment =
+            self.attachments.iter().find(|a| a.attachment_id == suggestion.attachment_id).ok_or(RecordError::UnknownAttachment)?;
+        if attachment.sha256 != suggestion.input_sha256 {
+            return Err(RecordError::InputMismatch);
+        }
+        if self.suggestions.iter().any(|s| s.suggestion_id == suggestion.suggestion_id) {
+            return Err(RecordError::DuplicateSuggestion);
+        }
+        if self.suggestions.len() >= Self::MAX_SUGGESTIONS {
+            return Err(RecordError::TooManySuggestions);
+        }
+        Ok(vec![RecordEvent::DiagnosisSuggested {
+            suggestion_id: suggestion.suggestion_id,
+            attachment_id: suggestion.attachment_id,
+            input_sha256: suggestion.input_sha256,
+            model: suggestion.model,
+            preprocessing: suggestion.preprocessing,
+            finding: Phi::new(subject, suggestion.finding),
+            notice: REVIEW_NOTICE.to_owned(),
+        }])
+    }
+
+    fn decide_review(&self, review: Review) -> Result<Vec<RecordEvent>, RecordError> {
+        let subject = self.ensure_open()?;
+        let suggestion = self.suggestions.iter().find(|s| s.suggestion_id == review.suggestion_id).ok_or(RecordError::UnknownSuggestion)?;
+        if suggestion.reviewed {
+            return Err(RecordError::AlreadyReviewed);
+        }
+        match (review.outcome, &review.correction) {
+            (ReviewOutcome::Accepted, _) if !suggestion.conclusive => return Err(RecordError::NothingToAccept),
+            (ReviewOutcome::Corrected, None) | (ReviewOutcome::Accepted | ReviewOutcome::Rejected, Some(_)) => {
+                return Err(RecordError::CorrectionMismatch);
+            }
+            _ => {}
+        }
+        Ok(vec![RecordEvent::DiagnosisReviewed {
+            suggestion_id: review.suggestion_id,
+            reviewer_id: review.reviewer_id,
+            outcome: review.outcome,
+            correction: review.correction.map(|c| Phi::new(subject, c)),
+            note: review.note.map(|n| Phi::new(subject, n)),
+        }])
     }
 
     fn next_version(&self) -> u32 {
@@ -279,6 +374,17 @@ impl Aggregate for MedicalRecord {
             }
             RecordEvent::RecordDeleted { .. } => self.status = RecordStatus::Deleted,
             RecordEvent::RecordRestored { .. } => self.status = RecordStatus::Active,
+            RecordEvent::DiagnosisSuggested { suggestion_id, finding, .. } => {
+                // A finding that cannot be unsealed (the patient was erased) is
+                // taken as conclusive: nothing is left to contradict a verdict.
+                let conclusive = finding.value().is_none_or(|f| f.top.is_some());
+                self.suggestions.push(SuggestionSummary { suggestion_id, conclusive, reviewed: false });
+            }
+            RecordEvent::DiagnosisReviewed { suggestion_id, .. } => {
+                if let Some(suggestion) = self.suggestions.iter_mut().find(|s| s.suggestion_id == suggestion_id) {
+                    suggestion.reviewed = true;
+                }
+            }
         }
     }
 }
@@ -440,5 +546,140 @@ mod tests {
         let titles: Vec<_> = state.versions().iter().map(|v| v.content.value().unwrap().title.as_str().to_owned()).collect();
         assert_eq!(titles, ["Visit", "v2", "v3"]);
         assert_eq!(state.current().map(|v| v.version), Some(3));
+    }
+
+    fn suggestion(attachment: &AttachmentDescriptor, conclusive: bool) -> Suggestion {
+        use crate::diagnosis::{ClassProbability, Finding, ModelRef};
+        Suggestion {
+            suggestion_id: SuggestionId::new(),
+            attachment_id: attachment.attachment_id,
+            input_sha256: attachment.sha256,
+            model: ModelRef { name: "brain-tumour-vgg16".into(), version: "0.1.1".into(), sha256: Sha256Digest::from_bytes([3; 32]) },
+            preprocessing: serde_json::json!({ "resize_filter": "catmull-rom" }),
+            finding: Finding {
+                probabilities: vec![
+                    ClassProbability { label: "glioma".into(), probability: 0.55 },
+                    ClassProbability { label: "notumor".into(), probability: 0.45 },
+                ],
+                top: conclusive.then(|| "glioma".into()),
+                confidence: 0.55,
+            },
+        }
+    }
+
+    fn suggested(patient: PatientId, suggestion: &Suggestion) -> RecordEvent {
+        RecordEvent::DiagnosisSuggested {
+            suggestion_id: suggestion.suggestion_id,
+            attachment_id: suggestion.attachment_id,
+            input_sha256: suggestion.input_sha256,
+            model: suggestion.model.clone(),
+            preprocessing: suggestion.preprocessing.clone(),
+            finding: Phi::new(patient, suggestion.finding.clone()),
+            notice: REVIEW_NOTICE.to_owned(),
+        }
+    }
+
+    fn attached(patient: PatientId, a: &AttachmentDescriptor) -> RecordEvent {
+        RecordEvent::AttachmentAdded {
+            attachment_id: a.attachment_id,
+            content_id: a.content_id.clone(),
+            mime_type: a.mime_type.clone(),
+            size_bytes: a.size_bytes,
+            sha256: a.sha256,
+            filename: Phi::new(patient, a.filename.clone()),
+            dicom: None,
+        }
+    }
+
+    fn review(suggestion: &Suggestion, outcome: ReviewOutcome, correction: Option<&str>) -> RecordCommand {
+        RecordCommand::ReviewDiagnosis(Review {
+            suggestion_id: suggestion.suggestion_id,
+            reviewer_id: UserId::from(uuid::Uuid::nil()),
+            outcome,
+            correction: correction.map(text),
+            note: None,
+        })
+    }
+
+    #[test]
+    fn a_suggestion_on_an_attachment_is_recorded_with_the_review_notice() {
+        let (record, patient) = ids();
+        let scan = attachment();
+        let s = suggestion(&scan, true);
+        RecordTest::with(services())
+            .given(vec![created(record, patient), attached(patient, &scan)])
+            .when(RecordCommand::SuggestDiagnosis(s.clone()))
+            .then_expect_events(vec![suggested(patient, &s)]);
+    }
+
+    #[test]
+    fn a_suggestion_must_read_an_attachment_of_the_record_byte_for_byte() {
+        let (record, patient) = ids();
+        let scan = attachment();
+        RecordTest::with(services())
+            .given(vec![created(record, patient)])
+            .when(RecordCommand::SuggestDiagnosis(suggestion(&scan, true)))
+            .then_expect_error(RecordError::UnknownAttachment);
+        let mut other_bytes = suggestion(&scan, true);
+        other_bytes.input_sha256 = Sha256Digest::from_bytes([8; 32]);
+        RecordTest::with(services())
+            .given(vec![created(record, patient), attached(patient, &scan)])
+            .when(RecordCommand::SuggestDiagnosis(other_bytes))
+            .then_expect_error(RecordError::InputMismatch);
+    }
+
+    #[test]
+    fn a_physician_accepts_rejects_or_corrects_a_suggestion_once() {
+        let (record, patient) = ids();
+        let scan = attachment();
+        let s = suggestion(&scan, true);
+        let given = vec![created(record, patient), attached(patient, &scan), suggested(patient, &s)];
+        RecordTest::with(services())
+            .given(given.clone())
+            .when(review(&s, ReviewOutcome::Corrected, Some("meningioma")))
+            .then_expect_events(vec![RecordEvent::DiagnosisReviewed {
+                suggestion_id: s.suggestion_id,
+                reviewer_id: UserId::from(uuid::Uuid::nil()),
+                outcome: ReviewOutcome::Corrected,
+                correction: Some(Phi::new(patient, text("meningioma"))),
+                note: None,
+            }]);
+        let mut reviewed = given.clone();
+        reviewed.push(RecordEvent::DiagnosisReviewed {
+            suggestion_id: s.suggestion_id,
+            reviewer_id: UserId::new(),
+            outcome: ReviewOutcome::Accepted,
+            correction: None,
+            note: None,
+        });
+        RecordTest::with(services())
+            .given(reviewed)
+            .when(review(&s, ReviewOutcome::Rejected, None))
+            .then_expect_error(RecordError::AlreadyReviewed);
+        RecordTest::with(services())
+            .given(given.clone())
+            .when(review(&s, ReviewOutcome::Corrected, None))
+            .then_expect_error(RecordError::CorrectionMismatch);
+        RecordTest::with(services())
+            .given(given)
+            .when(review(&s, ReviewOutcome::Accepted, Some("glioma")))
+            .then_expect_error(RecordError::CorrectionMismatch);
+    }
+
+    #[test]
+    fn an_inconclusive_suggestion_cannot_be_accepted_and_an_unknown_one_not_reviewed() {
+        let (record, patient) = ids();
+        let scan = attachment();
+        let s = suggestion(&scan, false);
+        let given = vec![created(record, patient), attached(patient, &scan), suggested(patient, &s)];
+        RecordTest::with(services())
+            .given(given.clone())
+            .when(review(&s, ReviewOutcome::Accepted, None))
+            .then_expect_error(RecordError::NothingToAccept);
+        let stranger = suggestion(&scan, true);
+        RecordTest::with(services())
+            .given(given)
+            .when(review(&stranger, ReviewOutcome::Rejected, None))
+            .then_expect_error(RecordError::UnknownSuggestion);
     }
 }

@@ -1,6 +1,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::diagnosis::{Review, Suggestion};
 use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
 use crate::values::{ContentId, DicomSummary, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
 
@@ -64,6 +65,10 @@ pub enum RecordCommand {
         /// Why.
         reason: ShortText,
     },
+    /// Record a model's suggestion on one of the record's attachments.
+    SuggestDiagnosis(Suggestion),
+    /// Record a physician's review of a suggestion.
+    ReviewDiagnosis(Review),
 }
 
 impl RecordCommand {
@@ -75,6 +80,8 @@ impl RecordCommand {
             Self::AddAttachment(_) => "add_attachment",
             Self::Delete { .. } => "delete_record",
             Self::Restore { .. } => "restore_record",
+            Self::SuggestDiagnosis(_) => "suggest_diagnosis",
+            Self::ReviewDiagnosis(_) => "review_diagnosis",
         }
     }
 }

@@ -2,7 +2,8 @@ use chrono::NaiveDate;
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, UserId};
+use crate::diagnosis::{Finding, ModelRef, ReviewOutcome};
+use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, SuggestionId, UserId};
 use crate::phi::Phi;
 use crate::values::{ContentId, DicomSummary, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
 
@@ -68,6 +69,39 @@ pub enum RecordEvent {
         /// Why (PHI).
         reason: Phi<ShortText>,
     },
+    /// A model read one of the record's attachments and suggested a diagnosis
+    /// ("AI-assisted, requires physician review").
+    DiagnosisSuggested {
+        /// The suggestion.
+        suggestion_id: SuggestionId,
+        /// The attachment read.
+        attachment_id: AttachmentId,
+        /// SHA-256 of the bytes read (the attachment's).
+        input_sha256: Sha256Digest,
+        /// The exact model.
+        model: ModelRef,
+        /// How the input was prepared.
+        preprocessing: serde_json::Value,
+        /// Every class probability and the top class or inconclusive (PHI).
+        finding: Phi<Finding>,
+        /// [`crate::diagnosis::REVIEW_NOTICE`].
+        notice: String,
+    },
+    /// A physician reviewed a suggestion.
+    DiagnosisReviewed {
+        /// The suggestion.
+        suggestion_id: SuggestionId,
+        /// The physician.
+        reviewer_id: UserId,
+        /// Accepted, rejected or corrected (readable: it measures the model).
+        outcome: ReviewOutcome,
+        /// The right answer, when corrected (PHI).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correction: Option<Phi<ShortText>>,
+        /// A remark (PHI).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<Phi<ShortText>>,
+    },
 }
 
 impl RecordEvent {
@@ -83,6 +117,8 @@ impl DomainEvent for RecordEvent {
             Self::AttachmentAdded { .. } => "AttachmentAdded",
             Self::RecordDeleted { .. } => "RecordDeleted",
             Self::RecordRestored { .. } => "RecordRestored",
+            Self::DiagnosisSuggested { .. } => "DiagnosisSuggested",
+            Self::DiagnosisReviewed { .. } => "DiagnosisReviewed",
         }
         .to_owned()
     }

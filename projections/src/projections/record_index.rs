@@ -180,6 +180,9 @@ impl Projection for RecordIndex {
                     row.status = "active".into();
                     row.deleted_at = None;
                 }
+                // A suggestion and its review change the record (its version
+                // and time move on) but no column of the index.
+                RecordEvent::DiagnosisSuggested { .. } | RecordEvent::DiagnosisReviewed { .. } => {}
             }
             row.updated_at = at;
             row.version = fact.sequence;

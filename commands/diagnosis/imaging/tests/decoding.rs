@@ -16,15 +16,7 @@ fn ct_small() -> Vec<u8> {
 }
 
 fn contract(channels: Channels, layout: Layout) -> InputContract {
-    InputContract {
-        modalities: vec![],
-        body_parts: vec![],
-        width: 2,
-        height: 1,
-        channels,
-        layout,
-        normalisation: Normalisation::UnitRange,
-    }
+    InputContract { modalities: vec![], body_parts: vec![], width: 2, height: 1, channels, layout, normalisation: Normalisation::UnitRange }
 }
 
 #[test]
