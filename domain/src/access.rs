@@ -35,6 +35,8 @@ pub enum Action {
     DeleteRecord,
     /// Accept, reject or correct an AI-assisted diagnosis suggestion.
     ReviewDiagnosis,
+    /// Register, validate, activate or retire a diagnostic model.
+    ManageModels,
     /// Grant access to one's own records.
     GrantAccess,
     /// Ask a patient for access.
@@ -77,7 +79,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tests and documentation that must cover them all.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 29] = [
         Self::RegisterPatient,
         Self::ReadPatient,
         Self::UpdateDemographics,
@@ -87,6 +89,7 @@ impl Action {
         Self::AmendRecord,
         Self::DeleteRecord,
         Self::ReviewDiagnosis,
+        Self::ManageModels,
         Self::GrantAccess,
         Self::RequestAccess,
         Self::DecideRequest,
@@ -173,6 +176,8 @@ pub fn rule(role: Role, action: Action) -> Rule {
         Role::Admin => match action {
             // The privacy officer acts on patients' requests and on legal matters.
             ManageAccounts | ErasePatient | ReadDashboard | RestrictProcessing | PlaceLegalHold => Rule::Role,
+            // Which model serves physicians is a governance decision, as accounts are.
+            ManageModels => Rule::Role,
             // Security officers: administrators and auditors.
             ReadSecurityEvents | TriageSecurityEvents => Rule::Role,
             _ => Rule::Never,

@@ -136,6 +136,11 @@ uuid_id!(
     "denial id"
 );
 uuid_id!(
+    /// A registered diagnostic model artifact (the model registry).
+    ModelId,
+    "model id"
+);
+uuid_id!(
     /// One AI-assisted diagnosis suggestion on a record.
     SuggestionId,
     "suggestion id"

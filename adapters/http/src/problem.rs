@@ -356,6 +356,10 @@ impl ApiError {
             Self::Clinic(ClinicError::Patient(e)) => rule("patient-rule", e),
             Self::Clinic(ClinicError::Record(e)) => rule("record-rule", e),
             Self::Clinic(ClinicError::Grant(e)) => rule("grant-rule", e),
+            Self::Clinic(ClinicError::Model(emr_domain::diagnosis::ModelError::NotFound)) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "no model with this id")
+            }
+            Self::Clinic(ClinicError::Model(e)) => rule("model-rule", e),
             Self::Clinic(error @ ClinicError::PatientNotActive { .. }) => rule("patient-not-active", error),
             Self::NoReadModels => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

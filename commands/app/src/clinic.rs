@@ -7,9 +7,10 @@ use emr_domain::DomainServices;
 use emr_domain::access::{self, Action, Basis, Denied, Facts};
 use emr_domain::actor::{Actor, Role};
 use emr_domain::denial::{AccessDenial, DenialAlreadyRecorded, RecordDenial};
+use emr_domain::diagnosis::{DiagnosticModel, ModelCommand, ModelError};
 use emr_domain::disclosure::{Disclose, Disclosure, DisclosureCommand, DisclosureError, Resource};
 use emr_domain::grant::{AccessGrant, GrantCommand, GrantError, GrantStatus, Scope};
-use emr_domain::ids::{AttachmentId, DenialId, DisclosureId, GrantId, PatientId, RecordId, SecurityEventId, UserId};
+use emr_domain::ids::{AttachmentId, DenialId, DisclosureId, GrantId, ModelId, PatientId, RecordId, SecurityEventId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientError, PatientStatus};
 use emr_domain::record::{AttachmentSummary, MedicalRecord, RecordCommand, RecordError, RecordStatus};
@@ -44,6 +45,9 @@ pub enum ClinicError {
     /// A security-event rule refused a triage step.
     #[error(transparent)]
     Security(#[from] SecurityError),
+    /// A model-registry rule refused it.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// A retention rule refused an erasure.
     #[error(transparent)]
     Retention(#[from] RetentionError),
@@ -135,6 +139,7 @@ pub struct Clinic {
     disclosures: EmrEventStore<Disclosure>,
     denials: EmrEventStore<AccessDenial>,
     incidents: EmrEventStore<SecurityIncident>,
+    models: EmrEventStore<DiagnosticModel>,
     reader: LogReader,
     directory: Arc<GrantDirectory>,
     retention: Arc<RetentionSchedule>,
@@ -152,7 +157,8 @@ impl Clinic {
             // One-event aggregates: nothing to cache or snapshot.
             disclosures: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
             denials: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
-            incidents: EmrEventStore::new(ports.log.clone(), phi, None, StoreConfig { cache_capacity: 0, ..config }),
+            incidents: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
+            models: EmrEventStore::new(ports.log.clone(), phi, None, config),
             reader: LogReader::new(ports.log.clone()),
             directory: Arc::new(GrantDirectory::new(LogReader::new(ports.log.clone()))),
             retention: Arc::new(RetentionSchedule::default()),
@@ -203,6 +209,19 @@ impl Clinic {
         let command = DisclosureCommand::Justify { by: context.actor.user_id, justification };
         let span = Self::command_span("JustifyBreakGlass", "disclosure", context);
         self.run(&self.disclosures, disclosure_id.to_string(), command, context).instrument(span).await
+    }
+
+    /// A command on a diagnostic model of the registry (administrators).
+    pub async fn model(&self, model_id: ModelId, command: ModelCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
+        self.authorize(&context.actor, Action::ManageModels, Subject::default()).await?;
+        let span = Self::command_span("diagnostic_model", "diagnostic_model", context);
+        self.run(&self.models, model_id.to_string(), command, context).instrument(span).await
+    }
+
+    /// A diagnostic model as the registry holds it (no PHI: anyone the caller
+    /// lets through may see it; the diagnosis job checks that it serves).
+    pub async fn diagnostic_model(&self, model_id: ModelId) -> Result<DiagnosticModel, ClinicError> {
+        Ok(self.models.load(&model_id.to_string()).await?.state().clone())
     }
 
     /// Reads the global log (PHI sealed).

@@ -2,7 +2,9 @@
 //! [`InputContract`]), who it is ([`ModelCard`]: version, hash, provenance,
 //! labels) and how its output becomes a suggestion ([`Classification`]: every
 //! class probability, and a top class only above the configured confidence).
-//! [`Suggestion`] and [`Review`] are what a medical record keeps of it; the rules
+//! [`DiagnosticModel`] is the registry's aggregate: an artifact registered,
+//! validated, activated, retired. [`Suggestion`] and [`Review`] are what a
+//! medical record keeps of a model's answer; the rules
 //! a record applies to them live with the record ([`crate::record`]).
 //!
 //! Decoding images and running networks are heavy numerics; they live in
@@ -12,9 +14,11 @@
 mod card;
 mod classification;
 mod contract;
+mod registry;
 mod suggestion;
 
 pub use card::{ModelCard, ModelSource};
 pub use classification::{ClassProbability, Classification, InvalidOutput, REVIEW_NOTICE};
 pub use contract::{Acquisition, Channels, InputContract, InputRefused, Layout, Normalisation};
+pub use registry::{DiagnosticModel, ModelCommand, ModelError, ModelEvent, ModelStatus, Validation};
 pub use suggestion::{Finding, ModelRef, Review, ReviewOutcome, Suggestion};
