@@ -140,6 +140,17 @@ uuid_id!(
     ModelId,
     "model id"
 );
+impl ModelId {
+    /// The id of the artifact with this SHA-256 (a name-based UUIDv5): an
+    /// artifact is registered once, and a suggestion naming an artifact's hash
+    /// finds its registration without an index.
+    pub fn for_artifact(sha256: &crate::values::Sha256Digest) -> Self {
+        /// The UUIDv5 namespace of model artifacts (fixed: ids must not change).
+        const NAMESPACE: Uuid = Uuid::from_u128(0x6d0d_e15e_5e7a_4c1b_9a35_2f41_b0a1_7c3e);
+        Self(Uuid::new_v5(&NAMESPACE, sha256.as_bytes()))
+    }
+}
+
 uuid_id!(
     /// One AI-assisted diagnosis suggestion on a record.
     SuggestionId,

@@ -184,10 +184,10 @@ mod on_the_record {
     use emr_commands::ClinicError;
     use emr_domain::access::Denied;
     use emr_domain::actor::{Actor, Role};
-    use emr_domain::diagnosis::{Review, ReviewOutcome};
+    use emr_domain::diagnosis::{ModelCommand, ModelError, Review, ReviewOutcome, Validation};
     use emr_domain::fixtures::{create_record, text};
     use emr_domain::grant::{GrantCommand, Scope};
-    use emr_domain::ids::{AttachmentId, GrantId, RecordId, SuggestionId, UserId};
+    use emr_domain::ids::{AttachmentId, GrantId, ModelId, RecordId, SuggestionId, UserId};
     use emr_domain::metadata::CommandContext;
     use emr_domain::record::{RecordCommand, RecordError};
     use emr_domain::values::MimeType;
@@ -195,6 +195,20 @@ mod on_the_record {
     use emr_tests::charts::{registered_patient, system};
 
     use super::*;
+
+    /// Registers, validates (at `accuracy`) and activates the brain model, as the system.
+    async fn activate_brain_model(clinic: &emr_commands::Clinic, accuracy: f64) {
+        let card = brain_model_card();
+        let (model, by) = (ModelId::for_artifact(&card.sha256), UserId::new());
+        let validation = Validation { dataset: text("the 17 labelled images"), samples: 17, accuracy };
+        for command in [
+            ModelCommand::Register { model_id: model, card, registered_by: by },
+            ModelCommand::Validate { validation, validated_by: by },
+            ModelCommand::Activate { activated_by: by },
+        ] {
+            clinic.model(model, command, &system()).await.unwrap();
+        }
+    }
 
     fn review(suggestion_id: SuggestionId, reviewer_id: UserId, outcome: ReviewOutcome, correction: Option<&str>) -> RecordCommand {
         RecordCommand::ReviewDiagnosis(Review { suggestion_id, reviewer_id, outcome, correction: correction.map(text), note: None })
@@ -223,6 +237,12 @@ mod on_the_record {
         attachments.download(&Actor::system(), record, attachment).await.unwrap().stream_into(&mut scan).await.unwrap();
         let prediction = brain_diagnoser().diagnose(&scan, 0).unwrap();
         assert_eq!(prediction.classification.top.as_deref(), Some(*label));
+        let suggestion = || prediction.clone().into_suggestion(SuggestionId::new(), attachment);
+        // Only an active model's suggestions are recorded.
+        let inactive = clinic.record(record, RecordCommand::SuggestDiagnosis(suggestion()), &system()).await;
+        assert!(matches!(inactive, Err(ClinicError::Model(ModelError::NotServing { .. }))), "{inactive:?}");
+        activate_brain_model(&clinic, 1.0).await;
+
         let suggestion_id = SuggestionId::new();
         let receipt = clinic
             .record(record, RecordCommand::SuggestDiagnosis(prediction.clone().into_suggestion(suggestion_id, attachment)), &system())
@@ -288,14 +308,13 @@ mod on_the_record {
 
     #[tokio::test]
     async fn an_administrator_registers_the_model_validates_it_on_the_labelled_images_and_only_then_activates_it() {
-        use emr_domain::diagnosis::{ModelCommand, ModelError, ModelStatus, Validation};
-        use emr_domain::ids::ModelId;
+        use emr_domain::diagnosis::ModelStatus;
 
         let backend = emr_tests::backends::jetstream().await;
         let clinic = emr_tests::backends::clinic(&backend.backend);
         let admin = UserId::new();
         let as_admin = || CommandContext::new(Actor::new(admin, Role::Admin));
-        let model = ModelId::new();
+        let model = ModelId::for_artifact(&brain_model_card().sha256);
         let register = ModelCommand::Register { model_id: model, card: brain_model_card(), registered_by: admin };
 
         let physician = UserId::new();

@@ -407,6 +407,13 @@ impl Clinic {
         } else {
             let action = match &command {
                 RecordCommand::Delete { .. } | RecordCommand::Restore { .. } => Action::DeleteRecord,
+                RecordCommand::SuggestDiagnosis(suggestion) => {
+                    let model = &suggestion.model;
+                    if !self.diagnostic_model(ModelId::for_artifact(&model.sha256)).await?.serves() {
+                        return Err(ModelError::NotServing { name: model.name.clone(), version: model.version.clone() }.into());
+                    }
+                    Action::AmendRecord
+                }
                 RecordCommand::ReviewDiagnosis(review) => {
                     if review.reviewer_id != actor.user_id {
                         return Err(Denied::OnBehalfOfAnother.into());

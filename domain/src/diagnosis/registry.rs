@@ -131,6 +131,18 @@ pub enum ModelError {
     /// Any command on a retired model.
     #[error("the model is retired")]
     Retired,
+    /// A registration under another id than the artifact's.
+    #[error("a model is registered under the id its artifact's SHA-256 gives")]
+    IdMismatch,
+    /// A suggestion from a model that does not serve (never registered,
+    /// not activated, or retired).
+    #[error("the model {name} {version} is not active")]
+    NotServing {
+        /// Its name.
+        name: String,
+        /// Its version.
+        version: String,
+    },
     /// A card or figures that fail their rules.
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
@@ -191,6 +203,9 @@ impl DiagnosticModel {
         match (self.status, command) {
             (ModelStatus::Absent, ModelCommand::Register { model_id, card, registered_by }) => {
                 card.validate()?;
+                if model_id != ModelId::for_artifact(&card.sha256) {
+                    return Err(ModelError::IdMismatch);
+                }
                 Ok(vec![ModelEvent::ModelRegistered { model_id, card, registered_by }])
             }
             (_, ModelCommand::Register { .. }) => Err(ModelError::AlreadyRegistered),
@@ -285,9 +300,13 @@ mod tests {
         ModelEvent::ModelActivated { activated_by: UserId::from(uuid::Uuid::nil()) }
     }
 
+    fn model() -> ModelId {
+        ModelId::for_artifact(&card().sha256)
+    }
+
     #[test]
-    fn a_model_is_registered_once_with_a_valid_card() {
-        let model = ModelId::new();
+    fn a_model_is_registered_once_with_a_valid_card_under_its_artifacts_id() {
+        let model = model();
         let register = |card| ModelCommand::Register { model_id: model, card, registered_by: UserId::from(uuid::Uuid::nil()) };
         ModelTest::with(services()).given_no_previous_events().when(register(card())).then_expect_events(vec![registered(model)]);
         ModelTest::with(services()).given(vec![registered(model)]).when(register(card())).then_expect_error(ModelError::AlreadyRegistered);
@@ -297,11 +316,23 @@ mod tests {
             .given_no_previous_events()
             .when(register(unlabelled))
             .then_expect_error(ModelError::Invalid(InvalidValue::new("model labels", "two or more distinct, non-empty labels")));
+        ModelTest::with(services())
+            .given_no_previous_events()
+            .when(ModelCommand::Register { model_id: ModelId::new(), card: card(), registered_by: UserId::new() })
+            .then_expect_error(ModelError::IdMismatch);
+    }
+
+    #[test]
+    fn an_artifacts_id_follows_from_its_hash_alone() {
+        let sha = card().sha256;
+        assert_eq!(ModelId::for_artifact(&sha), ModelId::for_artifact(&sha));
+        assert_ne!(ModelId::for_artifact(&sha), ModelId::for_artifact(&Sha256Digest::from_bytes([4; 32])));
+        assert_eq!(ModelId::for_artifact(&sha).as_uuid().get_version_num(), 5);
     }
 
     #[test]
     fn a_model_serves_only_once_validated_and_activated() {
-        let model = ModelId::new();
+        let model = model();
         let activate = || ModelCommand::Activate { activated_by: UserId::from(uuid::Uuid::nil()) };
         ModelTest::with(services()).given(vec![registered(model)]).when(activate()).then_expect_error(ModelError::NotValidated);
         ModelTest::with(services()).given(vec![registered(model), validated()]).when(activate()).then_expect_events(vec![activated()]);
@@ -322,7 +353,7 @@ mod tests {
 
     #[test]
     fn figures_outside_their_range_are_refused() {
-        let model = ModelId::new();
+        let model = model();
         let mut state = DiagnosticModel::default();
         state.apply(registered(model));
         for bad in [Validation { samples: 0, ..validation(0.9) }, validation(1.2), validation(f64::NAN)] {
@@ -333,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_retired_model_never_serves_again() {
-        let model = ModelId::new();
+        let model = model();
         let retired = ModelEvent::ModelRetired { reason: text("reviewed accuracy fell"), retired_by: UserId::from(uuid::Uuid::nil()) };
         ModelTest::with(services())
             .given(vec![registered(model), validated(), activated(), retired])
