@@ -165,7 +165,7 @@ fn jpeg_ls_is_refused_as_unsupported_not_misread() {
 #[test]
 fn a_model_artifact_other_than_its_cards_is_refused() {
     let mut card = brain_model_card();
-    card.sha256 = emr_diagnosis::sha256(b"another model");
+    card.sha256 = emr_domain::values::Sha256Digest::of(b"another model");
     let refused = verify_artifact(&card, &read(&brain_model()));
     assert!(matches!(refused, Err(DiagnosisError::ArtifactMismatch { .. })), "{refused:?}");
 }
@@ -260,7 +260,7 @@ mod on_the_record {
 
         // A suggestion about other bytes than the attachment's is refused.
         let mut forged = prediction.into_suggestion(SuggestionId::new(), attachment);
-        forged.input_sha256 = emr_diagnosis::sha256(b"another scan");
+        forged.input_sha256 = emr_domain::values::Sha256Digest::of(b"another scan");
         let refused = clinic.record(record, RecordCommand::SuggestDiagnosis(forged), &system()).await;
         assert!(matches!(refused, Err(ClinicError::Record(RecordError::InputMismatch))), "{refused:?}");
 

@@ -65,8 +65,7 @@ struct KeyLine {
 
 fn sha256_of(path: &Path) -> anyhow::Result<Sha256Digest> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    Ok(Sha256Digest::from_bytes(digest.as_ref().try_into().context("a SHA-256 digest is 32 bytes")?))
+    Ok(Sha256Digest::of(&bytes))
 }
 
 /// Every file under `dir`, as paths relative to it.

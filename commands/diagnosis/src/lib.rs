@@ -57,7 +57,7 @@ pub enum DiagnosisError {
 
 /// Checks that `artifact` is byte for byte the model `card` names.
 pub fn verify_artifact(card: &ModelCard, artifact: &[u8]) -> Result<(), DiagnosisError> {
-    let found = sha256(artifact);
+    let found = Sha256Digest::of(artifact);
     if found == card.sha256 { Ok(()) } else { Err(DiagnosisError::ArtifactMismatch { expected: card.sha256, found }) }
 }
 
@@ -141,7 +141,7 @@ impl<C: Classifier> Diagnoser<C> {
     pub fn examine(&self, bytes: &[u8], frame: u32) -> Result<Examination, DiagnosisError> {
         let picture = emr_imaging::decode(bytes, frame)?;
         self.card.contract.admits(&picture.acquisition)?;
-        Ok(self.prepared(&picture, sha256(bytes)))
+        Ok(self.prepared(&picture, Sha256Digest::of(bytes)))
     }
 
     /// Prepares an already decoded picture (the caller vouches for its acquisition).
@@ -191,12 +191,4 @@ impl<C: Classifier> Diagnoser<C> {
         let mut predictions = self.predict(vec![examination])?;
         predictions.pop().ok_or_else(|| ClassifierError("no output".to_owned()).into())
     }
-}
-
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> Sha256Digest {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut raw = [0u8; 32];
-    raw.copy_from_slice(digest.as_ref());
-    Sha256Digest::from_bytes(raw)
 }

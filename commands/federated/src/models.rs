@@ -11,7 +11,6 @@ use emr_domain::ids::PatientId;
 use emr_domain::values::Sha256Digest;
 use emr_eventstore::{DataKey, KeyEncryptionKey, KeyError, WrappedKey};
 use futures::future::BoxFuture;
-use ring::digest::{SHA256, digest};
 
 /// A stored vector: a model or an update in the clear, or a masked update.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,14 +59,8 @@ impl Vector {
 
     /// SHA-256 of the stored form: the name events give it.
     pub fn sha256(&self) -> Sha256Digest {
-        sha256_of(&self.to_bytes())
+        Sha256Digest::of(&self.to_bytes())
     }
-}
-
-fn sha256_of(bytes: &[u8]) -> Sha256Digest {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, bytes).as_ref());
-    Sha256Digest::from_bytes(out)
 }
 
 /// A model store failed.
@@ -184,7 +177,7 @@ impl ModelStore for DirectoryModelStore {
     fn put<'a>(&'a self, vector: &'a Vector) -> BoxFuture<'a, Result<Sha256Digest, ModelStoreError>> {
         Box::pin(async move {
             let bytes = vector.to_bytes();
-            let name = sha256_of(&bytes);
+            let name = Sha256Digest::of(&bytes);
             if tokio::fs::try_exists(self.dir.join(name.to_string())).await? {
                 return Ok(name);
             }
@@ -202,7 +195,7 @@ impl ModelStore for DirectoryModelStore {
                 Err(error) => return Err(error.into()),
             };
             let bytes = self.open_sealed(digest, &sealed)?;
-            if sha256_of(&bytes) != *digest {
+            if Sha256Digest::of(&bytes) != *digest {
                 return Err(ModelStoreError::Corrupt(format!("{digest} does not hash to its name")));
             }
             Vector::from_bytes(&bytes)

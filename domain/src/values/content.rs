@@ -58,6 +58,13 @@ impl Sha256Digest {
         Self(bytes)
     }
 
+    /// The SHA-256 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+        Self(digest)
+    }
+
     /// Parses 64 hex digits (either case).
     pub fn parse_hex(value: &str) -> Result<Self, InvalidValue> {
         let invalid = InvalidValue::new("sha256", "64 hexadecimal digits");
@@ -150,6 +157,12 @@ mod tests {
         assert!(ContentId::parse("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi").is_ok());
         assert!(ContentId::parse("Qm0000").is_err());
         assert!(ContentId::parse("bafy ONE").is_err());
+    }
+
+    #[test]
+    fn sha256_of_bytes_is_the_standard_digest() {
+        // FIPS 180-2, appendix B.1: SHA-256("abc").
+        assert_eq!(Sha256Digest::of(b"abc").to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
