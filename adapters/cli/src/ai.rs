@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use emr_diagnosis::{Diagnoser, DiagnosisError, Examination};
+use emr_diagnosis::Diagnoser;
 use emr_domain::diagnosis::ModelCard;
 use emr_onnx::OnnxModel;
 use serde_json::json;
@@ -52,23 +52,29 @@ pub(crate) fn predict(args: &PredictArgs, mut out: impl Write) -> anyhow::Result
 
     let mut failed = 0;
     for inputs in args.inputs.chunks(usize::from(args.batch)) {
-        let examined: Vec<Result<Examination, String>> = inputs
-            .iter()
-            .map(|input| std::fs::read(input).map_err(|e| e.to_string()).and_then(|bytes| examine(&diagnoser, &bytes, args.frame)))
-            .collect();
-        let (ready, answers): (Vec<Examination>, Vec<usize>) =
-            examined.iter().enumerate().filter_map(|(i, e)| e.as_ref().ok().map(|e| (e.clone(), i))).unzip();
-        let mut predicted = diagnoser.predict(ready).map_err(|e| e.to_string());
-        // Answers in input order: an input's line is its prediction, its own
-        // refusal, or the batch's failure.
-        for (i, (input, examination)) in inputs.iter().zip(examined).enumerate() {
-            let line = match (examination, &mut predicted) {
-                (Err(error), _) => json!({ "input": input, "error": error }),
-                (Ok(_), Ok(predictions)) => {
-                    let at = answers.iter().position(|&a| a == i).unwrap_or_default();
-                    json!({ "input": input, "prediction": predictions[at] })
+        let (mut ready, mut refusals) = (Vec::new(), Vec::with_capacity(inputs.len()));
+        for input in inputs {
+            let examined = std::fs::read(input)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| diagnoser.examine(&bytes, args.frame).map_err(|e| e.to_string()));
+            match examined {
+                Ok(examination) => {
+                    ready.push(examination);
+                    refusals.push(None);
                 }
-                (Ok(_), Err(error)) => json!({ "input": input, "error": error }),
+                Err(error) => refusals.push(Some(error)),
+            }
+        }
+        let predicted = diagnoser.predict(ready).map_err(|e| e.to_string());
+        // Answers in input order: an input's line is its own refusal, its
+        // prediction (predictions come in the order of the admitted inputs), or
+        // the batch's failure.
+        let mut predictions = predicted.as_ref().map(|p| p.iter());
+        for (input, refusal) in inputs.iter().zip(refusals) {
+            let line = match (refusal, &mut predictions) {
+                (Some(error), _) => json!({ "input": input, "error": error }),
+                (None, Ok(next)) => json!({ "input": input, "prediction": next.next() }),
+                (None, Err(error)) => json!({ "input": input, "error": error }),
             };
             failed += usize::from(line.get("error").is_some());
             writeln!(out, "{line}")?;
@@ -76,8 +82,4 @@ pub(crate) fn predict(args: &PredictArgs, mut out: impl Write) -> anyhow::Result
     }
     anyhow::ensure!(failed == 0, "{failed} of {} inputs got no prediction", args.inputs.len());
     Ok(())
-}
-
-fn examine(diagnoser: &Diagnoser<OnnxModel>, bytes: &[u8], frame: u32) -> Result<Examination, String> {
-    diagnoser.examine(bytes, frame).map_err(|e: DiagnosisError| e.to_string())
 }

@@ -22,6 +22,14 @@ pub trait Classifier: Send + Sync {
     fn classify(&self, batch: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>, ClassifierError>;
 }
 
+/// A borrowed network runs as the network itself (one loaded model serving a
+/// diagnoser and direct callers, as the benchmark does).
+impl<C: Classifier> Classifier for &C {
+    fn classify(&self, batch: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        (**self).classify(batch, shape)
+    }
+}
+
 /// The network could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the model failed: {0}")]
@@ -144,8 +152,7 @@ impl<C: Classifier> Diagnoser<C> {
         Ok(self.prepared(&picture, Sha256Digest::of(bytes)))
     }
 
-    /// Prepares an already decoded picture (the caller vouches for its acquisition).
-    pub fn prepared(&self, picture: &Picture, input_sha256: Sha256Digest) -> Examination {
+    fn prepared(&self, picture: &Picture, input_sha256: Sha256Digest) -> Examination {
         let contract = &self.card.contract;
         Examination {
             input_sha256,

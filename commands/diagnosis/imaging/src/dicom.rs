@@ -6,7 +6,7 @@ use dicom_pixeldata::{ConvertOptions, DecodedPixelData, ModalityLutOption, Pixel
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 use emr_domain::diagnosis::Acquisition;
 
-use crate::{ImagingError, MAX_DECODED_BYTES, Picture, SourceFormat, Voi, guarded};
+use crate::{ImagingError, MAX_DECODED_BYTES, Picture, SourceFormat, Voi, display_pixels, guarded};
 
 const PREAMBLE: usize = 128;
 
@@ -19,12 +19,7 @@ pub(crate) fn decode(bytes: &[u8], frame: u32) -> Result<Picture, ImagingError> 
         let (object, frames) = open(bytes, frame)?;
         let pixels = object.decode_pixel_data_frame(frame).map_err(undecodable)?;
         let voi = voi_of(&pixels);
-        let image = pixels.to_dynamic_image_with_options(0, &ConvertOptions::new().force_8bit()).map_err(undecodable)?;
-        let image = if image.color().has_color() {
-            image::DynamicImage::ImageRgb8(image.to_rgb8())
-        } else {
-            image::DynamicImage::ImageLuma8(image.to_luma8())
-        };
+        let image = display_pixels(pixels.to_dynamic_image_with_options(0, &ConvertOptions::new().force_8bit()).map_err(undecodable)?);
         let text = |tag| object.element(tag).ok().and_then(|e| e.to_str().ok()).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         Ok(Picture {
             format: SourceFormat::Dicom { transfer_syntax: transfer_syntax(&object), frames, frame },

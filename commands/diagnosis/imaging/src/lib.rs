@@ -125,6 +125,16 @@ pub fn decode(bytes: &[u8], frame: u32) -> Result<Picture, ImagingError> {
     if dicom::is_dicom(bytes) { dicom::decode(bytes, frame) } else { raster::decode(bytes) }
 }
 
+/// What a [`Picture`] holds: 8 bits per sample, grey or RGB (a 16-bit PNG or
+/// frame is narrowed, an alpha channel dropped, as a viewer shows them).
+pub(crate) fn display_pixels(image: image::DynamicImage) -> image::DynamicImage {
+    if image.color().has_color() {
+        image::DynamicImage::ImageRgb8(image.to_rgb8())
+    } else {
+        image::DynamicImage::ImageLuma8(image.to_luma8())
+    }
+}
+
 /// Runs a third-party decoder on untrusted bytes; a panic inside it becomes an
 /// error instead of taking the caller down.
 pub(crate) fn guarded<T>(decoding: impl FnOnce() -> Result<T, ImagingError>) -> Result<T, ImagingError> {

@@ -5,7 +5,7 @@ use std::io::Cursor;
 use emr_domain::diagnosis::Acquisition;
 use image::{ImageFormat, ImageReader, Limits};
 
-use crate::{ImagingError, MAX_DECODED_BYTES, Picture, SourceFormat, Voi, guarded};
+use crate::{ImagingError, MAX_DECODED_BYTES, Picture, SourceFormat, Voi, display_pixels, guarded};
 
 /// The widest or tallest raster image accepted.
 const MAX_SIDE: u32 = 16_384;
@@ -29,11 +29,5 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Picture, ImagingError> {
             other => ImagingError::Undecodable(other.to_string()),
         })
     })?;
-    // Display pixels are 8-bit: a 16-bit PNG is narrowed as a viewer would.
-    let image = if image.color().has_color() {
-        image::DynamicImage::ImageRgb8(image.to_rgb8())
-    } else {
-        image::DynamicImage::ImageLuma8(image.to_luma8())
-    };
-    Ok(Picture { format, acquisition: Acquisition::default(), voi: Voi::None, image })
+    Ok(Picture { format, acquisition: Acquisition::default(), voi: Voi::None, image: display_pixels(image) })
 }
