@@ -16,15 +16,8 @@ use support::{TestApp, User, app_with_everything, command, get, send, sign_in};
 /// Identifiers planted in every field that may hold one. Visit dates are not
 /// among them: another subject's shifted date may fall on one by chance; each
 /// subject's own dates are checked below.
-const PLANTED: [&str; 7] = [
-    "Zebulon Quartermaine",
-    "MRN-ZQ-777",
-    "+86-555-0199",
-    "zq@example.org",
-    "17 Plum Lane",
-    "1931-03-04",
-    "Quartermaine's daughter",
-];
+const PLANTED: [&str; 7] =
+    ["Zebulon Quartermaine", "MRN-ZQ-777", "+86-555-0199", "zq@example.org", "17 Plum Lane", "1931-03-04", "Quartermaine's daughter"];
 
 async fn register(app: &TestApp, doctor: &User, name: &str, born: &str, mrn: &str) -> String {
     let body = json!({"hospital_id": "HOSP-001", "identifiers": {"mrn": mrn, "external": [{"system": "national-id", "value": format!("ID-{mrn}")}]},
