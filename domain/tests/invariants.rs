@@ -116,6 +116,7 @@ fn record_command(
                 top: conclusive.then(|| "a".into()),
                 confidence: 0.9,
             },
+            explanation: None,
         }),
         RecordOp::Review(n, outcome, with_answer) => RecordCommand::ReviewDiagnosis(Review {
             suggestion_id: suggestions[*n as usize],

@@ -11,6 +11,7 @@
 //! [`NatsConfig`], so the same configuration runs on one server or an R3 cluster.
 
 mod feed;
+mod jobs;
 mod kv;
 mod log;
 mod metrics;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 pub use feed::DurableFeed;
+pub use jobs::{JetStreamJobs, JetStreamWorkQueue, JobQueueConfig, KvStatusBoard};
 pub use kv::{KvKeyStore, KvSnapshots};
 pub use log::JetStreamLog;
 

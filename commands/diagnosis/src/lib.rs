@@ -8,6 +8,10 @@
 //! candle in `adapters/onnx`), so the pipeline is tested with the real model
 //! and the rules stay in the domain ([`emr_domain::diagnosis`]).
 
+mod explain;
+
+pub use explain::Sensitivity;
+
 use emr_domain::diagnosis::{Classification, Finding, InputContract, InputRefused, InvalidOutput, ModelCard, ModelRef, Suggestion};
 use emr_domain::ids::{AttachmentId, SuggestionId};
 use emr_domain::values::{InvalidValue, Sha256Digest};
@@ -25,6 +29,19 @@ pub trait Classifier: Send + Sync {
 /// A borrowed network runs as the network itself (one loaded model serving a
 /// diagnoser and direct callers, as the benchmark does).
 impl<C: Classifier> Classifier for &C {
+    fn classify(&self, batch: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>, ClassifierError> {
+        (**self).classify(batch, shape)
+    }
+}
+
+/// Where the networks of registered models are kept: each is loaded by its
+/// card, and only if its bytes are the artifact the card names.
+pub trait ModelShelf: Send + Sync {
+    /// The network of the model `card` describes.
+    fn classifier(&self, card: &ModelCard) -> Result<std::sync::Arc<dyn Classifier>, DiagnosisError>;
+}
+
+impl Classifier for std::sync::Arc<dyn Classifier> {
     fn classify(&self, batch: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>, ClassifierError> {
         (**self).classify(batch, shape)
     }
@@ -53,6 +70,16 @@ pub enum DiagnosisError {
     /// The network's output is not a distribution over the card's labels.
     #[error(transparent)]
     Output(#[from] InvalidOutput),
+    /// The model's artifact is not on the shelf.
+    #[error("the artifact of {name} {version} is not installed ({detail})")]
+    NotInstalled {
+        /// The model's name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// What was looked for.
+        detail: String,
+    },
     /// The artifact is not the one the card names.
     #[error("the model artifact's SHA-256 is {found}; its card names {expected}")]
     ArtifactMismatch {
@@ -120,6 +147,7 @@ impl Prediction {
             model: self.model,
             preprocessing: serde_json::to_value(&self.preprocessing).unwrap_or_default(),
             finding: Finding::from(self.classification),
+            explanation: None,
         }
     }
 }

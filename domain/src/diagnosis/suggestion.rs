@@ -58,6 +58,10 @@ pub struct Suggestion {
     pub preprocessing: serde_json::Value,
     /// What the model found.
     pub finding: Finding,
+    /// The image showing which regions moved the model (an attachment of the
+    /// same record, sealed like any other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<AttachmentId>,
 }
 
 /// A physician's verdict on a suggestion.

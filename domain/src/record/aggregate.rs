@@ -7,7 +7,7 @@ use super::commands::{AttachmentDescriptor, RecordCommand};
 use super::events::RecordEvent;
 use crate::clock::DomainServices;
 use crate::decided::write_decided;
-use crate::diagnosis::{REVIEW_NOTICE, Review, ReviewOutcome, Suggestion};
+use crate::diagnosis::{Finding, ModelRef, REVIEW_NOTICE, Review, ReviewOutcome, Suggestion};
 use crate::ids::{AttachmentId, HospitalId, PatientId, RecordId, SuggestionId, UserId};
 use crate::phi::Phi;
 use crate::values::{ContentId, InvalidValue, MimeType, RecordContent, RecordType, Sha256Digest, ShortText};
@@ -110,15 +110,39 @@ pub struct AttachmentSummary {
     pub mime_type: Option<MimeType>,
 }
 
-/// What the record keeps of a suggestion to enforce its rules.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A suggestion as the record holds it: what its rules need and what a
+/// reader (the report, the API) shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuggestionSummary {
     /// The suggestion.
     pub suggestion_id: SuggestionId,
     /// Whether it named a class (an inconclusive one cannot be accepted).
     pub conclusive: bool,
-    /// Whether a physician has reviewed it.
-    pub reviewed: bool,
+    /// The attachment it read.
+    pub attachment_id: AttachmentId,
+    /// The exact model.
+    pub model: ModelRef,
+    /// What the model found (PHI).
+    pub finding: Phi<Finding>,
+    /// The explanation image, an attachment of the record.
+    #[serde(default)]
+    pub explanation: Option<AttachmentId>,
+    /// The physician's review, once there is one.
+    #[serde(default)]
+    pub review: Option<ReviewSummary>,
+}
+
+/// A physician's verdict as the record holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewSummary {
+    /// The physician.
+    pub reviewer_id: UserId,
+    /// Accepted, rejected or corrected.
+    pub outcome: ReviewOutcome,
+    /// The right answer, when corrected (PHI).
+    pub correction: Option<Phi<ShortText>>,
+    /// A remark (PHI).
+    pub note: Option<Phi<ShortText>>,
 }
 
 /// A medical record.
@@ -292,6 +316,9 @@ impl MedicalRecord {
         if attachment.sha256 != suggestion.input_sha256 {
             return Err(RecordError::InputMismatch);
         }
+        if suggestion.explanation.is_some_and(|id| self.attachments.iter().all(|a| a.attachment_id != id)) {
+            return Err(RecordError::UnknownAttachment);
+        }
         if self.suggestions.iter().any(|s| s.suggestion_id == suggestion.suggestion_id) {
             return Err(RecordError::DuplicateSuggestion);
         }
@@ -306,13 +333,14 @@ impl MedicalRecord {
             preprocessing: suggestion.preprocessing,
             finding: Phi::new(subject, suggestion.finding),
             notice: REVIEW_NOTICE.to_owned(),
+            explanation: suggestion.explanation,
         }])
     }
 
     fn decide_review(&self, review: Review) -> Result<Vec<RecordEvent>, RecordError> {
         let subject = self.ensure_open()?;
         let suggestion = self.suggestions.iter().find(|s| s.suggestion_id == review.suggestion_id).ok_or(RecordError::UnknownSuggestion)?;
-        if suggestion.reviewed {
+        if suggestion.review.is_some() {
             return Err(RecordError::AlreadyReviewed);
         }
         match (review.outcome, &review.correction) {
@@ -374,15 +402,23 @@ impl Aggregate for MedicalRecord {
             }
             RecordEvent::RecordDeleted { .. } => self.status = RecordStatus::Deleted,
             RecordEvent::RecordRestored { .. } => self.status = RecordStatus::Active,
-            RecordEvent::DiagnosisSuggested { suggestion_id, finding, .. } => {
+            RecordEvent::DiagnosisSuggested { suggestion_id, attachment_id, model, finding, explanation, .. } => {
                 // A finding that cannot be unsealed (the patient was erased) is
                 // taken as conclusive: nothing is left to contradict a verdict.
                 let conclusive = finding.value().is_none_or(|f| f.top.is_some());
-                self.suggestions.push(SuggestionSummary { suggestion_id, conclusive, reviewed: false });
+                self.suggestions.push(SuggestionSummary {
+                    suggestion_id,
+                    conclusive,
+                    attachment_id,
+                    model,
+                    finding,
+                    explanation,
+                    review: None,
+                });
             }
-            RecordEvent::DiagnosisReviewed { suggestion_id, .. } => {
+            RecordEvent::DiagnosisReviewed { suggestion_id, reviewer_id, outcome, correction, note } => {
                 if let Some(suggestion) = self.suggestions.iter_mut().find(|s| s.suggestion_id == suggestion_id) {
-                    suggestion.reviewed = true;
+                    suggestion.review = Some(ReviewSummary { reviewer_id, outcome, correction, note });
                 }
             }
         }
@@ -564,6 +600,7 @@ mod tests {
                 top: conclusive.then(|| "glioma".into()),
                 confidence: 0.55,
             },
+            explanation: None,
         }
     }
 
@@ -576,6 +613,7 @@ mod tests {
             preprocessing: suggestion.preprocessing.clone(),
             finding: Phi::new(patient, suggestion.finding.clone()),
             notice: REVIEW_NOTICE.to_owned(),
+            explanation: suggestion.explanation,
         }
     }
 
@@ -626,6 +664,24 @@ mod tests {
             .given(vec![created(record, patient), attached(patient, &scan)])
             .when(RecordCommand::SuggestDiagnosis(other_bytes))
             .then_expect_error(RecordError::InputMismatch);
+    }
+
+    #[test]
+    fn a_suggestion_explained_by_an_image_must_name_an_attachment_of_the_record() {
+        let (record, patient) = ids();
+        let scan = attachment();
+        let mut explained = suggestion(&scan, true);
+        explained.explanation = Some(AttachmentId::new());
+        RecordTest::with(services())
+            .given(vec![created(record, patient), attached(patient, &scan)])
+            .when(RecordCommand::SuggestDiagnosis(explained.clone()))
+            .then_expect_error(RecordError::UnknownAttachment);
+        let heat_map = AttachmentDescriptor { attachment_id: AttachmentId::new(), ..scan.clone() };
+        explained.explanation = Some(heat_map.attachment_id);
+        RecordTest::with(services())
+            .given(vec![created(record, patient), attached(patient, &scan), attached(patient, &heat_map)])
+            .when(RecordCommand::SuggestDiagnosis(explained.clone()))
+            .then_expect_events(vec![suggested(patient, &explained)]);
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub enum RecordEvent {
         finding: Phi<Finding>,
         /// [`crate::diagnosis::REVIEW_NOTICE`].
         notice: String,
+        /// The explanation image, an attachment of the record.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        explanation: Option<AttachmentId>,
     },
     /// A physician reviewed a suggestion.
     DiagnosisReviewed {

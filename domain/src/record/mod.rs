@@ -7,6 +7,6 @@ mod aggregate;
 mod commands;
 mod events;
 
-pub use aggregate::{AttachmentSummary, MedicalRecord, RecordError, RecordStatus, RecordVersion, SuggestionSummary};
+pub use aggregate::{AttachmentSummary, MedicalRecord, RecordError, RecordStatus, RecordVersion, ReviewSummary, SuggestionSummary};
 pub use commands::{AttachmentDescriptor, RecordCommand};
 pub use events::RecordEvent;

@@ -15,6 +15,7 @@
 //! a decoder panic is caught and reported as [`ImagingError::Undecodable`].
 
 mod dicom;
+mod heat_map;
 mod prepare;
 mod raster;
 
@@ -22,6 +23,7 @@ use emr_domain::diagnosis::Acquisition;
 use serde::{Deserialize, Serialize};
 
 pub use dicom::{FrameValues, PixelStage, frame_values};
+pub use heat_map::heat_map_png;
 pub use prepare::{RESIZE_FILTER, prepare};
 
 /// The largest decoded pixel buffer accepted, in bytes: a 4096² 16-bit RGB frame
