@@ -157,6 +157,11 @@ uuid_id!(
     "suggestion id"
 );
 uuid_id!(
+    /// A diagnosis job: one request to run a model on an attachment.
+    DiagnosisJobId,
+    "diagnosis job id"
+);
+uuid_id!(
     /// A federated-learning task (the seed's FederatedTasks).
     TaskId,
     "federated task id"

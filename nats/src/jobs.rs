@@ -62,13 +62,26 @@ pub struct JetStreamJobs {
 }
 
 impl JetStreamJobs {
+    /// Connects to the server at `url` and opens the jobs of `config`.
+    pub async fn connect(url: &str, request_timeout: Duration, config: &JobQueueConfig) -> Result<Self, SetupError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("emr-ledger-jobs")
+            .request_timeout(Some(request_timeout))
+            .connect(url)
+            .await
+            .map_err(|source| SetupError::Connect { url: url.to_owned(), source })?;
+        let mut context = jetstream::new(client);
+        context.set_timeout(request_timeout);
+        Self::open(&context, config).await
+    }
+
     /// Creates (or updates) the stream, its consumer and the bucket.
     pub async fn open(context: &jetstream::Context, config: &JobQueueConfig) -> Result<Self, SetupError> {
         let failed = |what: &'static str, name: String| {
             move |e: Box<dyn std::error::Error + Send + Sync>| SetupError::Resource { what, name, source: e }
         };
         let stream_name = config.stream_name();
-        let stream = context
+        context
             .create_or_update_stream(stream::Config {
                 name: stream_name.clone(),
                 description: Some(format!("EMR Ledger {} jobs: each removed once a worker has finished it", config.kind)),
@@ -81,7 +94,6 @@ impl JetStreamJobs {
             })
             .await
             .map_err(|e| failed("stream", stream_name.clone())(Box::new(e)))?;
-        let _ = stream;
         let stream = context.get_stream(&stream_name).await.map_err(|e| failed("stream", stream_name.clone())(Box::new(e)))?;
         let consumer = stream
             .get_or_create_consumer::<pull::Config>(
@@ -139,7 +151,7 @@ impl WorkQueue for JetStreamWorkQueue {
                 .await
                 .map_err(LogError::unavailable)?;
             let Some(message) = batch.next().await else { return Ok(None) };
-            let message = message.map_err(|e| LogError::Unavailable(e))?;
+            let message = message.map_err(LogError::Unavailable)?;
             let attempt = message.info().map(|info| u64::try_from(info.delivered).unwrap_or(1)).unwrap_or(1);
             let job_id = message
                 .headers
@@ -186,7 +198,7 @@ pub struct KvStatusBoard {
 }
 
 impl StatusBoard for KvStatusBoard {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Vec<u8>, u64)>, LogError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<emr_eventstore::Versioned>, LogError>> {
         async move {
             let entry = self.bucket.entry(key).await.map_err(LogError::unavailable)?;
             Ok(entry.map(|entry| (entry.value.to_vec(), entry.revision)))

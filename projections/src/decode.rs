@@ -4,6 +4,7 @@ use cqrs_es::persist::EventUpcaster;
 use emr_domain::account::{Account, AccountEvent};
 use emr_domain::authentication::{Session, SessionEvent, SignInAttempt, SignInEvent};
 use emr_domain::denial::{AccessDenial, DenialEvent};
+use emr_domain::diagnosis::{DiagnosticModel, ModelEvent};
 use emr_domain::disclosure::{Disclosure, DisclosureEvent};
 use emr_domain::federated::{FederatedTask, TaskEvent};
 use emr_domain::grant::{AccessGrant, GrantEvent};
@@ -37,6 +38,8 @@ pub enum Payload {
     Denial(DenialEvent),
     /// A federated-learning task's step.
     Federated(TaskEvent),
+    /// A step of a diagnostic model through the registry.
+    Model(ModelEvent),
 }
 
 /// One event with its envelope.
@@ -79,6 +82,7 @@ impl Decoder {
             <Session as cqrs_es::Aggregate>::TYPE => Payload::Session(event.decode::<Session>(&[])?),
             <AccessDenial as cqrs_es::Aggregate>::TYPE => Payload::Denial(event.decode::<AccessDenial>(&[])?),
             <FederatedTask as cqrs_es::Aggregate>::TYPE => Payload::Federated(event.decode::<FederatedTask>(&[])?),
+            <DiagnosticModel as cqrs_es::Aggregate>::TYPE => Payload::Model(event.decode::<DiagnosticModel>(&[])?),
             _ => return Ok(None),
         };
         Ok(Some(Fact {

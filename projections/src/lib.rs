@@ -36,8 +36,8 @@ pub use decode::{Decoder, Fact, Payload};
 pub use error::ProjectionError;
 pub use projection::{Checkpoint, Projection};
 pub use projections::{
-    AccessLogProjection, AccessProjection, DashboardProjection, FederatedProjection, PatientDirectory, RecordIndex, SecurityProjection,
-    all, checkpoints,
+    AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory, RecordIndex,
+    SecurityProjection, all, checkpoints,
 };
 pub use rebuild::rebuild;
 pub use runner::{Lag, Projector, lag, lags, run_every_projection, wait_for};

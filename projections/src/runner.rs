@@ -239,7 +239,8 @@ pub async fn run_every_projection(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::{
-        AccessLogProjection, AccessProjection, DashboardProjection, FederatedProjection, PatientDirectory, RecordIndex, SecurityProjection,
+        AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory,
+        RecordIndex, SecurityProjection,
     };
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -250,7 +251,8 @@ pub async fn run_every_projection(
     let dashboard = Projector::new(DashboardProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let access_log = Projector::new(AccessLogProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let security = Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
-    let federated = Projector::new(FederatedProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
+    let federated = Projector::new(FederatedProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let diagnosis = Projector::new(DiagnosisProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
     tokio::join!(
         patients.run(stopped(shutdown.clone())),
         records.run(stopped(shutdown.clone())),
@@ -258,7 +260,8 @@ pub async fn run_every_projection(
         dashboard.run(stopped(shutdown.clone())),
         access_log.run(stopped(shutdown.clone())),
         security.run(stopped(shutdown.clone())),
-        federated.run(stopped(shutdown)),
+        federated.run(stopped(shutdown.clone())),
+        diagnosis.run(stopped(shutdown)),
     );
 }
 

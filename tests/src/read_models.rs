@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use emr_eventstore::EventLog;
 use emr_projections::{
-    AccessLogProjection, AccessProjection, DashboardProjection, FederatedProjection, PatientDirectory, Projector, ReadModelDb, RecordIndex,
-    SecurityProjection,
+    AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory, Projector,
+    ReadModelDb, RecordIndex, SecurityProjection,
 };
 use sqlx::{AssertSqlSafe, Row};
 
@@ -49,6 +49,7 @@ pub async fn fold_all(db: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) {
     Projector::new(AccessLogProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(FederatedProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(DiagnosisProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
 }
 
 /// Asserts that two dumps of every table ([`TestReadModels::dump_all`]) hold the

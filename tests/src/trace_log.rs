@@ -31,6 +31,7 @@ fn encoded(payload: &Payload) -> (Value, String, String) {
         Payload::Session(event) => parts(event),
         Payload::Denial(event) => parts(event),
         Payload::Federated(event) => parts(event),
+        Payload::Model(event) => parts(event),
     }
 }
 

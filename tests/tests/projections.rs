@@ -9,8 +9,8 @@ use std::time::Duration;
 use emr_eventstore::conformance::Backend;
 use emr_projections::queries::{self, RecordFilter, RecordSort};
 use emr_projections::{
-    AccessLogProjection, AccessProjection, DashboardProjection, FederatedProjection, PatientDirectory, Projection, ProjectionError,
-    Projector, RecordIndex, SecurityProjection, rebuild, wait_for,
+    AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory, Projection,
+    ProjectionError, Projector, RecordIndex, SecurityProjection, rebuild, wait_for,
 };
 use emr_tests::backends::clinic;
 use emr_tests::history;
@@ -118,6 +118,11 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
                     .catch_up(u64::MAX)
                     .await?;
                 Projector::new(FederatedProjection, pool.clone(), log.clone())
+                    .with_batch_size(batch)
+                    .with_durable_feed()
+                    .catch_up(u64::MAX)
+                    .await?;
+                Projector::new(DiagnosisProjection, pool.clone(), log.clone())
                     .with_batch_size(batch)
                     .with_durable_feed()
                     .catch_up(u64::MAX)

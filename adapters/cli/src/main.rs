@@ -506,14 +506,35 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
                 ));
             }
             let attachments = Some(wiring::attachments(settings, clinic.clone())?);
+            let diagnosis = match &attachments {
+                Some(attachments) => {
+                    let (state, worker) = wiring::diagnosis(settings, clinic.clone(), attachments.clone()).await?;
+                    if roles.runs(Role::Diagnosis) {
+                        let mut stopped = stop.subscribe();
+                        let run = async move { worker.run(async move { drop(stopped.wait_for(|stop| *stop).await) }).await };
+                        workers.push(("diagnosis worker", tokio::spawn(run)));
+                    }
+                    Some(state)
+                }
+                None => None,
+            };
             let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
             // Export jobs read the read models; a node without them runs none.
             let exports = match &read_models {
                 Some(_) => Some(emr_http::bulk::BulkExports::open(settings.exports_dir()).context("the exports directory")?),
                 None => None,
             };
-            let state =
-                emr_http::AppState { clinic, identity, login_attempts_per_minute, read_models, audit, attachments, federated, exports };
+            let state = emr_http::AppState {
+                clinic,
+                identity,
+                login_attempts_per_minute,
+                read_models,
+                audit,
+                attachments,
+                federated,
+                exports,
+                diagnosis,
+            };
             if let Some(exports) = &state.exports {
                 // Jobs a previous process left running go on where their progress ends.
                 exports.resume(&state).context("resuming bulk exports")?;
@@ -525,6 +546,15 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             emr_http::operations_router(emr_http::OperationsState { log, identity: None, read_models })
         }
     };
+    if roles.runs(Role::Diagnosis) && !roles.runs(Role::Api) {
+        // A worker-only process (JetStream deployments): the API processes queue, this one runs.
+        let clinic = wiring::clinic_on(settings, ports.clone());
+        let attachments = wiring::attachments(settings, clinic.clone())?;
+        let (_, worker) = wiring::diagnosis(settings, clinic, attachments).await?;
+        let mut stopped = stop.subscribe();
+        let run = async move { worker.run(async move { drop(stopped.wait_for(|stop| *stop).await) }).await };
+        workers.push(("diagnosis worker", tokio::spawn(run)));
+    }
     let listener =
         tokio::net::TcpListener::bind(settings.http.listen).await.with_context(|| format!("binding {}", settings.http.listen))?;
     tracing::info!(listen = %settings.http.listen, "EMR Ledger serving");

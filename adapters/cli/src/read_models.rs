@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use emr_eventstore::EventLog;
 use emr_projections::{
-    AccessLogProjection, AccessProjection, DashboardProjection, FederatedProjection, PatientDirectory, ReadModelDb, RecordIndex,
-    SecurityProjection,
+    AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory, ReadModelDb,
+    RecordIndex, SecurityProjection,
 };
 
 use crate::settings::Settings;
@@ -51,6 +51,7 @@ impl ReadModels {
             AccessLogProjection::NAME => emr_projections::rebuild(AccessLogProjection, db, log, batch).await,
             SecurityProjection::NAME => emr_projections::rebuild(SecurityProjection, db, log, batch).await,
             FederatedProjection::NAME => emr_projections::rebuild(FederatedProjection, db, log, batch).await,
+            DiagnosisProjection::NAME => emr_projections::rebuild(DiagnosisProjection, db, log, batch).await,
             other => bail!("no projection named `{other}`; known: {}", emr_projections::all().join(", ")),
         };
         Ok(checkpoint?)

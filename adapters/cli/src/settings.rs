@@ -230,6 +230,9 @@ pub(crate) enum Role {
     /// Threat detection and its responses: one active process per deployment
     /// (the detector's state lives in that process between saves).
     Detector,
+    /// Diagnosis workers: any number of processes share the job queue
+    /// (embedded: the queue lives in memory, so in the API's own process).
+    Diagnosis,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +268,22 @@ pub(crate) struct DetectionConfig {
     pub(crate) responses: emr_detection::ResponsePolicy,
 }
 
+/// AI-assisted diagnosis: the installed model artifacts and the workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiagnosisSettings {
+    /// Where installed model artifacts are kept. Default: `<data_dir>/diagnosis-models`.
+    pub(crate) models_dir: Option<PathBuf>,
+    /// Jobs one worker process runs at the same time.
+    pub(crate) concurrency: usize,
+    /// The longest one image may take to decode before its job fails.
+    pub(crate) decode_budget_secs: u64,
+    /// The probability a top class needs; below it a suggestion is inconclusive.
+    pub(crate) min_confidence: f32,
+    /// Cells per side of an explanation's occlusion grid (2–16; each cell costs one model run).
+    pub(crate) explanation_grid: usize,
+}
+
 /// Traces over OpenTelemetry's OTLP; off unless an endpoint is set.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -293,6 +312,7 @@ pub(crate) struct Settings {
     pub(crate) audit: AuditSettings,
     pub(crate) detection: DetectionConfig,
     pub(crate) bridge: BridgeSettings,
+    pub(crate) diagnosis: DiagnosisSettings,
     /// Retention policies per jurisdiction (`[[retention]]`); none: no retention duty.
     #[serde(default)]
     pub(crate) retention: emr_domain::retention::RetentionSchedule,
@@ -309,7 +329,7 @@ pub(crate) struct InvalidSetting {
 /// The defaults, as a TOML document (also shipped as `deploy/emr.example.toml`).
 pub(crate) const DEFAULTS: &str = r#"
 [serve]
-roles = ["api", "projector", "anchor", "detector"]
+roles = ["api", "projector", "anchor", "detector", "diagnosis"]
 
 [telemetry]
 service_name = "emr-ledger"
@@ -366,6 +386,12 @@ verify_every_secs = 3600
 validator_key_env = "EMR_BRIDGE_VALIDATOR_KEY"
 relayer_key_env = "EMR_BRIDGE_RELAYER_KEY"
 poll_ms = 2000
+
+[diagnosis]
+concurrency = 2
+decode_budget_secs = 30
+min_confidence = 0.5
+explanation_grid = 6
 "#;
 
 impl Settings {
@@ -393,7 +419,7 @@ impl Settings {
         let check = |holds: bool, key: &'static str, rule: &str, value: &dyn std::fmt::Display| {
             if holds { Ok(()) } else { Err(InvalidSetting { key, problem: format!("{rule} (got {value})") }) }
         };
-        check(!self.serve.roles.is_empty(), "serve.roles", "must name at least one of api, projector, anchor, detector", &"[]")?;
+        check(!self.serve.roles.is_empty(), "serve.roles", "must name at least one of api, projector, anchor, detector, diagnosis", &"[]")?;
         let retention = self.retention.problems();
         check(retention.is_empty(), "retention", "must give each hospital one policy with a jurisdiction", &retention.join("; "))?;
         let rules = self.detection.rules.problems();
@@ -452,6 +478,21 @@ impl Settings {
             )?;
         }
         check(self.bridge.poll_ms > 0, "bridge.poll_ms", "must be positive", &self.bridge.poll_ms)?;
+        let diagnosis = &self.diagnosis;
+        check((1..=64).contains(&diagnosis.concurrency), "diagnosis.concurrency", "must be between 1 and 64", &diagnosis.concurrency)?;
+        check(diagnosis.decode_budget_secs > 0, "diagnosis.decode_budget_secs", "must be positive", &diagnosis.decode_budget_secs)?;
+        check(
+            (0.0..=1.0).contains(&diagnosis.min_confidence),
+            "diagnosis.min_confidence",
+            "must be between 0 and 1",
+            &diagnosis.min_confidence,
+        )?;
+        check(
+            (2..=16).contains(&diagnosis.explanation_grid),
+            "diagnosis.explanation_grid",
+            "must be between 2 and 16",
+            &diagnosis.explanation_grid,
+        )?;
         Ok(())
     }
 
@@ -472,6 +513,10 @@ impl Settings {
     }
 
     /// Bulk Data export jobs and their NDJSON files (a node's own: its jobs resume there).
+    pub(crate) fn diagnosis_models_dir(&self) -> PathBuf {
+        self.diagnosis.models_dir.clone().unwrap_or_else(|| self.store.data_dir.join("diagnosis-models"))
+    }
+
     pub(crate) fn exports_dir(&self) -> PathBuf {
         self.store.data_dir.join("exports")
     }
@@ -543,7 +588,7 @@ mod tests {
     #[test]
     fn a_process_runs_every_role_unless_told_otherwise() {
         let settings = Settings::load(None).unwrap();
-        assert!([Role::Api, Role::Projector, Role::Anchor, Role::Detector].iter().all(|role| settings.serve.runs(*role)));
+        assert!([Role::Api, Role::Projector, Role::Anchor, Role::Detector, Role::Diagnosis].iter().all(|role| settings.serve.runs(*role)));
         let settings = load_from("[serve]\nroles = [\"projector\"]\n").unwrap();
         assert_eq!(settings.serve.roles, vec![Role::Projector]);
         let error = format!("{:#}", load_from("[serve]\nroles = [\"janitor\"]\n").unwrap_err());

@@ -133,3 +133,34 @@ pub(crate) async fn federated(settings: &Settings, ports: &EventStorePorts) -> a
         .with_context(|| format!("the model store {}", dir.display()))?;
     Ok(emr_federated::Coordinator::new(ports, Arc::new(models), DomainServices::default()))
 }
+
+/// Diagnosis: jobs on JetStream (or in memory, embedded), models installed
+/// under `diagnosis.models_dir`, and this process's worker when it runs the role.
+pub(crate) async fn diagnosis(
+    settings: &Settings,
+    clinic: Clinic,
+    attachments: emr_attachments::Attachments,
+) -> anyhow::Result<(emr_http::DiagnosisState, emr_diagnosis_jobs::DiagnosisWorker)> {
+    let (queue, board): (Arc<dyn emr_eventstore::WorkQueue>, Arc<dyn emr_eventstore::StatusBoard>) = match settings.store.backend {
+        BackendKind::Embedded => (Arc::new(emr_eventstore::MemoryWorkQueue::new()), Arc::new(emr_eventstore::MemoryStatusBoard::new())),
+        BackendKind::Nats => {
+            let config = emr_nats::JobQueueConfig { replicas: settings.nats.replicas, ..emr_nats::JobQueueConfig::new("diagnosis") };
+            let timeout = Duration::from_millis(settings.nats.request_timeout_ms);
+            let jobs =
+                emr_nats::JetStreamJobs::connect(&settings.nats.url, timeout, &config).await.context("opening the diagnosis job queue")?;
+            (Arc::new(jobs.queue), Arc::new(jobs.board))
+        }
+    };
+    let shelf = Arc::new(emr_onnx::ModelDirectory::open(&settings.diagnosis_models_dir()).context("diagnosis.models_dir")?);
+    let jobs = emr_diagnosis_jobs::DiagnosisJobs::new(clinic, queue, board);
+    let d = &settings.diagnosis;
+    let worker_settings = emr_diagnosis_jobs::WorkerSettings {
+        concurrency: d.concurrency,
+        decode_budget: Duration::from_secs(d.decode_budget_secs),
+        min_confidence: d.min_confidence,
+        explanation_grid: d.explanation_grid,
+        ..emr_diagnosis_jobs::WorkerSettings::default()
+    };
+    let worker = emr_diagnosis_jobs::DiagnosisWorker::new(jobs.clone(), attachments, shelf.clone(), worker_settings);
+    Ok((emr_http::DiagnosisState { jobs, shelf }, worker))
+}

@@ -29,6 +29,7 @@ use axum::Router;
 use emr_commands::Clinic;
 
 pub use problem::{ApiError, Problem};
+pub use routes::diagnosis::DiagnosisState;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -49,6 +50,8 @@ pub struct AppState {
     pub federated: Option<emr_federated::Coordinator>,
     /// Bulk Data export jobs, when this node runs them (they need read models).
     pub exports: Option<bulk::BulkExports>,
+    /// AI-assisted diagnosis jobs and model artifacts, when this node runs them.
+    pub diagnosis: Option<DiagnosisState>,
 }
 
 /// Where this node's tree heads and leaves are.

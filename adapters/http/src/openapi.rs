@@ -5,7 +5,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{attachments, auth, export, federated, grants, log, patients, privacy, read, records, research, retention, security};
+use crate::routes::{
+    attachments, auth, diagnosis, export, federated, grants, log, patients, privacy, read, records, research, retention, security,
+};
 
 struct BearerAuth;
 
@@ -32,6 +34,8 @@ impl Modify for BearerAuth {
         retention::review, retention::dispose, privacy::justify, privacy::report,
         records::create, records::amend, records::add_attachment, records::delete, records::restore, records::show, records::break_glass,
         attachments::upload, attachments::download, attachments::status,
+        diagnosis::request, diagnosis::job, diagnosis::cancel, diagnosis::suggestions, diagnosis::report_of, diagnosis::review,
+        diagnosis::register, diagnosis::model, diagnosis::install, diagnosis::validate, diagnosis::activate, diagnosis::retire,
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
         log::read, log::history, log::receipt,
         read::records, read::dashboard, read::projections, read::anchors, read::access_log, research::export,
@@ -46,6 +50,7 @@ impl Modify for BearerAuth {
         (name = "accounts", description = "Accounts (administrators; patients register themselves)"),
         (name = "patients", description = "Patients and their demographics"),
         (name = "records", description = "Medical records, versions, attachments"),
+        (name = "diagnosis", description = "AI-assisted diagnosis: jobs, suggestions, reports, physician review; the model registry"),
         (name = "grants", description = "A patient's consent: grants and access requests"),
         (name = "audit", description = "The event log, histories and integrity receipts (PHI sealed)"),
         (name = "read models", description = "Queries on the projections; `min_position` waits for a command's commit"),

@@ -2,7 +2,12 @@
 //!
 //! [`OnnxModel`] parses an ONNX file (protobuf), finds its single input and
 //! output, and evaluates the graph with candle-onnx. It implements
-//! [`Classifier`], the port the diagnosis pipeline runs networks through.
+//! [`Classifier`], the port the diagnosis pipeline runs networks through;
+//! [`ModelDirectory`] keeps the installed artifacts of registered models.
+
+mod shelf;
+
+pub use shelf::ModelDirectory;
 
 use std::collections::HashMap;
 

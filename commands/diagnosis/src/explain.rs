@@ -84,7 +84,7 @@ impl<C: Classifier> Diagnoser<C> {
         let grid = grid.clamp(2, 16).min(contract.width.min(contract.height) as usize);
         let batch = batch.max(1);
         let labels = &self.card().labels;
-        let baseline_output = self.run(&[examination.tensor.clone()])?.pop().unwrap_or_default();
+        let baseline_output = self.run(std::slice::from_ref(&examination.tensor))?.pop().unwrap_or_default();
         let (top, baseline) = baseline_output
             .iter()
             .copied()

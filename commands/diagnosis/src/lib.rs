@@ -12,6 +12,10 @@ mod explain;
 
 pub use explain::Sensitivity;
 
+/// The largest input read into memory to be decoded: an image cannot decode to
+/// less than its file holds, and larger decoded images are refused anyway.
+pub const MAX_INPUT_BYTES: u64 = emr_imaging::MAX_DECODED_BYTES;
+
 use emr_domain::diagnosis::{Classification, Finding, InputContract, InputRefused, InvalidOutput, ModelCard, ModelRef, Suggestion};
 use emr_domain::ids::{AttachmentId, SuggestionId};
 use emr_domain::values::{InvalidValue, Sha256Digest};
@@ -39,6 +43,12 @@ impl<C: Classifier> Classifier for &C {
 pub trait ModelShelf: Send + Sync {
     /// The network of the model `card` describes.
     fn classifier(&self, card: &ModelCard) -> Result<std::sync::Arc<dyn Classifier>, DiagnosisError>;
+
+    /// Installs `artifact` as the model `card` names, once it is checked to be it.
+    fn install(&self, card: &ModelCard, artifact: &[u8]) -> Result<(), DiagnosisError>;
+
+    /// Whether the artifact of `card` is installed.
+    fn contains(&self, card: &ModelCard) -> bool;
 }
 
 impl Classifier for std::sync::Arc<dyn Classifier> {

@@ -70,10 +70,13 @@ impl Delivery {
     }
 }
 
+/// A value and its revision.
+pub type Versioned = (Vec<u8>, u64);
+
 /// One versioned value per key; every write names the revision it replaces.
 pub trait StatusBoard: Send + Sync + 'static {
     /// The value under `key` and its revision.
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Vec<u8>, u64)>, LogError>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>, LogError>>;
 
     /// Writes `value` under `key` if its revision is still `expected` (0: the
     /// key is absent) and returns the new revision; [`LogError::Conflict`] when
@@ -175,7 +178,7 @@ impl Settle for MemorySettle {
 /// A status board in this process's memory.
 #[derive(Clone, Default)]
 pub struct MemoryStatusBoard {
-    entries: Arc<Mutex<HashMap<String, (Vec<u8>, u64)>>>,
+    entries: Arc<Mutex<HashMap<String, Versioned>>>,
 }
 
 impl MemoryStatusBoard {
@@ -186,7 +189,7 @@ impl MemoryStatusBoard {
 }
 
 impl StatusBoard for MemoryStatusBoard {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<(Vec<u8>, u64)>, LogError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>, LogError>> {
         let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         futures::future::ready(Ok(entries.get(key).cloned())).boxed()
     }

@@ -34,7 +34,7 @@ pub mod conformance;
 pub use cache::AggregateCache;
 pub use codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord};
 pub use error::{CodecError, StoreError};
-pub use jobs::{Delivery, MemoryStatusBoard, MemoryWorkQueue, Settle, StatusBoard, WorkQueue};
+pub use jobs::{Delivery, MemoryStatusBoard, MemoryWorkQueue, Settle, StatusBoard, Versioned, WorkQueue};
 pub use keys::{DataKey, KeyCensus, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, Rotation, WrappedKey};
 pub use log::{AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, InvalidAggregateKey, LogError, PollingFeed, StoredCommit};
 pub use phi::{PhiCodec, PhiError};

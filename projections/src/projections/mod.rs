@@ -3,6 +3,7 @@
 mod access;
 mod access_log;
 mod dashboard;
+mod diagnosis;
 mod federated;
 mod patient_directory;
 mod record_index;
@@ -11,13 +12,14 @@ mod security;
 pub use access::AccessProjection;
 pub use access_log::AccessLogProjection;
 pub use dashboard::DashboardProjection;
+pub use diagnosis::DiagnosisProjection;
 pub use federated::FederatedProjection;
 pub use patient_directory::PatientDirectory;
 pub use record_index::RecordIndex;
 pub use security::SecurityProjection;
 
 /// Every projection's name and checkpoint table, in the order `emr` runs them.
-pub fn checkpoints() -> [(&'static str, &'static str); 7] {
+pub fn checkpoints() -> [(&'static str, &'static str); 8] {
     use crate::projection::Projection;
     [
         (PatientDirectory::NAME, PatientDirectory.tables()[0]),
@@ -27,11 +29,12 @@ pub fn checkpoints() -> [(&'static str, &'static str); 7] {
         (AccessLogProjection::NAME, AccessLogProjection.tables()[0]),
         (SecurityProjection::NAME, SecurityProjection.tables()[0]),
         (FederatedProjection::NAME, FederatedProjection.tables()[0]),
+        (DiagnosisProjection::NAME, DiagnosisProjection.tables()[0]),
     ]
 }
 
 /// Names of every projection, in the order `emr` runs them.
-pub fn all() -> [&'static str; 7] {
+pub fn all() -> [&'static str; 8] {
     checkpoints().map(|(name, _)| name)
 }
 

@@ -89,6 +89,7 @@ async fn main() {
         attachments: None,
         federated: None,
         exports: Some(exports.clone()),
+        diagnosis: None,
     };
     let job = Job {
         id: uuid::Uuid::now_v7(),

@@ -2,6 +2,7 @@
 
 pub(crate) mod attachments;
 pub(crate) mod auth;
+pub(crate) mod diagnosis;
 pub(crate) mod export;
 pub(crate) mod federated;
 pub(crate) mod fhir;
@@ -68,6 +69,19 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/records/{record_id}/attachments/content", post(attachments::upload))
         .route("/v1/records/{record_id}/attachments/{attachment_id}", get(attachments::status))
         .route("/v1/records/{record_id}/attachments/{attachment_id}/content", get(attachments::download))
+        .route("/v1/records/{record_id}/attachments/{attachment_id}/diagnosis", post(diagnosis::request))
+        .route("/v1/records/{record_id}/suggestions", get(diagnosis::suggestions))
+        .route("/v1/records/{record_id}/suggestions/{suggestion_id}/report", get(diagnosis::report_of))
+        .route("/v1/records/{record_id}/suggestions/{suggestion_id}/review", post(diagnosis::review))
+        .route("/v1/diagnosis/jobs/{job_id}", get(diagnosis::job))
+        .route("/v1/diagnosis/jobs/{job_id}/cancellation", post(diagnosis::cancel))
+        .route("/v1/ai/models", post(diagnosis::register))
+        .route("/v1/ai/models/{model_id}", get(diagnosis::model))
+        // A model artifact is tens or hundreds of megabytes.
+        .route("/v1/ai/models/{model_id}/artifact", put(diagnosis::install).layer(axum::extract::DefaultBodyLimit::max(1 << 30)))
+        .route("/v1/ai/models/{model_id}/validation", post(diagnosis::validate))
+        .route("/v1/ai/models/{model_id}/activation", post(diagnosis::activate))
+        .route("/v1/ai/models/{model_id}/retirement", post(diagnosis::retire))
         .route("/v1/records/{record_id}/deletion", post(records::delete))
         .route("/v1/records/{record_id}/restoration", post(records::restore))
         .route("/v1/grants", post(grants::grant))

@@ -74,6 +74,7 @@ pub async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> Tes
     let blobs = Arc::new(emr_ipfs::LocalBlobStore::open(&dir.path().join("blobs")).unwrap());
     let attachments = Some(emr_attachments::Attachments::new(clinic.clone(), blobs));
     let exports = None;
+    let diagnosis = Some(diagnosis_state(&clinic, dir.path()));
     let state = AppState {
         clinic,
         identity: identity.clone(),
@@ -83,8 +84,49 @@ pub async fn app_with(policy: AuthPolicy, login_attempts_per_minute: u64) -> Tes
         attachments,
         federated,
         exports,
+        diagnosis,
     };
     TestApp { router: router(state.clone()), state, log, identity, _dir: dir }
+}
+
+/// Diagnosis with jobs queued in memory and models kept under `dir` (a shelf
+/// with no network: these tests never run a model; `tests/tests/diagnosis.rs` does).
+fn diagnosis_state(clinic: &Clinic, dir: &std::path::Path) -> emr_http::DiagnosisState {
+    let jobs = emr_diagnosis_jobs::DiagnosisJobs::new(
+        clinic.clone(),
+        Arc::new(emr_eventstore::MemoryWorkQueue::new()),
+        Arc::new(emr_eventstore::MemoryStatusBoard::new()),
+    );
+    emr_http::DiagnosisState { jobs, shelf: Arc::new(EmptyShelf(dir.join("models-unused"))) }
+}
+
+/// A shelf that holds no model.
+struct EmptyShelf(std::path::PathBuf);
+
+impl emr_diagnosis::ModelShelf for EmptyShelf {
+    fn classifier(
+        &self,
+        card: &emr_domain::diagnosis::ModelCard,
+    ) -> Result<Arc<dyn emr_diagnosis::Classifier>, emr_diagnosis::DiagnosisError> {
+        Err(emr_diagnosis::DiagnosisError::NotInstalled {
+            name: card.name.clone(),
+            version: card.version.clone(),
+            detail: self.0.display().to_string(),
+        })
+    }
+
+    fn install(&self, card: &emr_domain::diagnosis::ModelCard, artifact: &[u8]) -> Result<(), emr_diagnosis::DiagnosisError> {
+        emr_diagnosis::verify_artifact(card, artifact)?;
+        Err(emr_diagnosis::DiagnosisError::NotInstalled {
+            name: card.name.clone(),
+            version: card.version.clone(),
+            detail: "this shelf keeps nothing".into(),
+        })
+    }
+
+    fn contains(&self, _card: &emr_domain::diagnosis::ModelCard) -> bool {
+        false
+    }
 }
 
 pub const PASSWORD: &str = "Correct-Horse-Battery-9";
