@@ -637,3 +637,95 @@ pub async fn federated_rounds(
         .await?;
     Ok((rounds, updates))
 }
+
+/// A diagnostic model's figures: the accuracy it was validated at and how
+/// physicians' reviews have judged its suggestions since.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ModelAccuracyRow {
+    /// The model's registry id.
+    pub model_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// SHA-256 of its artifact.
+    pub sha256: String,
+    /// registered, active or retired.
+    pub status: String,
+    /// The accuracy of its latest validation.
+    pub validated_accuracy: Option<f64>,
+    /// Suggestions it made.
+    pub suggestions: i64,
+    /// Suggestions a physician reviewed.
+    pub reviewed: i64,
+    /// Reviewed suggestions accepted as they were.
+    pub accepted: i64,
+}
+
+impl ModelAccuracyRow {
+    /// Accepted among reviewed; none before any review.
+    pub fn reviewed_accuracy(&self) -> Option<f64> {
+        (self.reviewed > 0).then(|| self.accepted as f64 / self.reviewed as f64)
+    }
+}
+
+/// Every registered model with its validated and reviewed figures.
+pub async fn model_accuracy(db: &ReadModelDb) -> Result<Vec<ModelAccuracyRow>, ProjectionError> {
+    let sql = "SELECT m.model_id, m.name, m.version, m.sha256, m.status, m.validated_accuracy, \
+               COUNT(s.suggestion_id) AS suggestions, COUNT(s.outcome) AS reviewed, \
+               COUNT(CASE WHEN s.outcome = 'accepted' THEN 1 END) AS accepted \
+               FROM diagnosis_models m LEFT JOIN diagnosis_suggestions s ON s.model_sha256 = m.sha256 \
+               GROUP BY m.model_id, m.name, m.version, m.sha256, m.status, m.validated_accuracy ORDER BY m.name, m.version";
+    db.fetch_all(sql, Vec::new()).await
+}
+
+/// One suggestion as dashboards list it (no finding: that is PHI).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct SuggestionRow {
+    /// The suggestion.
+    pub suggestion_id: String,
+    /// The record.
+    pub record_id: String,
+    /// The attachment the model read.
+    pub attachment_id: String,
+    /// The model's name.
+    pub model_name: String,
+    /// Its version.
+    pub model_version: String,
+    /// SHA-256 of its artifact.
+    pub model_sha256: String,
+    /// 1 when an explanation image was stored.
+    pub explained: i64,
+    /// Who asked for it.
+    pub suggested_by: String,
+    /// When.
+    pub suggested_at: DateTime<Utc>,
+    /// accepted, rejected or corrected; none until reviewed.
+    pub outcome: Option<String>,
+    /// The reviewing physician.
+    pub reviewer_id: Option<String>,
+    /// When it was reviewed.
+    pub reviewed_at: Option<DateTime<Utc>>,
+    /// Log position of its last change.
+    pub position: u64,
+}
+
+/// Suggestions, newest first: of one record, or awaiting review (`pending`).
+pub async fn suggestions(
+    db: &ReadModelDb,
+    record_id: Option<&str>,
+    pending: bool,
+    limit: u32,
+) -> Result<Vec<SuggestionRow>, ProjectionError> {
+    let mut conditions = Conditions::default();
+    conditions.and("record_id = ?", record_id);
+    if pending {
+        conditions.sql.push_str(" AND outcome IS NULL");
+    }
+    let (clauses, params) = conditions.page(" ORDER BY suggested_at DESC, suggestion_id", Some(limit), None);
+    let sql = format!(
+        "SELECT suggestion_id, record_id, attachment_id, model_name, model_version, model_sha256, explained, suggested_by, suggested_at, \
+         outcome, reviewer_id, reviewed_at, position FROM diagnosis_suggestions{clauses}"
+    );
+    db.fetch_all(&sql, params).await
+}

@@ -25,6 +25,8 @@ pub(crate) struct Metrics {
     lag_seconds: GaugeVec,
     up: IntGaugeVec,
     pool: IntGaugeVec,
+    model_accuracy: GaugeVec,
+    model_reviews: IntGaugeVec,
 }
 
 /// How long a scrape waits for each dependency's figures: `/metrics` must answer
@@ -68,7 +70,22 @@ impl Metrics {
         )?;
         registry.register(Box::new(up.clone()))?;
         registry.register(Box::new(pool.clone()))?;
-        Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds, up, pool }))
+        // The seed's business target (AI diagnosis accuracy > 95%), measured by
+        // physicians' reviews against each model version's validated figure.
+        let model_accuracy = GaugeVec::new(
+            Opts::new(
+                "emr_diagnosis_model_accuracy",
+                "A diagnostic model's accuracy: `validated` on its validation set, `reviewed` as accepted among physician-reviewed suggestions",
+            ),
+            &["model", "version", "kind"],
+        )?;
+        let model_reviews = IntGaugeVec::new(
+            Opts::new("emr_diagnosis_model_reviews", "Physician-reviewed suggestions of a diagnostic model"),
+            &["model", "version"],
+        )?;
+        registry.register(Box::new(model_accuracy.clone()))?;
+        registry.register(Box::new(model_reviews.clone()))?;
+        Ok(Arc::new(Self { registry, requests, duration, log_head, lag_events, lag_seconds, up, pool, model_accuracy, model_reviews }))
     }
 }
 
@@ -115,6 +132,18 @@ pub(crate) async fn render(State(state): State<OperationsState>, metrics: axum::
             _ => 0,
         };
         metrics.up.with_label_values(&["read_models"]).set(models_up);
+        if let Ok(Ok(models)) = tokio::time::timeout(REFRESH_BUDGET, emr_projections::queries::model_accuracy(&models.db)).await {
+            for model in models.iter().filter(|m| m.status == "active") {
+                let labels = [model.name.as_str(), model.version.as_str()];
+                if let Some(validated) = model.validated_accuracy {
+                    metrics.model_accuracy.with_label_values(&[labels[0], labels[1], "validated"]).set(validated);
+                }
+                if let Some(reviewed) = model.reviewed_accuracy() {
+                    metrics.model_accuracy.with_label_values(&[labels[0], labels[1], "reviewed"]).set(reviewed);
+                }
+                metrics.model_reviews.with_label_values(&labels).set(model.reviewed);
+            }
+        }
     }
     let mut body = Vec::new();
     // This server's families, then the process-wide ones the libraries count

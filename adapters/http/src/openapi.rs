@@ -38,7 +38,7 @@ impl Modify for BearerAuth {
         diagnosis::register, diagnosis::model, diagnosis::install, diagnosis::validate, diagnosis::activate, diagnosis::retire,
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
         log::read, log::history, log::receipt,
-        read::records, read::dashboard, read::projections, read::anchors, read::access_log, research::export,
+        read::records, read::dashboard, read::diagnosis_models, read::diagnosis_suggestions, read::projections, read::anchors, read::access_log, research::export,
         security::list, security::show, security::acknowledge, security::assign, security::resolve, security::risk, security::outcomes,
         federated::create, federated::show, federated::start, federated::open_round, federated::submit, federated::aggregate,
         federated::complete, federated::model, federated::list, federated::rounds, federated::secure_round,

@@ -108,6 +108,8 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt", get(log::receipt))
         .route("/v1/read/records", get(read::records))
         .route("/v1/read/dashboard", get(read::dashboard))
+        .route("/v1/read/diagnosis/models", get(read::diagnosis_models))
+        .route("/v1/read/diagnosis/suggestions", get(read::diagnosis_suggestions))
         .route("/v1/read/anchors", get(read::anchors))
         .route("/v1/read/access-log", get(read::access_log))
         .route("/v1/research/export", get(research::export))

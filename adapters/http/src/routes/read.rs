@@ -12,7 +12,7 @@ use emr_domain::access::Action;
 use emr_domain::ids::PatientId;
 use emr_projections::queries::{self, AccessLogEntry, AccessLogFilter, Dashboard, RecordFilter, RecordSummary};
 use emr_projections::{Lag, Projection};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::extract::Caller;
 use crate::problem::ApiError;
@@ -144,4 +144,74 @@ pub(crate) async fn access_log(
     let models = models(&state)?;
     reach(models, emr_projections::AccessLogProjection.tables()[0], &consistency).await?;
     Ok(Json(queries::access_log(&models.db, &filter).await?))
+}
+
+/// A diagnostic model's figures, with its reviewed accuracy.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ModelFigures {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    row: queries::ModelAccuracyRow,
+    /// Accepted among reviewed suggestions; null before any review.
+    reviewed_accuracy: Option<f64>,
+    /// Reviewed accuracy below the validated figure.
+    below_validated: bool,
+}
+
+#[utoipa::path(get, path = "/v1/read/diagnosis/models", tag = "read models",
+    summary = "Diagnostic models: validated accuracy and accuracy in practice (accepted among physician-reviewed suggestions)",
+    params(Consistency),
+    responses((status = 200, body = Vec<ModelFigures>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn diagnosis_models(
+    State(state): State<AppState>,
+    caller: Caller,
+    consistency: Result<Query<Consistency>, QueryRejection>,
+) -> Result<Json<Vec<ModelFigures>>, ApiError> {
+    let Query(consistency) = consistency?;
+    authorize(&state, &caller, Action::ReadDashboard, None).await?;
+    let models = models(&state)?;
+    reach(models, emr_projections::DiagnosisProjection.tables()[0], &consistency).await?;
+    let rows = queries::model_accuracy(&models.db).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| {
+                let reviewed_accuracy = row.reviewed_accuracy();
+                let below_validated = matches!((reviewed_accuracy, row.validated_accuracy), (Some(r), Some(v)) if r < v);
+                ModelFigures { row, reviewed_accuracy, below_validated }
+            })
+            .collect(),
+    ))
+}
+
+/// Which suggestions to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SuggestionFilter {
+    /// Only this record's.
+    record_id: Option<uuid::Uuid>,
+    /// Only those awaiting a physician's review.
+    #[serde(default)]
+    pending: bool,
+    /// At most this many (1–500, default 50).
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/read/diagnosis/suggestions", tag = "read models",
+    summary = "AI-assisted suggestions, newest first (model, attachment, review outcome; the finding is PHI and not here)",
+    params(SuggestionFilter, Consistency),
+    responses((status = 200, description = "suggestions"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn diagnosis_suggestions(
+    State(state): State<AppState>,
+    caller: Caller,
+    filter: Result<Query<SuggestionFilter>, QueryRejection>,
+    consistency: Result<Query<Consistency>, QueryRejection>,
+) -> Result<Json<Vec<queries::SuggestionRow>>, ApiError> {
+    let (Query(filter), Query(consistency)) = (filter?, consistency?);
+    authorize(&state, &caller, Action::ReadDashboard, None).await?;
+    let models = models(&state)?;
+    reach(models, emr_projections::DiagnosisProjection.tables()[0], &consistency).await?;
+    let record = filter.record_id.map(|id| id.hyphenated().to_string());
+    Ok(Json(queries::suggestions(&models.db, record.as_deref(), filter.pending, filter.limit.unwrap_or(50)).await?))
 }
