@@ -347,3 +347,29 @@ fn tampered_sealed_attachments_never_open() {
     assert!(refused > 0);
     report("sealed-attachments", executions, json!({"refused": refused, "opened_only_when_untouched": opened_unchanged}));
 }
+
+#[test]
+fn mutated_images_decode_or_are_refused_without_panicking() {
+    // Seeds: a CT slice (DICOM with its pixel data), a brain MRI JPEG of the
+    // diagnosis assets, and a PNG. Decoding is what a diagnosis job does to an
+    // attachment before the model sees it.
+    let dicom = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/dicom/CT_small.dcm")).unwrap();
+    let jpeg = std::fs::read(&emr_tests::ai_assets::labelled_mri_images()[0].0).unwrap();
+    let png = emr_imaging::heat_map_png(&[120; 64], 8, 8, &[1.0, 0.0, 0.0, 0.5], 2).unwrap();
+    let seeds = [dicom, jpeg, png];
+    for seed in &seeds {
+        assert!(emr_imaging::decode(seed, 0).is_ok(), "every seed decodes");
+    }
+    // As for DICOM headers, a crafted length can make dicom-object crawl (the
+    // job gives decoding a time budget): a tenth of the cases bounds the run.
+    let (mut decoded, mut refused, mut slowest) = (0u64, 0u64, std::time::Duration::ZERO);
+    let executions = campaign_of(cases() / 10, mutated(seeds.len()), |(seed, mutations)| {
+        let started = std::time::Instant::now();
+        match emr_imaging::decode(&apply(&seeds[seed], &mutations), 0) {
+            Ok(_) => decoded += 1,
+            Err(_) => refused += 1,
+        }
+        slowest = slowest.max(started.elapsed());
+    });
+    report("images", executions, json!({"decoded": decoded, "refused": refused, "slowest_decode_ms": slowest.as_millis()}));
+}

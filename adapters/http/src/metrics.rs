@@ -132,7 +132,13 @@ pub(crate) async fn render(State(state): State<OperationsState>, metrics: axum::
             _ => 0,
         };
         metrics.up.with_label_values(&["read_models"]).set(models_up);
-        if let Ok(Ok(models)) = tokio::time::timeout(REFRESH_BUDGET, emr_projections::queries::model_accuracy(&models.db)).await {
+        // Only while the database answers: a second wait on a dead one would
+        // push the scrape past Prometheus's timeout and lose every series.
+        let accuracy = match models_up {
+            1 => tokio::time::timeout(REFRESH_BUDGET, emr_projections::queries::model_accuracy(&models.db)).await.ok(),
+            _ => None,
+        };
+        if let Some(Ok(models)) = accuracy {
             for model in models.iter().filter(|m| m.status == "active") {
                 let labels = [model.name.as_str(), model.version.as_str()];
                 if let Some(validated) = model.validated_accuracy {
