@@ -67,6 +67,7 @@ fn every_overlay_renders_and_validates_against_the_kubernetes_schemas_with_each_
             ("Deployment", "emr-api", "api"),
             ("Deployment", "emr-projector", "projector"),
             ("StatefulSet", "emr-anchor", "anchor,detector,api"),
+            ("Deployment", "emr-diagnosis", "diagnosis"),
         ];
         for (kind, name, roles) in workloads {
             let workload = find(&resources, kind, name);
@@ -81,7 +82,7 @@ fn every_overlay_renders_and_validates_against_the_kubernetes_schemas_with_each_
         }
         assert_eq!(find(&resources, "StatefulSet", "emr-anchor")["spec"]["replicas"], 1, "{overlay}: one active anchor signer");
         assert_eq!(find(&resources, "HorizontalPodAutoscaler", "emr-api")["spec"]["scaleTargetRef"]["name"], "emr-api");
-        for budget in ["emr-api", "emr-projector", "nats"] {
+        for budget in ["emr-api", "emr-projector", "emr-diagnosis", "nats"] {
             find(&resources, "PodDisruptionBudget", budget);
         }
         let deny = find(&resources, "NetworkPolicy", "default-deny-ingress");
@@ -114,11 +115,14 @@ fn the_compose_stack_runs_every_part_with_a_health_check_and_a_three_node_jetstr
         "emr-api",
         "emr-projector",
         "emr-anchor",
+        "emr-diagnosis",
     ] {
         let service = &services.get(expected).unwrap_or_else(|| panic!("no service {expected}"));
         assert!(service["healthcheck"]["test"].is_array(), "{expected} has a health check");
     }
-    for (name, roles) in [("emr-api", "api"), ("emr-projector", "projector"), ("emr-anchor", "anchor,detector,api")] {
+    for (name, roles) in
+        [("emr-api", "api"), ("emr-projector", "projector"), ("emr-anchor", "anchor,detector,api"), ("emr-diagnosis", "diagnosis")]
+    {
         let environment = &services[name]["environment"];
         assert_eq!(environment["EMR__SERVE__ROLES"], roles);
         assert_eq!(environment["EMR__NATS__REPLICAS"], "3", "{name} replicates the event stream on all three nodes");

@@ -416,7 +416,7 @@ mod over_the_api {
         let url = backend.nats.as_ref().unwrap().url();
         let jobs = JetStreamJobs::connect(&url, Duration::from_secs(5), &JobQueueConfig::new("diagnosis")).await.unwrap();
         let jobs = DiagnosisJobs::new(clinic.clone(), Arc::new(jobs.queue), Arc::new(jobs.board));
-        let shelf = Arc::new(ModelDirectory::open(&blobs.path().join("models")).unwrap());
+        let shelf = Arc::new(ModelDirectory::open(&blobs.path().join("models")));
         let state = emr_http::DiagnosisState { jobs: jobs.clone(), shelf: shelf.clone() };
         let models = emr_http::ReadModelState { db: read_models.db.clone(), log: backend.backend.log.clone() };
         let attached = attachments.clone();

@@ -1,5 +1,6 @@
 //! `emr ai predict`: the diagnosis pipeline from the command line, for operators
-//! validating a model on their own images before it serves physicians.
+//! validating a model on their own images before it serves physicians; `emr ai
+//! install`: a model's artifact put where this deployment's workers load it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,6 +18,29 @@ pub(crate) enum AiAction {
     /// line: the class probabilities and the top class (or inconclusive), or why
     /// the input was refused. Exits non-zero when any input got no prediction.
     Predict(PredictArgs),
+    /// Install a model's artifact into `diagnosis.models_dir` (as `PUT
+    /// /v1/ai/models/{id}/artifact` does): refused unless its bytes hash to the
+    /// card and its graph fits the card's input contract. Prints the installed path.
+    Install {
+        /// The model artifact (ONNX).
+        #[arg(long)]
+        model: PathBuf,
+        /// Its card (JSON).
+        #[arg(long)]
+        card: PathBuf,
+    },
+}
+
+fn read_card(path: &std::path::Path) -> anyhow::Result<ModelCard> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a model card", path.display()))
+}
+
+/// Checks and installs an artifact into `models_dir`; answers where it went.
+pub(crate) fn install(models_dir: &std::path::Path, card: &std::path::Path, model: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let card = read_card(card)?;
+    let artifact = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    emr_onnx::ModelDirectory::open(models_dir).install_artifact(&card, &artifact).with_context(|| format!("installing {}", model.display()))
 }
 
 #[derive(Args)]
@@ -43,8 +67,7 @@ pub(crate) struct PredictArgs {
 
 /// Runs the pipeline over every input, writing one JSON line each to `out`.
 pub(crate) fn predict(args: &PredictArgs, mut out: impl Write) -> anyhow::Result<()> {
-    let card: ModelCard = serde_json::from_slice(&std::fs::read(&args.card).with_context(|| format!("reading {}", args.card.display()))?)
-        .with_context(|| format!("{} is not a model card", args.card.display()))?;
+    let card = read_card(&args.card)?;
     let artifact = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let model = OnnxModel::for_card(&card, &artifact).with_context(|| format!("loading {}", args.model.display()))?;
     drop(artifact);

@@ -249,6 +249,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             // CPU-bound: off the async workers.
             tokio::task::spawn_blocking(move || ai::predict(&args, std::io::stdout().lock())).await?
         }
+        Command::Ai { action: ai::AiAction::Install { model, card } } => {
+            let dir = settings.diagnosis_models_dir();
+            let path = tokio::task::spawn_blocking(move || ai::install(&dir, &card, &model)).await??;
+            println!("{}", path.display());
+            Ok(())
+        }
         Command::Fl { action: fl::FlAction::Epsilon { q, sigma, steps, delta } } => {
             println!("{}", fl::epsilon(q, sigma, steps, delta)?);
             Ok(())

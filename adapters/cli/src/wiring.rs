@@ -151,7 +151,7 @@ pub(crate) async fn diagnosis(
             (Arc::new(jobs.queue), Arc::new(jobs.board))
         }
     };
-    let shelf = Arc::new(emr_onnx::ModelDirectory::open(&settings.diagnosis_models_dir()).context("diagnosis.models_dir")?);
+    let shelf = Arc::new(emr_onnx::ModelDirectory::open(&settings.diagnosis_models_dir()));
     let jobs = emr_diagnosis_jobs::DiagnosisJobs::new(clinic, queue, board);
     let d = &settings.diagnosis;
     let worker_settings = emr_diagnosis_jobs::WorkerSettings {

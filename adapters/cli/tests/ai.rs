@@ -1,5 +1,6 @@
 //! `emr ai predict`: an operator runs a model on their own files before
-//! activating it, and gets one JSON line per input, in input order.
+//! activating it, and gets one JSON line per input, in input order; `emr ai
+//! install` puts a checked artifact where the workers load it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -56,4 +57,32 @@ fn predict_refuses_a_model_that_is_not_the_one_its_card_names() {
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("the model artifact's SHA-256 is 3be917fb"), "{stderr}");
+}
+
+#[test]
+fn install_puts_the_cards_artifact_under_its_hash_in_the_models_dir_and_refuses_any_other_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = |model: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_emr"))
+            .env("EMR__DIAGNOSIS__MODELS_DIR", dir.path().join("models"))
+            .args(["ai", "install", "--card"])
+            .arg(card())
+            .arg("--model")
+            .arg(model)
+            .output()
+            .unwrap()
+    };
+    let not_the_model = dir.path().join("other.onnx");
+    std::fs::write(&not_the_model, b"some other bytes").unwrap();
+    let refused = install(&not_the_model);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("SHA-256"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    let installed = install(&brain_model());
+    assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
+    let path = String::from_utf8(installed.stdout).unwrap();
+    let expected = dir.path().join("models/3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49.onnx");
+    assert_eq!(Path::new(path.trim()), expected);
+    assert_eq!(std::fs::read(&expected).unwrap(), std::fs::read(brain_model()).unwrap());
+    assert_eq!(std::fs::read_dir(dir.path().join("models")).unwrap().count(), 1, "no partial file is left behind");
 }

@@ -19,10 +19,10 @@ pub struct ModelDirectory {
 }
 
 impl ModelDirectory {
-    /// The artifacts under `dir` (created when missing).
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_owned(), loaded: Mutex::new(HashMap::new()) })
+    /// The artifacts under `dir`, created by the first install: a process that
+    /// only reads models (or none) never needs to write there.
+    pub fn open(dir: &Path) -> Self {
+        Self { dir: dir.to_owned(), loaded: Mutex::new(HashMap::new()) }
     }
 
     fn path_of(&self, sha256: &Sha256Digest) -> PathBuf {
@@ -37,6 +37,7 @@ impl ModelDirectory {
         let path = self.path_of(&card.sha256);
         let partial = self.dir.join(format!("{}.partial", card.sha256));
         let io = |e: std::io::Error| OnnxError::Malformed(format!("cannot install into {}: {e}", self.dir.display()));
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
         std::fs::write(&partial, artifact).map_err(io)?;
         std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(io)?;
         std::fs::rename(&partial, &path).map_err(io)?;
