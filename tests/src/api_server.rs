@@ -50,7 +50,7 @@ impl ApiServer {
         read_models: Option<emr_http::ReadModelState>,
         clinic: Clinic,
     ) -> Self {
-        Self::serve(backend, sessions, read_models, clinic, Vec::new()).await
+        Self::serve(backend, sessions, read_models, clinic, Vec::new(), |_| {}).await
     }
 
     /// Serves the API over `backend` with read models and whatever else
@@ -62,26 +62,16 @@ impl ApiServer {
         configure: impl FnOnce(&mut emr_http::AppState),
     ) -> Self {
         let sessions = Arc::new(emr_auth::MemorySessionStore::new());
-        Self::serve_configured(backend, sessions, read_models, clinic, Vec::new(), configure).await
+        Self::serve(backend, sessions, read_models, clinic, Vec::new(), configure).await
     }
 
     /// Serves the API (with read models) to the SMART apps `apps`.
     pub async fn start_with_apps(backend: &Backend, read_models: Option<emr_http::ReadModelState>, apps: Vec<SmartApp>) -> Self {
         let sessions = Arc::new(emr_auth::MemorySessionStore::new());
-        Self::serve(backend, sessions, read_models, crate::backends::clinic(backend), apps).await
+        Self::serve(backend, sessions, read_models, crate::backends::clinic(backend), apps, |_| {}).await
     }
 
     async fn serve(
-        backend: &Backend,
-        sessions: Arc<dyn SessionStore>,
-        read_models: Option<emr_http::ReadModelState>,
-        clinic: Clinic,
-        apps: Vec<SmartApp>,
-    ) -> Self {
-        Self::serve_configured(backend, sessions, read_models, clinic, apps, |_| {}).await
-    }
-
-    async fn serve_configured(
         backend: &Backend,
         sessions: Arc<dyn SessionStore>,
         read_models: Option<emr_http::ReadModelState>,
