@@ -550,3 +550,91 @@ mod over_the_api {
         read_models.remove().await;
     }
 }
+
+mod crash_safety {
+    //! A worker that dies after recording the suggestion but before writing the
+    //! job's status leaves the job to run again: the second run records neither
+    //! a second explanation image nor a second suggestion.
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use emr_attachments::{Attachments, Upload};
+    use emr_diagnosis_jobs::{Ask, DiagnosisJobs, DiagnosisWorker, JobState, JobStatus, Stage, WorkerSettings};
+    use emr_domain::diagnosis::{ModelCommand, Validation};
+    use emr_domain::fixtures::{create_record, text};
+    use emr_domain::ids::{AttachmentId, ModelId, RecordId, UserId};
+    use emr_domain::values::MimeType;
+    use emr_eventstore::{MemoryStatusBoard, MemoryWorkQueue, StatusBoard, WorkQueue};
+    use emr_ipfs::LocalBlobStore;
+    use emr_tests::charts::{registered_patient, system};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_run_again_after_a_crash_between_recording_and_its_status_records_nothing_twice() {
+        let backend = emr_tests::backends::jetstream().await;
+        let clinic = emr_tests::backends::clinic(&backend.backend);
+        let dir = tempfile::tempdir().unwrap();
+        let attachments = Attachments::new(clinic.clone(), Arc::new(LocalBlobStore::open(dir.path()).unwrap()));
+        let card = brain_model_card();
+        let model = ModelId::for_artifact(&card.sha256);
+        let by = UserId::new();
+        let validation = Validation { dataset: text("the 17 labelled images"), samples: 17, accuracy: 1.0 };
+        for command in [
+            ModelCommand::Register { model_id: model, card: card.clone(), registered_by: by },
+            ModelCommand::Validate { validation, validated_by: by },
+            ModelCommand::Activate { activated_by: by },
+        ] {
+            clinic.model(model, command, &system()).await.unwrap();
+        }
+        let shelf = Arc::new(emr_onnx::ModelDirectory::open(&dir.path().join("models")));
+        shelf.install_artifact(&card, &read(&brain_model())).unwrap();
+        let patient = registered_patient(&clinic, "Crash Test").await;
+        let (record, scan) = (RecordId::new(), AttachmentId::new());
+        clinic.record(record, create_record(record, patient, "MRI brain"), &system()).await.unwrap();
+        let upload =
+            Upload { record_id: record, attachment_id: scan, mime_type: MimeType::parse("image/jpeg").unwrap(), filename: text("mri.jpg") };
+        attachments.upload(&system(), upload, &mut &read(&labelled_mri_images()[3].0)[..]).await.unwrap();
+
+        let (queue, board) = (Arc::new(MemoryWorkQueue::new()), Arc::new(MemoryStatusBoard::new()));
+        let jobs = DiagnosisJobs::new(clinic.clone(), queue.clone(), board.clone());
+        let settings = WorkerSettings { explanation_grid: 2, ..WorkerSettings::default() };
+        let worker = DiagnosisWorker::new(jobs.clone(), attachments, shelf, settings);
+        let context = system();
+        let queued =
+            jobs.request(&context, Ask { record_id: record, attachment_id: scan, model_id: model, frame: 0, explain: true }).await.unwrap();
+        assert!(worker.run_one(Duration::from_secs(5)).await.unwrap());
+        let done = jobs.status(&context.actor, queued.job_id).await.unwrap();
+        let JobState::Succeeded { suggestion_id, explanation, .. } = done.state.clone() else { panic!("{done:?}") };
+
+        // The crash: the status still says the job was recording, and the queue
+        // hands the job out again.
+        let key = queued.job_id.to_string();
+        let (_, revision) = board.get(&key).await.unwrap().unwrap();
+        let rewound = JobStatus { state: JobState::Running { stage: Stage::Recording }, ..done.clone() };
+        board.put(&key, serde_json::to_vec(&rewound).unwrap(), revision).await.unwrap();
+        let payload = serde_json::to_vec(&emr_diagnosis_jobs::DiagnosisRequest {
+            job_id: queued.job_id,
+            record_id: record,
+            attachment_id: scan,
+            model_id: model,
+            frame: 0,
+            explain: true,
+            requested_by: context.actor,
+            correlation_id: context.correlation_id,
+        })
+        .unwrap();
+        queue.submit("redelivery", payload).await.unwrap();
+        assert!(worker.run_one(Duration::from_secs(5)).await.unwrap());
+
+        let again = jobs.status(&context.actor, queued.job_id).await.unwrap();
+        let JobState::Succeeded { suggestion_id: same_suggestion, explanation: same_image, .. } = again.state else { panic!("{again:?}") };
+        assert_eq!((same_suggestion, same_image), (suggestion_id, explanation), "the second run names what the first recorded");
+        let state = clinic.load_record(record).await.unwrap();
+        assert_eq!(state.state().suggestions().len(), 1, "one suggestion");
+        assert_eq!(state.state().attachments().len(), 2, "the scan and one explanation image");
+        let history = clinic.history("medical_record", &record.to_string()).await.unwrap();
+        assert_eq!(history.iter().filter(|e| e.event_type == "DiagnosisSuggested").count(), 1);
+    }
+}
