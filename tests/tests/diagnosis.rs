@@ -552,9 +552,9 @@ mod over_the_api {
 }
 
 mod crash_safety {
-    //! A worker that dies after recording the suggestion but before writing the
-    //! job's status leaves the job to run again: the second run records neither
-    //! a second explanation image nor a second suggestion.
+    //! Workers die: a job run again after its worker died between recording
+    //! the suggestion and writing the job's status records nothing twice; a job
+    //! whose workers keep dying is failed, not left running.
 
     use std::sync::Arc;
     use std::time::Duration;
@@ -567,12 +567,23 @@ mod crash_safety {
     use emr_domain::values::MimeType;
     use emr_eventstore::{MemoryStatusBoard, MemoryWorkQueue, StatusBoard, WorkQueue};
     use emr_ipfs::LocalBlobStore;
+    use emr_onnx::ModelDirectory;
+    use emr_tests::backends::TestBackend;
     use emr_tests::charts::{registered_patient, system};
 
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_job_run_again_after_a_crash_between_recording_and_its_status_records_nothing_twice() {
+    /// An active, installed brain model and a record with an MRI scan.
+    struct Scene {
+        backend: TestBackend,
+        _dir: tempfile::TempDir,
+        clinic: emr_commands::Clinic,
+        attachments: Attachments,
+        shelf: Arc<ModelDirectory>,
+        ask: Ask,
+    }
+
+    async fn scene() -> Scene {
         let backend = emr_tests::backends::jetstream().await;
         let clinic = emr_tests::backends::clinic(&backend.backend);
         let dir = tempfile::tempdir().unwrap();
@@ -588,7 +599,7 @@ mod crash_safety {
         ] {
             clinic.model(model, command, &system()).await.unwrap();
         }
-        let shelf = Arc::new(emr_onnx::ModelDirectory::open(&dir.path().join("models")));
+        let shelf = Arc::new(ModelDirectory::open(&dir.path().join("models")));
         shelf.install_artifact(&card, &read(&brain_model())).unwrap();
         let patient = registered_patient(&clinic, "Crash Test").await;
         let (record, scan) = (RecordId::new(), AttachmentId::new());
@@ -596,14 +607,19 @@ mod crash_safety {
         let upload =
             Upload { record_id: record, attachment_id: scan, mime_type: MimeType::parse("image/jpeg").unwrap(), filename: text("mri.jpg") };
         attachments.upload(&system(), upload, &mut &read(&labelled_mri_images()[3].0)[..]).await.unwrap();
+        let ask = Ask { record_id: record, attachment_id: scan, model_id: model, frame: 0, explain: true };
+        Scene { backend, _dir: dir, clinic, attachments, shelf, ask }
+    }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_run_again_after_a_crash_between_recording_and_its_status_records_nothing_twice() {
+        let scene = scene().await;
         let (queue, board) = (Arc::new(MemoryWorkQueue::new()), Arc::new(MemoryStatusBoard::new()));
-        let jobs = DiagnosisJobs::new(clinic.clone(), queue.clone(), board.clone());
+        let jobs = DiagnosisJobs::new(scene.clinic.clone(), queue.clone(), board.clone());
         let settings = WorkerSettings { explanation_grid: 2, ..WorkerSettings::default() };
-        let worker = DiagnosisWorker::new(jobs.clone(), attachments, shelf, settings);
+        let worker = DiagnosisWorker::new(jobs.clone(), scene.attachments.clone(), scene.shelf.clone(), settings);
         let context = system();
-        let queued =
-            jobs.request(&context, Ask { record_id: record, attachment_id: scan, model_id: model, frame: 0, explain: true }).await.unwrap();
+        let queued = jobs.request(&context, scene.ask).await.unwrap();
         assert!(worker.run_one(Duration::from_secs(5)).await.unwrap());
         let done = jobs.status(&context.actor, queued.job_id).await.unwrap();
         let JobState::Succeeded { suggestion_id, explanation, .. } = done.state.clone() else { panic!("{done:?}") };
@@ -614,11 +630,12 @@ mod crash_safety {
         let (_, revision) = board.get(&key).await.unwrap().unwrap();
         let rewound = JobStatus { state: JobState::Running { stage: Stage::Recording }, ..done.clone() };
         board.put(&key, serde_json::to_vec(&rewound).unwrap(), revision).await.unwrap();
+        let ask = scene.ask;
         let payload = serde_json::to_vec(&emr_diagnosis_jobs::DiagnosisRequest {
             job_id: queued.job_id,
-            record_id: record,
-            attachment_id: scan,
-            model_id: model,
+            record_id: ask.record_id,
+            attachment_id: ask.attachment_id,
+            model_id: ask.model_id,
             frame: 0,
             explain: true,
             requested_by: context.actor,
@@ -631,10 +648,35 @@ mod crash_safety {
         let again = jobs.status(&context.actor, queued.job_id).await.unwrap();
         let JobState::Succeeded { suggestion_id: same_suggestion, explanation: same_image, .. } = again.state else { panic!("{again:?}") };
         assert_eq!((same_suggestion, same_image), (suggestion_id, explanation), "the second run names what the first recorded");
-        let state = clinic.load_record(record).await.unwrap();
+        let state = scene.clinic.load_record(ask.record_id).await.unwrap();
         assert_eq!(state.state().suggestions().len(), 1, "one suggestion");
         assert_eq!(state.state().attachments().len(), 2, "the scan and one explanation image");
-        let history = clinic.history("medical_record", &record.to_string()).await.unwrap();
+        let history = scene.clinic.history("medical_record", &ask.record_id.to_string()).await.unwrap();
         assert_eq!(history.iter().filter(|e| e.event_type == "DiagnosisSuggested").count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_whose_workers_keep_dying_is_failed_once_its_attempts_are_spent() {
+        let scene = scene().await;
+        let url = scene.backend.nats.as_ref().unwrap().url();
+        let config = emr_nats::JobQueueConfig { ack_wait: Duration::from_secs(1), ..emr_nats::JobQueueConfig::new("diagnosis") };
+        let queued_jobs = emr_nats::JetStreamJobs::connect(&url, Duration::from_secs(5), &config).await.unwrap();
+        let queue: Arc<dyn WorkQueue> = Arc::new(queued_jobs.queue);
+        let jobs = DiagnosisJobs::new(scene.clinic.clone(), queue.clone(), Arc::new(queued_jobs.board));
+        let context = system();
+        let queued = jobs.request(&context, scene.ask).await.unwrap();
+
+        // A worker takes the job and dies with it (no acknowledgement, ever).
+        let taken = queue.next(Duration::from_secs(5)).await.unwrap().unwrap();
+        assert_eq!(taken.job_id, queued.job_id.to_string());
+        drop(taken);
+
+        let settings = WorkerSettings { max_attempts: 1, ..WorkerSettings::default() };
+        let worker = DiagnosisWorker::new(jobs.clone(), scene.attachments.clone(), scene.shelf.clone(), settings);
+        assert!(worker.run_one(Duration::from_secs(10)).await.unwrap(), "the job comes back once the acknowledgement wait is over");
+        let status = jobs.status(&context.actor, queued.job_id).await.unwrap();
+        assert!(matches!(&status.state, JobState::Failed { code, .. } if code == "worker-died"), "{status:?}");
+        assert!(scene.clinic.load_record(scene.ask.record_id).await.unwrap().state().suggestions().is_empty());
+        assert!(!worker.run_one(Duration::from_millis(1500)).await.unwrap(), "a failed job is not delivered again");
     }
 }

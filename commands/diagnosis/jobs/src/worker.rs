@@ -41,7 +41,9 @@ pub struct WorkerSettings {
     pub min_confidence: f32,
     /// Cells per side of the explanation's occlusion grid.
     pub explanation_grid: usize,
-    /// Deliveries before a job that keeps failing for a passing reason is failed.
+    /// Deliveries before a job that keeps failing for a passing reason is
+    /// failed; a delivery beyond them (its workers died) fails it at once. The
+    /// queue must deliver at least once more than this (JetStream's default: 5).
     pub max_attempts: u64,
     /// How often a running job tells the queue it is still being worked on.
     pub keep_alive: Duration,
@@ -188,6 +190,14 @@ impl DiagnosisWorker {
             }
         };
         let delivery = Arc::new(delivery);
+        if delivery.attempt > self.settings.max_attempts {
+            // Every attempt that fails for a passing reason settles before the
+            // last one; a delivery past it means workers died running the job
+            // (a decoder exhausting memory, say): it is not tried again.
+            let detail = format!("{} workers stopped while running it", delivery.attempt - 1);
+            self.finish(&request, &delivery, JobState::Failed { code: "worker-died".to_owned(), detail }, std::time::Instant::now()).await;
+            return;
+        }
         let keep_alive = {
             let (delivery, every) = (delivery.clone(), self.settings.keep_alive);
             tokio::spawn(async move {
@@ -211,6 +221,12 @@ impl DiagnosisWorker {
             }
             Err(Stop::Transient(detail)) => JobState::Failed { code: "unavailable".to_owned(), detail },
         };
+        self.finish(&request, &delivery, state, started).await;
+    }
+
+    /// Writes the job's final state, then tells the queue it is done (or, when
+    /// the status could not be written, to deliver it again).
+    async fn finish(&self, request: &DiagnosisRequest, delivery: &Delivery, state: JobState, started: std::time::Instant) {
         let name = state.name();
         let recorded = self
             .jobs
