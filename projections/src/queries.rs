@@ -729,3 +729,14 @@ pub async fn suggestions(
     );
     db.fetch_all(&sql, params).await
 }
+
+/// The record a suggestion is on.
+pub async fn record_of_suggestion(db: &ReadModelDb, suggestion_id: &str) -> Result<Option<String>, ProjectionError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        record_id: String,
+    }
+    let rows: Vec<Row> =
+        db.fetch_all("SELECT record_id FROM diagnosis_suggestions WHERE suggestion_id = ?", vec![Value::from(suggestion_id)]).await?;
+    Ok(rows.into_iter().next().map(|row| row.record_id))
+}

@@ -8,6 +8,7 @@
 //! | medical record (its visit) | `Encounter` | the record id |
 //! | the record's coded diagnosis | `Condition` (ICD-10) | the record id |
 //! | the record's medications | `MedicationStatement` | `<record id>.<n>`, n from 1 |
+//! | an AI-assisted suggestion on the record, with its review | `DiagnosticReport` | the suggestion id |
 //! | access grant or request | `Consent` | the grant id |
 //! | a disclosure in the access log | `AuditEvent` | the disclosure id |
 //! | a resource version's author and ledger receipt | `Provenance` | `<aggregate id>-<version>` |
@@ -30,7 +31,7 @@ pub use bundle::{HistoryEntry, history, searchset};
 pub use capability::{CapabilityStatement, FHIR_VERSION};
 pub use outcome::{IssueType, operation_outcome};
 pub use privacy::{ANCHORING_RECEIPT, Disclosure, Origin, audit_event, consent, provenance};
-pub use resources::{MedicationRef, condition, encounter, medication_statement, medication_statements, patient};
+pub use resources::{MedicationRef, condition, diagnostic_report, encounter, medication_statement, medication_statements, patient};
 
 /// The media type of FHIR's JSON format.
 pub const FHIR_JSON: &str = "application/fhir+json";

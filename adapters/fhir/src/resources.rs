@@ -2,10 +2,11 @@
 //! whose role sees that a record exists but not what it says) keeps the structure
 //! and drops every field that carries PHI, labelled `REDACTED` in `meta.security`.
 
+use emr_domain::diagnosis::ReviewOutcome;
 use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
 use emr_domain::patient::{Patient, PatientStatus};
 use emr_domain::phi::Phi;
-use emr_domain::record::{MedicalRecord, RecordStatus};
+use emr_domain::record::{MedicalRecord, RecordStatus, SuggestionSummary};
 use emr_domain::values::{Gender, Medication, RecordContent, Route};
 use serde_json::{Value, json};
 
@@ -240,4 +241,52 @@ pub fn medication_statement(id: MedicationRef, record: &MedicalRecord, version: 
 pub fn medication_statements(record_id: RecordId, record: &MedicalRecord, version: u64) -> Vec<Value> {
     let count = content(record, false).map_or(0, |c| c.medications.len());
     (1..=count).filter_map(|index| medication_statement(MedicationRef { record: record_id, index }, record, version, false)).collect()
+}
+
+/// An AI-assisted suggestion on a record as a FHIR `DiagnosticReport`: the
+/// report of an imaging study, `preliminary` until a physician reviewed it
+/// (then `final`, or `corrected` with the physician's answer as conclusion).
+/// Its id is the suggestion id.
+pub fn diagnostic_report(id: RecordId, record: &MedicalRecord, suggestion: &SuggestionSummary, version: u64, redacted: bool) -> Value {
+    let status = match suggestion.review.as_ref().map(|r| r.outcome) {
+        None => "preliminary",
+        Some(ReviewOutcome::Corrected) => "corrected",
+        Some(ReviewOutcome::Accepted | ReviewOutcome::Rejected) => "final",
+    };
+    let mut resource = json!({
+        "resourceType": "DiagnosticReport",
+        "id": suggestion.suggestion_id.to_string(),
+        "meta": meta(version, redacted),
+        "status": status,
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD", "display": "Radiology"}]}],
+        "code": {"text": format!("AI-assisted image classification ({} {})", suggestion.model.name, suggestion.model.version)},
+        "encounter": {"reference": format!("Encounter/{id}")},
+        "performer": [{"display": format!("{} {} (SHA-256 {})", suggestion.model.name, suggestion.model.version, suggestion.model.sha256)}],
+    });
+    put(&mut resource, "subject", record.patient_id().map(patient_reference));
+    if let Some(review) = &suggestion.review {
+        put(&mut resource, "resultsInterpreter", Some(json!([practitioner(review.reviewer_id)])));
+    }
+    if redacted {
+        return resource;
+    }
+    let answer = suggestion.finding.value().map(|finding| match &finding.top {
+        Some(top) => format!("{top} ({:.1} %)", finding.confidence * 100.0),
+        None => "inconclusive".to_owned(),
+    });
+    let reviewed = suggestion.review.as_ref().map(|review| match (review.outcome, review.correction.as_ref().and_then(Phi::value)) {
+        (ReviewOutcome::Corrected, Some(correction)) => format!(" Corrected by the reviewing physician: {}.", correction.as_str()),
+        (ReviewOutcome::Rejected, _) => " Rejected by the reviewing physician.".to_owned(),
+        _ => " Accepted by the reviewing physician.".to_owned(),
+    });
+    if let Some(answer) = answer {
+        let conclusion = format!("{answer}. {}.{}", emr_domain::diagnosis::REVIEW_NOTICE, reviewed.unwrap_or_default());
+        put(&mut resource, "conclusion", Some(Value::String(conclusion)));
+    }
+    if let Some(explanation) = suggestion.explanation {
+        let attachment = json!({"contentType": "image/png", "title": "explanation (occlusion sensitivity)",
+                                "url": format!("/v1/records/{id}/attachments/{explanation}/content")});
+        put(&mut resource, "presentedForm", Some(json!([attachment])));
+    }
+    resource
 }

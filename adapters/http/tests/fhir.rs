@@ -106,7 +106,10 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
     assert_valid(&statement);
     assert_eq!(statement["fhirVersion"], "4.0.1");
     let served: Vec<&str> = statement["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
-    assert_eq!(served, ["Patient", "Encounter", "Condition", "MedicationStatement", "Consent", "AuditEvent", "Provenance"]);
+    assert_eq!(
+        served,
+        ["Patient", "Encounter", "Condition", "MedicationStatement", "DiagnosticReport", "Consent", "AuditEvent", "Provenance"]
+    );
     let searchable: Vec<&str> = statement["rest"][0]["resource"]
         .as_array()
         .unwrap()
@@ -429,4 +432,88 @@ async fn grants_read_as_consents_reads_as_audit_events_and_versions_carry_their_
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     let (status, invalid) = fhir(&app, &auditor, &format!("Provenance?target=Observation/{record}")).await;
     assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
+}
+
+#[tokio::test]
+async fn an_ai_suggestion_reads_as_a_diagnostic_report_preliminary_until_a_physician_reviews_it() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use emr_domain::diagnosis::{ClassProbability, Finding, ModelCommand, ModelRef, Suggestion, Validation};
+    use emr_domain::ids::{AttachmentId, ModelId, SuggestionId, UserId};
+    use emr_domain::metadata::CommandContext;
+    use emr_domain::record::RecordCommand;
+
+    let app = support::app_with_everything().await;
+    let support::Chart { author, record, .. } = patient_with_a_record(&app).await;
+    // The scan: uploaded and sealed like any attachment.
+    let scan = AttachmentId::new();
+    let upload = Request::post(format!("/v1/records/{record}/attachments/content?filename=scan.png"))
+        .header(header::CONTENT_TYPE, "image/png")
+        .header("idempotency-key", scan.to_string())
+        .body(Body::from(&b"\x89PNG not really"[..]))
+        .unwrap();
+    assert_eq!(send(&app, support::as_user(&author, upload)).await.0, StatusCode::CREATED);
+    let clinic = &app.state.clinic;
+    let record_id = record.parse().unwrap();
+    let stored = clinic.load_record(record_id).await.unwrap().state().attachments()[0].clone();
+
+    // An active model and its suggestion, as a diagnosis job records it.
+    let card = emr_domain::fixtures::model_card();
+    let (model, by, system) =
+        (ModelId::for_artifact(&card.sha256), UserId::new(), || CommandContext::new(emr_domain::actor::Actor::system()));
+    let validation = Validation { dataset: emr_domain::fixtures::text("held-out set"), samples: 100, accuracy: 0.96 };
+    for command in [
+        ModelCommand::Register { model_id: model, card: card.clone(), registered_by: by },
+        ModelCommand::Validate { validation, validated_by: by },
+        ModelCommand::Activate { activated_by: by },
+    ] {
+        clinic.model(model, command, &system()).await.unwrap();
+    }
+    let suggestion_id = SuggestionId::new();
+    let probabilities = card
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| ClassProbability {
+            label: label.clone(),
+            probability: if i == 0 { 0.9 } else { 0.1 / (card.labels.len() - 1) as f32 },
+        })
+        .collect();
+    let suggestion = Suggestion {
+        suggestion_id,
+        attachment_id: scan,
+        input_sha256: stored.sha256,
+        model: ModelRef { name: card.name.clone(), version: card.version.clone(), sha256: card.sha256 },
+        preprocessing: json!({}),
+        finding: Finding { probabilities, top: Some(card.labels[0].clone()), confidence: 0.9 },
+        explanation: None,
+    };
+    let actor = emr_domain::actor::Actor::new(author.id.parse::<UserId>().unwrap(), Role::Physician);
+    clinic.record(record_id, RecordCommand::SuggestDiagnosis(suggestion), &CommandContext::new(actor)).await.unwrap();
+    support::fold(&app).await;
+
+    let (status, report) = fhir(&app, &author, &format!("DiagnosticReport/{suggestion_id}")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["status"].as_str(), report["encounter"]["reference"].as_str()),
+        (Some("preliminary"), Some(format!("Encounter/{record}").as_str()))
+    );
+    let conclusion = report["conclusion"].as_str().unwrap();
+    assert!(
+        conclusion.starts_with(&format!("{} (90.0 %)", card.labels[0])) && conclusion.contains("requires physician review"),
+        "{conclusion}"
+    );
+    let stranger = sign_in(&app, Role::Physician).await;
+    let (status, refused) = fhir(&app, &stranger, &format!("DiagnosticReport/{suggestion_id}")).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::FORBIDDEN, "no-active-grant"), "{refused}");
+    assert_eq!(fhir(&app, &author, &format!("DiagnosticReport/{}", SuggestionId::new())).await.0, StatusCode::NOT_FOUND);
+
+    let review = json!({"outcome": "corrected", "correction": "meningioma"});
+    let reviewed =
+        send(&app, support::command(&author, "POST", &format!("/v1/records/{record}/suggestions/{suggestion_id}/review"), &review)).await;
+    assert_eq!(reviewed.0, StatusCode::OK, "{}", reviewed.2);
+    let (_, report) = fhir(&app, &author, &format!("DiagnosticReport/{suggestion_id}")).await;
+    assert_eq!(report["status"], "corrected");
+    assert!(report["conclusion"].as_str().unwrap().ends_with("Corrected by the reviewing physician: meningioma."), "{report}");
+    assert_eq!(report["resultsInterpreter"][0]["identifier"]["value"], author.id);
 }

@@ -79,3 +79,27 @@ pub(super) async fn medication_statement(
     let statement = emr_fhir::medication_statement(reference, read.loaded.state(), version, read.basis == Basis::Redacted);
     statement.map(|resource| Fhir::ok(resource).at_version(version)).ok_or_else(|| not_found("MedicationStatement"))
 }
+
+/// `GET /fhir/r4/DiagnosticReport/{suggestion id}`: an AI-assisted suggestion
+/// and its review (the read model finds its record; the read is the record's).
+pub(super) async fn diagnostic_report(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let suggestion_id: emr_domain::ids::SuggestionId = path_id(&id, "DiagnosticReport id")?;
+    let models = crate::routes::read::models(&state)?;
+    let record_id = emr_projections::queries::record_of_suggestion(&models.db, &suggestion_id.to_string())
+        .await
+        .map_err(ApiError::from)?
+        .and_then(|id| id.parse::<RecordId>().ok())
+        .ok_or_else(|| not_found("DiagnosticReport"))?;
+    permit(&caller, "DiagnosticReport", Interaction::Read, record_patient(&state, &caller, record_id).await?)?;
+    let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
+    let version = read.loaded.sequence();
+    let record = read.loaded.state();
+    let suggestion = record.suggestions().iter().find(|s| s.suggestion_id == suggestion_id).ok_or_else(|| not_found("DiagnosticReport"))?;
+    let resource = emr_fhir::diagnostic_report(record_id, record, suggestion, version, read.basis == Basis::Redacted);
+    Ok(Fhir::ok(resource).at_version(version))
+}
