@@ -117,7 +117,7 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
         .filter(|r| r["interaction"].as_array().unwrap().iter().any(|i| i["code"] == "search-type"))
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(searchable, ["Encounter", "Condition", "Consent", "AuditEvent", "Provenance"]);
+    assert_eq!(searchable, ["Encounter", "Condition", "DiagnosticReport", "Consent", "AuditEvent", "Provenance"]);
     let patient = &statement["rest"][0]["resource"][0];
     assert_eq!(patient["readHistory"], true, "vread is served: {patient}");
     assert_eq!(patient["operation"][0]["name"], "export", "Bulk Data's Patient-level export: {patient}");
@@ -516,4 +516,13 @@ async fn an_ai_suggestion_reads_as_a_diagnostic_report_preliminary_until_a_physi
     assert_eq!(report["status"], "corrected");
     assert!(report["conclusion"].as_str().unwrap().ends_with("Corrected by the reviewing physician: meningioma."), "{report}");
     assert_eq!(report["resultsInterpreter"][0]["identifier"]["value"], author.id);
+
+    // The record's reports, as a search by encounter.
+    let (status, bundle) = fhir(&app, &author, &format!("DiagnosticReport?encounter=Encounter/{record}")).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!((bundle["type"].as_str(), bundle["entry"].as_array().map(Vec::len)), (Some("searchset"), Some(1)));
+    assert_eq!(bundle["entry"][0]["resource"]["id"], suggestion_id.to_string());
+    let (status, refused) = fhir(&app, &author, "DiagnosticReport?code=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown search parameters are refused: {refused}");
+    assert_eq!(fhir(&app, &stranger, &format!("DiagnosticReport?encounter={record}")).await.0, StatusCode::FORBIDDEN);
 }

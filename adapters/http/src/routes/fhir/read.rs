@@ -103,3 +103,38 @@ pub(super) async fn diagnostic_report(
     let resource = emr_fhir::diagnostic_report(record_id, record, suggestion, version, read.basis == Basis::Redacted);
     Ok(Fhir::ok(resource).at_version(version))
 }
+
+/// The search `DiagnosticReport?encounter=`: one record's suggestions.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportSearch {
+    /// `<record id>` or `Encounter/<record id>`.
+    encounter: Option<String>,
+}
+
+/// `GET /fhir/r4/DiagnosticReport?encounter=…`: every suggestion on a record,
+/// read (and recorded) as one read of the record.
+pub(super) async fn diagnostic_reports(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: axum::http::HeaderMap,
+    search: Result<axum::extract::Query<ReportSearch>, axum::extract::rejection::QueryRejection>,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let search = search.map_err(|e| super::search::invalid_search(&e.body_text()))?.0;
+    let encounter = search.encounter.ok_or_else(|| super::search::invalid_search("give encounter=<record id>"))?;
+    let record_id: RecordId = path_id(encounter.strip_prefix("Encounter/").unwrap_or(&encounter), "encounter")?;
+    permit(&caller, "DiagnosticReport", Interaction::Search, record_patient(&state, &caller, record_id).await?)?;
+    let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
+    let (version, redacted) = (read.loaded.sequence(), read.basis == Basis::Redacted);
+    let record = read.loaded.state();
+    let base = super::base_url(&headers);
+    let entries = record
+        .suggestions()
+        .iter()
+        .map(|s| {
+            (format!("{base}/DiagnosticReport/{}", s.suggestion_id), emr_fhir::diagnostic_report(record_id, record, s, version, redacted))
+        })
+        .collect();
+    Ok(Fhir::ok(emr_fhir::searchset(&format!("{base}/DiagnosticReport?encounter={record_id}"), None, entries)))
+}
