@@ -732,11 +732,7 @@ pub async fn suggestions(
 
 /// The record a suggestion is on.
 pub async fn record_of_suggestion(db: &ReadModelDb, suggestion_id: &str) -> Result<Option<String>, ProjectionError> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        record_id: String,
-    }
-    let rows: Vec<Row> =
+    let rows: Vec<(String,)> =
         db.fetch_all("SELECT record_id FROM diagnosis_suggestions WHERE suggestion_id = ?", vec![Value::from(suggestion_id)]).await?;
-    Ok(rows.into_iter().next().map(|row| row.record_id))
+    Ok(rows.into_iter().next().map(|(record_id,)| record_id))
 }

@@ -198,6 +198,13 @@ impl DiagnosticModel {
         self.status == ModelStatus::Active
     }
 
+    /// The card of a model that serves, or why it may not: never registered,
+    /// or not active.
+    pub fn serving_card(&self) -> Result<&ModelCard, ModelError> {
+        let card = self.card.as_ref().ok_or(ModelError::NotFound)?;
+        if self.serves() { Ok(card) } else { Err(ModelError::NotServing { name: card.name.clone(), version: card.version.clone() }) }
+    }
+
     /// The business rules: which events `command` produces, or why it is refused.
     pub fn decide(&self, command: ModelCommand) -> Result<Vec<ModelEvent>, ModelError> {
         match (self.status, command) {
@@ -326,12 +333,15 @@ mod tests {
             .then_expect_error(ModelError::AlreadyActive);
 
         let mut state = DiagnosticModel::default();
+        assert_eq!(state.serving_card(), Err(ModelError::NotFound));
         for event in [registered(model), validated()] {
             state.apply(event);
         }
         assert!(!state.serves());
+        assert!(matches!(state.serving_card(), Err(ModelError::NotServing { .. })));
         state.apply(activated());
         assert!(state.serves());
+        assert_eq!(state.serving_card(), Ok(&card()));
         assert_eq!(state.validated_accuracy(), Some(1.0));
     }
 

@@ -441,10 +441,13 @@ pub(crate) async fn install(
     let model = state.clinic.diagnostic_model(model_id).await?;
     let card = model.card().cloned().ok_or_else(|| ApiError::NotFound("model".into()))?;
     let shelf = diagnosis(&state)?.shelf.clone();
-    tokio::task::spawn_blocking(move || shelf.install(&card, &artifact))
-        .await
-        .map_err(|_| artifact_problem(&DiagnosisError::Classifier(emr_diagnosis::ClassifierError("the check failed".into()))))?
-        .map_err(|e| artifact_problem(&e))?;
+    match tokio::task::spawn_blocking(move || shelf.install(&card, &artifact)).await {
+        Ok(installed) => installed.map_err(|e| artifact_problem(&e))?,
+        Err(_) => {
+            let problem = Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong", "the error was logged");
+            return Err(ApiError::Problem(problem));
+        }
+    }
     Ok(Json(model_view(&state, model_id).await?))
 }
 

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use chrono::Utc;
 use emr_commands::{Clinic, ClinicError};
 use emr_domain::actor::Actor;
-use emr_domain::diagnosis::ModelError;
 use emr_domain::ids::{AttachmentId, DiagnosisJobId, ModelId, RecordId};
 use emr_domain::metadata::CommandContext;
 use emr_eventstore::{LogError, StatusBoard, WorkQueue};
@@ -79,11 +78,7 @@ impl DiagnosisJobs {
         if attachment.is_none() {
             return Err(JobError::NoSuchAttachment(ask.attachment_id));
         }
-        let model = self.clinic.diagnostic_model(ask.model_id).await?;
-        let Some(card) = model.card() else { return Err(ClinicError::NotFound { what: "model" }.into()) };
-        if !model.serves() {
-            return Err(ClinicError::from(ModelError::NotServing { name: card.name.clone(), version: card.version.clone() }).into());
-        }
+        self.clinic.diagnostic_model(ask.model_id).await?.serving_card().map_err(ClinicError::from)?;
         let request = DiagnosisRequest {
             job_id: DiagnosisJobId::from(context.command_id.as_uuid()),
             record_id: ask.record_id,

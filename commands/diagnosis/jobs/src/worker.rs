@@ -20,6 +20,7 @@ use std::time::Duration;
 use emr_attachments::{AttachmentError, Attachments, Upload};
 use emr_commands::ClinicError;
 use emr_diagnosis::{Classifier, Diagnoser, DiagnosisError, ModelShelf};
+use emr_domain::diagnosis::ModelError;
 use emr_domain::ids::CommandId;
 use emr_domain::metadata::CommandContext;
 use emr_domain::record::RecordCommand;
@@ -89,7 +90,7 @@ impl From<ClinicError> for Stop {
         }
         let code = match &error {
             ClinicError::Forbidden(_) => "forbidden",
-            ClinicError::NotFound { .. } => "not-found",
+            ClinicError::NotFound { .. } | ClinicError::Model(ModelError::NotFound) => "not-found",
             ClinicError::Model(_) => "model-not-serving",
             _ => "refused",
         };
@@ -283,11 +284,7 @@ impl DiagnosisWorker {
         }
         let actor = &request.requested_by;
         self.step(request, Stage::Reading, Some(attempt)).await?;
-        let model = self.jobs.clinic.diagnostic_model(request.model_id).await?;
-        let card = model.card().cloned().ok_or_else(|| Stop::Failed("not-found", "no such model".to_owned()))?;
-        if !model.serves() {
-            return Err(Stop::Failed("model-not-serving", format!("{} {} is not active", card.name, card.version)));
-        }
+        let card = self.jobs.clinic.diagnostic_model(request.model_id).await?.serving_card().map_err(ClinicError::from)?.clone();
         let download = self.attachments.download(actor, request.record_id, request.attachment_id).await?;
         if download.attachment.size_bytes > emr_diagnosis::MAX_INPUT_BYTES {
             return Err(Stop::Failed("too-large", format!("{} bytes is more than an image may have", download.attachment.size_bytes)));
@@ -298,21 +295,17 @@ impl DiagnosisWorker {
         self.step(request, Stage::Decoding, None).await?;
         let classifier = self.shelf.classifier(&card)?;
         let diagnoser = Arc::new(Diagnoser::new(card, classifier, self.settings.min_confidence)?);
-        let frame = request.frame;
+        let (frame, budget) = (request.frame, self.settings.decode_budget);
         let examining = {
             let diagnoser = diagnoser.clone();
-            tokio::task::spawn_blocking(move || diagnoser.examine(&bytes, frame))
+            blocking("undecodable", move || diagnoser.examine(&bytes, frame))
         };
-        let examination = match tokio::time::timeout(self.settings.decode_budget, examining).await {
-            Err(_) => {
-                return Err(Stop::Failed("decode-timeout", format!("decoding took longer than {:?}", self.settings.decode_budget)));
-            }
-            Ok(Err(panicked)) => return Err(Stop::Failed("undecodable", panicked.to_string())),
-            Ok(Ok(examined)) => examined?,
-        };
+        let examination = tokio::time::timeout(budget, examining)
+            .await
+            .map_err(|_| Stop::Failed("decode-timeout", format!("decoding took longer than {budget:?}")))??;
 
         self.step(request, Stage::Classifying, None).await?;
-        let prediction = blocking({
+        let prediction = blocking("model-failed", {
             let (diagnoser, examination) = (diagnoser.clone(), examination.clone());
             move || diagnoser.predict(vec![examination])
         })
@@ -343,7 +336,8 @@ impl DiagnosisWorker {
         examination: emr_diagnosis::Examination,
     ) -> Result<emr_domain::ids::AttachmentId, Stop> {
         let grid = self.settings.explanation_grid;
-        let png = blocking(move || diagnoser.occlusion(&examination, grid, 8).and_then(|map| map.render(&examination))).await?;
+        let png =
+            blocking("model-failed", move || diagnoser.occlusion(&examination, grid, 8).and_then(|map| map.render(&examination))).await?;
         let attachment_id = request.explanation_id();
         let upload = Upload {
             record_id: request.record_id,
@@ -365,10 +359,13 @@ impl DiagnosisWorker {
     }
 }
 
-/// Runs CPU-bound model work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, DiagnosisError> + Send + 'static) -> Result<T, Stop> {
+/// Runs CPU-bound work off the async threads; a panic in it fails the job with `on_panic`.
+async fn blocking<T: Send + 'static>(
+    on_panic: &'static str,
+    work: impl FnOnce() -> Result<T, DiagnosisError> + Send + 'static,
+) -> Result<T, Stop> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => Ok(result?),
-        Err(panicked) => Err(Stop::Failed("model-failed", panicked.to_string())),
+        Err(panicked) => Err(Stop::Failed(on_panic, panicked.to_string())),
     }
 }
