@@ -117,6 +117,10 @@ impl NatsBackend {
         };
         context.create_or_update_stream(event_stream_config(config)).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
         let events = context.get_stream(&config.stream).await.map_err(|e| resource("stream", &config.stream)(Box::new(e)))?;
+        let pending_config = pending_stream_config(config);
+        let pending_name = pending_config.name.clone();
+        context.create_or_update_stream(pending_config).await.map_err(|e| resource("stream", &pending_name)(Box::new(e)))?;
+        let pending = context.get_stream(&pending_name).await.map_err(|e| resource("stream", &pending_name)(Box::new(e)))?;
         let mut buckets = Vec::new();
         for (bucket, stream_config) in [
             (&config.snapshot_bucket, bucket_stream_config(&config.snapshot_bucket, "aggregate snapshots", config.replicas)),
@@ -128,12 +132,9 @@ impl NatsBackend {
         }
         let keys = buckets.pop().ok_or_else(|| resource("bucket", &config.key_bucket)("missing".into()))?;
         let snapshots = buckets.pop().ok_or_else(|| resource("bucket", &config.snapshot_bucket)("missing".into()))?;
-        Ok(Self {
-            log: Arc::new(JetStreamLog::new(context.clone(), events, config.subject_prefix.clone())),
-            snapshots: Arc::new(KvSnapshots::new(snapshots)),
-            keys: Arc::new(KvKeyStore::new(keys)),
-            context,
-        })
+        let log = Arc::new(JetStreamLog::new(context.clone(), events, config.subject_prefix.clone(), pending));
+        log.finish_pending().await.map_err(|e| resource("stream", &pending_name)(Box::new(e)))?;
+        Ok(Self { log, snapshots: Arc::new(KvSnapshots::new(snapshots)), keys: Arc::new(KvKeyStore::new(keys)), context })
     }
 }
 
@@ -151,6 +152,22 @@ pub fn event_stream_config(config: &NatsConfig) -> stream::Config {
         max_age: Duration::ZERO,
         deny_delete: true,
         deny_purge: true,
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// Changes appended together while they are being written (see [`JetStreamLog`]):
+/// each message is deleted once its change is whole, so the stream stays empty
+/// but for changes in flight or interrupted.
+pub fn pending_stream_config(config: &NatsConfig) -> stream::Config {
+    stream::Config {
+        name: format!("{}_PENDING", config.stream),
+        description: Some("EMR Ledger changes to several aggregates, kept until every commit is in the event stream".into()),
+        subjects: vec![format!("{}_pending.>", config.subject_prefix)],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        duplicate_window: config.duplicate_window,
         allow_direct: true,
         ..Default::default()
     }

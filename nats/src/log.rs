@@ -5,7 +5,10 @@ use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErro
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use async_nats::jetstream::{self};
-use emr_eventstore::{AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, LogError, StoredCommit};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use emr_eventstore::{AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, LogError, StoredCommit, check_together};
+use serde::{Deserialize, Serialize};
 
 use crate::feed::DurableFeed;
 use futures::future::BoxFuture;
@@ -13,15 +16,173 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 
 /// The event log on JetStream.
+///
+/// Commits appended together ([`EventLog::append_together`]) go to several
+/// subjects, which JetStream 2.9 cannot write at once; so the change is first
+/// written whole, as one message, to a pending stream, then its commits are
+/// appended in order, then the pending message is deleted. The first commit
+/// decides: refused, the change is dropped; once it is in, the change is finished
+/// by whoever gets there — the writer, or [`JetStreamLog::finish_pending`] when a
+/// process next connects — and every step of finishing is idempotent.
 pub struct JetStreamLog {
     context: jetstream::Context,
     stream: Stream,
     prefix: String,
+    pending: Stream,
 }
 
+/// A change appended together, as the pending stream keeps it until it is whole.
+#[derive(Serialize, Deserialize)]
+struct PendingChange {
+    commits: Vec<PendingCommit>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingCommit {
+    key: String,
+    expected_last_position: u64,
+    commit_id: String,
+    payload: String,
+}
+
+impl PendingChange {
+    fn of(requests: &[CommitRequest]) -> Self {
+        let commits = requests
+            .iter()
+            .map(|r| PendingCommit {
+                key: r.key.dotted(),
+                expected_last_position: r.expected_last_position,
+                commit_id: r.commit_id.clone(),
+                payload: BASE64.encode(&r.payload),
+            })
+            .collect();
+        Self { commits }
+    }
+
+    fn requests(self, position: u64) -> Result<Vec<CommitRequest>, LogError> {
+        let malformed = |reason: String| LogError::Malformed { position, reason: format!("pending change: {reason}") };
+        self.commits
+            .into_iter()
+            .map(|c| {
+                Ok(CommitRequest {
+                    key: AggregateKey::from_dotted(&c.key).map_err(|e| malformed(e.to_string()))?,
+                    expected_last_position: c.expected_last_position,
+                    commit_id: c.commit_id,
+                    payload: BASE64.decode(c.payload).map_err(|e| malformed(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// How many times a writer tries to finish a decided change before leaving it to
+/// the next start-up's [`JetStreamLog::finish_pending`].
+const FINISH_ATTEMPTS: u32 = 3;
+
 impl JetStreamLog {
-    pub(crate) fn new(context: jetstream::Context, stream: Stream, prefix: String) -> Self {
-        Self { context, stream, prefix }
+    pub(crate) fn new(context: jetstream::Context, stream: Stream, prefix: String, pending: Stream) -> Self {
+        Self { context, stream, prefix, pending }
+    }
+
+    fn pending_subject(&self, commit_id: &str) -> String {
+        format!("{}_pending.{commit_id}", self.prefix)
+    }
+
+    /// Appends a change together: written whole to the pending stream, then its
+    /// commits in order, then the pending message deleted.
+    async fn append_change(&self, requests: Vec<CommitRequest>) -> Result<Vec<Appended>, LogError> {
+        check_together(&requests)?;
+        let change = serde_json::to_vec(&PendingChange::of(&requests)).map_err(LogError::unavailable)?;
+        // No message id: a change retried after a refusal is a new change to keep.
+        let subject = self.pending_subject(&requests[0].commit_id);
+        let sent = self.context.publish(subject, change.into()).await.map_err(LogError::unavailable)?;
+        let pending = sent.await.map_err(LogError::unavailable)?.sequence;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.finish(&requests).await {
+                Ok(appended) => {
+                    self.forget_pending(pending).await;
+                    return Ok(appended);
+                }
+                Err(Unfinished::Refused(error)) => {
+                    self.forget_pending(pending).await;
+                    return Err(error);
+                }
+                Err(Unfinished::Interrupted(error)) if attempt >= FINISH_ATTEMPTS => return Err(error),
+                Err(Unfinished::Interrupted(_)) => tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await,
+            }
+        }
+    }
+
+    /// Appends each commit of a change that is not in the log yet. A commit is in
+    /// when a duplicate append says so, or when the aggregate holds its very bytes
+    /// (a duplicate window may have passed since a crash).
+    async fn finish(&self, requests: &[CommitRequest]) -> Result<Vec<Appended>, Unfinished> {
+        let mut appended = Vec::with_capacity(requests.len());
+        for (index, request) in requests.iter().enumerate() {
+            match self.append_commit(request.clone()).await {
+                Ok(done) => appended.push(done),
+                Err(LogError::Conflict { key, expected }) => {
+                    let later = self.read_subject(&request.key, request.expected_last_position).await.map_err(Unfinished::Interrupted)?;
+                    match later.iter().find(|commit| commit.payload == request.payload) {
+                        Some(ours) => appended.push(Appended { position: ours.position, duplicate: true }),
+                        None if index == 0 => return Err(Unfinished::Refused(LogError::Conflict { key, expected })),
+                        None => {
+                            return Err(Unfinished::Interrupted(LogError::Malformed {
+                                position: later.first().map_or(0, |c| c.position),
+                                reason: format!("{key} was written by another writer during a change that created it"),
+                            }));
+                        }
+                    }
+                }
+                Err(error @ (LogError::TooLarge { .. } | LogError::NotTogether(_))) if index == 0 => {
+                    return Err(Unfinished::Refused(error));
+                }
+                Err(error) => return Err(Unfinished::Interrupted(error)),
+            }
+        }
+        Ok(appended)
+    }
+
+    async fn forget_pending(&self, sequence: u64) {
+        if let Err(error) = self.pending.delete_message(sequence).await {
+            // Harmless: finishing it again finds every commit in place.
+            tracing::warn!(%error, sequence, "could not delete a finished pending change");
+        }
+    }
+
+    /// Finishes every change a crash (or an outage) left part-way: each is whole
+    /// afterwards, or, when its first commit was refused, dropped. Run when a
+    /// process connects; returns how many changes it found.
+    pub async fn finish_pending(&self) -> Result<usize, LogError> {
+        let info = self.pending.get_info().await.map_err(LogError::unavailable)?;
+        if info.state.messages == 0 {
+            return Ok(0);
+        }
+        let last = info.state.last_sequence;
+        let consumer = self
+            .pending
+            .create_consumer(pull::OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() })
+            .await
+            .map_err(LogError::unavailable)?;
+        let mut messages = consumer.messages().await.map_err(LogError::unavailable)?;
+        let mut found = 0;
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(LogError::unavailable)?;
+            let sequence = position_of(&message)?;
+            found += 1;
+            let change: PendingChange = serde_json::from_slice(&message.payload)
+                .map_err(|e| LogError::Malformed { position: sequence, reason: format!("pending change: {e}") })?;
+            match self.finish(&change.requests(sequence)?).await {
+                Ok(_) | Err(Unfinished::Refused(_)) => self.forget_pending(sequence).await,
+                Err(Unfinished::Interrupted(error)) => return Err(error),
+            }
+            if sequence >= last {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     fn subject(&self, key: &AggregateKey) -> String {
@@ -198,6 +359,14 @@ pub(crate) async fn head_of(stream: &Stream) -> Result<u64, LogError> {
     Ok(stream.get_info().await.map_err(LogError::unavailable)?.state.last_sequence)
 }
 
+/// Why a change appended together is not whole.
+enum Unfinished {
+    /// Its first commit was refused: nothing of it is in the log.
+    Refused(LogError),
+    /// Its first commit is in; the rest must still be appended.
+    Interrupted(LogError),
+}
+
 /// What a refused publish is reported as.
 struct Refusal {
     key: String,
@@ -212,6 +381,10 @@ impl EventLog for JetStreamLog {
 
     fn append_in_order(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
         self.append_pipelined(requests).boxed()
+    }
+
+    fn append_together(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
+        self.append_change(requests).boxed()
     }
 
     fn read_aggregate<'a>(&'a self, key: &'a AggregateKey, after_position: u64) -> BoxFuture<'a, Result<Vec<StoredCommit>, LogError>> {

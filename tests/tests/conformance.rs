@@ -8,6 +8,8 @@ emr_tests::on_every_backend!(
     log_appends_batches_in_order,
     log_refuses_stale_expectations,
     log_drops_repeated_commit_ids,
+    log_appends_changes_together,
+    log_refuses_changes_whole,
     subscription_follows_the_log,
     aggregates_round_trip,
     concurrent_writers_exactly_one_wins,

@@ -11,6 +11,7 @@ pub const FHIR_VERSION: &str = "4.0.1";
 pub struct CapabilityStatement {
     resources: Vec<(&'static str, Vec<&'static str>)>,
     operations: Vec<(&'static str, &'static str, &'static str)>,
+    system: Vec<&'static str>,
     oauth: Option<(String, String)>,
 }
 
@@ -19,6 +20,13 @@ impl CapabilityStatement {
     #[must_use]
     pub fn resource(mut self, resource: &'static str, interactions: &[&'static str]) -> Self {
         self.resources.push((resource, interactions.to_vec()));
+        self
+    }
+
+    /// Declares the whole-system `interactions` (`transaction`, `batch`, ...).
+    #[must_use]
+    pub fn system(mut self, interactions: &[&'static str]) -> Self {
+        self.system.extend_from_slice(interactions);
         self
     }
 
@@ -80,6 +88,15 @@ impl CapabilityStatement {
                 "extension": [{"url": "authorize", "valueUri": authorize}, {"url": "token", "valueUri": token}],
             }]);
         }
+        let mut rest = json!({
+            "mode": "server",
+            "documentation": "Reads are authorized by the same grants, roles and break-glass rules as the EMR Ledger API, and every read is recorded in the patient's access log.",
+            "security": security,
+            "resource": resources,
+        });
+        if !self.system.is_empty() {
+            rest["interaction"] = self.system.iter().map(|code| json!({"code": code})).collect();
+        }
         json!({
             "resourceType": "CapabilityStatement",
             "status": "active",
@@ -89,12 +106,7 @@ impl CapabilityStatement {
             "software": {"name": "EMR Ledger", "version": software_version},
             "fhirVersion": FHIR_VERSION,
             "format": ["json"],
-            "rest": [{
-                "mode": "server",
-                "documentation": "Reads are authorized by the same grants, roles and break-glass rules as the EMR Ledger API, and every read is recorded in the patient's access log.",
-                "security": security,
-                "resource": resources,
-            }],
+            "rest": [rest],
         })
     }
 }

@@ -4,10 +4,12 @@
 //! element at fault, as an `OperationOutcome` expression does.
 
 use emr_domain::ids::HospitalId;
-use emr_domain::values::{Demographics, Diagnosis, ExternalIdentifier, Gender, Icd10Code, LongText, Mrn, PatientIdentifiers, ShortText};
+use emr_domain::values::{
+    Demographics, Diagnosis, ExternalIdentifier, Gender, Icd10Code, LongText, Mrn, PatientIdentifiers, RecordContent, RecordType, ShortText,
+};
 use serde_json::Value;
 
-use crate::resources::{ICD_10, MRN_TYPE_CODE};
+use crate::resources::{ICD_10, MRN_TYPE_CODE, RECORD_TYPE_SYSTEM};
 
 /// An element of a resource that cannot be read into the domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,17 +171,86 @@ pub fn registration(patient: &Value) -> Result<PatientRegistration, InvalidEleme
 pub fn diagnosis(condition: &Value) -> Result<Diagnosis, InvalidElement> {
     expect_type(condition, "Condition")?;
     let code = condition.get("code").ok_or_else(|| InvalidElement::new("Condition.code", "an ICD-10 coded diagnosis is required"))?;
-    let codings = array(code, "Condition.code.coding")?;
+    coded_diagnosis(code, "Condition.code")
+}
+
+/// An ICD-10 diagnosis from a `CodeableConcept` at `element`.
+fn coded_diagnosis(code: &Value, element: &str) -> Result<Diagnosis, InvalidElement> {
+    let codings = array(code, &format!("{element}.coding"))?;
     let coding = codings
         .iter()
         .find(|c| c.get("system").and_then(Value::as_str) == Some(ICD_10))
-        .ok_or_else(|| InvalidElement::new("Condition.code.coding", format!("a coding with system {ICD_10} is required")))?;
+        .ok_or_else(|| InvalidElement::new(format!("{element}.coding"), format!("a coding with system {ICD_10} is required")))?;
     let value = coding.get("code").and_then(Value::as_str).unwrap_or_default();
-    let code_value = Icd10Code::parse(value).map_err(|e| InvalidElement::new("Condition.code.coding.code", e.expected))?;
-    let wording = text(code.get("text").unwrap_or(&Value::Null), "Condition.code.text")?
+    let code_value = Icd10Code::parse(value).map_err(|e| InvalidElement::new(format!("{element}.coding.code"), e.expected))?;
+    let wording = text(code.get("text").unwrap_or(&Value::Null), &format!("{element}.text"))?
         .or_else(|| coding.get("display").and_then(Value::as_str))
-        .ok_or_else(|| InvalidElement::new("Condition.code.text", "the clinician's wording is required (or the coding's display)"))?;
-    Ok(Diagnosis { code: code_value, description: short("diagnosis", "Condition.code.text", wording)? })
+        .ok_or_else(|| InvalidElement::new(format!("{element}.text"), "the clinician's wording is required (or the coding's display)"))?;
+    Ok(Diagnosis { code: code_value, description: short("diagnosis", &format!("{element}.text"), wording)? })
+}
+
+/// An `Encounter` to create: a new record of the patient its `subject` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEncounter {
+    /// `subject.reference` as written (`Patient/<id>`, or in a transaction the
+    /// `fullUrl` of a patient created with it): the caller resolves it.
+    pub subject: String,
+    /// `serviceProvider.identifier.value`: the hospital of the visit.
+    pub hospital_id: HospitalId,
+    /// `type[0].coding` in the record-type system.
+    pub record_type: RecordType,
+    /// `period.start`: the day of the visit.
+    pub visit_date: chrono::NaiveDate,
+    /// The title (`type[0].text`) and the diagnosis (`reasonCode[0]`, ICD-10).
+    pub content: RecordContent,
+}
+
+/// A new record from an `Encounter` (its author is whoever sends it).
+pub fn encounter(resource: &Value) -> Result<NewEncounter, InvalidElement> {
+    expect_type(resource, "Encounter")?;
+    let subject = resource
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        .ok_or_else(|| InvalidElement::new("Encounter.subject.reference", "the patient the visit belongs to is required"))?;
+    let hospital = resource.pointer("/serviceProvider/identifier/value").and_then(Value::as_str).ok_or_else(|| {
+        InvalidElement::new("Encounter.serviceProvider.identifier.value", "the code of the hospital of the visit is required")
+    })?;
+    let hospital_id =
+        HospitalId::parse(hospital).map_err(|e| InvalidElement::new("Encounter.serviceProvider.identifier.value", e.reason.to_string()))?;
+    let kind = array(resource, "Encounter.type")?
+        .first()
+        .ok_or_else(|| InvalidElement::new("Encounter.type", "the record type and title are required"))?;
+    let code = array(kind, "Encounter.type[0].coding")?
+        .iter()
+        .find(|c| c.get("system").and_then(Value::as_str) == Some(RECORD_TYPE_SYSTEM))
+        .and_then(|c| c.get("code"))
+        .ok_or_else(|| InvalidElement::new("Encounter.type[0].coding", format!("a coding with system {RECORD_TYPE_SYSTEM} is required")))?;
+    let record_type: RecordType = serde_json::from_value(code.clone()).map_err(|_| {
+        let known: Vec<String> = RecordType::ALL.iter().filter_map(|t| serde_json::to_value(t).ok()).map(|v| v.to_string()).collect();
+        InvalidElement::new("Encounter.type[0].coding.code", format!("one of {}", known.join(", ")))
+    })?;
+    let title = text(kind.get("text").unwrap_or(&Value::Null), "Encounter.type[0].text")?
+        .ok_or_else(|| InvalidElement::new("Encounter.type[0].text", "the record's title is required"))?;
+    let start = resource
+        .pointer("/period/start")
+        .and_then(Value::as_str)
+        .ok_or_else(|| InvalidElement::new("Encounter.period.start", "the day of the visit is required"))?;
+    let visit_date = start
+        .get(..10)
+        .and_then(|day| chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
+        .ok_or_else(|| InvalidElement::new("Encounter.period.start", "a date (YYYY-MM-DD) or a date-time"))?;
+    let diagnosis = match array(resource, "Encounter.reasonCode")?.first() {
+        Some(reason) => Some(coded_diagnosis(reason, "Encounter.reasonCode[0]")?),
+        None => None,
+    };
+    let content = RecordContent {
+        title: short("title", "Encounter.type[0].text", title)?,
+        description: None,
+        diagnosis,
+        treatment: None,
+        medications: Vec::new(),
+    };
+    Ok(NewEncounter { subject: subject.to_owned(), hospital_id, record_type, visit_date, content })
 }
 
 /// The reason an `X-Provenance` header (a `Provenance` resource sent with a write)
@@ -214,6 +285,37 @@ mod tests {
         assert_eq!(diagnosis(&coded("http://snomed.info/sct", "38341003")).unwrap_err().element, "Condition.code.coding");
         assert_eq!(diagnosis(&coded(ICD_10, "hypertension")).unwrap_err().element, "Condition.code.coding.code");
         assert_eq!(diagnosis(&json!({"resourceType": "Patient"})).unwrap_err().element, "resourceType");
+    }
+
+    #[test]
+    fn an_encounter_needs_a_subject_hospital_type_title_and_day() {
+        let visit = json!({
+            "resourceType": "Encounter",
+            "subject": {"reference": "urn:uuid:2f1c0d0e-0000-4000-8000-000000000001"},
+            "serviceProvider": {"identifier": {"value": "HOSP-001"}},
+            "type": [{"coding": [{"system": RECORD_TYPE_SYSTEM, "code": "lab_result"}], "text": "Full blood count"}],
+            "period": {"start": "2026-03-02T09:30:00+08:00"},
+            "reasonCode": [{"coding": [{"system": ICD_10, "code": "D50.9", "display": "Iron deficiency anaemia"}]}],
+        });
+        let read = encounter(&visit).unwrap();
+        assert_eq!((read.record_type, read.visit_date.to_string()), (RecordType::LabResult, "2026-03-02".to_owned()));
+        assert_eq!(read.content.diagnosis.unwrap().code.as_str(), "D50.9");
+        let without = |pointer: &str| {
+            let mut changed = visit.clone();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            changed.pointer_mut(parent).unwrap().as_object_mut().unwrap().remove(key);
+            encounter(&changed).unwrap_err().element
+        };
+        assert_eq!(without("/subject/reference"), "Encounter.subject.reference");
+        assert_eq!(without("/serviceProvider/identifier"), "Encounter.serviceProvider.identifier.value");
+        assert_eq!(without("/type/0/text"), "Encounter.type[0].text");
+        assert_eq!(without("/period/start"), "Encounter.period.start");
+        let mut unknown = visit.clone();
+        unknown["type"][0]["coding"][0]["code"] = json!("x-ray");
+        assert_eq!(encounter(&unknown).unwrap_err().element, "Encounter.type[0].coding.code");
+        unknown = visit.clone();
+        unknown["reasonCode"][0]["coding"][0]["code"] = json!("anaemia");
+        assert_eq!(encounter(&unknown).unwrap_err().element, "Encounter.reasonCode[0].coding.code");
     }
 
     #[test]

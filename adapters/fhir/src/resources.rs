@@ -11,6 +11,8 @@ use emr_domain::values::{Gender, Medication, RecordContent, Route};
 use serde_json::{Value, json};
 
 pub(crate) const ICD_10: &str = "http://hl7.org/fhir/sid/icd-10";
+/// The code system of EMR Ledger's record types (`Encounter.type`).
+pub(crate) const RECORD_TYPE_SYSTEM: &str = "urn:emr-ledger:record-type";
 const SNOMED: &str = "http://snomed.info/sct";
 const UCUM: &str = "http://unitsofmeasure.org";
 /// The identifier type (v2-0203) of a medical record number.
@@ -112,7 +114,7 @@ pub fn encounter(id: RecordId, record: &MedicalRecord, version: u64, redacted: b
     });
     let record_type = record.record_type().and_then(|t| serde_json::to_value(t).ok());
     let title = content(record, redacted).map(|c| c.title.as_str());
-    let mut kind = json!({"coding": [{"system": "urn:emr-ledger:record-type", "code": record_type}]});
+    let mut kind = json!({"coding": [{"system": RECORD_TYPE_SYSTEM, "code": record_type}]});
     if let Some(title) = title {
         kind["text"] = json!(title);
     }

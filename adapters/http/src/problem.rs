@@ -405,6 +405,9 @@ impl ApiError {
             Self::Clinic(error @ ClinicError::IdMismatch { .. }) => {
                 Problem::new(StatusCode::BAD_REQUEST, "id-mismatch", "The body names another resource than the address", error.to_string())
             }
+            Self::Clinic(error @ ClinicError::NotOneChange { .. }) => {
+                Problem::new(StatusCode::BAD_REQUEST, "not-one-change", "The transaction cannot be one change", error.to_string())
+            }
         }
     }
 }

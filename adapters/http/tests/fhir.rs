@@ -526,3 +526,159 @@ async fn an_ai_suggestion_reads_as_a_diagnostic_report_preliminary_until_a_physi
     assert_eq!(status, StatusCode::BAD_REQUEST, "unknown search parameters are refused: {refused}");
     assert_eq!(fhir(&app, &stranger, &format!("DiagnosticReport?encounter={record}")).await.0, StatusCode::FORBIDDEN);
 }
+
+/// A Bundle sent to the base URL under `key` (its Idempotency-Key).
+async fn bundle(app: &TestApp, user: &User, key: uuid::Uuid, bundle: &Value) -> (StatusCode, Value) {
+    let mut request = support::command(user, "POST", "/fhir/r4", bundle);
+    request.headers_mut().insert("content-type", "application/fhir+json".parse().unwrap());
+    request.headers_mut().insert("idempotency-key", key.to_string().parse().unwrap());
+    let (status, content_type, body) = send(app, request).await;
+    assert_eq!(content_type.as_deref(), Some("application/fhir+json"), "{body}");
+    assert_valid(&body);
+    (status, body)
+}
+
+fn fhir_encounter(subject: &str, visit: &str, icd_10: &str) -> Value {
+    json!({
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": subject},
+        "serviceProvider": {"identifier": {"value": "HOSP-001"}},
+        "type": [{"coding": [{"system": "urn:emr-ledger:record-type", "code": "consultation"}], "text": "First visit"}],
+        "period": {"start": visit},
+        "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": icd_10}], "text": "Type 2 diabetes mellitus"}],
+    })
+}
+
+/// A patient and their first visit, the visit listed first and naming the
+/// patient by the `urn:uuid:` the same Bundle creates it under.
+fn new_patient_and_visit(mrn: &str, visit: &str, icd_10: &str) -> Value {
+    let patient_url = "urn:uuid:7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e", "resource": fhir_encounter(patient_url, visit, icd_10),
+             "request": {"method": "POST", "url": "Encounter"}},
+            {"fullUrl": patient_url, "resource": fhir_patient(mrn), "request": {"method": "POST", "url": "Patient"}},
+        ],
+    })
+}
+
+/// The id the `index`th entry of a Bundle sent under `key` creates its resource with.
+fn created_id(key: uuid::Uuid, index: usize) -> String {
+    uuid::Uuid::new_v5(&key, format!("entry/{index}").as_bytes()).to_string()
+}
+
+#[tokio::test]
+async fn a_transaction_bundle_is_all_or_nothing_and_round_trips() {
+    let app = app().await;
+    let physician = sign_in(&app, Role::Physician).await;
+    // Existence is checked as an auditor: anyone else needs a grant to learn it.
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let key = uuid::Uuid::now_v7();
+    let (status, answer) = bundle(&app, &physician, key, &new_patient_and_visit("MRN-501", "2026-02-03", "E11.9")).await;
+    assert_eq!((status, answer["type"].as_str()), (StatusCode::OK, Some("transaction-response")), "{answer}");
+    let (encounter, patient) = (created_id(key, 0), created_id(key, 1));
+    assert_eq!(answer["entry"][0]["response"]["status"], "201 Created", "answers keep the Bundle's order: {answer}");
+    assert!(answer["entry"][0]["response"]["location"].as_str().unwrap().ends_with(&format!("/fhir/r4/Encounter/{encounter}/_history/1")));
+    assert!(answer["entry"][1]["response"]["location"].as_str().unwrap().ends_with(&format!("/fhir/r4/Patient/{patient}/_history/1")));
+    assert_eq!(answer["entry"][1]["response"]["etag"], "W/\"1\"");
+
+    // Both exist, the visit of the patient the same Bundle created, in the sender's name.
+    let (status, visit) = fhir(&app, &physician, &format!("Encounter/{encounter}")).await;
+    assert_eq!(status, StatusCode::OK, "{visit}");
+    assert_eq!(visit["subject"]["reference"], format!("Patient/{patient}"));
+    assert_eq!(visit["participant"][0]["individual"]["identifier"]["value"], physician.id);
+    let (_, condition) = fhir(&app, &physician, &format!("Condition/{encounter}")).await;
+    assert_eq!(condition["code"]["coding"][0]["code"], "E11.9");
+
+    // Sent again under the same key: the same answer, nothing written twice.
+    let (status, again) = bundle(&app, &physician, key, &new_patient_and_visit("MRN-501", "2026-02-03", "E11.9")).await;
+    assert_eq!((status, &again["entry"]), (StatusCode::OK, &answer["entry"]), "{again}");
+    let (_, history) = fhir(&app, &physician, &format!("Encounter/{encounter}/_history")).await;
+    assert_eq!(history["total"], 1, "{history}");
+
+    // A visit in the future is refused by the record's rules: the patient is not registered either.
+    let refused_key = uuid::Uuid::now_v7();
+    let (status, refused) = bundle(&app, &physician, refused_key, &new_patient_and_visit("MRN-502", "2099-01-01", "E11.9")).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "record-rule"), "{refused}");
+    assert_eq!(refused["issue"][0]["expression"][0], "Bundle.entry[0]", "the entry at fault is named: {refused}");
+    let (status, _) = fhir(&app, &auditor, &format!("Patient/{}", created_id(refused_key, 1))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing of a refused transaction is written");
+    // So is one whose entry cannot be read into a record.
+    let unreadable_key = uuid::Uuid::now_v7();
+    let (status, refused) = bundle(&app, &physician, unreadable_key, &new_patient_and_visit("MRN-503", "2026-02-03", "diabetes")).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid-resource"), "{refused}");
+    let (status, _) = fhir(&app, &auditor, &format!("Patient/{}", created_id(unreadable_key, 1))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A stale ifMatch on the existing resource refuses the new visit that came with it.
+    let stale = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": hypertensive_heart_disease(&encounter), "request": {"method": "PUT", "url": format!("Condition/{encounter}"), "ifMatch": "W/\"7\""}},
+        {"resource": fhir_encounter(&format!("Patient/{patient}"), "2026-02-10", "E11.9"), "request": {"method": "POST", "url": "Encounter"}},
+    ]});
+    let stale_key = uuid::Uuid::now_v7();
+    let (status, refused) = bundle(&app, &physician, stale_key, &stale).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::PRECONDITION_FAILED, "version-mismatch"), "{refused}");
+    let (status, _) = fhir(&app, &auditor, &format!("Encounter/{}", created_id(stale_key, 1))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Two existing resources cannot be one change; nor can a kind of change it does not hold.
+    let wide = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": hypertensive_heart_disease(&encounter), "request": {"method": "PUT", "url": format!("Condition/{encounter}")}},
+        {"request": {"method": "DELETE", "url": format!("Encounter/{encounter}")}},
+    ]});
+    let (status, refused) = bundle(&app, &physician, uuid::Uuid::now_v7(), &wide).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::BAD_REQUEST, "not-one-change"), "{refused}");
+    let consent = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {"resourceType": "Consent"}, "request": {"method": "POST", "url": "Consent"}},
+    ]});
+    let (status, refused) = bundle(&app, &physician, uuid::Uuid::now_v7(), &consent).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::BAD_REQUEST, "not-supported"), "{refused}");
+    let (_, condition) = fhir(&app, &physician, &format!("Condition/{encounter}")).await;
+    assert_eq!(condition["meta"]["versionId"], "1", "refused transactions changed nothing: {condition}");
+
+    // An update and a read in one transaction: the read sees the change.
+    let amend_and_read = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": format!("Condition/{encounter}")}},
+        {"resource": hypertensive_heart_disease(&encounter), "request": {"method": "PUT", "url": format!("Condition/{encounter}"), "ifMatch": "W/\"1\""}},
+    ]});
+    let (status, answer) = bundle(&app, &physician, uuid::Uuid::now_v7(), &amend_and_read).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["entry"][1]["response"]["status"].as_str(), answer["entry"][1]["response"]["etag"].as_str()),
+        (Some("200 OK"), Some("W/\"2\""))
+    );
+    assert_eq!(answer["entry"][0]["resource"]["code"]["coding"][0]["code"], "I11.9", "reads run after the changes: {answer}");
+}
+
+#[tokio::test]
+async fn a_batch_bundle_answers_each_entry_on_its_own() {
+    let app = app().await;
+    let support::Chart { author, record, .. } = patient_with_a_record(&app).await;
+    let mut unreadable = fhir_patient("MRN-601");
+    unreadable["gender"] = json!("f");
+    let entries = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": format!("Encounter/{record}")}},
+        {"resource": unreadable, "request": {"method": "POST", "url": "Patient"}},
+        {"resource": fhir_patient("MRN-602"), "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": format!("Encounter/{}", uuid::Uuid::now_v7())}},
+        {"request": {"method": "PATCH", "url": "Patient"}},
+    ]});
+    let (status, answer) = bundle(&app, &author, uuid::Uuid::now_v7(), &entries).await;
+    assert_eq!((status, answer["type"].as_str()), (StatusCode::OK, Some("batch-response")), "{answer}");
+    let statuses: Vec<&str> = answer["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["200 OK", "422 Unprocessable Entity", "201 Created", "404 Not Found", "400 Bad Request"], "{answer}");
+    assert_eq!(answer["entry"][0]["resource"]["id"], record);
+    assert_eq!(answer["entry"][1]["response"]["outcome"]["issue"][0]["details"]["coding"][0]["code"], "invalid-resource");
+    let created = answer["entry"][2]["response"]["location"].as_str().unwrap();
+    let id = created.split("/Patient/").nth(1).unwrap().split('/').next().unwrap();
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (status, registered) = fhir(&app, &auditor, &format!("Patient/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "the valid entry was registered: {registered}");
+
+    let (status, refused) = bundle(&app, &author, uuid::Uuid::now_v7(), &json!({"resourceType": "Bundle", "type": "collection"})).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::BAD_REQUEST, "invalid-bundle"), "{refused}");
+}

@@ -99,9 +99,10 @@ impl SqliteStore {
         (Arc::new(self.clone()), Arc::new(self.clone()), Arc::new(self.clone()))
     }
 
-    async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
+    /// Appends `requests` in one SQLite transaction: all of them or none.
+    async fn append_commits(&self, requests: &[CommitRequest]) -> Result<Vec<Appended>, LogError> {
         let mut connection = self.writer.acquire().await.map_err(write_failed)?;
-        let appended = Self::append_on(&mut connection, &request).await;
+        let appended = Self::append_on(&mut connection, requests).await;
         if let Err(LogError::Unavailable(_) | LogError::StorageFull(_)) = &appended {
             // A failed COMMIT (a full disk, say) may have rolled the transaction
             // back inside SQLite already; sqlx's ROLLBACK then fails and the
@@ -110,16 +111,31 @@ impl SqliteStore {
             connection.close_on_drop();
         }
         let appended = appended?;
+        let last = appended.iter().map(|a| a.position).max().unwrap_or(0);
         self.head.send_if_modified(|head| {
-            let advanced = appended.position > *head;
-            *head = (*head).max(appended.position);
+            let advanced = last > *head;
+            *head = (*head).max(last);
             advanced
         });
         Ok(appended)
     }
 
-    async fn append_on(connection: &mut SqliteConnection, request: &CommitRequest) -> Result<Appended, LogError> {
+    async fn append_commit(&self, request: CommitRequest) -> Result<Appended, LogError> {
+        let mut appended = self.append_commits(std::slice::from_ref(&request)).await?;
+        appended.pop().ok_or_else(|| LogError::NotTogether("there is nothing to append"))
+    }
+
+    async fn append_on(connection: &mut SqliteConnection, requests: &[CommitRequest]) -> Result<Vec<Appended>, LogError> {
         let mut tx = connection.begin_with("BEGIN IMMEDIATE").await.map_err(write_failed)?;
+        let mut appended = Vec::with_capacity(requests.len());
+        for request in requests {
+            appended.push(Self::append_in(&mut tx, request).await?);
+        }
+        tx.commit().await.map_err(write_failed)?;
+        Ok(appended)
+    }
+
+    async fn append_in(tx: &mut SqliteConnection, request: &CommitRequest) -> Result<Appended, LogError> {
         let existing = sqlx::query("SELECT position FROM commits WHERE commit_id = ?")
             .bind(&request.commit_id)
             .fetch_optional(&mut *tx)
@@ -147,7 +163,6 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(write_failed)?;
-        tx.commit().await.map_err(write_failed)?;
         Ok(Appended { position: inserted.last_insert_rowid() as u64, duplicate: false })
     }
 
@@ -273,6 +288,14 @@ impl SqliteStore {
 impl EventLog for SqliteStore {
     fn append(&self, request: CommitRequest) -> BoxFuture<'_, Result<Appended, LogError>> {
         self.append_commit(request).boxed()
+    }
+
+    fn append_together(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
+        async move {
+            emr_eventstore::check_together(&requests)?;
+            self.append_commits(&requests).await
+        }
+        .boxed()
     }
 
     fn read_aggregate<'a>(&'a self, key: &'a AggregateKey, after_position: u64) -> BoxFuture<'a, Result<Vec<StoredCommit>, LogError>> {

@@ -19,13 +19,17 @@ use emr_domain::security::{SecurityCommand, SecurityError, SecurityIncident, Tri
 use emr_domain::upcasting::EventSchema;
 use emr_domain::values::ShortText;
 use emr_eventstore::{
-    AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventStorePorts, ExecuteError, KeyVault, LogReader, RecordedEvent,
+    AggregateKey, Cutoff, EmrAggregateContext, EmrEventStore, EventLog, EventStorePorts, ExecuteError, KeyVault, LogReader, RecordedEvent,
     StoreConfig, StoreError,
 };
 use tracing::Instrument;
 
 use crate::grant_directory::GrantDirectory;
 use crate::receipt::Receipt;
+
+mod transaction;
+
+pub use transaction::{Step, TransactionError};
 
 /// Why a command was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +84,12 @@ pub enum ClinicError {
         in_command: String,
         /// Id it was sent to.
         target: String,
+    },
+    /// A transaction that cannot be one change (see [`Clinic::transaction`]).
+    #[error("this transaction cannot be made one change: {reason}")]
+    NotOneChange {
+        /// What it asked for that a change cannot hold.
+        reason: &'static str,
     },
     /// The store failed; [`ClinicError::is_retryable`] says whether to retry.
     #[error(transparent)]
@@ -140,6 +150,7 @@ pub struct Clinic {
     denials: EmrEventStore<AccessDenial>,
     incidents: EmrEventStore<SecurityIncident>,
     models: EmrEventStore<DiagnosticModel>,
+    log: Arc<dyn EventLog>,
     reader: LogReader,
     directory: Arc<GrantDirectory>,
     retention: Arc<RetentionSchedule>,
@@ -159,6 +170,7 @@ impl Clinic {
             denials: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
             incidents: EmrEventStore::new(ports.log.clone(), phi.clone(), None, StoreConfig { cache_capacity: 0, ..config }),
             models: EmrEventStore::new(ports.log.clone(), phi, None, config),
+            log: ports.log.clone(),
             reader: LogReader::new(ports.log.clone()),
             directory: Arc::new(GrantDirectory::new(LogReader::new(ports.log.clone()))),
             retention: Arc::new(RetentionSchedule::default()),
@@ -348,14 +360,7 @@ impl Clinic {
         retention: RetentionChecked,
     ) -> Result<Receipt, ClinicError> {
         let id = patient_id.to_string();
-        let action = match &command {
-            PatientCommand::Register { .. } => Action::RegisterPatient,
-            PatientCommand::UpdateDemographics { .. } => Action::UpdateDemographics,
-            PatientCommand::Erase { .. } => Action::ErasePatient,
-            PatientCommand::RestrictProcessing { .. } | PatientCommand::LiftRestriction => Action::RestrictProcessing,
-            PatientCommand::PlaceLegalHold { .. } | PatientCommand::ReleaseLegalHold { .. } => Action::PlaceLegalHold,
-        };
-        self.authorize(&context.actor, action, Subject::patient(patient_id)).await?;
+        self.authorize(&context.actor, patient_action(&command), Subject::patient(patient_id)).await?;
         match &command {
             PatientCommand::Register { patient_id: created, .. } => Self::ensure_same(created, patient_id)?,
             PatientCommand::Erase { .. } => {
@@ -397,16 +402,11 @@ impl Clinic {
 
     async fn record_command(&self, record_id: RecordId, command: RecordCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
         let actor = &context.actor;
-        if let RecordCommand::Create { record_id: created, patient_id, doctor_id, .. } = &command {
-            Self::ensure_same(created, record_id)?;
-            self.authorize(actor, Action::CreateRecord, Subject::patient(*patient_id)).await?;
-            if matches!(actor.role, Role::Physician | Role::Nurse) && *doctor_id != actor.user_id {
-                return Err(Denied::OnBehalfOfAnother.into());
-            }
+        if let RecordCommand::Create { patient_id, .. } = &command {
+            self.authorize_creation(record_id, &command, actor).await?;
             self.ensure_active_patient(*patient_id).await?;
         } else {
             let action = match &command {
-                RecordCommand::Delete { .. } | RecordCommand::Restore { .. } => Action::DeleteRecord,
                 RecordCommand::SuggestDiagnosis(suggestion) => {
                     let model = &suggestion.model;
                     if !self.diagnostic_model(ModelId::for_artifact(&model.sha256)).await?.serves() {
@@ -414,13 +414,10 @@ impl Clinic {
                     }
                     Action::AmendRecord
                 }
-                RecordCommand::ReviewDiagnosis(review) => {
-                    if review.reviewer_id != actor.user_id {
-                        return Err(Denied::OnBehalfOfAnother.into());
-                    }
-                    Action::ReviewDiagnosis
+                RecordCommand::ReviewDiagnosis(review) if review.reviewer_id != actor.user_id => {
+                    return Err(Denied::OnBehalfOfAnother.into());
                 }
-                _ => Action::AmendRecord,
+                other => record_action(other),
             };
             let subject = self.record_subject(record_id).await?;
             self.authorize(actor, action, subject).await?;
@@ -428,19 +425,35 @@ impl Clinic {
         self.run(&self.records, record_id.to_string(), command, context).await
     }
 
+    /// The checks of a record's creation that need no stored state: the id, the
+    /// actor's permission, and that a practitioner writes in their own name.
+    async fn authorize_creation(&self, record_id: RecordId, command: &RecordCommand, actor: &Actor) -> Result<(), ClinicError> {
+        let RecordCommand::Create { record_id: created, patient_id, doctor_id, .. } = command else { return Ok(()) };
+        Self::ensure_same(created, record_id)?;
+        self.authorize(actor, Action::CreateRecord, Subject::patient(*patient_id)).await?;
+        if matches!(actor.role, Role::Physician | Role::Nurse) && *doctor_id != actor.user_id {
+            return Err(Denied::OnBehalfOfAnother.into());
+        }
+        Ok(())
+    }
+
     /// An existing record, and what authorizing access to it needs.
     async fn existing_record(&self, record_id: RecordId) -> Result<(EmrAggregateContext<MedicalRecord>, Subject), ClinicError> {
         let loaded = self.records.load(&record_id.to_string()).await?;
-        let record = loaded.state();
-        if record.status() == RecordStatus::Absent {
-            return Err(ClinicError::NotFound { what: "record" });
-        }
-        let subject = Subject { patient: record.patient_id(), author: record.doctor_id(), ..Subject::default() };
+        let subject = Self::subject_of(loaded.state())?;
         Ok((loaded, subject))
     }
 
     async fn record_subject(&self, record_id: RecordId) -> Result<Subject, ClinicError> {
         Ok(self.existing_record(record_id).await?.1)
+    }
+
+    /// What authorizing access to `record` needs; not found while it is absent.
+    fn subject_of(record: &MedicalRecord) -> Result<Subject, ClinicError> {
+        if record.status() == RecordStatus::Absent {
+            return Err(ClinicError::NotFound { what: "record" });
+        }
+        Ok(Subject { patient: record.patient_id(), author: record.doctor_id(), ..Subject::default() })
     }
 
     fn attachment_of(record: &MedicalRecord, attachment_id: AttachmentId) -> Option<AttachmentSummary> {
@@ -651,5 +664,25 @@ impl Clinic {
     /// A grant as of now, unauthorized: for trusted callers.
     pub async fn load_grant(&self, grant_id: GrantId) -> Result<EmrAggregateContext<AccessGrant>, ClinicError> {
         Ok(self.grants.load(&grant_id.to_string()).await?)
+    }
+}
+
+/// What a patient command asks permission for.
+fn patient_action(command: &PatientCommand) -> Action {
+    match command {
+        PatientCommand::Register { .. } => Action::RegisterPatient,
+        PatientCommand::UpdateDemographics { .. } => Action::UpdateDemographics,
+        PatientCommand::Erase { .. } => Action::ErasePatient,
+        PatientCommand::RestrictProcessing { .. } | PatientCommand::LiftRestriction => Action::RestrictProcessing,
+        PatientCommand::PlaceLegalHold { .. } | PatientCommand::ReleaseLegalHold { .. } => Action::PlaceLegalHold,
+    }
+}
+
+/// What a command on an existing record asks permission for.
+fn record_action(command: &RecordCommand) -> Action {
+    match command {
+        RecordCommand::Delete { .. } | RecordCommand::Restore { .. } => Action::DeleteRecord,
+        RecordCommand::ReviewDiagnosis(_) => Action::ReviewDiagnosis,
+        _ => Action::AmendRecord,
     }
 }

@@ -138,6 +138,55 @@ pub async fn log_drops_repeated_commit_ids(backend: Backend) {
     assert_eq!(log.head().await.unwrap(), first.position);
 }
 
+/// Commits appended together all land, the existing aggregate's first; a retry
+/// of the same change appends nothing again.
+pub async fn log_appends_changes_together(backend: Backend) {
+    let log = backend.log;
+    let (existing, created, also) = (
+        AggregateKey::new("patient", "e").unwrap(),
+        AggregateKey::new("medical_record", "c").unwrap(),
+        AggregateKey::new("medical_record", "d").unwrap(),
+    );
+    let first = log.append(raw_request(&existing, 0, b"e1")).await.unwrap();
+    let change = vec![raw_request(&existing, first.position, b"e2"), raw_request(&created, 0, b"c1"), raw_request(&also, 0, b"d1")];
+    let appended = log.append_together(change.clone()).await.unwrap();
+    assert_eq!(appended.len(), 3);
+    assert!(appended.iter().all(|a| !a.duplicate));
+    assert!(appended.windows(2).all(|w| w[0].position < w[1].position), "in the order given: {appended:?}");
+    for (key, payload) in [(&existing, b"e2"), (&created, b"c1"), (&also, b"d1")] {
+        let last = log.read_aggregate(key, 0).await.unwrap().pop().unwrap();
+        assert_eq!(last.payload, payload.to_vec(), "{key:?}");
+    }
+    let head = log.head().await.unwrap();
+    let again = log.append_together(change).await.unwrap();
+    assert!(again.iter().all(|a| a.duplicate), "a retried change is recognised: {again:?}");
+    assert_eq!(again.iter().map(|a| a.position).collect::<Vec<_>>(), appended.iter().map(|a| a.position).collect::<Vec<_>>());
+    assert_eq!(log.head().await.unwrap(), head, "nothing appended twice");
+}
+
+/// A change whose deciding commit is stale is refused whole: none of its commits
+/// lands. Changes the log cannot make one are refused before anything is written.
+pub async fn log_refuses_changes_whole(backend: Backend) {
+    let log = backend.log;
+    let (existing, created) = (AggregateKey::new("patient", "e").unwrap(), AggregateKey::new("medical_record", "c").unwrap());
+    let first = log.append(raw_request(&existing, 0, b"e1")).await.unwrap();
+    log.append(raw_request(&existing, first.position, b"e2 by another writer")).await.unwrap();
+    let head = log.head().await.unwrap();
+    let stale = log.append_together(vec![raw_request(&existing, first.position, b"e2"), raw_request(&created, 0, b"c1")]).await;
+    assert!(matches!(stale, Err(LogError::Conflict { .. })), "{stale:?}");
+    assert!(log.read_aggregate(&created, 0).await.unwrap().is_empty(), "the created aggregate was not written");
+    assert_eq!(log.head().await.unwrap(), head);
+    let other = AggregateKey::new("patient", "f").unwrap();
+    let existing_last = log.head().await.unwrap();
+    let second_on_existing = vec![raw_request(&created, 0, b"c1"), raw_request(&existing, existing_last, b"e3")];
+    let twice = vec![raw_request(&other, 0, b"f1"), raw_request(&other, 0, b"f1 again")];
+    for refused in [second_on_existing, twice, Vec::new()] {
+        let answer = log.append_together(refused).await;
+        assert!(matches!(answer, Err(LogError::NotTogether(_))), "{answer:?}");
+    }
+    assert_eq!(log.head().await.unwrap(), head, "refused changes leave no trace");
+}
+
 /// A subscription from a position yields the commits from there, then new ones.
 pub async fn subscription_follows_the_log(backend: Backend) {
     let log = backend.log;

@@ -36,11 +36,13 @@ pub use codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord};
 pub use error::{CodecError, StoreError};
 pub use jobs::{Delivery, MemoryStatusBoard, MemoryWorkQueue, Settle, StatusBoard, Versioned, WorkQueue};
 pub use keys::{DataKey, KeyCensus, KeyEncryptionKey, KeyError, KeyState, KeyStore, KeyVault, Rotation, WrappedKey};
-pub use log::{AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, InvalidAggregateKey, LogError, PollingFeed, StoredCommit};
+pub use log::{
+    AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, InvalidAggregateKey, LogError, PollingFeed, StoredCommit, check_together,
+};
 pub use phi::{PhiCodec, PhiError};
 pub use reader::{CANONICAL_VERSION, LogReader, RecordedEvent};
 pub use snapshot::SnapshotStore;
-pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, StoreConfig};
+pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, Prepared, StoreConfig};
 
 use std::sync::Arc;
 

@@ -126,6 +126,9 @@ pub enum LogError {
         /// What is wrong.
         reason: String,
     },
+    /// Commits that [`EventLog::append_together`] cannot make one change.
+    #[error("commits cannot be appended together: {0}")]
+    NotTogether(&'static str),
     /// A commit larger than the backend accepts.
     #[error("commit of {size} bytes exceeds the log's limit of {limit} bytes")]
     TooLarge {
@@ -166,6 +169,17 @@ pub trait EventLog: Send + Sync + 'static {
         .boxed()
     }
 
+    /// Appends commits to several aggregates as one change: every one of them, or
+    /// (on any refusal) none, including after a crash part-way — a backend that
+    /// cannot write them at once finishes an interrupted change when it next opens.
+    ///
+    /// The contract is what every backend can keep with one subject per aggregate
+    /// and no multi-subject atomic write (see [`check_together`]): one commit per
+    /// aggregate, and at most one of them on an aggregate that already has commits,
+    /// listed first. That one is where the change is decided: a conflict there
+    /// refuses it whole; every later commit creates an aggregate nobody else writes.
+    fn append_together(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>>;
+
     /// The aggregate's commits after `after_position`, in order. Called on every
     /// load to bring a cached aggregate up to date, so the common answer (nothing
     /// new) must be cheap.
@@ -187,6 +201,21 @@ pub trait EventLog: Send + Sync + 'static {
         let _ = reader;
         futures::future::ready(Ok(None)).boxed()
     }
+}
+
+/// Whether `requests` keep [`EventLog::append_together`]'s contract.
+pub fn check_together(requests: &[CommitRequest]) -> Result<(), LogError> {
+    if requests.is_empty() {
+        return Err(LogError::NotTogether("there is nothing to append"));
+    }
+    if requests.iter().skip(1).any(|request| request.expected_last_position != 0) {
+        return Err(LogError::NotTogether("only the first commit may be on an aggregate that already has commits"));
+    }
+    let keys: std::collections::BTreeSet<&AggregateKey> = requests.iter().map(|request| &request.key).collect();
+    if keys.len() != requests.len() {
+        return Err(LogError::NotTogether("each aggregate may have one commit in a change"));
+    }
+    Ok(())
 }
 
 /// A named reader's ordered delivery of the log: how projectors follow it.

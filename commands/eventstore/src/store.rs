@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::cache::AggregateCache;
 use crate::codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord, decode_event};
 use crate::error::{CodecError, StoreError};
-use crate::log::{AggregateKey, CommitRequest, EventLog, StoredCommit};
+use crate::log::{AggregateKey, Appended, CommitRequest, EventLog, StoredCommit};
 use crate::phi::PhiCodec;
 use crate::snapshot::SnapshotStore;
 
@@ -89,6 +89,16 @@ impl<E: std::error::Error> ExecuteError<E> {
             Self::Store(store) => store.into(),
         }
     }
+}
+
+/// A commit sealed and encoded but not yet appended ([`EmrEventStore::prepare`]).
+#[derive(Debug)]
+pub struct Prepared<A: Aggregate> {
+    /// What to hand the log.
+    pub request: CommitRequest,
+    record: CommitRecord,
+    events: Vec<A::Event>,
+    context: EmrAggregateContext<A>,
 }
 
 /// A loaded aggregate and what the store needs to commit to it.
@@ -266,9 +276,8 @@ where
         context: &CommandContext,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let mut loaded = self.load(aggregate_id).await?;
-        if let Some(summary) = loaded.commit_of(context.command_id) {
-            let events = self.original_commit(&loaded.key, context.command_id, summary.position).await?;
-            return Ok(Executed { events, position: Some(summary.position), replayed: true });
+        if let Some(original) = self.applied(&loaded, context.command_id).await? {
+            return Ok(original);
         }
         if let Some(expected) = context.expected_version.filter(|&expected| expected != loaded.sequence) {
             return Err(StoreError::Stale { expected, actual: loaded.sequence }.into());
@@ -283,13 +292,43 @@ where
     pub async fn append(
         &self,
         events: Vec<A::Event>,
-        mut context: EmrAggregateContext<A>,
+        context: EmrAggregateContext<A>,
         command: &CommandContext,
     ) -> Result<Executed<A>, StoreError> {
-        if events.is_empty() {
+        let Some(prepared) = self.prepare(events, context, command).await? else {
             return Ok(Executed { events: Vec::new(), position: None, replayed: false });
+        };
+        let append_span = tracing::info_span!(
+            "append",
+            aggregate_type = A::TYPE,
+            expected_position = prepared.request.expected_last_position,
+            position = tracing::field::Empty
+        );
+        let appended = match self.log.append(prepared.request.clone()).instrument(append_span.clone()).await {
+            Ok(appended) => appended,
+            Err(error) => {
+                self.forget(&prepared.context.key);
+                return Err(error.into());
+            }
+        };
+        append_span.record("position", appended.position);
+        self.complete(prepared, appended).await
+    }
+
+    /// Seals and encodes the events a command produced on `context` as the commit
+    /// to append (`None` when there are none), without appending it: what a change
+    /// to several aggregates collects before [`EventLog::append_together`].
+    /// `context` holds the events applied, as a command's `handle` leaves it: it is
+    /// what the cache keeps once the commit is in.
+    pub async fn prepare(
+        &self,
+        events: Vec<A::Event>,
+        context: EmrAggregateContext<A>,
+        command: &CommandContext,
+    ) -> Result<Option<Prepared<A>>, StoreError> {
+        if events.is_empty() {
+            return Ok(None);
         }
-        let recorded_at = Utc::now();
         let mut records = Vec::with_capacity(events.len());
         for (offset, event) in events.iter().enumerate() {
             let mut payload = serde_json::to_value(event).map_err(|e| CodecError::Encode(e.to_string()))?;
@@ -310,7 +349,7 @@ where
             correlation_id: command.correlation_id,
             causation_id: command.causation_id,
             actor: command.actor,
-            recorded_at,
+            recorded_at: Utc::now(),
             events: records,
         };
         let request = CommitRequest {
@@ -319,19 +358,15 @@ where
             commit_id: command.command_id.to_string(),
             payload: record.encode()?,
         };
-        let append_span =
-            tracing::info_span!("append", aggregate_type = A::TYPE, expected_position = context.position, position = tracing::field::Empty);
-        let appended = match self.log.append(request).instrument(append_span.clone()).await {
-            Ok(appended) => appended,
-            Err(error) => {
-                self.forget(&context.key);
-                return Err(error.into());
-            }
-        };
-        append_span.record("position", appended.position);
+        Ok(Some(Prepared { request, record, events, context }))
+    }
+
+    /// What a prepared commit became once the log took it (`appended`).
+    pub async fn complete(&self, prepared: Prepared<A>, appended: Appended) -> Result<Executed<A>, StoreError> {
+        let Prepared { record, events, mut context, .. } = prepared;
         if appended.duplicate {
             self.forget(&context.key);
-            let events = self.original_commit(&context.key, command.command_id, appended.position).await?;
+            let events = self.original_commit(&context.key, record.command_id, appended.position).await?;
             return Ok(Executed { events, position: Some(appended.position), replayed: true });
         }
         let envelopes =
@@ -341,6 +376,13 @@ where
         self.remember(&context);
         self.maybe_snapshot(&context, previous_sequence).await;
         Ok(Executed { events: envelopes, position: Some(appended.position), replayed: false })
+    }
+
+    /// The original result of `command_id` if it was already applied to `loaded`.
+    pub async fn applied(&self, loaded: &EmrAggregateContext<A>, command_id: CommandId) -> Result<Option<Executed<A>>, StoreError> {
+        let Some(summary) = loaded.commit_of(command_id) else { return Ok(None) };
+        let events = self.original_commit(&loaded.key, command_id, summary.position).await?;
+        Ok(Some(Executed { events, position: Some(summary.position), replayed: true }))
     }
 
     async fn original_commit(&self, key: &AggregateKey, command_id: CommandId, position: u64) -> Result<Vec<EventEnvelope<A>>, StoreError> {

@@ -7,6 +7,7 @@
 //! Versions are the aggregates' sequences: reads answer `ETag: W/"<version>"`,
 //! writes honour `If-Match` (412 on a stale version), and `_history` replays the log.
 
+mod bundle;
 mod export;
 mod history;
 mod privacy;
@@ -30,12 +31,13 @@ use crate::problem::{ApiError, Problem};
 /// The routes, and in [`capabilities`] what they serve: keep the two together.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", axum::routing::post(bundle::submit))
         .route("/metadata", get(metadata))
         .route("/Patient", axum::routing::post(write::create_patient))
         .route("/Patient/{id}", get(read::patient).put(write::update_patient))
         .route("/Patient/{id}/_history", get(history::patient))
         .route("/Patient/{id}/_history/{version}", get(history::patient_version))
-        .route("/Encounter", get(search::encounters))
+        .route("/Encounter", get(search::encounters).post(write::create_encounter))
         .route("/Encounter/{id}", get(read::encounter).delete(write::delete_encounter))
         .route("/Encounter/{id}/_history", get(history::encounter))
         .route("/Encounter/{id}/_history/{version}", get(history::encounter_version))
@@ -60,8 +62,9 @@ pub(crate) fn routes() -> Router<AppState> {
 /// What the routes above serve; `/metadata` is built from it.
 fn capabilities() -> CapabilityStatement {
     CapabilityStatement::default()
+        .system(&["transaction", "batch"])
         .resource("Patient", &["read", "vread", "history-instance", "create", "update"])
-        .resource("Encounter", &["read", "vread", "history-instance", "search-type", "delete"])
+        .resource("Encounter", &["read", "vread", "history-instance", "search-type", "create", "delete"])
         .resource("Condition", &["read", "vread", "history-instance", "search-type", "update"])
         .resource("MedicationStatement", &["read"])
         .resource("DiagnosticReport", &["read", "search-type"])

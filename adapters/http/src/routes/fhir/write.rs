@@ -15,11 +15,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use emr_commands::Receipt;
 use emr_domain::access::Basis;
+use emr_domain::actor::Actor;
 use emr_domain::ids::{PatientId, RecordId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::PatientCommand;
-use emr_domain::record::RecordCommand;
-use emr_domain::values::ShortText;
+use emr_domain::record::{MedicalRecord, RecordCommand};
+use emr_domain::values::{Diagnosis, RecordContent, ShortText};
 use emr_fhir::input::{self, InvalidElement};
 use emr_fhir::scopes::Interaction;
 use serde_json::Value;
@@ -30,16 +31,16 @@ use crate::extract::CommandBy;
 use crate::problem::{ApiError, Problem};
 use crate::routes::path_id;
 
-fn invalid_resource(error: &InvalidElement) -> Fhir {
+pub(super) fn invalid_resource(error: &InvalidElement) -> Fhir {
     Fhir::from(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-resource", "The resource is not valid", error.to_string()))
 }
 
-fn body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, Fhir> {
+pub(super) fn body(body: Result<Json<Value>, JsonRejection>) -> Result<Value, Fhir> {
     body.map(|Json(value)| value).map_err(|rejection| Fhir::from(ApiError::from(rejection)))
 }
 
 /// A resource sent to `<type>/<id>` must carry that id, if any.
-fn ensure_id(resource: &Value, id: &str) -> Result<(), Fhir> {
+pub(super) fn ensure_id(resource: &Value, id: &str) -> Result<(), Fhir> {
     match resource.get("id").and_then(Value::as_str) {
         Some(found) if found != id => {
             Err(invalid("id-mismatch", "The resource's id is not the address's", format!("the body's id is {found}, the address's {id}")))
@@ -53,11 +54,14 @@ fn version_after(receipt: &Receipt) -> Option<u64> {
     receipt.events.last().map(|event| event.sequence)
 }
 
+/// The reason a change gives when its sender gave none.
+pub(super) fn default_reason(default: &str) -> Result<ShortText, Fhir> {
+    ShortText::parse("reason", default).map_err(|e| invalid("invalid-reason", "The reason is not valid", e.expected))
+}
+
 /// Why: the `X-Provenance` header's reason, else `default`.
 fn reason(headers: &HeaderMap, default: &str) -> Result<ShortText, Fhir> {
-    let Some(header) = headers.get("x-provenance") else {
-        return ShortText::parse("reason", default).map_err(|e| invalid("invalid-reason", "The reason is not valid", e.expected));
-    };
+    let Some(header) = headers.get("x-provenance") else { return default_reason(default) };
     let provenance: Value =
         header.to_str().ok().and_then(|text| serde_json::from_str(text).ok()).ok_or_else(|| {
             invalid("invalid-header", "A request header is not valid", "X-Provenance must be a Provenance resource as JSON")
@@ -143,32 +147,69 @@ pub(super) async fn update_condition(
     let diagnosis = input::diagnosis(&resource).map_err(|e| invalid_resource(&e))?;
     let reason = reason(&headers, "diagnosis revised (FHIR Condition update)")?;
     let read = state.clinic.read_record(&context.actor, record_id, None, None).await?;
-    let record = read.loaded.state();
-    if let Some(subject) = resource.pointer("/subject/reference").and_then(Value::as_str) {
-        let expected = record.patient_id().map(|p| format!("Patient/{p}")).unwrap_or_default();
-        if subject != expected {
-            let mismatch = InvalidElement { element: "Condition.subject".into(), expected: format!("the record's patient, {expected}") };
-            return Err(invalid_resource(&mismatch));
-        }
+    if read.basis == Basis::Redacted {
+        let denied =
+            emr_domain::access::Denied::RoleNotPermitted { role: context.actor.role, action: emr_domain::access::Action::AmendRecord };
+        return Err(Fhir::from(ApiError::Clinic(denied.into())));
     }
-    let mut content = record
-        .current()
-        .and_then(|version| version.content.value())
-        .filter(|_| read.basis != Basis::Redacted)
-        .cloned()
-        .ok_or_else(|| {
-            Fhir::from(ApiError::Clinic(
-                emr_domain::access::Denied::RoleNotPermitted { role: context.actor.role, action: emr_domain::access::Action::AmendRecord }
-                    .into(),
-            ))
-        })?;
-    content.diagnosis = Some(diagnosis);
+    let content = amended_diagnosis(&resource, diagnosis, read.loaded.state())?;
     let read_version = read.loaded.sequence();
     let context = CommandContext { expected_version: context.expected_version.or(Some(read_version)), ..context };
     state.clinic.record(record_id, RecordCommand::Amend { content, reason }, &context).await?;
     let now = state.clinic.load_record(record_id).await?;
     let condition = emr_fhir::condition(record_id, now.state(), now.sequence(), false).ok_or_else(|| super::not_found("Condition"))?;
     Ok(Fhir::ok(condition).at_version(now.sequence()))
+}
+
+/// The record's current content with `diagnosis`, which `condition` codes (its
+/// `subject`, if given, must be the record's patient).
+pub(super) fn amended_diagnosis(condition: &Value, diagnosis: Diagnosis, record: &MedicalRecord) -> Result<RecordContent, Fhir> {
+    if let Some(subject) = condition.pointer("/subject/reference").and_then(Value::as_str) {
+        let expected = record.patient_id().map(|p| format!("Patient/{p}")).unwrap_or_default();
+        if subject != expected {
+            let mismatch = InvalidElement { element: "Condition.subject".into(), expected: format!("the record's patient, {expected}") };
+            return Err(invalid_resource(&mismatch));
+        }
+    }
+    let mut content = record.current().and_then(|version| version.content.value()).cloned().ok_or_else(|| super::not_found("Condition"))?;
+    content.diagnosis = Some(diagnosis);
+    Ok(content)
+}
+
+/// The command creating a record from an `Encounter`, in the sender's name.
+pub(super) fn record_creation(record_id: RecordId, patient_id: PatientId, author: &Actor, new: input::NewEncounter) -> RecordCommand {
+    RecordCommand::Create {
+        record_id,
+        patient_id,
+        doctor_id: author.user_id,
+        hospital_id: new.hospital_id,
+        record_type: new.record_type,
+        visit_date: new.visit_date,
+        content: new.content,
+    }
+}
+
+/// `POST /fhir/r4/Encounter`: creates a record of the patient the `subject`
+/// names, authored by the sender; the `Idempotency-Key` makes a retry safe.
+pub(super) async fn create_encounter(
+    State(state): State<AppState>,
+    command: Result<CommandBy, ApiError>,
+    headers: HeaderMap,
+    resource: Result<Json<Value>, JsonRejection>,
+) -> Result<Fhir, Fhir> {
+    let CommandBy { context, caller } = command?;
+    let new = input::encounter(&body(resource)?).map_err(|e| invalid_resource(&e))?;
+    let patient_id = super::bundle::subject_patient(&new.subject)?;
+    permit(&caller, "Encounter", Interaction::Create, Some(patient_id))?;
+    let record_id = RecordId::from(context.command_id.as_uuid());
+    let receipt = state.clinic.record(record_id, record_creation(record_id, patient_id, &context.actor, new), &context).await?;
+    let created_version = version_after(&receipt).unwrap_or(1);
+    // What is shown is what the caller just wrote: not a disclosure.
+    let record = state.clinic.load_record(record_id).await?;
+    let resource = emr_fhir::encounter(record_id, record.state(), record.sequence(), false);
+    let mut created = Fhir::new(StatusCode::CREATED, resource).at_version(record.sequence());
+    created.location = Some(format!("{}/Encounter/{record_id}/_history/{created_version}", base_url(&headers)));
+    Ok(created)
 }
 
 /// `DELETE /fhir/r4/Encounter/{id}`: soft-deletes the record (it stays in the log
