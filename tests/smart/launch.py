@@ -1,7 +1,8 @@
 """A SMART App Launch by an independent client: SMART's own Python client
 (PyPI `fhirclient` 4.4.0) launches standalone against EMR Ledger, with PKCE,
-reads the patient's Conditions, and updates the patient with its token under
-`If-Match` (a stale one is refused). The browser's part (the sign-in and
+reads the patient's Conditions, updates the patient with its token under
+`If-Match` (a stale one is refused), and sends a transaction Bundle built with
+the client's own models. The browser's part (the sign-in and
 consent page) is played with `requests`. Prints what happened as JSON.
 
 Environment: EMR_FHIR_BASE, EMR_CLIENT_ID, EMR_REDIRECT_URI, EMR_USERNAME,
@@ -21,7 +22,9 @@ from html import unescape
 
 import requests
 from fhirclient import client
+from fhirclient.models.bundle import Bundle
 from fhirclient.models.condition import Condition
+from fhirclient.models.patient import Patient
 
 
 def totp(secret, at):
@@ -86,6 +89,20 @@ def main():
     report["read_etag"] = read.headers["ETag"]
     report["update"] = {"status": first.status_code, "etag": first.headers.get("ETag")}
     report["stale_update"] = {"status": stale.status_code, "code": stale.json()["issue"][0]["details"]["coding"][0]["code"]}
+
+    # A transaction Bundle built with the client's own models, posted to the base,
+    # its answer read back by them; then the change read as a Patient.
+    current = requests.get(patient_url, headers=bearer, timeout=30)
+    current.raise_for_status()
+    changed = current.json()
+    changed["telecom"] = [{"system": "phone", "value": "+86 10 5555 0123"}]
+    bundle = Bundle({
+        "type": "transaction",
+        "entry": [{"resource": changed, "request": {"method": "PUT", "url": f"Patient/{smart.patient_id}", "ifMatch": current.headers["ETag"]}}],
+    })
+    answered = Bundle(smart.server.post_json("", bundle.as_json()).json())
+    report["transaction"] = {"type": answered.type, "status": answered.entry[0].response.status, "etag": answered.entry[0].response.etag}
+    report["transaction_phone"] = Patient.read(smart.patient_id, smart.server).telecom[0].value
 
     # What the scopes do not cover is refused, even for the app's own patient.
     encounters = requests.get(f"{env['EMR_FHIR_BASE']}/Encounter?patient={smart.patient_id}", headers=bearer, timeout=30)

@@ -87,6 +87,8 @@ async fn smarts_python_client_launches_with_pkce_reads_conditions_and_a_stale_up
     assert_eq!(report["read_etag"], "W/\"1\"", "{report}");
     assert_eq!(report["update"], json!({"status": 200, "etag": "W/\"2\""}), "the patient's own update, against the version read: {report}");
     assert_eq!(report["stale_update"], json!({"status": 412, "code": "version-mismatch"}), "the same update again is stale: {report}");
+    assert_eq!(report["transaction"], json!({"type": "transaction-response", "status": "200 OK", "etag": "W/\"3\""}), "{report}");
+    assert_eq!(report["transaction_phone"], "+86 10 5555 0123", "the transaction's change reads back: {report}");
     assert_eq!(report["encounter_search_status"], 403, "no Encounter scope was granted: {report}");
     assert_eq!(report["rest_api_status"], 403, "an app's token is for /fhir/r4 only: {report}");
 }

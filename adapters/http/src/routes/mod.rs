@@ -125,6 +125,8 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/oauth/token", post(smart::token))
         .route("/oauth/introspect", post(smart::introspect))
         .route("/oauth/revoke", post(smart::revoke))
+        // The base URL as clients often write it, with a trailing slash.
+        .route("/fhir/r4/", post(fhir::submit_bundle))
         .nest("/fhir/r4", fhir::routes())
 }
 

@@ -35,7 +35,7 @@ use crate::problem::{ApiError, Problem};
 const MAX_ENTRIES: usize = 100;
 
 /// `POST /fhir/r4`: a `batch` or `transaction` Bundle.
-pub(super) async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     command: Result<CommandBy, ApiError>,
     headers: HeaderMap,

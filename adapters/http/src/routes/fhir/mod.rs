@@ -8,6 +8,8 @@
 //! writes honour `If-Match` (412 on a stale version), and `_history` replays the log.
 
 mod bundle;
+
+pub(crate) use bundle::submit as submit_bundle;
 mod export;
 mod history;
 mod privacy;
