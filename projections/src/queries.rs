@@ -228,7 +228,7 @@ pub async fn active_patient_ids(db: &ReadModelDb, limit: u32, offset: u32) -> Re
 }
 
 /// Whose data a bulk export covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportScope {
     /// Every active patient.
     Everyone,
@@ -236,6 +236,8 @@ pub enum ExportScope {
     GrantedTo(uuid::Uuid),
     /// One patient (exporting their own data).
     Only(uuid::Uuid),
+    /// Every active patient a hospital registered (a `Group` export).
+    Hospital(String),
 }
 
 /// The next `limit` active patients of `scope`, in id order after `after`, with
@@ -259,6 +261,10 @@ pub async fn export_candidates(
                SELECT 1 FROM access_grants g WHERE g.patient_id = p.patient_id AND g.grantee = ? AND g.status = 'active' AND g.expires_at > ?\
              ) ORDER BY p.patient_id LIMIT ?",
             vec![after, Value::from(user.hyphenated().to_string()), Value::from(now), limit],
+        ),
+        ExportScope::Hospital(hospital) => (
+            "SELECT patient_id, updated_at FROM patients WHERE status = 'active' AND hospital_id = ? AND patient_id > ? ORDER BY patient_id LIMIT ?",
+            vec![Value::from(hospital), after, limit],
         ),
         ExportScope::Only(patient) => (
             "SELECT patient_id, updated_at FROM patients WHERE status = 'active' AND patient_id = ? AND patient_id > ? ORDER BY patient_id LIMIT ?",

@@ -189,6 +189,11 @@ pub(crate) struct AuthSettings {
     /// The SMART apps registered to launch against `/fhir/r4` (`[[auth.smart_apps]]`).
     #[serde(default)]
     pub(crate) smart_apps: Vec<emr_auth::apps::SmartApp>,
+    /// The backend services allowed client credentials with a signed JWT
+    /// (`[[auth.backend_clients]]`: `client_id`, `name`, `scopes`, and `jwks` —
+    /// their public keys as a JWKS table).
+    #[serde(default)]
+    pub(crate) backend_clients: Vec<emr_auth::backend::BackendClient>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -556,6 +561,28 @@ mod tests {
         let path = dir.path().join("emr.toml");
         std::fs::write(&path, toml).unwrap();
         Settings::load(Some(&path))
+    }
+
+    #[test]
+    fn backend_services_register_their_public_keys_as_a_jwks_table() {
+        let toml = r#"
+[[auth.backend_clients]]
+client_id = "population-health"
+name = "Population health"
+scopes = ["system/*.rs"]
+[[auth.backend_clients.jwks.keys]]
+kty = "EC"
+crv = "P-384"
+kid = "es384-2026"
+alg = "ES384"
+x = "qMQbNh_lUymy6uU2s_8NYtoY0PWMsvAkOxJ3KXc4TOLsOlR7hJDNBPNFHCs-Ca-l"
+y = "pGN6bTyYuoOWj9l1H9Zw5ol1ffXxGEV3dNKcTFTsr6RvJKLNHhMwuT9Y_IrDb1Fg"
+"#;
+        let settings = load_from(toml).unwrap();
+        let client = &settings.auth.backend_clients[0];
+        assert_eq!((client.client_id.as_str(), client.jwks.keys.len()), ("population-health", 1));
+        assert!(client.jwks.find("es384-2026").is_some());
+        assert!(Settings::load(None).unwrap().auth.backend_clients.is_empty(), "none by default");
     }
 
     #[test]

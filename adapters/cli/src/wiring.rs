@@ -75,7 +75,9 @@ pub(crate) async fn identity(settings: &Settings, ports: &EventStorePorts) -> an
         lockout: Duration::from_secs(auth.lockout_secs),
         ..AuthPolicy::default()
     };
-    Ok(Identity::new(ports, sessions, Tokens::new(keys), policy, DomainServices::default()).with_apps(auth.smart_apps.clone()))
+    Ok(Identity::new(ports, sessions, Tokens::new(keys), policy, DomainServices::default())
+        .with_apps(auth.smart_apps.clone())
+        .with_backend_clients(auth.backend_clients.clone()))
 }
 
 /// The detection worker over `ports`, saving its state in the read-model

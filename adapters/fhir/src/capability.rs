@@ -30,7 +30,8 @@ impl CapabilityStatement {
         self
     }
 
-    /// Declares that `resource` serves the operation `name` (`$name`), defined at `definition`.
+    /// Declares that `resource` serves the operation `name` (`$name`), defined at
+    /// `definition`; an empty `resource` declares a whole-system operation.
     #[must_use]
     pub fn operation(mut self, resource: &'static str, name: &'static str, definition: &'static str) -> Self {
         self.operations.push((resource, name, definition));
@@ -64,7 +65,6 @@ impl CapabilityStatement {
                     .collect();
                 let mut resource = json!({
                     "type": name,
-                    "interaction": interactions.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
                     "versioning": "versioned",
                     "readHistory": interactions.contains(&"vread"),
                     "updateCreate": false,
@@ -73,6 +73,10 @@ impl CapabilityStatement {
                 });
                 if !operations.is_empty() {
                     resource["operation"] = Value::Array(operations);
+                }
+                // FHIR JSON has no empty arrays: a type served only by operations lists no interaction.
+                if !interactions.is_empty() {
+                    resource["interaction"] = interactions.iter().map(|code| json!({"code": code})).collect();
                 }
                 resource
             })
@@ -96,6 +100,15 @@ impl CapabilityStatement {
         });
         if !self.system.is_empty() {
             rest["interaction"] = self.system.iter().map(|code| json!({"code": code})).collect();
+        }
+        let system_operations: Vec<Value> = self
+            .operations
+            .iter()
+            .filter(|(resource, _, _)| resource.is_empty())
+            .map(|(_, operation, definition)| json!({"name": operation, "definition": definition}))
+            .collect();
+        if !system_operations.is_empty() {
+            rest["operation"] = Value::Array(system_operations);
         }
         json!({
             "resourceType": "CapabilityStatement",

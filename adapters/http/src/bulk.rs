@@ -1,6 +1,6 @@
 //! Bulk Data Access 2.0 `$export` as a background job: the patients the requester
-//! may read (every active patient for a system account, the patients who granted a
-//! practitioner access, a patient themself), a page of patients at a time, each
+//! may read (every active patient, or a hospital's, for a system account — a
+//! backend service —, the patients who granted a practitioner access, a patient themself), a page of patients at a time, each
 //! read through the same rule as a single read — authorized and recorded in the
 //! patient's access log — and written as NDJSON files, one per resource type.
 //!
@@ -54,14 +54,20 @@ pub enum ExportError {
 }
 
 /// Which patients a job covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
-    /// Every active patient (a system-wide export, run in process until
-    /// backend-services authentication lets a system client ask over HTTP).
+    /// `GET /$export`: every active patient (system accounts: backend services).
     System,
-    /// `GET /Patient/$export`: the patients the requester may read.
+    /// `GET /Patient/$export`: the patients the requester may read (every active
+    /// patient for a system account).
     Patient,
+    /// `GET /Group/<hospital>/$export`: the active patients a hospital registered
+    /// (system accounts).
+    Group {
+        /// The hospital's code.
+        hospital: String,
+    },
 }
 
 /// What was asked, by whom.
@@ -246,7 +252,8 @@ impl BulkExports {
 async fn candidates(state: &AppState, job: &Job, after: Option<&str>, page: u32) -> Result<Vec<(String, DateTime<Utc>)>, ExportError> {
     let owner = job.owner;
     let models = state.read_models.as_ref().ok_or_else(|| std::io::Error::other("this server has no read models"))?;
-    let scope = match (job.level, owner.role) {
+    let scope = match (&job.level, owner.role) {
+        (Level::Group { hospital }, Role::System) => emr_projections::queries::ExportScope::Hospital(hospital.clone()),
         (_, Role::System) => emr_projections::queries::ExportScope::Everyone,
         (Level::Patient, Role::Physician | Role::Nurse) => emr_projections::queries::ExportScope::GrantedTo(owner.user_id.as_uuid()),
         (Level::Patient, Role::Patient) => emr_projections::queries::ExportScope::Only(owner.user_id.as_uuid()),

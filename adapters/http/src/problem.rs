@@ -248,6 +248,9 @@ fn auth_problem(error: &AuthError) -> Problem {
         AuthError::InvalidGrant(_) => {
             Problem::new(StatusCode::BAD_REQUEST, "invalid_grant", "The grant cannot be redeemed", error.to_string())
         }
+        AuthError::InvalidClient(_) => {
+            Problem::new(StatusCode::UNAUTHORIZED, "invalid_client", "The client could not be authenticated", error.to_string())
+        }
     }
 }
 

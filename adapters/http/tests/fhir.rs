@@ -108,19 +108,24 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
     let served: Vec<&str> = statement["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(
         served,
-        ["Patient", "Encounter", "Condition", "MedicationStatement", "DiagnosticReport", "Consent", "AuditEvent", "Provenance"]
+        ["Patient", "Encounter", "Condition", "MedicationStatement", "DiagnosticReport", "Consent", "AuditEvent", "Provenance", "Group"]
     );
     let searchable: Vec<&str> = statement["rest"][0]["resource"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["interaction"].as_array().unwrap().iter().any(|i| i["code"] == "search-type"))
+        .filter(|r| r["interaction"].as_array().is_some_and(|all| all.iter().any(|i| i["code"] == "search-type")))
         .map(|r| r["type"].as_str().unwrap())
         .collect();
     assert_eq!(searchable, ["Encounter", "Condition", "DiagnosticReport", "Consent", "AuditEvent", "Provenance"]);
     let patient = &statement["rest"][0]["resource"][0];
     assert_eq!(patient["readHistory"], true, "vread is served: {patient}");
     assert_eq!(patient["operation"][0]["name"], "export", "Bulk Data's Patient-level export: {patient}");
+    let system: Vec<&str> = statement["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    assert_eq!(system, ["transaction", "batch"]);
+    assert_eq!(statement["rest"][0]["operation"][0]["name"], "export", "the system-level export: {statement}");
+    let group = statement["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Group").unwrap();
+    assert_eq!(group["operation"][0]["name"], "export", "{group}");
 }
 
 #[tokio::test]

@@ -36,6 +36,7 @@ use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, 
 use serde::{Deserialize, Serialize};
 
 use crate::apps::{self, AppGrant, AppTokens, AuthorizationRequest, SmartApp};
+use crate::backend::BackendClient;
 use crate::secrets::{self, SecretError};
 use crate::sessions::{SessionError, SessionStore};
 use crate::tokens::{self, AccessClaims, KeyError, MfaClaims, TokenError, Tokens};
@@ -133,6 +134,9 @@ pub enum AuthError {
     /// An OAuth grant (authorization code, refresh token) that cannot be redeemed.
     #[error("invalid grant: {0}")]
     InvalidGrant(&'static str),
+    /// A backend service that is not registered, or whose assertion does not hold.
+    #[error("invalid client: {0}")]
+    InvalidClient(String),
 }
 
 impl From<SecretError> for AuthError {
@@ -221,6 +225,7 @@ pub struct Identity {
     policy: AuthPolicy,
     services: DomainServices,
     apps: Arc<Vec<SmartApp>>,
+    backends: Arc<Vec<BackendClient>>,
 }
 
 impl From<ClaimError> for AuthError {
@@ -274,6 +279,7 @@ impl Identity {
             policy,
             services,
             apps: Arc::new(Vec::new()),
+            backends: Arc::new(Vec::new()),
         }
     }
 
@@ -287,6 +293,49 @@ impl Identity {
     /// A registered SMART app.
     pub fn app(&self, client_id: &str) -> Option<&SmartApp> {
         self.apps.iter().find(|app| app.client_id == client_id)
+    }
+
+    /// The same identity service, with the backend services registered for
+    /// SMART Backend Services (client credentials with a signed JWT).
+    #[must_use]
+    pub fn with_backend_clients(mut self, clients: Vec<BackendClient>) -> Self {
+        self.backends = Arc::new(clients);
+        self
+    }
+
+    /// Client credentials with a JWT assertion (`private_key_jwt`): the service
+    /// the assertion names, if registered and the assertion holds (each assertion
+    /// is good once), gets a token of its system account for the scopes it asked
+    /// that it was registered for. No refresh token: it asks again.
+    pub async fn client_credentials(
+        &self,
+        assertion: &str,
+        scope: &str,
+        token_url: &str,
+        client: Option<IpAddr>,
+    ) -> Result<AppTokens, AuthError> {
+        let claimed =
+            crate::backend::claimed_client(assertion).ok_or_else(|| AuthError::InvalidClient("the assertion names no issuer".into()))?;
+        let service = self
+            .backends
+            .iter()
+            .find(|service| service.client_id == claimed)
+            .ok_or_else(|| AuthError::InvalidClient("this client is not registered".into()))?;
+        let now = self.services.now().timestamp();
+        let verified = service.verify(assertion, token_url, now).map_err(|e| AuthError::InvalidClient(e.to_string()))?;
+        let lives = std::time::Duration::from_secs(u64::try_from(verified.expires_at - now).unwrap_or(0) + 60);
+        let replay_key = format!("jwt-assertion:{}:{}", service.client_id, verified.id);
+        if !self.sessions.put_new(&replay_key, "used", lives).await? {
+            return Err(AuthError::InvalidClient("this assertion was already used".into()));
+        }
+        let granted = service.grantable(scope);
+        if granted.is_empty() {
+            return Err(AuthError::InvalidGrant("none of the requested scopes is registered for this client"));
+        }
+        let actor = service.actor();
+        let grant = AppGrant { client_id: service.client_id.clone(), scope: granted.join(" "), patient: None };
+        let pair = self.start_session(actor.user_id, actor.role, client, Some(grant.clone())).await?;
+        Ok(Self::app_tokens(pair, grant))
     }
 
     /// Opens an account. `by` is the administrator, or none for a patient

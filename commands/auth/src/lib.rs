@@ -10,6 +10,7 @@
 //! [`emr_domain::access`], applied by the application layer.
 
 pub mod apps;
+pub mod backend;
 mod identity;
 pub mod metrics;
 mod secrets;

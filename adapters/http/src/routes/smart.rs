@@ -42,6 +42,8 @@ const SCOPES_SUPPORTED: &[&str] = &[
     "patient/*.read",
     "user/*.read",
     "user/*.write",
+    "system/*.rs",
+    "system/*.read",
 ];
 
 /// The absolute URL of the OAuth endpoint `name` (`authorize`, `token`, …) at
@@ -58,15 +60,16 @@ pub(crate) async fn configuration(headers: HeaderMap) -> Response {
         "token_endpoint": endpoint(&origin, "token"),
         "introspection_endpoint": endpoint(&origin, "introspect"),
         "revocation_endpoint": endpoint(&origin, "revoke"),
-        "token_endpoint_auth_methods_supported": ["none"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["none", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": SCOPES_SUPPORTED,
         "capabilities": [
             "launch-standalone", "client-public", "context-standalone-patient",
             "permission-offline", "permission-online", "permission-patient", "permission-user",
-            "permission-v1", "permission-v2",
+            "permission-v1", "permission-v2", "client-confidential-asymmetric",
         ],
     });
     (StatusCode::OK, axum::Json(body)).into_response()
@@ -300,7 +303,11 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 fn from_auth(error: emr_auth::AuthError) -> Response {
     let problem = ApiError::from(error).problem();
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let error = if status.is_server_error() { "server_error" } else { "invalid_grant" };
+    let error = match status {
+        _ if status.is_server_error() => "server_error",
+        StatusCode::UNAUTHORIZED => "invalid_client",
+        _ => "invalid_grant",
+    };
     oauth_error(status, error, &problem.detail)
 }
 
@@ -313,17 +320,37 @@ pub(crate) struct TokenRequest {
     client_id: Option<String>,
     code_verifier: Option<String>,
     refresh_token: Option<String>,
+    scope: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 /// `POST /oauth/token`: a code (with its PKCE verifier) or a refresh token for tokens.
 pub(crate) async fn token(
     State(state): State<AppState>,
     client: ClientAddress,
+    headers: HeaderMap,
     form: Result<Form<TokenRequest>, FormRejection>,
 ) -> Response {
     let Ok(Form(request)) = form else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send an application/x-www-form-urlencoded token request");
     };
+    if request.grant_type.as_deref() == Some("client_credentials") {
+        let (Some(emr_auth::backend::JWT_BEARER), Some(assertion)) = (request.client_assertion_type.as_deref(), &request.client_assertion)
+        else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "client_credentials takes a client_assertion of client_assertion_type urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            );
+        };
+        let token_url = endpoint(&origin(&headers), "token");
+        let scope = request.scope.as_deref().unwrap_or_default();
+        return match state.identity.client_credentials(assertion, scope, &token_url, client.0).await {
+            Ok(tokens) => no_store(tokens),
+            Err(error) => from_auth(error),
+        };
+    }
     let client_id = request.client_id.as_deref().unwrap_or_default();
     if state.identity.app(client_id).is_none() {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "this app is not registered");
@@ -341,16 +368,25 @@ pub(crate) async fn token(
             };
             state.identity.refresh_app(refresh_token, client_id, client.0).await
         }
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type is authorization_code or refresh_token"),
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type is authorization_code, refresh_token or client_credentials",
+            );
+        }
     };
     match tokens {
-        Ok(tokens) => {
-            let mut response = (StatusCode::OK, axum::Json(tokens)).into_response();
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
+        Ok(tokens) => no_store(tokens),
         Err(error) => from_auth(error),
     }
+}
+
+/// Tokens, never cached (RFC 6749 §5.1).
+fn no_store(tokens: emr_auth::apps::AppTokens) -> Response {
+    let mut response = (StatusCode::OK, axum::Json(tokens)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A token to introspect or revoke (RFC 7662, RFC 7009).

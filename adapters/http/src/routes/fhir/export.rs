@@ -1,7 +1,7 @@
-//! Bulk Data Access 2.0: the Patient-level `$export` kick-off, status polling,
-//! cancellation and the NDJSON files — the job itself is [`crate::bulk`]. The
-//! system-level kick-off waits for backend-services authentication (no account
-//! holds the system role); the job runs system-wide in process (the benchmark).
+//! Bulk Data Access 2.0: the system, Patient and Group `$export` kick-offs, status
+//! polling, cancellation and the NDJSON files — the job itself is [`crate::bulk`].
+//! System and Group exports are for system accounts: backend services with a
+//! client-credentials token. A Group is a hospital (its id the hospital's code).
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
@@ -101,12 +101,17 @@ async fn kick_off(
     for resource_type in &types {
         permit(&caller, resource_type, Interaction::Search, None)?;
     }
-    if !matches!(caller.actor.role, Role::Physician | Role::Nurse | Role::Patient) {
+    let role = caller.actor.role;
+    let allowed = match level {
+        Level::Patient => matches!(role, Role::Physician | Role::Nurse | Role::Patient | Role::System),
+        Level::System | Level::Group { .. } => role == Role::System,
+    };
+    if !allowed {
         return Err(Fhir::from(Problem::new(
             StatusCode::FORBIDDEN,
             "role-not-permitted",
             "Not allowed",
-            format!("a {:?} account has no patients to export", caller.actor.role),
+            format!("a {role:?} account cannot run this export (system and Group exports are for backend services)"),
         )));
     }
     let base = base_url(headers);
@@ -136,6 +141,31 @@ pub(super) async fn patients(
     query: Result<Query<KickOff>, QueryRejection>,
 ) -> Result<Response, Fhir> {
     kick_off(&state, caller, &headers, query, Level::Patient, "Patient/$export").await
+}
+
+/// `GET /fhir/r4/$export`: every active patient's data (backend services).
+pub(super) async fn system(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    query: Result<Query<KickOff>, QueryRejection>,
+) -> Result<Response, Fhir> {
+    kick_off(&state, caller, &headers, query, Level::System, "$export").await
+}
+
+/// `GET /fhir/r4/Group/{hospital}/$export`: the data of the patients a hospital
+/// registered (backend services).
+pub(super) async fn group(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<KickOff>, QueryRejection>,
+) -> Result<Response, Fhir> {
+    let hospital = emr_domain::ids::HospitalId::parse(&id)
+        .map_err(|e| invalid("invalid-id", "The id is not valid", format!("a Group is a hospital, named by its code: {}", e.reason)))?;
+    let path = format!("Group/{}/$export", hospital.as_str());
+    kick_off(&state, caller, &headers, query, Level::Group { hospital: hospital.as_str().to_owned() }, &path).await
 }
 
 fn job_id(text: &str) -> Result<uuid::Uuid, Fhir> {

@@ -56,6 +56,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/Provenance", get(privacy::provenances))
         .route("/.well-known/smart-configuration", get(super::smart::configuration))
         .route("/Patient/$export", get(export::patients))
+        .route("/$export", get(export::system))
+        .route("/Group/{id}/$export", get(export::group))
         .route("/$export-status/{id}", get(export::status).delete(export::cancel))
         .route("/$export-file/{id}/{name}", get(export::file))
         .fallback(unsupported)
@@ -74,6 +76,9 @@ fn capabilities() -> CapabilityStatement {
         .resource("AuditEvent", &["search-type"])
         .resource("Provenance", &["search-type"])
         .operation("Patient", "export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export")
+        .resource("Group", &[])
+        .operation("Group", "export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export")
+        .operation("", "export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export")
 }
 
 /// A FHIR answer: a resource (with its version's `ETag` and, once created, its
