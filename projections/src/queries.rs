@@ -736,6 +736,13 @@ pub async fn suggestions(
     db.fetch_all(&sql, params).await
 }
 
+/// The record an attachment belongs to, if the read model has seen it.
+pub async fn record_of_attachment(db: &ReadModelDb, attachment_id: &str) -> Result<Option<String>, ProjectionError> {
+    let rows: Vec<(String,)> =
+        db.fetch_all("SELECT record_id FROM attachments WHERE attachment_id = ?", vec![Value::from(attachment_id)]).await?;
+    Ok(rows.into_iter().next().map(|(record_id,)| record_id))
+}
+
 /// The record a suggestion is on.
 pub async fn record_of_suggestion(db: &ReadModelDb, suggestion_id: &str) -> Result<Option<String>, ProjectionError> {
     let rows: Vec<(String,)> =

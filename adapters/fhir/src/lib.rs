@@ -31,7 +31,10 @@ pub use bundle::{HistoryEntry, history, searchset};
 pub use capability::{CapabilityStatement, FHIR_VERSION};
 pub use outcome::{IssueType, operation_outcome};
 pub use privacy::{ANCHORING_RECEIPT, Disclosure, Origin, audit_event, consent, provenance};
-pub use resources::{MedicationRef, condition, diagnostic_report, encounter, medication_statement, medication_statements, patient};
+pub use resources::{
+    MedicationRef, SHA_256_EXTENSION, condition, diagnostic_report, document_reference, encounter, medication_statement,
+    medication_statements, patient,
+};
 
 /// The media type of FHIR's JSON format.
 pub const FHIR_JSON: &str = "application/fhir+json";

@@ -6,7 +6,7 @@ use emr_domain::diagnosis::ReviewOutcome;
 use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
 use emr_domain::patient::{Patient, PatientStatus};
 use emr_domain::phi::Phi;
-use emr_domain::record::{MedicalRecord, RecordStatus, SuggestionSummary};
+use emr_domain::record::{AttachmentSummary, MedicalRecord, RecordStatus, SuggestionSummary};
 use emr_domain::values::{Gender, Medication, RecordContent, Route};
 use serde_json::{Value, json};
 
@@ -290,5 +290,40 @@ pub fn diagnostic_report(id: RecordId, record: &MedicalRecord, suggestion: &Sugg
                                 "url": format!("/v1/records/{id}/attachments/{explanation}/content")});
         put(&mut resource, "presentedForm", Some(json!([attachment])));
     }
+    resource
+}
+
+/// The extension carrying an attachment's SHA-256 (hex): FHIR's `Attachment.hash`
+/// is SHA-1, which this ledger does not compute.
+pub const SHA_256_EXTENSION: &str = "urn:emr-ledger:fhir:sha-256";
+
+/// An attachment of a record as a `DocumentReference`: its content is the
+/// `Binary` of the same id (decrypted when read), the record its context. The
+/// file's name is PHI kept in the log only; the record's title stands for it.
+pub fn document_reference(id: RecordId, record: &MedicalRecord, attachment: &AttachmentSummary, version: u64, redacted: bool) -> Value {
+    let mut file = json!({
+        "size": attachment.size_bytes,
+        "url": format!("Binary/{}", attachment.attachment_id),
+        "extension": [{"url": SHA_256_EXTENSION, "valueString": attachment.sha256.to_string()}],
+    });
+    put(&mut file, "contentType", attachment.mime_type.as_ref().map(|m| json!(m.as_str())));
+    let mut resource = json!({
+        "resourceType": "DocumentReference",
+        "id": attachment.attachment_id.to_string(),
+        "meta": meta(version, redacted),
+        "status": if deleted(record) { "entered-in-error" } else { "current" },
+        "content": [{"attachment": file}],
+        "context": {"encounter": [{"reference": format!("Encounter/{id}")}]},
+    });
+    let record_type = record.record_type().and_then(|t| serde_json::to_value(t).ok());
+    if let Some(record_type) = record_type {
+        let mut kind = json!({"coding": [{"system": RECORD_TYPE_SYSTEM, "code": record_type}]});
+        if let Some(title) = content(record, redacted).map(|c| c.title.as_str()) {
+            kind["text"] = json!(title);
+        }
+        put(&mut resource, "type", Some(kind));
+    }
+    put(&mut resource, "subject", record.patient_id().map(patient_reference));
+    put(&mut resource, "author", record.doctor_id().map(|d| json!([practitioner(d)])));
     resource
 }

@@ -108,7 +108,19 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
     let served: Vec<&str> = statement["rest"][0]["resource"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert_eq!(
         served,
-        ["Patient", "Encounter", "Condition", "MedicationStatement", "DiagnosticReport", "Consent", "AuditEvent", "Provenance", "Group"]
+        [
+            "Patient",
+            "Encounter",
+            "Condition",
+            "MedicationStatement",
+            "DiagnosticReport",
+            "DocumentReference",
+            "Binary",
+            "Consent",
+            "AuditEvent",
+            "Provenance",
+            "Group"
+        ]
     );
     let searchable: Vec<&str> = statement["rest"][0]["resource"]
         .as_array()
@@ -117,7 +129,7 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
         .filter(|r| r["interaction"].as_array().is_some_and(|all| all.iter().any(|i| i["code"] == "search-type")))
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(searchable, ["Encounter", "Condition", "DiagnosticReport", "Consent", "AuditEvent", "Provenance"]);
+    assert_eq!(searchable, ["Encounter", "Condition", "DiagnosticReport", "DocumentReference", "Consent", "AuditEvent", "Provenance"]);
     let patient = &statement["rest"][0]["resource"][0];
     assert_eq!(patient["readHistory"], true, "vread is served: {patient}");
     assert_eq!(patient["operation"][0]["name"], "export", "Bulk Data's Patient-level export: {patient}");
@@ -686,4 +698,57 @@ async fn a_batch_bundle_answers_each_entry_on_its_own() {
 
     let (status, refused) = bundle(&app, &author, uuid::Uuid::now_v7(), &json!({"resourceType": "Bundle", "type": "collection"})).await;
     assert_eq!((status, outcome_code(&refused)), (StatusCode::BAD_REQUEST, "invalid-bundle"), "{refused}");
+}
+
+#[tokio::test]
+async fn attachments_read_as_document_references_and_their_files_as_binaries_each_read_recorded() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use base64::Engine;
+
+    let app = support::app_with_everything().await;
+    let support::Chart { author, record, .. } = patient_with_a_record(&app).await;
+    let report = b"Discharge letter: blood pressure controlled on amlodipine.\n".repeat(100);
+    let attachment = uuid::Uuid::now_v7().to_string();
+    let upload = Request::post(format!("/v1/records/{record}/attachments/content?filename=letter.txt"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .header("idempotency-key", &attachment)
+        .body(Body::from(report.clone()))
+        .unwrap();
+    assert_eq!(send(&app, support::as_user(&author, upload)).await.0, StatusCode::CREATED);
+    support::fold(&app).await;
+
+    let before = disclosures(&app).await;
+    let (status, document) = fhir(&app, &author, &format!("DocumentReference/{attachment}")).await;
+    assert_eq!(status, StatusCode::OK, "{document}");
+    let file = &document["content"][0]["attachment"];
+    assert_eq!((file["url"].as_str(), file["contentType"].as_str()), (Some(format!("Binary/{attachment}").as_str()), Some("text/plain")));
+    assert_eq!(file["size"], report.len());
+    assert_eq!(file["extension"][0]["valueString"].as_str().unwrap().len(), 64, "the SHA-256: {file}");
+    assert_eq!(document["context"]["encounter"][0]["reference"], format!("Encounter/{record}"));
+    let (status, found) = fhir(&app, &author, &format!("DocumentReference?encounter={record}")).await;
+    assert_eq!((status, found["entry"][0]["resource"]["id"].as_str()), (StatusCode::OK, Some(attachment.as_str())), "{found}");
+
+    // The file itself: raw, decrypted and verified; or inside a Binary resource.
+    let response = tower::ServiceExt::oneshot(app.router.clone(), get(&author, &format!("/fhir/r4/Binary/{attachment}"))).await.unwrap();
+    assert_eq!((response.status(), response.headers()[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "text/plain"));
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    assert_eq!(bytes.as_ref(), report.as_slice());
+    let mut as_fhir = get(&author, &format!("/fhir/r4/Binary/{attachment}"));
+    as_fhir.headers_mut().insert(header::ACCEPT, "application/fhir+json".parse().unwrap());
+    let (status, _, binary) = send(&app, as_fhir).await;
+    assert_eq!((status, binary["resourceType"].as_str()), (StatusCode::OK, Some("Binary")), "{binary}");
+    assert_valid(&binary);
+    let decoded = base64::engine::general_purpose::STANDARD.decode(binary["data"].as_str().unwrap()).unwrap();
+    assert_eq!(decoded, report);
+    assert_eq!(disclosures(&app).await, before + 4, "every read of the document or its file is recorded");
+
+    // The record's grants rule: a stranger reads neither, and an unknown id is not found.
+    let stranger = sign_in(&app, Role::Physician).await;
+    let (status, refused) = fhir(&app, &stranger, &format!("DocumentReference/{attachment}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (status, _, refused) = send(&app, get(&stranger, &format!("/fhir/r4/Binary/{attachment}"))).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::FORBIDDEN, "no-active-grant"), "{refused}");
+    let (status, missing) = fhir(&app, &author, &format!("DocumentReference/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 }

@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::extract::{Caller, Command};
 use crate::problem::{ApiError, Problem};
 
-fn store(state: &AppState) -> Result<&Attachments, ApiError> {
+pub(crate) fn store(state: &AppState) -> Result<&Attachments, ApiError> {
     state.attachments.as_ref().ok_or_else(|| {
         ApiError::Problem(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +87,12 @@ pub(crate) async fn download(
     let record_id: RecordId = path_id(&record_id, "record id")?;
     let attachment_id: AttachmentId = path_id(&attachment_id, "attachment id")?;
     let download = store(&state)?.download(&caller.actor, record_id, attachment_id).await?;
+    Ok(streamed(download))
+}
+
+/// A download as a response: the plaintext streamed as it is decrypted, with
+/// its type, length, digest and the disclosure that recorded the read.
+pub(crate) fn streamed(download: emr_attachments::Download) -> Response {
     let mime = download.attachment.mime_type.as_ref().map_or("application/octet-stream".to_owned(), |m| m.as_str().to_owned());
     let size = download.attachment.size_bytes;
     let disclosure = download.disclosure.map(|id| id.to_string()).unwrap_or_default();
@@ -121,7 +127,7 @@ pub(crate) async fn download(
     if let Ok(value) = HeaderValue::from_str(&format!("sha-256={digest}")) {
         headers.insert("x-emr-content-sha256", value);
     }
-    Ok(response)
+    response
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -8,6 +8,7 @@
 //! writes honour `If-Match` (412 on a stale version), and `_history` replays the log.
 
 mod bundle;
+mod documents;
 
 pub(crate) use bundle::submit as submit_bundle;
 mod export;
@@ -50,6 +51,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/MedicationStatement/{id}", get(read::medication_statement))
         .route("/DiagnosticReport", get(read::diagnostic_reports))
         .route("/DiagnosticReport/{id}", get(read::diagnostic_report))
+        .route("/DocumentReference", get(documents::document_references))
+        .route("/DocumentReference/{id}", get(documents::document_reference))
+        .route("/Binary/{id}", get(documents::binary))
         .route("/Consent", get(privacy::consents))
         .route("/Consent/{id}", get(privacy::consent))
         .route("/AuditEvent", get(privacy::audit_events))
@@ -72,6 +76,8 @@ fn capabilities() -> CapabilityStatement {
         .resource("Condition", &["read", "vread", "history-instance", "search-type", "update"])
         .resource("MedicationStatement", &["read"])
         .resource("DiagnosticReport", &["read", "search-type"])
+        .resource("DocumentReference", &["read", "search-type"])
+        .resource("Binary", &["read"])
         .resource("Consent", &["read", "search-type"])
         .resource("AuditEvent", &["search-type"])
         .resource("Provenance", &["search-type"])
