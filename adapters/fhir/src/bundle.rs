@@ -5,12 +5,23 @@ use serde_json::{Value, json};
 /// One page of search matches: `self_url` names this page, `next_url` the next one
 /// (when there may be more), and each entry is (its absolute URL, the resource).
 pub fn searchset(self_url: &str, next_url: Option<&str>, entries: Vec<(String, Value)>) -> Value {
+    searchset_with(self_url, next_url, entries, Vec::new())
+}
+
+/// A page of matches and the resources `_include` brought with them (each
+/// entry (its absolute URL, the resource); an `OperationOutcome` as an entry of
+/// mode `outcome` says what could not be included).
+pub fn searchset_with(self_url: &str, next_url: Option<&str>, matches: Vec<(String, Value)>, included: Vec<(String, Value)>) -> Value {
     let mut links = vec![json!({"relation": "self", "url": self_url})];
     if let Some(next) = next_url {
         links.push(json!({"relation": "next", "url": next}));
     }
+    let entry = |(url, resource): (String, Value), mode: &str| {
+        let mode = if resource["resourceType"] == "OperationOutcome" { "outcome" } else { mode };
+        json!({"fullUrl": url, "resource": resource, "search": {"mode": mode}})
+    };
     let entries: Vec<Value> =
-        entries.into_iter().map(|(url, resource)| json!({"fullUrl": url, "resource": resource, "search": {"mode": "match"}})).collect();
+        matches.into_iter().map(|m| entry(m, "match")).chain(included.into_iter().map(|i| entry(i, "include"))).collect();
     json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries})
 }
 

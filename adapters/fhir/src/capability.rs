@@ -12,6 +12,7 @@ pub struct CapabilityStatement {
     resources: Vec<(&'static str, Vec<&'static str>)>,
     operations: Vec<(&'static str, &'static str, &'static str)>,
     system: Vec<&'static str>,
+    searches: Vec<(&'static str, Vec<(&'static str, &'static str)>, Vec<&'static str>)>,
     oauth: Option<(String, String)>,
 }
 
@@ -20,6 +21,14 @@ impl CapabilityStatement {
     #[must_use]
     pub fn resource(mut self, resource: &'static str, interactions: &[&'static str]) -> Self {
         self.resources.push((resource, interactions.to_vec()));
+        self
+    }
+
+    /// Declares the search parameters of `resource` (`(name, type)`, FHIR's
+    /// `SearchParamType` codes) and the `_include` values it serves.
+    #[must_use]
+    pub fn search(mut self, resource: &'static str, params: &[(&'static str, &'static str)], includes: &[&'static str]) -> Self {
+        self.searches.push((resource, params.to_vec(), includes.to_vec()));
         self
     }
 
@@ -73,6 +82,12 @@ impl CapabilityStatement {
                 });
                 if !operations.is_empty() {
                     resource["operation"] = Value::Array(operations);
+                }
+                for (_, params, includes) in self.searches.iter().filter(|(resource, _, _)| resource == name) {
+                    resource["searchParam"] = params.iter().map(|(param, kind)| json!({"name": param, "type": kind})).collect();
+                    if !includes.is_empty() {
+                        resource["searchInclude"] = json!(includes);
+                    }
                 }
                 // FHIR JSON has no empty arrays: a type served only by operations lists no interaction.
                 if !interactions.is_empty() {

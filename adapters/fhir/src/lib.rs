@@ -27,7 +27,7 @@ pub mod search;
 #[cfg(feature = "validation")]
 pub mod validation;
 
-pub use bundle::{HistoryEntry, history, searchset};
+pub use bundle::{HistoryEntry, history, searchset, searchset_with};
 pub use capability::{CapabilityStatement, FHIR_VERSION};
 pub use outcome::{IssueType, operation_outcome};
 pub use privacy::{ANCHORING_RECEIPT, Disclosure, Origin, audit_event, consent, provenance};

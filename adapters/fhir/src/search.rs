@@ -5,7 +5,8 @@
 //! Served: `patient` (required), `_id`, `date` (the visit date, day precision),
 //! `_lastUpdated` (an instant or a day), each with the prefixes `eq` `ge` `gt`
 //! `le` `lt` and repeatable to form a range; `_sort` (`date`, `-date`,
-//! `_lastUpdated`, `-_lastUpdated`); `_count` (1–500) and `_offset`. `_format`
+//! `_lastUpdated`, `-_lastUpdated`); `_count` (1–500) and `_offset`; `_include`
+//! of the patient (`Encounter:subject`, `Condition:subject`). `_format`
 //! and `_pretty` are accepted and ignored; any other parameter is refused, so a
 //! client never mistakes an unfiltered answer for a filtered one.
 
@@ -71,7 +72,13 @@ pub struct RecordSearch {
     pub count: u32,
     /// Matches to skip.
     pub offset: u32,
+    /// `_include=<type>:subject` (or `:patient`): the patient too, as it is named,
+    /// so the caller can check it is the searched type's.
+    pub include: Option<String>,
 }
+
+/// The `_include` values served: the searched resource's patient.
+const INCLUDES: [&str; 4] = ["Encounter:subject", "Encounter:patient", "Condition:subject", "Condition:patient"];
 
 /// A comparison prefix and its value (`ge2026-01-01` → (`ge`, `2026-01-01`)).
 fn prefixed(value: &str) -> (&str, &str) {
@@ -118,6 +125,7 @@ impl RecordSearch {
             sort: Sort::default(),
             count: 50,
             offset: 0,
+            include: None,
         };
         let mut patient = None;
         for (name, value) in pairs {
@@ -172,11 +180,13 @@ impl RecordSearch {
                     search.count = value.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| invalid(name, "1 to 500"))?;
                 }
                 "_offset" => search.offset = value.parse().map_err(|_| invalid(name, "a number of matches to skip"))?,
+                "_include" if INCLUDES.contains(&value) => search.include = Some(value.to_owned()),
+                "_include" => return Err(invalid(name, "the searched type's patient: Encounter:subject or Condition:subject")),
                 "_format" | "_pretty" => {}
                 other => {
                     return Err(invalid(
                         other,
-                        "not served here; the parameters are patient, _id, date, _lastUpdated, _sort, _count, _offset",
+                        "not served here; the parameters are patient, _id, date, _lastUpdated, _sort, _count, _offset, _include",
                     ));
                 }
             }
@@ -207,6 +217,9 @@ impl RecordSearch {
         }
         if self.sort != Sort::default() {
             push("_sort", self.sort.parameter().to_owned());
+        }
+        if let Some(include) = &self.include {
+            push("_include", include.clone());
         }
         push("_count", self.count.to_string());
         push("_offset", offset.to_string());
@@ -248,6 +261,7 @@ mod tests {
             ("date", "ge2026-01-01"),
             ("_lastUpdated", "gt2026-12-01T10:00:00+08:00"),
             ("_sort", "_lastUpdated"),
+            ("_include", "Encounter:subject"),
             ("_count", "10"),
         ])
         .unwrap();
@@ -263,5 +277,6 @@ mod tests {
         assert_eq!(parse(&[("_count", "10")]).unwrap_err().parameter, "patient");
         assert_eq!(parse(&[("patient", "p1"), ("_count", "0")]).unwrap_err().parameter, "_count");
         assert!(parse(&[("patient", "p1"), ("_format", "json")]).is_ok());
+        assert_eq!(parse(&[("patient", "p1"), ("_include", "Encounter:participant")]).unwrap_err().parameter, "_include");
     }
 }

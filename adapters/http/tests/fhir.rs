@@ -136,6 +136,10 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
     let system: Vec<&str> = statement["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
     assert_eq!(system, ["transaction", "batch"]);
     assert_eq!(statement["rest"][0]["operation"][0]["name"], "export", "the system-level export: {statement}");
+    let encounter = &statement["rest"][0]["resource"][1];
+    let params: Vec<&str> = encounter["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(params.contains(&"date") && params.contains(&"patient"), "{encounter}");
+    assert_eq!(encounter["searchInclude"], json!(["Encounter:subject"]));
     let group = statement["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Group").unwrap();
     assert_eq!(group["operation"][0]["name"], "export", "{group}");
 }
@@ -165,6 +169,27 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
     let codes: Vec<&str> =
         conditions["entry"].as_array().unwrap().iter().map(|e| e["resource"]["code"]["coding"][0]["code"].as_str().unwrap()).collect();
     assert_eq!(codes, ["I10"]);
+
+    // `_include` brings the patient along, read (and recorded) as a read of the patient;
+    // a record's author without a grant gets the records and an outcome instead.
+    let before = disclosures(&app).await;
+    let (status, with_patient) = fhir(&app, &patient, &format!("Condition?patient={}&_include=Condition:subject", patient.id)).await;
+    assert_eq!(status, StatusCode::OK, "{with_patient}");
+    let modes: Vec<(&str, &str)> = with_patient["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["resource"]["resourceType"].as_str().unwrap(), e["search"]["mode"].as_str().unwrap()))
+        .collect();
+    assert_eq!(modes, [("Condition", "match"), ("Patient", "include")]);
+    assert_eq!(disclosures(&app).await, before + 3, "both records read for their conditions, and the patient");
+    assert!(with_patient["link"][0]["url"].as_str().unwrap().contains("_include=Condition%3Asubject"), "{with_patient}");
+    let (status, without) = fhir(&app, &author, &format!("Encounter?patient={}&_include=Encounter:subject", patient.id)).await;
+    assert_eq!(status, StatusCode::OK, "{without}");
+    let last = without["entry"].as_array().unwrap().last().unwrap();
+    assert_eq!((last["resource"]["resourceType"].as_str(), last["search"]["mode"].as_str()), (Some("OperationOutcome"), Some("outcome")));
+    let (status, mismatched) = fhir(&app, &author, &format!("Encounter?patient={}&_include=Condition:subject", patient.id)).await;
+    assert_eq!((status, outcome_code(&mismatched)), (StatusCode::BAD_REQUEST, "invalid-search"));
 
     // A page of one links to the next; the last page links nowhere.
     let (_, page) = fhir(&app, &author, &format!("Encounter?patient={}&_count=1", patient.id)).await;

@@ -67,6 +67,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .fallback(unsupported)
 }
 
+/// The parameters of a search of a patient's records (`emr_fhir::search`).
+const RECORD_SEARCH: &[(&str, &str)] = &[
+    ("patient", "reference"),
+    ("_id", "token"),
+    ("date", "date"),
+    ("_lastUpdated", "date"),
+    ("_sort", "special"),
+    ("_count", "number"),
+    ("_offset", "number"),
+    ("_include", "special"),
+];
+
+/// The parameters of the patient-wide searches (`Consent?`, `AuditEvent?`).
+const PATIENT_SEARCH: &[(&str, &str)] = &[("patient", "reference"), ("_count", "number"), ("_offset", "number")];
+
 /// What the routes above serve; `/metadata` is built from it.
 fn capabilities() -> CapabilityStatement {
     CapabilityStatement::default()
@@ -81,6 +96,13 @@ fn capabilities() -> CapabilityStatement {
         .resource("Consent", &["read", "search-type"])
         .resource("AuditEvent", &["search-type"])
         .resource("Provenance", &["search-type"])
+        .search("Encounter", RECORD_SEARCH, &["Encounter:subject"])
+        .search("Condition", RECORD_SEARCH, &["Condition:subject"])
+        .search("DiagnosticReport", &[("encounter", "reference")], &[])
+        .search("DocumentReference", &[("encounter", "reference")], &[])
+        .search("Consent", PATIENT_SEARCH, &[])
+        .search("AuditEvent", PATIENT_SEARCH, &[])
+        .search("Provenance", &[("target", "reference")], &[])
         .operation("Patient", "export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export")
         .resource("Group", &[])
         .operation("Group", "export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export")

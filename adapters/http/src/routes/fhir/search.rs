@@ -85,6 +85,9 @@ async fn records(
         .map_err(|e| invalid_search(&e.to_string()))?;
     let patient_id: PatientId = path_id(&search.patient, "patient")?;
     let record_id = search.id.as_deref().map(|id| path_id::<uuid::Uuid>(id, "_id")).transpose()?;
+    if search.include.as_deref().is_some_and(|include| !include.starts_with(&format!("{kind}:"))) {
+        return Err(invalid_search(&format!("_include: {kind}:subject")));
+    }
     permit(&caller, kind, Interaction::Search, Some(patient_id))?;
     let models = crate::routes::read::models(state)?;
     let filter = RecordFilter {
@@ -121,9 +124,39 @@ async fn records(
             entries.push((format!("{base}/{kind}/{record_id}"), found));
         }
     }
+    let included = match (&search.include, entries.is_empty()) {
+        (Some(_), false) => vec![subject(state, &caller, patient_id, &base).await?],
+        _ => Vec::new(),
+    };
     let url = |offset: u32| format!("{base}/{kind}?{}", search.to_query(offset));
     let next = (matches.len() == search.count as usize).then(|| url(search.offset + search.count));
-    Ok(Fhir::ok(emr_fhir::searchset(&url(search.offset), next.as_deref(), entries)))
+    Ok(Fhir::ok(emr_fhir::searchset_with(&url(search.offset), next.as_deref(), entries, included)))
+}
+
+/// The searched patient for `_include`: read through the same rule as a single
+/// read (authorized, recorded). One the caller may not read — a record's author
+/// without a grant — is left out, and an outcome entry says so.
+async fn subject(state: &AppState, caller: &Caller, patient_id: PatientId, base: &str) -> Result<(String, serde_json::Value), Fhir> {
+    let url = format!("{base}/Patient/{patient_id}");
+    let outcome_url = || format!("urn:uuid:{}", uuid::Uuid::new_v4());
+    if permit(caller, "Patient", Interaction::Read, Some(patient_id)).is_err() {
+        let detail = "the Patient was not included: the app's scopes do not allow reading it";
+        return Ok((
+            outcome_url(),
+            emr_fhir::operation_outcome(emr_fhir::IssueType::Forbidden, "insufficient-scope", "Not included", detail),
+        ));
+    }
+    match state.clinic.read_patient(&caller.actor, patient_id, None).await {
+        Ok(read) => {
+            let version = read.loaded.sequence();
+            Ok((url, emr_fhir::patient(patient_id, read.loaded.state(), version, read.basis == Basis::Redacted)))
+        }
+        Err(emr_commands::ClinicError::Forbidden(denied)) => {
+            let detail = format!("the Patient was not included: {denied}");
+            Ok((outcome_url(), emr_fhir::operation_outcome(emr_fhir::IssueType::Forbidden, "not-included", "Not included", &detail)))
+        }
+        Err(other) => Err(Fhir::from(other)),
+    }
 }
 
 /// `GET /fhir/r4/Encounter?patient=…`: a patient's visits, most recent first.
