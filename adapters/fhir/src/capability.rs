@@ -6,13 +6,21 @@ use serde_json::{Value, json};
 /// The FHIR version spoken.
 pub const FHIR_VERSION: &str = "4.0.1";
 
+/// A resource type's search parameters (`(name, type)`) and `_include` values.
+#[derive(Debug, Clone)]
+struct SearchDeclaration {
+    resource: &'static str,
+    params: Vec<(&'static str, &'static str)>,
+    includes: Vec<&'static str>,
+}
+
 /// What the server implements, resource by resource.
 #[derive(Debug, Clone, Default)]
 pub struct CapabilityStatement {
     resources: Vec<(&'static str, Vec<&'static str>)>,
     operations: Vec<(&'static str, &'static str, &'static str)>,
     system: Vec<&'static str>,
-    searches: Vec<(&'static str, Vec<(&'static str, &'static str)>, Vec<&'static str>)>,
+    searches: Vec<SearchDeclaration>,
     oauth: Option<(String, String)>,
 }
 
@@ -28,7 +36,7 @@ impl CapabilityStatement {
     /// `SearchParamType` codes) and the `_include` values it serves.
     #[must_use]
     pub fn search(mut self, resource: &'static str, params: &[(&'static str, &'static str)], includes: &[&'static str]) -> Self {
-        self.searches.push((resource, params.to_vec(), includes.to_vec()));
+        self.searches.push(SearchDeclaration { resource, params: params.to_vec(), includes: includes.to_vec() });
         self
     }
 
@@ -83,10 +91,10 @@ impl CapabilityStatement {
                 if !operations.is_empty() {
                     resource["operation"] = Value::Array(operations);
                 }
-                for (_, params, includes) in self.searches.iter().filter(|(resource, _, _)| resource == name) {
-                    resource["searchParam"] = params.iter().map(|(param, kind)| json!({"name": param, "type": kind})).collect();
-                    if !includes.is_empty() {
-                        resource["searchInclude"] = json!(includes);
+                for search in self.searches.iter().filter(|search| search.resource == *name) {
+                    resource["searchParam"] = search.params.iter().map(|(param, kind)| json!({"name": param, "type": kind})).collect();
+                    if !search.includes.is_empty() {
+                        resource["searchInclude"] = json!(search.includes);
                     }
                 }
                 // FHIR JSON has no empty arrays: a type served only by operations lists no interaction.
