@@ -527,7 +527,11 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             let login_attempts_per_minute = settings.auth.login_attempts_per_minute;
             // Export jobs read the read models; a node without them runs none.
             let exports = match &read_models {
-                Some(_) => Some(emr_http::bulk::BulkExports::open(settings.exports_dir()).context("the exports directory")?),
+                Some(_) => Some(
+                    emr_http::bulk::BulkExports::open(settings.exports_dir())
+                        .context("the exports directory")?
+                        .with_page_size(settings.export.page_size),
+                ),
                 None => None,
             };
             let state = emr_http::AppState {

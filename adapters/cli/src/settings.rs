@@ -273,6 +273,15 @@ pub(crate) struct DetectionConfig {
     pub(crate) responses: emr_detection::ResponsePolicy,
 }
 
+/// Bulk Data export jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportSettings {
+    /// Patients a job reads per page; it records its progress after each page,
+    /// and holds at most one page in memory.
+    pub(crate) page_size: u32,
+}
+
 /// AI-assisted diagnosis: the installed model artifacts and the workers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -318,6 +327,7 @@ pub(crate) struct Settings {
     pub(crate) detection: DetectionConfig,
     pub(crate) bridge: BridgeSettings,
     pub(crate) diagnosis: DiagnosisSettings,
+    pub(crate) export: ExportSettings,
     /// Retention policies per jurisdiction (`[[retention]]`); none: no retention duty.
     #[serde(default)]
     pub(crate) retention: emr_domain::retention::RetentionSchedule,
@@ -392,6 +402,9 @@ validator_key_env = "EMR_BRIDGE_VALIDATOR_KEY"
 relayer_key_env = "EMR_BRIDGE_RELAYER_KEY"
 poll_ms = 2000
 
+[export]
+page_size = 200
+
 [diagnosis]
 concurrency = 2
 decode_budget_secs = 30
@@ -425,6 +438,7 @@ impl Settings {
             if holds { Ok(()) } else { Err(InvalidSetting { key, problem: format!("{rule} (got {value})") }) }
         };
         check(!self.serve.roles.is_empty(), "serve.roles", "must name at least one of api, projector, anchor, detector, diagnosis", &"[]")?;
+        check((1..=1000).contains(&self.export.page_size), "export.page_size", "must be 1 to 1000", &self.export.page_size)?;
         let retention = self.retention.problems();
         check(retention.is_empty(), "retention", "must give each hospital one policy with a jurisdiction", &retention.join("; "))?;
         let rules = self.detection.rules.problems();
@@ -517,11 +531,11 @@ impl Settings {
         self.read_models.sqlite_file.clone().unwrap_or_else(|| self.store.data_dir.join("read-models.db"))
     }
 
-    /// Bulk Data export jobs and their NDJSON files (a node's own: its jobs resume there).
     pub(crate) fn diagnosis_models_dir(&self) -> PathBuf {
         self.diagnosis.models_dir.clone().unwrap_or_else(|| self.store.data_dir.join("diagnosis-models"))
     }
 
+    /// Bulk Data export jobs and their NDJSON files (a node's own: its jobs resume there).
     pub(crate) fn exports_dir(&self) -> PathBuf {
         self.store.data_dir.join("exports")
     }
