@@ -53,6 +53,8 @@ def main():
     page = browser.get(authorize_url, timeout=30)
     page.raise_for_status()
     form = {unescape(name): unescape(value) for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text)}
+    # The consent screen offers each scope ticked; the user keeps them all.
+    form.update({unescape(name): unescape(value) for name, value in re.findall(r'<input type="checkbox" id="[^"]+" name="([^"]+)" value="([^"]*)" checked>', page.text)})
     # The API sign-in used this step's code; a code is good once, and the server
     # accepts the next step's too.
     form.update({

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes::{
-    attachments, auth, diagnosis, export, federated, grants, log, patients, privacy, read, records, research, retention, security,
+    attachments, auth, diagnosis, export, federated, grants, log, patients, privacy, read, records, research, retention, security, smart,
 };
 
 struct BearerAuth;
@@ -28,7 +28,7 @@ impl Modify for BearerAuth {
     ),
     paths(
         auth::login, auth::enrol, auth::verify, auth::refresh, auth::logout,
-        auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate,
+        auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate, smart::launch,
         patients::register, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
         patients::restrict, patients::lift_restriction, patients::place_legal_hold, patients::release_legal_hold, export::export,
         retention::review, retention::dispose, privacy::justify, privacy::report,

@@ -26,7 +26,7 @@ async fn app_with_smart() -> TestApp {
         client_id: "viewer".into(),
         name: "Viewer".into(),
         redirect_uris: vec![REDIRECT.into()],
-        scopes: vec!["launch/patient".into(), "patient/Condition.rs".into(), "offline_access".into()],
+        scopes: vec!["launch".into(), "launch/patient".into(), "patient/Condition.rs".into(), "offline_access".into()],
     };
     app.state.identity = app.state.identity.clone().with_apps(vec![viewer]);
     app.identity = app.state.identity.clone();
@@ -103,6 +103,18 @@ async fn token(app: &TestApp, fields: &[(&str, &str)]) -> (StatusCode, Value) {
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
     let (status, _, text) = raw(app, form("/oauth/token", body)).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Trades the code of an approval (with the PKCE verifier) for tokens.
+async fn redeem(app: &TestApp, code: &str) -> (StatusCode, Value) {
+    let fields = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("client_id", "viewer"),
+        ("code_verifier", VERIFIER),
+    ];
+    token(app, &fields).await
 }
 
 #[tokio::test]
@@ -226,4 +238,80 @@ async fn an_app_token_reads_within_its_scopes_refreshes_with_them_and_dies_when_
     let revoked = User { id: patient.id.clone(), token: renewed_token };
     let (status, _, _) = send(&app, support::get(&revoked, &format!("/fhir/r4/Condition?patient={}", patient.id))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_ehr_launch_opens_the_app_on_the_launching_users_patient_and_no_one_elses() {
+    let app = app_with_smart().await;
+    let (patient, secret, username) = patient_with_a_record(&app).await;
+    // The EHR (here the patient's portal) launches the app on the patient in front of it.
+    let request = json!({"client_id": "viewer", "patient_id": patient.id});
+    let (status, _, launched) = send(&app, support::command(&patient, "POST", "/v1/smart/launches", &request)).await;
+    assert_eq!(status, StatusCode::CREATED, "{launched}");
+    assert_eq!(launched["iss"], "http://localhost/fhir/r4");
+    let launch = launched["launch"].as_str().unwrap().to_owned();
+
+    // The app asks with the launch: the page asks for no patient, the launching user approves.
+    let query = authorize_query(&[("launch", launch.as_str()), ("scope", "launch patient/Condition.rs")]);
+    let (status, _, page) = raw(&app, Request::get(format!("/oauth/authorize?{query}")).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(!page.contains("name=\"patient\""), "the launch names the patient: {page}");
+    let (other, other_secret, other_username) = patient_with_a_record(&app).await;
+    let approve_as = |username: &str, secret: &str| {
+        let code = code_for(secret, username, now_secs() + 30);
+        format!("{query}&username={username}&password={}&code={code}&decision=approve", support::PASSWORD)
+    };
+    let (status, location, page) = raw(&app, form("/oauth/authorize", approve_as(&other_username, &other_secret))).await;
+    assert_eq!((status, location), (StatusCode::OK, None), "another user cannot take over the launch");
+    assert!(page.contains("another user"), "{page}");
+    let _ = other;
+    let (status, location, page) = raw(&app, form("/oauth/authorize", approve_as(&username, &secret))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let redirect = query_of(&location.unwrap());
+    let (status, tokens) = redeem(&app, param(&redirect, "code").unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!((tokens["patient"].as_str(), tokens["scope"].as_str()), (Some(patient.id.as_str()), Some("launch patient/Condition.rs")));
+
+    // A launch on a patient the user may not read, for an unknown app, or made up, goes nowhere.
+    let stranger = sign_in(&app, Role::Physician).await;
+    let (status, _, refused) = send(&app, support::command(&stranger, "POST", "/v1/smart/launches", &request)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let unknown = json!({"client_id": "stranger-app"});
+    let (status, _, refused) = send(&app, support::command(&patient, "POST", "/v1/smart/launches", &unknown)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let made_up = authorize_query(&[("launch", "made-up"), ("scope", "launch patient/Condition.rs")]);
+    let code = code_for(&secret, &username, now_secs() + 60);
+    let body = format!("{made_up}&username={username}&password={}&code={code}&decision=approve", support::PASSWORD);
+    let (status, location, page) = raw(&app, form("/oauth/authorize", body)).await;
+    assert_eq!((status, location), (StatusCode::OK, None));
+    assert!(page.contains("launch the app again"), "{page}");
+}
+
+#[tokio::test]
+async fn the_user_can_untick_scopes_on_the_consent_screen_and_the_token_carries_only_the_rest() {
+    let app = app_with_smart().await;
+    let (patient, secret, username) = patient_with_a_record(&app).await;
+    let (_, _, page) = raw(&app, Request::get(format!("/oauth/authorize?{}", authorize_query(&[]))).body(Body::empty()).unwrap()).await;
+    assert!(page.contains("type=\"checkbox\"") && page.contains("value=\"offline_access\" checked"), "{page}");
+
+    let code = code_for(&secret, &username, now_secs() + 30);
+    let credentials = format!("username={username}&password={}&code={code}&decision=approve&consent_shown=1", support::PASSWORD);
+    let nothing = format!("{}&{credentials}", authorize_query(&[]));
+    let (status, location, page) = raw(&app, form("/oauth/authorize", nothing)).await;
+    assert_eq!((status, location), (StatusCode::OK, None), "nothing ticked is not an approval");
+    assert!(page.contains("tick at least one"), "{page}");
+    // Ticked: the patient context and Conditions; offline_access unticked. A scope
+    // slipped into the form that was never offered is not granted either.
+    let ticked = "consent_0=launch%2Fpatient&consent_1=patient%2FCondition.rs&consent_9=user%2F*.cruds";
+    let body = format!("{}&{credentials}&{ticked}", authorize_query(&[]));
+    let (status, location, page) = raw(&app, form("/oauth/authorize", body)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let redirect = query_of(&location.unwrap());
+    let (status, tokens) = redeem(&app, param(&redirect, "code").unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(
+        (tokens["scope"].as_str(), tokens["patient"].as_str()),
+        (Some("launch/patient patient/Condition.rs"), Some(patient.id.as_str()))
+    );
+    assert!(tokens.get("refresh_token").is_none(), "offline_access was not given: {tokens}");
 }

@@ -61,6 +61,18 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
 }
 
+/// What an EHR launch opens an app on (SMART EHR launch): made by a signed-in
+/// user for one app, and named to the app by an opaque `launch` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchContext {
+    /// The app launched.
+    pub client_id: String,
+    /// Who launched it: only they may approve it.
+    pub user_id: emr_domain::ids::UserId,
+    /// The patient open in the EHR, if any.
+    pub patient: Option<PatientId>,
+}
+
 /// The token endpoint's answer to an app (RFC 6749 §5.1, SMART's launch context).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

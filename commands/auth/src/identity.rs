@@ -35,7 +35,7 @@ use emr_domain::values::Sha256Digest;
 use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::apps::{self, AppGrant, AppTokens, AuthorizationRequest, SmartApp};
+use crate::apps::{self, AppGrant, AppTokens, AuthorizationRequest, LaunchContext, SmartApp};
 use crate::backend::BackendClient;
 use crate::secrets::{self, SecretError};
 use crate::sessions::{SessionError, SessionStore};
@@ -575,6 +575,33 @@ impl Identity {
         }
         let (user_id, role) = self.check_code(&challenge.mfa_token, code).await?;
         Ok(Actor::new(user_id, role))
+    }
+
+    fn launch_key(launch: &str) -> String {
+        format!("smart-launch:{}", tokens::refresh_token_digest(launch))
+    }
+
+    /// Opens `context` for an EHR launch: the opaque `launch` value the app is
+    /// sent with, good for the challenge's lifetime.
+    pub async fn create_launch(&self, context: &LaunchContext) -> Result<String, AuthError> {
+        if self.app(&context.client_id).is_none() {
+            return Err(AuthError::InvalidGrant("the app is not registered"));
+        }
+        let launch = tokens::new_refresh_token()?;
+        let stored = serde_json::to_string(context).map_err(|e| AuthError::Crypto(e.to_string()))?;
+        self.sessions.put(&Self::launch_key(&launch), &stored, self.policy.challenge_ttl).await?;
+        Ok(launch)
+    }
+
+    /// The context of a live `launch` value.
+    pub async fn launch_context(&self, launch: &str) -> Result<Option<LaunchContext>, AuthError> {
+        let Some(stored) = self.sessions.get(&Self::launch_key(launch)).await? else { return Ok(None) };
+        Ok(Some(serde_json::from_str(&stored).map_err(|e| AuthError::Crypto(e.to_string()))?))
+    }
+
+    /// How long a launch (or an MFA challenge) lives.
+    pub fn launch_lifetime(&self) -> Duration {
+        self.policy.challenge_ttl
     }
 
     fn code_key(code: &str) -> String {

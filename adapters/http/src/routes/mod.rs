@@ -121,6 +121,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/security/events/{security_event_id}/resolution", post(security::resolve))
         .route("/v1/security/risk", get(security::risk))
         .route("/v1/security/outcomes", get(security::outcomes))
+        .route("/v1/smart/launches", post(smart::launch))
         .route("/oauth/authorize", get(smart::authorize_page).post(smart::authorize))
         .route("/oauth/token", post(smart::token))
         .route("/oauth/introspect", post(smart::introspect))

@@ -16,7 +16,7 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use emr_auth::apps::{AppGrant, AuthorizationRequest, SmartApp};
+use emr_auth::apps::{AppGrant, AuthorizationRequest, LaunchContext, SmartApp};
 use emr_commands::Subject;
 use emr_domain::access::Action;
 use emr_domain::account::Username;
@@ -32,6 +32,7 @@ use crate::problem::{ApiError, Problem};
 
 /// The scopes this server understands (an app is granted those it was registered for).
 const SCOPES_SUPPORTED: &[&str] = &[
+    "launch",
     "launch/patient",
     "offline_access",
     "online_access",
@@ -67,12 +68,59 @@ pub(crate) async fn configuration(headers: HeaderMap) -> Response {
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": SCOPES_SUPPORTED,
         "capabilities": [
-            "launch-standalone", "client-public", "context-standalone-patient",
+            "launch-standalone", "launch-ehr", "client-public", "context-standalone-patient", "context-ehr-patient",
             "permission-offline", "permission-online", "permission-patient", "permission-user",
             "permission-v1", "permission-v2", "client-confidential-asymmetric",
         ],
     });
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// What an EHR launch opens an app on.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LaunchRequest {
+    /// The registered SMART app to launch.
+    client_id: String,
+    /// The patient open in the EHR (the user must be allowed to read them).
+    patient_id: Option<PatientId>,
+}
+
+/// The launch the app is opened with.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Launch {
+    /// Opaque; the app sends it back as `launch` when it asks to be authorized.
+    launch: String,
+    /// The FHIR server the app is launched against (its `iss` parameter).
+    iss: String,
+    /// Seconds the launch stays usable.
+    expires_in: u64,
+}
+
+/// `POST /v1/smart/launches`: the EHR's side of a SMART EHR launch. A signed-in
+/// user opens a registered app on the patient in front of them; the app is then
+/// opened with `?iss=<iss>&launch=<launch>`, asks `/oauth/authorize` with that
+/// `launch` and the `launch` scope, and gets the patient as its context once the
+/// same user signs in and approves.
+#[utoipa::path(post, path = "/v1/smart/launches", tag = "auth", summary = "Launch a SMART app on a patient (EHR launch)",
+    request_body = LaunchRequest,
+    responses((status = 201, description = "the launch to open the app with", body = Launch),
+              (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden", body = crate::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn launch(
+    State(state): State<AppState>,
+    caller: crate::extract::Caller,
+    headers: HeaderMap,
+    crate::extract::Body(request): crate::extract::Body<LaunchRequest>,
+) -> Result<(StatusCode, axum::Json<Launch>), ApiError> {
+    if let Some(patient) = request.patient_id {
+        // The app gets the patient only if its user may read them.
+        state.clinic.authorize(&caller.actor, Action::ReadPatient, Subject::patient(patient)).await?;
+    }
+    let context = LaunchContext { client_id: request.client_id, user_id: caller.actor.user_id, patient: request.patient_id };
+    let launch = state.identity.create_launch(&context).await?;
+    let body = Launch { launch, iss: format!("{}/fhir/r4", origin(&headers)), expires_in: state.identity.launch_lifetime().as_secs() };
+    Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
 /// The authorization request (RFC 6749 §4.1.1 with PKCE and SMART's `aud`),
@@ -87,6 +135,8 @@ pub(crate) struct AuthorizeRequest {
     aud: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
+    /// An EHR launch's opaque value (with the `launch` scope).
+    launch: Option<String>,
 }
 
 /// What the sign-in form adds to the request.
@@ -99,6 +149,23 @@ pub(crate) struct Approval {
     code: Option<String>,
     patient: Option<String>,
     decision: Option<String>,
+    /// Present when the page offered the scopes as choices (`consent_<n>` fields
+    /// then carry the ones the user kept ticked).
+    consent_shown: Option<String>,
+    #[serde(flatten)]
+    choices: std::collections::HashMap<String, String>,
+}
+
+impl Approval {
+    /// The offered scopes the user kept: all of them unless the page offered a
+    /// choice; never one that was not offered.
+    fn kept(&self, offered: &[String]) -> Vec<String> {
+        if self.consent_shown.is_none() {
+            return offered.to_vec();
+        }
+        let ticked: Vec<&String> = self.choices.iter().filter(|(name, _)| name.starts_with("consent_")).map(|(_, scope)| scope).collect();
+        offered.iter().filter(|scope| ticked.contains(scope)).cloned().collect()
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -171,12 +238,23 @@ fn sign_in_page(app: &SmartApp, request: &AuthorizeRequest, granted: &[String], 
         ("aud", &request.aud),
         ("code_challenge", &request.code_challenge),
         ("code_challenge_method", &request.code_challenge_method),
+        ("launch", &request.launch),
     ]
     .iter()
     .filter_map(|(name, value)| value.as_ref().map(|v| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(v))))
     .collect();
-    let scopes: String = granted.iter().map(|scope| format!("<li><code>{}</code></li>", escape(scope))).collect();
-    let patient_field = if granted.iter().any(|scope| scope == "launch/patient") {
+    let scopes: String = granted
+        .iter()
+        .enumerate()
+        .map(|(n, scope)| {
+            format!(
+                "<li><input type=\"checkbox\" id=\"consent_{n}\" name=\"consent_{n}\" value=\"{scope}\" checked> \
+                 <label for=\"consent_{n}\"><code>{scope}</code></label></li>",
+                scope = escape(scope)
+            )
+        })
+        .collect();
+    let patient_field = if request.launch.is_none() && granted.iter().any(|scope| scope == "launch/patient") {
         "<p><label for=\"patient\">Patient id (practitioners: the patient to open; patients: leave empty)</label>\
          <input id=\"patient\" name=\"patient\" autocomplete=\"off\"></p>"
     } else {
@@ -185,8 +263,9 @@ fn sign_in_page(app: &SmartApp, request: &AuthorizeRequest, granted: &[String], 
     let alert = message.map(|m| format!("<p role=\"alert\">{}</p>", escape(m))).unwrap_or_default();
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign in to authorize {name}</title></head><body><main>\
-         <h1>Authorize {name}</h1>{alert}<p>{name} asks to act for you with these permissions:</p><ul>{scopes}</ul>\
-         <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
+         <h1>Authorize {name}</h1>{alert}<form method=\"post\" action=\"/oauth/authorize\">{hidden}\
+         <input type=\"hidden\" name=\"consent_shown\" value=\"1\">\
+         <p>{name} asks to act for you with these permissions; untick any you do not give:</p><ul>{scopes}</ul>\
          <p><label for=\"username\">Username</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required></p>\
          <p><label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\
          <p><label for=\"code\">Authenticator code</label><input id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required></p>\
@@ -244,11 +323,24 @@ pub(crate) async fn authorize(
     if approval.decision.as_deref() != Some("approve") {
         return back_to_app(&redirect_uri, request, &[("error", "access_denied"), ("error_description", "the user denied the request")]);
     }
-    let granted = app.grantable(request.scope.as_deref().unwrap_or_default());
-    let again = |message: &str| sign_in_page(app, request, &granted, Some(message));
+    let offered = app.grantable(request.scope.as_deref().unwrap_or_default());
+    let again = |message: &str| sign_in_page(app, request, &offered, Some(message));
+    let granted = approval.kept(&offered);
+    if granted.is_empty() && !offered.is_empty() {
+        return again("tick at least one permission, or deny the app");
+    }
     if let Err(error) = state.identity.rate_limit(&client.key(), state.login_attempts_per_minute).await {
         return again(&ApiError::from(error).problem().detail);
     }
+    // A launch is checked before anyone signs in: a stale one spends no credentials.
+    let launched = match &request.launch {
+        None => None,
+        Some(launch) => match state.identity.launch_context(launch).await {
+            Ok(Some(context)) if context.client_id == app.client_id => Some(context),
+            Ok(_) => return again("this launch is unknown, expired, or for another app: launch the app again"),
+            Err(error) => return again(&ApiError::from(error).problem().detail),
+        },
+    };
     let Ok(username) = Username::parse(approval.username.as_deref().unwrap_or_default()) else {
         return again("the username or password is wrong");
     };
@@ -258,7 +350,19 @@ pub(crate) async fn authorize(
         Ok(actor) => actor,
         Err(error) => return again(&ApiError::from(error).problem().detail),
     };
-    let patient = if granted.iter().any(|scope| scope == "launch/patient") {
+    let patient = if let Some(context) = launched {
+        // An EHR launch: the patient is the one the launching user opened, and
+        // only that user may approve it.
+        if context.user_id != actor.user_id {
+            return again("this launch was made by another user");
+        }
+        if let Some(patient) = context.patient
+            && let Err(error) = state.clinic.authorize(&actor, Action::ReadPatient, Subject::patient(patient)).await
+        {
+            return again(&ApiError::from(error).problem().detail);
+        }
+        context.patient
+    } else if granted.iter().any(|scope| scope == "launch/patient") {
         let chosen = match (actor.role, approval.patient.as_deref().map(str::trim).filter(|p| !p.is_empty())) {
             (Role::Patient, None) => Ok(PatientId::from(actor.user_id.as_uuid())),
             (_, Some(text)) => text.parse::<PatientId>().map_err(|_| "the patient id must be a UUID"),

@@ -122,8 +122,7 @@ pub(super) async fn diagnostic_reports(
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let search = search.map_err(|e| super::search::invalid_search(&e.body_text()))?.0;
-    let encounter = search.encounter.ok_or_else(|| super::search::invalid_search("give encounter=<record id>"))?;
-    let record_id: RecordId = path_id(encounter.strip_prefix("Encounter/").unwrap_or(&encounter), "encounter")?;
+    let record_id = super::search::encounter_parameter(search.encounter)?;
     permit(&caller, "DiagnosticReport", Interaction::Search, record_patient(&state, &caller, record_id).await?)?;
     let read = state.clinic.read_record(&caller.actor, record_id, None, None).await?;
     let (version, redacted) = (read.loaded.sequence(), read.basis == Basis::Redacted);

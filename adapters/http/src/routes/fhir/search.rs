@@ -56,6 +56,12 @@ pub(super) fn invalid_search(detail: &str) -> Fhir {
     invalid("invalid-search", "The search is not valid", detail)
 }
 
+/// The record an `encounter` search parameter names (`<id>` or `Encounter/<id>`); required.
+pub(super) fn encounter_parameter(encounter: Option<String>) -> Result<RecordId, Fhir> {
+    let encounter = encounter.ok_or_else(|| invalid_search("give encounter=<record id>"))?;
+    Ok(path_id(encounter.strip_prefix("Encounter/").unwrap_or(&encounter), "encounter")?)
+}
+
 /// Checks a search by patient.
 pub(super) fn page(search: Result<Query<PatientSearch>, QueryRejection>) -> Result<Page, Fhir> {
     let Query(search) = search.map_err(|e| invalid_search(&e.body_text()))?;

@@ -98,16 +98,21 @@ pub(super) async fn create_patient(
         demographics: registration.demographics,
     };
     let receipt = state.clinic.patient(patient_id, command, &context).await?;
-    let created_version = version_after(&receipt).unwrap_or(1);
     // Everything shown is what the caller just sent: not a disclosure, and a
     // registrar who may not read patients still sees what was registered.
     let registered = state.clinic.load_patient(patient_id).await?;
     let resource = emr_fhir::patient(patient_id, registered.state(), registered.sequence(), false);
-    // The ETag names the version the body shows; the Location, the version created
-    // (they differ only for a retried create the patient has moved on from).
-    let mut created = Fhir::new(StatusCode::CREATED, resource).at_version(registered.sequence());
-    created.location = Some(format!("{}/Patient/{patient_id}/_history/{created_version}", base_url(&headers)));
-    Ok(created)
+    Ok(created(&headers, "Patient", &patient_id.to_string(), &receipt, resource, registered.sequence()))
+}
+
+/// A `201 Created`: `resource` as it stands at `current`, its `ETag` naming
+/// that version and its `Location` the version the command created (they differ
+/// only for a retried create the resource has moved on from).
+fn created(headers: &HeaderMap, resource_type: &str, id: &str, receipt: &Receipt, resource: Value, current: u64) -> Fhir {
+    let created_version = version_after(receipt).unwrap_or(1);
+    let mut created = Fhir::new(StatusCode::CREATED, resource).at_version(current);
+    created.location = Some(format!("{}/{resource_type}/{id}/_history/{created_version}", base_url(headers)));
+    created
 }
 
 /// `PUT /fhir/r4/Patient/{id}`: replaces the patient's demographics (identifiers
@@ -203,13 +208,10 @@ pub(super) async fn create_encounter(
     permit(&caller, "Encounter", Interaction::Create, Some(patient_id))?;
     let record_id = RecordId::from(context.command_id.as_uuid());
     let receipt = state.clinic.record(record_id, record_creation(record_id, patient_id, &context.actor, new), &context).await?;
-    let created_version = version_after(&receipt).unwrap_or(1);
     // What is shown is what the caller just wrote: not a disclosure.
     let record = state.clinic.load_record(record_id).await?;
     let resource = emr_fhir::encounter(record_id, record.state(), record.sequence(), false);
-    let mut created = Fhir::new(StatusCode::CREATED, resource).at_version(record.sequence());
-    created.location = Some(format!("{}/Encounter/{record_id}/_history/{created_version}", base_url(&headers)));
-    Ok(created)
+    Ok(created(&headers, "Encounter", &record_id.to_string(), &receipt, resource, record.sequence()))
 }
 
 /// `DELETE /fhir/r4/Encounter/{id}`: soft-deletes the record (it stays in the log
