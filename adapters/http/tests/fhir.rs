@@ -777,3 +777,44 @@ async fn attachments_read_as_document_references_and_their_files_as_binaries_eac
     let (status, missing) = fhir(&app, &author, &format!("DocumentReference/{}", uuid::Uuid::now_v7())).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 }
+
+#[tokio::test]
+async fn auditors_page_through_a_types_history_newest_first_redacted() {
+    let app = app().await;
+    let first = patient_with_a_record(&app).await;
+    let second = patient_with_a_record(&app).await;
+    let changed =
+        write(&app, &second.author, "PUT", &format!("Condition/{}", second.record), &hypertensive_heart_disease(&second.record), None)
+            .await;
+    assert_eq!(changed.0, StatusCode::OK, "{}", changed.2);
+    let auditor = sign_in(&app, Role::Auditor).await;
+
+    let (status, history) = fhir(&app, &auditor, "Encounter/_history").await;
+    assert_eq!((status, history["type"].as_str()), (StatusCode::OK, Some("history")), "{history}");
+    let versions: Vec<(String, String)> = history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["request"]["url"].as_str().unwrap().to_owned(), e["response"]["etag"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [(&second.record, "W/\"2\""), (&second.record, "W/\"1\""), (&first.record, "W/\"1\"")]
+        .map(|(record, etag)| (format!("Encounter/{record}"), etag.to_owned()));
+    assert_eq!(versions, expected, "every record's versions, newest first");
+    assert_eq!(history["entry"][0]["resource"]["meta"]["security"][0]["code"], "REDACTED", "an auditor's view");
+
+    // A page at a time, the next link going further back.
+    let (_, page) = fhir(&app, &auditor, "Encounter/_history?_count=2").await;
+    assert_eq!(page["entry"].as_array().unwrap().len(), 2);
+    let next = page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
+    let (_, rest) = fhir(&app, &auditor, next.split("/fhir/r4/").nth(1).unwrap()).await;
+    assert_eq!(rest["entry"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["entry"][0]["request"]["url"], format!("Encounter/{}", first.record));
+    let (_, patients) = fhir(&app, &auditor, "Patient/_history").await;
+    assert_eq!(patients["entry"].as_array().unwrap().len(), 2, "{patients}");
+    let (_, none) = fhir(&app, &auditor, "Encounter/_history?_since=2999-01-01T00:00:00Z").await;
+    assert!(none["entry"].as_array().unwrap().is_empty(), "{none}");
+
+    // The whole type's history is the auditors'.
+    let (status, refused) = fhir(&app, &first.author, "Encounter/_history").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+}

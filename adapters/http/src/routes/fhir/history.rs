@@ -223,3 +223,173 @@ pub(super) async fn condition(
 ) -> Result<Fhir, Fhir> {
     record_history(&state, caller, &headers, &id, CONDITION_VIEW, "Condition").await
 }
+
+/// The query of a type's history: `_count` (1–100, default 50), `_since` (an
+/// instant), and `_cursor`, the log position the next page starts before (from
+/// the `next` link).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TypeHistory {
+    #[serde(rename = "_count")]
+    count: Option<u32>,
+    #[serde(rename = "_since")]
+    since: Option<String>,
+    #[serde(rename = "_cursor")]
+    cursor: Option<u64>,
+    #[serde(rename = "_format")]
+    _format: Option<String>,
+}
+
+/// Commits read from the log per step of a scan, and the most one page scans
+/// (a page of a rarely written type ends early, with a `next` link).
+const SCAN_STEP: u64 = 500;
+const SCAN_LIMIT: u64 = 20_000;
+
+/// One commit of the searched type, found in the log.
+struct Found {
+    id: String,
+    version: Version,
+}
+
+/// The versions of every resource of a type, newest first, from the log — for
+/// auditors, whose view is redacted (no PHI, so no disclosure to record).
+async fn type_history(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    query: Result<axum::extract::Query<TypeHistory>, axum::extract::rejection::QueryRejection>,
+    aggregate_type: &str,
+    kind: &str,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let query = query.map_err(|e| super::search::invalid_search(&e.body_text()))?.0;
+    permit(&caller, kind, Interaction::Read, None)?;
+    state.clinic.authorize(&caller.actor, emr_domain::access::Action::ReadAudit, emr_commands::Subject::default()).await?;
+    let count = query.count.unwrap_or(50);
+    if !(1..=100).contains(&count) {
+        return Err(super::search::invalid_search("_count must be 1 to 100"));
+    }
+    let since = match &query.since {
+        None => None,
+        Some(text) => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map_err(|_| super::search::invalid_search("_since is an instant such as 2026-01-01T00:00:00Z"))?
+                .to_utc(),
+        ),
+    };
+    let reader = state.clinic.log();
+    let head = reader.head().await.map_err(ApiError::from)?;
+    let mut before = query.cursor.unwrap_or(head + 1).min(head + 1);
+    let mut found: Vec<Found> = Vec::new();
+    let mut scanned = 0;
+    let mut exhausted = false;
+    while found.len() < count as usize && scanned < SCAN_LIMIT {
+        if before <= 1 {
+            exhausted = true;
+            break;
+        }
+        let from = before.saturating_sub(SCAN_STEP).max(1);
+        let events = reader.read(from, usize::try_from(before - from).unwrap_or(usize::MAX)).await.map_err(ApiError::from)?;
+        let mut commits: Vec<Found> = Vec::new();
+        for event in events.into_iter().filter(|e| e.key.aggregate_type() == aggregate_type && e.metadata.position < before) {
+            match commits.last_mut() {
+                Some(last) if last.version.metadata.position == event.metadata.position => {
+                    last.version.version = event.sequence;
+                    last.version.event_types.push(event.event_type);
+                    last.version.metadata = event.metadata;
+                }
+                _ => commits.push(Found {
+                    id: event.key.aggregate_id().to_owned(),
+                    version: Version {
+                        version: event.sequence,
+                        first: event.sequence == 1,
+                        event_types: vec![event.event_type],
+                        metadata: event.metadata,
+                    },
+                }),
+            }
+        }
+        scanned += before - from;
+        before = from;
+        for commit in commits.into_iter().rev() {
+            if since.is_some_and(|since| commit.version.recorded_at() < since) {
+                exhausted = true;
+                break;
+            }
+            before = commit.version.metadata.position;
+            found.push(commit);
+            if found.len() == count as usize {
+                break;
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let base = base_url(headers);
+    let mut entries = Vec::with_capacity(found.len());
+    for Found { id, version } in found {
+        let cutoff = Cutoff::Position(version.metadata.position);
+        let resource = match (version.method(), aggregate_type) {
+            ("DELETE", _) => None,
+            (_, "patient") => {
+                let patient_id: PatientId = path_id(&id, "id")?;
+                Some(emr_fhir::patient(patient_id, state.clinic.patient_as_of(patient_id, cutoff).await?.state(), version.version, true))
+            }
+            _ => {
+                let record_id: RecordId = path_id(&id, "id")?;
+                let view = if kind == "Condition" { CONDITION_VIEW } else { encounter_view };
+                let then = state.clinic.record_as_of(record_id, cutoff).await?;
+                let Some(resource) = view(record_id, then.state(), version.version, true) else { continue };
+                Some(resource)
+            }
+        };
+        entries.push(entry(&base, &format!("{kind}/{id}"), resource, &version));
+    }
+    let mut link = format!("{base}/{kind}/_history?_count={count}");
+    if let Some(since) = &query.since {
+        link.push_str(&format!("&_since={}", url::form_urlencoded::byte_serialize(since.as_bytes()).collect::<String>()));
+    }
+    let self_url = match query.cursor {
+        Some(cursor) => format!("{link}&_cursor={cursor}"),
+        None => link.clone(),
+    };
+    let mut bundle = emr_fhir::history(&self_url, entries);
+    if !exhausted
+        && before > 1
+        && let Some(links) = bundle["link"].as_array_mut()
+    {
+        links.push(serde_json::json!({"relation": "next", "url": format!("{link}&_cursor={before}")}));
+    }
+    Ok(Fhir::ok(bundle))
+}
+
+/// `GET /fhir/r4/Patient/_history`: every patient's versions (auditors, redacted).
+pub(super) async fn patients(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<TypeHistory>, axum::extract::rejection::QueryRejection>,
+) -> Result<Fhir, Fhir> {
+    type_history(&state, caller, &headers, query, "patient", "Patient").await
+}
+
+/// `GET /fhir/r4/Encounter/_history`: every record's versions as visits (auditors, redacted).
+pub(super) async fn encounters(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<TypeHistory>, axum::extract::rejection::QueryRejection>,
+) -> Result<Fhir, Fhir> {
+    type_history(&state, caller, &headers, query, "medical_record", "Encounter").await
+}
+
+/// `GET /fhir/r4/Condition/_history`: every record's versions as diagnoses (auditors, redacted).
+pub(super) async fn conditions(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<TypeHistory>, axum::extract::rejection::QueryRejection>,
+) -> Result<Fhir, Fhir> {
+    type_history(&state, caller, &headers, query, "medical_record", "Condition").await
+}
