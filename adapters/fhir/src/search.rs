@@ -6,7 +6,8 @@
 //! `_lastUpdated` (an instant or a day), each with the prefixes `eq` `ge` `gt`
 //! `le` `lt` and repeatable to form a range; `_sort` (`date`, `-date`,
 //! `_lastUpdated`, `-_lastUpdated`); `_count` (1–500) and `_offset`; `_include`
-//! of the patient (`Encounter:subject`, `Condition:subject`). `_format`
+//! of the patient (`Encounter:subject`, `Condition:subject`); for Encounter, `type`
+//! (the record type) and `status` (`finished`, `entered-in-error`). `_format`
 //! and `_pretty` are accepted and ignored; any other parameter is refused, so a
 //! client never mistakes an unfiltered answer for a filtered one.
 
@@ -75,7 +76,27 @@ pub struct RecordSearch {
     /// `_include=<type>:subject` (or `:patient`): the patient too, as it is named,
     /// so the caller can check it is the searched type's.
     pub include: Option<String>,
+    /// `type` (Encounter): the record type's code (`lab_result`), its system
+    /// (`urn:emr-ledger:record-type|`) optional.
+    pub record_type: Option<String>,
+    /// `status` (Encounter): `finished` (the record stands) or `entered-in-error`
+    /// (deleted), as the record index names them (`active`, `deleted`).
+    pub status: Option<&'static str>,
 }
+
+impl RecordSearch {
+    /// The parameters that only an Encounter search serves, if any was given.
+    pub fn encounter_only(&self) -> Option<&'static str> {
+        match (&self.record_type, &self.status) {
+            (Some(_), _) => Some("type"),
+            (_, Some(_)) => Some("status"),
+            _ => None,
+        }
+    }
+}
+
+/// The system of a `type` token naming a record type.
+const RECORD_TYPE_TOKEN: &str = "urn:emr-ledger:record-type|";
 
 /// The `_include` values served: the searched resource's patient.
 const INCLUDES: [&str; 4] = ["Encounter:subject", "Encounter:patient", "Condition:subject", "Condition:patient"];
@@ -126,6 +147,8 @@ impl RecordSearch {
             count: 50,
             offset: 0,
             include: None,
+            record_type: None,
+            status: None,
         };
         let mut patient = None;
         for (name, value) in pairs {
@@ -181,12 +204,28 @@ impl RecordSearch {
                 }
                 "_offset" => search.offset = value.parse().map_err(|_| invalid(name, "a number of matches to skip"))?,
                 "_include" if INCLUDES.contains(&value) => search.include = Some(value.to_owned()),
+                "type" => {
+                    let code = value.strip_prefix(RECORD_TYPE_TOKEN).unwrap_or(value);
+                    let known = emr_domain::values::RecordType::ALL.iter().filter_map(|t| serde_json::to_value(t).ok());
+                    if !known.clone().any(|t| t == code) {
+                        let names: Vec<String> = known.map(|t| t.as_str().unwrap_or_default().to_owned()).collect();
+                        return Err(invalid(name, format!("a record type: {}", names.join(", "))));
+                    }
+                    search.record_type = Some(code.to_owned());
+                }
+                "status" => {
+                    search.status = Some(match value {
+                        "finished" => "active",
+                        "entered-in-error" => "deleted",
+                        _ => return Err(invalid(name, "finished or entered-in-error")),
+                    });
+                }
                 "_include" => return Err(invalid(name, "the searched type's patient: Encounter:subject or Condition:subject")),
                 "_format" | "_pretty" => {}
                 other => {
                     return Err(invalid(
                         other,
-                        "not served here; the parameters are patient, _id, date, _lastUpdated, _sort, _count, _offset, _include",
+                        "not served here; the parameters are patient, _id, date, _lastUpdated, type, status, _sort, _count, _offset, _include",
                     ));
                 }
             }
@@ -220,6 +259,12 @@ impl RecordSearch {
         }
         if let Some(include) = &self.include {
             push("_include", include.clone());
+        }
+        if let Some(record_type) = &self.record_type {
+            push("type", record_type.clone());
+        }
+        if let Some(status) = self.status {
+            push("status", if status == "active" { "finished" } else { "entered-in-error" }.to_owned());
         }
         push("_count", self.count.to_string());
         push("_offset", offset.to_string());
@@ -262,6 +307,8 @@ mod tests {
             ("_lastUpdated", "gt2026-12-01T10:00:00+08:00"),
             ("_sort", "_lastUpdated"),
             ("_include", "Encounter:subject"),
+            ("type", "urn:emr-ledger:record-type|lab_result"),
+            ("status", "entered-in-error"),
             ("_count", "10"),
         ])
         .unwrap();
@@ -278,5 +325,7 @@ mod tests {
         assert_eq!(parse(&[("patient", "p1"), ("_count", "0")]).unwrap_err().parameter, "_count");
         assert!(parse(&[("patient", "p1"), ("_format", "json")]).is_ok());
         assert_eq!(parse(&[("patient", "p1"), ("_include", "Encounter:participant")]).unwrap_err().parameter, "_include");
+        assert_eq!(parse(&[("patient", "p1"), ("type", "x-ray")]).unwrap_err().parameter, "type");
+        assert_eq!(parse(&[("patient", "p1"), ("status", "planned")]).unwrap_err().parameter, "status");
     }
 }

@@ -170,6 +170,17 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
         conditions["entry"].as_array().unwrap().iter().map(|e| e["resource"]["code"]["coding"][0]["code"].as_str().unwrap()).collect();
     assert_eq!(codes, ["I10"]);
 
+    // The record's type and status narrow an Encounter search (Condition has neither).
+    let (status, consultations) =
+        fhir(&app, &patient, &format!("Encounter?patient={}&type=urn:emr-ledger:record-type|consultation", patient.id)).await;
+    assert_eq!((status, consultations["entry"].as_array().map(Vec::len)), (StatusCode::OK, Some(2)), "{consultations}");
+    for query in ["type=lab_result", "status=entered-in-error"] {
+        let (status, none) = fhir(&app, &patient, &format!("Encounter?patient={}&{query}", patient.id)).await;
+        assert_eq!((status, none["entry"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{query}: {none}");
+    }
+    let (status, refused) = fhir(&app, &patient, &format!("Condition?patient={}&type=consultation", patient.id)).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::BAD_REQUEST, "invalid-search"), "{refused}");
+
     // `_include` brings the patient along, read (and recorded) as a read of the patient;
     // a record's author without a grant gets the records and an outcome instead.
     let before = disclosures(&app).await;

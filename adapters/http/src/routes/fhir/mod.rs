@@ -82,6 +82,20 @@ const RECORD_SEARCH: &[(&str, &str)] = &[
     ("_include", "special"),
 ];
 
+/// An Encounter search's parameters: a record search's, and the record's type and status.
+const ENCOUNTER_SEARCH: &[(&str, &str)] = &[
+    ("patient", "reference"),
+    ("_id", "token"),
+    ("date", "date"),
+    ("_lastUpdated", "date"),
+    ("type", "token"),
+    ("status", "token"),
+    ("_sort", "special"),
+    ("_count", "number"),
+    ("_offset", "number"),
+    ("_include", "special"),
+];
+
 /// The parameters of the patient-wide searches (`Consent?`, `AuditEvent?`).
 const PATIENT_SEARCH: &[(&str, &str)] = &[("patient", "reference"), ("_count", "number"), ("_offset", "number")];
 
@@ -99,7 +113,7 @@ fn capabilities() -> CapabilityStatement {
         .resource("Consent", &["read", "search-type"])
         .resource("AuditEvent", &["search-type"])
         .resource("Provenance", &["search-type"])
-        .search("Encounter", RECORD_SEARCH, &["Encounter:subject"])
+        .search("Encounter", ENCOUNTER_SEARCH, &["Encounter:subject"])
         .search("Condition", RECORD_SEARCH, &["Condition:subject"])
         .search("DiagnosticReport", &[("encounter", "reference")], &[])
         .search("DocumentReference", &[("encounter", "reference")], &[])

@@ -94,11 +94,16 @@ async fn records(
     if search.include.as_deref().is_some_and(|include| !include.starts_with(&format!("{kind}:"))) {
         return Err(invalid_search(&format!("_include: {kind}:subject")));
     }
+    if let Some(parameter) = search.encounter_only().filter(|_| kind != "Encounter") {
+        return Err(invalid_search(&format!("{parameter}: not served for {kind}")));
+    }
     permit(&caller, kind, Interaction::Search, Some(patient_id))?;
     let models = crate::routes::read::models(state)?;
     let filter = RecordFilter {
         patient_id: Some(patient_id.as_uuid()),
         record_id,
+        record_type: search.record_type.clone(),
+        status: search.status.map(str::to_owned),
         visit_from: search.visit_from,
         visit_to: search.visit_to,
         updated_from: search.updated_from,
@@ -111,7 +116,6 @@ async fn records(
         }),
         limit: Some(search.count),
         offset: Some(search.offset),
-        ..RecordFilter::default()
     };
     let matches = emr_projections::queries::records(&models.db, &filter).await.map_err(ApiError::from)?;
     if matches.is_empty() {
