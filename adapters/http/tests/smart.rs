@@ -26,9 +26,17 @@ async fn app_with_smart() -> TestApp {
         client_id: "viewer".into(),
         name: "Viewer".into(),
         redirect_uris: vec![REDIRECT.into()],
-        scopes: vec!["launch".into(), "launch/patient".into(), "patient/Condition.rs".into(), "offline_access".into()],
+        scopes: vec![
+            "launch".into(),
+            "launch/patient".into(),
+            "patient/Condition.rs".into(),
+            "offline_access".into(),
+            "openid".into(),
+            "fhirUser".into(),
+        ],
     };
-    app.state.identity = app.state.identity.clone().with_apps(vec![viewer]);
+    let id_token_key = emr_auth::oidc::IdTokenKey::from_pkcs8_der(&emr_auth::oidc::IdTokenKey::generate_pkcs8().unwrap()).unwrap();
+    app.state.identity = app.state.identity.clone().with_apps(vec![viewer]).with_id_token_key(id_token_key);
     app.identity = app.state.identity.clone();
     app.router = emr_http::router(app.state.clone());
     app
@@ -314,4 +322,40 @@ async fn the_user_can_untick_scopes_on_the_consent_screen_and_the_token_carries_
         (Some("launch/patient patient/Condition.rs"), Some(patient.id.as_str()))
     );
     assert!(tokens.get("refresh_token").is_none(), "offline_access was not given: {tokens}");
+    assert!(tokens.get("id_token").is_none(), "no id_token without openid: {tokens}");
+}
+
+#[tokio::test]
+async fn an_app_that_asks_for_openid_gets_an_rs256_id_token_naming_the_user_that_its_jwks_verifies() {
+    let app = app_with_smart().await;
+    let (patient, secret, username) = patient_with_a_record(&app).await;
+    let (status, _, discovery) = send(&app, Request::get("/fhir/r4/.well-known/openid-configuration").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{discovery}");
+    assert_eq!(
+        (discovery["issuer"].as_str(), discovery["jwks_uri"].as_str()),
+        (Some("http://localhost/fhir/r4"), Some("http://localhost/oauth/jwks"))
+    );
+    assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["RS256"]));
+
+    let query = authorize_query(&[("scope", "launch/patient patient/Condition.rs openid fhirUser"), ("nonce", "n-0S6_WzA2Mj")]);
+    let code = code_for(&secret, &username, now_secs() + 30);
+    let body = format!("{query}&username={username}&password={}&code={code}&decision=approve", support::PASSWORD);
+    let (status, location, page) = raw(&app, form("/oauth/authorize", body)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (status, tokens) = redeem(&app, param(&query_of(&location.unwrap()), "code").unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let id_token = tokens["id_token"].as_str().unwrap();
+
+    let (_, _, jwks) = send(&app, Request::get("/oauth/jwks").body(Body::empty()).unwrap()).await;
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&["viewer"]);
+    validation.set_issuer(&["http://localhost/fhir/r4"]);
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation).unwrap().claims;
+    assert_eq!(claims["sub"], patient.id.as_str());
+    assert_eq!(claims["fhirUser"], format!("Patient/{}", patient.id));
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
 }

@@ -59,6 +59,9 @@ pub struct AuthorizationRequest {
     pub redirect_uri: String,
     /// BASE64URL(SHA-256(code_verifier)), from the authorization request.
     pub code_challenge: String,
+    /// The request's OpenID Connect `nonce`, echoed in the `id_token`.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 /// What an EHR launch opens an app on (SMART EHR launch): made by a signed-in
@@ -88,6 +91,9 @@ pub struct AppTokens {
     /// The patient in context.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patient: Option<PatientId>,
+    /// OpenID Connect: who signed in (when the app asked for `openid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
     /// A refresh token, when `offline_access` or `online_access` was granted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apps::{self, AppGrant, AppTokens, AuthorizationRequest, LaunchContext, SmartApp};
 use crate::backend::BackendClient;
+use crate::oidc::{IdTokenClaims, IdTokenKey};
 use crate::secrets::{self, SecretError};
 use crate::sessions::{SessionError, SessionStore};
 use crate::tokens::{self, AccessClaims, KeyError, MfaClaims, TokenError, Tokens};
@@ -226,6 +227,7 @@ pub struct Identity {
     services: DomainServices,
     apps: Arc<Vec<SmartApp>>,
     backends: Arc<Vec<BackendClient>>,
+    id_tokens: Option<Arc<IdTokenKey>>,
 }
 
 impl From<ClaimError> for AuthError {
@@ -280,6 +282,7 @@ impl Identity {
             services,
             apps: Arc::new(Vec::new()),
             backends: Arc::new(Vec::new()),
+            id_tokens: None,
         }
     }
 
@@ -293,6 +296,18 @@ impl Identity {
     /// A registered SMART app.
     pub fn app(&self, client_id: &str) -> Option<&SmartApp> {
         self.apps.iter().find(|app| app.client_id == client_id)
+    }
+
+    /// The same identity service, issuing OpenID Connect `id_token`s signed with `key`.
+    #[must_use]
+    pub fn with_id_token_key(mut self, key: IdTokenKey) -> Self {
+        self.id_tokens = Some(Arc::new(key));
+        self
+    }
+
+    /// The public keys of `id_token`s (none when this service issues none).
+    pub fn id_token_keys(&self) -> Option<jsonwebtoken::jwk::JwkSet> {
+        self.id_tokens.as_ref().map(|key| key.jwks())
     }
 
     /// The same identity service, with the backend services registered for
@@ -627,6 +642,7 @@ impl Identity {
         redirect_uri: &str,
         code_verifier: &str,
         client: Option<IpAddr>,
+        issuer: &str,
     ) -> Result<AppTokens, AuthError> {
         let pending =
             self.sessions.take(&Self::code_key(code)).await?.ok_or(AuthError::InvalidGrant("the code is unknown, used or expired"))?;
@@ -641,7 +657,25 @@ impl Identity {
         let account = self.accounts.load(&user_id.to_string()).await?.state().clone();
         self.usable(&account)?;
         let pair = self.start_session(user_id, role, client, Some(request.grant.clone())).await?;
-        Ok(Self::app_tokens(pair, request.grant))
+        let id_token = self.id_token(user_id, role, &request, issuer)?;
+        Ok(AppTokens { id_token, ..Self::app_tokens(pair, request.grant) })
+    }
+
+    /// The `id_token` of a code redeemed by an app that asked for `openid`.
+    fn id_token(&self, user_id: UserId, role: Role, request: &AuthorizationRequest, issuer: &str) -> Result<Option<String>, AuthError> {
+        let (Some(key), true) = (&self.id_tokens, request.grant.has("openid")) else { return Ok(None) };
+        let now = self.services.now().timestamp();
+        let fhir_user = (request.grant.has("fhirUser") && role == Role::Patient).then(|| format!("Patient/{user_id}"));
+        let claims = IdTokenClaims {
+            iss: issuer.to_owned(),
+            sub: user_id.to_string(),
+            aud: request.grant.client_id.clone(),
+            iat: now,
+            exp: now + i64::try_from(self.policy.access_ttl.as_secs()).unwrap_or(900),
+            nonce: request.nonce.clone(),
+            fhir_user,
+        };
+        Ok(Some(key.sign(&claims)?))
     }
 
     fn app_tokens(pair: TokenPair, grant: AppGrant) -> AppTokens {
@@ -653,6 +687,7 @@ impl Identity {
             scope: grant.scope,
             patient: grant.patient,
             refresh_token: keeps_refreshing.then_some(pair.refresh_token),
+            id_token: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod apps;
 pub mod backend;
 mod identity;
 pub mod metrics;
+pub mod oidc;
 mod secrets;
 mod sessions;
 mod tokens;

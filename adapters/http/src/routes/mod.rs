@@ -125,6 +125,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/oauth/authorize", get(smart::authorize_page).post(smart::authorize))
         .route("/oauth/token", post(smart::token))
         .route("/oauth/introspect", post(smart::introspect))
+        .route("/oauth/jwks", get(smart::jwks))
         .route("/oauth/revoke", post(smart::revoke))
         // The base URL as clients often write it, with a trailing slash.
         .route("/fhir/r4/", post(fhir::submit_bundle))

@@ -54,9 +54,9 @@ pub(crate) fn endpoint(origin: &str, name: &str) -> String {
 }
 
 /// `GET /fhir/r4/.well-known/smart-configuration`.
-pub(crate) async fn configuration(headers: HeaderMap) -> Response {
+pub(crate) async fn configuration(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let origin = origin(&headers);
-    let body = json!({
+    let mut body = json!({
         "authorization_endpoint": endpoint(&origin, "authorize"),
         "token_endpoint": endpoint(&origin, "token"),
         "introspection_endpoint": endpoint(&origin, "introspect"),
@@ -73,7 +73,43 @@ pub(crate) async fn configuration(headers: HeaderMap) -> Response {
             "permission-v1", "permission-v2", "client-confidential-asymmetric",
         ],
     });
+    if state.identity.id_token_keys().is_some() {
+        body["issuer"] = json!(format!("{origin}/fhir/r4"));
+        body["jwks_uri"] = json!(endpoint(&origin, "jwks"));
+        body["capabilities"].as_array_mut().into_iter().for_each(|c| c.push(json!("sso-openid-connect")));
+        body["scopes_supported"].as_array_mut().into_iter().for_each(|s| s.extend([json!("openid"), json!("fhirUser")]));
+    }
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// `GET /fhir/r4/.well-known/openid-configuration`: OpenID Connect discovery
+/// for apps that sign users in (`openid fhirUser`); 404 when no id-token key is set.
+pub(crate) async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.identity.id_token_keys().is_none() {
+        return oauth_error(StatusCode::NOT_FOUND, "not_found", "this server issues no id_token");
+    }
+    let origin = origin(&headers);
+    let body = json!({
+        "issuer": format!("{origin}/fhir/r4"),
+        "authorization_endpoint": endpoint(&origin, "authorize"),
+        "token_endpoint": endpoint(&origin, "token"),
+        "jwks_uri": endpoint(&origin, "jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "fhirUser"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
+        "code_challenge_methods_supported": ["S256"],
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// `GET /oauth/jwks`: the public key that signs `id_token`s.
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+    match state.identity.id_token_keys() {
+        Some(keys) => (StatusCode::OK, axum::Json(keys)).into_response(),
+        None => oauth_error(StatusCode::NOT_FOUND, "not_found", "this server issues no id_token"),
+    }
 }
 
 /// What an EHR launch opens an app on.
@@ -137,6 +173,8 @@ pub(crate) struct AuthorizeRequest {
     code_challenge_method: Option<String>,
     /// An EHR launch's opaque value (with the `launch` scope).
     launch: Option<String>,
+    /// OpenID Connect's `nonce`, echoed in the `id_token`.
+    nonce: Option<String>,
 }
 
 /// What the sign-in form adds to the request.
@@ -239,6 +277,7 @@ fn sign_in_page(app: &SmartApp, request: &AuthorizeRequest, granted: &[String], 
         ("code_challenge", &request.code_challenge),
         ("code_challenge_method", &request.code_challenge_method),
         ("launch", &request.launch),
+        ("nonce", &request.nonce),
     ]
     .iter()
     .filter_map(|(name, value)| value.as_ref().map(|v| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(v))))
@@ -385,6 +424,7 @@ pub(crate) async fn authorize(
         grant,
         redirect_uri: redirect_uri.clone(),
         code_challenge: request.code_challenge.clone().unwrap_or_default(),
+        nonce: request.nonce.clone(),
     };
     match state.identity.issue_authorization_code(actor, pending).await {
         Ok(code) => back_to_app(&redirect_uri, request, &[("code", &code)]),
@@ -464,7 +504,8 @@ pub(crate) async fn token(
             let (Some(code), Some(redirect_uri), Some(verifier)) = (&request.code, &request.redirect_uri, &request.code_verifier) else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "code, redirect_uri and code_verifier are required");
             };
-            state.identity.redeem_authorization_code(code, client_id, redirect_uri, verifier, client.0).await
+            let issuer = format!("{}/fhir/r4", origin(&headers));
+            state.identity.redeem_authorization_code(code, client_id, redirect_uri, verifier, client.0, &issuer).await
         }
         Some("refresh_token") => {
             let Some(refresh_token) = &request.refresh_token else {

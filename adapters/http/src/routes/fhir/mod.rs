@@ -62,6 +62,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/AuditEvent", get(privacy::audit_events))
         .route("/Provenance", get(privacy::provenances))
         .route("/.well-known/smart-configuration", get(super::smart::configuration))
+        .route("/.well-known/openid-configuration", get(super::smart::openid_configuration))
         .route("/Patient/$export", get(export::patients))
         .route("/$export", get(export::system))
         .route("/Group/{id}/$export", get(export::group))
