@@ -285,6 +285,8 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Keys { action: KeyAction::NewSigningKey } => {
             let dir = settings.auth_keys_dir();
             let kid = emr_auth::SigningKeys::add_to_dir(&dir).with_context(|| format!("auth.keys_dir {}", dir.display()))?;
+            // The OpenID Connect key travels with them (a secret made from this directory).
+            emr_auth::oidc::IdTokenKey::in_dir(&dir).with_context(|| format!("auth.keys_dir {}", dir.display()))?;
             println!("{}", serde_json::json!({"kid": kid, "dir": dir}));
             Ok(())
         }

@@ -68,9 +68,10 @@ pub(crate) async fn identity(settings: &Settings, ports: &EventStorePorts) -> an
         None => Arc::new(MemorySessionStore::new()),
     };
     let keys = SigningKeys::load_dir(&settings.auth_keys_dir(), auth.active_kid.as_deref()).context("auth.keys_dir")?;
-    // Beside the access-token keys, with another extension: `load_dir` reads `*.pk8` only.
-    let id_token_key = emr_auth::oidc::IdTokenKey::load_or_create(&settings.auth_keys_dir().join("id-token-rs256.der"))
-        .context("auth.keys_dir (id-token key)")?;
+    let id_token_key = emr_auth::oidc::IdTokenKey::in_dir(&settings.auth_keys_dir()).context("auth.keys_dir (id-token key)")?;
+    if id_token_key.is_none() {
+        tracing::warn!("no id-token key in auth.keys_dir and it is read-only: OpenID Connect is off (emr keys new-signing-key adds one)");
+    }
     tracing::info!(kid = keys.active_kid(), redis = auth.redis_url.is_some(), "token signing ready");
     let policy = AuthPolicy {
         access_ttl: Duration::from_secs(auth.access_ttl_secs),
@@ -78,10 +79,13 @@ pub(crate) async fn identity(settings: &Settings, ports: &EventStorePorts) -> an
         lockout: Duration::from_secs(auth.lockout_secs),
         ..AuthPolicy::default()
     };
-    Ok(Identity::new(ports, sessions, Tokens::new(keys), policy, DomainServices::default())
+    let identity = Identity::new(ports, sessions, Tokens::new(keys), policy, DomainServices::default())
         .with_apps(auth.smart_apps.clone())
-        .with_backend_clients(auth.backend_clients.clone())
-        .with_id_token_key(id_token_key))
+        .with_backend_clients(auth.backend_clients.clone());
+    Ok(match id_token_key {
+        Some(key) => identity.with_id_token_key(key),
+        None => identity,
+    })
 }
 
 /// The detection worker over `ports`, saving its state in the read-model

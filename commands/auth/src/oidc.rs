@@ -60,6 +60,26 @@ impl IdTokenKey {
         Ok(key.to_pkcs8_der().map_err(|_| KeyError::Random)?.as_bytes().to_vec())
     }
 
+    /// The id of the file the key is kept in, inside the auth keys directory (not
+    /// `*.pk8`: those are the access-token keys).
+    pub const FILE_NAME: &'static str = "id-token-rs256.der";
+
+    /// The key kept in the auth keys directory `dir`, made there if there is none
+    /// and the directory is writable; `None` when there is none and it is not (a
+    /// read-only mounted secret made before this key existed: run
+    /// `emr keys new-signing-key` to add one).
+    pub fn in_dir(dir: &Path) -> Result<Option<Self>, KeyError> {
+        let path = dir.join(Self::FILE_NAME);
+        if path.exists() {
+            return Self::load_or_create(&path).map(Some);
+        }
+        match Self::load_or_create(&path) {
+            Ok(key) => Ok(Some(key)),
+            Err(KeyError::Io { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// The key kept at `path`, made there on first use.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
         let io = |source| KeyError::Io { path: path.display().to_string(), source };
