@@ -172,11 +172,21 @@ impl JetStreamLog {
             let message = message.map_err(LogError::unavailable)?;
             let sequence = position_of(&message)?;
             found += 1;
-            let change: PendingChange = serde_json::from_slice(&message.payload)
-                .map_err(|e| LogError::Malformed { position: sequence, reason: format!("pending change: {e}") })?;
-            match self.finish(&change.requests(sequence)?).await {
+            let requests = serde_json::from_slice::<PendingChange>(&message.payload)
+                .map_err(|e| LogError::Malformed { position: sequence, reason: format!("pending change: {e}") })
+                .and_then(|change| change.requests(sequence));
+            let finished = match requests {
+                Ok(requests) => self.finish(&requests).await,
+                Err(malformed) => Err(Unfinished::Interrupted(malformed)),
+            };
+            match finished {
                 Ok(_) | Err(Unfinished::Refused(_)) => self.forget_pending(sequence).await,
-                Err(Unfinished::Interrupted(error)) => return Err(error),
+                Err(Unfinished::Interrupted(error @ LogError::Unavailable(_))) => return Err(error),
+                // Kept for an operator, and tried again at every start: one change
+                // that cannot be finished must not keep the event store from opening.
+                Err(Unfinished::Interrupted(error)) => {
+                    tracing::error!(%error, sequence, "a change appended together cannot be finished; it stays pending");
+                }
             }
             if sequence >= last {
                 break;

@@ -154,3 +154,19 @@ async fn jetstream_finishes_a_change_interrupted_after_its_deciding_commit() {
     let pending = jetstream.get_stream(format!("{}_PENDING", config.stream)).await.unwrap().get_info().await.unwrap().state.messages;
     assert_eq!(pending, 0, "nothing is left pending");
 }
+
+/// A pending change that cannot be finished (here: unreadable) is kept for an
+/// operator and logged; it does not keep the event store from opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_opens_with_a_pending_change_it_cannot_finish_and_keeps_it() {
+    let test = emr_tests::backends::jetstream().await;
+    let server = test.nats.as_ref().unwrap();
+    let config = emr_nats::NatsConfig { url: server.url(), ..Default::default() };
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream.publish(format!("{}_pending.garbage", config.subject_prefix), "not a change".into()).await.unwrap().await.unwrap();
+    let reopened = emr_nats::NatsBackend::connect(&config).await;
+    assert!(reopened.is_ok(), "the store opens: {:?}", reopened.err());
+    let pending = jetstream.get_stream(format!("{}_PENDING", config.stream)).await.unwrap().get_info().await.unwrap().state.messages;
+    assert_eq!(pending, 1, "the unreadable change stays for an operator");
+}
