@@ -203,15 +203,7 @@ async fn an_app_token_reads_within_its_scopes_refreshes_with_them_and_dies_when_
     let app = app_with_smart().await;
     let (patient, secret, username) = patient_with_a_record(&app).await;
     let redirect = approve(&app, &username, &secret).await;
-    let code = param(&redirect, "code").unwrap();
-    let fields = [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", REDIRECT),
-        ("client_id", "viewer"),
-        ("code_verifier", VERIFIER),
-    ];
-    let (status, tokens) = token(&app, &fields).await;
+    let (status, tokens) = redeem(&app, param(&redirect, "code").unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
     assert_eq!(tokens["patient"], patient.id.as_str(), "the patient signed in is the context");
     assert_eq!(tokens["scope"], "launch/patient patient/Condition.rs offline_access");

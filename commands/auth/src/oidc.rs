@@ -70,12 +70,10 @@ impl IdTokenKey {
     /// `emr keys new-signing-key` to add one).
     pub fn in_dir(dir: &Path) -> Result<Option<Self>, KeyError> {
         let path = dir.join(Self::FILE_NAME);
-        if path.exists() {
-            return Self::load_or_create(&path).map(Some);
-        }
+        let existed = path.exists();
         match Self::load_or_create(&path) {
             Ok(key) => Ok(Some(key)),
-            Err(KeyError::Io { .. }) => Ok(None),
+            Err(KeyError::Io { .. }) if !existed => Ok(None),
             Err(other) => Err(other),
         }
     }

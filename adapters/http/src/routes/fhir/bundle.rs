@@ -112,9 +112,9 @@ fn response_entry(
     entry
 }
 
-/// Sends one entry through this server's FHIR routes, in the caller's name.
+/// Sends one entry through this server's FHIR `routes`, in the caller's name.
 async fn dispatch(
-    state: &AppState,
+    routes: &axum::Router,
     headers: &HeaderMap,
     request: &EntryRequest,
     resource: Option<&Value>,
@@ -138,7 +138,7 @@ async fn dispatch(
         None => Body::empty(),
     };
     let answered = match builder.body(body) {
-        Ok(request) => super::routes().with_state(state.clone()).oneshot(request).await,
+        Ok(request) => routes.clone().oneshot(request).await,
         Err(error) => return failed_entry(&invalid("invalid-bundle", "A Bundle entry is not valid", error.to_string())),
     };
     let Ok(response) = answered;
@@ -160,10 +160,11 @@ fn failed_entry(error: &Fhir) -> Value {
 
 /// Each entry on its own; the answer lists them in the Bundle's order.
 async fn batch(state: &AppState, headers: &HeaderMap, context: &CommandContext, entries: &[Value]) -> Value {
+    let routes = super::routes().with_state(state.clone());
     let mut answers = Vec::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
         let answer = match entry_request(entry, index) {
-            Ok(request) => dispatch(state, headers, &request, entry.get("resource"), entry_uuid(context, index)).await,
+            Ok(request) => dispatch(&routes, headers, &request, entry.get("resource"), entry_uuid(context, index)).await,
             Err(error) => failed_entry(&error),
         };
         answers.push(answer);
@@ -241,8 +242,9 @@ async fn transaction(
     for (change, receipt) in changes.iter().zip(&receipts) {
         answers[change.entry] = change_answer(headers, change, receipt);
     }
+    let routes = super::routes().with_state(state.clone());
     for index in reads {
-        answers[index] = dispatch(state, headers, &requests[index], None, entry_uuid(&context, index)).await;
+        answers[index] = dispatch(&routes, headers, &requests[index], None, entry_uuid(&context, index)).await;
     }
     Ok(Fhir::ok(json!({"resourceType": "Bundle", "type": "transaction-response", "entry": answers})))
 }

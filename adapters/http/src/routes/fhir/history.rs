@@ -50,23 +50,31 @@ impl Version {
 /// The versions of an aggregate, oldest first (unauthorized: the caller authorizes).
 pub(super) async fn versions(state: &AppState, aggregate_type: &str, id: &str) -> Result<Vec<Version>, Fhir> {
     let events = state.clinic.history(aggregate_type, id).await?;
-    let mut versions: Vec<Version> = Vec::new();
+    Ok(commits(events).into_iter().map(|found| found.version).collect())
+}
+
+/// Events in log order grouped into commits, each a version of its aggregate.
+fn commits(events: impl IntoIterator<Item = emr_eventstore::RecordedEvent>) -> Vec<Found> {
+    let mut commits: Vec<Found> = Vec::new();
     for event in events {
-        match versions.last_mut() {
-            Some(last) if last.metadata.position == event.metadata.position => {
-                last.version = event.sequence;
-                last.event_types.push(event.event_type);
-                last.metadata = event.metadata;
+        match commits.last_mut() {
+            Some(last) if last.version.metadata.position == event.metadata.position => {
+                last.version.version = event.sequence;
+                last.version.event_types.push(event.event_type);
+                last.version.metadata = event.metadata;
             }
-            _ => versions.push(Version {
-                version: event.sequence,
-                first: versions.is_empty(),
-                event_types: vec![event.event_type],
-                metadata: event.metadata,
+            _ => commits.push(Found {
+                id: event.key.aggregate_id().to_owned(),
+                version: Version {
+                    version: event.sequence,
+                    first: event.sequence == 1,
+                    event_types: vec![event.event_type],
+                    metadata: event.metadata,
+                },
             }),
         }
     }
-    Ok(versions)
+    commits
 }
 
 fn version_number(text: &str) -> Result<u64, Fhir> {
@@ -290,25 +298,7 @@ async fn type_history(
         }
         let from = before.saturating_sub(SCAN_STEP).max(1);
         let events = reader.read(from, usize::try_from(before - from).unwrap_or(usize::MAX)).await.map_err(ApiError::from)?;
-        let mut commits: Vec<Found> = Vec::new();
-        for event in events.into_iter().filter(|e| e.key.aggregate_type() == aggregate_type && e.metadata.position < before) {
-            match commits.last_mut() {
-                Some(last) if last.version.metadata.position == event.metadata.position => {
-                    last.version.version = event.sequence;
-                    last.version.event_types.push(event.event_type);
-                    last.version.metadata = event.metadata;
-                }
-                _ => commits.push(Found {
-                    id: event.key.aggregate_id().to_owned(),
-                    version: Version {
-                        version: event.sequence,
-                        first: event.sequence == 1,
-                        event_types: vec![event.event_type],
-                        metadata: event.metadata,
-                    },
-                }),
-            }
-        }
+        let commits = commits(events.into_iter().filter(|e| e.key.aggregate_type() == aggregate_type && e.metadata.position < before));
         scanned += before - from;
         before = from;
         for commit in commits.into_iter().rev() {
