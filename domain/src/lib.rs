@@ -43,6 +43,7 @@ pub mod disclosure;
 pub mod federated;
 pub mod grant;
 pub mod ids;
+pub mod lookup;
 pub mod metadata;
 pub mod patient;
 pub mod phi;

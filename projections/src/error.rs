@@ -1,6 +1,6 @@
 //! Projection failures.
 
-use emr_eventstore::{CodecError, LogError, StoreError};
+use emr_eventstore::{CodecError, LogError, PhiError, StoreError};
 
 /// Why a batch could not be projected. The batch's transaction is rolled back:
 /// nothing of it is visible, and the projector retries from its checkpoint.
@@ -18,6 +18,16 @@ pub enum ProjectionError {
     /// Reading the log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// PHI a projector must read (the search index) could not be opened: the key
+    /// service failed, or a sealed value does not authenticate.
+    #[error("opening PHI of patient {subject}: {source}")]
+    Phi {
+        /// The data subject.
+        subject: String,
+        /// Cause.
+        #[source]
+        source: PhiError,
+    },
     /// The task applying a batch ended without an outcome (it panicked).
     #[error("projection batch aborted: {0}")]
     BatchAborted(String),

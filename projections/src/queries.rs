@@ -25,6 +25,11 @@ pub struct RecordFilter {
     pub updated_from: Option<DateTime<Utc>>,
     /// Changed before (exclusive).
     pub updated_before: Option<DateTime<Utc>>,
+    /// Only records whose latest content has one of these search-index terms
+    /// (`emr_projections::BlindIndex::term` of a diagnosis code). `Some` and empty
+    /// matches nothing.
+    #[serde(skip)]
+    pub terms: Option<Vec<String>>,
     /// Order of the page (default: most recent visit first).
     pub sort: Option<RecordSort>,
     /// Page size (1–500, default 50).
@@ -104,6 +109,18 @@ impl Conditions {
         }
     }
 
+    /// `AND <prefix>(?, ?, …)<suffix>` over `values`; an empty list matches nothing.
+    fn and_in(&mut self, prefix: &str, suffix: &str, values: Option<&[String]>) {
+        match values {
+            None => {}
+            Some([]) => self.sql.push_str(" AND 1 = 0"),
+            Some(values) => {
+                self.sql.push_str(&format!(" AND {prefix}({}){suffix}", vec!["?"; values.len()].join(", ")));
+                self.params.extend(values.iter().map(Value::from));
+            }
+        }
+    }
+
     /// The conditions, an order, and a page.
     fn page(mut self, order_by: &str, limit: Option<u32>, offset: Option<u32>) -> (String, Vec<Value>) {
         self.params.push(limit.unwrap_or(50).clamp(1, 500).into());
@@ -123,6 +140,7 @@ pub async fn records(db: &ReadModelDb, filter: &RecordFilter) -> Result<Vec<Reco
     conditions.and("record_id = ?", filter.record_id.map(|id| id.hyphenated().to_string()));
     conditions.and("updated_at >= ?", filter.updated_from);
     conditions.and("updated_at < ?", filter.updated_before);
+    conditions.and_in("record_id IN (SELECT record_id FROM record_search_terms WHERE term IN ", ")", filter.terms.as_deref());
     let (clauses, params) = conditions.page(filter.sort.unwrap_or_default().order_by(), filter.limit, filter.offset);
     let sql = format!(
         "SELECT record_id, patient_id, doctor_id, hospital_id, record_type, visit_date, status, content_version, attachment_count, \
@@ -240,6 +258,21 @@ pub enum ExportScope {
     Hospital(String),
 }
 
+impl ExportScope {
+    /// The condition on `patients p` that keeps the scope's patients, and its parameters.
+    fn condition(&self, now: DateTime<Utc>) -> (&'static str, Vec<Value>) {
+        match self {
+            Self::Everyone => ("", Vec::new()),
+            Self::GrantedTo(user) => (
+                " AND EXISTS (SELECT 1 FROM access_grants g WHERE g.patient_id = p.patient_id AND g.grantee = ? AND g.status = 'active' AND g.expires_at > ?)",
+                vec![Value::from(user.hyphenated().to_string()), Value::from(now)],
+            ),
+            Self::Hospital(hospital) => (" AND p.hospital_id = ?", vec![Value::from(hospital.clone())]),
+            Self::Only(patient) => (" AND p.patient_id = ?", vec![Value::from(patient.hyphenated().to_string())]),
+        }
+    }
+}
+
 /// The next `limit` active patients of `scope`, in id order after `after`, with
 /// when each last changed: the pages of a bulk export.
 pub async fn export_candidates(
@@ -249,29 +282,45 @@ pub async fn export_candidates(
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<(String, DateTime<Utc>)>, ProjectionError> {
-    let after = Value::from(after.unwrap_or_default().to_owned());
-    let limit = Value::from(u64::from(limit.clamp(1, 1000)));
-    let (sql, params) = match scope {
-        ExportScope::Everyone => (
-            "SELECT patient_id, updated_at FROM patients WHERE status = 'active' AND patient_id > ? ORDER BY patient_id LIMIT ?",
-            vec![after, limit],
-        ),
-        ExportScope::GrantedTo(user) => (
-            "SELECT p.patient_id, p.updated_at FROM patients p WHERE p.status = 'active' AND p.patient_id > ? AND EXISTS (\
-               SELECT 1 FROM access_grants g WHERE g.patient_id = p.patient_id AND g.grantee = ? AND g.status = 'active' AND g.expires_at > ?\
-             ) ORDER BY p.patient_id LIMIT ?",
-            vec![after, Value::from(user.hyphenated().to_string()), Value::from(now), limit],
-        ),
-        ExportScope::Hospital(hospital) => (
-            "SELECT patient_id, updated_at FROM patients WHERE status = 'active' AND hospital_id = ? AND patient_id > ? ORDER BY patient_id LIMIT ?",
-            vec![Value::from(hospital), after, limit],
-        ),
-        ExportScope::Only(patient) => (
-            "SELECT patient_id, updated_at FROM patients WHERE status = 'active' AND patient_id = ? AND patient_id > ? ORDER BY patient_id LIMIT ?",
-            vec![Value::from(patient.hyphenated().to_string()), after, limit],
-        ),
-    };
-    db.fetch_all(sql, params).await
+    let (condition, mut params) = scope.condition(now);
+    let sql = format!(
+        "SELECT p.patient_id, p.updated_at FROM patients p WHERE p.status = 'active'{condition} AND p.patient_id > ? ORDER BY p.patient_id LIMIT ?"
+    );
+    params.push(Value::from(after.unwrap_or_default().to_owned()));
+    params.push(Value::from(u64::from(limit.clamp(1, 1000))));
+    db.fetch_all(&sql, params).await
+}
+
+/// A search of the patient index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientQuery {
+    /// Whose patients may be found at all.
+    pub scope: ExportScope,
+    /// Terms (`BlindIndex::term`): a patient matches when, for every group, they
+    /// have at least one of its terms. An empty group matches nobody.
+    pub groups: Vec<Vec<String>>,
+    /// Only these patient ids (`_id`), when given.
+    pub ids: Option<Vec<String>>,
+    /// Page size (1–500).
+    pub limit: u32,
+    /// Matches to skip.
+    pub offset: u32,
+}
+
+/// Active patients matching `query`, in id order, a page at a time.
+pub async fn search_patients(db: &ReadModelDb, query: &PatientQuery, now: DateTime<Utc>) -> Result<Vec<String>, ProjectionError> {
+    let (scope, scope_params) = query.scope.condition(now);
+    let mut conditions = Conditions::default();
+    conditions.sql.push_str(" AND p.status = 'active'");
+    conditions.sql.push_str(scope);
+    conditions.params.extend(scope_params);
+    conditions.and_in("p.patient_id IN ", "", query.ids.as_deref());
+    for group in &query.groups {
+        conditions.and_in("p.patient_id IN (SELECT t.patient_id FROM patient_search_terms t WHERE t.term IN ", ")", Some(group));
+    }
+    let (clauses, params) = conditions.page(" ORDER BY p.patient_id", Some(query.limit), Some(query.offset));
+    let rows: Vec<(String,)> = db.fetch_all(&format!("SELECT p.patient_id FROM patients p{clauses}"), params).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Ids of a patient's access grants and requests (a request keeps its id when it

@@ -236,6 +236,7 @@ pub async fn run_every_projection(
     db: &ReadModelDb,
     log: Arc<dyn EventLog>,
     batch_size: usize,
+    search_index: crate::SearchIndex,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::{
@@ -252,7 +253,8 @@ pub async fn run_every_projection(
     let access_log = Projector::new(AccessLogProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let security = Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let federated = Projector::new(FederatedProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
-    let diagnosis = Projector::new(DiagnosisProjection, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
+    let diagnosis = Projector::new(DiagnosisProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let search = Projector::new(search_index, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
     tokio::join!(
         patients.run(stopped(shutdown.clone())),
         records.run(stopped(shutdown.clone())),
@@ -261,7 +263,8 @@ pub async fn run_every_projection(
         access_log.run(stopped(shutdown.clone())),
         security.run(stopped(shutdown.clone())),
         federated.run(stopped(shutdown.clone())),
-        diagnosis.run(stopped(shutdown)),
+        diagnosis.run(stopped(shutdown.clone())),
+        search.run(stopped(shutdown)),
     );
 }
 

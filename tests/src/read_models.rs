@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use emr_eventstore::EventLog;
 use emr_projections::{
-    AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory, Projector,
-    ReadModelDb, RecordIndex, SecurityProjection,
+    AccessLogProjection, AccessProjection, BlindIndex, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory,
+    Projector, ReadModelDb, RecordIndex, SearchIndex, SecurityProjection,
 };
 use sqlx::{AssertSqlSafe, Row};
 
@@ -39,7 +39,18 @@ pub const TABLES: [&str; 22] = [
     "federated_updates",
 ];
 
-/// Folds the log, as it stands, into every projection of `db`.
+/// The blind index of tests: one fixed key, so a test's API and projector agree.
+pub fn blind_index() -> Arc<BlindIndex> {
+    Arc::new(BlindIndex::new(&[7; 32]))
+}
+
+/// The search-index projector of tests, opening PHI with `codec`.
+pub fn search_index(codec: Arc<emr_eventstore::PhiCodec>) -> SearchIndex {
+    SearchIndex::new(codec, blind_index())
+}
+
+/// Folds the log, as it stands, into every projection of `db` that reads no PHI
+/// (the search index needs a key vault: [`fold_search_index`]).
 pub async fn fold_all(db: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) {
     let head = log.head().await.unwrap();
     Projector::new(PatientDirectory, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
@@ -50,6 +61,12 @@ pub async fn fold_all(db: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) {
     Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(FederatedProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(DiagnosisProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+}
+
+/// Folds the log, as it stands, into the search index of `db`.
+pub async fn fold_search_index(db: &ReadModelDb, log: &Arc<dyn EventLog>, search: SearchIndex, batch: usize) {
+    let head = log.head().await.unwrap();
+    Projector::new(search, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
 }
 
 /// Asserts that two dumps of every table ([`TestReadModels::dump_all`]) hold the
@@ -196,10 +213,12 @@ pub struct RunningProjectors {
 }
 
 impl RunningProjectors {
-    /// Starts every projector from `log` into `db`, `batch_size` commits per transaction.
-    pub fn start(db: ReadModelDb, log: Arc<dyn EventLog>, batch_size: usize) -> Self {
+    /// Starts every projector from `log` into `db`, `batch_size` commits per
+    /// transaction; the search index opens PHI with `codec`.
+    pub fn start(db: ReadModelDb, log: Arc<dyn EventLog>, codec: Arc<emr_eventstore::PhiCodec>, batch_size: usize) -> Self {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move { emr_projections::run_every_projection(&db, log, batch_size, stopped).await });
+        let search = search_index(codec);
+        let task = tokio::spawn(async move { emr_projections::run_every_projection(&db, log, batch_size, search, stopped).await });
         Self { stop, task }
     }
 

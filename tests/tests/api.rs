@@ -18,7 +18,11 @@ async fn a_patient_sees_in_their_access_log_who_read_their_record_and_why() {
     let backend = jetstream().await;
     let db = TestDatabase::fresh().await;
     let sessions = emr_tests::sessions::redis("e2e").await;
-    let read_models = emr_http::ReadModelState { db: db.db.clone(), log: backend.backend.log.clone() };
+    let read_models = emr_http::ReadModelState {
+        db: db.db.clone(),
+        log: backend.backend.log.clone(),
+        search_index: emr_tests::read_models::blind_index(),
+    };
     let api = ApiServer::start_with(&backend.backend, sessions, Some(read_models)).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let projector = Projector::new(AccessLogProjection, db.db.clone(), backend.backend.log.clone());

@@ -129,9 +129,10 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
     let backend = jetstream().await;
     let database = TestDatabase::fresh().await;
     let log = backend.backend.log.clone();
-    let read_models = emr_http::ReadModelState { db: database.db.clone(), log: log.clone() };
+    let read_models =
+        emr_http::ReadModelState { db: database.db.clone(), log: log.clone(), search_index: emr_tests::read_models::blind_index() };
     let api = ApiServer::start_with(&backend.backend, emr_tests::sessions::redis("stuffing").await, Some(read_models)).await;
-    let projectors = emr_tests::read_models::RunningProjectors::start(database.db.clone(), log.clone(), 100);
+    let projectors = emr_tests::read_models::RunningProjectors::start(database.db.clone(), log.clone(), backend.backend.phi_codec(), 100);
     let (url, alerts) = webhook().await;
     let sinks: Vec<Arc<dyn emr_detection::AlertSink>> =
         vec![Arc::new(LogSink), Arc::new(WebhookSink::new(&url, Duration::from_secs(5)).unwrap())];

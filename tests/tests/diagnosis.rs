@@ -409,7 +409,7 @@ mod over_the_api {
         let backend = emr_tests::backends::jetstream().await;
         let clinic = emr_tests::backends::clinic(&backend.backend);
         let read_models = TestReadModels::fresh(emr_tests::read_models::Store::MariaDb).await;
-        let projectors = RunningProjectors::start(read_models.db.clone(), backend.backend.log.clone(), 100);
+        let projectors = RunningProjectors::start(read_models.db.clone(), backend.backend.log.clone(), backend.backend.phi_codec(), 100);
         let blobs = tempfile::tempdir().unwrap();
         let attachments =
             emr_attachments::Attachments::new(clinic.clone(), Arc::new(emr_ipfs::LocalBlobStore::open(blobs.path()).unwrap()));
@@ -418,7 +418,11 @@ mod over_the_api {
         let jobs = DiagnosisJobs::new(clinic.clone(), Arc::new(jobs.queue), Arc::new(jobs.board));
         let shelf = Arc::new(ModelDirectory::open(&blobs.path().join("models")));
         let state = emr_http::DiagnosisState { jobs: jobs.clone(), shelf: shelf.clone() };
-        let models = emr_http::ReadModelState { db: read_models.db.clone(), log: backend.backend.log.clone() };
+        let models = emr_http::ReadModelState {
+            db: read_models.db.clone(),
+            log: backend.backend.log.clone(),
+            search_index: emr_tests::read_models::blind_index(),
+        };
         let attached = attachments.clone();
         let api = ApiServer::start_configured(&backend.backend, Some(models), clinic.clone(), move |app| {
             app.attachments = Some(attached);

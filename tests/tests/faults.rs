@@ -138,7 +138,7 @@ async fn mariadb_killed_during_projection_ends_equal_to_a_clean_rebuild() {
     let database = TestDatabase::fresh_on(&server.url()).await;
 
     // Every projection follows the log, as `emr serve` runs them.
-    let projectors = RunningProjectors::start(database.db.clone(), test.backend.log.clone(), 2);
+    let projectors = RunningProjectors::start(database.db.clone(), test.backend.log.clone(), test.backend.phi_codec(), 2);
     let outages = 3;
     for _ in 0..outages {
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -65,6 +65,73 @@ async fn read_models_hold_the_history_without_phi(backend: Backend, store: Store
     db.remove().await;
 }
 
+/// The patient search index: what a name, birth date or identifier finds, with
+/// nothing but keyed hashes stored; erased patients are not found and leave no
+/// term behind, on the first fold and on a rebuild after their erasure.
+async fn the_search_index_holds_keyed_hashes_only_and_forgets_the_erased(backend: Backend, store: Store) {
+    use emr_domain::lookup::{LookupKey, PartialDate};
+    use emr_projections::queries::{ExportScope, PatientQuery};
+    let clinic = clinic(&backend);
+    history::write(&clinic, 10).await;
+    let db = TestReadModels::fresh(store).await;
+    fold_all(&db.db, &backend.log, 7).await;
+    let search = emr_tests::read_models::search_index(backend.phi_codec());
+    emr_tests::read_models::fold_search_index(&db.db, &backend.log, search.clone(), 7).await;
+    let index = emr_tests::read_models::blind_index();
+    let find = |keys: Vec<Vec<LookupKey>>| {
+        let groups = keys.iter().map(|group| group.iter().map(|key| index.term(key)).collect()).collect();
+        let query = PatientQuery { scope: ExportScope::Everyone, groups, ids: None, limit: 500, offset: 0 };
+        let db = db.db.clone();
+        async move { queries::search_patients(&db, &query, chrono::Utc::now()).await.unwrap().len() }
+    };
+    let name = |text: &str| LookupKey::name_prefix(text).unwrap();
+    // Patients 0, 4 and 8 are named Wang Fang; patients 0 and 5 were erased.
+    assert_eq!(find(vec![vec![name("wang")]]).await, 2);
+    assert_eq!(find(vec![vec![name("FANG")], vec![LookupKey::BirthDate(PartialDate::Year(1980))]]).await, 2);
+    assert_eq!(find(vec![vec![name("wang"), name("li")]]).await, 2 + 2, "Li Wei: patients 1 and 9 (5 was erased)");
+    assert_eq!(find(vec![vec![LookupKey::Identifier { system: None, value: "MRN-0001".into() }]]).await, 8);
+    assert_eq!(find(vec![vec![name("wang")], vec![]]).await, 0, "an empty group matches nobody");
+    let count = |sql: &'static str| db.count(sql, vec![]);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM patient_search_terms t JOIN patients p ON p.patient_id = t.patient_id WHERE p.status = 'erased'").await,
+        0,
+        "an erased patient leaves no term"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM record_search_terms t JOIN patients p ON p.patient_id = t.patient_id WHERE p.status = 'erased'").await,
+        0
+    );
+    // Every record of the history states J18.9; those of active patients are found by it.
+    let pneumonia = index.term(&LookupKey::Diagnosis(emr_domain::values::Icd10Code::parse("J18.9").unwrap()));
+    assert_eq!(count("SELECT COUNT(*) FROM record_search_terms").await, 16);
+    let (patient,): (String,) = db.db.fetch_one("SELECT MIN(patient_id) FROM patient_search_terms", vec![]).await.unwrap();
+    let filter =
+        |terms: Vec<String>| RecordFilter { patient_id: Some(patient.parse().unwrap()), terms: Some(terms), ..RecordFilter::default() };
+    assert_eq!(queries::records(&db.db, &filter(vec![pneumonia.clone()])).await.unwrap().len(), 2);
+    let other = index.term(&LookupKey::Diagnosis(emr_domain::values::Icd10Code::parse("I10").unwrap()));
+    assert!(queries::records(&db.db, &filter(vec![other])).await.unwrap().is_empty());
+
+    let mut stored = String::new();
+    for table in ["patient_search_terms", "record_search_terms"] {
+        stored.push_str(&db.dump(table).await.join("\n"));
+    }
+    for secret in history::NAMES.iter().copied().chain(["wang", "MRN-0001", "1980-05-17", "female", "J18.9"]) {
+        assert!(!stored.contains(secret), "`{secret}` must not be in the search index");
+    }
+
+    // A rebuild after the erasures folds the same index: erased PHI opens as shredded.
+    let terms = &emr_projections::SearchIndex::TABLES[1..];
+    let mut before = Vec::new();
+    for table in terms {
+        before.push(db.dump(table).await);
+    }
+    emr_projections::rebuild(search, &db.db, backend.log.clone(), 3).await.unwrap();
+    for (table, rows) in terms.iter().zip(before) {
+        assert_eq!(db.dump(table).await, rows, "a rebuild writes the same {table}");
+    }
+    db.remove().await;
+}
+
 /// How many projections [`catch_up_one`] knows.
 const PROJECTIONS: usize = 8;
 
@@ -281,6 +348,7 @@ macro_rules! on_every_store {
 
 on_every_store!(
     read_models_hold_the_history_without_phi,
+    the_search_index_holds_keyed_hashes_only_and_forgets_the_erased,
     a_projector_killed_mid_batch_ends_equal_to_a_clean_fold,
     a_rebuild_while_live_swaps_in_tables_equal_to_a_clean_fold,
     a_reader_can_wait_for_its_own_write,

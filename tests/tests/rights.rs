@@ -24,9 +24,13 @@ async fn server() -> (ApiServer, emr_tests::backends::TestBackend, TestDatabase,
     let backend = jetstream().await;
     let database = TestDatabase::fresh().await;
     let sessions = emr_tests::sessions::redis("rights").await;
-    let read_models = emr_http::ReadModelState { db: database.db.clone(), log: backend.backend.log.clone() };
+    let read_models = emr_http::ReadModelState {
+        db: database.db.clone(),
+        log: backend.backend.log.clone(),
+        search_index: emr_tests::read_models::blind_index(),
+    };
     let api = ApiServer::start_with(&backend.backend, sessions, Some(read_models)).await;
-    let projectors = RunningProjectors::start(database.db.clone(), backend.backend.log.clone(), 100);
+    let projectors = RunningProjectors::start(database.db.clone(), backend.backend.log.clone(), backend.backend.phi_codec(), 100);
     (api, backend, database, projectors)
 }
 
@@ -110,7 +114,11 @@ async fn disposal_after_retention_leaves_the_audit_verifiable_and_the_phi_unread
     let backend = jetstream().await;
     let database = TestDatabase::fresh().await;
     let sessions = emr_tests::sessions::redis("retention").await;
-    let read_models = emr_http::ReadModelState { db: database.db.clone(), log: backend.backend.log.clone() };
+    let read_models = emr_http::ReadModelState {
+        db: database.db.clone(),
+        log: backend.backend.log.clone(),
+        search_index: emr_tests::read_models::blind_index(),
+    };
     let policy = RetentionPolicy {
         jurisdiction: "DE".into(),
         hospitals: vec![HospitalId::parse("HOSP-001").unwrap()],
@@ -119,7 +127,7 @@ async fn disposal_after_retention_leaves_the_audit_verifiable_and_the_phi_unread
     };
     let clinic = emr_tests::backends::clinic(&backend.backend).with_retention(RetentionSchedule::new(vec![policy]));
     let api = ApiServer::start_with_clinic(&backend.backend, sessions, Some(read_models), clinic).await;
-    let projectors = RunningProjectors::start(database.db.clone(), backend.backend.log.clone(), 100);
+    let projectors = RunningProjectors::start(database.db.clone(), backend.backend.log.clone(), backend.backend.phi_codec(), 100);
     let (doctor, doctor_token) = api.account("keep_doctor", Role::Physician).await;
     let (_, admin_token) = api.account("keep_admin", Role::Admin).await;
     let (recent, recent_token) = api.account("keep_recent", Role::Patient).await;

@@ -42,7 +42,11 @@ fn conditions_app() -> SmartApp {
 async fn smarts_python_client_launches_with_pkce_reads_conditions_and_a_stale_update_gets_412() {
     let backend = jetstream().await;
     let db = TestDatabase::fresh().await;
-    let read_models = emr_http::ReadModelState { db: db.db.clone(), log: backend.backend.log.clone() };
+    let read_models = emr_http::ReadModelState {
+        db: db.db.clone(),
+        log: backend.backend.log.clone(),
+        search_index: emr_tests::read_models::blind_index(),
+    };
     let api = ApiServer::start_with_apps(&backend.backend, Some(read_models), vec![conditions_app()]).await;
 
     let (doctor_id, doctor) = api.account("smart_doctor", Role::Physician).await;

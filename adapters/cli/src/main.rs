@@ -428,7 +428,7 @@ async fn projections(settings: &Settings, action: ProjectionAction) -> anyhow::R
     match action {
         ProjectionAction::Run => {
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let runner = models.run_all(ports.log, stopped);
+            let runner = models.run_all(ports.log.clone(), wiring::search_index(settings, &ports)?, stopped);
             tokio::pin!(runner);
             tokio::select! {
                 () = &mut runner => {}
@@ -440,7 +440,7 @@ async fn projections(settings: &Settings, action: ProjectionAction) -> anyhow::R
         }
         ProjectionAction::Rebuild { name } => {
             let started = std::time::Instant::now();
-            let checkpoint = models.rebuild(&name, ports.log).await?;
+            let checkpoint = models.rebuild(&name, ports.log.clone(), wiring::search_index(settings, &ports)?).await?;
             let report = serde_json::json!({
                 "projection": name, "position": checkpoint.position, "events": checkpoint.events,
                 "seconds": started.elapsed().as_secs_f64(),
@@ -463,7 +463,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let models = read_models::ReadModels::open(settings).await?;
     let (stop, _) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
-    let read_models = Some(emr_http::ReadModelState { db: models.db.clone(), log: ports.log.clone() });
+    let search_index = wiring::blind_index(settings)?;
+    let read_models = Some(emr_http::ReadModelState { db: models.db.clone(), log: ports.log.clone(), search_index: search_index.clone() });
     // One identity per process: with the in-memory session store (no Redis), the
     // detector's re-authentication must reach the API's sessions.
     let identity = match roles.runs(Role::Api) || roles.runs(Role::Detector) {
@@ -478,7 +479,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     }
     if roles.runs(Role::Projector) {
         let (log, stopped) = (ports.log.clone(), stop.subscribe());
-        workers.push(("projectors", tokio::spawn(async move { models.run_all(log, stopped).await })));
+        let search = emr_projections::SearchIndex::new(ports.phi_codec(), search_index.clone());
+        workers.push(("projectors", tokio::spawn(async move { models.run_all(log, search, stopped).await })));
     }
     // One ledger (one Gateway connection, for Fabric) for the receipts, the
     // worker, the relayer and the periodic verification.

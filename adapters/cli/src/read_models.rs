@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use emr_eventstore::EventLog;
 use emr_projections::{
     AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory, ReadModelDb,
-    RecordIndex, SecurityProjection,
+    RecordIndex, SearchIndex, SecurityProjection,
 };
 
 use crate::settings::Settings;
@@ -36,12 +36,17 @@ impl ReadModels {
     }
 
     /// Runs every projector until `shutdown` turns true.
-    pub(crate) async fn run_all(&self, log: Arc<dyn EventLog>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        emr_projections::run_every_projection(&self.db, log, self.batch_size, shutdown).await;
+    pub(crate) async fn run_all(&self, log: Arc<dyn EventLog>, search: SearchIndex, shutdown: tokio::sync::watch::Receiver<bool>) {
+        emr_projections::run_every_projection(&self.db, log, self.batch_size, search, shutdown).await;
     }
 
     /// Rebuilds one projection by name.
-    pub(crate) async fn rebuild(&self, name: &str, log: Arc<dyn EventLog>) -> anyhow::Result<emr_projections::Checkpoint> {
+    pub(crate) async fn rebuild(
+        &self,
+        name: &str,
+        log: Arc<dyn EventLog>,
+        search: SearchIndex,
+    ) -> anyhow::Result<emr_projections::Checkpoint> {
         let (db, batch) = (&self.db, self.batch_size);
         let checkpoint = match name {
             PatientDirectory::NAME => emr_projections::rebuild(PatientDirectory, db, log, batch).await,
@@ -52,6 +57,7 @@ impl ReadModels {
             SecurityProjection::NAME => emr_projections::rebuild(SecurityProjection, db, log, batch).await,
             FederatedProjection::NAME => emr_projections::rebuild(FederatedProjection, db, log, batch).await,
             DiagnosisProjection::NAME => emr_projections::rebuild(DiagnosisProjection, db, log, batch).await,
+            SearchIndex::NAME => emr_projections::rebuild(search, db, log, batch).await,
             other => bail!("no projection named `{other}`; known: {}", emr_projections::all().join(", ")),
         };
         Ok(checkpoint?)

@@ -48,6 +48,13 @@ pub(crate) struct KeySettings {
     pub(crate) keyring_file: Option<PathBuf>,
     /// The keyring inline (`<kek-id>:<base64>,…`), e.g. from a secret; wins over the file.
     pub(crate) keyring: Option<String>,
+    /// The search-index key file; created with a fresh key when absent. Default:
+    /// `<data_dir>/search-index.key`. Every API and projector process must share it.
+    #[serde(default)]
+    pub(crate) index_key_file: Option<PathBuf>,
+    /// The search-index key inline (`<id>:<base64>`), e.g. from a secret; wins over the file.
+    #[serde(default)]
+    pub(crate) index_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -542,6 +549,10 @@ impl Settings {
 
     pub(crate) fn keyring_file(&self) -> PathBuf {
         self.keys.keyring_file.clone().unwrap_or_else(|| self.store.data_dir.join("keyring"))
+    }
+
+    pub(crate) fn index_key_file(&self) -> PathBuf {
+        self.keys.index_key_file.clone().unwrap_or_else(|| self.store.data_dir.join("search-index.key"))
     }
 }
 

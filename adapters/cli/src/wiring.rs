@@ -23,6 +23,20 @@ fn keyring(settings: &Settings) -> anyhow::Result<Arc<dyn KeyEncryptionKey>> {
     Ok(Arc::new(keyring))
 }
 
+/// The blind index of patient search, under the deployment's index key.
+pub(crate) fn blind_index(settings: &Settings) -> anyhow::Result<Arc<emr_projections::BlindIndex>> {
+    let key = match &settings.keys.index_key {
+        Some(inline) => emr_keyring::IndexKey::parse(inline).context("keys.index_key")?,
+        None => emr_keyring::IndexKey::load_or_create(&settings.index_key_file()).context("keys.index_key_file")?,
+    };
+    Ok(Arc::new(emr_projections::BlindIndex::new(key.as_bytes())))
+}
+
+/// The search-index projector: it opens PHI through the key vault to hash it.
+pub(crate) fn search_index(settings: &Settings, ports: &EventStorePorts) -> anyhow::Result<emr_projections::SearchIndex> {
+    Ok(emr_projections::SearchIndex::new(ports.phi_codec(), blind_index(settings)?))
+}
+
 pub(crate) async fn ports(settings: &Settings) -> anyhow::Result<EventStorePorts> {
     let kek = keyring(settings)?;
     match settings.store.backend {

@@ -33,7 +33,7 @@ pub use outcome::{IssueType, operation_outcome};
 pub use privacy::{ANCHORING_RECEIPT, Disclosure, Origin, audit_event, consent, provenance};
 pub use resources::{
     MedicationRef, SHA_256_EXTENSION, condition, diagnostic_report, document_reference, encounter, medication_statement,
-    medication_statements, patient,
+    medication_statements, patient, practitioner,
 };
 
 /// The media type of FHIR's JSON format.

@@ -9,7 +9,7 @@ use emr_domain::grant::{AccessGrant, GrantStatus, Scope};
 use emr_domain::ids::GrantId;
 use serde_json::{Value, json};
 
-use crate::resources::{meta, practitioner};
+use crate::resources::{meta, practitioner_reference};
 
 const V3_ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 const V3_ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
@@ -53,7 +53,7 @@ pub fn consent(id: GrantId, grant: &AccessGrant, version: u64, now: DateTime<Utc
     });
     if let Some(grantee) = grant.grantee() {
         let role = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]});
-        provision["actor"] = json!([{"role": role, "reference": practitioner(grantee)}]);
+        provision["actor"] = json!([{"role": role, "reference": practitioner_reference(grantee)}]);
     }
     if let Some(end) = grant.expires_at() {
         provision["period"] = json!({"end": instant(end)});

@@ -2,12 +2,14 @@
 //! whose role sees that a record exists but not what it says) keeps the structure
 //! and drops every field that carries PHI, labelled `REDACTED` in `meta.security`.
 
+use emr_domain::account::{Account, AccountStatus};
+use emr_domain::actor::Role;
 use emr_domain::diagnosis::ReviewOutcome;
 use emr_domain::ids::{HospitalId, PatientId, RecordId, UserId};
 use emr_domain::patient::{Patient, PatientStatus};
 use emr_domain::phi::Phi;
 use emr_domain::record::{AttachmentSummary, MedicalRecord, RecordStatus, SuggestionSummary};
-use emr_domain::values::{Gender, Medication, RecordContent, Route};
+use emr_domain::values::{Gender, Medication, Mrn, RecordContent, Route};
 use serde_json::{Value, json};
 
 pub(crate) const ICD_10: &str = "http://hl7.org/fhir/sid/icd-10";
@@ -30,7 +32,7 @@ fn hospital(hospital: &HospitalId) -> Value {
     json!({"identifier": {"system": "urn:emr-ledger:hospital", "value": hospital.as_str()}})
 }
 
-pub(crate) fn practitioner(user: UserId) -> Value {
+pub(crate) fn practitioner_reference(user: UserId) -> Value {
     json!({"type": "Practitioner", "identifier": {"system": "urn:emr-ledger:user", "value": user.to_string()}})
 }
 
@@ -61,7 +63,7 @@ pub fn patient(id: PatientId, patient: &Patient, version: u64, redacted: bool) -
         let mut list = vec![json!({
             "use": "usual",
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": MRN_TYPE_CODE}]},
-            "system": format!("urn:emr-ledger:hospital:{}:mrn", patient.hospital_id().map_or("unknown", HospitalId::as_str)),
+            "system": patient.hospital_id().map_or_else(|| "urn:emr-ledger:hospital:unknown:mrn".to_owned(), Mrn::system),
             "value": identifiers.mrn.as_str(),
         })];
         list.extend(identifiers.external.iter().map(|e| json!({"system": e.system.as_str(), "value": e.value.as_str()})));
@@ -85,6 +87,26 @@ pub fn patient(id: PatientId, patient: &Patient, version: u64, redacted: bool) -
         put(&mut resource, "address", demographics.address.as_ref().map(|a| json!([{"text": a.as_str()}])));
     }
     resource
+}
+
+/// A physician's or nurse's account as a FHIR `Practitioner` (what an `id_token`'s
+/// `fhirUser` names): their licensed name, licence number, department and
+/// specialization. `None` for other roles: a patient is a `Patient`, and
+/// administrators, auditors and system accounts are not practitioners.
+pub fn practitioner(id: UserId, account: &Account) -> Option<Value> {
+    if !matches!(account.role(), Some(Role::Physician | Role::Nurse)) {
+        return None;
+    }
+    let mut identifiers = vec![json!({"system": "urn:emr-ledger:user", "value": id.to_string()})];
+    let mut resource = json!({"resourceType": "Practitioner", "id": id.to_string(), "active": account.status() == AccountStatus::Active});
+    if let Some(profile) = account.profile() {
+        identifiers.push(json!({"system": "urn:emr-ledger:licence", "value": profile.licence_number.as_str()}));
+        put(&mut resource, "name", Some(json!([{"text": profile.full_name.as_str()}])));
+        let qualification = json!([{"code": {"text": profile.specialization.as_str()}}, {"code": {"text": profile.department.as_str()}}]);
+        put(&mut resource, "qualification", Some(qualification));
+    }
+    put(&mut resource, "identifier", Some(Value::Array(identifiers)));
+    Some(resource)
 }
 
 /// The current content of a record, where it can be shown.
@@ -120,7 +142,7 @@ pub fn encounter(id: RecordId, record: &MedicalRecord, version: u64, redacted: b
     }
     put(&mut resource, "type", record_type.is_some().then(|| json!([kind])));
     put(&mut resource, "subject", record.patient_id().map(patient_reference));
-    put(&mut resource, "participant", record.doctor_id().map(|d| json!([{"individual": practitioner(d)}])));
+    put(&mut resource, "participant", record.doctor_id().map(|d| json!([{"individual": practitioner_reference(d)}])));
     put(&mut resource, "period", visit_date(record).map(|date| json!({"start": date})));
     if let Some(diagnosis) = content(record, redacted).and_then(|c| c.diagnosis.as_ref()) {
         let reason = json!([{"coding": [{"system": ICD_10, "code": diagnosis.code.as_str()}], "text": diagnosis.description.as_str()}]);
@@ -159,7 +181,7 @@ pub fn condition(id: RecordId, record: &MedicalRecord, version: u64, redacted: b
     }
     put(&mut resource, "subject", record.patient_id().map(patient_reference));
     put(&mut resource, "recordedDate", visit_date(record));
-    put(&mut resource, "recorder", record.doctor_id().map(practitioner));
+    put(&mut resource, "recorder", record.doctor_id().map(practitioner_reference));
     Some(resource)
 }
 
@@ -267,7 +289,7 @@ pub fn diagnostic_report(id: RecordId, record: &MedicalRecord, suggestion: &Sugg
     });
     put(&mut resource, "subject", record.patient_id().map(patient_reference));
     if let Some(review) = &suggestion.review {
-        put(&mut resource, "resultsInterpreter", Some(json!([practitioner(review.reviewer_id)])));
+        put(&mut resource, "resultsInterpreter", Some(json!([practitioner_reference(review.reviewer_id)])));
     }
     if redacted {
         return resource;
@@ -324,6 +346,6 @@ pub fn document_reference(id: RecordId, record: &MedicalRecord, attachment: &Att
         put(&mut resource, "type", Some(kind));
     }
     put(&mut resource, "subject", record.patient_id().map(patient_reference));
-    put(&mut resource, "author", record.doctor_id().map(|d| json!([practitioner(d)])));
+    put(&mut resource, "author", record.doctor_id().map(|d| json!([practitioner_reference(d)])));
     resource
 }

@@ -1,4 +1,5 @@
-//! The search parameters of a patient's records (`Encounter?`, `Condition?`): read
+//! The search parameters of patients (`Patient?`, [`PatientSearch`]) and of a
+//! patient's records (`Encounter?`, `Condition?`, [`RecordSearch`]): read
 //! from the query string into bounds the record index answers, and written back
 //! as the canonical query of a Bundle's `self` and `next` links.
 //!
@@ -7,11 +8,14 @@
 //! `le` `lt` and repeatable to form a range; `_sort` (`date`, `-date`,
 //! `_lastUpdated`, `-_lastUpdated`); `_count` (1–500) and `_offset`; `_include`
 //! of the patient (`Encounter:subject`, `Condition:subject`); for Encounter, `type`
-//! (the record type) and `status` (`finished`, `entered-in-error`). `_format`
+//! (the record type) and `status` (`finished`, `entered-in-error`); for
+//! Condition, `code` (ICD-10, from the search index: diagnoses are sealed). `_format`
 //! and `_pretty` are accepted and ignored; any other parameter is refused, so a
 //! client never mistakes an unfiltered answer for a filtered one.
 
 use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
+use emr_domain::lookup::{LookupKey, PartialDate};
+use emr_domain::values::{Gender, Icd10Code};
 
 /// A search parameter that cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +86,9 @@ pub struct RecordSearch {
     /// `status` (Encounter): `finished` (the record stands) or `entered-in-error`
     /// (deleted), as the record index names them (`active`, `deleted`).
     pub status: Option<&'static str>,
+    /// `code` (Condition): ICD-10 codes, any of which the diagnosis must be
+    /// (`I10` or `http://hl7.org/fhir/sid/icd-10|I10`, comma-separated).
+    pub code: Option<Vec<Icd10Code>>,
 }
 
 impl RecordSearch {
@@ -149,6 +156,7 @@ impl RecordSearch {
             include: None,
             record_type: None,
             status: None,
+            code: None,
         };
         let mut patient = None;
         for (name, value) in pairs {
@@ -220,12 +228,22 @@ impl RecordSearch {
                         _ => return Err(invalid(name, "finished or entered-in-error")),
                     });
                 }
+                "code" if search.code.is_some() => return Err(invalid(name, "once, with the codes separated by commas")),
+                "code" => {
+                    let system = format!("{}|", crate::resources::ICD_10);
+                    let codes = value
+                        .split(',')
+                        .map(|code| Icd10Code::parse(code.trim().strip_prefix(system.as_str()).unwrap_or(code.trim())))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| invalid(name, format!("ICD-10 codes (I10 or {system}I10), comma-separated")))?;
+                    search.code = Some(codes);
+                }
                 "_include" => return Err(invalid(name, "the searched type's patient: Encounter:subject or Condition:subject")),
                 "_format" | "_pretty" => {}
                 other => {
                     return Err(invalid(
                         other,
-                        "not served here; the parameters are patient, _id, date, _lastUpdated, type, status, _sort, _count, _offset, _include",
+                        "not served here; the parameters are patient, _id, date, _lastUpdated, type, status, code, _sort, _count, _offset, _include",
                     ));
                 }
             }
@@ -266,9 +284,103 @@ impl RecordSearch {
         if let Some(status) = self.status {
             push("status", if status == "active" { "finished" } else { "entered-in-error" }.to_owned());
         }
+        if let Some(codes) = &self.code {
+            push("code", codes.iter().map(Icd10Code::as_str).collect::<Vec<_>>().join(","));
+        }
         push("_count", self.count.to_string());
         push("_offset", offset.to_string());
         url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    }
+}
+
+/// A search of patients (`Patient?`), answered from the search index.
+///
+/// Served: `_id`; `name` (the start of the name or of a word of it, any case) and
+/// `name:exact`; `birthdate` as a year, month or day (`eq` only: birth dates are
+/// sealed, so the index holds no order to search ranges in); `gender`;
+/// `identifier` as `system|value` or `value`; `_count` (1–500) and `_offset`.
+/// A comma separates alternatives; repeated parameters must all match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientSearch {
+    /// Only these patients (`_id`, comma-separated).
+    pub ids: Option<Vec<String>>,
+    /// What is searched: a patient matches when, for every group, they have one
+    /// of its keys.
+    pub groups: Vec<Vec<LookupKey>>,
+    /// Page size.
+    pub count: u32,
+    /// Matches to skip.
+    pub offset: u32,
+    /// The search parameters as given, for the Bundle's links.
+    given: Vec<(String, String)>,
+}
+
+const PATIENT_PARAMETERS: &str =
+    "not served here; the parameters are _id, name, name:exact, birthdate, gender, identifier, _count, _offset";
+
+fn lookup_key(name: &str, value: &str) -> Result<LookupKey, InvalidSearch> {
+    match name {
+        "name" => LookupKey::name_prefix(value).ok_or_else(|| invalid(name, "some letters of the name")),
+        "name:exact" => LookupKey::exact_name(value).ok_or_else(|| invalid(name, "the whole name")),
+        "birthdate" => {
+            let (prefix, text) = prefixed(value);
+            match (prefix, PartialDate::parse(text)) {
+                ("eq", Some(date)) => Ok(LookupKey::BirthDate(date)),
+                _ => Err(invalid(
+                    name,
+                    "a year, month or day (YYYY, YYYY-MM, YYYY-MM-DD), without a prefix or with eq: birth dates are sealed, so ranges cannot be searched",
+                )),
+            }
+        }
+        "gender" => match value {
+            "male" => Ok(LookupKey::Gender(Gender::Male)),
+            "female" => Ok(LookupKey::Gender(Gender::Female)),
+            "other" => Ok(LookupKey::Gender(Gender::Other)),
+            "unknown" => Ok(LookupKey::Gender(Gender::Unknown)),
+            _ => Err(invalid(name, "male, female, other or unknown")),
+        },
+        "identifier" => match value.split_once('|') {
+            None if !value.is_empty() => Ok(LookupKey::Identifier { system: None, value: value.to_owned() }),
+            Some((system, identifier)) if !system.is_empty() && !identifier.is_empty() => {
+                Ok(LookupKey::Identifier { system: Some(system.to_owned()), value: identifier.to_owned() })
+            }
+            _ => Err(invalid(name, "system|value or value")),
+        },
+        other => Err(invalid(other, PATIENT_PARAMETERS)),
+    }
+}
+
+impl PatientSearch {
+    /// Reads the query string's `(name, value)` pairs.
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, InvalidSearch> {
+        let mut search = Self { ids: None, groups: Vec::new(), count: 50, offset: 0, given: Vec::new() };
+        for (name, value) in pairs {
+            match name {
+                "_count" => {
+                    search.count = value.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| invalid(name, "1 to 500"))?;
+                    continue;
+                }
+                "_offset" => {
+                    search.offset = value.parse().map_err(|_| invalid(name, "a number of matches to skip"))?;
+                    continue;
+                }
+                "_format" | "_pretty" => continue,
+                "_id" if search.ids.is_some() => return Err(invalid(name, "once, with the ids separated by commas")),
+                "_id" => search.ids = Some(value.split(',').map(|id| id.trim().to_owned()).filter(|id| !id.is_empty()).collect()),
+                _ => {
+                    let keys = value.split(',').map(|alternative| lookup_key(name, alternative.trim())).collect::<Result<Vec<_>, _>>()?;
+                    search.groups.push(keys);
+                }
+            }
+            search.given.push((name.to_owned(), value.to_owned()));
+        }
+        Ok(search)
+    }
+
+    /// The search as a query string, at `offset`.
+    pub fn to_query(&self, offset: u32) -> String {
+        let paging = [("_count".to_owned(), self.count.to_string()), ("_offset".to_owned(), offset.to_string())];
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(self.given.iter().chain(&paging)).finish()
     }
 }
 
@@ -299,6 +411,44 @@ mod tests {
         assert_eq!(search.updated_before.unwrap(), DateTime::parse_from_rfc3339("2026-12-01T10:00:00.000001Z").unwrap().to_utc());
     }
 
+    fn patients(query: &[(&'static str, &'static str)]) -> Result<PatientSearch, InvalidSearch> {
+        PatientSearch::parse(query.iter().copied())
+    }
+
+    #[test]
+    fn a_patient_search_ands_its_parameters_and_ors_the_alternatives_of_one() {
+        let search = patients(&[("name", "Wang,li"), ("birthdate", "eq1980-02"), ("gender", "female"), ("_count", "5")]).unwrap();
+        assert_eq!(search.groups.len(), 3);
+        assert_eq!(search.groups[0], vec![LookupKey::name_prefix("wang").unwrap(), LookupKey::name_prefix("LI").unwrap()]);
+        assert_eq!(search.groups[1], vec![LookupKey::BirthDate(PartialDate::Month(1980, 2))]);
+        assert_eq!(search.count, 5);
+        let identifier = patients(&[("identifier", "urn:emr-ledger:hospital:H1:mrn|MRN-1"), ("identifier", "MRN-1")]).unwrap();
+        assert_eq!(
+            identifier.groups[0],
+            vec![LookupKey::Identifier { system: Some("urn:emr-ledger:hospital:H1:mrn".into()), value: "MRN-1".into() }]
+        );
+        assert_eq!(identifier.groups[1], vec![LookupKey::Identifier { system: None, value: "MRN-1".into() }]);
+        let again: Vec<(String, String)> = url::form_urlencoded::parse(search.to_query(10).as_bytes()).into_owned().collect();
+        let again = PatientSearch::parse(again.iter().map(|(n, v)| (n.as_str(), v.as_str()))).unwrap();
+        assert_eq!(again.groups, search.groups);
+        assert_eq!(again.offset, 10);
+    }
+
+    #[test]
+    fn patient_searches_the_sealed_index_cannot_answer_are_refused_by_name() {
+        for (name, value) in [
+            ("birthdate", "ge1980-01-01"),
+            ("birthdate", "1980-13"),
+            ("gender", "f"),
+            ("identifier", "system|"),
+            ("name", " "),
+            ("name:contains", "ang"),
+            ("address", "Beijing"),
+        ] {
+            assert_eq!(patients(&[(name, value)]).unwrap_err().parameter, name, "{name}={value}");
+        }
+    }
+
     #[test]
     fn the_canonical_query_reads_back_as_the_same_search() {
         let search = parse(&[
@@ -309,6 +459,7 @@ mod tests {
             ("_include", "Encounter:subject"),
             ("type", "urn:emr-ledger:record-type|lab_result"),
             ("status", "entered-in-error"),
+            ("code", "http://hl7.org/fhir/sid/icd-10|i10,E11.9"),
             ("_count", "10"),
         ])
         .unwrap();
@@ -320,7 +471,9 @@ mod tests {
 
     #[test]
     fn unknown_parameters_and_a_missing_patient_are_refused() {
-        assert_eq!(parse(&[("patient", "p1"), ("code", "I10")]).unwrap_err().parameter, "code");
+        assert_eq!(parse(&[("patient", "p1"), ("category", "problem-list-item")]).unwrap_err().parameter, "category");
+        assert_eq!(parse(&[("patient", "p1"), ("code", "not-a-code")]).unwrap_err().parameter, "code");
+        assert_eq!(parse(&[("patient", "p1"), ("code", "I10"), ("code", "E11")]).unwrap_err().parameter, "code");
         assert_eq!(parse(&[("_count", "10")]).unwrap_err().parameter, "patient");
         assert_eq!(parse(&[("patient", "p1"), ("_count", "0")]).unwrap_err().parameter, "_count");
         assert!(parse(&[("patient", "p1"), ("_format", "json")]).is_ok());

@@ -70,6 +70,8 @@ pub struct ReadModelState {
     pub db: emr_projections::ReadModelDb,
     /// The event log (for lag).
     pub log: std::sync::Arc<dyn emr_eventstore::EventLog>,
+    /// The blind index searches are hashed with: the projector's, under the same key.
+    pub search_index: std::sync::Arc<emr_projections::BlindIndex>,
 }
 
 /// What the operational endpoints (`/health`, `/ready`, `/metrics`) look at:

@@ -119,6 +119,7 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
             "Consent",
             "AuditEvent",
             "Provenance",
+            "Practitioner",
             "Group"
         ]
     );
@@ -129,7 +130,10 @@ async fn the_capability_statement_lists_what_is_served_without_a_token() {
         .filter(|r| r["interaction"].as_array().is_some_and(|all| all.iter().any(|i| i["code"] == "search-type")))
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(searchable, ["Encounter", "Condition", "DiagnosticReport", "DocumentReference", "Consent", "AuditEvent", "Provenance"]);
+    assert_eq!(
+        searchable,
+        ["Patient", "Encounter", "Condition", "DiagnosticReport", "DocumentReference", "Consent", "AuditEvent", "Provenance"]
+    );
     let patient = &statement["rest"][0]["resource"][0];
     assert_eq!(patient["readHistory"], true, "vread is served: {patient}");
     assert_eq!(patient["operation"][0]["name"], "export", "Bulk Data's Patient-level export: {patient}");
@@ -234,7 +238,15 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%d").to_string();
     let (status, none) = fhir(&app, &patient, &format!("Encounter?patient={pid}&_lastUpdated=gt{future}")).await;
     assert_eq!((status, ids_of(&none).len()), (StatusCode::OK, 0), "{none}");
-    let (status, refused) = fhir(&app, &author, &format!("Condition?patient={pid}&code=I10")).await;
+    let (status, hypertension) =
+        fhir(&app, &author, &format!("Condition?patient={pid}&code=http://hl7.org/fhir/sid/icd-10%7Ci10,E11.9")).await;
+    assert_eq!(status, StatusCode::OK, "{hypertension}");
+    assert_eq!(ids_of(&hypertension), [first.as_str()], "diagnoses are found by code through the search index");
+    let (status, diabetes) = fhir(&app, &patient, &format!("Condition?patient={pid}&code=E11.9")).await;
+    assert_eq!((status, diabetes["entry"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{diabetes}");
+    let (status, refused) = fhir(&app, &author, &format!("Encounter?patient={pid}&code=I10")).await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::BAD_REQUEST, "invalid-search"), "code is a Condition's: {refused}");
+    let (status, refused) = fhir(&app, &author, &format!("Condition?patient={pid}&category=problem-list-item")).await;
     assert_eq!(
         (status, outcome_code(&refused)),
         (StatusCode::BAD_REQUEST, "invalid-search"),
@@ -260,6 +272,118 @@ async fn a_patients_encounters_and_conditions_are_found_a_page_at_a_time_as_vali
     assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
     let (status, invalid) = fhir(&app, &author, &format!("Condition?patient={}&_count=0", patient.id)).await;
     assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{invalid}");
+}
+
+#[tokio::test]
+async fn patients_are_found_by_name_birth_date_gender_and_identifier_among_those_the_caller_may_read() {
+    let app = support::app_with_everything().await;
+    let doctor = sign_in(&app, Role::Physician).await;
+    let register = |id: &str, name: &str, born: &str, gender: &str, mrn: &str| {
+        let mut body = support::patient_body();
+        body["patient_id"] = json!(id);
+        body["identifiers"]["mrn"] = json!(mrn);
+        body["identifiers"]["external"] = json!([{"system": "urn:oid:2.16.156.1", "value": format!("ID-{mrn}")}]);
+        body["demographics"]["full_name"] = json!(name);
+        body["demographics"]["date_of_birth"] = json!(born);
+        body["demographics"]["gender"] = json!(gender);
+        body
+    };
+    let (mut ids, mut patients) = (Vec::new(), Vec::new());
+    for (name, born, gender, mrn) in [
+        ("Wang Fang", "1980-02-29", "female", "MRN-W1"),
+        ("Wang Wei", "1980-07-01", "male", "MRN-W2"),
+        ("王芳", "1991-05-05", "female", "MRN-W3"),
+        ("Li Wang", "1980-02-01", "female", "MRN-L1"),
+    ] {
+        let patient = sign_in(&app, Role::Patient).await;
+        let body = register(&patient.id, name, born, gender, mrn);
+        let (status, _, created) = send(&app, support::command(&doctor, "POST", "/v1/patients", &body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        ids.push(patient.id.clone());
+        patients.push(patient);
+    }
+    // The registering physician holds no grant yet: they find no one.
+    support::fold(&app).await;
+    let found = |bundle: &Value| -> Vec<String> {
+        let mut ids: Vec<String> =
+            bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    let (status, none) = fhir(&app, &doctor, "Patient?name=wang").await;
+    assert_eq!((status, found(&none).len()), (StatusCode::OK, 0), "{none}");
+
+    // Every patient grants the physician access; now the index answers.
+    for patient in &patients {
+        let grant = support::grant_body(&patient.id, &doctor.id, support::in_days(30));
+        let (status, _, granted) = send(&app, support::command(patient, "POST", "/v1/grants", &grant)).await;
+        assert_eq!(status, StatusCode::CREATED, "{granted}");
+    }
+    support::fold(&app).await;
+    let expect = |indexes: &[usize]| -> Vec<String> {
+        let mut wanted: Vec<String> = indexes.iter().map(|&i| ids[i].clone()).collect();
+        wanted.sort();
+        wanted
+    };
+    let before = disclosures(&app).await;
+    let (status, wangs) = fhir(&app, &doctor, "Patient?name=WANG").await;
+    assert_eq!(status, StatusCode::OK, "{wangs}");
+    assert_eq!(found(&wangs), expect(&[0, 1, 3]), "the start of any word of the name, in any case");
+    assert_eq!(disclosures(&app).await, before + 3, "each patient found is read, and the read recorded");
+    for (query, matches) in [
+        ("name=wang%20f", vec![0]),
+        ("name:exact=Wang%20Fang", vec![0]),
+        ("name:exact=wang%20fang", vec![]),
+        ("name=%E7%8E%8B", vec![2]),
+        ("birthdate=1980", vec![0, 1, 3]),
+        ("birthdate=1980-02", vec![0, 3]),
+        ("birthdate=eq1980-02-29", vec![0]),
+        ("name=wang&gender=female", vec![0, 3]),
+        ("name=wang&gender=female&birthdate=1980-02-29", vec![0]),
+        ("gender=male,female&birthdate=1991", vec![2]),
+        ("identifier=MRN-W2", vec![1]),
+        ("identifier=urn:emr-ledger:hospital:HOSP-001:mrn|MRN-L1", vec![3]),
+        ("identifier=urn:emr-ledger:hospital:HOSP-002:mrn|MRN-L1", vec![]),
+        ("identifier=urn:oid:2.16.156.1|ID-MRN-W3", vec![2]),
+        ("name=zhang", vec![]),
+    ] {
+        let (status, bundle) = fhir(&app, &doctor, &format!("Patient?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {bundle}");
+        assert_eq!(found(&bundle), expect(&matches), "{query}");
+    }
+    let (_, by_id) = fhir(&app, &doctor, &format!("Patient?_id={},{}&gender=female", ids[0], ids[1])).await;
+    assert_eq!(found(&by_id), expect(&[0]));
+
+    // Pages of one, linked; the link keeps the search.
+    let (_, page) = fhir(&app, &doctor, "Patient?name=wang&_count=2").await;
+    assert_eq!(page["entry"].as_array().unwrap().len(), 2);
+    let next = page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(next.contains("name=wang") && next.contains("_offset=2"), "{next}");
+    let (_, rest) = fhir(&app, &doctor, next.split("/fhir/r4/").nth(1).unwrap()).await;
+    assert_eq!(rest["entry"].as_array().unwrap().len(), 1);
+
+    // A changed name is found by the new one only.
+    let update = register(&ids[0], "Zhao Fang", "1980-02-29", "female", "MRN-W1")["demographics"].clone();
+    let (status, _, updated) =
+        send(&app, support::command(&doctor, "PUT", &format!("/v1/patients/{}/demographics", ids[0]), &update)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    support::fold(&app).await;
+    let (_, zhao) = fhir(&app, &doctor, "Patient?name=zhao").await;
+    assert_eq!(found(&zhao), expect(&[0]));
+    let (_, wang_fang) = fhir(&app, &doctor, "Patient?name=wang%20fang").await;
+    assert_eq!(found(&wang_fang), expect(&[]));
+
+    // Someone else's patients, and roles that read no demographics, are not searched.
+    let other = sign_in(&app, Role::Physician).await;
+    let (_, theirs) = fhir(&app, &other, "Patient?name=wang").await;
+    assert_eq!(found(&theirs), expect(&[]));
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (status, refused) = fhir(&app, &auditor, "Patient?name=wang").await;
+    assert_eq!((status, outcome_code(&refused)), (StatusCode::FORBIDDEN, "role-not-permitted"), "{refused}");
+    for query in ["birthdate=gt1980-01-01", "gender=f", "name:contains=ang", "address=Beijing", "_count=0"] {
+        let (status, invalid) = fhir(&app, &doctor, &format!("Patient?{query}")).await;
+        assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{query}: {invalid}");
+    }
 }
 
 /// A FHIR write: `method` on `path` with `resource`, conditional on `if_match`.

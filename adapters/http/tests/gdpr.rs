@@ -91,7 +91,7 @@ async fn erasure_under_a_legal_hold_is_refused_until_the_hold_is_released() {
 async fn a_patient_exports_everything_held_about_them_and_no_one_else_may() {
     let app = app_with_everything().await;
     let models = app.state.read_models.clone().unwrap();
-    let projectors = RunningProjectors::start(models.db, models.log, 100);
+    let projectors = RunningProjectors::start(models.db, models.log, app.phi_codec(), 100);
     let (patient, author, physician, record) = patient_with_a_granted_physician(&app).await;
     let amendment = json!({"content": {"title": "Follow-up", "description": null, "diagnosis": null, "treatment": null, "medications": []},
                            "reason": "blood pressure controlled"});
@@ -126,7 +126,7 @@ async fn a_patient_exports_everything_held_about_them_and_no_one_else_may() {
 async fn the_accounting_of_disclosures_covers_exactly_the_period_asked_for() {
     let app = app_with_everything().await;
     let models = app.state.read_models.clone().unwrap();
-    let projectors = RunningProjectors::start(models.db, models.log, 100);
+    let projectors = RunningProjectors::start(models.db, models.log, app.phi_codec(), 100);
     let (patient, _, physician, record) = patient_with_a_granted_physician(&app).await;
     let chart = format!("/v1/records/{record}");
     for _ in 0..2 {

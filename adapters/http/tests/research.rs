@@ -43,7 +43,7 @@ async fn record(app: &TestApp, doctor: &User, patient: &str, visit: &str, code: 
 async fn researchers_get_a_dataset_with_no_identifier_left_and_nobody_else_gets_it() {
     let app = app_with_everything().await;
     let models = app.state.read_models.clone().unwrap();
-    let projectors = RunningProjectors::start(models.db, models.log, 100);
+    let projectors = RunningProjectors::start(models.db, models.log, app.phi_codec(), 100);
     let doctor = sign_in(&app, Role::Physician).await;
     let elder = register(&app, &doctor, "Zebulon Quartermaine", "1931-03-04", "MRN-ZQ-777").await;
     let younger = register(&app, &doctor, "Zebulon Quartermaine", "1980-07-09", "MRN-ZQ-778").await;

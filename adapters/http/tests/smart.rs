@@ -336,9 +336,15 @@ async fn an_app_that_asks_for_openid_gets_an_rs256_id_token_naming_the_user_that
     assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
     let (status, tokens) = redeem(&app, param(&query_of(&location.unwrap()), "code").unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
-    let id_token = tokens["id_token"].as_str().unwrap();
+    let claims = verified_id_token(&app, tokens["id_token"].as_str().unwrap()).await;
+    assert_eq!(claims["sub"], patient.id.as_str());
+    assert_eq!(claims["fhirUser"], format!("Patient/{}", patient.id));
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+}
 
-    let (_, _, jwks) = send(&app, Request::get("/oauth/jwks").body(Body::empty()).unwrap()).await;
+/// The claims of an `id_token`, verified (RS256) with the key the server publishes.
+async fn verified_id_token(app: &TestApp, id_token: &str) -> Value {
+    let (_, _, jwks) = send(app, Request::get("/oauth/jwks").body(Body::empty()).unwrap()).await;
     let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
     let header = jsonwebtoken::decode_header(id_token).unwrap();
     assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
@@ -346,8 +352,33 @@ async fn an_app_that_asks_for_openid_gets_an_rs256_id_token_naming_the_user_that
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&["viewer"]);
     validation.set_issuer(&["http://localhost/fhir/r4"]);
-    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &validation).unwrap().claims;
-    assert_eq!(claims["sub"], patient.id.as_str());
-    assert_eq!(claims["fhirUser"], format!("Patient/{}", patient.id));
-    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    jsonwebtoken::decode::<Value>(id_token, &key, &validation).unwrap().claims
+}
+
+#[tokio::test]
+async fn a_clinicians_id_token_names_them_as_a_practitioner_the_server_serves() {
+    let app = app_with_smart().await;
+    let (id, username) = support::open_account(&app, Role::Physician).await;
+    let (physician, secret, _) = sign_in_as(&app, id, &username).await;
+    let query = authorize_query(&[("scope", "openid fhirUser"), ("nonce", "n-1")]);
+    let code = code_for(&secret, &username, now_secs() + 30);
+    let body = format!("{query}&username={username}&password={}&code={code}&decision=approve", support::PASSWORD);
+    let (status, location, page) = raw(&app, form("/oauth/authorize", body)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (status, tokens) = redeem(&app, param(&query_of(&location.unwrap()), "code").unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let claims = verified_id_token(&app, tokens["id_token"].as_str().unwrap()).await;
+    let fhir_user = format!("Practitioner/{}", physician.id);
+    assert_eq!(claims["fhirUser"], fhir_user.as_str());
+
+    // The resource it names is served, to any signed-in caller; a patient is no practitioner.
+    let reader = support::sign_in(&app, Role::Nurse).await;
+    let (status, _, practitioner) = send(&app, support::get(&reader, &format!("/fhir/r4/{fhir_user}"))).await;
+    assert_eq!(status, StatusCode::OK, "{practitioner}");
+    assert!(emr_fhir::validation::violations(&practitioner).is_empty(), "{practitioner}");
+    assert_eq!(practitioner["name"][0]["text"], "Li Wei");
+    assert_eq!(practitioner["identifier"][0]["value"], physician.id.as_str());
+    let patient = support::sign_in(&app, Role::Patient).await;
+    let (status, _, missing) = send(&app, support::get(&reader, &format!("/fhir/r4/Practitioner/{}", patient.id))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 }

@@ -85,28 +85,69 @@ impl Keyring {
     /// Reads a keyring file, first creating it with one fresh KEK (mode 0600) if it
     /// does not exist: the embedded default.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyringError> {
-        if !path.exists() {
-            let io = |source| KeyringError::Io { path: path.to_owned(), source };
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(io)?;
-            }
-            let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-            let line = Zeroizing::new(format!(
-                "# EMR Ledger keyring: <kek-id>:<base64 key>, first line active. Losing this file loses all PHI.\nkek-1:{}\n",
-                BASE64.encode(key)
-            ));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            options.open(path).and_then(|mut file| file.write_all(line.as_bytes()).and_then(|()| file.sync_all())).map_err(io)?;
-        }
+        create_key_file(path, "kek-1", "EMR Ledger keyring: <kek-id>:<base64 key>, first line active. Losing this file loses all PHI.")?;
         Self::load(path)
     }
 
     fn cipher(&self, id: &str) -> Result<XChaCha20Poly1305, KeyError> {
         let key = self.keys.get(id).ok_or_else(|| KeyError::UnknownKek(id.to_owned()))?;
         Ok(XChaCha20Poly1305::new(key.as_slice().into()))
+    }
+}
+
+/// Writes `path` with one fresh random key named `id` (mode 0600) unless it exists.
+fn create_key_file(path: &Path, id: &str, comment: &str) -> Result<(), KeyringError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let io = |source| KeyringError::Io { path: path.to_owned(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+    let text = Zeroizing::new(format!("# {comment}\n{id}:{}\n", BASE64.encode(key)));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all())).map_err(io)
+}
+
+/// The secret of the patient search index: keyed hashes of names, birth dates and
+/// identifiers are computed with it, so the read models can be searched without
+/// holding the values. Kept apart from the KEKs because it does not rotate with
+/// them: a new index key means rebuilding the `search_index` projection.
+///
+/// Same format as a keyring (`<id>:<base64 of 32 bytes>`); the first entry is used.
+pub struct IndexKey {
+    id: String,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl IndexKey {
+    /// Parses `<id>:<base64 of 32 bytes>` (e.g. from a secret).
+    pub fn parse(text: &str) -> Result<Self, KeyringError> {
+        let mut ring = Keyring::parse(text)?;
+        let key = ring.keys.remove(&ring.active).ok_or(KeyringError::Empty)?;
+        Ok(Self { id: ring.active, key })
+    }
+
+    /// Reads the key file, first creating it with a fresh key (mode 0600) if it does
+    /// not exist: the embedded default.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyringError> {
+        create_key_file(path, "index-1", "EMR Ledger search-index key: <id>:<base64 key>. A new key means rebuilding search_index.")?;
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeyringError::Io { path: path.to_owned(), source })?);
+        Self::parse(&text)
+    }
+
+    /// Its id (for logs; never the key).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.key
     }
 }
 
@@ -193,6 +234,19 @@ mod tests {
         assert!(matches!(Keyring::parse("no-colon"), Err(KeyringError::Malformed { entry: 1 })));
         assert!(matches!(Keyring::parse("k:c2hvcnQ="), Err(KeyringError::Malformed { entry: 1 })));
         assert!(matches!(Keyring::parse(&format!("{K1},:AAAA")), Err(KeyringError::Malformed { entry: 2 })));
+    }
+
+    #[test]
+    fn the_index_key_file_is_made_once_and_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("search-index.key");
+        let first = IndexKey::load_or_create(&path).unwrap();
+        let again = IndexKey::load_or_create(&path).unwrap();
+        assert_eq!(first.as_bytes(), again.as_bytes());
+        assert_eq!(first.id(), "index-1");
+        let other = IndexKey::load_or_create(&dir.path().join("other.key")).unwrap();
+        assert_ne!(first.as_bytes(), other.as_bytes(), "each deployment draws its own key");
+        assert!(matches!(IndexKey::parse("index-1:c2hvcnQ="), Err(KeyringError::Malformed { entry: 1 })));
     }
 
     #[test]

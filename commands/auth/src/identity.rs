@@ -665,7 +665,13 @@ impl Identity {
     fn id_token(&self, user_id: UserId, role: Role, request: &AuthorizationRequest, issuer: &str) -> Result<Option<String>, AuthError> {
         let (Some(key), true) = (&self.id_tokens, request.grant.has("openid")) else { return Ok(None) };
         let now = self.services.now().timestamp();
-        let fhir_user = (request.grant.has("fhirUser") && role == Role::Patient).then(|| format!("Patient/{user_id}"));
+        // The FHIR resource the user is: a patient's own Patient, a clinician's Practitioner.
+        let resource = match role {
+            Role::Patient => Some("Patient"),
+            Role::Physician | Role::Nurse => Some("Practitioner"),
+            _ => None,
+        };
+        let fhir_user = resource.filter(|_| request.grant.has("fhirUser")).map(|resource| format!("{resource}/{user_id}"));
         let claims = IdTokenClaims {
             iss: issuer.to_owned(),
             sub: user_id.to_string(),

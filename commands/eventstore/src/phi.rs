@@ -13,7 +13,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use emr_domain::ids::PatientId;
-use emr_domain::phi::wire;
+use emr_domain::phi::{Phi, wire};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::keys::{DataKey, KeyError, KeyVault};
@@ -128,6 +130,22 @@ impl PhiCodec {
             body.insert(wire::SEALED.to_owned(), Value::String(BASE64.encode([nonce.as_slice(), &sealed].concat())));
             Ok(())
         })
+    }
+
+    /// One value of PHI as decoded from the log, opened: its clear value, or `None`
+    /// once its subject was erased. For the few projectors that must read PHI to
+    /// derive something that is not PHI (the search index's keyed hashes).
+    pub async fn open_one<T: Clone + Serialize + DeserializeOwned>(&self, phi: &Phi<T>) -> Result<Option<T>, PhiError> {
+        match phi {
+            Phi::Clear { value, .. } => Ok(Some(value.clone())),
+            Phi::Shredded { .. } => Ok(None),
+            Phi::Sealed { subject, .. } => {
+                let mut value = serde_json::to_value(phi).map_err(|_| PhiError::Malformed("unserializable value"))?;
+                self.open(&mut value).await?;
+                let opened: Phi<T> = serde_json::from_value(value).map_err(|_| PhiError::Corrupt { subject: *subject })?;
+                Ok(opened.value().cloned())
+            }
+        }
     }
 
     /// Replaces every sealed PHI value in `value` by its clear form, or by a

@@ -22,6 +22,11 @@ impl Mrn {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The namespace of the MRNs `hospital` assigns (an MRN is unique only within it).
+    pub fn system(hospital: &crate::ids::HospitalId) -> String {
+        format!("urn:emr-ledger:hospital:{}:mrn", hospital.as_str())
+    }
 }
 
 impl TryFrom<String> for Mrn {

@@ -7,6 +7,7 @@ mod diagnosis;
 mod federated;
 mod patient_directory;
 mod record_index;
+mod search_index;
 mod security;
 
 pub use access::AccessProjection;
@@ -16,10 +17,11 @@ pub use diagnosis::DiagnosisProjection;
 pub use federated::FederatedProjection;
 pub use patient_directory::PatientDirectory;
 pub use record_index::RecordIndex;
+pub use search_index::{BlindIndex, SearchIndex};
 pub use security::SecurityProjection;
 
 /// Every projection's name and checkpoint table, in the order `emr` runs them.
-pub fn checkpoints() -> [(&'static str, &'static str); 8] {
+pub fn checkpoints() -> [(&'static str, &'static str); 9] {
     use crate::projection::Projection;
     [
         (PatientDirectory::NAME, PatientDirectory.tables()[0]),
@@ -30,11 +32,12 @@ pub fn checkpoints() -> [(&'static str, &'static str); 8] {
         (SecurityProjection::NAME, SecurityProjection.tables()[0]),
         (FederatedProjection::NAME, FederatedProjection.tables()[0]),
         (DiagnosisProjection::NAME, DiagnosisProjection.tables()[0]),
+        (SearchIndex::NAME, SearchIndex::TABLES[0]),
     ]
 }
 
 /// Names of every projection, in the order `emr` runs them.
-pub fn all() -> [&'static str; 8] {
+pub fn all() -> [&'static str; 9] {
     checkpoints().map(|(name, _)| name)
 }
 

@@ -84,7 +84,11 @@ async fn main() {
         clinic,
         identity,
         login_attempts_per_minute: 1000,
-        read_models: Some(emr_http::ReadModelState { db, log: backend.backend.log.clone() }),
+        read_models: Some(emr_http::ReadModelState {
+            db,
+            log: backend.backend.log.clone(),
+            search_index: emr_tests::read_models::blind_index(),
+        }),
         audit: None,
         attachments: None,
         federated: None,

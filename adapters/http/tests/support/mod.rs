@@ -33,6 +33,11 @@ impl TestApp {
         self._dir.path()
     }
 
+    /// A codec over the app's key vault (for the search-index projector).
+    pub fn phi_codec(&self) -> Arc<emr_eventstore::PhiCodec> {
+        Arc::new(emr_eventstore::PhiCodec::new(self.state.clinic.vault().clone()))
+    }
+
     /// The embedded blob store's directory.
     pub fn blobs_dir(&self) -> std::path::PathBuf {
         self._dir.path().join("blobs")
@@ -51,7 +56,7 @@ pub async fn app_with_everything() -> TestApp {
     let db = emr_projections::ReadModelDb::open_sqlite(&dir.join("read-models.db")).await.unwrap();
     db.migrate().await.unwrap();
     let mut state = app.state.clone();
-    state.read_models = Some(emr_http::ReadModelState { db, log: app.log.clone() });
+    state.read_models = Some(emr_http::ReadModelState { db, log: app.log.clone(), search_index: emr_tests::read_models::blind_index() });
     let ledger = std::sync::Arc::new(emr_anchor::FileLedger::open(&dir.join("audit")).unwrap());
     state.audit = Some(emr_http::AuditState { ledger, dir: dir.join("audit") });
     state.exports = Some(emr_http::bulk::BulkExports::open(dir.join("exports")).unwrap());
@@ -270,6 +275,8 @@ pub fn in_days(days: i64) -> chrono::DateTime<chrono::Utc> {
 pub async fn fold(app: &TestApp) {
     let models = app.state.read_models.clone().unwrap();
     emr_tests::read_models::fold_all(&models.db, &models.log, 100).await;
+    let search = emr_tests::read_models::search_index(app.phi_codec());
+    emr_tests::read_models::fold_search_index(&models.db, &models.log, search, 100).await;
 }
 
 /// Disclosures (`PhiDisclosed` events) recorded in the log so far.

@@ -36,7 +36,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", axum::routing::post(bundle::submit))
         .route("/metadata", get(metadata))
-        .route("/Patient", axum::routing::post(write::create_patient))
+        .route("/Patient", get(search::patients).post(write::create_patient))
         .route("/Patient/{id}", get(read::patient).put(write::update_patient))
         .route("/Patient/_history", get(history::patients))
         .route("/Patient/{id}/_history", get(history::patient))
@@ -52,6 +52,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/Condition/{id}/_history", get(history::condition))
         .route("/Condition/{id}/_history/{version}", get(history::condition_version))
         .route("/MedicationStatement/{id}", get(read::medication_statement))
+        .route("/Practitioner/{id}", get(read::practitioner))
         .route("/DiagnosticReport", get(read::diagnostic_reports))
         .route("/DiagnosticReport/{id}", get(read::diagnostic_report))
         .route("/DocumentReference", get(documents::document_references))
@@ -72,11 +73,12 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// The parameters of a search of a patient's records (`emr_fhir::search`).
-const RECORD_SEARCH: &[(&str, &str)] = &[
+const CONDITION_SEARCH: &[(&str, &str)] = &[
     ("patient", "reference"),
     ("_id", "token"),
     ("date", "date"),
     ("_lastUpdated", "date"),
+    ("code", "token"),
     ("_sort", "special"),
     ("_count", "number"),
     ("_offset", "number"),
@@ -97,6 +99,17 @@ const ENCOUNTER_SEARCH: &[(&str, &str)] = &[
     ("_include", "special"),
 ];
 
+/// A search for patients, from the search index (`emr_fhir::search::PatientSearch`).
+const PATIENT_LOOKUP: &[(&str, &str)] = &[
+    ("_id", "token"),
+    ("name", "string"),
+    ("birthdate", "date"),
+    ("gender", "token"),
+    ("identifier", "token"),
+    ("_count", "number"),
+    ("_offset", "number"),
+];
+
 /// The parameters of the patient-wide searches (`Consent?`, `AuditEvent?`).
 const PATIENT_SEARCH: &[(&str, &str)] = &[("patient", "reference"), ("_count", "number"), ("_offset", "number")];
 
@@ -104,7 +117,7 @@ const PATIENT_SEARCH: &[(&str, &str)] = &[("patient", "reference"), ("_count", "
 fn capabilities() -> CapabilityStatement {
     CapabilityStatement::default()
         .system(&["transaction", "batch"])
-        .resource("Patient", &["read", "vread", "history-instance", "history-type", "create", "update"])
+        .resource("Patient", &["read", "vread", "history-instance", "history-type", "search-type", "create", "update"])
         .resource("Encounter", &["read", "vread", "history-instance", "history-type", "search-type", "create", "delete"])
         .resource("Condition", &["read", "vread", "history-instance", "history-type", "search-type", "update"])
         .resource("MedicationStatement", &["read"])
@@ -114,8 +127,10 @@ fn capabilities() -> CapabilityStatement {
         .resource("Consent", &["read", "search-type"])
         .resource("AuditEvent", &["search-type"])
         .resource("Provenance", &["search-type"])
+        .resource("Practitioner", &["read"])
         .search("Encounter", ENCOUNTER_SEARCH, &["Encounter:subject"])
-        .search("Condition", RECORD_SEARCH, &["Condition:subject"])
+        .search("Condition", CONDITION_SEARCH, &["Condition:subject"])
+        .search("Patient", PATIENT_LOOKUP, &[])
         .search("DiagnosticReport", &[("encounter", "reference")], &[])
         .search("DocumentReference", &[("encounter", "reference")], &[])
         .search("Consent", PATIENT_SEARCH, &[])

@@ -13,7 +13,7 @@ use emr_projections::queries::AccessLogFilter;
 use serde::Deserialize;
 
 use super::history::versions;
-use super::search::{PatientSearch, invalid_search, page};
+use super::search::{ByPatientQuery, invalid_search, page};
 use super::{Fhir, base_url, not_found, permit};
 use crate::AppState;
 use crate::extract::Caller;
@@ -38,7 +38,7 @@ pub(super) async fn consent(State(state): State<AppState>, caller: Result<Caller
 async fn patient_wide<'a>(
     state: &'a AppState,
     caller: &Caller,
-    search: Result<Query<PatientSearch>, QueryRejection>,
+    search: Result<Query<ByPatientQuery>, QueryRejection>,
     kind: &str,
     action: Action,
 ) -> Result<(super::search::Page, &'a crate::ReadModelState), Fhir> {
@@ -54,7 +54,7 @@ pub(super) async fn consents(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
-    search: Result<Query<PatientSearch>, QueryRejection>,
+    search: Result<Query<ByPatientQuery>, QueryRejection>,
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let (page, models) = patient_wide(&state, &caller, search, "Consent", Action::ReadGrant).await?;
@@ -81,7 +81,7 @@ pub(super) async fn audit_events(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
-    search: Result<Query<PatientSearch>, QueryRejection>,
+    search: Result<Query<ByPatientQuery>, QueryRejection>,
 ) -> Result<Fhir, Fhir> {
     let caller = caller?;
     let (page, models) = patient_wide(&state, &caller, search, "AuditEvent", Action::ReadAccessLog).await?;

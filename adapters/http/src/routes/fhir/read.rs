@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use emr_domain::access::Basis;
-use emr_domain::ids::{PatientId, RecordId};
+use emr_domain::ids::{PatientId, RecordId, UserId};
 use emr_domain::record::MedicalRecord;
 use emr_fhir::MedicationRef;
 use emr_fhir::scopes::Interaction;
@@ -33,6 +33,20 @@ pub(super) async fn patient(State(state): State<AppState>, caller: Result<Caller
     let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
     let version = read.loaded.sequence();
     Ok(Fhir::ok(emr_fhir::patient(patient_id, read.loaded.state(), version, read.basis == Basis::Redacted)).at_version(version))
+}
+
+/// `GET /fhir/r4/Practitioner/{id}`: a physician's or nurse's account — what an
+/// `id_token`'s `fhirUser` names. Not PHI: any signed-in caller may read it.
+pub(super) async fn practitioner(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let user_id: UserId = path_id(&id, "Practitioner id")?;
+    permit(&caller, "Practitioner", Interaction::Read, None)?;
+    let account = state.identity.account(user_id).await.map_err(ApiError::from)?;
+    emr_fhir::practitioner(user_id, &account).map(Fhir::ok).ok_or_else(|| not_found("Practitioner"))
 }
 
 /// Reads a record — authorized and recorded — as the resource `view` makes of it.

@@ -1,28 +1,32 @@
-//! Searches by patient, a page at a time as `searchset` Bundles: a patient's
-//! records (`Encounter?`, `Condition?`, with the parameters `emr_fhir::search`
-//! serves) and the patient-wide searches of `privacy` (`Consent?`, `AuditEvent?`).
+//! Searches, a page at a time as `searchset` Bundles: patients (`Patient?`, from
+//! the search index), a patient's records (`Encounter?`, `Condition?`, with the
+//! parameters `emr_fhir::search` serves) and the patient-wide searches of
+//! `privacy` (`Consent?`, `AuditEvent?`).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::HeaderMap;
-use emr_commands::Subject;
+use axum::http::StatusCode;
+use emr_commands::{ClinicError, Subject};
 use emr_domain::access::{Action, Basis};
+use emr_domain::actor::Role;
 use emr_domain::ids::{PatientId, RecordId};
-use emr_fhir::scopes::Interaction;
-use emr_fhir::search::{RecordSearch, Sort};
-use emr_projections::queries::{RecordFilter, RecordSort};
+use emr_domain::lookup::LookupKey;
+use emr_fhir::scopes::{Interaction, Reach};
+use emr_fhir::search::{PatientSearch, RecordSearch, Sort};
+use emr_projections::queries::{ExportScope, PatientQuery, RecordFilter, RecordSort};
 use serde::Deserialize;
 
 use super::read::{CONDITION_VIEW, RecordView, encounter_view};
 use super::{Fhir, base_url, invalid, permit};
 use crate::AppState;
 use crate::extract::Caller;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 use crate::routes::path_id;
 
 /// The search parameters served: a patient's resources, a page at a time.
 #[derive(Deserialize)]
-pub(super) struct PatientSearch {
+pub(super) struct ByPatientQuery {
     /// `<patient id>` or `Patient/<patient id>`.
     patient: Option<String>,
     /// Page size, 1–500 (default 50).
@@ -63,7 +67,7 @@ pub(super) fn encounter_parameter(encounter: Option<String>) -> Result<RecordId,
 }
 
 /// Checks a search by patient.
-pub(super) fn page(search: Result<Query<PatientSearch>, QueryRejection>) -> Result<Page, Fhir> {
+pub(super) fn page(search: Result<Query<ByPatientQuery>, QueryRejection>) -> Result<Page, Fhir> {
     let Query(search) = search.map_err(|e| invalid_search(&e.body_text()))?;
     let patient = search.patient.ok_or_else(|| invalid_search("search by patient: ?patient=<id>"))?;
     let patient_id: PatientId = path_id(patient.strip_prefix("Patient/").unwrap_or(&patient), "patient")?;
@@ -97,6 +101,9 @@ async fn records(
     if let Some(parameter) = search.encounter_only().filter(|_| kind != "Encounter") {
         return Err(invalid_search(&format!("{parameter}: not served for {kind}")));
     }
+    if search.code.is_some() && kind != "Condition" {
+        return Err(invalid_search(&format!("code: not served for {kind}")));
+    }
     permit(&caller, kind, Interaction::Search, Some(patient_id))?;
     let models = crate::routes::read::models(state)?;
     let filter = RecordFilter {
@@ -116,6 +123,10 @@ async fn records(
         }),
         limit: Some(search.count),
         offset: Some(search.offset),
+        terms: search
+            .code
+            .as_ref()
+            .map(|codes| codes.iter().map(|code| models.search_index.term(&LookupKey::Diagnosis(code.clone()))).collect()),
     };
     let matches = emr_projections::queries::records(&models.db, &filter).await.map_err(ApiError::from)?;
     if matches.is_empty() {
@@ -167,6 +178,70 @@ async fn subject(state: &AppState, caller: &Caller, patient_id: PatientId, base:
         }
         Err(other) => Err(Fhir::from(other)),
     }
+}
+
+/// Whose patients `caller` may find: an app whose scopes reach only its launch
+/// patient finds that one; otherwise the role decides — practitioners find the
+/// patients who granted them access, a patient finds themselves, a system account
+/// everyone. Other roles read no patient's demographics, so they search none.
+fn searchable_patients(caller: &Caller) -> Result<ExportScope, Fhir> {
+    if let Some(app) = &caller.claims.app {
+        permit(caller, "Patient", Interaction::Search, app.patient)?;
+        if let (Some(patient), Some(Reach::Patient)) = (app.patient, emr_fhir::scopes::reach(&app.scope, "Patient", Interaction::Search)) {
+            return Ok(ExportScope::Only(patient.as_uuid()));
+        }
+    }
+    match caller.actor.role {
+        Role::System => Ok(ExportScope::Everyone),
+        Role::Physician | Role::Nurse => Ok(ExportScope::GrantedTo(caller.actor.user_id.as_uuid())),
+        Role::Patient => Ok(ExportScope::Only(caller.actor.user_id.as_uuid())),
+        role => Err(Fhir::from(Problem::new(
+            StatusCode::FORBIDDEN,
+            "role-not-permitted",
+            "Not allowed",
+            format!("the {role:?} role reads no patient's demographics, so it cannot search patients by them"),
+        ))),
+    }
+}
+
+/// `GET /fhir/r4/Patient?name=…&birthdate=…`: patients found in the search index
+/// (keyed hashes: the index never holds the names it finds), among those the
+/// caller may find, in id order; each one read through the same rule as a single
+/// read — authorized and recorded. The index follows the log: a patient registered
+/// a moment ago may not be found yet.
+pub(super) async fn patients(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Fhir, Fhir> {
+    let caller = caller?;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let search = PatientSearch::parse(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+        .map_err(|e| invalid_search(&e.to_string()))?;
+    let scope = searchable_patients(&caller)?;
+    let models = crate::routes::read::models(&state)?;
+    let groups = search.groups.iter().map(|group| group.iter().map(|key| models.search_index.term(key)).collect()).collect();
+    let query = PatientQuery { scope, groups, ids: search.ids.clone(), limit: search.count, offset: search.offset };
+    let matches = emr_projections::queries::search_patients(&models.db, &query, chrono::Utc::now()).await.map_err(ApiError::from)?;
+    let base = base_url(&headers);
+    let mut entries = Vec::new();
+    for id in &matches {
+        let patient_id: PatientId = path_id(id, "patient id")?;
+        match state.clinic.read_patient(&caller.actor, patient_id, None).await {
+            Ok(read) => {
+                let resource = emr_fhir::patient(patient_id, read.loaded.state(), read.loaded.sequence(), read.basis == Basis::Redacted);
+                entries.push((format!("{base}/Patient/{patient_id}"), resource));
+            }
+            // A grant revoked or lapsed since the read model last saw it: the read
+            // decides (and records the refusal); the patient is not shown.
+            Err(ClinicError::Forbidden(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let url = |offset: u32| format!("{base}/Patient?{}", search.to_query(offset));
+    let next = (matches.len() == search.count as usize).then(|| url(search.offset + search.count));
+    Ok(Fhir::ok(emr_fhir::searchset_with(&url(search.offset), next.as_deref(), entries, Vec::new())))
 }
 
 /// `GET /fhir/r4/Encounter?patient=…`: a patient's visits, most recent first.
