@@ -121,6 +121,15 @@ ensure_fhir_client() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check fhirclient==4.4.0
 }
 
+ensure_web_tools() {
+  # The web application: Node.js >= 20.19 (Vite 7) and Debian's Chromium for the
+  # end-to-end run (playwright-core drives it; no browser download).
+  command -v npm >/dev/null || { say "installing nodejs and npm (Debian packages)"; install_packages nodejs npm; }
+  command -v chromium >/dev/null || { say "installing chromium (Debian package)"; install_packages chromium; }
+  # Chinese glyphs for the screenshots of the Chinese screens.
+  fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk" || { say "installing fonts-wqy-microhei (Debian package)"; install_packages fonts-wqy-microhei; }
+}
+
 ensure_protoc() {
   if command -v protoc >/dev/null || [ -n "${PROTOC:-}" ]; then return; fi
   say "installing protoc (Debian package protobuf-compiler)"
@@ -162,6 +171,7 @@ ensure_fhir_client
 ensure_protoc
 ensure_ai_assets
 ensure_evm_tools
+ensure_web_tools
 
 if cargo fmt --version >/dev/null 2>&1; then
   say "formatting"
@@ -177,6 +187,20 @@ cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one summary per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+# The web application (a full run without filters only): its locked dependencies,
+# type check, unit tests and build (with its size budget), then end to end in
+# Chromium against the `emr` binary the workspace tests just built.
+if [ "$status" -eq 0 ] && [ $# -eq 0 ]; then
+  say "web application: npm ci, type check, unit tests, build"
+  web_status=0
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build && npm test --silent) || web_status=$?
+  if [ "$web_status" -eq 0 ]; then
+    say "web application: end to end in Chromium"
+    EMR_BIN="${CARGO_TARGET_DIR:-target}/debug/emr" node web/e2e/run.mjs || web_status=$?
+  fi
+  [ "$web_status" -eq 0 ] && echo "web: type check, unit tests, build and end-to-end run passed" || echo "web: FAILED"
+  [ "$web_status" -eq 0 ] || status=$web_status
+fi
 # Every benchmark at a tiny size (a full run without filters only): they keep
 # building, running and passing their own checks; their figures mean nothing here.
 if [ "$status" -eq 0 ] && [ $# -eq 0 ]; then

@@ -7,6 +7,7 @@ use crate::db::{ReadModelDb, Value};
 use crate::error::ProjectionError;
 
 /// Filters of the record index (the seed's indexes in 6.2.1 serve them).
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RecordFilter {
     /// Only this patient's records.
@@ -29,8 +30,10 @@ pub struct RecordFilter {
     /// (`emr_projections::BlindIndex::term` of a diagnosis code). `Some` and empty
     /// matches nothing.
     #[serde(skip)]
+    #[cfg_attr(feature = "openapi", param(ignore))]
     pub terms: Option<Vec<String>>,
     /// Order of the page (default: most recent visit first).
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub sort: Option<RecordSort>,
     /// Page size (1–500, default 50).
     pub limit: Option<u32>,
@@ -39,6 +42,7 @@ pub struct RecordFilter {
 }
 
 /// How the record index is ordered; each order is served by an index of 6.2.1.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordSort {
@@ -65,6 +69,7 @@ impl RecordSort {
 }
 
 /// One record in the index.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct RecordSummary {
     /// Record id.
@@ -180,6 +185,7 @@ pub async fn dashboard(db: &ReadModelDb, days: u32) -> Result<Dashboard, Project
 
 /// Filter of the accounting of disclosures.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct AccessLogFilter {
     /// Whose PHI (required for patients and practitioners).
     pub patient_id: Option<uuid::Uuid>,
@@ -198,6 +204,7 @@ pub struct AccessLogFilter {
 }
 
 /// One disclosure of PHI.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct AccessLogEntry {
     /// The disclosure.

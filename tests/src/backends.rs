@@ -10,9 +10,13 @@ use emr_sqlite::SqliteStore;
 
 use crate::nats_server::NatsServer;
 
+/// The fixed KEK of tests, in the keyring format (`EMR__KEYS__KEYRING` for an `emr`
+/// process that must open the PHI a test wrote).
+pub const TEST_KEYRING: &str = "test-kek:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// A fixed KEK for tests.
 pub fn test_keyring() -> Arc<Keyring> {
-    Arc::new(Keyring::parse("test-kek:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap())
+    Arc::new(Keyring::parse(TEST_KEYRING).unwrap())
 }
 
 /// A backend and whatever must outlive it (the server, the directory).

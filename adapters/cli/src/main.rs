@@ -553,7 +553,16 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
                 // Jobs a previous process left running go on where their progress ends.
                 exports.resume(&state).context("resuming bulk exports")?;
             }
-            emr_http::router(state)
+            match settings.web_dir() {
+                Some(dir) => {
+                    tracing::info!(dir = %dir.display(), "serving the web application at /");
+                    emr_http::router_with_web_app(state, dir)
+                }
+                None => {
+                    tracing::info!("no built web application (npm --prefix web run build): serving the API only");
+                    emr_http::router(state)
+                }
+            }
         }
         None => {
             let log = emr_eventstore::LogReader::new(ports.log.clone());

@@ -61,6 +61,10 @@ pub(crate) struct KeySettings {
 #[serde(deny_unknown_fields)]
 pub(crate) struct HttpSettings {
     pub(crate) listen: SocketAddr,
+    /// The built web application served at `/` (`npm --prefix web run build`
+    /// makes it). Default: `web/dist` when that folder exists.
+    #[serde(default)]
+    pub(crate) web_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -549,6 +553,12 @@ impl Settings {
 
     pub(crate) fn keyring_file(&self) -> PathBuf {
         self.keys.keyring_file.clone().unwrap_or_else(|| self.store.data_dir.join("keyring"))
+    }
+
+    /// The web application's folder, when there is one to serve.
+    pub(crate) fn web_dir(&self) -> Option<PathBuf> {
+        let dir = self.http.web_dir.clone().unwrap_or_else(|| PathBuf::from("web/dist"));
+        dir.join("index.html").is_file().then_some(dir)
     }
 
     pub(crate) fn index_key_file(&self) -> PathBuf {

@@ -168,7 +168,7 @@ async fn a_jetstream_deployment_is_restored_into_a_new_server_commit_for_commit(
             .args(args)
             .env("EMR__STORE__BACKEND", "nats")
             .env("EMR__NATS__URL", server.nats.as_ref().unwrap().url())
-            .env("EMR__KEYS__KEYRING", "test-kek:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+            .env("EMR__KEYS__KEYRING", emr_tests::backends::TEST_KEYRING)
             .stderr(Stdio::piped())
             .output()
             .unwrap();

@@ -42,6 +42,8 @@ async fn embedded_projections_killed_by_sigkill_end_equal_to_a_clean_fold() {
         let mut process = Command::new(env!("CARGO_BIN_EXE_emr"))
             .args(["projections", "run"])
             .env("EMR__STORE__DATA_DIR", &data_dir)
+            // The KEK the history was written under: the search index opens its PHI.
+            .env("EMR__KEYS__KEYRING", backends::TEST_KEYRING)
             .env("EMR__READ_MODELS__BATCH_SIZE", "3")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -24,6 +24,7 @@ mod openapi;
 mod problem;
 mod request_log;
 mod routes;
+mod web;
 
 use axum::Router;
 use emr_commands::Clinic;
@@ -95,21 +96,29 @@ impl axum::extract::FromRef<AppState> for OperationsState {
 /// The whole HTTP API, with the operational endpoints and its Prometheus
 /// metrics at `/metrics`.
 pub fn router(state: AppState) -> Router {
-    observed(routes::api().merge(routes::operations()).with_state(state))
+    observed(routes::api().merge(routes::operations()).with_state(state), None)
+}
+
+/// The API, and the built web application (`web/dist`) at `/` from `web_dir`.
+pub fn router_with_web_app(state: AppState, web_dir: std::path::PathBuf) -> Router {
+    observed(routes::api().merge(routes::operations()).with_state(state), Some(web_dir))
 }
 
 /// Only `/health`, `/ready` and `/metrics`: what a process without the API
 /// role (a projector, the anchor worker) serves to its probes and Prometheus.
 pub fn operations_router(state: OperationsState) -> Router {
-    observed(routes::operations().with_state(state))
+    observed(routes::operations().with_state(state), None)
 }
 
-fn observed(router: Router) -> Router {
+fn observed(router: Router, web_dir: Option<std::path::PathBuf>) -> Router {
     // Registering fixed, distinct metric names into a fresh registry cannot fail.
     #[allow(clippy::expect_used)]
     let metrics = metrics::Metrics::new().expect("metric families are valid");
+    let router = match web_dir {
+        Some(dir) => router.fallback(move |request: axum::extract::Request| web::serve(dir.clone(), request)),
+        None => router.fallback(|| async { ApiError::NotFound("resource".into()) }),
+    };
     router
-        .fallback(|| async { ApiError::NotFound("resource".into()) })
         .layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::record))
         .layer(axum::middleware::from_fn(request_log::trace))
         .layer(axum::Extension(metrics))

@@ -19,6 +19,31 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Operation ids from method and path (`get_v1_patients_patient_id`): handlers in
+/// different modules share names (`show`, `register`, `break_glass`), and a client
+/// generator keys operations by id, so ids must be unique.
+struct UniqueOperationIds;
+
+impl Modify for UniqueOperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ];
+            for (method, operation) in operations {
+                if let Some(operation) = operation {
+                    let words: Vec<&str> = path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+                    operation.operation_id = Some(format!("{method}_{}", words.join("_")));
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -29,7 +54,7 @@ impl Modify for BearerAuth {
     paths(
         auth::login, auth::enrol, auth::verify, auth::refresh, auth::logout,
         auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate, smart::launch,
-        patients::register, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
+        patients::register, patients::search, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
         patients::restrict, patients::lift_restriction, patients::place_legal_hold, patients::release_legal_hold, export::export,
         retention::review, retention::dispose, privacy::justify, privacy::report,
         records::create, records::amend, records::add_attachment, records::delete, records::restore, records::show, records::break_glass,
@@ -44,7 +69,7 @@ impl Modify for BearerAuth {
         federated::complete, federated::model, federated::list, federated::rounds, federated::secure_round,
         federated::secure_message, federated::secure_advance,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &UniqueOperationIds),
     tags(
         (name = "auth", description = "Login with password and TOTP, refresh, logout"),
         (name = "accounts", description = "Accounts (administrators; patients register themselves)"),

@@ -385,6 +385,24 @@ async fn the_openapi_document_describes_routes_that_exist_with_the_domains_schem
     }
 }
 
+/// The web application's API client is generated from `web/openapi.json`: it must
+/// be the document this server serves. `EMR_WRITE_OPENAPI=1` rewrites it.
+#[tokio::test]
+async fn the_web_apps_api_description_is_the_one_the_server_serves() {
+    let app = app().await;
+    let (_, _, served) = send(&app, Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/openapi.json");
+    let text = serde_json::to_string_pretty(&served).unwrap() + "\n";
+    if std::env::var_os("EMR_WRITE_OPENAPI").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "web/openapi.json differs from the served document: run `EMR_WRITE_OPENAPI=1 cargo test -p emr-http --test api -- web_apps_api` and rebuild the web app"
+    );
+}
+
 #[tokio::test]
 async fn a_delegate_manages_grants_and_reads_for_the_patient_but_cannot_erase_them() {
     let app = app().await;

@@ -3,11 +3,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use emr_commands::{Read, Receipt};
 use emr_domain::access::Basis;
+use emr_domain::actor::Role;
 use emr_domain::ids::{DisclosureId, HospitalId, PatientId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::patient::{ErasureReason, Patient, PatientCommand, PatientStatus, RestrictionGround};
 use emr_domain::phi::Phi;
 use emr_domain::values::{Demographics, PatientIdentifiers, ShortText};
+use emr_fhir::search::PatientSearch;
+use emr_projections::queries::{ExportScope, PatientQuery};
 use serde::{Deserialize, Serialize};
 
 use super::path_id;
@@ -196,6 +199,86 @@ pub(crate) async fn show(
     let patient_id: PatientId = path_id(&patient_id, "patient id")?;
     let read = state.clinic.read_patient(&caller.actor, patient_id, None).await?;
     Ok(Json(view(patient_id, &read)))
+}
+
+/// Whose patients a role may find by their demographics: practitioners those who
+/// granted them access, a patient themselves, a system account everyone. Other
+/// roles read no patient's demographics, so they search none.
+pub(crate) fn searchable_by(actor: &emr_domain::actor::Actor) -> Result<ExportScope, ApiError> {
+    match actor.role {
+        Role::System => Ok(ExportScope::Everyone),
+        Role::Physician | Role::Nurse => Ok(ExportScope::GrantedTo(actor.user_id.as_uuid())),
+        Role::Patient => Ok(ExportScope::Only(actor.user_id.as_uuid())),
+        role => Err(ApiError::Problem(crate::problem::Problem::new(
+            StatusCode::FORBIDDEN,
+            "role-not-permitted",
+            "Not allowed",
+            format!("the {role:?} role reads no patient's demographics, so it cannot search patients by them"),
+        ))),
+    }
+}
+
+/// Patients matching `search` in the search index (keyed hashes: the index never
+/// holds what it finds), among `scope`, in id order; each read through the same
+/// rule as a single read — authorized and recorded. A match the read refuses (a
+/// grant revoked since the read model last saw it) is left out. The index follows
+/// the log: a patient registered a moment ago may not be found yet.
+pub(crate) async fn find(
+    state: &AppState,
+    actor: &emr_domain::actor::Actor,
+    scope: ExportScope,
+    search: &PatientSearch,
+) -> Result<(Vec<(PatientId, Read<Patient>)>, usize), ApiError> {
+    let models = crate::routes::read::models(state)?;
+    let groups = search.groups.iter().map(|group| group.iter().map(|key| models.search_index.term(key)).collect()).collect();
+    let query = PatientQuery { scope, groups, ids: search.ids.clone(), limit: search.count, offset: search.offset };
+    let matches = emr_projections::queries::search_patients(&models.db, &query, chrono::Utc::now()).await?;
+    let mut found = Vec::new();
+    for id in &matches {
+        let patient_id: PatientId = path_id(id, "patient id")?;
+        match state.clinic.read_patient(actor, patient_id, None).await {
+            Ok(read) => found.push((patient_id, read)),
+            Err(emr_commands::ClinicError::Forbidden(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok((found, matches.len()))
+}
+
+/// A page of patients found.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PatientPage {
+    /// The patients found, each read recorded.
+    patients: Vec<PatientView>,
+    /// The offset of the next page, when this one is full.
+    next_offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/patients", tag = "patients", summary = "Find patients by name, birth date, gender or identifier (each read recorded)", params(
+    ("name" = Option<String>, Query, description = "the start of the name or of a word of it, any case; comma: alternatives"),
+    ("name:exact" = Option<String>, Query, description = "the whole name"),
+    ("birthdate" = Option<String>, Query, description = "YYYY, YYYY-MM or YYYY-MM-DD"),
+    ("gender" = Option<String>, Query, description = "male, female, other or unknown"),
+    ("identifier" = Option<String>, Query, description = "system|value, or value in any system"),
+    ("_id" = Option<String>, Query, description = "patient ids, comma-separated"),
+    ("_count" = Option<u32>, Query, description = "page size, 1-500 (default 50)"),
+    ("_offset" = Option<u32>, Query, description = "matches to skip"),
+), responses((status = 200, body = PatientPage), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// The patient search of the REST API: the parameters and rules of FHIR's
+/// `Patient?` search, answered as the API's own patient views.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<PatientPage>, ApiError> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
+    let search = PatientSearch::parse(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str()))).map_err(|e| {
+        ApiError::Problem(crate::problem::Problem::new(StatusCode::BAD_REQUEST, "invalid-search", "The search is not valid", e.to_string()))
+    })?;
+    let scope = searchable_by(&caller.actor)?;
+    let (found, matches) = find(&state, &caller.actor, scope, &search).await?;
+    let next_offset = (matches == search.count as usize).then_some(search.offset + search.count);
+    Ok(Json(PatientPage { patients: found.iter().map(|(id, read)| view(*id, read)).collect(), next_offset }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

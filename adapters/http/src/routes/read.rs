@@ -68,7 +68,7 @@ async fn authorize(state: &AppState, caller: &Caller, action: Action, patient: O
     Ok(())
 }
 
-#[utoipa::path(get, path = "/v1/read/records", tag = "read models", summary = "The record index (metadata only)", params(Consistency), responses((status = 200, description = "record summaries"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/read/records", tag = "read models", summary = "The record index (metadata only)", params(RecordFilter, Consistency), responses((status = 200, description = "record summaries", body = Vec<emr_projections::queries::RecordSummary>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The record index (metadata, no content): auditors see all of it; patients
 /// and practitioners ask about one patient they may read.
 pub(crate) async fn records(
@@ -130,7 +130,7 @@ pub(crate) async fn anchors(
     Ok(Json(emr_projections::anchors::list(&models.db, limit.limit.unwrap_or(100)).await?))
 }
 
-#[utoipa::path(get, path = "/v1/read/access-log", tag = "read models", summary = "Accounting of disclosures", params(Consistency), responses((status = 200, description = "disclosures, newest first"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/read/access-log", tag = "read models", summary = "Accounting of disclosures", params(AccessLogFilter, Consistency), responses((status = 200, description = "disclosures, newest first", body = Vec<emr_projections::queries::AccessLogEntry>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The accounting of disclosures: a patient sees who read their records
 /// (break-glass reads included); auditors see everyone's.
 pub(crate) async fn access_log(

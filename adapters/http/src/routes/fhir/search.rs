@@ -6,22 +6,20 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::http::StatusCode;
-use emr_commands::{ClinicError, Subject};
+use emr_commands::Subject;
 use emr_domain::access::{Action, Basis};
-use emr_domain::actor::Role;
 use emr_domain::ids::{PatientId, RecordId};
 use emr_domain::lookup::LookupKey;
 use emr_fhir::scopes::{Interaction, Reach};
 use emr_fhir::search::{PatientSearch, RecordSearch, Sort};
-use emr_projections::queries::{ExportScope, PatientQuery, RecordFilter, RecordSort};
+use emr_projections::queries::{ExportScope, RecordFilter, RecordSort};
 use serde::Deserialize;
 
 use super::read::{CONDITION_VIEW, RecordView, encounter_view};
 use super::{Fhir, base_url, invalid, permit};
 use crate::AppState;
 use crate::extract::Caller;
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::routes::path_id;
 
 /// The search parameters served: a patient's resources, a page at a time.
@@ -181,9 +179,8 @@ async fn subject(state: &AppState, caller: &Caller, patient_id: PatientId, base:
 }
 
 /// Whose patients `caller` may find: an app whose scopes reach only its launch
-/// patient finds that one; otherwise the role decides — practitioners find the
-/// patients who granted them access, a patient finds themselves, a system account
-/// everyone. Other roles read no patient's demographics, so they search none.
+/// patient finds that one; otherwise the role decides
+/// ([`crate::routes::patients::searchable_by`]).
 fn searchable_patients(caller: &Caller) -> Result<ExportScope, Fhir> {
     if let Some(app) = &caller.claims.app {
         permit(caller, "Patient", Interaction::Search, app.patient)?;
@@ -191,24 +188,11 @@ fn searchable_patients(caller: &Caller) -> Result<ExportScope, Fhir> {
             return Ok(ExportScope::Only(patient.as_uuid()));
         }
     }
-    match caller.actor.role {
-        Role::System => Ok(ExportScope::Everyone),
-        Role::Physician | Role::Nurse => Ok(ExportScope::GrantedTo(caller.actor.user_id.as_uuid())),
-        Role::Patient => Ok(ExportScope::Only(caller.actor.user_id.as_uuid())),
-        role => Err(Fhir::from(Problem::new(
-            StatusCode::FORBIDDEN,
-            "role-not-permitted",
-            "Not allowed",
-            format!("the {role:?} role reads no patient's demographics, so it cannot search patients by them"),
-        ))),
-    }
+    Ok(crate::routes::patients::searchable_by(&caller.actor)?)
 }
 
-/// `GET /fhir/r4/Patient?name=…&birthdate=…`: patients found in the search index
-/// (keyed hashes: the index never holds the names it finds), among those the
-/// caller may find, in id order; each one read through the same rule as a single
-/// read — authorized and recorded. The index follows the log: a patient registered
-/// a moment ago may not be found yet.
+/// `GET /fhir/r4/Patient?name=…&birthdate=…`: patients found in the search index,
+/// among those the caller may find ([`crate::routes::patients::find`]), in id order.
 pub(super) async fn patients(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
@@ -220,27 +204,17 @@ pub(super) async fn patients(
     let search = PatientSearch::parse(pairs.iter().map(|(name, value)| (name.as_str(), value.as_str())))
         .map_err(|e| invalid_search(&e.to_string()))?;
     let scope = searchable_patients(&caller)?;
-    let models = crate::routes::read::models(&state)?;
-    let groups = search.groups.iter().map(|group| group.iter().map(|key| models.search_index.term(key)).collect()).collect();
-    let query = PatientQuery { scope, groups, ids: search.ids.clone(), limit: search.count, offset: search.offset };
-    let matches = emr_projections::queries::search_patients(&models.db, &query, chrono::Utc::now()).await.map_err(ApiError::from)?;
+    let (found, matches) = crate::routes::patients::find(&state, &caller.actor, scope, &search).await?;
     let base = base_url(&headers);
-    let mut entries = Vec::new();
-    for id in &matches {
-        let patient_id: PatientId = path_id(id, "patient id")?;
-        match state.clinic.read_patient(&caller.actor, patient_id, None).await {
-            Ok(read) => {
-                let resource = emr_fhir::patient(patient_id, read.loaded.state(), read.loaded.sequence(), read.basis == Basis::Redacted);
-                entries.push((format!("{base}/Patient/{patient_id}"), resource));
-            }
-            // A grant revoked or lapsed since the read model last saw it: the read
-            // decides (and records the refusal); the patient is not shown.
-            Err(ClinicError::Forbidden(_)) => {}
-            Err(other) => return Err(other.into()),
-        }
-    }
+    let entries = found
+        .iter()
+        .map(|(id, read)| {
+            let resource = emr_fhir::patient(*id, read.loaded.state(), read.loaded.sequence(), read.basis == Basis::Redacted);
+            (format!("{base}/Patient/{id}"), resource)
+        })
+        .collect();
     let url = |offset: u32| format!("{base}/Patient?{}", search.to_query(offset));
-    let next = (matches.len() == search.count as usize).then(|| url(search.offset + search.count));
+    let next = (matches == search.count as usize).then(|| url(search.offset + search.count));
     Ok(Fhir::ok(emr_fhir::searchset_with(&url(search.offset), next.as_deref(), entries, Vec::new())))
 }
 

@@ -1,0 +1,203 @@
+// End to end, in a real Chromium (Debian's), against a real `emr serve` on loopback
+// serving the built application (`web/dist`) over its embedded defaults:
+//
+//   a physician signs in with password and TOTP (enrolling on the way), registers a
+//   patient, finds no one in the search (no grant yet), is refused the chart, breaks
+//   the glass with a reason; the patient signs in (enrolling too) and sees that read
+//   in "who saw my data".
+//
+// Every step is screenshotted into e2e/artifacts/, and axe-core checks each main
+// screen for serious or critical accessibility violations. Exits non-zero on any
+// failure. Needs: EMR_BIN (the `emr` binary), Chromium at CHROMIUM or /usr/bin/chromium.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+
+import AxeBuilder from '@axe-core/playwright';
+import * as OTPAuth from 'otpauth';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const web = resolve(here, '..');
+const artifacts = join(here, 'artifacts');
+const emr = process.env.EMR_BIN ?? resolve(web, '../target/debug/emr');
+const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const PASSWORD = 'Choose-A-Long-One-9';
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => ok(port));
+    });
+  });
+}
+
+function totp(secret) {
+  return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30 }).generate();
+}
+
+async function json(base, method, path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  const value = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+  return value;
+}
+
+/** Signs in over the API (password, enrolment, TOTP): an access token. */
+async function apiSignIn(base, username) {
+  const challenge = await json(base, 'POST', '/v1/auth/login', { username, password: PASSWORD });
+  const enrolment = await json(base, 'POST', '/v1/auth/mfa/enrolment', { mfa_token: challenge.mfa_token });
+  const tokens = await json(base, 'POST', '/v1/auth/mfa/verification', { mfa_token: challenge.mfa_token, code: totp(enrolment.secret) });
+  return tokens.access_token;
+}
+
+const steps = [];
+async function step(page, name, check) {
+  const started = Date.now();
+  await check();
+  await page.screenshot({ path: join(artifacts, `${String(steps.length + 1).padStart(2, '0')}-${name}.png`), fullPage: true });
+  steps.push(`${name} (${Date.now() - started} ms)`);
+  console.log(`ok - ${name}`);
+}
+
+async function accessible(page, screen) {
+  // Contrast is judged on the settled page: mid-transition, colours are in between.
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== 'running' || a.effect?.getTiming().iterations === Infinity));
+  const results = await new AxeBuilder({ page }).analyze();
+  const serious = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(
+    serious.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).slice(0, 3).join('; ')})`),
+    [],
+    `${screen}: serious or critical accessibility violations`,
+  );
+  console.log(`ok - ${screen}: no serious or critical axe violations (${results.passes.length} rules pass)`);
+}
+
+/** Signs in through the page with the keyboard only, enrolling TOTP on the way. */
+async function uiSignIn(page, base, username) {
+  await page.goto(base);
+  await page.getByText('English', { exact: true }).click();
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.keyboard.press('Enter');
+  const secret = (await page.getByTestId('totp-secret').textContent({ timeout: 15_000 })).trim();
+  await page.getByLabel('Authenticator code').fill(totp(secret));
+  await page.keyboard.press('Enter');
+}
+
+async function main() {
+  rmSync(artifacts, { recursive: true, force: true });
+  mkdirSync(artifacts, { recursive: true });
+  const data = mkdtempSync(join(tmpdir(), 'emr-web-e2e-'));
+  const [http, grpc] = [await freePort(), await freePort()];
+  const env = {
+    ...process.env,
+    EMR__STORE__DATA_DIR: data,
+    EMR__HTTP__LISTEN: `127.0.0.1:${http}`,
+    EMR__GRPC__LISTEN: `127.0.0.1:${grpc}`,
+    EMR__HTTP__WEB_DIR: join(web, 'dist'),
+    EMR__READ_MODELS__BATCH_SIZE: '10',
+    RUST_LOG: 'warn',
+  };
+  const admin = spawnSync(emr, ['accounts', 'create-admin', '--username', 'admin'], { env: { ...env, EMR_ADMIN_PASSWORD: PASSWORD } });
+  assert.equal(admin.status, 0, `emr accounts create-admin: ${admin.stderr}`);
+  const server = spawn(emr, ['serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const base = `http://127.0.0.1:${http}`;
+  let browser;
+  try {
+    for (let i = 0; ; i++) {
+      const ready = await fetch(`${base}/ready`).then((r) => r.ok).catch(() => false);
+      if (ready) break;
+      assert.ok(i < 600, 'emr serve never became ready');
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+    // The accounts an administrator and a patient open, over the API.
+    const adminToken = await apiSignIn(base, 'admin');
+    await json(base, 'POST', '/v1/accounts', {
+      username: 'dr_li', password: PASSWORD, role: 'physician',
+      profile: { full_name: 'Li Wei', licence_number: 'LIC-1001', department: 'Emergency', specialization: 'Trauma' },
+    }, adminToken);
+    const patient = await json(base, 'POST', '/v1/accounts/self-registration', { username: 'wang_fang', password: PASSWORD });
+
+    browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    page.on('pageerror', (error) => console.error(`page error: ${error.message}`));
+
+    await step(page, 'sign-in-page', async () => {
+      await page.goto(base);
+      // Ant Design spaces two-character Chinese labels: 登 录.
+      await page.getByRole('button', { name: /登\s?录|Sign in/ }).waitFor();
+      await accessible(page, 'sign-in');
+    });
+    await step(page, 'physician-signed-in-with-mfa', async () => {
+      await uiSignIn(page, base, 'dr_li');
+      await page.getByRole('heading', { name: 'Find a patient' }).waitFor({ timeout: 15_000 });
+      await accessible(page, 'patients');
+    });
+    await step(page, 'patient-registered', async () => {
+      await page.getByLabel('Name', { exact: true }).fill('Wang Fang');
+      await page.getByLabel('Date of birth').fill('1980-02-29');
+      await page.getByLabel('Date of birth').press('Enter');
+      await page.getByLabel('MRN').fill('MRN-0001');
+      await page.getByLabel('Patient account').fill(patient.user_id);
+      await page.getByRole('button', { name: 'Register', exact: true }).click();
+      await page.getByRole('heading', { name: 'Chart' }).waitFor({ timeout: 15_000 });
+    });
+    await step(page, 'chart-refused-without-a-grant', async () => {
+      await page.getByText('Access refused').waitFor({ timeout: 15_000 });
+      await accessible(page, 'chart (refused)');
+    });
+    await step(page, 'search-finds-no-one-without-a-grant', async () => {
+      await page.getByRole('link', { name: 'Back' }).click();
+      await page.getByRole('searchbox', { name: 'Find a patient' }).fill('wang');
+      await page.keyboard.press('Enter');
+      await page.getByText('No patient found among those who granted you access.').waitFor({ timeout: 15_000 });
+    });
+    await step(page, 'break-glass-read', async () => {
+      await page.goto(`${base}/patients/${patient.user_id}`);
+      await page.getByRole('button', { name: 'Break the glass' }).click();
+      await page.getByText('the patient will see that you read their record').waitFor();
+      await accessible(page, 'break-glass dialog');
+      await page.getByLabel('Emergency reason').fill('unresponsive on arrival');
+      await page.getByRole('button', { name: 'Read in an emergency' }).click();
+      await page.getByText('MRN-0001').waitFor({ timeout: 15_000 });
+    });
+    await step(page, 'patient-sees-the-break-glass-read', async () => {
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await uiSignIn(page, base, 'wang_fang');
+      await page.getByRole('heading', { name: 'Who saw my data' }).waitFor({ timeout: 15_000 });
+      // The access log is a read model: it follows the log within moments.
+      for (let i = 0; ; i++) {
+        if (await page.getByText('Break the glass').count()) break;
+        assert.ok(i < 50, 'the break-glass read never reached the access log');
+        await page.reload();
+        await page.getByRole('heading', { name: 'Who saw my data' }).waitFor();
+        await new Promise((ok) => setTimeout(ok, 200));
+      }
+      await accessible(page, 'who saw my data');
+    });
+    console.log(`web e2e: ${steps.length} steps passed; screenshots in ${artifacts}`);
+  } finally {
+    await browser?.close();
+    const exited = new Promise((ok) => server.once('exit', ok));
+    server.kill('SIGTERM');
+    await exited;
+    rmSync(data, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(`web e2e FAILED: ${error.stack ?? error}`);
+  process.exit(1);
+});
