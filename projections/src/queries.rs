@@ -308,6 +308,12 @@ pub struct PatientQuery {
     pub groups: Vec<Vec<String>>,
     /// Only these patient ids (`_id`), when given.
     pub ids: Option<Vec<String>>,
+    /// Changed at or after.
+    pub updated_from: Option<DateTime<Utc>>,
+    /// Changed before (exclusive).
+    pub updated_before: Option<DateTime<Utc>>,
+    /// `None`: id order; `Some(true)`: most recently changed first; `Some(false)`: least.
+    pub newest_first: Option<bool>,
     /// Page size (1–500).
     pub limit: u32,
     /// Matches to skip.
@@ -325,7 +331,14 @@ pub async fn search_patients(db: &ReadModelDb, query: &PatientQuery, now: DateTi
     for group in &query.groups {
         conditions.and_in("p.patient_id IN (SELECT t.patient_id FROM patient_search_terms t WHERE t.term IN ", ")", Some(group));
     }
-    let (clauses, params) = conditions.page(" ORDER BY p.patient_id", Some(query.limit), Some(query.offset));
+    conditions.and("p.updated_at >= ?", query.updated_from);
+    conditions.and("p.updated_at < ?", query.updated_before);
+    let order = match query.newest_first {
+        None => " ORDER BY p.patient_id",
+        Some(true) => " ORDER BY p.updated_at DESC, p.patient_id",
+        Some(false) => " ORDER BY p.updated_at ASC, p.patient_id",
+    };
+    let (clauses, params) = conditions.page(order, Some(query.limit), Some(query.offset));
     let rows: Vec<(String,)> = db.fetch_all(&format!("SELECT p.patient_id FROM patients p{clauses}"), params).await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }

@@ -80,7 +80,16 @@ async fn the_search_index_holds_keyed_hashes_only_and_forgets_the_erased(backend
     let index = emr_tests::read_models::blind_index();
     let find = |keys: Vec<Vec<LookupKey>>| {
         let groups = keys.iter().map(|group| group.iter().map(|key| index.term(key)).collect()).collect();
-        let query = PatientQuery { scope: ExportScope::Everyone, groups, ids: None, limit: 500, offset: 0 };
+        let query = PatientQuery {
+            scope: ExportScope::Everyone,
+            groups,
+            ids: None,
+            updated_from: None,
+            updated_before: None,
+            newest_first: None,
+            limit: 500,
+            offset: 0,
+        };
         let db = db.db.clone();
         async move { queries::search_patients(&db, &query, chrono::Utc::now()).await.unwrap().len() }
     };
@@ -133,11 +142,17 @@ async fn the_search_index_holds_keyed_hashes_only_and_forgets_the_erased(backend
 }
 
 /// How many projections [`catch_up_one`] knows.
-const PROJECTIONS: usize = 8;
+const PROJECTIONS: usize = 9;
 
 /// Catches projection `index` (of every projection) up with the log, through a
-/// durable feed where the log has them.
-async fn catch_up_one(index: usize, pool: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) -> Result<(), ProjectionError> {
+/// durable feed where the log has them; the search index opens PHI with `codec`.
+async fn catch_up_one(
+    index: usize,
+    pool: &ReadModelDb,
+    log: &Arc<dyn EventLog>,
+    codec: &Arc<emr_eventstore::PhiCodec>,
+    batch: usize,
+) -> Result<(), ProjectionError> {
     async fn run<P: Projection>(projection: P, pool: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) -> Result<(), ProjectionError> {
         Projector::new(projection, pool.clone(), log.clone()).with_batch_size(batch).with_durable_feed().catch_up(u64::MAX).await.map(drop)
     }
@@ -149,6 +164,7 @@ async fn catch_up_one(index: usize, pool: &ReadModelDb, log: &Arc<dyn EventLog>,
         4 => run(SecurityProjection, pool, log, batch).await,
         5 => run(FederatedProjection, pool, log, batch).await,
         6 => run(DiagnosisProjection, pool, log, batch).await,
+        7 => run(emr_tests::read_models::search_index(codec.clone()), pool, log, batch).await,
         _ => run(DashboardProjection, pool, log, batch).await,
     }
 }
@@ -177,6 +193,7 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
             let pool = interrupted.connect_again().await;
             pools.push(pool.clone());
             let log = backend.log.clone();
+            let codec = backend.phi_codec();
             tasks.push(tokio::spawn(async move {
                 let batch = 3 + instance;
                 // Durable feeds where the log has them: both instances share each
@@ -185,7 +202,7 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
                 // Each round starts with another projector, so that short lives
                 // still move every one of them forward.
                 for k in 0..PROJECTIONS {
-                    catch_up_one((k + round as usize) % PROJECTIONS, &pool, &log, batch).await?;
+                    catch_up_one((k + round as usize) % PROJECTIONS, &pool, &log, &codec, batch).await?;
                 }
                 Ok::<_, ProjectionError>(())
             }));
@@ -221,6 +238,11 @@ async fn a_projector_killed_mid_batch_ends_equal_to_a_clean_fold(backend: Backen
     fold_all(&clean.db, &backend.log, 1000).await;
     let expected = clean.dump_all().await;
     assert_same_tables(&interrupted.dump_all().await, &expected, &format!("after {kills} kills"));
+    emr_tests::read_models::fold_search_index(&clean.db, &backend.log, emr_tests::read_models::search_index(backend.phi_codec()), 1000)
+        .await;
+    for table in &emr_projections::SearchIndex::TABLES[1..] {
+        assert_eq!(interrupted.dump(table).await, clean.dump(table).await, "{table} after {kills} kills equals a clean fold");
+    }
 
     // Folding again changes nothing: every commit is at or below the checkpoint.
     fold_all(&interrupted.db, &backend.log, 5).await;

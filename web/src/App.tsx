@@ -13,6 +13,8 @@ const SignIn = lazy(() => import('./pages/SignIn'));
 const Patients = lazy(() => import('./pages/Patients'));
 const Chart = lazy(() => import('./pages/Chart'));
 const AccessLog = lazy(() => import('./pages/AccessLog'));
+const Audit = lazy(() => import('./pages/Audit'));
+const Grants = lazy(() => import('./pages/Grants'));
 
 const queries = new QueryClient({ defaultOptions: { queries: { refetchOnWindowFocus: false, retry: 1 } } });
 
@@ -25,6 +27,8 @@ interface Screen {
 const SCREENS: Screen[] = [
   { path: '/patients', label: 'patients', roles: ['physician', 'nurse'] },
   { path: '/my/access-log', label: 'whoSawMyData', roles: ['patient'] },
+  { path: '/my/grants', label: 'myGrants', roles: ['patient'] },
+  { path: '/audit', label: 'integrity', roles: ['auditor'] },
 ];
 
 function LanguageSwitch() {
@@ -106,6 +110,8 @@ function Screens() {
         <Route path="/patients" element={<Patients />} />
         <Route path="/patients/:patientId" element={<Chart />} />
         <Route path="/my/access-log" element={<AccessLog />} />
+        <Route path="/audit" element={<Audit />} />
+        <Route path="/my/grants" element={<Grants />} />
         <Route path="*" element={<Navigate to="/" replace />} />
       </Routes>
     </Shell>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { claimsOf, patientQuery, validMrn, validPassword, validShortText, validTotp, validUsername } from './validation';
+import { claimsOf, patientQuery, validIcd10, validMrn, validPassword, validShortText, validTotp, validUsername } from './validation';
 
 describe('form rules mirror the API', () => {
   it('accepts the usernames the API accepts and nothing else', () => {
@@ -26,6 +26,8 @@ describe('form rules mirror the API', () => {
     expect(validShortText('line\nbreak')).toBe(false);
     expect(validMrn('MRN-2024/0001')).toBe(true);
     expect(validMrn('has space')).toBe(false);
+    for (const good of ['J18.9', 'E11', 'S72.001A', 'c34.90', 'O9A.11']) expect(validIcd10(good)).toBe(true);
+    for (const bad of ['', 'J1', '18.9', 'J18.', 'J18.12345', 'J18-9', 'JJ8.9']) expect(validIcd10(bad)).toBe(false);
   });
 });
 

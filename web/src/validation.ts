@@ -31,6 +31,11 @@ export function validMrn(value: string): boolean {
 /** What the patient search box asks the API for. */
 export type PatientQuery = { name: string } | { birthdate: string } | { identifier: string };
 
+/** An ICD-10 code as `Icd10Code::parse` takes it (e.g. `J18.9`, `e11`). */
+export function validIcd10(value: string): boolean {
+  return /^[A-Za-z][0-9][0-9ABab](\.[0-9A-Za-z]{1,4})?$/.test(value);
+}
+
 /** A patient search as the API takes it: `name`, `birthdate` or `identifier`, told apart by shape. */
 export function patientQuery(text: string): PatientQuery | null {
   const value = text.trim();

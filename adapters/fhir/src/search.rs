@@ -129,6 +129,44 @@ fn earlier(current: Option<NaiveDate>, bound: NaiveDate) -> Option<NaiveDate> {
     Some(current.map_or(bound, |c| c.min(bound)))
 }
 
+/// The `_lastUpdated` bounds of a search: at or after `from`, before `before`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdatedWindow {
+    /// Changed at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Changed before (exclusive).
+    pub before: Option<DateTime<Utc>>,
+}
+
+impl UpdatedWindow {
+    /// Narrows the window by one `_lastUpdated` value: an instant or a day, with
+    /// the prefixes `eq` `ge` `gt` `le` `lt`; repeated values intersect.
+    fn narrow(&mut self, name: &str, value: &str) -> Result<(), InvalidSearch> {
+        let (prefix, text) = prefixed(value);
+        let (first, after) = instant_bounds(text).ok_or_else(|| invalid(name, "an instant (RFC 3339) or a day, optionally prefixed"))?;
+        let from = |at: DateTime<Utc>, window: &mut Self| window.from = Some(window.from.map_or(at, |c| c.max(at)));
+        let before = |at: DateTime<Utc>, window: &mut Self| window.before = Some(window.before.map_or(at, |c| c.min(at)));
+        match prefix {
+            "eq" => {
+                from(first, self);
+                before(after, self);
+            }
+            "ge" => from(first, self),
+            "gt" => from(after, self),
+            "le" => before(after, self),
+            "lt" => before(first, self),
+            _ => return Err(invalid(name, "the prefixes eq, ge, gt, le and lt")),
+        }
+        Ok(())
+    }
+
+    /// The window as `_lastUpdated` values.
+    fn parameters(&self) -> Vec<String> {
+        let instant = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        self.from.map(|at| format!("ge{}", instant(at))).into_iter().chain(self.before.map(|at| format!("lt{}", instant(at)))).collect()
+    }
+}
+
 /// An instant, or a day (its first and last instants).
 fn instant_bounds(text: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
@@ -178,25 +216,9 @@ impl RecordSearch {
                     }
                 }
                 "_lastUpdated" => {
-                    let (prefix, text) = prefixed(value);
-                    let (first, after) =
-                        instant_bounds(text).ok_or_else(|| invalid(name, "an instant (RFC 3339) or a day, optionally prefixed"))?;
-                    let from =
-                        |search: &mut Self, at: DateTime<Utc>| search.updated_from = Some(search.updated_from.map_or(at, |c| c.max(at)));
-                    let before = |search: &mut Self, at: DateTime<Utc>| {
-                        search.updated_before = Some(search.updated_before.map_or(at, |c| c.min(at)));
-                    };
-                    match prefix {
-                        "eq" => {
-                            from(&mut search, first);
-                            before(&mut search, after);
-                        }
-                        "ge" => from(&mut search, first),
-                        "gt" => from(&mut search, after),
-                        "le" => before(&mut search, after),
-                        "lt" => before(&mut search, first),
-                        _ => return Err(invalid(name, "the prefixes eq, ge, gt, le and lt")),
-                    }
+                    let mut window = UpdatedWindow { from: search.updated_from, before: search.updated_before };
+                    window.narrow(name, value)?;
+                    (search.updated_from, search.updated_before) = (window.from, window.before);
                 }
                 "_sort" => {
                     search.sort = match value {
@@ -265,12 +287,8 @@ impl RecordSearch {
         if let Some(to) = self.visit_to {
             push("date", format!("le{to}"));
         }
-        let instant = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        if let Some(from) = self.updated_from {
-            push("_lastUpdated", format!("ge{}", instant(from)));
-        }
-        if let Some(before) = self.updated_before {
-            push("_lastUpdated", format!("lt{}", instant(before)));
+        for bound in (UpdatedWindow { from: self.updated_from, before: self.updated_before }).parameters() {
+            push("_lastUpdated", bound);
         }
         if self.sort != Sort::default() {
             push("_sort", self.sort.parameter().to_owned());
@@ -298,7 +316,8 @@ impl RecordSearch {
 /// Served: `_id`; `name` (the start of the name or of a word of it, any case) and
 /// `name:exact`; `birthdate` as a year, month or day (`eq` only: birth dates are
 /// sealed, so the index holds no order to search ranges in); `gender`;
-/// `identifier` as `system|value` or `value`; `_count` (1–500) and `_offset`.
+/// `identifier` as `system|value` or `value`; `_lastUpdated` (as for records);
+/// `_sort` by `_lastUpdated` only (id order by default); `_count` (1–500) and `_offset`.
 /// A comma separates alternatives; repeated parameters must all match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientSearch {
@@ -307,6 +326,10 @@ pub struct PatientSearch {
     /// What is searched: a patient matches when, for every group, they have one
     /// of its keys.
     pub groups: Vec<Vec<LookupKey>>,
+    /// `_lastUpdated`: when the patient last changed.
+    pub updated: UpdatedWindow,
+    /// `_sort`: `None` in id order, else by last change (`true`: most recent first).
+    pub newest_first: Option<bool>,
     /// Page size.
     pub count: u32,
     /// Matches to skip.
@@ -353,7 +376,15 @@ fn lookup_key(name: &str, value: &str) -> Result<LookupKey, InvalidSearch> {
 impl PatientSearch {
     /// Reads the query string's `(name, value)` pairs.
     pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, InvalidSearch> {
-        let mut search = Self { ids: None, groups: Vec::new(), count: 50, offset: 0, given: Vec::new() };
+        let mut search = Self {
+            ids: None,
+            groups: Vec::new(),
+            updated: UpdatedWindow::default(),
+            newest_first: None,
+            count: 50,
+            offset: 0,
+            given: Vec::new(),
+        };
         for (name, value) in pairs {
             match name {
                 "_count" => {
@@ -365,6 +396,19 @@ impl PatientSearch {
                     continue;
                 }
                 "_format" | "_pretty" => continue,
+                "_lastUpdated" => search.updated.narrow(name, value)?,
+                "_sort" => {
+                    search.newest_first = Some(match value {
+                        "_lastUpdated" => false,
+                        "-_lastUpdated" => true,
+                        _ => {
+                            return Err(invalid(
+                                name,
+                                "_lastUpdated or -_lastUpdated (names and birth dates are sealed: they have no order)",
+                            ));
+                        }
+                    })
+                }
                 "_id" if search.ids.is_some() => return Err(invalid(name, "once, with the ids separated by commas")),
                 "_id" => search.ids = Some(value.split(',').map(|id| id.trim().to_owned()).filter(|id| !id.is_empty()).collect()),
                 _ => {
@@ -422,6 +466,12 @@ mod tests {
         assert_eq!(search.groups[0], vec![LookupKey::name_prefix("wang").unwrap(), LookupKey::name_prefix("LI").unwrap()]);
         assert_eq!(search.groups[1], vec![LookupKey::BirthDate(PartialDate::Month(1980, 2))]);
         assert_eq!(search.count, 5);
+        let recent = patients(&[("_lastUpdated", "ge2026-12-01"), ("_sort", "-_lastUpdated")]).unwrap();
+        assert_eq!(
+            (recent.updated.from.map(|at| at.to_rfc3339()), recent.newest_first),
+            (Some("2026-12-01T00:00:00+00:00".into()), Some(true))
+        );
+        assert_eq!(patients(&[("_sort", "birthdate")]).unwrap_err().parameter, "_sort");
         let identifier = patients(&[("identifier", "urn:emr-ledger:hospital:H1:mrn|MRN-1"), ("identifier", "MRN-1")]).unwrap();
         assert_eq!(
             identifier.groups[0],

@@ -61,7 +61,7 @@ impl Modify for UniqueOperationIds {
         attachments::upload, attachments::download, attachments::status,
         diagnosis::request, diagnosis::job, diagnosis::cancel, diagnosis::suggestions, diagnosis::report_of, diagnosis::review,
         diagnosis::register, diagnosis::model, diagnosis::install, diagnosis::validate, diagnosis::activate, diagnosis::retire,
-        grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show,
+        grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show, grants::of_patient,
         log::read, log::history, log::receipt,
         read::records, read::dashboard, read::diagnosis_models, read::diagnosis_suggestions, read::projections, read::anchors, read::access_log, research::export,
         security::list, security::show, security::acknowledge, security::assign, security::resolve, security::risk, security::outcomes,

@@ -353,6 +353,16 @@ async fn patients_are_found_by_name_birth_date_gender_and_identifier_among_those
     }
     let (_, by_id) = fhir(&app, &doctor, &format!("Patient?_id={},{}&gender=female", ids[0], ids[1])).await;
     assert_eq!(found(&by_id), expect(&[0]));
+    let in_order = |bundle: &Value| -> Vec<String> {
+        bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, newest) = fhir(&app, &doctor, "Patient?name=wang&_sort=-_lastUpdated").await;
+    assert_eq!(in_order(&newest), [ids[3].clone(), ids[1].clone(), ids[0].clone()], "most recently changed first");
+    let (_, oldest) = fhir(&app, &doctor, "Patient?name=wang&_sort=_lastUpdated&_lastUpdated=ge2026-01-01").await;
+    assert_eq!(in_order(&oldest), [ids[0].clone(), ids[1].clone(), ids[3].clone()]);
+    let future = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    let (_, none) = fhir(&app, &doctor, &format!("Patient?name=wang&_lastUpdated=ge{future}")).await;
+    assert_eq!(found(&none), expect(&[]));
 
     // Pages of one, linked; the link keeps the search.
     let (_, page) = fhir(&app, &doctor, "Patient?name=wang&_count=2").await;
@@ -380,7 +390,7 @@ async fn patients_are_found_by_name_birth_date_gender_and_identifier_among_those
     let auditor = sign_in(&app, Role::Auditor).await;
     let (status, refused) = fhir(&app, &auditor, "Patient?name=wang").await;
     assert_eq!((status, outcome_code(&refused)), (StatusCode::FORBIDDEN, "role-not-permitted"), "{refused}");
-    for query in ["birthdate=gt1980-01-01", "gender=f", "name:contains=ang", "address=Beijing", "_count=0"] {
+    for query in ["birthdate=gt1980-01-01", "gender=f", "name:contains=ang", "address=Beijing", "_count=0", "_sort=birthdate"] {
         let (status, invalid) = fhir(&app, &doctor, &format!("Patient?{query}")).await;
         assert_eq!((status, outcome_code(&invalid)), (StatusCode::BAD_REQUEST, "invalid-search"), "{query}: {invalid}");
     }

@@ -329,17 +329,24 @@ async fn an_app_that_asks_for_openid_gets_an_rs256_id_token_naming_the_user_that
     );
     assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(["RS256"]));
 
-    let query = authorize_query(&[("scope", "launch/patient patient/Condition.rs openid fhirUser"), ("nonce", "n-0S6_WzA2Mj")]);
-    let code = code_for(&secret, &username, now_secs() + 30);
-    let body = format!("{query}&username={username}&password={}&code={code}&decision=approve", support::PASSWORD);
-    let (status, location, page) = raw(&app, form("/oauth/authorize", body)).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
-    let (status, tokens) = redeem(&app, param(&query_of(&location.unwrap()), "code").unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let tokens = approved_tokens(&app, &username, &secret, "launch/patient patient/Condition.rs openid fhirUser", "n-0S6_WzA2Mj").await;
     let claims = verified_id_token(&app, tokens["id_token"].as_str().unwrap()).await;
     assert_eq!(claims["sub"], patient.id.as_str());
     assert_eq!(claims["fhirUser"], format!("Patient/{}", patient.id));
     assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+}
+
+/// Signs `username` in on the authorization page, approves `scope` (with `nonce`)
+/// and redeems the code: the token response.
+async fn approved_tokens(app: &TestApp, username: &str, secret: &str, scope: &str, nonce: &str) -> Value {
+    let query = authorize_query(&[("scope", scope), ("nonce", nonce)]);
+    let code = code_for(secret, username, now_secs() + 30);
+    let body = format!("{query}&username={username}&password={}&code={code}&decision=approve", support::PASSWORD);
+    let (status, location, page) = raw(app, form("/oauth/authorize", body)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (status, tokens) = redeem(app, param(&query_of(&location.unwrap()), "code").unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    tokens
 }
 
 /// The claims of an `id_token`, verified (RS256) with the key the server publishes.
@@ -360,13 +367,7 @@ async fn a_clinicians_id_token_names_them_as_a_practitioner_the_server_serves() 
     let app = app_with_smart().await;
     let (id, username) = support::open_account(&app, Role::Physician).await;
     let (physician, secret, _) = sign_in_as(&app, id, &username).await;
-    let query = authorize_query(&[("scope", "openid fhirUser"), ("nonce", "n-1")]);
-    let code = code_for(&secret, &username, now_secs() + 30);
-    let body = format!("{query}&username={username}&password={}&code={code}&decision=approve", support::PASSWORD);
-    let (status, location, page) = raw(&app, form("/oauth/authorize", body)).await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
-    let (status, tokens) = redeem(&app, param(&query_of(&location.unwrap()), "code").unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let tokens = approved_tokens(&app, &username, &secret, "openid fhirUser", "n-1").await;
     let claims = verified_id_token(&app, tokens["id_token"].as_str().unwrap()).await;
     let fhir_user = format!("Practitioner/{}", physician.id);
     assert_eq!(claims["fhirUser"], fhir_user.as_str());

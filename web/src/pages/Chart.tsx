@@ -2,14 +2,17 @@
 // Without a grant the server refuses; a physician or nurse may then break the glass
 // with a stated reason, after a warning that the patient will see it.
 import { useState } from 'react';
-import { Alert, Button, Card, Descriptions, Empty, Form, Input, Modal, Result, Space, Table, Typography } from 'antd';
+import { Alert, Button, Card, DatePicker, Descriptions, Empty, Form, Input, Modal, Result, Select, Space, Table, Typography } from 'antd';
+import type { Dayjs } from 'dayjs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router-dom';
 
 import { ProblemError, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
+import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
-import { validShortText } from '../validation';
+import { useSession } from '../session';
+import { validIcd10, validShortText } from '../validation';
 
 type PatientView = Schemas['PatientView'];
 
@@ -70,11 +73,11 @@ function BreakGlass({ patientId, onOpened }: { patientId: string; onOpened: (pat
       <Modal open={open} title={t('breakGlass')} onCancel={() => setOpen(false)} footer={null} destroyOnHidden>
         <Space direction="vertical" style={{ width: '100%' }}>
           <Alert type="warning" showIcon message={t('breakGlassWarning')} />
-          <Form<{ reason: string }> layout="vertical" onFinish={({ reason }) => emergency.mutate(reason)}>
+          <Form<{ reason: string }> name="breakGlass" layout="vertical" onFinish={({ reason }) => emergency.mutate(reason)}>
             <Form.Item
               label={t('reason')}
               name="reason"
-              rules={[{ validator: (_, value: string | undefined) => (validShortText(value ?? '') ? Promise.resolve() : Promise.reject(new Error(t('reasonRequired')))) }]}
+              rules={[ruleOf(validShortText, t('reasonRequired'))]}
             >
               <Input.TextArea rows={2} />
             </Form.Item>
@@ -89,10 +92,85 @@ function BreakGlass({ patientId, onOpened }: { patientId: string; onOpened: (pat
   );
 }
 
+const RECORD_TYPES = ['consultation', 'diagnosis', 'lab_result', 'imaging', 'prescription', 'surgery', 'discharge_summary', 'vaccination'] as const;
+
+interface NewRecord {
+  record_type: (typeof RECORD_TYPES)[number];
+  visit_date: Dayjs;
+  title: string;
+  diagnosis_code?: string;
+  diagnosis_description?: string;
+}
+
+/** A new record in the physician's own name (the API stamps the author from the session). */
+function CreateRecord({ patient }: { patient: PatientView }) {
+  const { t } = useI18n();
+  const { session } = useSession();
+  const queries = useQueryClient();
+  const [form] = Form.useForm<NewRecord>();
+  const create = useMutation({
+    mutationFn: (values: NewRecord) =>
+      unwrap(
+        api.POST('/v1/records', {
+          body: {
+            patient_id: patient.patient_id,
+            doctor_id: session?.claims.sub ?? '',
+            hospital_id: patient.hospital_id ?? '',
+            record_type: values.record_type,
+            visit_date: values.visit_date.format('YYYY-MM-DD'),
+            content: {
+              title: values.title,
+              description: null,
+              diagnosis: values.diagnosis_code ? { code: values.diagnosis_code, description: values.diagnosis_description ?? values.title } : null,
+              treatment: null,
+              medications: [],
+            },
+          },
+        }),
+      ),
+    onSuccess: () => {
+      form.resetFields();
+      void queries.invalidateQueries({ queryKey: ['records', patient.patient_id] });
+    },
+  });
+  return (
+    <section aria-label={t('newRecord')}>
+      <Typography.Title level={3} style={{ fontSize: 16 }}>
+        {t('newRecord')}
+      </Typography.Title>
+      <Form<NewRecord> name="record" form={form} layout="inline" onFinish={(values) => create.mutate(values)} initialValues={{ record_type: 'consultation' }}>
+        <Form.Item label={t('recordType')} name="record_type">
+          <Select style={{ width: 180 }} options={RECORD_TYPES.map((value) => ({ value, label: value }))} />
+        </Form.Item>
+        <Form.Item label={t('visitDate')} name="visit_date" rules={[{ required: true, message: t('visitDateRequired') }]}>
+          <DatePicker />
+        </Form.Item>
+        <Form.Item label={t('title')} name="title" rules={[ruleOf(validShortText, t('titleRequired'))]}>
+          <Input />
+        </Form.Item>
+        <Form.Item label={t('icd10')} name="diagnosis_code" rules={[ruleOf((code) => code === '' || validIcd10(code), t('icd10Rule'))]}>
+          <Input style={{ width: 110 }} />
+        </Form.Item>
+        <Form.Item label={t('diagnosis')} name="diagnosis_description">
+          <Input />
+        </Form.Item>
+        <Button type="primary" htmlType="submit" loading={create.isPending}>
+          {t('createRecord')}
+        </Button>
+      </Form>
+      <ProblemAlert error={create.error} />
+      {create.data && (
+        <Alert type="success" showIcon message={t('recordCreated')} description={<span data-testid="created-record">{create.data.aggregate_id}</span>} />
+      )}
+    </section>
+  );
+}
+
 export default function Chart() {
   const { t } = useI18n();
   const { patientId = '' } = useParams();
   const queries = useQueryClient();
+  const { session } = useSession();
   const patient = useQuery({
     queryKey: ['patient', patientId],
     queryFn: () => unwrap(api.GET('/v1/patients/{patient_id}', { params: { path: { patient_id: patientId } } })),
@@ -119,6 +197,7 @@ export default function Chart() {
             {t('records')}
           </Typography.Title>
           <Records patientId={patientId} />
+          {(session?.claims.role === 'physician' || session?.claims.role === 'nurse') && <CreateRecord patient={patient.data} />}
         </Space>
       )}
     </Card>

@@ -8,6 +8,7 @@ import type { Dayjs } from 'dayjs';
 
 import { api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
+import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
 import { patientQuery, validMrn, validShortText, type PatientQuery } from '../validation';
 
@@ -102,13 +103,10 @@ function RegisterPatient() {
       navigate(`/patients/${receipt.aggregate_id}`);
     },
   });
-  const rule = (valid: (value: string) => boolean, text: string) => ({
-    validator: (_: unknown, value: string | undefined) => (valid(value ?? '') ? Promise.resolve() : Promise.reject(new Error(text))),
-  });
   return (
     <Card title={<Typography.Title level={2} style={{ fontSize: 18, margin: 0 }}>{t('registerPatient')}</Typography.Title>}>
-      <Form<NewPatient> form={form} layout="inline" onFinish={(values) => register.mutate(values)} initialValues={{ gender: 'unknown', hospital_id: 'HOSP-001' }}>
-        <Form.Item label={t('name')} name="full_name" rules={[rule(validShortText, t('nameRequired'))]}>
+      <Form<NewPatient> name="patient" form={form} layout="inline" onFinish={(values) => register.mutate(values)} initialValues={{ gender: 'unknown', hospital_id: 'HOSP-001' }}>
+        <Form.Item label={t('name')} name="full_name" rules={[ruleOf(validShortText, t('nameRequired'))]}>
           <Input />
         </Form.Item>
         <Form.Item label={t('birthDate')} name="date_of_birth" rules={[{ required: true, message: t('birthDateRequired') }]}>
@@ -120,7 +118,7 @@ function RegisterPatient() {
             options={(['male', 'female', 'other', 'unknown'] as const).map((value) => ({ value, label: t(value) }))}
           />
         </Form.Item>
-        <Form.Item label={t('mrn')} name="mrn" rules={[rule(validMrn, t('mrnRule'))]}>
+        <Form.Item label={t('mrn')} name="mrn" rules={[ruleOf(validMrn, t('mrnRule'))]}>
           <Input />
         </Form.Item>
         <Form.Item

@@ -6,6 +6,7 @@ import { useMutation } from '@tanstack/react-query';
 
 import { api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
+import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
 import { useSession } from '../session';
 import { validTotp, validUsername } from '../validation';
@@ -46,18 +47,18 @@ export default function SignIn() {
         <Space direction="vertical" size="middle" style={{ width: '100%' }}>
           {expired && <Alert type="warning" showIcon message={t('sessionExpired')} />}
           {!challenge ? (
-            <Form<Credentials> layout="vertical" onFinish={(values) => login.mutate(values)} requiredMark={false}>
+            <Form<Credentials> name="signIn" layout="vertical" onFinish={(values) => login.mutate(values)} requiredMark={false}>
               <Form.Item
                 label={t('username')}
                 name="username"
-                rules={[{ validator: (_, value: string | undefined) => (validUsername(value ?? '') ? Promise.resolve() : Promise.reject(new Error(t('usernameRequired')))) }]}
+                rules={[ruleOf(validUsername, t('usernameRequired'))]}
               >
                 <Input autoComplete="username" autoFocus />
               </Form.Item>
               <Form.Item
                 label={t('password')}
                 name="password"
-                rules={[{ validator: (_, value: string | undefined) => ((value ?? '').length >= 12 ? Promise.resolve() : Promise.reject(new Error(t('passwordRequired')))) }]}
+                rules={[ruleOf((value) => value.length >= 12, t('passwordRequired'))]}
               >
                 <Input.Password autoComplete="current-password" />
               </Form.Item>
@@ -67,7 +68,7 @@ export default function SignIn() {
               </Button>
             </Form>
           ) : (
-            <Form<{ code: string }> layout="vertical" onFinish={({ code }) => verify.mutate(code)} requiredMark={false}>
+            <Form<{ code: string }> name="mfa" layout="vertical" onFinish={({ code }) => verify.mutate(code)} requiredMark={false}>
               {enrolment && (
                 <section aria-label={t('enrolTitle')}>
                   <Typography.Title level={2} style={{ fontSize: 18 }}>
@@ -83,7 +84,7 @@ export default function SignIn() {
               <Form.Item
                 label={t('mfaCode')}
                 name="code"
-                rules={[{ validator: (_, value: string | undefined) => (validTotp(value ?? '') ? Promise.resolve() : Promise.reject(new Error(t('mfaCodeRule')))) }]}
+                rules={[ruleOf(validTotp, t('mfaCodeRule'))]}
               >
                 <Input inputMode="numeric" autoComplete="one-time-code" maxLength={6} autoFocus />
               </Form.Item>

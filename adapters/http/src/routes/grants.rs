@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use emr_commands::Receipt;
-use emr_domain::grant::{GrantCommand, GrantStatus, Scope};
+use emr_commands::{Receipt, Subject};
+use emr_domain::access::Action;
+use emr_domain::grant::{AccessGrant, GrantCommand, GrantStatus, Scope};
 use emr_domain::ids::{GrantId, PatientId, UserId};
 use emr_domain::values::ShortText;
 use serde::{Deserialize, Serialize};
@@ -143,12 +144,15 @@ pub(crate) struct GrantView {
 pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<GrantView>, ApiError> {
     let grant_id: GrantId = path_id(&id, "grant id")?;
     let loaded = state.clinic.read_grant(&caller.actor, grant_id).await?;
-    let grant = loaded.state();
+    view(grant_id, loaded.state()).map(Json).ok_or_else(|| ApiError::NotFound("grant".into()))
+}
+
+fn view(grant_id: GrantId, grant: &AccessGrant) -> Option<GrantView> {
     if grant.status() == GrantStatus::Absent {
-        return Err(ApiError::NotFound("grant".into()));
+        return None;
     }
     let active_now = grant.status() == GrantStatus::Active && grant.expires_at().is_some_and(|expiry| Utc::now() < expiry);
-    Ok(Json(GrantView {
+    Some(GrantView {
         grant_id,
         patient_id: grant.patient_id(),
         grantee: grant.grantee(),
@@ -156,5 +160,41 @@ pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id)
         scopes: grant.scopes().clone(),
         expires_at: grant.expires_at(),
         active_now,
-    }))
+    })
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Page {
+    /// Page size, 1-500 (default 50).
+    limit: Option<u32>,
+    /// Grants to skip.
+    offset: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/patients/{patient_id}/grants", tag = "grants", summary = "A patient's grants and access requests, newest first", params(("patient_id" = String, Path, description = "patient id (UUID)"), Page, super::read::Consistency), responses((status = 200, body = Vec<GrantView>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// The patient's own list (or their delegate's, or an auditor's): the ids come from
+/// the `access` read model, each grant is then read from its aggregate, so a
+/// revocation shows at once.
+pub(crate) async fn of_patient(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    page: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
+    consistency: Result<axum::extract::Query<super::read::Consistency>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<GrantView>>, ApiError> {
+    let patient_id: PatientId = path_id(&id, "patient id")?;
+    let (axum::extract::Query(page), axum::extract::Query(consistency)) = (page?, consistency?);
+    state.clinic.authorize(&caller.actor, Action::ReadGrant, Subject::patient(patient_id)).await?;
+    let models = super::read::models(&state)?;
+    super::read::reach(models, emr_projections::Projection::tables(&emr_projections::AccessProjection)[0], &consistency).await?;
+    let limit = page.limit.unwrap_or(50).clamp(1, 500);
+    let ids = emr_projections::queries::grant_ids_of_patient(&models.db, patient_id.as_uuid(), limit, page.offset.unwrap_or(0)).await?;
+    let mut views = Vec::new();
+    for id in ids {
+        let grant_id: GrantId = path_id(&id, "grant id")?;
+        let loaded = state.clinic.load_grant(grant_id).await?;
+        views.extend(view(grant_id, loaded.state()).filter(|v| v.patient_id == Some(patient_id)));
+    }
+    Ok(Json(views))
 }

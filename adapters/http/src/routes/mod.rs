@@ -51,6 +51,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/patients/{patient_id}/break-glass", post(patients::break_glass))
         .route("/v1/records/{record_id}/break-glass", post(records::break_glass))
         .route("/v1/patients/{patient_id}", get(patients::show))
+        .route("/v1/patients/{patient_id}/grants", get(grants::of_patient))
         .route("/v1/patients/{patient_id}/demographics", put(patients::update_demographics))
         .route("/v1/patients/{patient_id}/erasure", post(patients::erase))
         .route("/v1/patients/{patient_id}/restriction", post(patients::restrict))

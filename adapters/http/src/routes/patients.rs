@@ -231,7 +231,16 @@ pub(crate) async fn find(
 ) -> Result<(Vec<(PatientId, Read<Patient>)>, usize), ApiError> {
     let models = crate::routes::read::models(state)?;
     let groups = search.groups.iter().map(|group| group.iter().map(|key| models.search_index.term(key)).collect()).collect();
-    let query = PatientQuery { scope, groups, ids: search.ids.clone(), limit: search.count, offset: search.offset };
+    let query = PatientQuery {
+        scope,
+        groups,
+        ids: search.ids.clone(),
+        updated_from: search.updated.from,
+        updated_before: search.updated.before,
+        newest_first: search.newest_first,
+        limit: search.count,
+        offset: search.offset,
+    };
     let matches = emr_projections::queries::search_patients(&models.db, &query, chrono::Utc::now()).await?;
     let mut found = Vec::new();
     for id in &matches {
@@ -261,6 +270,8 @@ pub(crate) struct PatientPage {
     ("gender" = Option<String>, Query, description = "male, female, other or unknown"),
     ("identifier" = Option<String>, Query, description = "system|value, or value in any system"),
     ("_id" = Option<String>, Query, description = "patient ids, comma-separated"),
+    ("_lastUpdated" = Option<String>, Query, description = "when the patient last changed: an instant or a day, prefixed eq, ge, gt, le or lt; repeatable"),
+    ("_sort" = Option<String>, Query, description = "_lastUpdated or -_lastUpdated (default: id order)"),
     ("_count" = Option<u32>, Query, description = "page size, 1-500 (default 50)"),
     ("_offset" = Option<u32>, Query, description = "matches to skip"),
 ), responses((status = 200, body = PatientPage), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]

@@ -43,7 +43,9 @@ pub(crate) async fn caught_up<'a>(state: &'a AppState, checkpoint_tables: &[&'st
     Ok((models, head))
 }
 
-async fn reach(models: &ReadModelState, checkpoint_table: &'static str, consistency: &Consistency) -> Result<(), ApiError> {
+/// Waits (bounded) until `checkpoint_table`'s projection has folded the position
+/// the caller asks for (`min_position`): how a client reads its own write.
+pub(crate) async fn reach(models: &ReadModelState, checkpoint_table: &'static str, consistency: &Consistency) -> Result<(), ApiError> {
     if let Some(position) = consistency.min_position {
         // No receipt names a position the log has not reached: waiting for one
         // could only time out.

@@ -106,6 +106,8 @@ const PATIENT_LOOKUP: &[(&str, &str)] = &[
     ("birthdate", "date"),
     ("gender", "token"),
     ("identifier", "token"),
+    ("_lastUpdated", "date"),
+    ("_sort", "special"),
     ("_count", "number"),
     ("_offset", "number"),
 ];

@@ -1,0 +1,148 @@
+// The auditor's integrity view: an aggregate's full history from the log (PHI
+// sealed), and for any event its receipt — verified here in the browser, step by
+// step, against the signed tree head, with the ledgers that anchor it.
+import { useState } from 'react';
+import { Button, Card, Descriptions, Empty, Form, Input, Result, Select, Space, Table, Tag, Typography } from 'antd';
+import { useMutation, useQuery } from '@tanstack/react-query';
+
+import { api, unwrap } from '../api/client';
+import { asReceipt, verify, type Receipt, type Step } from '../audit/verify';
+import { ProblemAlert } from '../components/ProblemAlert';
+import { GOOD } from '../components/tone';
+import { useI18n, type MessageKey } from '../i18n';
+
+const TYPES = ['medical_record', 'patient', 'access_grant'] as const;
+
+interface Target {
+  aggregate_type: (typeof TYPES)[number];
+  aggregate_id: string;
+}
+
+type Event = Record<string, unknown>;
+
+const isEvent = (value: unknown): value is Event => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+const field = (event: Event, name: string): unknown => event[name];
+const metadataOf = (event: Event): Record<string, unknown> => (field(event, 'metadata') ?? {}) as Record<string, unknown>;
+
+function Verification({ target, event }: { target: Target; event: Event }) {
+  const { t } = useI18n();
+  const sequence = Number(field(event, 'sequence'));
+  const check = useMutation({
+    mutationFn: async (): Promise<{ receipt: Receipt | null; steps: Step[] }> => {
+      const served = await unwrap(
+        api.GET('/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt', {
+          params: { path: { aggregate_type: target.aggregate_type, aggregate_id: target.aggregate_id, sequence } },
+        }),
+      );
+      const receipt = asReceipt(served);
+      return { receipt, steps: receipt ? await verify(event, receipt) : [] };
+    },
+  });
+  const labels: Record<Step['name'], MessageKey> = {
+    canonical: 'stepCanonical',
+    leaf: 'stepLeaf',
+    inclusion: 'stepInclusion',
+    head: 'stepHead',
+    signature: 'stepSignature',
+  };
+  return (
+    <Space direction="vertical" style={{ width: '100%' }}>
+      <Button onClick={() => check.mutate()} loading={check.isPending}>
+        {t('verify')} #{sequence}
+      </Button>
+      <ProblemAlert error={check.error} />
+      {check.data && !check.data.receipt && <Result status="warning" title={t('notAnchoredYet')} />}
+      {check.data?.receipt && (
+        <section aria-label={`${t('verification')} #${sequence}`}>
+          <Typography.Title level={3} style={{ fontSize: 16 }}>
+            {check.data.steps.every((s) => s.ok) ? `✓ ${t('verified')}` : `✗ ${t('notVerified')}`}
+          </Typography.Title>
+          <ol>
+            {check.data.steps.map((step) => (
+              <li key={step.name} data-testid={`step-${step.name}`}>
+                <Tag style={step.ok ? GOOD : undefined} color={step.ok ? undefined : 'red'}>
+                  {step.ok ? '✓' : '✗'}
+                </Tag>
+                <Typography.Text strong>{t(labels[step.name])}</Typography.Text> — <Typography.Text code>{step.detail}</Typography.Text>
+              </li>
+            ))}
+          </ol>
+          <Table
+            size="small"
+            rowKey={(anchor) => `${anchor.ledger}:${anchor.transaction_id}`}
+            pagination={false}
+            dataSource={check.data.receipt.anchors}
+            columns={[
+              { title: t('ledger'), dataIndex: 'ledger' },
+              { title: t('transaction'), dataIndex: 'transaction_id', render: (id: string) => <Typography.Text code>{id}</Typography.Text> },
+              { title: t('block'), dataIndex: 'block' },
+              { title: t('status'), dataIndex: 'status', render: (status?: string) => status ?? t('final') },
+            ]}
+          />
+        </section>
+      )}
+    </Space>
+  );
+}
+
+export default function Audit() {
+  const { t, date } = useI18n();
+  const [target, setTarget] = useState<Target | null>(null);
+  const history = useQuery({
+    queryKey: ['history', target],
+    enabled: target !== null,
+    queryFn: () =>
+      unwrap(
+        api.GET('/v1/audit/{aggregate_type}/{aggregate_id}/history', {
+          params: { path: { aggregate_type: target?.aggregate_type ?? 'patient', aggregate_id: target?.aggregate_id ?? '' } },
+        }),
+      ),
+    retry: false,
+  });
+  return (
+    <Card title={<Typography.Title level={2} style={{ fontSize: 18, margin: 0 }}>{t('integrity')}</Typography.Title>}>
+      <Space direction="vertical" size="large" style={{ width: '100%' }}>
+        <Form<Target> name="audit" layout="inline" onFinish={(values) => setTarget({ ...values, aggregate_id: values.aggregate_id.trim() })} initialValues={{ aggregate_type: 'medical_record' }}>
+          <Form.Item label={t('aggregateType')} name="aggregate_type">
+            <Select style={{ width: 180 }} options={TYPES.map((value) => ({ value, label: value }))} />
+          </Form.Item>
+          <Form.Item label={t('aggregateId')} name="aggregate_id" rules={[{ required: true, pattern: /^[0-9a-fA-F-]{36}$/, message: t('patientAccountRule') }]}>
+            <Input style={{ width: 340 }} />
+          </Form.Item>
+          <Button type="primary" htmlType="submit">
+            {t('showHistory')}
+          </Button>
+        </Form>
+        <ProblemAlert error={history.error} />
+        {target && (
+          <Table<Event>
+            rowKey={(event) => String(field(event, 'sequence'))}
+            loading={history.isLoading}
+            dataSource={(history.data ?? []).filter(isEvent)}
+            locale={{ emptyText: <Empty description={t('noEvents')} /> }}
+            pagination={false}
+            expandable={{ expandedRowRender: (event) => <Verification target={target} event={event} />, expandRowByClick: false }}
+            columns={[
+              { title: '#', render: (_, event) => String(field(event, 'sequence')) },
+              { title: t('eventType'), render: (_, event) => String(field(event, 'event_type')) },
+              { title: t('when'), render: (_, event) => date(String(metadataOf(event).recorded_at)) },
+              { title: t('position'), render: (_, event) => String(metadataOf(event).position) },
+              {
+                title: t('actor'),
+                render: (_, event) => {
+                  const actor = (metadataOf(event).actor ?? {}) as Record<string, unknown>;
+                  return `${String(actor.role ?? '')} ${String(actor.user_id ?? '')}`;
+                },
+              },
+              { title: t('causation'), render: (_, event) => <Typography.Text code>{String(metadataOf(event).causation_id ?? '')}</Typography.Text> },
+            ]}
+          />
+        )}
+        <Descriptions size="small" column={1}>
+          <Descriptions.Item label={t('howToVerify')}>{t('howToVerifyText')}</Descriptions.Item>
+        </Descriptions>
+      </Space>
+    </Card>
+  );
+}
