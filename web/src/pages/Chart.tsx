@@ -1,14 +1,14 @@
 // A patient's chart: demographics and the records index, under the caller's grants.
 // Without a grant the server refuses; a physician or nurse may then break the glass
 // with a stated reason, after a warning that the patient will see it.
-import { useState } from 'react';
-import { Alert, Button, Card, DatePicker, Descriptions, Empty, Form, Input, Modal, Result, Select, Space, Table, Typography } from 'antd';
+import { Alert, Button, Card, DatePicker, Descriptions, Empty, Form, Input, Result, Select, Space, Table, Typography } from 'antd';
 import type { Dayjs } from 'dayjs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router-dom';
 
 import { ProblemError, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
+import { ReasonDialog } from '../components/ReasonDialog';
 import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
 import { useSession } from '../session';
@@ -57,38 +57,17 @@ function Records({ patientId }: { patientId: string }) {
 
 function BreakGlass({ patientId, onOpened }: { patientId: string; onOpened: (patient: PatientView) => void }) {
   const { t } = useI18n();
-  const [open, setOpen] = useState(false);
-  const emergency = useMutation({
-    mutationFn: (reason: string) => unwrap(api.POST('/v1/patients/{patient_id}/break-glass', { params: { path: { patient_id: patientId } }, body: { reason } })),
-    onSuccess: (patient) => {
-      setOpen(false);
-      onOpened(patient);
-    },
-  });
   return (
-    <>
-      <Button danger onClick={() => setOpen(true)}>
-        {t('breakGlass')}
-      </Button>
-      <Modal open={open} title={t('breakGlass')} onCancel={() => setOpen(false)} footer={null} destroyOnHidden>
-        <Space direction="vertical" style={{ width: '100%' }}>
-          <Alert type="warning" showIcon message={t('breakGlassWarning')} />
-          <Form<{ reason: string }> name="breakGlass" layout="vertical" onFinish={({ reason }) => emergency.mutate(reason)}>
-            <Form.Item
-              label={t('reason')}
-              name="reason"
-              rules={[ruleOf(validShortText, t('reasonRequired'))]}
-            >
-              <Input.TextArea rows={2} />
-            </Form.Item>
-            <ProblemAlert error={emergency.error} />
-            <Button type="primary" danger htmlType="submit" loading={emergency.isPending} style={{ marginTop: 8 }}>
-              {t('confirmBreakGlass')}
-            </Button>
-          </Form>
-        </Space>
-      </Modal>
-    </>
+    <ReasonDialog
+      name="breakGlass"
+      title={t('breakGlass')}
+      warning={t('breakGlassWarning')}
+      reasonLabel={t('reason')}
+      reasonRule={t('reasonRequired')}
+      confirm={t('confirmBreakGlass')}
+      act={(reason) => unwrap(api.POST('/v1/patients/{patient_id}/break-glass', { params: { path: { patient_id: patientId } }, body: { reason } }))}
+      onDone={onOpened}
+    />
   );
 }
 

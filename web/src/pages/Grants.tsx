@@ -1,12 +1,13 @@
 // A patient's grants: who may read (or write) their records until when; grant
 // access with scopes and an expiry, revoke it with a reason.
 import { useState } from 'react';
-import { Button, Card, Checkbox, DatePicker, Empty, Form, Input, Modal, Space, Table, Tag, Typography } from 'antd';
+import { Button, Card, Checkbox, DatePicker, Empty, Form, Input, Space, Table, Tag, Typography } from 'antd';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import type { Dayjs } from 'dayjs';
 
 import { api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
+import { ReasonDialog } from '../components/ReasonDialog';
 import { ruleOf } from '../components/rules';
 import { GOOD } from '../components/tone';
 import { useI18n } from '../i18n';
@@ -25,32 +26,17 @@ interface NewGrant {
 
 function Revoke({ grant, onDone }: { grant: GrantView; onDone: () => void }) {
   const { t } = useI18n();
-  const [open, setOpen] = useState(false);
-  const revoke = useMutation({
-    mutationFn: (reason: string) =>
-      unwrap(api.POST('/v1/grants/{grant_id}/revocation', { params: { path: { grant_id: grant.grant_id } }, body: { reason } })),
-    onSuccess: () => {
-      setOpen(false);
-      onDone();
-    },
-  });
   return (
-    <>
-      <Button danger size="small" onClick={() => setOpen(true)}>
-        {t('revoke')}
-      </Button>
-      <Modal open={open} title={t('revoke')} onCancel={() => setOpen(false)} footer={null} destroyOnHidden>
-        <Form<{ reason: string }> name="revoke" layout="vertical" onFinish={({ reason }) => revoke.mutate(reason)}>
-          <Form.Item label={t('revokeReason')} name="reason" rules={[ruleOf(validShortText, t('textRequired'))]}>
-            <Input />
-          </Form.Item>
-          <ProblemAlert error={revoke.error} />
-          <Button type="primary" danger htmlType="submit" loading={revoke.isPending} style={{ marginTop: 8 }}>
-            {t('confirmRevoke')}
-          </Button>
-        </Form>
-      </Modal>
-    </>
+    <ReasonDialog
+      name="revoke"
+      title={t('revoke')}
+      reasonLabel={t('revokeReason')}
+      reasonRule={t('textRequired')}
+      confirm={t('confirmRevoke')}
+      small
+      act={(reason) => unwrap(api.POST('/v1/grants/{grant_id}/revocation', { params: { path: { grant_id: grant.grant_id } }, body: { reason } }))}
+      onDone={onDone}
+    />
   );
 }
 
