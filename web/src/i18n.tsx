@@ -1,6 +1,6 @@
 // Two languages from day one: Simplified Chinese (the default, for the seed's
 // users) and English. Ant Design's own texts follow through its locale.
-import { createContext, useContext, useMemo, useState, type ReactNode } from 'react';
+import { createContext, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 import { ConfigProvider } from 'antd';
 import enUS from 'antd/locale/en_US';
 import zhCN from 'antd/locale/zh_CN';
@@ -278,9 +278,11 @@ const I18nContext = createContext<I18n | null>(null);
 
 export function I18nProvider({ children }: { children: ReactNode }) {
   const [language, setLanguage] = useState<Language>(() => (localStorage.getItem('emr.language') === 'en' ? 'en' : 'zh'));
-  const value = useMemo<I18n>(() => {
+  useEffect(() => {
     dayjs.locale(language === 'zh' ? 'zh-cn' : 'en');
     document.documentElement.lang = language === 'zh' ? 'zh-CN' : 'en';
+  }, [language]);
+  const value = useMemo<I18n>(() => {
     return {
       language,
       setLanguage: (next) => {

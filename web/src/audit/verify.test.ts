@@ -17,7 +17,7 @@ async function receiptFor(events: unknown[]): Promise<Receipt> {
   const [l0, l1, l2] = leaves as [Uint8Array, Uint8Array, Uint8Array];
   const left = await sha(new Uint8Array([1]), l0, l1);
   const root = hex(await sha(new Uint8Array([1]), left, l2));
-  const keys = (await crypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = await crypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']);
   const key = hex(await crypto.subtle.exportKey('raw', keys.publicKey));
   const head = { size: 3, root, first_position: 1, last_position: 3, signed_at: '2026-12-03T09:10:21.3242Z', key, signature: '' };
   const text = `emr-tree-head/1\n3\n${root}\n1\n3\n2026-12-03T09:10:21.324200Z\n${key}`;

@@ -23,6 +23,8 @@ type Event = Record<string, unknown>;
 const isEvent = (value: unknown): value is Event => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const field = (event: Event, name: string): unknown => event[name];
+/** A scalar of the served event as text (anything else shows as nothing). */
+const text = (value: unknown): string => (typeof value === 'string' || typeof value === 'number' ? String(value) : '');
 const metadataOf = (event: Event): Record<string, unknown> => (field(event, 'metadata') ?? {}) as Record<string, unknown>;
 
 function Verification({ target, event }: { target: Target; event: Event }) {
@@ -117,25 +119,25 @@ export default function Audit() {
         <ProblemAlert error={history.error} />
         {target && (
           <Table<Event>
-            rowKey={(event) => String(field(event, 'sequence'))}
+            rowKey={(event) => text(field(event, 'sequence'))}
             loading={history.isLoading}
             dataSource={(history.data ?? []).filter(isEvent)}
             locale={{ emptyText: <Empty description={t('noEvents')} /> }}
             pagination={false}
             expandable={{ expandedRowRender: (event) => <Verification target={target} event={event} />, expandRowByClick: false }}
             columns={[
-              { title: '#', render: (_, event) => String(field(event, 'sequence')) },
-              { title: t('eventType'), render: (_, event) => String(field(event, 'event_type')) },
-              { title: t('when'), render: (_, event) => date(String(metadataOf(event).recorded_at)) },
-              { title: t('position'), render: (_, event) => String(metadataOf(event).position) },
+              { title: '#', render: (_, event) => text(field(event, 'sequence')) },
+              { title: t('eventType'), render: (_, event) => text(field(event, 'event_type')) },
+              { title: t('when'), render: (_, event) => date(text(metadataOf(event).recorded_at)) },
+              { title: t('position'), render: (_, event) => text(metadataOf(event).position) },
               {
                 title: t('actor'),
                 render: (_, event) => {
                   const actor = (metadataOf(event).actor ?? {}) as Record<string, unknown>;
-                  return `${String(actor.role ?? '')} ${String(actor.user_id ?? '')}`;
+                  return `${text(actor.role)} ${text(actor.user_id)}`;
                 },
               },
-              { title: t('causation'), render: (_, event) => <Typography.Text code>{String(metadataOf(event).causation_id ?? '')}</Typography.Text> },
+              { title: t('causation'), render: (_, event) => <Typography.Text code>{text(metadataOf(event).causation_id)}</Typography.Text> },
             ]}
           />
         )}
