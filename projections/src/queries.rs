@@ -155,6 +155,7 @@ pub async fn records(db: &ReadModelDb, filter: &RecordFilter) -> Result<Vec<Reco
 }
 
 /// Dashboard figures.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Dashboard {
     /// Records created per type per day: `(record_type, day, records)`.
@@ -385,6 +386,7 @@ pub struct SecurityEventFilter {
 }
 
 /// One security event as officers triage it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct SecurityEventRow {
     /// The security event.

@@ -216,6 +216,7 @@ async fn apply_batch<P: Projection>(
 }
 
 /// How far one projection is behind the log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Lag {
     /// The projection.

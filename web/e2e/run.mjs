@@ -244,6 +244,13 @@ async function main() {
       }
       await accessible(page, 'integrity');
     });
+    await step(page, 'operations-dashboard', async () => {
+      await page.getByRole('link', { name: 'Operations' }).click();
+      await page.getByRole('heading', { name: 'Operations' }).waitFor();
+      await page.getByRole('img', { name: 'Records per type per day (30 days)' }).locator('canvas').waitFor({ timeout: 15_000 });
+      await page.getByRole('cell', { name: 'HOSP-001' }).waitFor({ timeout: 15_000 });
+      await accessible(page, 'operations');
+    });
     console.log(`web e2e: ${steps.length} steps passed; screenshots in ${artifacts}`);
   } finally {
     await browser?.close();

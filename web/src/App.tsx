@@ -15,6 +15,7 @@ const Chart = lazy(() => import('./pages/Chart'));
 const AccessLog = lazy(() => import('./pages/AccessLog'));
 const Audit = lazy(() => import('./pages/Audit'));
 const Grants = lazy(() => import('./pages/Grants'));
+const Operations = lazy(() => import('./pages/Operations'));
 
 const queries = new QueryClient({ defaultOptions: { queries: { refetchOnWindowFocus: false, retry: 1 } } });
 
@@ -29,6 +30,7 @@ const SCREENS: Screen[] = [
   { path: '/my/access-log', label: 'whoSawMyData', roles: ['patient'] },
   { path: '/my/grants', label: 'myGrants', roles: ['patient'] },
   { path: '/audit', label: 'integrity', roles: ['auditor'] },
+  { path: '/operations', label: 'operations', roles: ['admin', 'auditor'] },
 ];
 
 function LanguageSwitch() {
@@ -112,6 +114,7 @@ function Screens() {
         <Route path="/my/access-log" element={<AccessLog />} />
         <Route path="/audit" element={<Audit />} />
         <Route path="/my/grants" element={<Grants />} />
+        <Route path="/operations" element={<Operations />} />
         <Route path="*" element={<Navigate to="/" replace />} />
       </Routes>
     </Shell>

@@ -92,7 +92,7 @@ pub(crate) struct Days {
     days: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/read/dashboard", tag = "read models", summary = "Dashboard aggregates", params(Days, Consistency), responses((status = 200, description = "records per type per day, patients per hospital, active grants"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/read/dashboard", tag = "read models", summary = "Dashboard aggregates", params(Days, Consistency), responses((status = 200, description = "records per type per day, patients per hospital, active grants", body = emr_projections::queries::Dashboard), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn dashboard(
     State(state): State<AppState>,
     caller: Caller,
@@ -106,7 +106,7 @@ pub(crate) async fn dashboard(
     Ok(Json(queries::dashboard(&models.db, days.days.unwrap_or(30).min(3660)).await?))
 }
 
-#[utoipa::path(get, path = "/v1/projections", tag = "read models", summary = "Read-model positions and lag", responses((status = 200, description = "lag per projection"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/projections", tag = "read models", summary = "Read-model positions and lag", responses((status = 200, description = "lag per projection", body = Vec<emr_projections::Lag>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn projections(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Lag>>, ApiError> {
     authorize(&state, &caller, Action::ReadDashboard, None).await?;
     let models = models(&state)?;
