@@ -251,6 +251,15 @@ async function main() {
       await page.getByRole('cell', { name: 'HOSP-001' }).waitFor({ timeout: 15_000 });
       await accessible(page, 'operations');
     });
+    await step(page, 'security-event-acknowledged', async () => {
+      await page.getByRole('link', { name: 'Security events' }).click();
+      // The break-glass read raised a security event for the officers.
+      const row = page.getByRole('row', { name: /break_glass_use/ }).first();
+      await row.waitFor({ timeout: 15_000 });
+      await accessible(page, 'security events');
+      await row.getByRole('button', { name: 'Acknowledge' }).click();
+      await page.getByRole('row', { name: /break_glass_use.*acknowledged/ }).first().waitFor({ timeout: 15_000 });
+    });
     console.log(`web e2e: ${steps.length} steps passed; screenshots in ${artifacts}`);
   } finally {
     await browser?.close();

@@ -16,6 +16,7 @@ const AccessLog = lazy(() => import('./pages/AccessLog'));
 const Audit = lazy(() => import('./pages/Audit'));
 const Grants = lazy(() => import('./pages/Grants'));
 const Operations = lazy(() => import('./pages/Operations'));
+const Security = lazy(() => import('./pages/Security'));
 
 const queries = new QueryClient({ defaultOptions: { queries: { refetchOnWindowFocus: false, retry: 1 } } });
 
@@ -31,6 +32,7 @@ const SCREENS: Screen[] = [
   { path: '/my/grants', label: 'myGrants', roles: ['patient'] },
   { path: '/audit', label: 'integrity', roles: ['auditor'] },
   { path: '/operations', label: 'operations', roles: ['admin', 'auditor'] },
+  { path: '/security', label: 'securityEvents', roles: ['admin', 'auditor'] },
 ];
 
 function LanguageSwitch() {
@@ -115,6 +117,7 @@ function Screens() {
         <Route path="/audit" element={<Audit />} />
         <Route path="/my/grants" element={<Grants />} />
         <Route path="/operations" element={<Operations />} />
+        <Route path="/security" element={<Security />} />
         <Route path="*" element={<Navigate to="/" replace />} />
       </Routes>
     </Shell>
