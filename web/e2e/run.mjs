@@ -40,8 +40,9 @@ function freePort() {
   });
 }
 
-function totp(secret) {
-  return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30 }).generate();
+/** The TOTP code of `secret`, `ahead` steps from now (a code is good once; the server takes ±1 step). */
+function totp(secret, ahead = 0) {
+  return new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(secret), digits: 6, period: 30 }).generate({ timestamp: Date.now() + ahead * 30_000 });
 }
 
 async function json(base, method, path, body, token) {
@@ -54,12 +55,12 @@ async function json(base, method, path, body, token) {
   return value;
 }
 
-/** Signs in over the API (password, enrolment, TOTP): an access token. */
+/** Signs in over the API (password, enrolment, TOTP): an access token and the TOTP secret. */
 async function apiSignIn(base, username) {
   const challenge = await json(base, 'POST', '/v1/auth/login', { username, password: PASSWORD });
   const enrolment = await json(base, 'POST', '/v1/auth/mfa/enrolment', { mfa_token: challenge.mfa_token });
   const tokens = await json(base, 'POST', '/v1/auth/mfa/verification', { mfa_token: challenge.mfa_token, code: totp(enrolment.secret) });
-  return tokens.access_token;
+  return { token: tokens.access_token, secret: enrolment.secret };
 }
 
 const steps = [];
@@ -89,15 +90,20 @@ async function accessible(page, screen) {
   console.log(`ok - ${screen}: no serious or critical axe violations (${results.passes.length} rules pass)`);
 }
 
-/** Signs in through the page with the keyboard only, enrolling TOTP on the way. */
-async function uiSignIn(page, base, username) {
+/**
+ * Signs in through the page with the keyboard only: enrolling TOTP on the way, or,
+ * for an account already enrolled with `secret`, with the next step's code.
+ */
+async function uiSignIn(page, base, username, secret) {
   await page.goto(base);
   await page.getByText('English', { exact: true }).click();
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(PASSWORD);
   await page.keyboard.press('Enter');
-  const secret = (await page.getByTestId('totp-secret').textContent({ timeout: 15_000 })).trim();
-  await page.getByLabel('Authenticator code').fill(totp(secret));
+  const code = secret
+    ? totp(secret, 1)
+    : totp((await page.getByTestId('totp-secret').textContent({ timeout: 15_000 })).trim());
+  await page.getByLabel('Authenticator code').fill(code);
   await page.keyboard.press('Enter');
 }
 
@@ -130,7 +136,7 @@ async function main() {
       await new Promise((ok) => setTimeout(ok, 100));
     }
     // The accounts an administrator and a patient open, over the API.
-    const adminToken = await apiSignIn(base, 'admin');
+    const { token: adminToken, secret: adminSecret } = await apiSignIn(base, 'admin');
     const doctor = await json(base, 'POST', '/v1/accounts', {
       username: 'dr_li', password: PASSWORD, role: 'physician',
       profile: { full_name: 'Li Wei', licence_number: 'LIC-1001', department: 'Emergency', specialization: 'Trauma' },
@@ -259,6 +265,20 @@ async function main() {
       await accessible(page, 'security events');
       await row.getByRole('button', { name: 'Acknowledge' }).click();
       await page.getByRole('row', { name: /break_glass_use.*acknowledged/ }).first().waitFor({ timeout: 15_000 });
+    });
+    await step(page, 'administrator-opens-an-account', async () => {
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await uiSignIn(page, base, 'admin', adminSecret);
+      await page.getByRole('link', { name: 'Accounts' }).click();
+      await page.getByLabel('Username').fill('nurse_chen');
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByLabel('Name', { exact: true }).fill('Chen Jing');
+      await page.getByLabel('Licence number').fill('LIC-2002');
+      await page.getByLabel('Department').fill('Emergency');
+      await page.getByLabel('Specialization').fill('Triage');
+      await page.getByRole('button', { name: 'Open an account' }).click();
+      await page.getByRole('cell', { name: 'nurse_chen' }).waitFor({ timeout: 15_000 });
+      await accessible(page, 'accounts');
     });
     console.log(`web e2e: ${steps.length} steps passed; screenshots in ${artifacts}`);
   } finally {

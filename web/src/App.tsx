@@ -17,6 +17,7 @@ const Audit = lazy(() => import('./pages/Audit'));
 const Grants = lazy(() => import('./pages/Grants'));
 const Operations = lazy(() => import('./pages/Operations'));
 const Security = lazy(() => import('./pages/Security'));
+const Accounts = lazy(() => import('./pages/Accounts'));
 
 const queries = new QueryClient({ defaultOptions: { queries: { refetchOnWindowFocus: false, retry: 1 } } });
 
@@ -33,6 +34,7 @@ const SCREENS: Screen[] = [
   { path: '/audit', label: 'integrity', roles: ['auditor'] },
   { path: '/operations', label: 'operations', roles: ['admin', 'auditor'] },
   { path: '/security', label: 'securityEvents', roles: ['admin', 'auditor'] },
+  { path: '/accounts', label: 'accounts', roles: ['admin'] },
 ];
 
 function LanguageSwitch() {
@@ -118,6 +120,7 @@ function Screens() {
         <Route path="/my/grants" element={<Grants />} />
         <Route path="/operations" element={<Operations />} />
         <Route path="/security" element={<Security />} />
+        <Route path="/accounts" element={<Accounts />} />
         <Route path="*" element={<Navigate to="/" replace />} />
       </Routes>
     </Shell>

@@ -1,0 +1,151 @@
+// Administrators: open accounts (clinicians with their licensed profile), look one
+// up, lift a lockout or a suspension (a suspension needs a reason), close it.
+import { useState } from 'react';
+import { Button, Card, Descriptions, Form, Input, Select, Space, Tag, Typography } from 'antd';
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+
+import { api, unwrap, type Schemas } from '../api/client';
+import { ProblemAlert } from '../components/ProblemAlert';
+import { ruleOf } from '../components/rules';
+import { useI18n } from '../i18n';
+import { validPassword, validShortText, validUsername } from '../validation';
+
+type Role = Schemas['Role'];
+const ROLES: Role[] = ['physician', 'nurse', 'admin', 'auditor', 'researcher', 'hospital'];
+
+interface NewAccount {
+  username: string;
+  password: string;
+  role: Role;
+  full_name?: string;
+  licence_number?: string;
+  department?: string;
+  specialization?: string;
+}
+
+function OpenAccount({ onOpened }: { onOpened: (userId: string) => void }) {
+  const { t } = useI18n();
+  const [form] = Form.useForm<NewAccount>();
+  const role = Form.useWatch('role', form);
+  const clinician = role === 'physician' || role === 'nurse';
+  const open = useMutation({
+    mutationFn: (values: NewAccount) =>
+      unwrap(
+        api.POST('/v1/accounts', {
+          body: {
+            username: values.username,
+            password: values.password,
+            role: values.role,
+            profile: clinician
+              ? {
+                  full_name: values.full_name ?? '',
+                  licence_number: values.licence_number ?? '',
+                  department: values.department ?? '',
+                  specialization: values.specialization ?? '',
+                }
+              : null,
+          },
+        }),
+      ),
+    onSuccess: (created) => {
+      form.resetFields();
+      onOpened(created.user_id);
+    },
+  });
+  return (
+    <Form<NewAccount> name="account" form={form} layout="vertical" onFinish={(values) => open.mutate(values)} initialValues={{ role: 'physician' }} style={{ maxWidth: 520 }}>
+      <Form.Item label={t('username')} name="username" rules={[ruleOf(validUsername, t('usernameRequired'))]}>
+        <Input autoComplete="off" />
+      </Form.Item>
+      <Form.Item label={t('password')} name="password" rules={[ruleOf(validPassword, t('passwordRule'))]}>
+        <Input.Password autoComplete="new-password" />
+      </Form.Item>
+      <Form.Item label={t('role')} name="role">
+        <Select options={ROLES.map((value) => ({ value, label: value }))} />
+      </Form.Item>
+      {clinician && (
+        <>
+          <Form.Item label={t('name')} name="full_name" rules={[ruleOf(validShortText, t('nameRequired'))]}>
+            <Input />
+          </Form.Item>
+          <Form.Item label={t('licence')} name="licence_number" rules={[ruleOf((v) => /^[A-Za-z0-9-]{4,32}$/.test(v), t('licenceRule'))]}>
+            <Input />
+          </Form.Item>
+          <Form.Item label={t('department')} name="department" rules={[ruleOf(validShortText, t('textRequired'))]}>
+            <Input />
+          </Form.Item>
+          <Form.Item label={t('specialization')} name="specialization" rules={[ruleOf(validShortText, t('textRequired'))]}>
+            <Input />
+          </Form.Item>
+        </>
+      )}
+      <ProblemAlert error={open.error} />
+      <Button type="primary" htmlType="submit" loading={open.isPending} style={{ marginTop: 8 }}>
+        {t('openAccount')}
+      </Button>
+    </Form>
+  );
+}
+
+function Account({ userId }: { userId: string }) {
+  const { t, date } = useI18n();
+  const queries = useQueryClient();
+  const account = useQuery({
+    queryKey: ['account', userId],
+    queryFn: () => unwrap(api.GET('/v1/accounts/{user_id}', { params: { path: { user_id: userId } } })),
+    retry: false,
+  });
+  const refresh = () => void queries.invalidateQueries({ queryKey: ['account', userId] });
+  const unlock = useMutation({
+    mutationFn: () => unwrap(api.POST('/v1/accounts/{user_id}/unlock', { params: { path: { user_id: userId } }, body: { reason: null } })),
+    onSuccess: refresh,
+  });
+  const close = useMutation({
+    mutationFn: () => unwrap(api.POST('/v1/accounts/{user_id}/deactivation', { params: { path: { user_id: userId } } })),
+    onSuccess: refresh,
+  });
+  if (account.error) return <ProblemAlert error={account.error} />;
+  const view = account.data;
+  if (!view) return <Typography.Text>{t('loading')}</Typography.Text>;
+  return (
+    <Space direction="vertical" style={{ width: '100%' }}>
+      <Descriptions bordered size="small" column={2}>
+        <Descriptions.Item label={t('username')}>{view.username ?? '—'}</Descriptions.Item>
+        <Descriptions.Item label={t('role')}>{view.role ?? '—'}</Descriptions.Item>
+        <Descriptions.Item label={t('status')}>
+          <Tag>{view.status}</Tag>
+        </Descriptions.Item>
+        <Descriptions.Item label="MFA">{view.mfa_enabled ? '✓' : '—'}</Descriptions.Item>
+        <Descriptions.Item label={t('lockedUntil')}>{view.locked_until ? date(view.locked_until) : '—'}</Descriptions.Item>
+        <Descriptions.Item label={t('name')}>{view.profile?.full_name ?? '—'}</Descriptions.Item>
+      </Descriptions>
+      <Space>
+        <Button onClick={() => unlock.mutate()} loading={unlock.isPending}>
+          {t('unlock')}
+        </Button>
+        <Button danger onClick={() => close.mutate()} loading={close.isPending} disabled={view.status !== 'active'}>
+          {t('closeAccount')}
+        </Button>
+      </Space>
+      <ProblemAlert error={unlock.error ?? close.error} />
+    </Space>
+  );
+}
+
+export default function Accounts() {
+  const { t } = useI18n();
+  const [userId, setUserId] = useState<string | null>(null);
+  return (
+    <Space direction="vertical" size="large" style={{ width: '100%' }}>
+      <Card title={<Typography.Title level={2} style={{ fontSize: 18, margin: 0 }}>{t('findAccount')}</Typography.Title>}>
+        <Space direction="vertical" style={{ width: '100%' }}>
+          <Input.Search aria-label={t('findAccount')} placeholder={t('accountId')} enterButton={t('search')} onSearch={(id) => setUserId(id.trim() || null)} />
+          {userId && <Account userId={userId} />}
+        </Space>
+      </Card>
+      <Card title={<Typography.Title level={2} style={{ fontSize: 18, margin: 0 }}>{t('openAccount')}</Typography.Title>}>
+        <OpenAccount onOpened={setUserId} />
+      </Card>
+    </Space>
+  );
+}
