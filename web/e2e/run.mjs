@@ -4,7 +4,8 @@
 //   a physician signs in with password and TOTP (enrolling on the way), registers a
 //   patient, finds no one in the search (no grant yet), is refused the chart, breaks
 //   the glass with a reason and writes a record; the patient signs in (enrolling too)
-//   and sees that read in "who saw my data", grants a clinician access and revokes it; an auditor verifies the record's first
+//   and sees that read in "who saw my data", approves the physician's access request,
+//   grants access and revokes a grant; an auditor verifies the record's first
 //   event against the anchored, signed tree head — in the browser, step by step.
 //
 // Every step is screenshotted into e2e/artifacts/, and axe-core checks each main
@@ -172,6 +173,10 @@ async function main() {
     await step(page, 'chart-refused-without-a-grant', async () => {
       await page.getByText('Access refused').waitFor({ timeout: 15_000 });
       await accessible(page, 'chart (refused)');
+      await page.getByRole('button', { name: 'Request access' }).click();
+      await page.getByLabel('Why you need access (the patient sees it)').fill('follow-up of chest pain');
+      await page.getByRole('button', { name: 'Send request' }).click();
+      await page.getByText('Request sent to the patient').waitFor({ timeout: 15_000 });
     });
     await step(page, 'search-finds-no-one-without-a-grant', async () => {
       await page.getByRole('link', { name: 'Back' }).click();
@@ -215,15 +220,20 @@ async function main() {
     await step(page, 'patient-grants-and-revokes-access', async () => {
       await page.getByRole('link', { name: 'My grants' }).click();
       await page.getByRole('heading', { name: 'My grants' }).waitFor();
+      // The physician's request waits for the patient's decision.
+      const request = page.getByRole('row', { name: /requested/ });
+      await request.waitFor({ timeout: 15_000 });
+      await request.getByRole('button', { name: 'Approve' }).click();
+      await page.getByRole('row', { name: /active/ }).waitFor({ timeout: 15_000 });
       await page.getByLabel('Grantee (user id)').fill(doctor.user_id);
       const until = new Date(Date.now() + 30 * 86_400_000).toISOString().slice(0, 10);
       await page.getByLabel('Expires').fill(until);
       await page.getByLabel('Expires').press('Enter');
       await page.getByLabel('Why', { exact: true }).fill('follow-up care');
       await page.getByRole('button', { name: 'Grant access' }).click();
-      await page.getByRole('cell', { name: doctor.user_id }).waitFor({ timeout: 15_000 });
+      await page.getByRole('row', { name: /active/ }).nth(1).waitFor({ timeout: 15_000 });
       await accessible(page, 'my grants');
-      await page.getByRole('button', { name: 'Revoke', exact: true }).click();
+      await page.getByRole('button', { name: 'Revoke', exact: true }).first().click();
       await page.getByLabel('Why you revoke it').fill('care finished');
       await page.getByRole('button', { name: 'Revoke access' }).click();
       await page.getByText('revoked', { exact: true }).waitFor({ timeout: 15_000 });

@@ -17,11 +17,13 @@ interface Props<T> {
   reasonRule: string;
   confirm: string;
   small?: boolean;
+  /** A destructive or exceptional action (the default); `false` for an ordinary one. */
+  danger?: boolean;
   act: (reason: string) => Promise<T>;
   onDone: (result: T) => void;
 }
 
-export function ReasonDialog<T>({ name, title, warning, reasonLabel, reasonRule, confirm, small, act, onDone }: Props<T>) {
+export function ReasonDialog<T>({ name, title, warning, reasonLabel, reasonRule, confirm, small, danger = true, act, onDone }: Props<T>) {
   const [open, setOpen] = useState(false);
   const action = useMutation({
     mutationFn: act,
@@ -32,7 +34,7 @@ export function ReasonDialog<T>({ name, title, warning, reasonLabel, reasonRule,
   });
   return (
     <>
-      <Button danger size={small ? 'small' : 'middle'} onClick={() => setOpen(true)}>
+      <Button danger={danger} size={small ? 'small' : 'middle'} onClick={() => setOpen(true)}>
         {title}
       </Button>
       <Modal open={open} title={title} onCancel={() => setOpen(false)} footer={null} destroyOnHidden>
@@ -43,7 +45,7 @@ export function ReasonDialog<T>({ name, title, warning, reasonLabel, reasonRule,
               <Input.TextArea rows={2} />
             </Form.Item>
             <ProblemAlert error={action.error} />
-            <Button type="primary" danger htmlType="submit" loading={action.isPending} style={{ marginTop: 8 }}>
+            <Button type="primary" danger={danger} htmlType="submit" loading={action.isPending} style={{ marginTop: 8 }}>
               {confirm}
             </Button>
           </Form>

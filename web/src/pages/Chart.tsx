@@ -1,7 +1,7 @@
 // A patient's chart: demographics and the records index, under the caller's grants.
 // Without a grant the server refuses; a physician or nurse may then break the glass
 // with a stated reason, after a warning that the patient will see it.
-import { Alert, Button, Card, DatePicker, Descriptions, Empty, Form, Input, Result, Select, Space, Table, Typography } from 'antd';
+import { Alert, Button, Card, DatePicker, Descriptions, Empty, Form, Input, Result, Select, Space, Table, Typography, message } from 'antd';
 import type { Dayjs } from 'dayjs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router-dom';
@@ -67,6 +67,29 @@ function BreakGlass({ patientId, onOpened }: { patientId: string; onOpened: (pat
       confirm={t('confirmBreakGlass')}
       act={(reason) => unwrap(api.POST('/v1/patients/{patient_id}/break-glass', { params: { path: { patient_id: patientId } }, body: { reason } }))}
       onDone={onOpened}
+    />
+  );
+}
+
+/** Asks the patient for read access for 30 days, with a reason they will see. */
+function RequestAccess({ patientId }: { patientId: string }) {
+  const { t } = useI18n();
+  return (
+    <ReasonDialog
+      name="accessRequest"
+      title={t('requestAccess')}
+      reasonLabel={t('requestReason')}
+      reasonRule={t('textRequired')}
+      confirm={t('sendRequest')}
+      danger={false}
+      act={(reason) =>
+        unwrap(
+          api.POST('/v1/access-requests', {
+            body: { patient_id: patientId, scopes: ['read'], reason, requested_until: new Date(Date.now() + 30 * 86_400_000).toISOString() },
+          }),
+        )
+      }
+      onDone={() => void message.success(t('requestSent'))}
     />
   );
 }
@@ -164,7 +187,12 @@ export default function Chart() {
           status="403"
           title={t('refused')}
           subTitle={patient.error instanceof ProblemError ? patient.error.problem.detail : ''}
-          extra={<BreakGlass patientId={patientId} onOpened={(opened) => queries.setQueryData(['patient', patientId], opened)} />}
+          extra={
+            <Space>
+              <RequestAccess patientId={patientId} />
+              <BreakGlass patientId={patientId} onOpened={(opened) => queries.setQueryData(['patient', patientId], opened)} />
+            </Space>
+          }
         />
       ) : (
         <ProblemAlert error={patient.error} />

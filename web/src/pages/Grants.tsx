@@ -40,6 +40,35 @@ function Revoke({ grant, onDone }: { grant: GrantView; onDone: () => void }) {
   );
 }
 
+/** A clinician's request: approve for 30 days, or deny with a reason. */
+function Decide({ grant, onDone }: { grant: GrantView; onDone: () => void }) {
+  const { t } = useI18n();
+  const path = { params: { path: { grant_id: grant.grant_id } } };
+  const approve = useMutation({
+    mutationFn: () =>
+      unwrap(api.POST('/v1/grants/{grant_id}/approval', { ...path, body: { expires_at: new Date(Date.now() + 30 * 86_400_000).toISOString() } })),
+    onSuccess: onDone,
+  });
+  return (
+    <Space>
+      <Button size="small" type="primary" onClick={() => approve.mutate()} loading={approve.isPending}>
+        {t('approve')}
+      </Button>
+      <ReasonDialog
+        name="deny"
+        title={t('deny')}
+        reasonLabel={t('denyReason')}
+        reasonRule={t('textRequired')}
+        confirm={t('deny')}
+        small
+        act={(reason) => unwrap(api.POST('/v1/grants/{grant_id}/denial', { ...path, body: { reason } }))}
+        onDone={onDone}
+      />
+      <ProblemAlert error={approve.error} />
+    </Space>
+  );
+}
+
 export default function Grants() {
   const { t, date } = useI18n();
   const { session } = useSession();
@@ -88,7 +117,11 @@ export default function Grants() {
             { title: t('scopes'), render: (_, grant) => grant.scopes.map((scope) => <Tag key={scope}>{scope}</Tag>) },
             { title: t('expires'), render: (_, grant) => (grant.expires_at ? date(grant.expires_at) : '') },
             { title: t('status'), render: (_, grant) => <Tag style={grant.active_now ? GOOD : undefined}>{grant.status}</Tag> },
-            { title: '', render: (_, grant) => grant.active_now && <Revoke grant={grant} onDone={refresh} /> },
+            {
+              title: '',
+              render: (_, grant) =>
+                grant.status === 'requested' ? <Decide grant={grant} onDone={refresh} /> : grant.active_now && <Revoke grant={grant} onDone={refresh} />,
+            },
           ]}
         />
       </Card>
