@@ -91,6 +91,27 @@ async function accessible(page, screen) {
   console.log(`ok - ${screen}: no serious or critical axe violations (${results.passes.length} rules pass)`);
 }
 
+/** Every control named in `names` takes the focus by Tab alone, from the top of the page. */
+async function reachableByKeyboard(page, screen, names) {
+  await page.locator('body').focus();
+  const seen = new Set();
+  for (let i = 0; i < 80 && names.some((n) => !seen.has(n)); i++) {
+    await page.keyboard.press('Tab');
+    const name = await page.evaluate(() => {
+      const el = document.activeElement;
+      if (!el || el === document.body) return '';
+      const labelled =
+        el.getAttribute('aria-label') || (el.id && document.querySelector(`label[for="${el.id}"]`)?.textContent) || el.closest('label')?.textContent || '';
+      // A control's own words, not a container's: that would name everything inside it.
+      const own = (el.textContent ?? '').trim();
+      return (labelled || (own.length <= 40 ? own : '')).trim();
+    });
+    for (const wanted of names) if (name.includes(wanted)) seen.add(wanted);
+  }
+  assert.deepEqual(names.filter((n) => !seen.has(n)), [], `${screen}: controls the keyboard does not reach`);
+  console.log(`ok - ${screen}: ${names.length} controls reached by Tab`);
+}
+
 /**
  * Signs in through the page with the keyboard only: enrolling TOTP on the way, or,
  * for an account already enrolled with `secret`, with the next step's code.
@@ -155,6 +176,7 @@ async function main() {
       // Ant Design spaces two-character Chinese labels: 登 录.
       await page.getByRole('button', { name: /登\s?录|Sign in/ }).waitFor();
       await accessible(page, 'sign-in');
+      await reachableByKeyboard(page, 'sign-in', ['用户名', '密码', '登 录']);
     });
     await step(page, 'physician-signed-in-with-mfa', async () => {
       await uiSignIn(page, base, 'dr_li');
@@ -173,6 +195,7 @@ async function main() {
     await step(page, 'chart-refused-without-a-grant', async () => {
       await page.getByText('Access refused').waitFor({ timeout: 15_000 });
       await accessible(page, 'chart (refused)');
+      await reachableByKeyboard(page, 'chart (refused)', ['Patients', 'Back', 'Request access', 'Break the glass']);
       await page.getByRole('button', { name: 'Request access' }).click();
       await page.getByLabel('Why you need access (the patient sees it)').fill('follow-up of chest pain');
       await page.getByRole('button', { name: 'Send request' }).click();
@@ -233,6 +256,7 @@ async function main() {
       await page.getByRole('button', { name: 'Grant access' }).click();
       await page.getByRole('row', { name: /active/ }).nth(1).waitFor({ timeout: 15_000 });
       await accessible(page, 'my grants');
+      await reachableByKeyboard(page, 'my grants', ['Revoke', 'Grantee (user id)', 'Read', 'Expires', 'Why', 'Grant access']);
       await page.getByRole('button', { name: 'Revoke', exact: true }).first().click();
       await page.getByLabel('Why you revoke it').fill('care finished');
       await page.getByRole('button', { name: 'Revoke access' }).click();
