@@ -96,7 +96,8 @@ impl axum::extract::FromRef<AppState> for OperationsState {
 /// The whole HTTP API, with the operational endpoints and its Prometheus
 /// metrics at `/metrics`.
 pub fn router(state: AppState) -> Router {
-    observed(routes::api().merge(routes::operations()).with_state(state), None)
+    let api = routes::api().merge(routes::operations()).route("/", axum::routing::get(web::not_built));
+    observed(api.with_state(state), None)
 }
 
 /// The API, and the built web application (`web/dist`) at `/` from `web_dir`.

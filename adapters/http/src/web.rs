@@ -21,9 +21,21 @@ pub(crate) async fn serve(dir: PathBuf, request: Request) -> Response {
     if API_PREFIXES.iter().any(|prefix| request.uri().path().starts_with(prefix)) {
         return ApiError::NotFound("resource".into()).into_response();
     }
-    let files = ServeDir::new(&dir).not_found_service(ServeFile::new(dir.join("index.html")));
+    // `fallback`, not `not_found_service`: a page path answers index.html with 200, not 404.
+    let files = ServeDir::new(&dir).fallback(ServeFile::new(dir.join("index.html")));
     match files.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(error) => match error {},
     }
+}
+
+/// `/` of a server without a built web application: how to build it, and where
+/// the API is, rather than a bare `404`.
+pub(crate) async fn not_built() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>EMR Ledger</title></head><body>\
+         <h1>EMR Ledger</h1><p>The API is running (<a href=\"/openapi.json\">OpenAPI</a>, <a href=\"/fhir/r4/metadata\">FHIR</a>). \
+         The web application is not built: run <code>npm --prefix web ci &amp;&amp; npm --prefix web run build</code> \
+         (Node.js 20.19 or later) and restart <code>emr serve</code>.</p></body></html>",
+    )
 }

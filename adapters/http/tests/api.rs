@@ -385,6 +385,39 @@ async fn the_openapi_document_describes_routes_that_exist_with_the_domains_schem
     }
 }
 
+#[tokio::test]
+async fn the_web_application_is_served_at_the_root_and_api_paths_never_fall_back_to_it() {
+    let app = app().await;
+    // Without a built application, `/` says how to build it.
+    let response = app.router.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(page.contains("npm --prefix web ci"), "{page}");
+
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dist.path().join("assets")).unwrap();
+    std::fs::write(dist.path().join("index.html"), "<div id=root></div>").unwrap();
+    std::fs::write(dist.path().join("assets/app.js"), "console.log(1)").unwrap();
+    let router = emr_http::router_with_web_app(app.state.clone(), dist.path().to_owned());
+    let get = |path: &str| router.clone().oneshot(Request::get(path).body(Body::empty()).unwrap());
+    let body = |response: axum::response::Response| async move { response.into_body().collect().await.unwrap().to_bytes() };
+    let asset = get("/assets/app.js").await.unwrap();
+    assert_eq!(asset.status(), StatusCode::OK);
+    assert_eq!(&body(asset).await[..], b"console.log(1)");
+    for page in ["/", "/patients/0190f5c4-7d0e-7cc2-9a4e-000000000009", "/my/grants"] {
+        let response = get(page).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{page}");
+        assert_eq!(&body(response).await[..], b"<div id=root></div>", "{page}: the browser's router takes it");
+    }
+    for api in ["/v1/nothing-here", "/fhir/r4-nothing", "/oauth/nothing"] {
+        let response = get(api).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{api}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{api}");
+    }
+    let (status, _, _) = send(&app, Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "routes still win over the fallback");
+}
+
 /// The web application's API client is generated from `web/openapi.json`: it must
 /// be the document this server serves. `EMR_WRITE_OPENAPI=1` rewrites it.
 #[tokio::test]
