@@ -45,6 +45,14 @@ export function patientQuery(text: string): PatientQuery | null {
   return { name: value };
 }
 
+/** How long access lasts when a clinician asks for it or a patient approves it without a date. */
+export const DEFAULT_ACCESS_DAYS = 30;
+
+/** The instant `days` days from now, as the API takes instants (RFC 3339). */
+export function daysFromNow(days: number): string {
+  return new Date(Date.now() + days * 86_400_000).toISOString();
+}
+
 /** The claims of our own access token that the screens need (the server verifies it). */
 export interface Claims {
   sub: string;

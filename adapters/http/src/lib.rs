@@ -116,7 +116,10 @@ fn observed(router: Router, web_dir: Option<std::path::PathBuf>) -> Router {
     #[allow(clippy::expect_used)]
     let metrics = metrics::Metrics::new().expect("metric families are valid");
     let router = match web_dir {
-        Some(dir) => router.fallback(move |request: axum::extract::Request| web::serve(dir.clone(), request)),
+        Some(dir) => {
+            let files = web::files(&dir);
+            router.fallback(move |request: axum::extract::Request| web::serve(files.clone(), request))
+        }
         None => router.fallback(|| async { ApiError::NotFound("resource".into()) }),
     };
     router

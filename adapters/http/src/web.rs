@@ -3,7 +3,7 @@
 //! page path so the browser's router can take it. Paths under the API's prefixes
 //! never fall back to the page: an unknown API path stays a problem+json `404`.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -16,13 +16,17 @@ use crate::problem::ApiError;
 /// Path prefixes that belong to the API, not to the web application.
 const API_PREFIXES: [&str; 5] = ["/v1/", "/fhir/", "/oauth/", "/.well-known/", "/metrics"];
 
-/// Serves the built web application from `dir` (its `index.html` and `assets/`).
-pub(crate) async fn serve(dir: PathBuf, request: Request) -> Response {
+/// The built web application in `dir` (its `index.html` and `assets/`).
+pub(crate) fn files(dir: &Path) -> ServeDir<ServeFile> {
+    // `fallback`, not `not_found_service`: a page path answers index.html with 200, not 404.
+    ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")))
+}
+
+/// Answers `request` from the web application's `files`, unless its path is the API's.
+pub(crate) async fn serve(files: ServeDir<ServeFile>, request: Request) -> Response {
     if API_PREFIXES.iter().any(|prefix| request.uri().path().starts_with(prefix)) {
         return ApiError::NotFound("resource".into()).into_response();
     }
-    // `fallback`, not `not_found_service`: a page path answers index.html with 200, not 404.
-    let files = ServeDir::new(&dir).fallback(ServeFile::new(dir.join("index.html")));
     match files.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(error) => match error {},

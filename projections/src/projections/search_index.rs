@@ -113,6 +113,15 @@ impl SearchIndex {
         keys.iter().map(|key| (self.index.term(key), key.field())).collect()
     }
 
+    /// The terms a record version is found by (none once its patient was erased).
+    async fn record_terms(
+        &self,
+        content: &emr_domain::phi::Phi<emr_domain::values::RecordContent>,
+    ) -> Result<Vec<String>, ProjectionError> {
+        let keys = self.open(content).await?.map(|content| LookupKey::of_record(&content)).unwrap_or_default();
+        Ok(keys.iter().map(|key| self.index.term(key)).collect())
+    }
+
     async fn open<T: Clone + serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         phi: &emr_domain::phi::Phi<T>,
@@ -152,16 +161,10 @@ impl Projection for SearchIndex {
                     records.retain(|_, (patient, _)| *patient != fact.aggregate_id);
                 }
                 Payload::Record(RecordEvent::RecordCreated { patient_id, content, .. }) => {
-                    let keys = self.open(content).await?.map(|content| LookupKey::of_record(&content)).unwrap_or_default();
-                    records.insert(
-                        fact.aggregate_id.clone(),
-                        (patient_id.to_string(), self.terms(keys).into_iter().map(|(t, _)| t).collect()),
-                    );
+                    records.insert(fact.aggregate_id.clone(), (patient_id.to_string(), self.record_terms(content).await?));
                 }
                 Payload::Record(RecordEvent::RecordAmended { content, .. }) => {
-                    let keys = self.open(content).await?.map(|content| LookupKey::of_record(&content)).unwrap_or_default();
-                    let terms = self.terms(keys).into_iter().map(|(t, _)| t).collect();
-                    records.insert(fact.aggregate_id.clone(), (content.subject().to_string(), terms));
+                    records.insert(fact.aggregate_id.clone(), (content.subject().to_string(), self.record_terms(content).await?));
                 }
                 _ => {}
             }

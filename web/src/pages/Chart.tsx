@@ -12,7 +12,7 @@ import { ReasonDialog } from '../components/ReasonDialog';
 import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
 import { useSession } from '../session';
-import { validIcd10, validShortText } from '../validation';
+import { DEFAULT_ACCESS_DAYS, daysFromNow, validIcd10, validShortText } from '../validation';
 
 type PatientView = Schemas['PatientView'];
 
@@ -85,7 +85,7 @@ function RequestAccess({ patientId }: { patientId: string }) {
       act={(reason) =>
         unwrap(
           api.POST('/v1/access-requests', {
-            body: { patient_id: patientId, scopes: ['read'], reason, requested_until: new Date(Date.now() + 30 * 86_400_000).toISOString() },
+            body: { patient_id: patientId, scopes: ['read'], reason, requested_until: daysFromNow(DEFAULT_ACCESS_DAYS) },
           }),
         )
       }

@@ -12,7 +12,7 @@ import { ruleOf } from '../components/rules';
 import { GOOD } from '../components/tone';
 import { useI18n } from '../i18n';
 import { useSession } from '../session';
-import { validShortText } from '../validation';
+import { DEFAULT_ACCESS_DAYS, daysFromNow, validShortText } from '../validation';
 
 type GrantView = Schemas['GrantView'];
 type Scope = Schemas['Scope'];
@@ -46,7 +46,7 @@ function Decide({ grant, onDone }: { grant: GrantView; onDone: () => void }) {
   const path = { params: { path: { grant_id: grant.grant_id } } };
   const approve = useMutation({
     mutationFn: () =>
-      unwrap(api.POST('/v1/grants/{grant_id}/approval', { ...path, body: { expires_at: new Date(Date.now() + 30 * 86_400_000).toISOString() } })),
+      unwrap(api.POST('/v1/grants/{grant_id}/approval', { ...path, body: { expires_at: daysFromNow(DEFAULT_ACCESS_DAYS) } })),
     onSuccess: onDone,
   });
   return (
