@@ -53,6 +53,7 @@ pub async fn dropped(db: &ReadModelDb, ledger: &str, transaction: &str) -> Resul
 
 /// One row of the view.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockchainTransaction {
     /// `file` or `evm:<chain id>`.
     pub ledger: String,

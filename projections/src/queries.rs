@@ -598,6 +598,7 @@ pub async fn outcomes(db: &ReadModelDb, from: DateTime<Utc>, to: DateTime<Utc>) 
 
 /// One federated task as dashboards list it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FederatedTaskRow {
     /// The task.
     pub task_id: String,
@@ -633,6 +634,7 @@ pub struct FederatedTaskRow {
 
 /// One round of a federated task.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FederatedRoundRow {
     /// The round.
     pub round: u64,
@@ -662,6 +664,7 @@ pub struct FederatedRoundRow {
 
 /// One hospital's update, with the figures it reported on its own rows.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FederatedUpdateRow {
     /// The round.
     pub round: u64,

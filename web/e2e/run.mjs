@@ -3,7 +3,9 @@
 //
 //   a physician signs in with password and TOTP (enrolling on the way), registers a
 //   patient, finds no one in the search (no grant yet), is refused the chart, breaks
-//   the glass with a reason and writes a record; the patient signs in (enrolling too)
+//   the glass with a reason and writes a record, attaches a CT slice and sees the
+//   server's preview of it, amends the record, compares the versions and replays the
+//   record as it was before; the patient signs in (enrolling too), opens their record
 //   and sees that read in "who saw my data", approves the physician's access request,
 //   grants access and revokes a grant; an auditor verifies the record's first
 //   event against the anchored, signed tree head — in the browser, step by step.
@@ -226,9 +228,48 @@ async function main() {
       record = (await page.getByTestId('created-record').textContent({ timeout: 15_000 })).trim();
       assert.match(record, /^[0-9a-f-]{36}$/);
     });
+    let beforeAmendment;
+    await step(page, 'record-amended-diffed-replayed-and-a-dicom-previewed', async () => {
+      // The author reads their own record without a grant (the chart's index needs one).
+      await page.getByRole('link', { name: 'Open the record' }).click();
+      await page.getByRole('heading', { name: 'Record', exact: true }).waitFor({ timeout: 15_000 });
+      // A real CT slice (pydicom's CT_small.dcm), sealed on upload and drawn by the server.
+      await page.getByLabel('File to attach').setInputFiles(resolve(web, '../tests/fixtures/dicom/CT_small.dcm'));
+      await page.getByRole('button', { name: 'Upload' }).click();
+      await page.getByRole('cell', { name: 'application/dicom' }).waitFor({ timeout: 15_000 });
+      await page.getByRole('button', { name: 'Preview' }).click();
+      await page.waitForFunction(() => {
+        const img = document.querySelector('img[alt^="Preview of attachment"]');
+        return img !== null && img.complete && img.naturalWidth === 128 && img.naturalHeight === 128;
+      }, undefined, { timeout: 15_000 });
+      beforeAmendment = new Date();
+      await new Promise((ok) => setTimeout(ok, 1100));
+      await page.getByLabel('Treatment').fill('Aspirin 300 mg\nECG monitoring');
+      await page.getByLabel('Reason for the amendment').fill('treatment after ECG');
+      await page.getByRole('button', { name: 'Save as a new version' }).click();
+      const treatment = page.getByTestId('diff-treatment');
+      await treatment.waitFor({ timeout: 15_000 });
+      assert.match(await treatment.textContent(), /\+ Aspirin 300 mg/);
+      await accessible(page, 'record');
+      await reachableByKeyboard(page, 'record', ['As it was at', 'From', 'Download', 'Preview', 'File to attach', 'Title', 'Save as a new version']);
+      // Point-in-time replay: the record as it was before the amendment.
+      const instant = beforeAmendment.toLocaleString('sv-SE').replace('T', ' ');
+      await page.getByLabel('As it was at').fill(instant);
+      await page.getByLabel('As it was at').press('Enter');
+      await page.getByText(/Replayed from the log as it was at/).waitFor({ timeout: 15_000 });
+      await page.getByText(/· v1$/).waitFor({ timeout: 15_000 });
+      assert.equal(await page.getByText('ECG monitoring').count(), 0, 'the replayed version has no treatment yet');
+    });
     await step(page, 'patient-sees-the-break-glass-read', async () => {
       await page.getByRole('button', { name: 'Sign out' }).click();
       await uiSignIn(page, base, 'wang_fang');
+      // The patient lands on their own records and can open them.
+      await page.getByRole('heading', { name: 'My records' }).waitFor({ timeout: 15_000 });
+      await page.getByRole('link', { name: 'Open', exact: true }).first().click({ timeout: 15_000 });
+      await page.getByText('Versions', { exact: true }).waitFor({ timeout: 15_000 });
+      await page.getByTestId('diff-treatment').waitFor({ timeout: 15_000 });
+      await accessible(page, 'my record');
+      await page.getByRole('link', { name: 'Who saw my data' }).click();
       await page.getByRole('heading', { name: 'Who saw my data' }).waitFor({ timeout: 15_000 });
       // The access log is a read model: it follows the log within moments.
       for (let i = 0; ; i++) {

@@ -12,12 +12,15 @@ import { SessionProvider, useSession } from './session';
 const SignIn = lazy(() => import('./pages/SignIn'));
 const Patients = lazy(() => import('./pages/Patients'));
 const Chart = lazy(() => import('./pages/Chart'));
+const RecordPage = lazy(() => import('./pages/Record'));
+const MyRecords = lazy(() => import('./pages/MyRecords'));
 const AccessLog = lazy(() => import('./pages/AccessLog'));
 const Audit = lazy(() => import('./pages/Audit'));
 const Grants = lazy(() => import('./pages/Grants'));
 const Operations = lazy(() => import('./pages/Operations'));
 const Security = lazy(() => import('./pages/Security'));
 const Accounts = lazy(() => import('./pages/Accounts'));
+const Federated = lazy(() => import('./pages/Federated'));
 
 const queries = new QueryClient({ defaultOptions: { queries: { refetchOnWindowFocus: false, retry: 1 } } });
 
@@ -29,12 +32,14 @@ interface Screen {
 
 const SCREENS: Screen[] = [
   { path: '/patients', label: 'patients', roles: ['physician', 'nurse'] },
+  { path: '/my/records', label: 'myRecords', roles: ['patient'] },
   { path: '/my/access-log', label: 'whoSawMyData', roles: ['patient'] },
   { path: '/my/grants', label: 'myGrants', roles: ['patient'] },
   { path: '/audit', label: 'integrity', roles: ['auditor'] },
   { path: '/operations', label: 'operations', roles: ['admin', 'auditor'] },
   { path: '/security', label: 'securityEvents', roles: ['admin', 'auditor'] },
   { path: '/accounts', label: 'accounts', roles: ['admin'] },
+  { path: '/federated', label: 'federatedLearning', roles: ['researcher', 'auditor'] },
 ];
 
 function LanguageSwitch() {
@@ -115,12 +120,15 @@ function Screens() {
         <Route path="/" element={<Home />} />
         <Route path="/patients" element={<Patients />} />
         <Route path="/patients/:patientId" element={<Chart />} />
+        <Route path="/records/:recordId" element={<RecordPage />} />
+        <Route path="/my/records" element={<MyRecords />} />
         <Route path="/my/access-log" element={<AccessLog />} />
         <Route path="/audit" element={<Audit />} />
         <Route path="/my/grants" element={<Grants />} />
         <Route path="/operations" element={<Operations />} />
         <Route path="/security" element={<Security />} />
         <Route path="/accounts" element={<Accounts />} />
+        <Route path="/federated" element={<Federated />} />
         <Route path="*" element={<Navigate to="/" replace />} />
       </Routes>
     </Shell>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { claimsOf, patientQuery, validIcd10, validMrn, validPassword, validShortText, validTotp, validUsername } from './validation';
+import { claimsOf, patientQuery, validIcd10, validLongText, validMrn, validPassword, validShortText, validTotp, validUsername } from './validation';
 
 describe('form rules mirror the API', () => {
   it('accepts the usernames the API accepts and nothing else', () => {
@@ -24,6 +24,12 @@ describe('form rules mirror the API', () => {
     expect(validShortText('   ')).toBe(false);
     expect(validShortText('x'.repeat(201))).toBe(false);
     expect(validShortText('line\nbreak')).toBe(false);
+    expect(validShortText('C1 control \u0085')).toBe(false);
+    expect(validLongText('rest\nfluids\tdaily')).toBe(true);
+    expect(validLongText('x'.repeat(20_000))).toBe(true);
+    expect(validLongText('x'.repeat(20_001))).toBe(false);
+    expect(validLongText(' \n ')).toBe(false);
+    expect(validLongText('bell \u0007')).toBe(false);
     expect(validMrn('MRN-2024/0001')).toBe(true);
     expect(validMrn('has space')).toBe(false);
     for (const good of ['J18.9', 'E11', 'S72.001A', 'c34.90', 'O9A.11']) expect(validIcd10(good)).toBe(true);

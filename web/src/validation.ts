@@ -17,10 +17,16 @@ export function validTotp(value: string): boolean {
   return /^[0-9]{6}$/.test(value);
 }
 
-/** Short text (`ShortText`): 1–200 characters, not only spaces, no control characters. */
+/** Short text (`ShortText`): 1–200 characters, not only spaces, no control characters (Unicode Cc, as Rust's `char::is_control`). */
 export function validShortText(value: string): boolean {
   // eslint-disable-next-line no-control-regex
-  return value.trim().length > 0 && [...value].length <= 200 && !/[\u0000-\u001f\u007f]/.test(value);
+  return value.trim().length > 0 && [...value].length <= 200 && !/[\u0000-\u001f\u007f-\u009f]/.test(value);
+}
+
+/** Narrative text (`LongText`): 1–20,000 characters, not only spaces; line breaks and tabs allowed, other control characters not. */
+export function validLongText(value: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return value.trim().length > 0 && [...value].length <= 20_000 && !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/.test(value);
 }
 
 /** A medical record number: 1–32 ASCII letters, digits, `-`, `_`, `.` or `/` (as `Mrn::parse`). */

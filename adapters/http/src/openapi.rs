@@ -58,7 +58,7 @@ impl Modify for UniqueOperationIds {
         patients::restrict, patients::lift_restriction, patients::place_legal_hold, patients::release_legal_hold, export::export,
         retention::review, retention::dispose, privacy::justify, privacy::report,
         records::create, records::amend, records::add_attachment, records::delete, records::restore, records::show, records::break_glass,
-        attachments::upload, attachments::download, attachments::status,
+        attachments::upload, attachments::download, attachments::preview, attachments::status,
         diagnosis::request, diagnosis::job, diagnosis::cancel, diagnosis::suggestions, diagnosis::report_of, diagnosis::review,
         diagnosis::register, diagnosis::model, diagnosis::install, diagnosis::validate, diagnosis::activate, diagnosis::retire,
         grants::grant, grants::request, grants::approve, grants::deny, grants::revoke, grants::show, grants::of_patient,

@@ -512,6 +512,42 @@ async fn an_attachment_streams_in_sealed_and_back_out_verified_and_disclosed() {
 }
 
 #[tokio::test]
+async fn a_dicom_attachment_previews_as_a_png_recorded_as_a_disclosure_and_the_record_lists_it() {
+    let app = app().await;
+    let (author, patient, patient_id) = clinic_with_patient(&app).await;
+    let stranger = sign_in(&app, Role::Physician).await;
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let ct = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/dicom/CT_small.dcm")).unwrap();
+    assert_eq!(send(&app, upload_request(&author, &record, "ct.dcm", ct.clone())).await.0, StatusCode::CREATED);
+    assert_eq!(send(&app, upload_request(&author, &record, "notes.dcm", b"not an image".to_vec())).await.0, StatusCode::CREATED);
+
+    let (_, _, view) = send(&app, get(&patient, &format!("/v1/records/{record}"))).await;
+    let listed = view["attachments"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{view}");
+    assert_eq!((listed[0]["size_bytes"].as_u64(), listed[0]["mime_type"].as_str()), (Some(ct.len() as u64), Some("application/dicom")));
+    let (scan, text) = (listed[0]["attachment_id"].as_str().unwrap(), listed[1]["attachment_id"].as_str().unwrap());
+
+    let preview =
+        |user: &User, attachment: &str, query: &str| get(user, &format!("/v1/records/{record}/attachments/{attachment}/preview{query}"));
+    let response = app.router.clone().oneshot(preview(&patient, scan, "?size=64")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "image/png");
+    assert!(response.headers().contains_key("x-emr-disclosure-id"), "the preview is recorded like a download");
+    let png = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&png[1..4], b"PNG");
+    let (_, _, log) = send(&app, get(&sign_in(&app, Role::Auditor).await, "/v1/log?limit=1000")).await;
+    let attachment_reads = log.as_array().unwrap().iter().filter(|e| e["payload"]["data"]["resource"]["kind"] == "attachment").count();
+    assert_eq!(attachment_reads, 1, "{log}");
+
+    assert_problem(&send(&app, preview(&patient, text, "")).await, StatusCode::UNPROCESSABLE_ENTITY, "not-previewable");
+    assert_problem(&send(&app, preview(&patient, scan, "?frame=4")).await, StatusCode::UNPROCESSABLE_ENTITY, "not-previewable");
+    assert_problem(&send(&app, preview(&patient, scan, "?size=0")).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field");
+    assert_eq!(send(&app, preview(&patient, scan, "?size=lots")).await.0, StatusCode::BAD_REQUEST);
+    assert_problem(&send(&app, preview(&stranger, scan, "")).await, StatusCode::FORBIDDEN, "no-active-grant");
+}
+
+#[tokio::test]
 async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_gone() {
     let app = app().await;
     let (author, patient, patient_id) = clinic_with_patient(&app).await;

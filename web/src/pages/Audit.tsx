@@ -4,6 +4,7 @@
 import { useState } from 'react';
 import { Button, Card, Descriptions, Empty, Form, Input, Result, Select, Space, Table, Tag, Typography } from 'antd';
 import { useMutation, useQuery } from '@tanstack/react-query';
+import { Link } from 'react-router-dom';
 
 import { api, unwrap } from '../api/client';
 import { asReceipt, verify, type Receipt, type Step } from '../audit/verify';
@@ -88,6 +89,80 @@ function Verification({ target, event }: { target: Target; event: Event }) {
   );
 }
 
+/** Every event of the aggregate checked in turn: how many verify, how many wait for an anchor, which fail. */
+function VerifyAll({ target, events }: { target: Target; events: Event[] }) {
+  const { t } = useI18n();
+  const run = useMutation({
+    mutationFn: async () => {
+      const tally = { verified: 0, pending: 0, failed: [] as number[] };
+      for (const event of events) {
+        const sequence = Number(field(event, 'sequence'));
+        const receipt = asReceipt(
+          await unwrap(
+            api.GET('/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt', {
+              params: { path: { aggregate_type: target.aggregate_type, aggregate_id: target.aggregate_id, sequence } },
+            }),
+          ),
+        );
+        if (!receipt) tally.pending++;
+        else if ((await verify(event, receipt)).every((step) => step.ok)) tally.verified++;
+        else tally.failed.push(sequence);
+      }
+      return tally;
+    },
+  });
+  return (
+    <Space wrap>
+      <Button onClick={() => run.mutate()} loading={run.isPending} disabled={events.length === 0}>
+        {t('verifyAll')}
+      </Button>
+      <ProblemAlert error={run.error} />
+      {run.data && (
+        <Typography.Text data-testid="verify-all" strong>
+          {run.data.failed.length === 0 ? '✓' : '✗'} {run.data.verified}/{events.length} {t('eventsVerified')}
+          {run.data.pending > 0 && ` · ${run.data.pending} ${t('awaitingAnchor')}`}
+          {run.data.failed.length > 0 && ` · ${t('failedAt')} #${run.data.failed.join(', #')}`}
+        </Typography.Text>
+      )}
+    </Space>
+  );
+}
+
+/** Where each signed tree head was anchored: ledger, transaction, block, pending or final. */
+function Anchors() {
+  const { t, date } = useI18n();
+  const anchors = useQuery({
+    queryKey: ['anchors'],
+    queryFn: () => unwrap(api.GET('/v1/read/anchors', { params: { query: { limit: 50 } } })),
+    refetchInterval: 10_000,
+  });
+  return (
+    <section aria-label={t('anchoring')}>
+      <Typography.Title level={3} style={{ fontSize: 16 }}>
+        {t('anchoring')}
+      </Typography.Title>
+      <ProblemAlert error={anchors.error} />
+      <Table
+        size="small"
+        rowKey={(row) => `${row.ledger}:${row.transaction_hash}`}
+        loading={anchors.isLoading}
+        dataSource={anchors.data ?? []}
+        locale={{ emptyText: <Empty description={t('noAnchors')} /> }}
+        pagination={{ pageSize: 10 }}
+        columns={[
+          { title: t('treeSize'), dataIndex: 'tree_size' },
+          { title: t('root'), render: (_, row) => <Typography.Text code>{row.root.slice(0, 16)}…</Typography.Text> },
+          { title: t('ledger'), dataIndex: 'ledger' },
+          { title: t('transaction'), render: (_, row) => <Typography.Text code>{row.transaction_hash.slice(0, 18)}…</Typography.Text> },
+          { title: t('block'), dataIndex: 'block_number' },
+          { title: t('status'), render: (_, row) => <Tag style={row.status === 'confirmed' ? GOOD : undefined}>{row.status}</Tag> },
+          { title: t('anchoredAt'), render: (_, row) => date(row.confirmed_at ?? row.created_at) },
+        ]}
+      />
+    </section>
+  );
+}
+
 export default function Audit() {
   const { t, date } = useI18n();
   const [target, setTarget] = useState<Target | null>(null);
@@ -117,6 +192,12 @@ export default function Audit() {
           </Button>
         </Form>
         <ProblemAlert error={history.error} />
+        {target && history.data && (
+          <Space wrap>
+            <VerifyAll target={target} events={history.data.filter(isEvent)} />
+            {target.aggregate_type === 'medical_record' && <Link to={`/records/${target.aggregate_id}`}>{t('replayRecord')}</Link>}
+          </Space>
+        )}
         {target && (
           <Table<Event>
             rowKey={(event) => text(field(event, 'sequence'))}
@@ -141,6 +222,7 @@ export default function Audit() {
             ]}
           />
         )}
+        <Anchors />
         <Descriptions size="small" column={1}>
           <Descriptions.Item label={t('howToVerify')}>{t('howToVerifyText')}</Descriptions.Item>
         </Descriptions>

@@ -1,7 +1,7 @@
 // A patient's chart: demographics and the records index, under the caller's grants.
 // Without a grant the server refuses; a physician or nurse may then break the glass
 // with a stated reason, after a warning that the patient will see it.
-import { Alert, Button, Card, DatePicker, Descriptions, Empty, Form, Input, Result, Select, Space, Table, Typography, message } from 'antd';
+import { Alert, Button, Card, DatePicker, Descriptions, Form, Input, Result, Select, Space, Typography, message } from 'antd';
 import type { Dayjs } from 'dayjs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router-dom';
@@ -9,6 +9,7 @@ import { Link, useParams } from 'react-router-dom';
 import { ProblemError, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { ReasonDialog } from '../components/ReasonDialog';
+import { RecordList } from '../components/RecordList';
 import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
 import { useSession } from '../session';
@@ -28,30 +29,6 @@ function Demographics({ patient }: { patient: PatientView }) {
       <Descriptions.Item label={t('hospital')}>{patient.hospital_id ?? '—'}</Descriptions.Item>
       <Descriptions.Item label={t('patientId')}>{patient.patient_id}</Descriptions.Item>
     </Descriptions>
-  );
-}
-
-function Records({ patientId }: { patientId: string }) {
-  const { t, date } = useI18n();
-  const records = useQuery({
-    queryKey: ['records', patientId],
-    queryFn: () => unwrap(api.GET('/v1/read/records', { params: { query: { patient_id: patientId } } })),
-    retry: false,
-  });
-  if (records.error) return <ProblemAlert error={records.error} />;
-  return (
-    <Table
-      rowKey="record_id"
-      loading={records.isLoading}
-      dataSource={records.data ?? []}
-      locale={{ emptyText: <Empty description={t('noRecords')} /> }}
-      pagination={false}
-      columns={[
-        { title: t('visitDate'), render: (_, row) => date(row.visit_date) },
-        { title: t('recordType'), dataIndex: 'record_type' },
-        { title: t('status'), dataIndex: 'status' },
-      ]}
-    />
   );
 }
 
@@ -162,7 +139,17 @@ function CreateRecord({ patient }: { patient: PatientView }) {
       </Form>
       <ProblemAlert error={create.error} />
       {create.data && (
-        <Alert type="success" showIcon message={t('recordCreated')} description={<span data-testid="created-record">{create.data.aggregate_id}</span>} />
+        <Alert
+          type="success"
+          showIcon
+          message={t('recordCreated')}
+          description={
+            <Space>
+              <span data-testid="created-record">{create.data.aggregate_id}</span>
+              <Link to={`/records/${create.data.aggregate_id}`}>{t('openTheRecord')}</Link>
+            </Space>
+          }
+        />
       )}
     </section>
   );
@@ -203,7 +190,7 @@ export default function Chart() {
           <Typography.Title level={3} style={{ fontSize: 16 }}>
             {t('records')}
           </Typography.Title>
-          <Records patientId={patientId} />
+          <RecordList patientId={patientId} />
           {(session?.claims.role === 'physician' || session?.claims.role === 'nurse') && <CreateRecord patient={patient.data} />}
         </Space>
       )}

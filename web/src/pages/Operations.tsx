@@ -1,6 +1,8 @@
 // The operations dashboard: records per type per day, active grants, patients per
-// hospital and how far each read model trails the log — refreshed every 5 s.
-import { useMemo } from 'react';
+// hospital, how far each read model trails the log, and — from the server's own
+// Prometheus metrics, scraped every 5 s — API rate, error rate and latency and
+// how long anchoring takes. Everything refreshes live.
+import { useMemo, useRef, useState } from 'react';
 import { Card, Col, Row, Statistic, Table, Typography } from 'antd';
 import { useQuery } from '@tanstack/react-query';
 
@@ -8,8 +10,40 @@ import { api, unwrap } from '../api/client';
 import { EChart, type ChartOption } from '../components/Chart';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { useI18n } from '../i18n';
+import { between, parse, type Point, type Sample } from '../operations/metrics';
 
 const LIVE = 5_000;
+/** Points kept on the live curves: ten minutes at one scrape per 5 s. */
+const WINDOW = 120;
+
+interface Timed {
+  at: string;
+  point: Point;
+}
+
+/** Scrapes `/metrics` every 5 s; each scrape after the first adds the point since the one before. */
+function useLiveMetrics() {
+  const [points, setPoints] = useState<Timed[]>([]);
+  const previous = useRef<{ at: number; samples: Sample[] } | null>(null);
+  const scrape = useQuery({
+    queryKey: ['metrics'],
+    queryFn: async () => {
+      const response = await fetch('/metrics');
+      if (!response.ok) throw new Error(`/metrics: ${response.status} ${response.statusText}`);
+      const samples = parse(await response.text());
+      const at = Date.now();
+      const before = previous.current;
+      previous.current = { at, samples };
+      if (before) {
+        const point = between(before.samples, samples, (at - before.at) / 1000);
+        setPoints((kept) => [...kept.slice(1 - WINDOW), { at: new Date(at).toLocaleTimeString(), point }]);
+      }
+      return at;
+    },
+    refetchInterval: LIVE,
+  });
+  return { points, error: scrape.error };
+}
 
 export default function Operations() {
   const { t } = useI18n();
@@ -19,6 +53,52 @@ export default function Operations() {
     refetchInterval: LIVE,
   });
   const lags = useQuery({ queryKey: ['projections'], queryFn: () => unwrap(api.GET('/v1/projections')), refetchInterval: LIVE });
+  const live = useLiveMetrics();
+
+  const traffic = useMemo<ChartOption>(() => {
+    const points = live.points;
+    return {
+      tooltip: { trigger: 'axis' },
+      legend: { data: [t('requestsPerSecond'), t('errorRate')] },
+      xAxis: { type: 'category', data: points.map((p) => p.at) },
+      yAxis: [
+        { type: 'value', name: t('requestsPerSecond') },
+        { type: 'value', name: '%', max: 100 },
+      ],
+      series: [
+        { name: t('requestsPerSecond'), type: 'line', data: points.map((p) => Number(p.point.requestsPerSecond.toFixed(2))) },
+        { name: t('errorRate'), type: 'line', yAxisIndex: 1, data: points.map((p) => (p.point.errorRate === null ? null : Number((p.point.errorRate * 100).toFixed(2)))) },
+      ],
+    };
+  }, [live.points, t]);
+
+  const latency = useMemo<ChartOption>(() => {
+    const points = live.points;
+    const ms = (value: number | null) => (value === null ? null : Number((value * 1000).toFixed(1)));
+    return {
+      tooltip: { trigger: 'axis' },
+      legend: { data: ['p50', 'p95'] },
+      xAxis: { type: 'category', data: points.map((p) => p.at) },
+      yAxis: { type: 'value', name: 'ms' },
+      series: [
+        { name: 'p50', type: 'line', data: points.map((p) => ms(p.point.p50)) },
+        { name: 'p95', type: 'line', data: points.map((p) => ms(p.point.p95)) },
+      ],
+    };
+  }, [live.points]);
+
+  const anchoring = useMemo<ChartOption>(() => {
+    const points = live.points;
+    const ledgers = [...new Set(points.flatMap((p) => Object.keys(p.point.anchorLag)))].sort();
+    return {
+      tooltip: { trigger: 'axis' },
+      legend: { data: ledgers },
+      xAxis: { type: 'category', data: points.map((p) => p.at) },
+      yAxis: { type: 'value', name: 's' },
+      series: ledgers.map((ledger) => ({ name: ledger, type: 'line', data: points.map((p) => p.point.anchorLag[ledger] ?? null) })),
+    };
+  }, [live.points]);
+  const confirmation = live.points.at(-1)?.point.confirmationP95 ?? null;
 
   const records = useMemo<ChartOption>(() => {
     const rows = dashboard.data?.records_per_type_per_day ?? [];
@@ -50,7 +130,7 @@ export default function Operations() {
 
   return (
     <Card title={<Typography.Title level={2} style={{ fontSize: 18, margin: 0 }}>{t('operations')}</Typography.Title>}>
-      <ProblemAlert error={dashboard.error ?? lags.error} />
+      <ProblemAlert error={dashboard.error ?? lags.error ?? live.error} />
       <Row gutter={[24, 24]}>
         <Col xs={24} md={8}>
           <Statistic title={t('activeGrants')} value={dashboard.data?.active_grants ?? 0} loading={dashboard.isLoading} />
@@ -78,6 +158,31 @@ export default function Operations() {
             {t('readModelLag')}
           </Typography.Title>
           <EChart option={lag} label={t('readModelLag')} />
+        </Col>
+        <Col xs={24} lg={12}>
+          <Typography.Title level={3} style={{ fontSize: 16 }}>
+            {t('apiTraffic')}
+          </Typography.Title>
+          <EChart option={traffic} label={t('apiTraffic')} />
+        </Col>
+        <Col xs={24} lg={12}>
+          <Typography.Title level={3} style={{ fontSize: 16 }}>
+            {t('apiLatency')}
+          </Typography.Title>
+          <EChart option={latency} label={t('apiLatency')} />
+        </Col>
+        <Col xs={24} lg={16}>
+          <Typography.Title level={3} style={{ fontSize: 16 }}>
+            {t('anchoringLag')}
+          </Typography.Title>
+          <EChart option={anchoring} label={t('anchoringLag')} />
+        </Col>
+        <Col xs={24} lg={8}>
+          <Statistic
+            title={t('confirmationP95')}
+            value={confirmation === null ? '—' : confirmation.toFixed(2)}
+            suffix={confirmation === null ? undefined : 's'}
+          />
         </Col>
         <Col span={24}>
           <Typography.Title level={3} style={{ fontSize: 16 }}>

@@ -130,6 +130,90 @@ pub(crate) fn streamed(download: emr_attachments::Download) -> Response {
     response
 }
 
+/// The largest attachment a preview decodes (it is read whole into memory).
+const MAX_PREVIEW_INPUT_BYTES: u64 = 128 * 1024 * 1024;
+/// How long drawing a preview may take before the request gives up.
+const PREVIEW_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PreviewOptions {
+    /// The frame of a multi-frame DICOM object (0-based; default 0).
+    #[serde(default)]
+    frame: u32,
+    /// The largest side of the PNG in pixels (default 512, at most 2048).
+    #[serde(default = "default_preview_side")]
+    size: u32,
+}
+
+fn default_preview_side() -> u32 {
+    512
+}
+
+/// A picture of an image attachment a browser can show: a DICOM frame after
+/// its window, or a JPEG/PNG, shrunk into a PNG. It reveals the image, so it is
+/// recorded as a disclosure like a download.
+#[utoipa::path(get, path = "/v1/records/{record_id}/attachments/{attachment_id}/preview", tag = "records",
+    summary = "A PNG preview of an image attachment (DICOM, JPEG or PNG; recorded as a disclosure)",
+    params(("record_id" = String, Path), ("attachment_id" = String, Path), PreviewOptions),
+    responses((status = 200, description = "the preview", content_type = "image/png"),
+              (status = "4XX", description = "problem+json: not an image, frame out of range, too large", body = crate::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((record_id, attachment_id)): Path<(String, String)>,
+    options: Result<Query<PreviewOptions>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let record_id: RecordId = path_id(&record_id, "record id")?;
+    let attachment_id: AttachmentId = path_id(&attachment_id, "attachment id")?;
+    let Query(options) = options?;
+    if options.size == 0 || options.size > emr_imaging::MAX_PREVIEW_SIDE {
+        return Err(invalid("size", format!("give 1 to {} pixels", emr_imaging::MAX_PREVIEW_SIDE)));
+    }
+    let download = store(&state)?.download(&caller.actor, record_id, attachment_id).await?;
+    if download.attachment.size_bytes > MAX_PREVIEW_INPUT_BYTES {
+        return Err(ApiError::Problem(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large-to-preview",
+            "The attachment is too large to preview",
+            format!(
+                "{} bytes; previews are drawn of files up to {MAX_PREVIEW_INPUT_BYTES} bytes — download it instead",
+                download.attachment.size_bytes
+            ),
+        )));
+    }
+    let disclosure = download.disclosure;
+    let mut bytes = Vec::with_capacity(usize::try_from(download.attachment.size_bytes).unwrap_or(0));
+    download.stream_into(&mut bytes).await?;
+    let not_previewable = |detail: String| {
+        ApiError::Problem(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "not-previewable", "The attachment cannot be previewed", detail))
+    };
+    let drawing = tokio::task::spawn_blocking(move || emr_imaging::preview_png(&bytes, options.frame, options.size));
+    let preview = match tokio::time::timeout(PREVIEW_BUDGET, drawing).await {
+        Err(_) => return Err(not_previewable(format!("drawing it took longer than {PREVIEW_BUDGET:?}"))),
+        Ok(Err(failed)) => {
+            tracing::error!(error = %failed, "the preview task failed");
+            return Err(ApiError::Problem(Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Something went wrong",
+                "the error was logged",
+            )));
+        }
+        Ok(Ok(drawn)) => drawn.map_err(|e| not_previewable(e.to_string()))?,
+    };
+    let mut response = Response::new(Body::from(preview.png));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(Ok(value)) = disclosure.map(|id| HeaderValue::from_str(&id.to_string())) {
+        headers.insert("x-emr-disclosure-id", value);
+    }
+    Ok(response)
+}
+
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct AttachmentStatus {
     attachment_id: AttachmentId,

@@ -305,6 +305,7 @@ pub(crate) async fn model(State(state): State<AppState>, caller: Caller, Path(id
 
 /// Filters of the task list.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TaskFilter {
     /// created, running, completed, budget_exhausted, cancelled or failed.
@@ -324,7 +325,7 @@ async fn dashboard_reader(state: &AppState, caller: &Caller) -> Result<(), ApiEr
     Ok(())
 }
 
-#[utoipa::path(get, path = "/v1/read/federated-tasks", tag = "read models", summary = "Federated tasks: status, rounds, ε (researchers, auditors)", params(TaskFilter), responses((status = 200, description = "tasks, most recently changed first"), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/read/federated-tasks", tag = "read models", summary = "Federated tasks: status, rounds, ε (researchers, auditors)", params(TaskFilter), responses((status = 200, description = "tasks, most recently changed first", body = Vec<emr_projections::queries::FederatedTaskRow>), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -339,9 +340,7 @@ pub(crate) async fn list(
 /// A task's rounds and the hospitals' updates.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct RoundsView {
-    #[schema(value_type = Vec<Object>)]
     rounds: Vec<emr_projections::queries::FederatedRoundRow>,
-    #[schema(value_type = Vec<Object>)]
     updates: Vec<emr_projections::queries::FederatedUpdateRow>,
 }
 

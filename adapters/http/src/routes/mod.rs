@@ -70,6 +70,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/records/{record_id}/attachments/content", post(attachments::upload))
         .route("/v1/records/{record_id}/attachments/{attachment_id}", get(attachments::status))
         .route("/v1/records/{record_id}/attachments/{attachment_id}/content", get(attachments::download))
+        .route("/v1/records/{record_id}/attachments/{attachment_id}/preview", get(attachments::preview))
         .route("/v1/records/{record_id}/attachments/{attachment_id}/diagnosis", post(diagnosis::request))
         .route("/v1/records/{record_id}/suggestions", get(diagnosis::suggestions))
         .route("/v1/records/{record_id}/suggestions/{suggestion_id}/report", get(diagnosis::report_of))

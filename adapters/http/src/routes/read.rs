@@ -119,7 +119,7 @@ pub(crate) struct Limit {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/read/anchors", tag = "read models", summary = "BlockchainTransactions: tree heads per ledger", params(Limit), responses((status = 200, description = "anchors"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/read/anchors", tag = "read models", summary = "BlockchainTransactions: tree heads per ledger", params(Limit), responses((status = 200, description = "anchors, newest tree head first", body = Vec<emr_projections::anchors::BlockchainTransaction>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The BlockchainTransactions view: where each tree head was anchored, pending or confirmed.
 pub(crate) async fn anchors(
     State(state): State<AppState>,

@@ -117,6 +117,15 @@ struct VersionView {
     reason: Option<ShortText>,
 }
 
+/// An attachment as the record lists it (its file name is sealed PHI and stays out).
+#[derive(Serialize, utoipa::ToSchema)]
+struct AttachmentView {
+    attachment_id: emr_domain::ids::AttachmentId,
+    mime_type: Option<emr_domain::values::MimeType>,
+    size_bytes: u64,
+    sha256: emr_domain::values::Sha256Digest,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct RecordView {
     record_id: RecordId,
@@ -129,7 +138,7 @@ pub(crate) struct RecordView {
     /// Content withheld (an auditor replaying the record's structure).
     redacted: bool,
     versions: Vec<VersionView>,
-    attachments: usize,
+    attachments: Vec<AttachmentView>,
     /// The disclosure that recorded this read.
     disclosure_id: Option<DisclosureId>,
     sequence: u64,
@@ -167,7 +176,16 @@ pub(crate) fn view(record_id: RecordId, read: &Read<MedicalRecord>) -> RecordVie
         status: record.status(),
         redacted,
         versions,
-        attachments: record.attachments().len(),
+        attachments: record
+            .attachments()
+            .iter()
+            .map(|a| AttachmentView {
+                attachment_id: a.attachment_id,
+                mime_type: a.mime_type.clone(),
+                size_bytes: a.size_bytes,
+                sha256: a.sha256.clone(),
+            })
+            .collect(),
         disclosure_id: read.disclosure,
         sequence: read.loaded.sequence(),
         position: read.loaded.position(),

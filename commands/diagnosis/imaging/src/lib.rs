@@ -17,6 +17,7 @@
 mod dicom;
 mod heat_map;
 mod prepare;
+mod preview;
 mod raster;
 
 use emr_domain::diagnosis::Acquisition;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use dicom::{FrameValues, PixelStage, frame_values};
 pub use heat_map::heat_map_png;
 pub use prepare::{RESIZE_FILTER, prepare};
+pub use preview::{MAX_PREVIEW_SIDE, Preview, preview_png};
 
 /// The largest decoded pixel buffer accepted, in bytes: a 4096² 16-bit RGB frame
 /// fits many times over; a header claiming more is hostile or a mistake.

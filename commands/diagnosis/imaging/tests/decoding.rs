@@ -97,3 +97,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_preview_is_a_png_of_the_windowed_frame_shrunk_to_fit_and_never_enlarged() {
+    let shrunk = emr_imaging::preview_png(&ct_small(), 0, 64).unwrap();
+    assert_eq!((shrunk.size, shrunk.source_size), ((64, 64), (128, 128)));
+    let decoded = image::load_from_memory_with_format(&shrunk.png, image::ImageFormat::Png).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (64, 64));
+    // A windowed CT slice is not one flat grey.
+    let grey = decoded.to_luma8();
+    assert!(grey.pixels().any(|p| p.0[0] != grey.get_pixel(0, 0).0[0]));
+
+    let whole = emr_imaging::preview_png(&ct_small(), 0, 4096).unwrap();
+    assert_eq!(whole.size, (128, 128));
+}
+
+#[test]
+fn a_preview_of_what_is_no_image_is_refused_like_a_decode() {
+    assert_eq!(emr_imaging::preview_png(b"plain text", 0, 256).err(), Some(ImagingError::NotAnImage));
+    assert!(matches!(emr_imaging::preview_png(&ct_small(), 3, 256), Err(ImagingError::FrameOutOfRange { .. })));
+}
