@@ -19,5 +19,6 @@ export default defineConfig({
       },
     },
   },
-  test: { include: ['src/**/*.test.ts'] },
+  // Logic tests run in Node; component tests (*.test.tsx) in jsdom.
+  test: { include: ['src/**/*.test.ts', 'src/**/*.test.tsx'], setupFiles: ['src/test/setup.ts'], testTimeout: 30_000 },
 });

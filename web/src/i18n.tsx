@@ -233,6 +233,7 @@ const en = {
   anchoringLag: 'Anchoring: oldest unanchored commit per ledger (live)',
   confirmationP95: 'Ledger confirmation, 95th percentile',
   openTheRecord: 'Open the record',
+  amendReasonRequired: 'Say why the record changes (1–200 characters)',
 } as const;
 
 export type MessageKey = keyof typeof en;
@@ -459,6 +460,7 @@ const zh: Record<MessageKey, string> = {
   anchoringLag: '锚定：各账本最早未锚定提交的等待时间（实时）',
   confirmationP95: '账本确认时间（95 分位）',
   openTheRecord: '打开记录',
+  amendReasonRequired: '请说明修改原因（1–200 个字符）',
 };
 
 const messages: Record<Language, Record<MessageKey, string>> = { en, zh };

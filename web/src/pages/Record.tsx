@@ -166,7 +166,7 @@ function Amend({ record, current }: { record: RecordView; current: Content }) {
         <Form.Item label={t('treatment')} name="treatment" rules={[ruleOf((text) => text === '' || validLongText(text), t('longTextRule'))]}>
           <Input.TextArea rows={2} />
         </Form.Item>
-        <Form.Item label={t('amendmentReason')} name="reason" rules={[ruleOf(validShortText, t('reasonRequired'))]}>
+        <Form.Item label={t('amendmentReason')} name="reason" rules={[ruleOf(validShortText, t('amendReasonRequired'))]}>
           <Input />
         </Form.Item>
         <Button type="primary" htmlType="submit" loading={amend.isPending}>
