@@ -4,6 +4,7 @@ import userEvent from '@testing-library/user-event';
 import { beforeEach, describe, expect, it } from 'vitest';
 
 import type { Schemas } from '../api/client';
+import { signedInAs } from '../test/session';
 import { answerWith, reply, sent } from '../test/setup';
 import { renderScreen } from '../test/render';
 import RecordPage from './Record';
@@ -29,16 +30,9 @@ const view: Schemas['RecordView'] = {
   position: 40,
 };
 
-/** A physician's session, as the session keeps it (the server checks the token; the screen reads the role). */
-function signedInAs(role: string) {
-  const claims = { sub: view.doctor_id, role, exp: Math.floor(Date.now() / 1000) + 600 };
-  const token = `x.${btoa(JSON.stringify(claims)).replace(/=+$/, '')}.y`;
-  sessionStorage.setItem('emr.session', JSON.stringify({ accessToken: token, refreshToken: 'r', claims }));
-}
-
 describe('a record', () => {
   beforeEach(() => {
-    signedInAs('physician');
+    signedInAs('physician', view.doctor_id ?? '');
     answerWith((request) => (request.method === 'GET' ? reply(200, view) : reply(200, { aggregate_id: RECORD, events: [] })));
   });
 
