@@ -184,6 +184,7 @@ async function main() {
       await uiSignIn(page, base, 'dr_li');
       await page.getByRole('heading', { name: 'Find a patient' }).waitFor({ timeout: 15_000 });
       await accessible(page, 'patients');
+      await reachableByKeyboard(page, 'patients', ['Find a patient', 'Name', 'Date of birth', 'Gender', 'MRN', 'Patient account (optional)', 'Hospital', 'Register']);
     });
     await step(page, 'patient-registered', async () => {
       await page.getByLabel('Name', { exact: true }).fill('Wang Fang');
@@ -214,6 +215,7 @@ async function main() {
       await page.getByRole('button', { name: 'Break the glass' }).click();
       await page.getByText('the patient will see that you read their record').waitFor();
       await accessible(page, 'break-glass dialog');
+      await reachableByKeyboard(page, 'break-glass dialog', ['Emergency reason', 'Read in an emergency']);
       await page.getByLabel('Emergency reason').fill('unresponsive on arrival');
       await page.getByRole('button', { name: 'Read in an emergency' }).click();
       await page.getByText('MRN-0001').waitFor({ timeout: 15_000 });
@@ -269,6 +271,7 @@ async function main() {
       await page.getByText('Versions', { exact: true }).waitFor({ timeout: 15_000 });
       await page.getByTestId('diff-treatment').waitFor({ timeout: 15_000 });
       await accessible(page, 'my record');
+      await reachableByKeyboard(page, 'my record', ['As it was at', 'From', 'to', 'Download', 'Preview']);
       await page.getByRole('link', { name: 'Who saw my data' }).click();
       await page.getByRole('heading', { name: 'Who saw my data' }).waitFor({ timeout: 15_000 });
       // The access log is a read model: it follows the log within moments.
@@ -280,6 +283,7 @@ async function main() {
         await new Promise((ok) => setTimeout(ok, 200));
       }
       await accessible(page, 'who saw my data');
+      await reachableByKeyboard(page, 'who saw my data', ['My records', 'Who saw my data', 'My grants', 'Sign out']);
     });
     await step(page, 'patient-grants-and-revokes-access', async () => {
       await page.getByRole('link', { name: 'My grants' }).click();
@@ -323,14 +327,34 @@ async function main() {
       for (const name of ['canonical', 'leaf', 'inclusion', 'head', 'signature']) {
         assert.equal(await page.getByTestId(`step-${name}`).getByText('✓').count(), 1, `step ${name}`);
       }
+      // Every event of the record (created, attachment, amendment), each against its receipt.
+      for (let i = 0; ; i++) {
+        await page.getByRole('button', { name: 'Verify every event' }).click();
+        const tally = (await page.getByTestId('verify-all').textContent({ timeout: 15_000 })).trim();
+        assert.doesNotMatch(tally, /failed at/, 'an event of the record failed verification');
+        if (/^✓ (\d+)\/\1 events verified$/.test(tally)) break;
+        assert.ok(i < 50, `the record's events were never all anchored: ${tally}`);
+        await new Promise((ok) => setTimeout(ok, 300));
+      }
+      // The anchoring table lists the tree heads and where they were anchored.
+      await page.getByRole('region', { name: 'Anchoring: tree heads per ledger' }).getByRole('row').nth(1).waitFor({ timeout: 15_000 });
       await accessible(page, 'integrity');
+      await reachableByKeyboard(page, 'integrity', ['Kind', 'Id', 'Show history', 'Verify every event', 'Open the record (point-in-time replay)', 'Verify #1']);
     });
     await step(page, 'operations-dashboard', async () => {
       await page.getByRole('link', { name: 'Operations' }).click();
       await page.getByRole('heading', { name: 'Operations' }).waitFor();
       await page.getByRole('img', { name: 'Records per type per day (30 days)' }).locator('canvas').waitFor({ timeout: 15_000 });
       await page.getByRole('cell', { name: 'HOSP-001' }).waitFor({ timeout: 15_000 });
+      // Live API figures come from the server's own /metrics, two scrapes 5 s apart.
+      await page.getByText(/^\d+(\.\d)?ms$/).waitFor({ timeout: 30_000 });
       await accessible(page, 'operations');
+    });
+    await step(page, 'federated-learning', async () => {
+      await page.getByRole('link', { name: 'Federated learning' }).click();
+      await page.getByRole('heading', { name: 'Federated learning' }).waitFor();
+      await page.getByText('No federated task yet.').waitFor({ timeout: 15_000 });
+      await accessible(page, 'federated learning');
     });
     await step(page, 'security-event-acknowledged', async () => {
       await page.getByRole('link', { name: 'Security events' }).click();
@@ -338,6 +362,7 @@ async function main() {
       const row = page.getByRole('row', { name: /break_glass_use/ }).first();
       await row.waitFor({ timeout: 15_000 });
       await accessible(page, 'security events');
+      await reachableByKeyboard(page, 'security events', ['Status', 'Acknowledge']);
       await row.getByRole('button', { name: 'Acknowledge' }).click();
       await page.getByRole('row', { name: /break_glass_use.*acknowledged/ }).first().waitFor({ timeout: 15_000 });
     });
@@ -354,6 +379,7 @@ async function main() {
       await page.getByRole('button', { name: 'Open an account' }).click();
       await page.getByRole('cell', { name: 'nurse_chen' }).waitFor({ timeout: 15_000 });
       await accessible(page, 'accounts');
+      await reachableByKeyboard(page, 'accounts', ['Username', 'Password', 'Role', 'Name', 'Licence number', 'Department', 'Specialization', 'Open an account', 'Find an account']);
     });
     console.log(`web e2e: ${steps.length} steps passed; screenshots in ${artifacts}`);
   } finally {

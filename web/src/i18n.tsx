@@ -234,6 +234,7 @@ const en = {
   confirmationP95: 'Ledger confirmation, 95th percentile',
   openTheRecord: 'Open the record',
   amendReasonRequired: 'Say why the record changes (1–200 characters)',
+  latestP95: 'API latency, 95th percentile (last interval with requests)',
 } as const;
 
 export type MessageKey = keyof typeof en;
@@ -461,6 +462,7 @@ const zh: Record<MessageKey, string> = {
   confirmationP95: '账本确认时间（95 分位）',
   openTheRecord: '打开记录',
   amendReasonRequired: '请说明修改原因（1–200 个字符）',
+  latestP95: 'API 延迟 95 分位（最近有请求的区间）',
 };
 
 const messages: Record<Language, Record<MessageKey, string>> = { en, zh };

@@ -3,7 +3,7 @@
 // Prometheus metrics, scraped every 5 s — API rate, error rate and latency and
 // how long anchoring takes. Everything refreshes live.
 import { useMemo, useRef, useState } from 'react';
-import { Card, Col, Row, Statistic, Table, Typography } from 'antd';
+import { Card, Col, Row, Space, Statistic, Table, Typography } from 'antd';
 import { useQuery } from '@tanstack/react-query';
 
 import { api, unwrap } from '../api/client';
@@ -17,7 +17,7 @@ const LIVE = 5_000;
 const WINDOW = 120;
 
 interface Timed {
-  at: string;
+  at: number;
   point: Point;
 }
 
@@ -36,7 +36,7 @@ function useLiveMetrics() {
       previous.current = { at, samples };
       if (before) {
         const point = between(before.samples, samples, (at - before.at) / 1000);
-        setPoints((kept) => [...kept.slice(1 - WINDOW), { at: new Date(at).toLocaleTimeString(), point }]);
+        setPoints((kept) => [...kept.slice(1 - WINDOW), { at, point }]);
       }
       return at;
     },
@@ -46,7 +46,8 @@ function useLiveMetrics() {
 }
 
 export default function Operations() {
-  const { t } = useI18n();
+  const { t, language } = useI18n();
+  const clock = useMemo(() => new Intl.DateTimeFormat(language === 'zh' ? 'zh-CN' : 'en-GB', { timeStyle: 'medium' }), [language]);
   const dashboard = useQuery({
     queryKey: ['dashboard'],
     queryFn: () => unwrap(api.GET('/v1/read/dashboard', { params: { query: { days: 30 } } })),
@@ -60,7 +61,7 @@ export default function Operations() {
     return {
       tooltip: { trigger: 'axis' },
       legend: { data: [t('requestsPerSecond'), t('errorRate')] },
-      xAxis: { type: 'category', data: points.map((p) => p.at) },
+      xAxis: { type: 'category', data: points.map((p) => clock.format(p.at)) },
       yAxis: [
         { type: 'value', name: t('requestsPerSecond') },
         { type: 'value', name: '%', max: 100 },
@@ -70,7 +71,7 @@ export default function Operations() {
         { name: t('errorRate'), type: 'line', yAxisIndex: 1, data: points.map((p) => (p.point.errorRate === null ? null : Number((p.point.errorRate * 100).toFixed(2)))) },
       ],
     };
-  }, [live.points, t]);
+  }, [live.points, t, clock]);
 
   const latency = useMemo<ChartOption>(() => {
     const points = live.points;
@@ -78,14 +79,14 @@ export default function Operations() {
     return {
       tooltip: { trigger: 'axis' },
       legend: { data: ['p50', 'p95'] },
-      xAxis: { type: 'category', data: points.map((p) => p.at) },
+      xAxis: { type: 'category', data: points.map((p) => clock.format(p.at)) },
       yAxis: { type: 'value', name: 'ms' },
       series: [
         { name: 'p50', type: 'line', data: points.map((p) => ms(p.point.p50)) },
         { name: 'p95', type: 'line', data: points.map((p) => ms(p.point.p95)) },
       ],
     };
-  }, [live.points]);
+  }, [live.points, clock]);
 
   const anchoring = useMemo<ChartOption>(() => {
     const points = live.points;
@@ -93,12 +94,13 @@ export default function Operations() {
     return {
       tooltip: { trigger: 'axis' },
       legend: { data: ledgers },
-      xAxis: { type: 'category', data: points.map((p) => p.at) },
+      xAxis: { type: 'category', data: points.map((p) => clock.format(p.at)) },
       yAxis: { type: 'value', name: 's' },
       series: ledgers.map((ledger) => ({ name: ledger, type: 'line', data: points.map((p) => p.point.anchorLag[ledger] ?? null) })),
     };
-  }, [live.points]);
+  }, [live.points, clock]);
   const confirmation = live.points.at(-1)?.point.confirmationP95 ?? null;
+  const latestP95 = [...live.points].reverse().find((p) => p.point.p95 !== null)?.point.p95 ?? null;
 
   const records = useMemo<ChartOption>(() => {
     const rows = dashboard.data?.records_per_type_per_day ?? [];
@@ -178,11 +180,14 @@ export default function Operations() {
           <EChart option={anchoring} label={t('anchoringLag')} />
         </Col>
         <Col xs={24} lg={8}>
-          <Statistic
-            title={t('confirmationP95')}
-            value={confirmation === null ? '—' : confirmation.toFixed(2)}
-            suffix={confirmation === null ? undefined : 's'}
-          />
+          <Space direction="vertical" size="large">
+            <Statistic
+              title={t('confirmationP95')}
+              value={confirmation === null ? '—' : confirmation.toFixed(2)}
+              suffix={confirmation === null ? undefined : 's'}
+            />
+            <Statistic title={t('latestP95')} value={latestP95 === null ? '—' : (latestP95 * 1000).toFixed(1)} suffix={latestP95 === null ? undefined : 'ms'} />
+          </Space>
         </Col>
         <Col span={24}>
           <Typography.Title level={3} style={{ fontSize: 16 }}>
