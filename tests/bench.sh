@@ -33,10 +33,10 @@ out="$(cd "$out" && pwd)"
 # name and arguments, per mode
 if [ "$mode" = smoke ]; then
   profile=(); bin_dir="$target_dir/debug"
-  runs=("bench-core 40 4" "bench-projections 300 jetstream" "bench-audit 300" "bench-attachments 2" "bench-api 40 4" "bench-backup 300" "bench-detection 33 2 small" "bench-bridge 3" "bench-federated 10000 3,5 2" "bench-bulk-export 20" "bench-diagnosis 1")
+  runs=("bench-core 40 4" "bench-projections 300 jetstream" "bench-audit 300" "bench-attachments 2" "bench-api 40 4" "bench-backup 300" "bench-detection 33 2 small" "bench-bridge 3" "bench-federated 10000 3,5 2" "bench-bulk-export 20" "bench-diagnosis 1" "bench-patient-search 300")
 else
   profile=(--release); bin_dir="$target_dir/release"
-  runs=("bench-core 2000 32" "bench-projections 20000 jetstream" "bench-audit 20000" "bench-attachments 1024" "bench-api 2000 32" "bench-backup 20000" "bench-detection 60 6" "bench-bridge 30" "bench-federated 1000000 10,100 20" "bench-bulk-export 100000" "bench-diagnosis 20")
+  runs=("bench-core 2000 32" "bench-projections 20000 jetstream" "bench-audit 20000" "bench-attachments 1024" "bench-api 2000 32" "bench-backup 20000" "bench-detection 60 6" "bench-bridge 30" "bench-federated 1000000 10,100 20" "bench-bulk-export 100000" "bench-diagnosis 20" "bench-patient-search 100000")
 fi
 
 say() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }

@@ -244,6 +244,9 @@ async function main() {
         const img = document.querySelector('img[alt^="Preview of attachment"]');
         return img !== null && img.complete && img.naturalWidth === 128 && img.naturalHeight === 128;
       }, undefined, { timeout: 15_000 });
+      // The picker takes whole seconds: the instant chosen is over a second after
+      // the record's last event and over a second before the amendment.
+      await new Promise((ok) => setTimeout(ok, 1100));
       beforeAmendment = new Date();
       await new Promise((ok) => setTimeout(ok, 1100));
       await page.getByLabel('Treatment').fill('Aspirin 300 mg\nECG monitoring');
@@ -378,8 +381,14 @@ async function main() {
       await page.getByLabel('Specialization').fill('Triage');
       await page.getByRole('button', { name: 'Open an account' }).click();
       await page.getByRole('cell', { name: 'nurse_chen' }).waitFor({ timeout: 15_000 });
+      // The nurse moves to the audit office: a staff role change, with a reason.
+      await page.getByLabel('New role').click({ force: true });
+      await page.getByTitle('auditor', { exact: true }).click();
+      await page.getByLabel('Why', { exact: true }).fill('moved to the audit office');
+      await page.getByRole('button', { name: 'Change role' }).click();
+      await page.getByRole('cell', { name: 'auditor', exact: true }).waitFor({ timeout: 15_000 });
       await accessible(page, 'accounts');
-      await reachableByKeyboard(page, 'accounts', ['Username', 'Password', 'Role', 'Name', 'Licence number', 'Department', 'Specialization', 'Open an account', 'Find an account']);
+      await reachableByKeyboard(page, 'accounts', ['Username', 'Password', 'Role', 'Name', 'Licence number', 'Department', 'Specialization', 'Open an account', 'Find an account', 'New role', 'Change role']);
     });
     console.log(`web e2e: ${steps.length} steps passed; screenshots in ${artifacts}`);
   } finally {

@@ -235,6 +235,10 @@ const en = {
   openTheRecord: 'Open the record',
   amendReasonRequired: 'Say why the record changes (1–200 characters)',
   latestP95: 'API latency, 95th percentile (last interval with requests)',
+  changeRole: 'Change role',
+  newRole: 'New role',
+  roleChangeReason: 'Why',
+  changeRoleHint: 'Staff accounts only. Their sessions end now; the next sign-in carries the new role. A move to physician or nurse keeps the practitioner profile the account has.',
 } as const;
 
 export type MessageKey = keyof typeof en;
@@ -463,6 +467,10 @@ const zh: Record<MessageKey, string> = {
   openTheRecord: '打开记录',
   amendReasonRequired: '请说明修改原因（1–200 个字符）',
   latestP95: 'API 延迟 95 分位（最近有请求的区间）',
+  changeRole: '变更角色',
+  newRole: '新角色',
+  roleChangeReason: '原因',
+  changeRoleHint: '仅限员工账号。其会话立即结束，下次登录即为新角色。改为医生或护士时沿用账号已有的执业资料。',
 };
 
 const messages: Record<Language, Record<MessageKey, string>> = { en, zh };

@@ -635,3 +635,49 @@ async fn a_dicom_upload_records_its_header_and_a_malformed_one_is_kept_as_an_opa
     assert_eq!((dicom["rows"].as_u64(), dicom["columns"].as_u64()), (Some(128), Some(128)));
     assert!(added[1]["payload"]["data"].get("dicom").is_none_or(Value::is_null), "no metadata from an unreadable header");
 }
+
+#[tokio::test]
+async fn an_administrator_moves_a_nurse_to_the_audit_office_and_the_nurses_sessions_end() {
+    let app = app().await;
+    let admin = sign_in(&app, Role::Admin).await;
+    let nurse = sign_in(&app, Role::Nurse).await;
+    let physician = sign_in(&app, Role::Physician).await;
+    let (patient_account, _) = open_account(&app, Role::Patient).await;
+    let role_uri = |id: &str| format!("/v1/accounts/{id}/role");
+    let to_auditor = json!({"role": "auditor", "reason": "moved to the audit office"});
+
+    let refused = send(&app, command(&physician, "POST", &role_uri(&nurse.id), &to_auditor)).await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "role-not-permitted");
+    assert_eq!(send(&app, get(&nurse, &format!("/v1/accounts/{}", nurse.id))).await.0, StatusCode::OK, "the nurse's session still stands");
+
+    assert_eq!(send(&app, command(&admin, "POST", &role_uri(&nurse.id), &to_auditor)).await.0, StatusCode::NO_CONTENT);
+    let (_, _, account) = send(&app, get(&admin, &format!("/v1/accounts/{}", nurse.id))).await;
+    assert_eq!(account["role"], "auditor", "{account}");
+    assert_problem(&send(&app, get(&nurse, &format!("/v1/accounts/{}", nurse.id))).await, StatusCode::UNAUTHORIZED, "session-revoked");
+    assert_eq!(send(&app, command(&admin, "POST", &role_uri(&nurse.id), &to_auditor)).await.0, StatusCode::NO_CONTENT, "already so");
+
+    let back_to_nursing = json!({"role": "nurse", "reason": "back to the ward"});
+    let refused = send(&app, command(&admin, "POST", &role_uri(&nurse.id), &back_to_nursing)).await;
+    assert_problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "account-rule");
+    assert!(refused.2["detail"].as_str().unwrap().contains("practitioner profile"), "{}", refused.2);
+    assert_problem(
+        &send(&app, command(&admin, "POST", &role_uri(&patient_account), &to_auditor)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "account-rule",
+    );
+    assert_problem(
+        &send(&app, command(&admin, "POST", &role_uri(&admin.id), &to_auditor)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "account-rule",
+    );
+    let to_system = json!({"role": "system", "reason": "x"});
+    assert_problem(
+        &send(&app, command(&admin, "POST", &role_uri(&physician.id), &to_system)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "account-rule",
+    );
+    let (status, _, problem) =
+        send(&app, command(&admin, "POST", &role_uri(&physician.id), &json!({"role": "wizard", "reason": "x"}))).await;
+    assert!(status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST, "{status}: {problem}");
+    assert_eq!(problem["status"], status.as_u16());
+}

@@ -31,7 +31,7 @@ use emr_domain::authentication::{
 use emr_domain::ids::{CommandId, SecurityEventId, SessionId, SignInId, UserId};
 use emr_domain::metadata::CommandContext;
 use emr_domain::security::{Raise, SecurityCommand, SecurityError, SecurityEventKind, SecurityIncident};
-use emr_domain::values::Sha256Digest;
+use emr_domain::values::{Sha256Digest, ShortText};
 use emr_eventstore::{EmrEventStore, EventStorePorts, ExecuteError, StoreConfig, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -859,6 +859,21 @@ impl Identity {
     pub async fn administer(&self, admin: &Actor, user_id: UserId, command: AccountCommand) -> Result<(), AuthError> {
         access::rule(admin.role, Action::ManageAccounts).evaluate(admin, Action::ManageAccounts, &Facts::default())?;
         self.execute_account(user_id, command, *admin).await
+    }
+
+    /// An administrator moves a staff account to another role (see
+    /// `AccountCommand::ChangeRole`); the account's sessions end, so its next
+    /// sign-in carries the new role.
+    pub async fn change_role(
+        &self,
+        admin: &Actor,
+        user_id: UserId,
+        role: Role,
+        profile: Option<PractitionerProfile>,
+        reason: ShortText,
+    ) -> Result<(), AuthError> {
+        self.administer(admin, user_id, AccountCommand::ChangeRole { role, profile, by: admin.user_id, reason }).await?;
+        self.force_reauthentication(user_id).await
     }
 
     /// Whether the session store answers (readiness).

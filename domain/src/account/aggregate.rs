@@ -52,6 +52,15 @@ pub enum AccountError {
     /// Lifting a suspension by threat detection without saying why.
     #[error("lifting a suspension after a security event needs a reason")]
     ReasonRequired,
+    /// A role change to or from a role that is not a staff role (a patient's
+    /// account is their patient record's; the system role is the server's).
+    #[error("only staff accounts change roles, among physician, nurse, administrator, auditor and researcher")]
+    RoleNotChangeable,
+}
+
+/// The roles an administrator may move a staff account between.
+fn is_staff(role: Role) -> bool {
+    matches!(role, Role::Physician | Role::Nurse | Role::Admin | Role::Auditor | Role::Researcher)
 }
 
 /// Lifecycle of an account.
@@ -195,7 +204,11 @@ impl Account {
             }
             AccountCommand::Suspend { .. } if self.suspended_by.is_some() => Ok(vec![]),
             AccountCommand::Suspend { security_event } => Ok(vec![AccountEvent::AccountSuspended { security_event }]),
-            AccountCommand::Unlock { by, .. } | AccountCommand::Deactivate { by } if by == user_id => Err(AccountError::SelfAdministration),
+            AccountCommand::Unlock { by, .. } | AccountCommand::Deactivate { by } | AccountCommand::ChangeRole { by, .. }
+                if by == user_id =>
+            {
+                Err(AccountError::SelfAdministration)
+            }
             AccountCommand::Unlock { by, reason } => {
                 if self.locked_at(now).is_none() {
                     return Err(AccountError::NotLocked);
@@ -204,6 +217,23 @@ impl Account {
                     return Err(AccountError::ReasonRequired);
                 }
                 Ok(vec![AccountEvent::AccountUnlocked { by, reason }])
+            }
+            AccountCommand::ChangeRole { role, profile, by, reason } => {
+                let from = self.role.ok_or(AccountError::NotRegistered)?;
+                if !is_staff(from) || !is_staff(role) {
+                    return Err(AccountError::RoleNotChangeable);
+                }
+                let practitioner = matches!(role, Role::Physician | Role::Nurse);
+                let profile = match (practitioner, profile) {
+                    (true, Some(profile)) => Some(profile),
+                    (true, None) => Some(self.profile.clone().ok_or(AccountError::ProfileRequired)?),
+                    (false, Some(_)) => return Err(AccountError::ProfileNotAllowed),
+                    (false, None) => None,
+                };
+                if from == role && profile == self.profile {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AccountEvent::RoleChanged { from, to: role, profile, by, reason }])
             }
             AccountCommand::Deactivate { by } => Ok(vec![AccountEvent::AccountDeactivated { by }]),
         }
@@ -246,6 +276,10 @@ impl Aggregate for Account {
                 self.locked_until = None;
                 self.suspended_by = None;
             }
+            AccountEvent::RoleChanged { to, profile, .. } => {
+                self.role = Some(to);
+                self.profile = profile;
+            }
             AccountEvent::AccountDeactivated { .. } => self.status = AccountStatus::Deactivated,
         }
     }
@@ -276,6 +310,65 @@ mod tests {
         assert_eq!(account.decide(AccountCommand::Deactivate { by: admin }, now()), Err(AccountError::SelfAdministration));
         assert_eq!(account.decide(AccountCommand::Unlock { by: admin, reason: None }, now()), Err(AccountError::SelfAdministration));
         assert!(account.decide(AccountCommand::Deactivate { by: UserId::new() }, now()).is_ok());
+    }
+
+    fn with_role(role: Role, profile: Option<PractitionerProfile>) -> Account {
+        let mut account = Account::default();
+        account.apply(AccountEvent::AccountRegistered {
+            user_id: UserId::new(),
+            username: Username::parse("staff_member").unwrap(),
+            role,
+            profile,
+            registered_by: None,
+        });
+        account
+    }
+
+    fn change(role: Role, profile: Option<PractitionerProfile>, by: UserId) -> AccountCommand {
+        AccountCommand::ChangeRole { role, profile, by, reason: ShortText::parse("reason", "moved to the audit office").unwrap() }
+    }
+
+    #[test]
+    fn an_administrator_moves_staff_between_staff_roles_and_a_practitioner_keeps_or_gets_a_profile() {
+        let admin = UserId::new();
+        let profile = crate::fixtures::practitioner_profile("Li Wei");
+        let mut nurse = with_role(Role::Nurse, Some(profile.clone()));
+        let to_physician = nurse.decide(change(Role::Physician, None, admin), now()).unwrap();
+        assert_eq!(
+            to_physician,
+            vec![AccountEvent::RoleChanged {
+                from: Role::Nurse,
+                to: Role::Physician,
+                profile: Some(profile.clone()),
+                by: admin,
+                reason: ShortText::parse("reason", "moved to the audit office").unwrap()
+            }],
+            "a practitioner keeps their profile"
+        );
+        to_physician.into_iter().for_each(|event| nurse.apply(event));
+        assert_eq!(nurse.role(), Some(Role::Physician));
+        for event in nurse.decide(change(Role::Auditor, None, admin), now()).unwrap() {
+            nurse.apply(event);
+        }
+        assert_eq!((nurse.role(), nurse.profile()), (Some(Role::Auditor), None), "an auditor has no practitioner profile");
+        assert_eq!(nurse.decide(change(Role::Auditor, None, admin), now()), Ok(vec![]), "no change, no event");
+        assert_eq!(nurse.decide(change(Role::Nurse, None, admin), now()), Err(AccountError::ProfileRequired));
+        assert_eq!(nurse.decide(change(Role::Admin, Some(profile.clone()), admin), now()), Err(AccountError::ProfileNotAllowed));
+        assert!(nurse.decide(change(Role::Nurse, Some(profile), admin), now()).is_ok());
+    }
+
+    #[test]
+    fn patients_and_the_system_keep_their_roles_and_nobody_changes_their_own() {
+        let admin = UserId::new();
+        let patient = with_role(Role::Patient, None);
+        assert_eq!(patient.decide(change(Role::Admin, None, admin), now()), Err(AccountError::RoleNotChangeable));
+        let auditor = with_role(Role::Auditor, None);
+        for role in [Role::Patient, Role::System, Role::Hospital] {
+            assert_eq!(auditor.decide(change(role, None, admin), now()), Err(AccountError::RoleNotChangeable), "{role:?}");
+        }
+        let own = auditor.user_id().unwrap();
+        assert_eq!(auditor.decide(change(Role::Admin, None, own), now()), Err(AccountError::SelfAdministration));
+        assert_eq!(Account::default().decide(change(Role::Admin, None, admin), now()), Err(AccountError::NotRegistered));
     }
 
     #[test]

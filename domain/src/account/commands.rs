@@ -56,6 +56,19 @@ pub enum AccountCommand {
         /// Why (required to lift a suspension).
         reason: Option<ShortText>,
     },
+    /// An administrator moves a staff account to another staff role (patients'
+    /// and the server's accounts keep theirs).
+    ChangeRole {
+        /// The new role.
+        role: Role,
+        /// The practitioner profile, required when the account becomes a physician
+        /// or nurse and has none; a practitioner's profile is kept when none is given.
+        profile: Option<PractitionerProfile>,
+        /// The administrator.
+        by: UserId,
+        /// Why.
+        reason: ShortText,
+    },
     /// Closes the account for good.
     Deactivate {
         /// The administrator.

@@ -57,6 +57,19 @@ pub enum AccountEvent {
         #[serde(default)]
         reason: Option<ShortText>,
     },
+    /// The account moved to another role; its sessions end with it.
+    RoleChanged {
+        /// The role it had.
+        from: Role,
+        /// The role it has now.
+        to: Role,
+        /// Its practitioner profile from now on (none outside physicians and nurses).
+        profile: Option<PractitionerProfile>,
+        /// The administrator.
+        by: UserId,
+        /// Why.
+        reason: ShortText,
+    },
     /// The account was closed.
     AccountDeactivated {
         /// The administrator.
@@ -74,6 +87,7 @@ impl DomainEvent for AccountEvent {
             Self::AccountLocked { .. } => "AccountLocked",
             Self::AccountSuspended { .. } => "AccountSuspended",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
+            Self::RoleChanged { .. } => "RoleChanged",
             Self::AccountDeactivated { .. } => "AccountDeactivated",
         }
         .to_owned()

@@ -47,9 +47,12 @@ function asProblem(error: unknown, response: Response): Problem {
   };
 }
 
-/** The answer's body, or a [`ProblemError`] carrying the server's problem. */
+/** The answer's body (nothing for 204), or a [`ProblemError`] carrying the server's problem. */
 export async function unwrap<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
   const { data, error, response } = await call;
-  if (!response.ok || data === undefined) throw new ProblemError(response.status, asProblem(error, response));
+  if (!response.ok) throw new ProblemError(response.status, asProblem(error, response));
+  // 204 No Content: the operation's type says there is no body.
+  if (response.status === 204) return data as T;
+  if (data === undefined) throw new ProblemError(response.status, asProblem(error, response));
   return data;
 }

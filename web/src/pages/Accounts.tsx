@@ -87,6 +87,43 @@ function OpenAccount({ onOpened }: { onOpened: (userId: string) => void }) {
   );
 }
 
+const STAFF_ROLES = ['physician', 'nurse', 'admin', 'auditor', 'researcher'] as const;
+type StaffRole = (typeof STAFF_ROLES)[number];
+const isStaff = (role: string | null | undefined): role is StaffRole => STAFF_ROLES.some((staff) => staff === role);
+
+/** Moves a staff account to another staff role; the server ends its sessions. */
+function ChangeRole({ userId, current, onChanged }: { userId: string; current: StaffRole; onChanged: () => void }) {
+  const { t } = useI18n();
+  const [form] = Form.useForm<{ role: StaffRole; reason: string }>();
+  const change = useMutation({
+    mutationFn: ({ role, reason }: { role: StaffRole; reason: string }) =>
+      unwrap(api.POST('/v1/accounts/{user_id}/role', { params: { path: { user_id: userId } }, body: { role, reason, profile: null } })),
+    onSuccess: () => {
+      form.resetFields(['reason']);
+      onChanged();
+    },
+  });
+  return (
+    <section aria-label={t('changeRole')}>
+      <Form name="changeRole" form={form} layout="inline" initialValues={{ role: current }} onFinish={(values) => change.mutate(values)}>
+        <Form.Item label={t('newRole')} name="role">
+          <Select style={{ width: 160 }} options={STAFF_ROLES.map((value) => ({ value, label: value }))} />
+        </Form.Item>
+        <Form.Item label={t('roleChangeReason')} name="reason" rules={[ruleOf(validShortText, t('textRequired'))]}>
+          <Input style={{ width: 280 }} />
+        </Form.Item>
+        <Button htmlType="submit" loading={change.isPending}>
+          {t('changeRole')}
+        </Button>
+      </Form>
+      <Typography.Paragraph type="secondary" style={{ marginTop: 8 }}>
+        {t('changeRoleHint')}
+      </Typography.Paragraph>
+      <ProblemAlert error={change.error} />
+    </section>
+  );
+}
+
 function Account({ userId }: { userId: string }) {
   const { t, date } = useI18n();
   const queries = useQueryClient();
@@ -128,6 +165,7 @@ function Account({ userId }: { userId: string }) {
         </Button>
       </Space>
       <ProblemAlert error={unlock.error ?? close.error} />
+      {view.status === 'active' && isStaff(view.role) && <ChangeRole key={view.role} userId={userId} current={view.role} onChanged={refresh} />}
     </Space>
   );
 }

@@ -204,3 +204,26 @@ pub(crate) async fn deactivate(State(state): State<AppState>, caller: Caller, Pa
     state.identity.administer(&caller.actor, user_id, AccountCommand::Deactivate { by: caller.actor.user_id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleChange {
+    /// The new role: physician, nurse, admin, auditor or researcher.
+    role: Role,
+    /// Required when the account becomes a physician or nurse and has no profile.
+    profile: Option<PractitionerProfile>,
+    /// Why (kept in the account's history).
+    reason: ShortText,
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/role", tag = "accounts", summary = "Move a staff account to another staff role (its sessions end)", params(("user_id" = String, Path, description = "account id (UUID)")), request_body = RoleChange, responses((status = 204, description = "changed (or already so)"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn change_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RoleChange>,
+) -> Result<StatusCode, ApiError> {
+    let user_id: UserId = path_id(&id, "user id")?;
+    state.identity.change_role(&caller.actor, user_id, body.role, body.profile, body.reason).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
