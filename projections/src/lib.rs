@@ -40,8 +40,8 @@ pub use decode::{Decoder, Fact, Payload};
 pub use error::ProjectionError;
 pub use projection::{Checkpoint, Projection};
 pub use projections::{
-    AccessLogProjection, AccessProjection, BlindIndex, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory,
-    RecordIndex, SearchIndex, SecurityProjection, all, checkpoints,
+    AccessLogProjection, AccessProjection, AccountDirectory, BlindIndex, DashboardProjection, DiagnosisProjection, FederatedProjection,
+    PatientDirectory, RecordIndex, SearchIndex, SecurityProjection, all, checkpoints,
 };
 pub use rebuild::rebuild;
 pub use runner::{Lag, Projector, lag, lags, run_every_projection, wait_for};

@@ -823,3 +823,62 @@ pub async fn record_of_suggestion(db: &ReadModelDb, suggestion_id: &str) -> Resu
         db.fetch_all("SELECT record_id FROM diagnosis_suggestions WHERE suggestion_id = ?", vec![Value::from(suggestion_id)]).await?;
     Ok(rows.into_iter().next().map(|(record_id,)| record_id))
 }
+
+/// Filter of the account list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct AccountFilter {
+    /// physician, nurse, patient, admin, auditor, researcher or hospital.
+    pub role: Option<String>,
+    /// active or deactivated.
+    pub status: Option<String>,
+    /// The start of the username.
+    pub username: Option<String>,
+    /// Page size (1–500, default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+/// One account as administrators list it (no secrets, no profile).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountRow {
+    /// The account.
+    pub user_id: String,
+    /// Its login name.
+    pub username: String,
+    /// Its role.
+    pub role: String,
+    /// active or deactivated.
+    pub status: String,
+    /// 1 once MFA is on.
+    pub mfa_enabled: i64,
+    /// End of a lockout after failed logins (it may lie in the past).
+    pub locked_until: Option<DateTime<Utc>>,
+    /// 1 while threat detection holds the account until an administrator lifts it.
+    pub suspended: i64,
+    /// When it was opened.
+    pub registered_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Log position of its last change.
+    pub position: u64,
+}
+
+/// Accounts matching `filter`, by username.
+pub async fn accounts(db: &ReadModelDb, filter: &AccountFilter) -> Result<Vec<AccountRow>, ProjectionError> {
+    let mut conditions = Conditions::default();
+    conditions.and("role = ?", filter.role.as_ref());
+    conditions.and("status = ?", filter.status.as_ref());
+    // `!` escapes LIKE's wildcards (usernames hold `_`, never `!`) the same way in MySQL and SQLite.
+    let prefix =
+        filter.username.as_ref().map(|start| format!("{}%", start.to_lowercase().replace('!', "!!").replace('%', "!%").replace('_', "!_")));
+    conditions.and("username LIKE ? ESCAPE '!'", prefix);
+    let (clauses, params) = conditions.page(" ORDER BY username, user_id", filter.limit, filter.offset);
+    let sql = format!(
+        "SELECT user_id, username, role, status, mfa_enabled, locked_until, suspended, registered_at, updated_at, position FROM accounts{clauses}"
+    );
+    db.fetch_all(&sql, params).await
+}

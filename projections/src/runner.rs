@@ -241,8 +241,8 @@ pub async fn run_every_projection(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     use crate::{
-        AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory,
-        RecordIndex, SecurityProjection,
+        AccessLogProjection, AccessProjection, AccountDirectory, DashboardProjection, DiagnosisProjection, FederatedProjection,
+        PatientDirectory, RecordIndex, SecurityProjection,
     };
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -255,6 +255,7 @@ pub async fn run_every_projection(
     let security = Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let federated = Projector::new(FederatedProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let diagnosis = Projector::new(DiagnosisProjection, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
+    let accounts = Projector::new(AccountDirectory, db.clone(), log.clone()).with_batch_size(batch_size).with_durable_feed();
     let search = Projector::new(search_index, db.clone(), log).with_batch_size(batch_size).with_durable_feed();
     tokio::join!(
         patients.run(stopped(shutdown.clone())),
@@ -265,6 +266,7 @@ pub async fn run_every_projection(
         security.run(stopped(shutdown.clone())),
         federated.run(stopped(shutdown.clone())),
         diagnosis.run(stopped(shutdown.clone())),
+        accounts.run(stopped(shutdown.clone())),
         search.run(stopped(shutdown)),
     );
 }

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use emr_eventstore::EventLog;
 use emr_projections::{
-    AccessLogProjection, AccessProjection, BlindIndex, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory,
-    Projector, ReadModelDb, RecordIndex, SearchIndex, SecurityProjection,
+    AccessLogProjection, AccessProjection, AccountDirectory, BlindIndex, DashboardProjection, DiagnosisProjection, FederatedProjection,
+    PatientDirectory, Projector, ReadModelDb, RecordIndex, SearchIndex, SecurityProjection,
 };
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::mariadb::TestDatabase;
 
 /// Every read-model table, checkpoints included.
-pub const TABLES: [&str; 22] = [
+pub const TABLES: [&str; 24] = [
     "patient_directory_checkpoint",
     "patients",
     "record_index_checkpoint",
@@ -37,6 +37,8 @@ pub const TABLES: [&str; 22] = [
     "federated_tasks",
     "federated_rounds",
     "federated_updates",
+    "account_directory_checkpoint",
+    "accounts",
 ];
 
 /// The blind index of tests: one fixed key, so a test's API and projector agree.
@@ -61,6 +63,7 @@ pub async fn fold_all(db: &ReadModelDb, log: &Arc<dyn EventLog>, batch: usize) {
     Projector::new(SecurityProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(FederatedProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
     Projector::new(DiagnosisProjection, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
+    Projector::new(AccountDirectory, db.clone(), log.clone()).with_batch_size(batch).catch_up(head).await.unwrap();
 }
 
 /// Folds the log, as it stands, into the search index of `db`.

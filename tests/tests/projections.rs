@@ -142,7 +142,7 @@ async fn the_search_index_holds_keyed_hashes_only_and_forgets_the_erased(backend
 }
 
 /// How many projections [`catch_up_one`] knows.
-const PROJECTIONS: usize = 9;
+const PROJECTIONS: usize = 10;
 
 /// Catches projection `index` (of every projection) up with the log, through a
 /// durable feed where the log has them; the search index opens PHI with `codec`.
@@ -165,6 +165,7 @@ async fn catch_up_one(
         5 => run(FederatedProjection, pool, log, batch).await,
         6 => run(DiagnosisProjection, pool, log, batch).await,
         7 => run(emr_tests::read_models::search_index(codec.clone()), pool, log, batch).await,
+        8 => run(emr_projections::AccountDirectory, pool, log, batch).await,
         _ => run(DashboardProjection, pool, log, batch).await,
     }
 }
@@ -375,7 +376,68 @@ on_every_store!(
     a_rebuild_while_live_swaps_in_tables_equal_to_a_clean_fold,
     a_reader_can_wait_for_its_own_write,
     a_rebuild_upcasts_old_event_versions,
+    the_account_directory_lists_roles_mfa_locks_and_closures,
 );
+
+/// The account directory (the seed's Users, without secrets): registrations,
+/// MFA, a lockout, a role change and a closure, as administrators list them.
+async fn the_account_directory_lists_roles_mfa_locks_and_closures(backend: Backend, store: Store) {
+    use emr_auth::{AuthPolicy, Identity, MemorySessionStore, Registration, SigningKeys, Tokens};
+    use emr_domain::account::{AccountCommand, Username};
+    use emr_domain::actor::{Actor, Role};
+    use emr_domain::ids::CommandId;
+    use queries::AccountFilter;
+
+    let tokens = Tokens::new(SigningKeys::generate("projections").unwrap());
+    let services = emr_domain::DomainServices::default();
+    let identity = Identity::new(&backend, Arc::new(MemorySessionStore::new()), tokens, AuthPolicy::default(), services);
+    let system = Actor::system();
+    let open = |username: &str, role: Role| {
+        let profile = matches!(role, Role::Physician | Role::Nurse).then(|| emr_domain::fixtures::practitioner_profile("Chen Jing"));
+        Registration { username: Username::parse(username).unwrap(), password: "Choose-A-Long-One-9".into(), role, profile }
+    };
+    let admin = identity.register(Some(&system), open("admin_wu", Role::Admin), None, CommandId::new()).await.unwrap();
+    let nurse = identity.register(Some(&system), open("nurse_chen", Role::Nurse), None, CommandId::new()).await.unwrap();
+    let locked = identity.register(Some(&system), open("dr_lock", Role::Physician), None, CommandId::new()).await.unwrap();
+    let closed = identity.register(Some(&system), open("auditor_old", Role::Auditor), None, CommandId::new()).await.unwrap();
+    let admin_actor = Actor::new(admin, Role::Admin);
+    let reason = emr_domain::fixtures::text("moved to the audit office");
+    identity.change_role(&admin_actor, nurse, Role::Auditor, None, reason).await.unwrap();
+    let until = chrono::Utc::now() + chrono::Duration::minutes(15);
+    identity.administer(&system, locked, AccountCommand::Lock { until, failed_attempts: 5 }).await.unwrap();
+    identity.administer(&admin_actor, closed, AccountCommand::Deactivate { by: admin }).await.unwrap();
+
+    let db = TestReadModels::fresh(store).await;
+    fold_all(&db.db, &backend.log, 2).await;
+    let list = |filter: AccountFilter| {
+        let db = db.db.clone();
+        async move { queries::accounts(&db, &filter).await.unwrap() }
+    };
+    let everyone = list(AccountFilter::default()).await;
+    let by_name: Vec<(&str, &str, &str)> = everyone.iter().map(|a| (a.username.as_str(), a.role.as_str(), a.status.as_str())).collect();
+    assert_eq!(
+        by_name,
+        [
+            ("admin_wu", "admin", "active"),
+            ("auditor_old", "auditor", "deactivated"),
+            ("dr_lock", "physician", "active"),
+            ("nurse_chen", "auditor", "active")
+        ]
+    );
+    let dr_lock = everyone.iter().find(|a| a.username == "dr_lock").unwrap();
+    assert_eq!(dr_lock.locked_until.map(|t| t.timestamp_millis()), Some(until.timestamp_millis()));
+    assert_eq!((dr_lock.mfa_enabled, dr_lock.suspended), (0, 0));
+
+    let auditors = list(AccountFilter { role: Some("auditor".into()), status: Some("active".into()), ..AccountFilter::default() }).await;
+    assert_eq!(auditors.iter().map(|a| a.user_id.clone()).collect::<Vec<_>>(), [nurse.to_string()]);
+    // `_` in a username is a character, not LIKE's wildcard.
+    let prefixed = list(AccountFilter { username: Some("DR_".into()), ..AccountFilter::default() }).await;
+    assert_eq!(prefixed.len(), 1);
+    assert!(list(AccountFilter { username: Some("dr%".into()), ..AccountFilter::default() }).await.is_empty());
+    let page = list(AccountFilter { limit: Some(2), offset: Some(2), ..AccountFilter::default() }).await;
+    assert_eq!(page.iter().map(|a| a.username.as_str()).collect::<Vec<_>>(), ["dr_lock", "nurse_chen"]);
+    db.remove().await;
+}
 
 /// Schema evolution end to end: events stored as `RecordCreated` 1.0 (camelCase
 /// fields) are upcast as a rebuild folds them.

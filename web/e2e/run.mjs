@@ -373,22 +373,23 @@ async function main() {
       await page.getByRole('button', { name: 'Sign out' }).click();
       await uiSignIn(page, base, 'admin', adminSecret);
       await page.getByRole('link', { name: 'Accounts' }).click();
-      await page.getByLabel('Username').fill('nurse_chen');
+      await page.getByLabel('Username', { exact: true }).fill('nurse_chen');
       await page.getByLabel('Password').fill(PASSWORD);
       await page.getByLabel('Name', { exact: true }).fill('Chen Jing');
       await page.getByLabel('Licence number').fill('LIC-2002');
       await page.getByLabel('Department').fill('Emergency');
       await page.getByLabel('Specialization').fill('Triage');
       await page.getByRole('button', { name: 'Open an account' }).click();
-      await page.getByRole('cell', { name: 'nurse_chen' }).waitFor({ timeout: 15_000 });
+      await page.getByRole('cell', { name: 'nurse_chen' }).first().waitFor({ timeout: 15_000 });
       // The nurse moves to the audit office: a staff role change, with a reason.
       await page.getByLabel('New role').click({ force: true });
       await page.getByTitle('auditor', { exact: true }).click();
       await page.getByLabel('Why', { exact: true }).fill('moved to the audit office');
       await page.getByRole('button', { name: 'Change role' }).click();
-      await page.getByRole('cell', { name: 'auditor', exact: true }).waitFor({ timeout: 15_000 });
+      // The account list (a read model) follows: nurse_chen is an auditor now.
+      await page.getByRole('row', { name: /nurse_chen\s*auditor\s*active/ }).waitFor({ timeout: 15_000 });
       await accessible(page, 'accounts');
-      await reachableByKeyboard(page, 'accounts', ['Username', 'Password', 'Role', 'Name', 'Licence number', 'Department', 'Specialization', 'Open an account', 'Find an account', 'New role', 'Change role']);
+      await reachableByKeyboard(page, 'accounts', ['Username', 'Password', 'Role', 'Name', 'Licence number', 'Department', 'Specialization', 'Open an account', 'Find an account', 'New role', 'Change role', 'Username starts with', 'Open the account nurse_chen']);
     });
     console.log(`web e2e: ${steps.length} steps passed; screenshots in ${artifacts}`);
   } finally {

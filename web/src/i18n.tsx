@@ -239,6 +239,10 @@ const en = {
   newRole: 'New role',
   roleChangeReason: 'Why',
   changeRoleHint: 'Staff accounts only. Their sessions end now; the next sign-in carries the new role. A move to physician or nurse keeps the practitioner profile the account has.',
+  usernameStartsWith: 'Username starts with',
+  noAccounts: 'No account matches.',
+  suspended: 'suspended',
+  openAccountDetails: 'Open the account',
 } as const;
 
 export type MessageKey = keyof typeof en;
@@ -471,6 +475,10 @@ const zh: Record<MessageKey, string> = {
   newRole: '新角色',
   roleChangeReason: '原因',
   changeRoleHint: '仅限员工账号。其会话立即结束，下次登录即为新角色。改为医生或护士时沿用账号已有的执业资料。',
+  usernameStartsWith: '用户名开头',
+  noAccounts: '没有匹配的账号。',
+  suspended: '已暂停',
+  openAccountDetails: '打开账号',
 };
 
 const messages: Record<Language, Record<MessageKey, string>> = { en, zh };

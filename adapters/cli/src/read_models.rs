@@ -6,8 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use emr_eventstore::EventLog;
 use emr_projections::{
-    AccessLogProjection, AccessProjection, DashboardProjection, DiagnosisProjection, FederatedProjection, PatientDirectory, ReadModelDb,
-    RecordIndex, SearchIndex, SecurityProjection,
+    AccessLogProjection, AccessProjection, AccountDirectory, DashboardProjection, DiagnosisProjection, FederatedProjection,
+    PatientDirectory, ReadModelDb, RecordIndex, SearchIndex, SecurityProjection,
 };
 
 use crate::settings::Settings;
@@ -57,6 +57,7 @@ impl ReadModels {
             SecurityProjection::NAME => emr_projections::rebuild(SecurityProjection, db, log, batch).await,
             FederatedProjection::NAME => emr_projections::rebuild(FederatedProjection, db, log, batch).await,
             DiagnosisProjection::NAME => emr_projections::rebuild(DiagnosisProjection, db, log, batch).await,
+            AccountDirectory::NAME => emr_projections::rebuild(AccountDirectory, db, log, batch).await,
             SearchIndex::NAME => emr_projections::rebuild(search, db, log, batch).await,
             other => bail!("no projection named `{other}`; known: {}", emr_projections::all().join(", ")),
         };

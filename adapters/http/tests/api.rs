@@ -681,3 +681,18 @@ async fn an_administrator_moves_a_nurse_to_the_audit_office_and_the_nurses_sessi
     assert!(status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST, "{status}: {problem}");
     assert_eq!(problem["status"], status.as_u16());
 }
+
+#[tokio::test]
+async fn administrators_list_accounts_by_role_and_nobody_else_lists_them() {
+    let app = app_with_everything().await;
+    let admin = sign_in(&app, Role::Admin).await;
+    let physician = sign_in(&app, Role::Physician).await;
+    fold(&app).await;
+    let (status, _, physicians) = send(&app, get(&admin, "/v1/accounts?role=physician")).await;
+    assert_eq!(status, StatusCode::OK, "{physicians}");
+    let listed: Vec<&str> = physicians.as_array().unwrap().iter().map(|a| a["user_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [physician.id.as_str()]);
+    assert_eq!(physicians[0]["mfa_enabled"], 1, "{physicians}");
+    assert_problem(&send(&app, get(&physician, "/v1/accounts")).await, StatusCode::FORBIDDEN, "role-not-permitted");
+    assert_eq!(send(&app, get(&admin, "/v1/accounts?colour=blue")).await.0, StatusCode::BAD_REQUEST);
+}

@@ -2,6 +2,7 @@
 
 mod access;
 mod access_log;
+mod account_directory;
 mod dashboard;
 mod diagnosis;
 mod federated;
@@ -12,6 +13,7 @@ mod security;
 
 pub use access::AccessProjection;
 pub use access_log::AccessLogProjection;
+pub use account_directory::AccountDirectory;
 pub use dashboard::DashboardProjection;
 pub use diagnosis::DiagnosisProjection;
 pub use federated::FederatedProjection;
@@ -21,7 +23,7 @@ pub use search_index::{BlindIndex, SearchIndex};
 pub use security::SecurityProjection;
 
 /// Every projection's name and checkpoint table, in the order `emr` runs them.
-pub fn checkpoints() -> [(&'static str, &'static str); 9] {
+pub fn checkpoints() -> [(&'static str, &'static str); 10] {
     use crate::projection::Projection;
     [
         (PatientDirectory::NAME, PatientDirectory.tables()[0]),
@@ -33,11 +35,12 @@ pub fn checkpoints() -> [(&'static str, &'static str); 9] {
         (FederatedProjection::NAME, FederatedProjection.tables()[0]),
         (DiagnosisProjection::NAME, DiagnosisProjection.tables()[0]),
         (SearchIndex::NAME, SearchIndex::TABLES[0]),
+        (AccountDirectory::NAME, AccountDirectory.tables()[0]),
     ]
 }
 
 /// Names of every projection, in the order `emr` runs them.
-pub fn all() -> [&'static str; 9] {
+pub fn all() -> [&'static str; 10] {
     checkpoints().map(|(name, _)| name)
 }
 

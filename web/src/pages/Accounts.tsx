@@ -1,7 +1,7 @@
 // Administrators: open accounts (clinicians with their licensed profile), look one
 // up, lift a lockout or a suspension (a suspension needs a reason), close it.
 import { useState } from 'react';
-import { Button, Card, Descriptions, Form, Input, Select, Space, Tag, Typography } from 'antd';
+import { Button, Card, Descriptions, Empty, Form, Input, Select, Space, Table, Tag, Typography } from 'antd';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 
 import { api, unwrap, type Schemas } from '../api/client';
@@ -132,7 +132,10 @@ function Account({ userId }: { userId: string }) {
     queryFn: () => unwrap(api.GET('/v1/accounts/{user_id}', { params: { path: { user_id: userId } } })),
     retry: false,
   });
-  const refresh = () => void queries.invalidateQueries({ queryKey: ['account', userId] });
+  const refresh = () => {
+    void queries.invalidateQueries({ queryKey: ['account', userId] });
+    void queries.invalidateQueries({ queryKey: ['accounts'] });
+  };
   const unlock = useMutation({
     mutationFn: () => unwrap(api.POST('/v1/accounts/{user_id}/unlock', { params: { path: { user_id: userId } }, body: { reason: null } })),
     onSuccess: refresh,
@@ -170,6 +173,96 @@ function Account({ userId }: { userId: string }) {
   );
 }
 
+const ALL_ROLES = ['physician', 'nurse', 'patient', 'admin', 'auditor', 'researcher', 'hospital'] as const;
+
+/** Every account, a page at a time, filtered by role, status or the start of the username. */
+function AccountList({ onOpen }: { onOpen: (userId: string) => void }) {
+  const { t, date } = useI18n();
+  const [role, setRole] = useState<string | undefined>();
+  const [status, setStatus] = useState<string | undefined>('active');
+  const [username, setUsername] = useState('');
+  const [page, setPage] = useState(1);
+  const pageSize = 20;
+  const accounts = useQuery({
+    queryKey: ['accounts', role, status, username, page],
+    queryFn: () =>
+      unwrap(
+        api.GET('/v1/accounts', {
+          params: { query: { role, status, username: username || undefined, limit: pageSize + 1, offset: (page - 1) * pageSize } },
+        }),
+      ),
+    refetchInterval: 5_000,
+  });
+  const rows = accounts.data ?? [];
+  return (
+    <Space direction="vertical" style={{ width: '100%' }}>
+      <Space wrap>
+        <Select
+          aria-label={t('role')}
+          allowClear
+          placeholder={t('role')}
+          style={{ width: 160 }}
+          value={role}
+          onChange={(next?: string) => {
+            setRole(next);
+            setPage(1);
+          }}
+          options={ALL_ROLES.map((value) => ({ value, label: value }))}
+        />
+        <Select
+          aria-label={t('status')}
+          allowClear
+          placeholder={t('status')}
+          style={{ width: 160 }}
+          value={status}
+          onChange={(next?: string) => {
+            setStatus(next);
+            setPage(1);
+          }}
+          options={['active', 'deactivated'].map((value) => ({ value, label: value }))}
+        />
+        <Input.Search
+          aria-label={t('usernameStartsWith')}
+          placeholder={t('usernameStartsWith')}
+          allowClear
+          style={{ width: 260 }}
+          onSearch={(text) => {
+            setUsername(text.trim());
+            setPage(1);
+          }}
+        />
+      </Space>
+      <ProblemAlert error={accounts.error} />
+      <Table
+        size="small"
+        rowKey="user_id"
+        loading={accounts.isLoading}
+        dataSource={rows.slice(0, pageSize)}
+        locale={{ emptyText: <Empty description={t('noAccounts')} /> }}
+        pagination={{ current: page, pageSize, total: (page - 1) * pageSize + rows.length, onChange: setPage, showSizeChanger: false }}
+        columns={[
+          { title: t('username'), dataIndex: 'username' },
+          { title: t('role'), dataIndex: 'role' },
+          { title: t('status'), render: (_, row) => <Tag>{row.status}</Tag> },
+          { title: 'MFA', render: (_, row) => (row.mfa_enabled ? '✓' : '—') },
+          {
+            title: t('lockedUntil'),
+            render: (_, row) => (row.suspended ? t('suspended') : row.locked_until && new Date(row.locked_until) > new Date() ? date(row.locked_until) : '—'),
+          },
+          {
+            title: t('actions'),
+            render: (_, row) => (
+              <Button size="small" onClick={() => onOpen(row.user_id)} aria-label={`${t('openAccountDetails')} ${row.username}`}>
+                {t('openRecord')}
+              </Button>
+            ),
+          },
+        ]}
+      />
+    </Space>
+  );
+}
+
 export default function Accounts() {
   const { t } = useI18n();
   const [userId, setUserId] = useState<string | null>(null);
@@ -180,6 +273,9 @@ export default function Accounts() {
           <Input.Search aria-label={t('findAccount')} placeholder={t('accountId')} enterButton={t('search')} onSearch={(id) => setUserId(id.trim() || null)} />
           {userId && <Account userId={userId} />}
         </Space>
+      </Card>
+      <Card title={<Typography.Title level={2} style={{ fontSize: 18, margin: 0 }}>{t('accounts')}</Typography.Title>}>
+        <AccountList onOpen={setUserId} />
       </Card>
       <Card title={<Typography.Title level={2} style={{ fontSize: 18, margin: 0 }}>{t('openAccount')}</Typography.Title>}>
         <OpenAccount onOpened={setUserId} />

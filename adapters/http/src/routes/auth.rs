@@ -227,3 +227,16 @@ pub(crate) async fn change_role(
     state.identity.change_role(&caller.actor, user_id, body.role, body.profile, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", summary = "Accounts by username, filtered by role, status or the start of the username (administrators)", params(emr_projections::queries::AccountFilter), responses((status = 200, description = "accounts", body = Vec<emr_projections::queries::AccountRow>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// The account directory read model: who may sign in, in which role, with MFA or not, locked or not.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    filter: Result<axum::extract::Query<emr_projections::queries::AccountFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<emr_projections::queries::AccountRow>>, ApiError> {
+    let axum::extract::Query(filter) = filter?;
+    state.clinic.authorize(&caller.actor, emr_domain::access::Action::ManageAccounts, emr_commands::Subject::default()).await?;
+    let models = super::read::models(&state)?;
+    Ok(Json(emr_projections::queries::accounts(&models.db, &filter).await?))
+}

@@ -42,7 +42,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/auth/mfa/verification", post(auth::verify))
         .route("/v1/auth/refresh", post(auth::refresh))
         .route("/v1/auth/logout", post(auth::logout))
-        .route("/v1/accounts", post(auth::register))
+        .route("/v1/accounts", post(auth::register).get(auth::list))
         .route("/v1/accounts/self-registration", post(auth::register_self))
         .route("/v1/accounts/{user_id}", get(auth::show))
         .route("/v1/accounts/{user_id}/unlock", post(auth::unlock))
