@@ -66,6 +66,43 @@ async function apiSignIn(base, username) {
   return { token: tokens.access_token, secret: enrolment.secret };
 }
 
+/**
+ * A federated task run through the API as a researcher and two hospitals' service
+ * accounts would (the training itself is emr fl client's, tested in the CLI's tests):
+ * two rounds, each hospital's update with its own figures, each aggregated with the
+ * coordinator's held-out figures.
+ */
+async function federatedTask(base, adminToken) {
+  for (const [username, role] of [['fl_researcher', 'researcher'], ['hosp-a', 'hospital'], ['hosp-b', 'hospital']]) {
+    await json(base, 'POST', '/v1/accounts', { username, password: PASSWORD, role }, adminToken);
+  }
+  const researcher = (await apiSignIn(base, 'fl_researcher')).token;
+  const hospitals = [(await apiSignIn(base, 'hosp-a')).token, (await apiSignIn(base, 'hosp-b')).token];
+  const spec = {
+    name: 'Breast cancer risk across two hospitals',
+    model: { kind: { kind: 'logistic_regression' }, precision: 'f64', features: ['mean radius', 'mean texture'], label: 'benign' },
+    hospitals: ['HOSP-A', 'HOSP-B'],
+    strategy: { name: 'fedavg' },
+    rounds: 2,
+    local_steps: 5,
+    learning_rate: 0.5,
+    min_participants: 2,
+    round_deadline_secs: 600,
+    secure_aggregation: false,
+  };
+  const { task_id: task } = await json(base, 'POST', '/v1/federated/tasks', { spec }, researcher);
+  await json(base, 'POST', `/v1/federated/tasks/${task}/start`, {}, researcher);
+  for (const round of [1, 2]) {
+    await json(base, 'POST', `/v1/federated/tasks/${task}/rounds`, {}, researcher);
+    for (const [h, token] of hospitals.entries()) {
+      const metrics = { loss: 0.6 / round + h * 0.01, accuracy: 0.7 + round * 0.08, auc: 0.75 + round * 0.07 };
+      await json(base, 'POST', `/v1/federated/tasks/${task}/rounds/${round}/updates`, { parameters: [0.1 * round, -0.2, 0.05 * h], samples: 120 + h, metrics }, token);
+    }
+    const metrics = { loss: 0.55 / round, accuracy: 0.72 + round * 0.08, auc: 0.78 + round * 0.06 };
+    await json(base, 'POST', `/v1/federated/tasks/${task}/rounds/${round}/aggregation`, { metrics }, researcher);
+  }
+}
+
 const steps = [];
 async function step(page, name, check) {
   const started = Date.now();
@@ -167,6 +204,7 @@ async function main() {
     }, adminToken);
     await json(base, 'POST', '/v1/accounts', { username: 'auditor_zhao', password: PASSWORD, role: 'auditor' }, adminToken);
     const patient = await json(base, 'POST', '/v1/accounts/self-registration', { username: 'wang_fang', password: PASSWORD });
+    await federatedTask(base, adminToken);
 
     browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -356,8 +394,13 @@ async function main() {
     await step(page, 'federated-learning', async () => {
       await page.getByRole('link', { name: 'Federated learning' }).click();
       await page.getByRole('heading', { name: 'Federated learning' }).waitFor();
-      await page.getByText('No federated task yet.').waitFor({ timeout: 15_000 });
+      // The task, its two aggregated rounds as curves, and each hospital's updates.
+      await page.getByRole('row', { name: /Breast cancer risk across two hospitals.*2 \/ 2/ }).waitFor({ timeout: 15_000 });
+      await page.getByRole('img', { name: 'Held-out loss, accuracy and AUC per round' }).locator('canvas').waitFor({ timeout: 15_000 });
+      await page.getByRole('cell', { name: 'HOSP-B' }).first().waitFor({ timeout: 15_000 });
+      await page.getByText('This task adds no differential-privacy noise.').waitFor();
       await accessible(page, 'federated learning');
+      await reachableByKeyboard(page, 'federated learning', ['Federated learning', 'Show rounds Breast cancer risk across two hospitals', 'Sign out']);
     });
     await step(page, 'security-event-acknowledged', async () => {
       await page.getByRole('link', { name: 'Security events' }).click();

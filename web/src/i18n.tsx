@@ -243,6 +243,7 @@ const en = {
   noAccounts: 'No account matches.',
   suspended: 'suspended',
   openAccountDetails: 'Open the account',
+  showRounds: 'Show rounds',
 } as const;
 
 export type MessageKey = keyof typeof en;
@@ -479,6 +480,7 @@ const zh: Record<MessageKey, string> = {
   noAccounts: '没有匹配的账号。',
   suspended: '已暂停',
   openAccountDetails: '打开账号',
+  showRounds: '查看轮次',
 };
 
 const messages: Record<Language, Record<MessageKey, string>> = { en, zh };

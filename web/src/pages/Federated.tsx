@@ -2,7 +2,7 @@
 // and privacy budget, and for a chosen task its rounds as curves (held-out loss,
 // accuracy, AUC), ε spent per round against the budget, and each hospital's update.
 import { useMemo, useState } from 'react';
-import { Card, Col, Empty, Progress, Row, Table, Tag, Typography } from 'antd';
+import { Button, Card, Col, Empty, Progress, Row, Table, Tag, Typography } from 'antd';
 import { useQuery } from '@tanstack/react-query';
 
 import { api, unwrap, type Schemas } from '../api/client';
@@ -110,7 +110,6 @@ export default function Federated() {
         dataSource={tasks.data ?? []}
         locale={{ emptyText: <Empty description={t('noTasks')} /> }}
         pagination={{ pageSize: 10 }}
-        rowSelection={{ type: 'radio', selectedRowKeys: task ? [task.task_id] : [], onChange: (keys) => setChosen(String(keys[0])) }}
         columns={[
           { title: t('name'), dataIndex: 'name' },
           { title: t('strategy'), dataIndex: 'strategy' },
@@ -120,6 +119,20 @@ export default function Federated() {
           { title: 'ε', render: (_, row) => (row.epsilon_budget == null ? '—' : `${(row.epsilon_spent ?? 0).toFixed(2)} / ${row.epsilon_budget}`) },
           { title: t('secureAggregation'), render: (_, row) => (row.secure_aggregation ? '✓' : '—') },
           { title: t('updated'), render: (_, row) => date(row.updated_at) },
+          {
+            title: t('actions'),
+            render: (_, row) => (
+              <Button
+                size="small"
+                type={row.task_id === task?.task_id ? 'primary' : 'default'}
+                aria-pressed={row.task_id === task?.task_id}
+                aria-label={`${t('showRounds')} ${row.name}`}
+                onClick={() => setChosen(row.task_id)}
+              >
+                {t('showRounds')}
+              </Button>
+            ),
+          },
         ]}
       />
       {task && (
