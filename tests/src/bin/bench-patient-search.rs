@@ -60,12 +60,12 @@ fn born(n: usize) -> NaiveDate {
 fn registration(patient: PatientId, n: usize) -> PatientCommand {
     PatientCommand::Register {
         patient_id: patient,
-        hospital_id: HospitalId::parse(if n % 3 == 0 { "HOSP-002" } else { "HOSP-001" }).unwrap(),
+        hospital_id: HospitalId::parse(if n.is_multiple_of(3) { "HOSP-002" } else { "HOSP-001" }).unwrap(),
         identifiers: PatientIdentifiers { mrn: Mrn::parse(&format!("MRN-{n:07}")).unwrap(), external: vec![] },
         demographics: Demographics {
             full_name: ShortText::parse("name", name_of(n)).unwrap(),
             date_of_birth: born(n),
-            gender: if n % 2 == 0 { Gender::Female } else { Gender::Male },
+            gender: if n.is_multiple_of(2) { Gender::Female } else { Gender::Male },
             phone_number: None,
             email: None,
             address: None,
@@ -120,7 +120,7 @@ async fn main() {
     for n in 0..patients {
         let patient = PatientId::new();
         clinic.patient(patient, registration(patient, n), &system()).await.unwrap();
-        if n % GRANT_EVERY == 0 {
+        if n.is_multiple_of(GRANT_EVERY) {
             let grant_id = GrantId::new();
             let grant = GrantCommand::Grant {
                 grant_id,

@@ -183,7 +183,7 @@ pub(crate) fn view(record_id: RecordId, read: &Read<MedicalRecord>) -> RecordVie
                 attachment_id: a.attachment_id,
                 mime_type: a.mime_type.clone(),
                 size_bytes: a.size_bytes,
-                sha256: a.sha256.clone(),
+                sha256: a.sha256,
             })
             .collect(),
         disclosure_id: read.disclosure,
