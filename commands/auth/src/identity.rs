@@ -366,7 +366,7 @@ impl Identity {
     ) -> Result<UserId, AuthError> {
         match by {
             Some(admin) => {
-                access::rule(admin.role, Action::ManageAccounts).evaluate(admin, Action::ManageAccounts, &Facts::default())?;
+                Self::may_administer(admin)?;
             }
             None if registration.role != Role::Patient => {
                 return Err(Denied::RoleNotPermitted { role: registration.role, action: Action::ManageAccounts }.into());
@@ -855,9 +855,16 @@ impl Identity {
         Ok(claims)
     }
 
+    /// Whether `admin` may manage accounts: decided by role alone (no PHI is
+    /// involved, so a refusal is not a denial to record).
+    pub fn may_administer(admin: &Actor) -> Result<(), AuthError> {
+        access::rule(admin.role, Action::ManageAccounts).evaluate(admin, Action::ManageAccounts, &Facts::default())?;
+        Ok(())
+    }
+
     /// An administrator acts on an account (lock lifting, deactivation).
     pub async fn administer(&self, admin: &Actor, user_id: UserId, command: AccountCommand) -> Result<(), AuthError> {
-        access::rule(admin.role, Action::ManageAccounts).evaluate(admin, Action::ManageAccounts, &Facts::default())?;
+        Self::may_administer(admin)?;
         self.execute_account(user_id, command, *admin).await
     }
 

@@ -1,6 +1,7 @@
 // One ECharts chart, with only the parts the screens use bundled (bars and lines
 // on a canvas), resized with its box and disposed with the component.
 import { useEffect, useRef } from 'react';
+import { Typography } from 'antd';
 import { BarChart, LineChart } from 'echarts/charts';
 import { GridComponent, LegendComponent, TooltipComponent } from 'echarts/components';
 import * as echarts from 'echarts/core';
@@ -30,4 +31,16 @@ export function EChart({ option, label, height = 280 }: { option: ChartOption; l
     chart.current?.setOption(option, { notMerge: true });
   }, [option]);
   return <div ref={box} role="img" aria-label={label} style={{ width: '100%', height }} />;
+}
+
+/** A chart under its heading; the heading's words also name the chart for assistive technology. */
+export function TitledChart({ title, option, height }: { title: string; option: ChartOption; height?: number }) {
+  return (
+    <>
+      <Typography.Title level={3} style={{ fontSize: 16 }}>
+        {title}
+      </Typography.Title>
+      <EChart option={option} label={title} height={height} />
+    </>
+  );
 }

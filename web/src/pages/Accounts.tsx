@@ -183,6 +183,13 @@ function AccountList({ onOpen }: { onOpen: (userId: string) => void }) {
   const [username, setUsername] = useState('');
   const [page, setPage] = useState(1);
   const pageSize = 20;
+  /** A filter's setter that also goes back to the first page (the old page may not exist). */
+  const fromFirstPage =
+    <T,>(set: (value: T) => void) =>
+    (value: T) => {
+      set(value);
+      setPage(1);
+    };
   const accounts = useQuery({
     queryKey: ['accounts', role, status, username, page],
     queryFn: () =>
@@ -203,10 +210,7 @@ function AccountList({ onOpen }: { onOpen: (userId: string) => void }) {
           placeholder={t('role')}
           style={{ width: 160 }}
           value={role}
-          onChange={(next?: string) => {
-            setRole(next);
-            setPage(1);
-          }}
+          onChange={fromFirstPage(setRole)}
           options={ALL_ROLES.map((value) => ({ value, label: value }))}
         />
         <Select
@@ -215,10 +219,7 @@ function AccountList({ onOpen }: { onOpen: (userId: string) => void }) {
           placeholder={t('status')}
           style={{ width: 160 }}
           value={status}
-          onChange={(next?: string) => {
-            setStatus(next);
-            setPage(1);
-          }}
+          onChange={fromFirstPage(setStatus)}
           options={['active', 'deactivated'].map((value) => ({ value, label: value }))}
         />
         <Input.Search
@@ -226,10 +227,7 @@ function AccountList({ onOpen }: { onOpen: (userId: string) => void }) {
           placeholder={t('usernameStartsWith')}
           allowClear
           style={{ width: 260 }}
-          onSearch={(text) => {
-            setUsername(text.trim());
-            setPage(1);
-          }}
+          onSearch={(text) => fromFirstPage(setUsername)(text.trim())}
         />
       </Space>
       <ProblemAlert error={accounts.error} />

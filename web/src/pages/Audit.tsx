@@ -28,20 +28,22 @@ const field = (event: Event, name: string): unknown => event[name];
 const text = (value: unknown): string => (typeof value === 'string' || typeof value === 'number' ? String(value) : '');
 const metadataOf = (event: Event): Record<string, unknown> => (field(event, 'metadata') ?? {}) as Record<string, unknown>;
 
+/** An event's receipt as served (null until it is anchored) and, if there is one, each step of its verification here. */
+async function checkEvent(target: Target, event: Event): Promise<{ receipt: Receipt | null; steps: Step[] }> {
+  const sequence = Number(field(event, 'sequence'));
+  const served = await unwrap(
+    api.GET('/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt', {
+      params: { path: { aggregate_type: target.aggregate_type, aggregate_id: target.aggregate_id, sequence } },
+    }),
+  );
+  const receipt = asReceipt(served);
+  return { receipt, steps: receipt ? await verify(event, receipt) : [] };
+}
+
 function Verification({ target, event }: { target: Target; event: Event }) {
   const { t } = useI18n();
   const sequence = Number(field(event, 'sequence'));
-  const check = useMutation({
-    mutationFn: async (): Promise<{ receipt: Receipt | null; steps: Step[] }> => {
-      const served = await unwrap(
-        api.GET('/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt', {
-          params: { path: { aggregate_type: target.aggregate_type, aggregate_id: target.aggregate_id, sequence } },
-        }),
-      );
-      const receipt = asReceipt(served);
-      return { receipt, steps: receipt ? await verify(event, receipt) : [] };
-    },
-  });
+  const check = useMutation({ mutationFn: () => checkEvent(target, event) });
   const labels: Record<Step['name'], MessageKey> = {
     canonical: 'stepCanonical',
     leaf: 'stepLeaf',
@@ -96,17 +98,10 @@ function VerifyAll({ target, events }: { target: Target; events: Event[] }) {
     mutationFn: async () => {
       const tally = { verified: 0, pending: 0, failed: [] as number[] };
       for (const event of events) {
-        const sequence = Number(field(event, 'sequence'));
-        const receipt = asReceipt(
-          await unwrap(
-            api.GET('/v1/audit/{aggregate_type}/{aggregate_id}/events/{sequence}/receipt', {
-              params: { path: { aggregate_type: target.aggregate_type, aggregate_id: target.aggregate_id, sequence } },
-            }),
-          ),
-        );
+        const { receipt, steps } = await checkEvent(target, event);
         if (!receipt) tally.pending++;
-        else if ((await verify(event, receipt)).every((step) => step.ok)) tally.verified++;
-        else tally.failed.push(sequence);
+        else if (steps.every((step) => step.ok)) tally.verified++;
+        else tally.failed.push(Number(field(event, 'sequence')));
       }
       return tally;
     },

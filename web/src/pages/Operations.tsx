@@ -7,7 +7,7 @@ import { Card, Col, Row, Space, Statistic, Table, Typography } from 'antd';
 import { useQuery } from '@tanstack/react-query';
 
 import { api, unwrap } from '../api/client';
-import { EChart, type ChartOption } from '../components/Chart';
+import { TitledChart, type ChartOption } from '../components/Chart';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { useI18n } from '../i18n';
 import { between, parse, type Point, type Sample } from '../operations/metrics';
@@ -150,34 +150,19 @@ export default function Operations() {
           />
         </Col>
         <Col xs={24} lg={14}>
-          <Typography.Title level={3} style={{ fontSize: 16 }}>
-            {t('recordsPerDay')}
-          </Typography.Title>
-          <EChart option={records} label={t('recordsPerDay')} />
+          <TitledChart title={t('recordsPerDay')} option={records} />
         </Col>
         <Col xs={24} lg={10}>
-          <Typography.Title level={3} style={{ fontSize: 16 }}>
-            {t('readModelLag')}
-          </Typography.Title>
-          <EChart option={lag} label={t('readModelLag')} />
+          <TitledChart title={t('readModelLag')} option={lag} />
         </Col>
         <Col xs={24} lg={12}>
-          <Typography.Title level={3} style={{ fontSize: 16 }}>
-            {t('apiTraffic')}
-          </Typography.Title>
-          <EChart option={traffic} label={t('apiTraffic')} />
+          <TitledChart title={t('apiTraffic')} option={traffic} />
         </Col>
         <Col xs={24} lg={12}>
-          <Typography.Title level={3} style={{ fontSize: 16 }}>
-            {t('apiLatency')}
-          </Typography.Title>
-          <EChart option={latency} label={t('apiLatency')} />
+          <TitledChart title={t('apiLatency')} option={latency} />
         </Col>
         <Col xs={24} lg={16}>
-          <Typography.Title level={3} style={{ fontSize: 16 }}>
-            {t('anchoringLag')}
-          </Typography.Title>
-          <EChart option={anchoring} label={t('anchoringLag')} />
+          <TitledChart title={t('anchoringLag')} option={anchoring} />
         </Col>
         <Col xs={24} lg={8}>
           <Space direction="vertical" size="large">

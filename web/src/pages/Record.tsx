@@ -13,7 +13,7 @@ import { ProblemAlert } from '../components/ProblemAlert';
 import { ReasonDialog } from '../components/ReasonDialog';
 import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
-import { diffContent, type Line } from '../records/diff';
+import { diffContent, linesOf, type Line } from '../records/diff';
 import { useSession } from '../session';
 import { validIcd10, validLongText, validShortText } from '../validation';
 
@@ -34,11 +34,9 @@ function ContentView({ content }: { content: Content }) {
     <Descriptions bordered column={1} size="small">
       <Descriptions.Item label={t('title')}>{content.title}</Descriptions.Item>
       <Descriptions.Item label={t('description')}>{content.description ?? '—'}</Descriptions.Item>
-      <Descriptions.Item label={t('diagnosis')}>{content.diagnosis ? `${content.diagnosis.code} ${content.diagnosis.description}` : '—'}</Descriptions.Item>
+      <Descriptions.Item label={t('diagnosis')}>{linesOf(content, 'diagnosis')[0] ?? '—'}</Descriptions.Item>
       <Descriptions.Item label={t('treatment')}>{content.treatment ?? '—'}</Descriptions.Item>
-      <Descriptions.Item label={t('medications')}>
-        {content.medications.length === 0 ? '—' : content.medications.map((m) => `${m.name} ${m.dose.amount} ${m.dose.unit} ${m.route} ${m.frequency}`).join('; ')}
-      </Descriptions.Item>
+      <Descriptions.Item label={t('medications')}>{linesOf(content, 'medications').join('; ') || '—'}</Descriptions.Item>
     </Descriptions>
   );
 }

@@ -236,10 +236,7 @@ pub(crate) async fn list(
     filter: Result<axum::extract::Query<emr_projections::queries::AccountFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<emr_projections::queries::AccountRow>>, ApiError> {
     let axum::extract::Query(filter) = filter?;
-    // Account administration is decided by role alone, as the account commands are
-    // (`Identity::administer`): no PHI is involved, so a refusal is not a denial to record.
-    let manage = emr_domain::access::Action::ManageAccounts;
-    emr_domain::access::rule(caller.actor.role, manage).evaluate(&caller.actor, manage, &emr_domain::access::Facts::default())?;
+    emr_auth::Identity::may_administer(&caller.actor)?;
     let models = super::read::models(&state)?;
     Ok(Json(emr_projections::queries::accounts(&models.db, &filter).await?))
 }
