@@ -16,6 +16,8 @@ emr_tests::on_every_backend!(
     no_update_is_lost_under_contention,
     retried_commands_apply_once,
     conditional_commands_refuse_a_moved_aggregate,
+    creations_without_a_read_end_as_execute_does,
+    trusted_cache_entries_lose_no_update,
     command_ids_belong_to_one_aggregate,
     snapshots_and_cache_match_a_full_replay,
     erasure_shreds_phi_and_keeps_the_log,

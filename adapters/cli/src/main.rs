@@ -229,6 +229,12 @@ enum ProjectionAction {
     Status,
 }
 
+/// mimalloc rather than glibc's malloc: the command path allocates many small
+/// JSON values, where malloc and free took about a seventh of the machine
+/// (perf, bench-core); the benchmarks link the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // One TLS backend for every rustls client of the process (Fabric, and any

@@ -25,6 +25,8 @@ pub(crate) struct StoreSettings {
     pub(crate) data_dir: PathBuf,
     pub(crate) snapshot_every: u64,
     pub(crate) cache_capacity: usize,
+    /// Milliseconds a cached aggregate is used without asking the log ([`emr_eventstore::StoreConfig::cache_trust`]).
+    pub(crate) cache_trust_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,6 +368,7 @@ backend = "embedded"
 data_dir = "./data"
 snapshot_every = 100
 cache_capacity = 10000
+cache_trust_ms = 250
 
 [nats]
 url = "nats://127.0.0.1:4222"

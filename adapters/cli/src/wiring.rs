@@ -70,7 +70,11 @@ pub(crate) async fn clinic(settings: &Settings) -> anyhow::Result<Clinic> {
 }
 
 pub(crate) fn clinic_on(settings: &Settings, ports: EventStorePorts) -> Clinic {
-    let config = StoreConfig { snapshot_every: settings.store.snapshot_every, cache_capacity: settings.store.cache_capacity };
+    let config = StoreConfig {
+        snapshot_every: settings.store.snapshot_every,
+        cache_capacity: settings.store.cache_capacity,
+        cache_trust: std::time::Duration::from_millis(settings.store.cache_trust_ms),
+    };
     Clinic::new(ports, config, DomainServices::default()).with_retention(settings.retention.clone())
 }
 

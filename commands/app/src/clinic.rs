@@ -250,9 +250,29 @@ impl Clinic {
     ) -> Result<Receipt, ClinicError>
     where
         A: Aggregate<Services = DomainServices> + EventSchema + Clone,
+        A::Command: Clone,
         ClinicError: From<A::Error>,
     {
         let executed = store.execute(&id, command, &self.services, context).await.map_err(ExecuteError::into_error::<ClinicError>)?;
+        Ok(Receipt::of(&id, executed))
+    }
+
+    /// [`Self::run`] for a command that creates its aggregate: no read of the log
+    /// when the id is new ([`EmrEventStore::execute_creation`]).
+    async fn run_creation<A>(
+        &self,
+        store: &EmrEventStore<A>,
+        id: String,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<Receipt, ClinicError>
+    where
+        A: Aggregate<Services = DomainServices> + EventSchema + Clone,
+        A::Command: Clone,
+        ClinicError: From<A::Error>,
+    {
+        let executed =
+            store.execute_creation(&id, command, &self.services, context).await.map_err(ExecuteError::into_error::<ClinicError>)?;
         Ok(Receipt::of(&id, executed))
     }
 
@@ -281,7 +301,7 @@ impl Clinic {
         let denial_id = DenialId::new();
         let command = RecordDenial { denial_id, actor: *actor, action, patient_id, reason };
         self.denials
-            .execute(&denial_id.to_string(), command, &self.services, &CommandContext::new(*actor))
+            .execute_creation(&denial_id.to_string(), command, &self.services, &CommandContext::new(*actor))
             .await
             .map_err(ExecuteError::into_error::<ClinicError>)?;
         Ok(())
@@ -362,7 +382,10 @@ impl Clinic {
         let id = patient_id.to_string();
         self.authorize(&context.actor, patient_action(&command), Subject::patient(patient_id)).await?;
         match &command {
-            PatientCommand::Register { patient_id: created, .. } => Self::ensure_same(created, patient_id)?,
+            PatientCommand::Register { patient_id: created, .. } => {
+                Self::ensure_same(created, patient_id)?;
+                return self.run_creation(&self.patients, id, command, context).await;
+            }
             PatientCommand::Erase { .. } => {
                 if !retention.0 && !self.retention.is_empty() {
                     return Err(ClinicError::RetentionUnchecked);
@@ -405,6 +428,7 @@ impl Clinic {
         if let RecordCommand::Create { patient_id, .. } = &command {
             self.authorize_creation(record_id, &command, actor).await?;
             self.ensure_active_patient(*patient_id).await?;
+            return self.run_creation(&self.records, record_id.to_string(), command, context).await;
         } else {
             let action = match &command {
                 RecordCommand::SuggestDiagnosis(suggestion) => {
@@ -500,6 +524,7 @@ impl Clinic {
                 let action = if matches!(command, GrantCommand::Grant { .. }) { Action::GrantAccess } else { Action::RequestAccess };
                 self.authorize(actor, action, Subject::patient(*patient_id)).await?;
                 self.ensure_active_patient(*patient_id).await?;
+                return self.run_creation(&self.grants, grant_id.to_string(), command, context).await;
             }
             GrantCommand::Approve { .. } | GrantCommand::Deny { .. } => {
                 self.authorize(actor, Action::DecideRequest, self.grant_subject(grant_id).await?).await?;
@@ -528,7 +553,7 @@ impl Clinic {
         let reason = if basis == Basis::BreakGlass { reason } else { None };
         let command = DisclosureCommand::Disclose(Disclose { disclosure_id, patient_id, resource, accessor: *actor, basis, reason });
         let context = CommandContext::new(*actor);
-        self.run(&self.disclosures, disclosure_id.to_string(), command, &context).await?;
+        self.run_creation(&self.disclosures, disclosure_id.to_string(), command, &context).await?;
         Ok(Some(disclosure_id))
     }
 

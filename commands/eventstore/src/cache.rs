@@ -1,10 +1,12 @@
 //! An in-process cache of loaded aggregates, keyed by aggregate and validated
-//! against the log on every use (the log is asked only for commits after the
-//! cached position).
+//! against the log when used (the log is asked only for commits after the cached
+//! position) — unless the last check is more recent than the store's
+//! `cache_trust`.
 
 use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use emr_domain::ids::PatientId;
 use lru::LruCache;
@@ -16,6 +18,8 @@ use crate::store::EmrAggregateContext;
 pub(crate) struct CacheEntry<A> {
     pub(crate) context: EmrAggregateContext<A>,
     pub(crate) subjects: BTreeSet<PatientId>,
+    /// When the context was last known to be the aggregate's latest state.
+    pub(crate) checked_at: Instant,
 }
 
 /// A bounded LRU cache of aggregate contexts.
@@ -33,12 +37,17 @@ impl<A: Clone> AggregateCache<A> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn get(&self, key: &AggregateKey) -> Option<(EmrAggregateContext<A>, BTreeSet<PatientId>)> {
-        self.lock().get(key).map(|entry| (entry.context.clone(), entry.subjects.clone()))
+    pub(crate) fn get(&self, key: &AggregateKey) -> Option<(EmrAggregateContext<A>, BTreeSet<PatientId>, Instant)> {
+        self.lock().get(key).map(|entry| (entry.context.clone(), entry.subjects.clone(), entry.checked_at))
     }
 
+    pub(crate) fn contains(&self, key: &AggregateKey) -> bool {
+        self.lock().contains(key)
+    }
+
+    /// Keeps `context`, known to be the latest state as of now.
     pub(crate) fn put(&self, context: EmrAggregateContext<A>, subjects: BTreeSet<PatientId>) {
-        self.lock().put(context.key().clone(), CacheEntry { context, subjects });
+        self.lock().put(context.key().clone(), CacheEntry { context, subjects, checked_at: Instant::now() });
     }
 
     /// Drops one aggregate.

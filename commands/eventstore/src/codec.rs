@@ -17,10 +17,12 @@ use crate::log::StoredCommit;
 /// Version of the commit envelope written today.
 pub const ENVELOPE_SCHEMA: u32 = 1;
 
-/// One command's events on one aggregate, with the envelope they share.
+/// One command's events on one aggregate, with the envelope they share. Payloads
+/// are JSON values, or (`CommitRecord<Box<RawValue>>`) their stored bytes as they
+/// are, for readers that only hash them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CommitRecord {
+pub struct CommitRecord<P = Value> {
     /// Envelope schema ([`ENVELOPE_SCHEMA`]).
     pub schema: u32,
     /// Aggregate type.
@@ -38,13 +40,13 @@ pub struct CommitRecord {
     /// When.
     pub recorded_at: DateTime<Utc>,
     /// The events, in order.
-    pub events: Vec<EventRecord>,
+    pub events: Vec<EventRecord<P>>,
 }
 
 /// One event inside a commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EventRecord {
+pub struct EventRecord<P = Value> {
     /// UUIDv7.
     pub event_id: EventId,
     /// Per-aggregate sequence (1, 2, 3, … across commits).
@@ -54,7 +56,7 @@ pub struct EventRecord {
     /// Payload schema version, e.g. `1.0`.
     pub event_version: String,
     /// The payload, PHI sealed.
-    pub payload: Value,
+    pub payload: P,
 }
 
 impl CommitRecord {
@@ -65,6 +67,13 @@ impl CommitRecord {
 
     /// Decodes a stored commit and checks it against the subject it was stored under.
     pub fn decode(commit: &StoredCommit) -> Result<Self, CodecError> {
+        Self::decode_as(commit)
+    }
+}
+
+impl<P: DeserializeOwned> CommitRecord<P> {
+    /// [`CommitRecord::decode`] with payloads of type `P`.
+    pub fn decode_as(commit: &StoredCommit) -> Result<Self, CodecError> {
         let malformed = |reason: String| CodecError::Malformed { position: commit.position, reason };
         let record: Self = serde_json::from_slice(&commit.payload).map_err(|e| malformed(e.to_string()))?;
         if record.schema != ENVELOPE_SCHEMA {

@@ -218,7 +218,7 @@ pub async fn aggregates_round_trip(backend: Backend) {
     let update = PatientCommand::UpdateDemographics { demographics: demographics("Chen Jing-Yi") };
     store.execute(&id, update, &services(), &doctor()).await.unwrap();
 
-    let fresh = backend.store::<Patient>(StoreConfig { snapshot_every: 0, cache_capacity: 0 });
+    let fresh = backend.store::<Patient>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() });
     let loaded = fresh.load(&id).await.unwrap();
     assert_eq!(loaded.sequence(), 2);
     assert_eq!(loaded.state().status(), PatientStatus::Active);
@@ -270,7 +270,11 @@ pub async fn concurrent_writers_exactly_one_wins(backend: Backend) {
         }
     }
     assert_eq!(won, 1, "exactly one writer per sequence");
-    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    let loaded = backend
+        .store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() })
+        .load(&id)
+        .await
+        .unwrap();
     assert_eq!(loaded.sequence(), 2);
 }
 
@@ -302,7 +306,11 @@ pub async fn no_update_is_lost_under_contention(backend: Backend) {
     for task in tasks {
         task.await.unwrap();
     }
-    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    let loaded = backend
+        .store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() })
+        .load(&id)
+        .await
+        .unwrap();
     let titles: BTreeSet<String> =
         loaded.state().versions().iter().skip(1).map(|v| v.content.value().unwrap().title.as_str().to_owned()).collect();
     assert_eq!(titles.len(), writers * amendments, "every accepted amendment is in the final state");
@@ -331,8 +339,74 @@ pub async fn retried_commands_apply_once(backend: Backend) {
     assert!(raced.replayed, "a retry that raced the first attempt is deduplicated by the log");
     assert_eq!(raced.position, first.position);
 
-    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    let loaded = backend
+        .store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() })
+        .load(&id)
+        .await
+        .unwrap();
     assert_eq!(loaded.sequence(), 2, "applied exactly once");
+}
+
+/// A creation appended without reading the log first ends as a plain `execute`
+/// would: a new id gets its first commit; a taken id is refused by the aggregate
+/// with `execute`'s own error; a retried creation answers its original result;
+/// and the log holds one commit whatever the order.
+pub async fn creations_without_a_read_end_as_execute_does(backend: Backend) {
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    let context = doctor();
+    let first = backend.store::<MedicalRecord>(StoreConfig::default());
+    let created = first.execute_creation(&id, create_record(record, patient, "v1"), &services(), &context).await.unwrap();
+    assert!(!created.replayed);
+    assert_eq!(created.events.len(), 1);
+
+    // Another process, which has never seen the record.
+    let other = || backend.store::<MedicalRecord>(StoreConfig::default());
+    let taken = other().execute_creation(&id, create_record(record, patient, "again"), &services(), &doctor()).await;
+    let refused = other().execute(&id, create_record(record, patient, "again"), &services(), &doctor()).await;
+    assert!(matches!(taken, Err(ExecuteError::Rejected(_))), "{taken:?}");
+    assert_eq!(format!("{taken:?}"), format!("{refused:?}"), "the aggregate's own refusal, as execute gives it");
+
+    let retried = other().execute_creation(&id, create_record(record, patient, "v1"), &services(), &context).await.unwrap();
+    assert!(retried.replayed, "a retried creation is answered from the log");
+    assert_eq!(retried.position, created.position);
+    assert_eq!(retried.events[0].metadata, created.events[0].metadata);
+
+    let conditional = other().execute_creation(&id, amend("v2"), &services(), &doctor().expecting(Some(1))).await.unwrap();
+    assert!(!conditional.replayed, "a conditional command on an existing aggregate runs as execute");
+    let loaded = backend
+        .store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() })
+        .load(&id)
+        .await
+        .unwrap();
+    assert_eq!(loaded.sequence(), 2, "one creation and one amendment");
+}
+
+/// Within `cache_trust`, a cached aggregate is used without asking the log, so a
+/// change by another process may go unseen by a read; a command on it is still
+/// refused by the log's expectation and decided again on the latest state, so
+/// no update is lost; a conditional command always compares with the latest.
+pub async fn trusted_cache_entries_lose_no_update(backend: Backend) {
+    let (record, patient) = (RecordId::new(), PatientId::new());
+    let id = record.to_string();
+    let trusting = backend.store::<MedicalRecord>(StoreConfig { cache_trust: Duration::from_secs(600), ..StoreConfig::default() });
+    trusting.execute(&id, create_record(record, patient, "v1"), &services(), &doctor()).await.unwrap();
+    let elsewhere = backend.store::<MedicalRecord>(StoreConfig::default());
+    elsewhere.execute(&id, amend("from another process"), &services(), &doctor()).await.unwrap();
+
+    assert_eq!(trusting.load(&id).await.unwrap().sequence(), 1, "the trusted entry is not checked with the log");
+    let amended = trusting.execute(&id, amend("from the trusting process"), &services(), &doctor()).await.unwrap();
+    assert_eq!(amended.events[0].sequence, 3, "decided again on the latest state");
+    let conditional = trusting.execute(&id, amend("conditional"), &services(), &doctor().expecting(Some(3))).await.unwrap();
+    assert_eq!(conditional.events[0].sequence, 4);
+
+    let loaded = backend
+        .store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() })
+        .load(&id)
+        .await
+        .unwrap();
+    let titles: Vec<String> = loaded.state().versions().iter().map(|v| v.content.value().unwrap().title.as_str().to_owned()).collect();
+    assert_eq!(titles, ["v1", "from another process", "from the trusting process", "conditional"]);
 }
 
 /// A command conditional on the version its sender read (HTTP `If-Match`) runs
@@ -367,7 +441,7 @@ pub async fn command_ids_belong_to_one_aggregate(backend: Backend) {
 
 /// Loading through the cache, through a snapshot, or by a full replay gives one state.
 pub async fn snapshots_and_cache_match_a_full_replay(backend: Backend) {
-    let config = StoreConfig { snapshot_every: 3, cache_capacity: 100 };
+    let config = StoreConfig { snapshot_every: 3, cache_capacity: 100, ..StoreConfig::default() };
     let writer = backend.store::<MedicalRecord>(config);
     let (record, patient) = (RecordId::new(), PatientId::new());
     let id = record.to_string();
@@ -379,12 +453,20 @@ pub async fn snapshots_and_cache_match_a_full_replay(backend: Backend) {
     assert!(backend.snapshots.get(&key).await.unwrap().is_some(), "a snapshot was written");
 
     let cached = writer.load(&id).await.unwrap();
-    let from_snapshot = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 3, cache_capacity: 0 }).load(&id).await.unwrap();
-    let replayed =
-        EmrEventStore::<MedicalRecord>::new(backend.log.clone(), backend.phi(), None, StoreConfig { snapshot_every: 0, cache_capacity: 0 })
-            .load(&id)
-            .await
-            .unwrap();
+    let from_snapshot = backend
+        .store::<MedicalRecord>(StoreConfig { snapshot_every: 3, cache_capacity: 0, ..StoreConfig::default() })
+        .load(&id)
+        .await
+        .unwrap();
+    let replayed = EmrEventStore::<MedicalRecord>::new(
+        backend.log.clone(),
+        backend.phi(),
+        None,
+        StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() },
+    )
+    .load(&id)
+    .await
+    .unwrap();
     assert_eq!(replayed.sequence(), 10);
     for (how, context) in [("cache", &cached), ("snapshot", &from_snapshot)] {
         assert_eq!(context.state(), replayed.state(), "{how} state equals full replay");
@@ -566,7 +648,7 @@ pub async fn old_event_versions_are_upcast(backend: Backend) {
 
 /// A long history reads back whole, in order, from the start or from any position.
 pub async fn long_histories_read_back_whole(backend: Backend) {
-    let store = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 });
+    let store = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() });
     let (record, patient) = (RecordId::new(), PatientId::new());
     let id = record.to_string();
     let mut positions =
@@ -574,7 +656,11 @@ pub async fn long_histories_read_back_whole(backend: Backend) {
     for n in 2..=40 {
         positions.push(store.execute(&id, amend(&format!("v{n}")), &services(), &doctor()).await.unwrap().position.unwrap());
     }
-    let loaded = backend.store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0 }).load(&id).await.unwrap();
+    let loaded = backend
+        .store::<MedicalRecord>(StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() })
+        .load(&id)
+        .await
+        .unwrap();
     assert_eq!(loaded.sequence(), 40);
     assert_eq!(loaded.state().versions().len(), 40);
     let key = AggregateKey::new("medical_record", &id).unwrap();

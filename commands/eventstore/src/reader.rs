@@ -6,19 +6,21 @@ use std::sync::Arc;
 use emr_domain::metadata::{CommandContext, EventMetadata};
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use cqrs_es::persist::EventUpcaster;
 use emr_domain::upcasting::EventSchema;
 
 use crate::codec::{CommitRecord, EventRecord, decode_event};
 use crate::error::{CodecError, StoreError};
-use crate::log::{AggregateKey, EventLog};
+use crate::log::{AggregateKey, EventLog, StoredCommit};
+use emr_domain::ids::EventId;
 
 /// One event as stored: envelope and payload, PHI still sealed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordedEvent {
     /// The aggregate.
-    #[serde(serialize_with = "dotted")]
+    #[serde(serialize_with = "dotted_key")]
     pub key: AggregateKey,
     /// Per-aggregate sequence.
     pub sequence: u64,
@@ -30,7 +32,11 @@ pub struct RecordedEvent {
     pub payload: Value,
 }
 
-fn dotted<S: serde::Serializer>(key: &AggregateKey, serializer: S) -> Result<S::Ok, S::Error> {
+fn dotted_key<S: serde::Serializer>(key: &AggregateKey, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&key.dotted())
+}
+
+fn dotted<S: serde::Serializer>(key: &&AggregateKey, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&key.dotted())
 }
 
@@ -89,6 +95,55 @@ impl LogReader {
     }
 }
 
+/// The canonical bytes of each event of a stored commit, with the event's id,
+/// taken without building its payload: the payload's stored bytes stand as they
+/// are. They equal [`RecordedEvent::canonical_bytes`] whenever the payload was
+/// stored as this store writes it (compact JSON, keys sorted), which is what
+/// makes a full pass over the log cheap; a checker that finds them differ from
+/// what it expects must ask `canonical_bytes` again before it calls an event
+/// altered.
+pub fn stored_canonical_bytes(commit: &StoredCommit) -> Result<Vec<(EventId, Vec<u8>)>, CodecError> {
+    let record = CommitRecord::<Box<RawValue>>::decode_as(commit)?;
+    let context = CommandContext::with_id(record.command_id, record.actor).caused_by(record.correlation_id, record.causation_id);
+    let mut events = Vec::with_capacity(record.events.len());
+    for event in &record.events {
+        let metadata = EventMetadata {
+            event_id: event.event_id,
+            aggregate_type: record.aggregate_type.clone(),
+            recorded_at: record.recorded_at,
+            context: context.clone(),
+            schema_version: event.event_version.clone(),
+            position: commit.position,
+        };
+        let metadata = serde_json::to_value(metadata).unwrap_or(Value::Null);
+        events.push((event.event_id, CanonicalForm::write(&event.event_type, &commit.key, metadata, &event.payload, event.sequence)));
+    }
+    Ok(events)
+}
+
+/// An event as its canonical bytes spell it: the fields in the order of their
+/// names, as a JSON object with sorted keys has them; the envelope (small) as a
+/// JSON value, whose maps are sorted (serde_json without `preserve_order`).
+#[derive(Serialize)]
+struct CanonicalForm<'a, P: ?Sized> {
+    event_type: &'a str,
+    #[serde(serialize_with = "dotted")]
+    key: &'a AggregateKey,
+    metadata: Value,
+    payload: &'a P,
+    sequence: u64,
+}
+
+impl<P: Serialize + ?Sized> CanonicalForm<'_, P> {
+    fn write(event_type: &str, key: &AggregateKey, metadata: Value, payload: &P, sequence: u64) -> Vec<u8> {
+        let form = CanonicalForm { event_type, key, metadata, payload, sequence };
+        let mut bytes = b"emr-event/1\n".to_vec();
+        // Serializing these types cannot fail: no map has non-string keys.
+        serde_json::to_writer(&mut bytes, &form).unwrap_or_default();
+        bytes
+    }
+}
+
 /// Version of [`RecordedEvent::canonical_bytes`]; the bytes of a version never change.
 pub const CANONICAL_VERSION: u32 = 1;
 
@@ -98,11 +153,8 @@ impl RecordedEvent {
     /// keys sorted — position, aggregate, sequence, type, envelope and the payload
     /// exactly as stored (PHI sealed, so erasure never changes them).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        let mut bytes = b"emr-event/1\n".to_vec();
-        // serde_json's map is ordered by key (no `preserve_order`), so this is canonical.
-        bytes.extend(serde_json::to_vec(&value).unwrap_or_default());
-        bytes
+        let metadata = serde_json::to_value(&self.metadata).unwrap_or(Value::Null);
+        CanonicalForm::write(&self.event_type, &self.key, metadata, &self.payload, self.sequence)
     }
 
     /// The typed event with its PHI left sealed ([`emr_domain::phi::Phi::Sealed`]),
@@ -116,5 +168,82 @@ impl RecordedEvent {
             payload: self.payload.clone(),
         };
         decode_event(upcasters, self.key.aggregate_type(), self.key.aggregate_id(), self.metadata.position, &stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emr_domain::actor::{Actor, Role};
+    use emr_domain::ids::{CommandId, UserId};
+    use serde_json::json;
+
+    use crate::codec::ENVELOPE_SCHEMA;
+
+    fn commit(payloads: Vec<Value>) -> StoredCommit {
+        let key = AggregateKey::new("medical_record", "0190f5c4-7d0e-7cc2-9a4e-3f1c2b6a9d10").unwrap();
+        let record = CommitRecord {
+            schema: ENVELOPE_SCHEMA,
+            aggregate_type: key.aggregate_type().to_owned(),
+            aggregate_id: key.aggregate_id().to_owned(),
+            command_id: CommandId::new(),
+            correlation_id: uuid::Uuid::now_v7(),
+            causation_id: uuid::Uuid::now_v7(),
+            actor: Actor::new(UserId::new(), Role::Physician),
+            recorded_at: chrono::Utc::now(),
+            events: payloads
+                .into_iter()
+                .zip(1..)
+                .map(|(payload, sequence)| EventRecord {
+                    event_id: EventId::new(),
+                    sequence,
+                    event_type: "RecordAmended".into(),
+                    event_version: "1.0".into(),
+                    payload,
+                })
+                .collect(),
+        };
+        StoredCommit { position: 7, key, payload: record.encode().unwrap() }
+    }
+
+    fn payloads() -> Vec<Value> {
+        vec![
+            json!({"z": 1, "a": {"y": [3, 2.5, -1e300, null], "b": "é \" \\ \u{1}"}, "m": true}),
+            json!({"data": {"sealed": {"ciphertext": "AAEC", "key": "p", "v": 1}}, "version": 2}),
+            json!([]),
+        ]
+    }
+
+    #[test]
+    fn canonical_bytes_are_the_event_as_json_with_sorted_keys() {
+        for event in LogReader::flatten(vec![commit(payloads())]).unwrap() {
+            // Version 1's definition, written the slow way it was first written.
+            let mut expected = b"emr-event/1\n".to_vec();
+            expected.extend(serde_json::to_vec(&serde_json::to_value(&event).unwrap()).unwrap());
+            assert_eq!(event.canonical_bytes(), expected);
+        }
+    }
+
+    #[test]
+    fn stored_bytes_give_the_canonical_bytes_of_what_this_store_writes() {
+        let commit = commit(payloads());
+        let events = LogReader::flatten(vec![commit.clone()]).unwrap();
+        let stored = stored_canonical_bytes(&commit).unwrap();
+        assert_eq!(stored.len(), events.len());
+        for ((event_id, bytes), event) in stored.iter().zip(&events) {
+            assert_eq!(*event_id, event.metadata.event_id);
+            assert_eq!(*bytes, event.canonical_bytes());
+        }
+    }
+
+    #[test]
+    fn stored_bytes_written_otherwise_differ_so_a_checker_must_look_again() {
+        let mut commit = commit(vec![json!({"b": 1, "a": 2})]);
+        let text = String::from_utf8(commit.payload.clone()).unwrap().replace(r#"{"a":2,"b":1}"#, r#"{ "b": 1, "a": 2 }"#);
+        commit.payload = text.into_bytes();
+        let event = &LogReader::flatten(vec![commit.clone()]).unwrap()[0];
+        let (_, stored) = &stored_canonical_bytes(&commit).unwrap()[0];
+        assert_ne!(*stored, event.canonical_bytes(), "the stored form is not canonical");
+        assert!(event.canonical_bytes().ends_with(br#""payload":{"a":2,"b":1},"sequence":1}"#));
     }
 }

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::cache::AggregateCache;
 use crate::codec::{CommitRecord, ENVELOPE_SCHEMA, EventRecord, decode_event};
 use crate::error::{CodecError, StoreError};
-use crate::log::{AggregateKey, Appended, CommitRequest, EventLog, StoredCommit};
+use crate::log::{AggregateKey, Appended, CommitRequest, EventLog, LogError, StoredCommit};
 use crate::phi::PhiCodec;
 use crate::snapshot::SnapshotStore;
 
@@ -30,11 +30,19 @@ pub struct StoreConfig {
     pub snapshot_every: u64,
     /// Aggregates kept in the in-process cache (0: no cache).
     pub cache_capacity: usize,
+    /// How long a cached aggregate is used without asking the log whether another
+    /// process wrote to it since. Zero (the default): the log is asked on every
+    /// load. Above zero, a load in this window costs no round trip, and another
+    /// process's change may go unseen for up to this long by checks that read
+    /// other aggregates (a patient's status when a record is created); a command
+    /// on the stale aggregate itself is refused by the log's expectation and run
+    /// again on the latest state, so its outcome does not change.
+    pub cache_trust: std::time::Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { snapshot_every: 100, cache_capacity: 10_000 }
+        Self { snapshot_every: 100, cache_capacity: 10_000, cache_trust: std::time::Duration::ZERO }
     }
 }
 
@@ -207,9 +215,16 @@ where
     /// Loads an aggregate: from the cache or a snapshot if there is one, then every
     /// later commit from the log.
     pub async fn load(&self, aggregate_id: &str) -> Result<EmrAggregateContext<A>, StoreError> {
+        Ok(self.load_trusting(aggregate_id, true).await?.0)
+    }
+
+    /// [`Self::load`]; with `trust`, a cached aggregate checked within the
+    /// `cache_trust` window is returned as it is, and the flag says so.
+    async fn load_trusting(&self, aggregate_id: &str, trust: bool) -> Result<(EmrAggregateContext<A>, bool), StoreError> {
         let key = Self::key(aggregate_id)?;
         let mut context = match self.cached(&key).await? {
-            Some(context) => context,
+            Some((context, checked_at)) if trust && checked_at.elapsed() < self.config.cache_trust => return Ok((context, true)),
+            Some((context, _)) => context,
             None => match self.snapshot(&key).await {
                 Some(context) => context,
                 None => {
@@ -226,7 +241,7 @@ where
             Self::record_commit(&mut context, &record, commit.position);
         }
         self.remember(&context);
-        Ok(context)
+        Ok((context, false))
     }
 
     /// The aggregate as it was at `cutoff`: a fold of its commits up to there,
@@ -274,8 +289,33 @@ where
         command: A::Command,
         services: &A::Services,
         context: &CommandContext,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        // A conditional command compares versions: only the latest state will do.
+        let (loaded, unchecked) = self.load_trusting(aggregate_id, context.expected_version.is_none()).await?;
+        if !unchecked {
+            return self.decide_and_append(loaded, command, services, context).await;
+        }
+        match self.decide_and_append(loaded, command.clone(), services, context).await {
+            // The cached state may be behind another process's writes: what it
+            // refused, or the log refused, is decided again on the latest state.
+            Err(ExecuteError::Rejected(_) | ExecuteError::Store(StoreError::Log(LogError::Conflict { .. }))) => {
+                let (latest, _) = self.load_trusting(aggregate_id, false).await?;
+                self.decide_and_append(latest, command, services, context).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn decide_and_append(
+        &self,
+        mut loaded: EmrAggregateContext<A>,
+        command: A::Command,
+        services: &A::Services,
+        context: &CommandContext,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
-        let mut loaded = self.load(aggregate_id).await?;
         if let Some(original) = self.applied(&loaded, context.command_id).await? {
             return Ok(original);
         }
@@ -285,6 +325,39 @@ where
         let sink = EventSink::default();
         loaded.aggregate.handle(command, services, &sink).await.map_err(ExecuteError::Rejected)?;
         Ok(self.append(sink.collect().await, loaded, context).await?)
+    }
+
+    /// Runs a command that starts an aggregate's life (a record's creation, a
+    /// disclosure) without reading the log first: it is decided on the empty
+    /// aggregate and appended expecting an empty history, which the log checks.
+    /// Should the history not be empty (the id is taken, or this very command was
+    /// applied before), or the empty aggregate refuse, the command runs as
+    /// [`Self::execute`] runs it, so the outcome is `execute`'s — with one read
+    /// of the log fewer when the aggregate is new, as a creation's almost always is.
+    pub async fn execute_creation(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        context: &CommandContext,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let key = Self::key(aggregate_id)?;
+        let known = self.cache.as_ref().is_some_and(|cache| cache.contains(&key));
+        if known || context.expected_version.is_some_and(|expected| expected != 0) {
+            return self.execute(aggregate_id, command, services, context).await;
+        }
+        let mut empty = EmrAggregateContext { key, aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default() };
+        let sink = EventSink::default();
+        if empty.aggregate.handle(command.clone(), services, &sink).await.is_err() {
+            return self.execute(aggregate_id, command, services, context).await;
+        }
+        match self.append(sink.collect().await, empty, context).await {
+            Err(StoreError::Log(LogError::Conflict { .. })) => self.execute(aggregate_id, command, services, context).await,
+            outcome => Ok(outcome?),
+        }
     }
 
     /// Appends the events a command produced on `context`; returns them as stored.
@@ -442,8 +515,8 @@ where
         Ok((record, envelopes))
     }
 
-    async fn cached(&self, key: &AggregateKey) -> Result<Option<EmrAggregateContext<A>>, StoreError> {
-        let Some((context, subjects)) = self.cache.as_ref().and_then(|cache| cache.get(key)) else {
+    async fn cached(&self, key: &AggregateKey) -> Result<Option<(EmrAggregateContext<A>, std::time::Instant)>, StoreError> {
+        let Some((context, subjects, checked_at)) = self.cache.as_ref().and_then(|cache| cache.get(key)) else {
             return Ok(None);
         };
         // A cached aggregate holds PHI in clear: once any of its subjects is erased
@@ -454,7 +527,7 @@ where
                 return Ok(None);
             }
         }
-        Ok(Some(context))
+        Ok(Some((context, checked_at)))
     }
 
     fn remember(&self, context: &EmrAggregateContext<A>) {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::head::{TreeHead, hex, parse_hash};
 use crate::ledger::Anchored;
-use crate::merkle::{self, Hash};
+use crate::merkle::{self, Hash, MerkleTree};
 
 /// A receipt for one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,14 +54,13 @@ pub struct ReceiptAnchor {
 
 impl Receipt {
     /// Builds the receipt of leaf `index` against the first head that covers it.
-    pub(crate) fn build(leaves: &[Hash], index: usize, ledger: &str, heads: &[Anchored]) -> Option<Self> {
-        let anchored = heads.iter().find(|a| a.head.size > index as u64)?;
-        let size = usize::try_from(anchored.head.size).ok()?;
-        let path = merkle::inclusion_proof(leaves.get(..size)?, index)?;
+    pub(crate) fn build(tree: &MerkleTree, index: u64, ledger: &str, heads: &[Anchored]) -> Option<Self> {
+        let anchored = heads.iter().find(|a| a.head.size > index)?;
+        let path = tree.inclusion_proof(index, anchored.head.size)?;
         Some(Self {
             format: Self::FORMAT.into(),
-            leaf_hash: hex(leaves.get(index)?),
-            leaf_index: index as u64,
+            leaf_hash: hex(tree.leaves().get(usize::try_from(index).ok()?)?),
+            leaf_index: index,
             tree_size: anchored.head.size,
             root: anchored.head.root.clone(),
             path: path.iter().map(|h| hex(h)).collect(),

@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use emr_eventstore::{EventLog, LogReader};
+use emr_eventstore::{EventLog, LogReader, RecordedEvent, stored_canonical_bytes};
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::head::hex;
 use crate::ledger::{LeafFile, Ledger, LedgerError};
-use crate::merkle;
+use crate::merkle::{self, MerkleTree};
 use crate::worker::AnchorError;
 
 /// The first thing found wrong.
@@ -87,10 +88,12 @@ pub async fn verify(log: Arc<dyn EventLog>, ledger: &dyn Ledger, dir: &Path, tru
         }
     }
 
-    let stored = LeafFile::open(dir)?.read()?;
+    let tree = MerkleTree::from_leaves(LeafFile::open(dir)?.read()?);
+    let stored = tree.leaves();
     for (i, anchored) in heads.iter().enumerate() {
-        let size = usize::try_from(anchored.head.size).unwrap_or(usize::MAX);
-        if stored.len() < size || Some(merkle::root(&stored[..size])) != anchored.head.root_hash() {
+        let size = anchored.head.size;
+        let root = tree.root(size);
+        if root.is_none() || root != anchored.head.root_hash() {
             return fail(
                 report,
                 Failure::new("leaves-do-not-match-head", format!("the stored leaves do not give the root of tree head {}", i + 1)),
@@ -98,8 +101,7 @@ pub async fn verify(log: Arc<dyn EventLog>, ledger: &dyn Ledger, dir: &Path, tru
         }
         if i > 0 {
             let previous = &heads[i - 1].head;
-            let first = usize::try_from(previous.size).unwrap_or(usize::MAX);
-            let proof = merkle::consistency_proof(&stored[..size], first).unwrap_or_default();
+            let proof = tree.consistency_proof(previous.size, size).unwrap_or_default();
             let (Some(first_root), Some(second_root)) = (previous.root_hash(), anchored.head.root_hash()) else {
                 return fail(report, Failure::new("inconsistent-heads", format!("tree head {} has a malformed root", i + 1)));
             };
@@ -113,45 +115,77 @@ pub async fn verify(log: Arc<dyn EventLog>, ledger: &dyn Ledger, dir: &Path, tru
         }
     }
 
-    let reader = LogReader::new(log);
+    let anchored = usize::try_from(report.anchored_events).unwrap_or(usize::MAX);
     let mut index = 0usize;
     let mut previous_position = 0u64;
-    let mut from = 1;
-    loop {
-        // Large reads: each one opens a consumer, and that overhead is a quarter
-        // of the pass at 1000 commits per read (bench-audit).
-        let events = match reader.read(from, 10_000).await {
-            Ok(events) => events,
-            Err(error) => {
-                let mut failure = Failure::new("log-unreadable", error.to_string());
-                failure.position = Some(from);
-                return fail(report, failure);
-            }
+    let unreadable = |error: String, position: u64| {
+        let mut failure = Failure::new("log-unreadable", error);
+        failure.position = Some(position);
+        failure
+    };
+    // One subscription up to the head read first: the client fetches the next
+    // commits while these are hashed, and no read opens a consumer of its own
+    // (a quarter of the pass at 1000 commits per read).
+    let head = match log.head().await {
+        Ok(head) => head,
+        Err(error) => return fail(report, unreadable(error.to_string(), 1)),
+    };
+    let mut commits = match log.subscribe(1).await {
+        Ok(commits) if head > 0 => commits,
+        Ok(_) => futures::stream::empty().boxed(),
+        Err(error) => return fail(report, unreadable(error.to_string(), 1)),
+    };
+    while let Some(commit) = commits.next().await {
+        let commit = match commit {
+            Ok(commit) => commit,
+            Err(error) => return fail(report, unreadable(error.to_string(), previous_position + 1)),
         };
-        let Some(last) = events.last().map(|e| e.metadata.position) else { break };
-        for event in &events {
-            let leaf = merkle::leaf_hash(&event.canonical_bytes());
-            if index < report.anchored_events as usize && stored.get(index) != Some(&leaf) {
-                let position = event.metadata.position;
-                let gap = if position > previous_position + 1 && index > 0 {
-                    format!("; positions {}..{} are missing from the log", previous_position + 1, position - 1)
-                } else {
-                    String::new()
-                };
-                let failure = Failure {
-                    kind: "event-altered".into(),
-                    position: Some(position),
-                    aggregate: Some(event.key.dotted()),
-                    event_id: Some(event.metadata.event_id.to_string()),
-                    detail: format!("the event at position {position} does not match anchored leaf {index} ({}){gap}", hex(&stored[index])),
-                };
-                report.events = index as u64;
-                return fail(report, failure);
+        let commit = &commit;
+        let events = match stored_canonical_bytes(commit) {
+            Ok(events) => events,
+            Err(error) => return fail(report, unreadable(error.to_string(), commit.position)),
+        };
+        // Built only when a leaf computed from the stored bytes does not match:
+        // the canonical form then decides (see `stored_canonical_bytes`).
+        let mut canonical: Option<Vec<RecordedEvent>> = None;
+        for (offset, (event_id, bytes)) in events.iter().enumerate() {
+            if let Some(expected) = stored.get(index).filter(|_| index < anchored) {
+                let mut leaf = merkle::leaf_hash(bytes);
+                if leaf != *expected {
+                    if canonical.is_none() {
+                        match LogReader::flatten(vec![commit.clone()]) {
+                            Ok(events) => canonical = Some(events),
+                            Err(error) => return fail(report, unreadable(error.to_string(), commit.position)),
+                        }
+                    }
+                    if let Some(event) = canonical.as_ref().and_then(|events| events.get(offset)) {
+                        leaf = merkle::leaf_hash(&event.canonical_bytes());
+                    }
+                }
+                if leaf != *expected {
+                    let position = commit.position;
+                    let gap = if position > previous_position + 1 && index > 0 {
+                        format!("; positions {}..{} are missing from the log", previous_position + 1, position - 1)
+                    } else {
+                        String::new()
+                    };
+                    let failure = Failure {
+                        kind: "event-altered".into(),
+                        position: Some(position),
+                        aggregate: Some(commit.key.dotted()),
+                        event_id: Some(event_id.to_string()),
+                        detail: format!("the event at position {position} does not match anchored leaf {index} ({}){gap}", hex(expected)),
+                    };
+                    report.events = index as u64;
+                    return fail(report, failure);
+                }
             }
-            previous_position = event.metadata.position;
+            previous_position = commit.position;
             index += 1;
         }
-        from = last + 1;
+        if commit.position >= head {
+            break;
+        }
     }
     report.events = index as u64;
     if (index as u64) < report.anchored_events {
@@ -175,11 +209,11 @@ pub async fn receipt(
     dir: &Path,
     event: &emr_eventstore::RecordedEvent,
 ) -> Result<Option<crate::Receipt>, AnchorError> {
-    let leaves = LeafFile::open(dir)?.read()?;
+    let tree = MerkleTree::from_leaves(LeafFile::open(dir)?.read()?);
     let leaf = merkle::leaf_hash(&event.canonical_bytes());
-    let Some(index) = leaves.iter().position(|l| *l == leaf) else { return Ok(None) };
+    let Some(index) = tree.leaves().iter().position(|l| *l == leaf) else { return Ok(None) };
     let heads = ledger.anchored().await?;
-    Ok(crate::Receipt::build(&leaves, index, ledger.name(), &heads))
+    Ok(crate::Receipt::build(&tree, index as u64, ledger.name(), &heads))
 }
 
 /// What the verification of one patient's history found.
@@ -224,8 +258,8 @@ pub async fn verify_patient(
         report.failure = Some(Failure::new("bad-signature", format!("tree head {} is not validly signed by a trusted key", i + 1)));
         return Ok(report);
     }
-    let leaves = LeafFile::open(dir)?.read()?;
-    let index: std::collections::HashMap<merkle::Hash, usize> = leaves.iter().enumerate().map(|(i, leaf)| (*leaf, i)).collect();
+    let tree = MerkleTree::from_leaves(LeafFile::open(dir)?.read()?);
+    let index: std::collections::HashMap<merkle::Hash, u64> = tree.leaves().iter().enumerate().map(|(i, leaf)| (*leaf, i as u64)).collect();
     let reader = LogReader::new(log.clone());
     let mut keys = std::collections::BTreeSet::new();
     let mut from = 1;
@@ -268,7 +302,7 @@ pub async fn verify_patient(
                     Some(fail("event-altered", format!("the event at position {} matches no anchored leaf", event.metadata.position)));
                 return Ok(report);
             };
-            let Some(receipt) = crate::Receipt::build(&leaves, leaf_index, ledger.name(), &heads) else {
+            let Some(receipt) = crate::Receipt::build(&tree, leaf_index, ledger.name(), &heads) else {
                 report.unanchored += 1;
                 continue;
             };

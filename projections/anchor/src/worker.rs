@@ -9,7 +9,7 @@ use emr_eventstore::{EventLog, LogReader, StoreError};
 
 use crate::head::{NodeKey, TreeHead, hex};
 use crate::ledger::{Anchored, LeafFile, Ledger, LedgerError};
-use crate::merkle::{self, Hash};
+use crate::merkle::{self, Hash, MerkleTree};
 
 /// When to commit a tree head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub enum AnchorError {
 }
 
 struct State {
-    leaves: Vec<Hash>,
+    tree: MerkleTree,
     last_position: u64,
 }
 
@@ -80,12 +80,13 @@ impl AnchorWorker {
             leaf_file.truncate(0)?;
             leaf_file.append(&leaves)?;
         }
-        leaves.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let mut tree = MerkleTree::from_leaves(leaves);
+        tree.truncate(size);
         leaf_file.truncate(size)?;
-        if merkle::root(&leaves) != root {
+        if tree.root(size) != Some(root) {
             return Err(AnchorError::Diverged(format!("the leaves do not give the root anchored at size {size}")));
         }
-        Ok(Self { reader, ledger, leaf_file, key, config, state: tokio::sync::Mutex::new(State { leaves, last_position }) })
+        Ok(Self { reader, ledger, leaf_file, key, config, state: tokio::sync::Mutex::new(State { tree, last_position }) })
     }
 
     /// The node's public key (hex): what verifiers trust.
@@ -101,11 +102,12 @@ impl AnchorWorker {
         let (first_position, last_position) = (first.metadata.position, last.metadata.position);
         let new_leaves: Vec<Hash> = events.iter().map(|e| merkle::leaf_hash(&e.canonical_bytes())).collect();
         self.leaf_file.append(&new_leaves)?;
-        let mut leaves = state.leaves.clone();
-        leaves.extend(new_leaves);
+        let anchored_size = state.tree.len();
+        state.tree.extend(new_leaves);
+        let size = state.tree.len();
         let mut head = TreeHead {
-            size: leaves.len() as u64,
-            root: hex(&merkle::root(&leaves)),
+            size,
+            root: hex(&state.tree.root(size).unwrap_or_default()),
             first_position,
             last_position,
             signed_at: Utc::now(),
@@ -118,12 +120,13 @@ impl AnchorWorker {
             Ok(anchored) => anchored,
             Err(error) => {
                 crate::metrics::failed(self.ledger.name());
-                self.leaf_file.truncate(state.leaves.len() as u64)?;
+                state.tree.truncate(anchored_size);
+                self.leaf_file.truncate(anchored_size)?;
                 return Err(error.into());
             }
         };
         crate::metrics::anchored(self.ledger.name(), anchored.head.size, submitted.elapsed());
-        *state = State { leaves, last_position };
+        state.last_position = last_position;
         Ok(Some(anchored))
     }
 

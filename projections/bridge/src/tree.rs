@@ -3,25 +3,25 @@
 
 use std::sync::Arc;
 
-use emr_anchor::merkle::{self, Hash};
+use emr_anchor::merkle::{self, Hash, MerkleTree};
 use emr_eventstore::{EventLog, LogReader, StoreError};
 
 /// Leaf hashes of the log's events, in order, up to a log position.
 pub struct LogTree {
     reader: LogReader,
-    leaves: Vec<Hash>,
+    tree: MerkleTree,
     last_position: u64,
 }
 
 impl LogTree {
     /// An empty tree over `log`.
     pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Self { reader: LogReader::new(log), leaves: Vec::new(), last_position: 0 }
+        Self { reader: LogReader::new(log), tree: MerkleTree::new(), last_position: 0 }
     }
 
     /// Leaves derived so far.
     pub fn size(&self) -> u64 {
-        self.leaves.len() as u64
+        self.tree.len()
     }
 
     /// Reads the log up to and including `position` (a head's last position).
@@ -32,7 +32,7 @@ impl LogTree {
                 break;
             }
             for event in events.iter().filter(|e| e.metadata.position <= position) {
-                self.leaves.push(merkle::leaf_hash(&event.canonical_bytes()));
+                self.tree.push(merkle::leaf_hash(&event.canonical_bytes()));
             }
             let read_to = events.last().map_or(position, |e| e.metadata.position);
             self.last_position = read_to.min(position);
@@ -42,13 +42,12 @@ impl LogTree {
 
     /// The root of the first `size` leaves, when that many are derived.
     pub fn root(&self, size: u64) -> Option<Hash> {
-        self.leaves.get(..usize::try_from(size).ok()?).map(merkle::root)
+        self.tree.root(size)
     }
 
     /// The RFC 9162 proof that the tree of `first` leaves is a prefix of the tree
     /// of `second` leaves.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Option<Vec<Hash>> {
-        let leaves = self.leaves.get(..usize::try_from(second).ok()?)?;
-        merkle::consistency_proof(leaves, usize::try_from(first).ok()?)
+        self.tree.consistency_proof(first, second)
     }
 }

@@ -91,8 +91,11 @@ async fn main() {
     }
     let raw_pipelined = rate(pipelined_count, started.elapsed(), Vec::new());
 
-    // 2. Record creation through the application layer.
-    let clinic = backends::clinic(&backend);
+    // 2. Record creation through the application layer, with the store as `serve`
+    // configures it by default (a cached aggregate trusted for 250 ms), then with
+    // every load asking the log (cache_trust 0).
+    let serve_default = StoreConfig { cache_trust: std::time::Duration::from_millis(250), ..StoreConfig::default() };
+    let clinic = Clinic::new(backend.clone(), serve_default, DomainServices::default());
     let mut patients = Vec::new();
     for _ in 0..200 {
         patients.push(register(&clinic).await);
@@ -100,6 +103,16 @@ async fn main() {
     let patients = Arc::new(patients);
     let (c, p) = (clinic.clone(), patients.clone());
     let many = drive(commands, concurrency, move |i| {
+        let (clinic, patient) = (c.clone(), p[i % p.len()]);
+        async move {
+            let record = RecordId::new();
+            clinic.record(record, create(record, patient), &doctor()).await.unwrap();
+        }
+    })
+    .await;
+    let checked = Clinic::new(backend.clone(), StoreConfig::default(), DomainServices::default());
+    let (c, p) = (checked.clone(), patients.clone());
+    let many_checked = drive(commands, concurrency, move |i| {
         let (clinic, patient) = (c.clone(), p[i % p.len()]);
         async move {
             let record = RecordId::new();
@@ -146,10 +159,17 @@ async fn main() {
                 t.elapsed().as_secs_f64() * 1000.0
             }
         };
-        let cold =
-            time(EmrEventStore::new(backend.log.clone(), backend.phi(), None, StoreConfig { snapshot_every: 0, cache_capacity: 0 }), false)
-                .await;
-        let snapshot = time(backend.store(StoreConfig { snapshot_every: 100, cache_capacity: 0 }), false).await;
+        let cold = time(
+            EmrEventStore::new(
+                backend.log.clone(),
+                backend.phi(),
+                None,
+                StoreConfig { snapshot_every: 0, cache_capacity: 0, ..StoreConfig::default() },
+            ),
+            false,
+        )
+        .await;
+        let snapshot = time(backend.store(StoreConfig { snapshot_every: 100, cache_capacity: 0, ..StoreConfig::default() }), false).await;
         let cached = time(backend.store(StoreConfig::default()), true).await;
         loads.push((events, cold, snapshot, cached));
     }
@@ -193,6 +213,7 @@ async fn main() {
     println!("| raw JetStream publish, pipelined (baseline 2) | {:.0} | | | 1.00 |", raw_pipelined.per_second);
     row("record creation, many patients (ratio to pipelined)", &many, raw_pipelined.per_second);
     row("record creation, one hot patient (ratio to pipelined)", &hot, raw_pipelined.per_second);
+    row("record creation, many patients, every load checked with the log (ratio to pipelined)", &many_checked, raw_pipelined.per_second);
     row("peer: cqrs-es + mysql-es, many patients (ratio to ours)", &peer_many, many.per_second);
     println!("\n| aggregate load | cold ms | snapshotted ms | cached ms |");
     println!("| --- | ---: | ---: | ---: |");
@@ -204,6 +225,7 @@ async fn main() {
         "machine": machine, "commands": commands, "concurrency": concurrency,
         "raw_publish_sequential": r(&raw_sequential), "raw_publish_pipelined": r(&raw_pipelined),
         "record_creation_many_patients": r(&many), "record_creation_hot_patient": r(&hot),
+        "record_creation_many_patients_cache_trust_0": r(&many_checked),
         "peer_cqrs_es_mysql_es": r(&peer_many),
         "ours_over_peer": many.per_second / peer_many.per_second,
         "aggregate_load_ms": loads.iter().map(|(e, c, s, k)| json!({"events": e, "cold": c, "snapshotted": s, "cached": k})).collect::<Vec<_>>(),
