@@ -3,7 +3,6 @@
 //! position) — unless the last check is more recent than the store's
 //! `cache_trust`.
 
-use std::collections::BTreeSet;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -14,10 +13,9 @@ use lru::LruCache;
 use crate::log::AggregateKey;
 use crate::store::EmrAggregateContext;
 
-/// A cached aggregate with the data subjects whose PHI it holds in clear.
+/// A cached aggregate (which knows the data subjects whose PHI it holds).
 pub(crate) struct CacheEntry<A> {
     pub(crate) context: EmrAggregateContext<A>,
-    pub(crate) subjects: BTreeSet<PatientId>,
     /// When the context was last known to be the aggregate's latest state.
     pub(crate) checked_at: Instant,
 }
@@ -37,8 +35,8 @@ impl<A: Clone> AggregateCache<A> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn get(&self, key: &AggregateKey) -> Option<(EmrAggregateContext<A>, BTreeSet<PatientId>, Instant)> {
-        self.lock().get(key).map(|entry| (entry.context.clone(), entry.subjects.clone(), entry.checked_at))
+    pub(crate) fn get(&self, key: &AggregateKey) -> Option<(EmrAggregateContext<A>, Instant)> {
+        self.lock().get(key).map(|entry| (entry.context.clone(), entry.checked_at))
     }
 
     pub(crate) fn contains(&self, key: &AggregateKey) -> bool {
@@ -46,8 +44,8 @@ impl<A: Clone> AggregateCache<A> {
     }
 
     /// Keeps `context`, known to be the latest state as of now.
-    pub(crate) fn put(&self, context: EmrAggregateContext<A>, subjects: BTreeSet<PatientId>) {
-        self.lock().put(context.key().clone(), CacheEntry { context, subjects, checked_at: Instant::now() });
+    pub(crate) fn put(&self, context: EmrAggregateContext<A>) {
+        self.lock().put(context.key().clone(), CacheEntry { context, checked_at: Instant::now() });
     }
 
     /// Drops one aggregate.
@@ -59,7 +57,7 @@ impl<A: Clone> AggregateCache<A> {
     pub fn evict_subject(&self, subject: PatientId) {
         let mut entries = self.lock();
         let stale: Vec<AggregateKey> =
-            entries.iter().filter(|(_, entry)| entry.subjects.contains(&subject)).map(|(key, _)| key.clone()).collect();
+            entries.iter().filter(|(_, entry)| entry.context.subjects().contains(&subject)).map(|(key, _)| key.clone()).collect();
         for key in stale {
             entries.pop(&key);
         }

@@ -172,6 +172,7 @@ impl RecordedEvent {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use emr_domain::actor::{Actor, Role};

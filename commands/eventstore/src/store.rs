@@ -117,6 +117,17 @@ pub struct EmrAggregateContext<A> {
     sequence: u64,
     position: u64,
     commands: Arc<HashMap<CommandId, CommitSummary>>,
+    /// The data subjects whose PHI the applied events hold, in any form: those
+    /// whose erasure must drop the aggregate from the cache. Gathered commit by
+    /// commit, because finding them in the aggregate meant serializing all of it
+    /// after every command (a quarter of a long-lived record's command time).
+    subjects: Arc<BTreeSet<PatientId>>,
+}
+
+impl<A: Default> EmrAggregateContext<A> {
+    fn empty(key: AggregateKey) -> Self {
+        Self { key, aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default(), subjects: Arc::default() }
+    }
 }
 
 impl<A> EmrAggregateContext<A> {
@@ -138,6 +149,11 @@ impl<A> EmrAggregateContext<A> {
     /// Position of the last commit applied (0: none).
     pub fn position(&self) -> u64 {
         self.position
+    }
+
+    /// The data subjects whose PHI its events hold, in any form.
+    pub(crate) fn subjects(&self) -> &BTreeSet<PatientId> {
+        &self.subjects
     }
 
     /// Where the given command landed, if it was already applied to this aggregate.
@@ -227,18 +243,16 @@ where
             Some((context, _)) => context,
             None => match self.snapshot(&key).await {
                 Some(context) => context,
-                None => {
-                    EmrAggregateContext { key: key.clone(), aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default() }
-                }
+                None => EmrAggregateContext::empty(key.clone()),
             },
         };
         let commits = self.log.read_aggregate(&key, context.position).await?;
         for commit in &commits {
-            let (record, envelopes) = self.decode(commit, context.sequence).await?;
+            let (mut record, envelopes) = self.decode(commit, context.sequence).await?;
             for envelope in envelopes {
                 context.aggregate.apply(envelope.payload);
             }
-            Self::record_commit(&mut context, &record, commit.position);
+            Self::record_commit(&mut context, &mut record, commit.position)?;
         }
         self.remember(&context);
         Ok((context, false))
@@ -248,20 +262,19 @@ where
     /// without cache or snapshot (they only know the present).
     pub async fn load_as_of(&self, aggregate_id: &str, cutoff: Cutoff) -> Result<EmrAggregateContext<A>, StoreError> {
         let key = Self::key(aggregate_id)?;
-        let mut context =
-            EmrAggregateContext { key: key.clone(), aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default() };
+        let mut context = EmrAggregateContext::<A>::empty(key.clone());
         for commit in self.log.read_aggregate(&key, 0).await? {
             if matches!(cutoff, Cutoff::Position(limit) if commit.position > limit) {
                 break;
             }
-            let (record, envelopes) = self.decode(&commit, context.sequence).await?;
+            let (mut record, envelopes) = self.decode(&commit, context.sequence).await?;
             if matches!(cutoff, Cutoff::Time(limit) if record.recorded_at > limit) {
                 break;
             }
             for envelope in envelopes {
                 context.aggregate.apply(envelope.payload);
             }
-            Self::record_commit(&mut context, &record, commit.position);
+            Self::record_commit(&mut context, &mut record, commit.position)?;
         }
         Ok(context)
     }
@@ -349,7 +362,7 @@ where
         if known || context.expected_version.is_some_and(|expected| expected != 0) {
             return self.execute(aggregate_id, command, services, context).await;
         }
-        let mut empty = EmrAggregateContext { key, aggregate: A::default(), sequence: 0, position: 0, commands: Arc::default() };
+        let mut empty = EmrAggregateContext::<A>::empty(key);
         let sink = EventSink::default();
         if empty.aggregate.handle(command.clone(), services, &sink).await.is_err() {
             return self.execute(aggregate_id, command, services, context).await;
@@ -436,7 +449,7 @@ where
 
     /// What a prepared commit became once the log took it (`appended`).
     pub async fn complete(&self, prepared: Prepared<A>, appended: Appended) -> Result<Executed<A>, StoreError> {
-        let Prepared { record, events, mut context, .. } = prepared;
+        let Prepared { mut record, events, mut context, .. } = prepared;
         if appended.duplicate {
             self.forget(&context.key);
             let events = self.original_commit(&context.key, record.command_id, appended.position).await?;
@@ -445,8 +458,12 @@ where
         let envelopes =
             record.events.iter().zip(events).map(|(stored, payload)| self.envelope(&record, stored, payload, appended.position)).collect();
         let previous_sequence = context.sequence;
-        Self::record_commit(&mut context, &record, appended.position);
-        self.remember(&context);
+        // The commit is in: a failure here (PHI this store just sealed, so never
+        // malformed) may only keep the aggregate out of the cache.
+        match Self::record_commit(&mut context, &mut record, appended.position) {
+            Ok(()) => self.remember(&context),
+            Err(_) => self.forget(&context.key),
+        }
         self.maybe_snapshot(&context, previous_sequence).await;
         Ok(Executed { events: envelopes, position: Some(appended.position), replayed: false })
     }
@@ -469,11 +486,19 @@ where
         Ok(envelopes)
     }
 
-    fn record_commit(context: &mut EmrAggregateContext<A>, record: &CommitRecord, position: u64) {
+    /// Moves `context` past a commit (its events already applied).
+    fn record_commit(context: &mut EmrAggregateContext<A>, record: &mut CommitRecord, position: u64) -> Result<(), StoreError> {
         context.sequence = record.last_sequence();
         context.position = position;
         let summary = CommitSummary { position, first_sequence: record.first_sequence(), last_sequence: record.last_sequence() };
         Arc::make_mut(&mut context.commands).insert(record.command_id, summary);
+        for event in &mut record.events {
+            let subjects = PhiCodec::subjects(&mut event.payload)?;
+            if !subjects.is_subset(&context.subjects) {
+                Arc::make_mut(&mut context.subjects).extend(subjects);
+            }
+        }
+        Ok(())
     }
 
     fn envelope(&self, record: &CommitRecord, stored: &EventRecord, payload: A::Event, position: u64) -> EventEnvelope<A> {
@@ -516,12 +541,12 @@ where
     }
 
     async fn cached(&self, key: &AggregateKey) -> Result<Option<(EmrAggregateContext<A>, std::time::Instant)>, StoreError> {
-        let Some((context, subjects, checked_at)) = self.cache.as_ref().and_then(|cache| cache.get(key)) else {
+        let Some((context, checked_at)) = self.cache.as_ref().and_then(|cache| cache.get(key)) else {
             return Ok(None);
         };
         // A cached aggregate holds PHI in clear: once any of its subjects is erased
         // (possibly by another process) it must be reloaded, and so shredded.
-        for subject in subjects {
+        for &subject in context.subjects.iter() {
             if self.phi.vault().key_for_opening(subject).await?.is_none() {
                 self.forget(key);
                 return Ok(None);
@@ -531,13 +556,8 @@ where
     }
 
     fn remember(&self, context: &EmrAggregateContext<A>) {
-        let Some(cache) = &self.cache else { return };
-        match clear_subjects(&context.aggregate) {
-            Ok(subjects) => cache.put(context.clone(), subjects),
-            Err(error) => {
-                tracing::warn!(key = %context.key.dotted(), %error, "aggregate not cached");
-                cache.evict(&context.key);
-            }
+        if let Some(cache) = &self.cache {
+            cache.put(context.clone());
         }
     }
 
@@ -563,6 +583,7 @@ where
             if snapshot.schema != ENVELOPE_SCHEMA {
                 return Ok(None);
             }
+            let subjects = PhiCodec::subjects(&mut snapshot.aggregate)?;
             self.phi.open(&mut snapshot.aggregate).await?;
             let aggregate = serde_json::from_value(snapshot.aggregate)
                 .map_err(|e| CodecError::Malformed { position: snapshot.position, reason: format!("snapshot: {e}") })?;
@@ -572,6 +593,7 @@ where
                 sequence: snapshot.sequence,
                 position: snapshot.position,
                 commands: Arc::new(snapshot.commands.into_iter().collect()),
+                subjects: Arc::new(subjects),
             }))
         }
         .await;
@@ -606,11 +628,6 @@ where
             tracing::warn!(key = %context.key.dotted(), %error, "snapshot not written");
         }
     }
-}
-
-fn clear_subjects<A: Serialize>(aggregate: &A) -> Result<BTreeSet<PatientId>, StoreError> {
-    let mut value = serde_json::to_value(aggregate).map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(PhiCodec::subjects(&mut value)?)
 }
 
 impl<A> EventStore<A> for EmrEventStore<A>
