@@ -6,6 +6,7 @@ use cqrs_es::DomainEvent;
 use cqrs_es::persist::{EventUpcaster, SemanticVersion, SerializedEvent};
 use emr_domain::actor::Actor;
 use emr_domain::ids::{CommandId, EventId};
+use emr_domain::metadata::{CommandContext, EventMetadata};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,6 +69,20 @@ impl CommitRecord {
     /// Decodes a stored commit and checks it against the subject it was stored under.
     pub fn decode(commit: &StoredCommit) -> Result<Self, CodecError> {
         Self::decode_as(commit)
+    }
+}
+
+impl<P> CommitRecord<P> {
+    /// The envelope of `event`, one of this commit's, stored at `position`.
+    pub fn metadata_of(&self, event: &EventRecord<P>, position: u64) -> EventMetadata {
+        EventMetadata {
+            event_id: event.event_id,
+            aggregate_type: self.aggregate_type.clone(),
+            recorded_at: self.recorded_at,
+            context: CommandContext::with_id(self.command_id, self.actor).caused_by(self.correlation_id, self.causation_id),
+            schema_version: event.event_version.clone(),
+            position,
+        }
     }
 }
 

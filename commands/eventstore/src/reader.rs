@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use emr_domain::metadata::{CommandContext, EventMetadata};
+use emr_domain::metadata::EventMetadata;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -73,20 +73,12 @@ impl LogReader {
         let mut events = Vec::new();
         for commit in commits {
             let record = CommitRecord::decode(&commit)?;
-            let context = CommandContext::with_id(record.command_id, record.actor).caused_by(record.correlation_id, record.causation_id);
-            for event in record.events {
+            for event in &record.events {
                 events.push(RecordedEvent {
                     key: commit.key.clone(),
                     sequence: event.sequence,
                     event_type: event.event_type.clone(),
-                    metadata: EventMetadata {
-                        event_id: event.event_id,
-                        aggregate_type: record.aggregate_type.clone(),
-                        recorded_at: record.recorded_at,
-                        context: context.clone(),
-                        schema_version: event.event_version.clone(),
-                        position: commit.position,
-                    },
+                    metadata: record.metadata_of(event, commit.position),
                     payload: event.payload.clone(),
                 });
             }
@@ -104,18 +96,9 @@ impl LogReader {
 /// altered.
 pub fn stored_canonical_bytes(commit: &StoredCommit) -> Result<Vec<(EventId, Vec<u8>)>, CodecError> {
     let record = CommitRecord::<Box<RawValue>>::decode_as(commit)?;
-    let context = CommandContext::with_id(record.command_id, record.actor).caused_by(record.correlation_id, record.causation_id);
     let mut events = Vec::with_capacity(record.events.len());
     for event in &record.events {
-        let metadata = EventMetadata {
-            event_id: event.event_id,
-            aggregate_type: record.aggregate_type.clone(),
-            recorded_at: record.recorded_at,
-            context: context.clone(),
-            schema_version: event.event_version.clone(),
-            position: commit.position,
-        };
-        let metadata = serde_json::to_value(metadata).unwrap_or(Value::Null);
+        let metadata = serde_json::to_value(record.metadata_of(event, commit.position)).unwrap_or(Value::Null);
         events.push((event.event_id, CanonicalForm::write(&event.event_type, &commit.key, metadata, &event.payload, event.sequence)));
     }
     Ok(events)

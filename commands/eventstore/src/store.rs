@@ -10,7 +10,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventEnvelope, EventStore};
 use emr_domain::ids::{CommandId, EventId, PatientId};
-use emr_domain::metadata::{CommandContext, EventMetadata};
+use emr_domain::metadata::CommandContext;
 use emr_domain::upcasting::EventSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -502,14 +502,7 @@ where
     }
 
     fn envelope(&self, record: &CommitRecord, stored: &EventRecord, payload: A::Event, position: u64) -> EventEnvelope<A> {
-        let metadata = EventMetadata {
-            event_id: stored.event_id,
-            aggregate_type: record.aggregate_type.clone(),
-            recorded_at: record.recorded_at,
-            context: CommandContext::with_id(record.command_id, record.actor).caused_by(record.correlation_id, record.causation_id),
-            schema_version: stored.event_version.clone(),
-            position,
-        };
+        let metadata = record.metadata_of(stored, position);
         EventEnvelope {
             aggregate_id: record.aggregate_id.clone(),
             sequence: stored.sequence as usize,
