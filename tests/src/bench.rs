@@ -52,3 +52,15 @@ where
     }
     rate(count, started.elapsed(), latencies)
 }
+
+/// Makes a benchmark binary run on the allocator the `emr` binary ships with, so
+/// it measures what ships: the command path allocates many small JSON values,
+/// where glibc's malloc and free took about a seventh of the machine (perf,
+/// bench-core). Only benchmarks: the fuzz tests keep their capped allocator.
+#[macro_export]
+macro_rules! shipped_allocator {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::mimalloc::MiMalloc = $crate::mimalloc::MiMalloc;
+    };
+}

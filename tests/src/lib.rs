@@ -3,11 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-/// The allocator the `emr` binary runs on, so benchmarks and tests measure what
-/// ships: the command path allocates many small JSON values, where glibc's
-/// malloc and free took about a seventh of the machine (perf, bench-core).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+pub use mimalloc;
 
 pub mod accounts;
 pub mod ai_assets;

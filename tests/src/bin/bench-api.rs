@@ -22,6 +22,8 @@ use emr_tests::backends;
 use emr_tests::bench::{Rate, drive};
 use serde_json::json;
 
+emr_tests::shipped_allocator!();
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);

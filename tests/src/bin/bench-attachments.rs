@@ -31,6 +31,8 @@ use emr_eventstore::DataKey;
 use serde_json::json;
 use tokio::io::AsyncRead;
 
+emr_tests::shipped_allocator!();
+
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap_or(0)

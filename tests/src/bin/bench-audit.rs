@@ -15,6 +15,8 @@ use emr_anchor::{AnchorConfig, AnchorWorker, FileLedger, verify};
 use emr_tests::{backends, history};
 use futures::StreamExt;
 
+emr_tests::shipped_allocator!();
+
 #[tokio::main]
 async fn main() {
     let target: u64 = std::env::args().nth(1).map(|a| a.parse().expect("EVENTS must be a number")).unwrap_or(20_000);

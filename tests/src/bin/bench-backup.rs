@@ -22,6 +22,8 @@ use emr_eventstore::{AggregateKey, CommitRecord, CommitRequest};
 use emr_tests::{backends, history};
 use futures::{StreamExt, TryStreamExt};
 
+emr_tests::shipped_allocator!();
+
 const KEYRING: &str = "test-kek:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn size_of(path: &Path) -> u64 {

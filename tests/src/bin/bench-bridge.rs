@@ -19,6 +19,8 @@ use emr_evm::bridge::{BridgeChain, ChainConfig, ValidatorKey};
 use emr_tests::anvil::{Anvil, DEV_KEYS};
 use emr_tests::{backends, history};
 
+emr_tests::shipped_allocator!();
+
 struct Figures {
     validators: usize,
     threshold: usize,

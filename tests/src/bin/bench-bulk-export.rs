@@ -24,6 +24,8 @@ use emr_domain::ids::RecordId;
 use emr_http::bulk::{BulkExports, Job, Level};
 use emr_tests::charts::{registered_patient, system};
 
+emr_tests::shipped_allocator!();
+
 /// Peak resident set of this process (KiB), from /proc.
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -31,6 +31,8 @@ use emr_tests::bench::{Rate, drive, rate};
 use emr_tests::mariadb::TestDatabase;
 use serde_json::json;
 
+emr_tests::shipped_allocator!();
+
 /// One physician writes every record, in their own name (the policy's rule).
 fn doctor_id() -> UserId {
     UserId::from(uuid::Uuid::from_u128(0x0190_f5c4_7d0e_7cc2_9a4e_3f1c_2b6a_9d10))

@@ -28,6 +28,8 @@ use emr_tests::mariadb::TestDatabase;
 use emr_tests::trace_log;
 use futures::StreamExt;
 
+emr_tests::shipped_allocator!();
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);

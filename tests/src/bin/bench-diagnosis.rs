@@ -18,6 +18,8 @@ use emr_onnx::OnnxModel;
 use emr_tests::ai_assets::{brain_model, brain_model_card, labelled_mri_images, onnxruntime};
 use emr_tests::bench::{Rate, rate};
 
+emr_tests::shipped_allocator!();
+
 fn main() {
     let rounds: usize = std::env::args().nth(1).map(|a| a.parse().expect("ROUNDS must be a number")).unwrap_or(20).max(1);
     let artifact = std::fs::read(brain_model()).unwrap();

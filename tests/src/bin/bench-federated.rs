@@ -24,6 +24,8 @@ use emr_learning::strategy::{ClientModel, aggregate};
 use emr_tests::backends;
 use rand::{Rng, SeedableRng};
 
+emr_tests::shipped_allocator!();
+
 fn seconds<T>(work: impl FnOnce() -> T) -> (T, f64) {
     let started = Instant::now();
     let out = work();

@@ -33,6 +33,8 @@ use emr_projections::{ReadModelDb, Value};
 use emr_tests::charts::system;
 use emr_tests::read_models::{Store, TestReadModels};
 
+emr_tests::shipped_allocator!();
+
 const SURNAMES: [&str; 20] = [
     "Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou", "Wu", "Xu", "Sun", "Hu", "Zhu", "Gao", "Lin", "He", "Guo", "Ma",
     "Luo",

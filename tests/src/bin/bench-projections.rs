@@ -18,6 +18,8 @@ use emr_tests::mariadb::TestDatabase;
 use emr_tests::read_models::{Store, TestReadModels};
 use sqlx::{MySql, QueryBuilder};
 
+emr_tests::shipped_allocator!();
+
 const BATCH: usize = 1000;
 
 async fn raw_upsert_rows_per_second(db: &TestDatabase, rows: usize) -> f64 {
