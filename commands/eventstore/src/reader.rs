@@ -20,7 +20,7 @@ use emr_domain::ids::EventId;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordedEvent {
     /// The aggregate.
-    #[serde(serialize_with = "dotted_key")]
+    #[serde(serialize_with = "dotted")]
     pub key: AggregateKey,
     /// Per-aggregate sequence.
     pub sequence: u64,
@@ -32,12 +32,9 @@ pub struct RecordedEvent {
     pub payload: Value,
 }
 
-fn dotted_key<S: serde::Serializer>(key: &AggregateKey, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&key.dotted())
-}
-
-fn dotted<S: serde::Serializer>(key: &&AggregateKey, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&key.dotted())
+/// An aggregate key (owned or borrowed) as its dotted string.
+fn dotted<S: serde::Serializer>(key: &impl std::borrow::Borrow<AggregateKey>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&key.borrow().dotted())
 }
 
 /// Reads the log in global order.
