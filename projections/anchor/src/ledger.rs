@@ -117,32 +117,58 @@ fn line_hash(line: &str) -> String {
 /// The embedded ledger: `heads.jsonl`, one signed head per line, hash-chained.
 pub struct FileLedger {
     path: PathBuf,
-    lock: Mutex<()>,
+    tail: Mutex<Option<Tail>>,
+}
+
+/// The end of the chain as this ledger last read or wrote it, so an append costs
+/// one line rather than a pass over every earlier one. `file_len` is the file's
+/// length it describes: a file that has changed since (another writer, a
+/// restore) is read and checked again before a line is chained to it.
+struct Tail {
+    file_len: u64,
+    blocks: u64,
+    size: u64,
+    line_hash: String,
 }
 
 impl FileLedger {
     /// A ledger in `dir` (created if needed).
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io { path: dir.to_owned(), source })?;
-        Ok(Self { path: dir.join("heads.jsonl"), lock: Mutex::new(()) })
+        Ok(Self { path: dir.join("heads.jsonl"), tail: Mutex::new(None) })
     }
 
     fn io(&self) -> impl Fn(std::io::Error) -> LedgerError + '_ {
         |source| LedgerError::Io { path: self.path.clone(), source }
     }
 
+    fn file_len(&self) -> Result<u64, LedgerError> {
+        match std::fs::metadata(&self.path) {
+            Ok(metadata) => Ok(metadata.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(self.io()(e)),
+        }
+    }
+
     fn read(&self) -> Result<Vec<Anchored>, LedgerError> {
+        Ok(self.read_counting()?.0)
+    }
+
+    /// Every head, checked, and the number of bytes read.
+    fn read_counting(&self) -> Result<(Vec<Anchored>, u64), LedgerError> {
         let file = match std::fs::File::open(&self.path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
             Err(e) => return Err(self.io()(e)),
         };
         let mut anchored = Vec::new();
         let mut previous = "genesis".to_owned();
+        let mut bytes = 0;
         for (index, text) in std::io::BufReader::new(file).lines().enumerate() {
             let block = index as u64 + 1;
             let corrupt = |reason: String| LedgerError::Corrupt { path: self.path.clone(), block, reason };
             let text = text.map_err(self.io())?;
+            bytes += text.len() as u64 + 1;
             let line: Line = serde_json::from_str(&text).map_err(|e| corrupt(format!("not a ledger line: {e}")))?;
             if line.previous != previous {
                 return Err(corrupt("the chain is broken: the line does not name the hash of the line before it".into()));
@@ -150,21 +176,43 @@ impl FileLedger {
             previous = line_hash(&text);
             anchored.push(Anchored { head: line.head, transaction_id: previous.clone(), block });
         }
-        Ok(anchored)
+        Ok((anchored, bytes))
+    }
+
+    /// The tail, read again (and the whole chain checked) when the file is not
+    /// the length this ledger left it at.
+    fn current_tail(&self, cached: Option<Tail>) -> Result<Tail, LedgerError> {
+        let file_len = self.file_len()?;
+        if let Some(tail) = cached.filter(|tail| tail.file_len == file_len) {
+            return Ok(tail);
+        }
+        let (anchored, file_len) = self.read_counting()?;
+        Ok(match anchored.last() {
+            Some(last) => Tail { file_len, blocks: last.block, size: last.head.size, line_hash: last.transaction_id.clone() },
+            None => Tail { file_len, blocks: 0, size: 0, line_hash: "genesis".to_owned() },
+        })
     }
 
     fn append(&self, head: &TreeHead) -> Result<Anchored, LedgerError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let existing = self.read()?;
-        let latest = existing.last().map_or(0, |a| a.head.size);
-        if head.size <= latest {
+        let mut cached = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        let tail = self.current_tail(cached.take())?;
+        if head.size <= tail.size {
+            let latest = tail.size;
+            *cached = Some(tail);
             return Err(LedgerError::NotAppendOnly { size: head.size, latest });
         }
-        let previous = existing.last().map_or_else(|| "genesis".to_owned(), |a| a.transaction_id.clone());
-        let text = serde_json::to_string(&Line { previous, head: head.clone() }).map_err(|e| self.io()(e.into()))?;
+        let text = serde_json::to_string(&Line { previous: tail.line_hash, head: head.clone() }).map_err(|e| self.io()(e.into()))?;
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(self.io())?;
+        // A failed write leaves no tail cached: the next append reads the file again.
         file.write_all(format!("{text}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(self.io())?;
-        Ok(Anchored { head: head.clone(), transaction_id: line_hash(&text), block: existing.len() as u64 + 1 })
+        let anchored = Anchored { head: head.clone(), transaction_id: line_hash(&text), block: tail.blocks + 1 };
+        *cached = Some(Tail {
+            file_len: tail.file_len + text.len() as u64 + 1,
+            blocks: anchored.block,
+            size: head.size,
+            line_hash: anchored.transaction_id.clone(),
+        });
+        Ok(anchored)
     }
 }
 
@@ -220,5 +268,64 @@ impl LeafFile {
     pub(crate) fn append(&self, leaves: &[Hash]) -> Result<(), LedgerError> {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| self.io(e))?;
         file.write_all(&leaves.concat()).and_then(|()| file.sync_all()).map_err(|e| self.io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn head(size: u64) -> TreeHead {
+        TreeHead {
+            size,
+            root: hex(&[size as u8; 32]),
+            first_position: size,
+            last_position: size,
+            signed_at: Utc::now(),
+            key: String::new(),
+            signature: String::new(),
+        }
+    }
+
+    #[test]
+    fn two_writers_on_one_file_extend_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (FileLedger::open(dir.path()).unwrap(), FileLedger::open(dir.path()).unwrap());
+        for size in 1..=6 {
+            let writer = if size % 2 == 0 { &second } else { &first };
+            let anchored = writer.append(&head(size)).unwrap();
+            assert_eq!(anchored.block, size, "each writer numbers its line after the other's");
+        }
+        let heads = FileLedger::open(dir.path()).unwrap().read().unwrap();
+        assert_eq!(heads.iter().map(|a| a.head.size).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+        // The first writer last wrote size 5; the second has since written 6.
+        assert!(matches!(first.append(&head(6)), Err(LedgerError::NotAppendOnly { size: 6, latest: 6 })));
+    }
+
+    #[test]
+    fn an_append_to_a_file_edited_behind_the_ledger_is_refused_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = FileLedger::open(dir.path()).unwrap();
+        for size in 1..=3 {
+            ledger.append(&head(size)).unwrap();
+        }
+        let path = dir.path().join("heads.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // Drop the middle line: the chain is broken and the file shorter.
+        std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+        assert!(matches!(ledger.append(&head(4)), Err(LedgerError::Corrupt { block: 2, .. })));
+    }
+
+    #[test]
+    fn a_refused_head_leaves_the_ledger_appendable() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = FileLedger::open(dir.path()).unwrap();
+        ledger.append(&head(2)).unwrap();
+        assert!(matches!(ledger.append(&head(2)), Err(LedgerError::NotAppendOnly { size: 2, latest: 2 })));
+        assert_eq!(ledger.append(&head(3)).unwrap().block, 2);
+        assert_eq!(ledger.read().unwrap().len(), 2);
     }
 }

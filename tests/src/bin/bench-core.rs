@@ -1,5 +1,6 @@
 //! The core hot paths beside this machine's raw limits and a peer, in one run:
-//! 1. raw JetStream publish with the expected-sequence header, sequential and pipelined;
+//! 1. raw JetStream publish with the expected-sequence header, sequential and pipelined,
+//!    and as a command needs it (with a message id) by concurrent publishers;
 //! 2. record creation through the application layer (JetStream), on many patients
 //!    and on one hot patient: commands/s, p50/p99;
 //! 3. aggregate load with 10/100/1000 events: cold, snapshotted, cached;
@@ -92,6 +93,19 @@ async fn main() {
         ack.await.unwrap();
     }
     let raw_pipelined = rate(pipelined_count, started.elapsed(), Vec::new());
+    // Baseline 3: what one command needs of the log, and nothing else — one publish
+    // with a message id (deduplication) and the expected sequence, its
+    // acknowledgement awaited, by as many publishers as commands run at once.
+    let publisher = js.clone();
+    let raw_concurrent = drive(commands, concurrency, move |i| {
+        let js = publisher.clone();
+        async move {
+            let publish =
+                PublishMessage::build().payload(vec![b'x'; 600].into()).message_id(format!("raw-{i}")).expected_last_subject_sequence(0);
+            js.send_publish(format!("emr.events.raw_conc.s{i}"), publish).await.unwrap().await.unwrap();
+        }
+    })
+    .await;
 
     // 2. Record creation through the application layer, with the store as `serve`
     // configures it by default (a cached aggregate trusted for 250 ms), then with
@@ -213,6 +227,11 @@ async fn main() {
     };
     row("raw JetStream publish, sequential (baseline 1)", &raw_sequential, raw_sequential.per_second);
     println!("| raw JetStream publish, pipelined (baseline 2) | {:.0} | | | 1.00 |", raw_pipelined.per_second);
+    row(
+        &format!("raw JetStream publish with message id, {concurrency} publishers each awaiting its ack (baseline 3, ratio to pipelined)"),
+        &raw_concurrent,
+        raw_pipelined.per_second,
+    );
     row("record creation, many patients (ratio to pipelined)", &many, raw_pipelined.per_second);
     row("record creation, one hot patient (ratio to pipelined)", &hot, raw_pipelined.per_second);
     row("record creation, many patients, every load checked with the log (ratio to pipelined)", &many_checked, raw_pipelined.per_second);
@@ -226,6 +245,7 @@ async fn main() {
     let report = json!({
         "machine": machine, "commands": commands, "concurrency": concurrency,
         "raw_publish_sequential": r(&raw_sequential), "raw_publish_pipelined": r(&raw_pipelined),
+        "raw_publish_concurrent_with_message_id": r(&raw_concurrent),
         "record_creation_many_patients": r(&many), "record_creation_hot_patient": r(&hot),
         "record_creation_many_patients_cache_trust_0": r(&many_checked),
         "peer_cqrs_es_mysql_es": r(&peer_many),
