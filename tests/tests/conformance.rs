@@ -11,6 +11,7 @@ emr_tests::on_every_backend!(
     log_appends_changes_together,
     log_refuses_changes_whole,
     subscription_follows_the_log,
+    followers_read_as_reads_do,
     aggregates_round_trip,
     concurrent_writers_exactly_one_wins,
     no_update_is_lost_under_contention,

@@ -206,6 +206,34 @@ pub async fn subscription_follows_the_log(backend: Backend) {
     assert_eq!(next(&mut subscription).await.payload, b"live", "commits appended after subscribing arrive");
 }
 
+/// A follower reads what [`LogReader::read`] reads for the same position and
+/// limit: batch after batch, past commits appended between its calls, and again
+/// from wherever it is asked.
+pub async fn followers_read_as_reads_do(backend: Backend) {
+    let patients = backend.default_store::<Patient>();
+    let register_one = || async {
+        let patient = PatientId::new();
+        patients.execute(&patient.to_string(), register(patient, "Follower"), &services(), &doctor()).await.unwrap().position.unwrap()
+    };
+    for _ in 0..5 {
+        register_one().await;
+    }
+    let reader = LogReader::new(backend.log.clone());
+    let mut follower = reader.follower();
+    let first = follower.events_after(0, 2).await.unwrap();
+    assert_eq!(first, reader.read(1, 2).await.unwrap());
+    let after_first = first.last().unwrap().metadata.position;
+    let rest = follower.events_after(after_first, 10).await.unwrap();
+    assert_eq!(rest, reader.read(after_first + 1, 10).await.unwrap(), "the next batch continues the first");
+    let head = rest.last().unwrap().metadata.position;
+    assert!(follower.events_after(head, 10).await.unwrap().is_empty(), "nothing follows the head");
+    let live = register_one().await;
+    let appended = follower.events_after(head, 10).await.unwrap();
+    assert_eq!(appended.iter().map(|e| e.metadata.position).collect::<Vec<_>>(), [live], "a commit appended since");
+    let again = follower.events_after(after_first, 1).await.unwrap();
+    assert_eq!(again, reader.read(after_first + 1, 1).await.unwrap(), "asked again from an earlier position");
+}
+
 /// What a command appends loads back, with its full envelope.
 pub async fn aggregates_round_trip(backend: Backend) {
     let store = backend.default_store::<Patient>();

@@ -40,7 +40,7 @@ pub use log::{
     AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, InvalidAggregateKey, LogError, PollingFeed, StoredCommit, check_together,
 };
 pub use phi::{PhiCodec, PhiError};
-pub use reader::{CANONICAL_VERSION, LogReader, RecordedEvent, stored_canonical_bytes};
+pub use reader::{CANONICAL_VERSION, LogFollower, LogReader, RecordedEvent, stored_canonical_bytes};
 pub use snapshot::SnapshotStore;
 pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, Prepared, StoreConfig};
 

@@ -13,8 +13,10 @@ use emr_domain::upcasting::EventSchema;
 
 use crate::codec::{CommitRecord, EventRecord, decode_event};
 use crate::error::{CodecError, StoreError};
-use crate::log::{AggregateKey, EventLog, StoredCommit};
+use crate::log::{AggregateKey, EventLog, LogError, StoredCommit};
 use emr_domain::ids::EventId;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 
 /// One event as stored: envelope and payload, PHI still sealed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -54,6 +56,11 @@ impl LogReader {
         Ok(self.log.head().await?)
     }
 
+    /// A reader that follows the log forward batch by batch (see [`LogFollower`]).
+    pub fn follower(&self) -> LogFollower {
+        LogFollower { log: self.log.clone(), subscription: None }
+    }
+
     /// Events of up to `limit` commits from `from_position` on.
     pub async fn read(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         Self::flatten(self.log.read_from(from_position, limit).await?)
@@ -81,6 +88,48 @@ impl LogReader {
             }
         }
         Ok(events)
+    }
+}
+
+/// Reads the log forward in batches over one subscription, kept between calls.
+///
+/// [`LogReader::read`] opens a reader on the log per call, and opening one at a
+/// position costs the log (JetStream) more the longer it is, so a poller that
+/// reads batch after batch — the anchor worker — would slow as the log grows.
+/// The follower opens one when asked for what does not follow its last batch
+/// (a first call, a batch given up, an error), and otherwise continues it.
+pub struct LogFollower {
+    log: Arc<dyn EventLog>,
+    subscription: Option<Subscription>,
+}
+
+struct Subscription {
+    commits: BoxStream<'static, Result<StoredCommit, LogError>>,
+    /// The position of the last commit taken from `commits`.
+    last_read: u64,
+}
+
+impl LogFollower {
+    /// The events of up to `limit` commits after position `after`, up to the log's
+    /// head as it is now; none when nothing follows `after`.
+    pub async fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let head = self.log.head().await?;
+        if limit == 0 || after >= head {
+            return Ok(Vec::new());
+        }
+        let mut subscription = match self.subscription.take() {
+            Some(subscription) if subscription.last_read == after => subscription,
+            _ => Subscription { commits: self.log.subscribe(after + 1).await?, last_read: after },
+        };
+        let mut commits = Vec::new();
+        while commits.len() < limit && subscription.last_read < head {
+            // An error or an ended subscription drops it: the next call opens another.
+            let Some(commit) = subscription.commits.next().await.transpose()? else { return LogReader::flatten(commits) };
+            subscription.last_read = commit.position;
+            commits.push(commit);
+        }
+        self.subscription = Some(subscription);
+        LogReader::flatten(commits)
     }
 }
 

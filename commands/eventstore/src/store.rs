@@ -254,7 +254,7 @@ where
             }
             Self::record_commit(&mut context, &mut record, commit.position)?;
         }
-        self.remember(&context);
+        self.remember(context.clone());
         Ok((context, false))
     }
 
@@ -460,11 +460,16 @@ where
         let previous_sequence = context.sequence;
         // The commit is in: a failure here (PHI this store just sealed, so never
         // malformed) may only keep the aggregate out of the cache.
-        match Self::record_commit(&mut context, &mut record, appended.position) {
-            Ok(()) => self.remember(&context),
+        let recorded = Self::record_commit(&mut context, &mut record, appended.position);
+        // The context moves into the cache; a copy only when a snapshot is due.
+        let to_snapshot = self.snapshot_due(previous_sequence, context.sequence).then(|| context.clone());
+        match recorded {
+            Ok(()) => self.remember(context),
             Err(_) => self.forget(&context.key),
         }
-        self.maybe_snapshot(&context, previous_sequence).await;
+        if let Some(context) = to_snapshot {
+            self.write_snapshot(&context).await;
+        }
         Ok(Executed { events: envelopes, position: Some(appended.position), replayed: false })
     }
 
@@ -548,9 +553,9 @@ where
         Ok(Some((context, checked_at)))
     }
 
-    fn remember(&self, context: &EmrAggregateContext<A>) {
+    fn remember(&self, context: EmrAggregateContext<A>) {
         if let Some(cache) = &self.cache {
-            cache.put(context.clone());
+            cache.put(context);
         }
     }
 
@@ -596,12 +601,15 @@ where
         })
     }
 
-    async fn maybe_snapshot(&self, context: &EmrAggregateContext<A>, previous_sequence: u64) {
+    /// True when a commit moving an aggregate from `previous_sequence` to
+    /// `sequence` crosses a multiple of `snapshot_every` (and snapshots are kept).
+    fn snapshot_due(&self, previous_sequence: u64, sequence: u64) -> bool {
         let every = self.config.snapshot_every;
+        self.snapshots.is_some() && every != 0 && previous_sequence / every != sequence / every
+    }
+
+    async fn write_snapshot(&self, context: &EmrAggregateContext<A>) {
         let Some(store) = &self.snapshots else { return };
-        if every == 0 || previous_sequence / every == context.sequence / every {
-            return;
-        }
         let result: Result<(), StoreError> = async {
             let mut aggregate = serde_json::to_value(&context.aggregate).map_err(|e| CodecError::Encode(e.to_string()))?;
             self.phi.seal(&mut aggregate).await?;

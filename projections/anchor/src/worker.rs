@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use emr_eventstore::{EventLog, LogReader, StoreError};
+use emr_eventstore::{EventLog, LogFollower, LogReader, StoreError};
 
 use crate::head::{NodeKey, TreeHead, hex};
 use crate::ledger::{Anchored, LeafFile, Ledger, LedgerError};
@@ -46,6 +46,7 @@ pub enum AnchorError {
 struct State {
     tree: MerkleTree,
     last_position: u64,
+    follower: LogFollower,
 }
 
 /// Anchors the event log to a ledger.
@@ -86,7 +87,8 @@ impl AnchorWorker {
         if tree.root(size) != Some(root) {
             return Err(AnchorError::Diverged(format!("the leaves do not give the root anchored at size {size}")));
         }
-        Ok(Self { reader, ledger, leaf_file, key, config, state: tokio::sync::Mutex::new(State { tree, last_position }) })
+        let follower = reader.follower();
+        Ok(Self { reader, ledger, leaf_file, key, config, state: tokio::sync::Mutex::new(State { tree, last_position, follower }) })
     }
 
     /// The node's public key (hex): what verifiers trust.
@@ -97,7 +99,8 @@ impl AnchorWorker {
     /// Anchors up to one batch of commits after the last head; `None` when none wait.
     pub async fn step(&self) -> Result<Option<Anchored>, AnchorError> {
         let mut state = self.state.lock().await;
-        let events = self.reader.read(state.last_position + 1, self.config.batch_commits).await?;
+        let after = state.last_position;
+        let events = state.follower.events_after(after, self.config.batch_commits).await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(None) };
         let (first_position, last_position) = (first.metadata.position, last.metadata.position);
         let new_leaves: Vec<Hash> = events.iter().map(|e| merkle::leaf_hash(&e.canonical_bytes())).collect();

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use emr_anchor::merkle::{self, Hash, MerkleTree};
-use emr_eventstore::{EventLog, LogReader, StoreError};
+use emr_eventstore::{EventLog, LogFollower, LogReader, StoreError};
 
 /// Leaf hashes of the log's events, in order, up to a log position.
 pub struct LogTree {
-    reader: LogReader,
+    follower: LogFollower,
     tree: MerkleTree,
     last_position: u64,
 }
@@ -16,7 +16,7 @@ pub struct LogTree {
 impl LogTree {
     /// An empty tree over `log`.
     pub fn new(log: Arc<dyn EventLog>) -> Self {
-        Self { reader: LogReader::new(log), tree: MerkleTree::new(), last_position: 0 }
+        Self { follower: LogReader::new(log).follower(), tree: MerkleTree::new(), last_position: 0 }
     }
 
     /// Leaves derived so far.
@@ -27,7 +27,7 @@ impl LogTree {
     /// Reads the log up to and including `position` (a head's last position).
     pub async fn extend_to(&mut self, position: u64) -> Result<(), StoreError> {
         while self.last_position < position {
-            let events = self.reader.read(self.last_position + 1, 10_000).await?;
+            let events = self.follower.events_after(self.last_position, 10_000).await?;
             if events.is_empty() {
                 break;
             }
