@@ -283,7 +283,7 @@ mod tests {
 
     #[test]
     fn dotted_form_round_trips() {
-        let key = AggregateKey::new("medical_record", "abc-1").unwrap();
+        let key = AggregateKey::new("medical_record", "abc-1").expect("a valid key");
         assert_eq!(AggregateKey::from_dotted(&key.dotted()), Ok(key));
     }
 }

@@ -60,8 +60,11 @@ fn subject_of(body: &Map<String, Value>) -> Result<PatientId, PhiError> {
         .ok_or(PhiError::Malformed("missing or invalid subject"))
 }
 
+/// What is done to each PHI body found.
+type PhiVisit<'a> = dyn FnMut(&mut Map<String, Value>) -> Result<(), PhiError> + 'a;
+
 /// Visits every PHI body in `value`, depth first.
-fn for_each_phi(value: &mut Value, visit: &mut dyn FnMut(&mut Map<String, Value>) -> Result<(), PhiError>) -> Result<(), PhiError> {
+fn for_each_phi(value: &mut Value, visit: &mut PhiVisit<'_>) -> Result<(), PhiError> {
     if let Some(body) = phi_body_mut(value) {
         return visit(body);
     }
@@ -108,10 +111,20 @@ impl PhiCodec {
         Ok(subjects)
     }
 
-    /// Replaces every clear PHI value in `value` by its sealed form.
-    pub async fn seal(&self, value: &mut Value) -> Result<(), PhiError> {
+    /// Replaces every clear PHI value in `value` by its sealed form; returns the
+    /// subjects whose PHI `value` holds in any form (as [`Self::subjects`] would).
+    pub async fn seal(&self, value: &mut Value) -> Result<BTreeSet<PatientId>, PhiError> {
+        let (mut subjects, mut clear) = (BTreeSet::new(), BTreeSet::new());
+        for_each_phi(value, &mut |body| {
+            let subject = subject_of(body)?;
+            if body.contains_key(wire::CLEAR) {
+                clear.insert(subject);
+            }
+            subjects.insert(subject);
+            Ok(())
+        })?;
         let mut keys = BTreeMap::new();
-        for subject in Self::subjects_where(value, |body| body.contains_key(wire::CLEAR))? {
+        for subject in clear {
             keys.insert(subject, self.vault.key_for_sealing(subject).await?);
         }
         for_each_phi(value, &mut |body| {
@@ -134,7 +147,8 @@ impl PhiCodec {
                 .map_err(|_| PhiError::Malformed("encryption failed"))?;
             body.insert(wire::SEALED.to_owned(), Value::String(BASE64.encode([nonce.as_slice(), &sealed].concat())));
             Ok(())
-        })
+        })?;
+        Ok(subjects)
     }
 
     /// One value of PHI as decoded from the log, opened: its clear value, or `None`

@@ -107,6 +107,8 @@ pub struct Prepared<A: Aggregate> {
     record: CommitRecord,
     events: Vec<A::Event>,
     context: EmrAggregateContext<A>,
+    /// The subjects whose PHI the commit holds, found while sealing it.
+    subjects: BTreeSet<PatientId>,
 }
 
 /// A loaded aggregate and what the store needs to commit to it.
@@ -154,6 +156,13 @@ impl<A> EmrAggregateContext<A> {
     /// The data subjects whose PHI its events hold, in any form.
     pub(crate) fn subjects(&self) -> &BTreeSet<PatientId> {
         &self.subjects
+    }
+
+    /// Notes that applied events hold PHI of `subjects`.
+    fn hold_subjects(&mut self, subjects: BTreeSet<PatientId>) {
+        if !subjects.is_subset(&self.subjects) {
+            Arc::make_mut(&mut self.subjects).extend(subjects);
+        }
     }
 
     /// Where the given command landed, if it was already applied to this aggregate.
@@ -252,7 +261,8 @@ where
             for envelope in envelopes {
                 context.aggregate.apply(envelope.payload);
             }
-            Self::record_commit(&mut context, &mut record, commit.position)?;
+            Self::record_commit(&mut context, &record, commit.position);
+            context.hold_subjects(Self::subjects_of(&mut record)?);
         }
         self.remember(context.clone());
         Ok((context, false))
@@ -267,14 +277,15 @@ where
             if matches!(cutoff, Cutoff::Position(limit) if commit.position > limit) {
                 break;
             }
-            let (mut record, envelopes) = self.decode(&commit, context.sequence).await?;
+            let (record, envelopes) = self.decode(&commit, context.sequence).await?;
             if matches!(cutoff, Cutoff::Time(limit) if record.recorded_at > limit) {
                 break;
             }
             for envelope in envelopes {
                 context.aggregate.apply(envelope.payload);
             }
-            Self::record_commit(&mut context, &mut record, commit.position)?;
+            // Not cached, so the PHI subjects it holds need not be known.
+            Self::record_commit(&mut context, &record, commit.position);
         }
         Ok(context)
     }
@@ -416,9 +427,10 @@ where
             return Ok(None);
         }
         let mut records = Vec::with_capacity(events.len());
+        let mut subjects = BTreeSet::new();
         for (offset, event) in events.iter().enumerate() {
             let mut payload = serde_json::to_value(event).map_err(|e| CodecError::Encode(e.to_string()))?;
-            self.phi.seal(&mut payload).await?;
+            subjects.extend(self.phi.seal(&mut payload).await?);
             records.push(EventRecord {
                 event_id: EventId::new(),
                 sequence: context.sequence + offset as u64 + 1,
@@ -444,12 +456,12 @@ where
             commit_id: command.command_id.to_string(),
             payload: record.encode()?,
         };
-        Ok(Some(Prepared { request, record, events, context }))
+        Ok(Some(Prepared { request, record, events, context, subjects }))
     }
 
     /// What a prepared commit became once the log took it (`appended`).
     pub async fn complete(&self, prepared: Prepared<A>, appended: Appended) -> Result<Executed<A>, StoreError> {
-        let Prepared { mut record, events, mut context, .. } = prepared;
+        let Prepared { record, events, mut context, subjects, .. } = prepared;
         if appended.duplicate {
             self.forget(&context.key);
             let events = self.original_commit(&context.key, record.command_id, appended.position).await?;
@@ -458,15 +470,11 @@ where
         let envelopes =
             record.events.iter().zip(events).map(|(stored, payload)| self.envelope(&record, stored, payload, appended.position)).collect();
         let previous_sequence = context.sequence;
-        // The commit is in: a failure here (PHI this store just sealed, so never
-        // malformed) may only keep the aggregate out of the cache.
-        let recorded = Self::record_commit(&mut context, &mut record, appended.position);
+        Self::record_commit(&mut context, &record, appended.position);
+        context.hold_subjects(subjects);
         // The context moves into the cache; a copy only when a snapshot is due.
         let to_snapshot = self.snapshot_due(previous_sequence, context.sequence).then(|| context.clone());
-        match recorded {
-            Ok(()) => self.remember(context),
-            Err(_) => self.forget(&context.key),
-        }
+        self.remember(context);
         if let Some(context) = to_snapshot {
             self.write_snapshot(&context).await;
         }
@@ -492,18 +500,20 @@ where
     }
 
     /// Moves `context` past a commit (its events already applied).
-    fn record_commit(context: &mut EmrAggregateContext<A>, record: &mut CommitRecord, position: u64) -> Result<(), StoreError> {
+    fn record_commit(context: &mut EmrAggregateContext<A>, record: &CommitRecord, position: u64) {
         context.sequence = record.last_sequence();
         context.position = position;
         let summary = CommitSummary { position, first_sequence: record.first_sequence(), last_sequence: record.last_sequence() };
         Arc::make_mut(&mut context.commands).insert(record.command_id, summary);
+    }
+
+    /// The subjects whose PHI a stored commit's events hold, in any form.
+    fn subjects_of(record: &mut CommitRecord) -> Result<BTreeSet<PatientId>, StoreError> {
+        let mut subjects = BTreeSet::new();
         for event in &mut record.events {
-            let subjects = PhiCodec::subjects(&mut event.payload)?;
-            if !subjects.is_subset(&context.subjects) {
-                Arc::make_mut(&mut context.subjects).extend(subjects);
-            }
+            subjects.extend(PhiCodec::subjects(&mut event.payload)?);
         }
-        Ok(())
+        Ok(subjects)
     }
 
     fn envelope(&self, record: &CommitRecord, stored: &EventRecord, payload: A::Event, position: u64) -> EventEnvelope<A> {

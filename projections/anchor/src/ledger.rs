@@ -272,6 +272,7 @@ impl LeafFile {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use chrono::Utc;
 

@@ -267,6 +267,7 @@ pub fn verify_consistency(first: u64, second: u64, first_root: &Hash, second_roo
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
