@@ -81,7 +81,9 @@ impl TreeHead {
 }
 
 fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    text.len().is_multiple_of(2).then(|| text.as_bytes().chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()).collect())?
+    text.len()
+        .is_multiple_of(2)
+        .then(|| text.as_bytes().chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()).collect())?
 }
 
 /// The node's signing key (Ed25519, PKCS#8 file).

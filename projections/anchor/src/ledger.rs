@@ -142,14 +142,6 @@ impl FileLedger {
         |source| LedgerError::Io { path: self.path.clone(), source }
     }
 
-    fn file_len(&self) -> Result<u64, LedgerError> {
-        match std::fs::metadata(&self.path) {
-            Ok(metadata) => Ok(metadata.len()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(self.io()(e)),
-        }
-    }
-
     fn read(&self) -> Result<Vec<Anchored>, LedgerError> {
         Ok(self.read_counting()?.0)
     }
@@ -181,8 +173,7 @@ impl FileLedger {
 
     /// The tail, read again (and the whole chain checked) when the file is not
     /// the length this ledger left it at.
-    fn current_tail(&self, cached: Option<Tail>) -> Result<Tail, LedgerError> {
-        let file_len = self.file_len()?;
+    fn current_tail(&self, cached: Option<Tail>, file_len: u64) -> Result<Tail, LedgerError> {
         if let Some(tail) = cached.filter(|tail| tail.file_len == file_len) {
             return Ok(tail);
         }
@@ -195,14 +186,17 @@ impl FileLedger {
 
     fn append(&self, head: &TreeHead) -> Result<Anchored, LedgerError> {
         let mut cached = self.tail.lock().unwrap_or_else(|p| p.into_inner());
-        let tail = self.current_tail(cached.take())?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(self.io())?;
+        // Another process may anchor to the same file: holding its lock makes
+        // reading the tail and writing the next line one step (released on drop).
+        file.lock().map_err(self.io())?;
+        let tail = self.current_tail(cached.take(), file.metadata().map_err(self.io())?.len())?;
         if head.size <= tail.size {
             let latest = tail.size;
             *cached = Some(tail);
             return Err(LedgerError::NotAppendOnly { size: head.size, latest });
         }
         let text = serde_json::to_string(&Line { previous: tail.line_hash, head: head.clone() }).map_err(|e| self.io()(e.into()))?;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(self.io())?;
         // A failed write leaves no tail cached: the next append reads the file again.
         file.write_all(format!("{text}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(self.io())?;
         let anchored = Anchored { head: head.clone(), transaction_id: line_hash(&text), block: tail.blocks + 1 };
@@ -303,6 +297,30 @@ mod tests {
         assert_eq!(heads.iter().map(|a| a.head.size).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
         // The first writer last wrote size 5; the second has since written 6.
         assert!(matches!(first.append(&head(6)), Err(LedgerError::NotAppendOnly { size: 6, latest: 6 })));
+    }
+
+    #[test]
+    fn writers_racing_on_one_file_never_fork_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let ledger = FileLedger::open(dir.path()).unwrap();
+                std::thread::spawn(move || {
+                    for size in 1..=400 {
+                        match ledger.append(&head(size)) {
+                            Ok(_) | Err(LedgerError::NotAppendOnly { .. }) => {}
+                            Err(other) => panic!("append failed: {other}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        let heads = FileLedger::open(dir.path()).unwrap().read().expect("one unbroken chain");
+        assert!(heads.windows(2).all(|pair| pair[0].head.size < pair[1].head.size), "sizes only grow");
+        assert_eq!(heads.last().unwrap().head.size, 400);
     }
 
     #[test]
