@@ -114,21 +114,15 @@ impl PhiCodec {
     /// Replaces every clear PHI value in `value` by its sealed form; returns the
     /// subjects whose PHI `value` holds in any form (as [`Self::subjects`] would).
     pub async fn seal(&self, value: &mut Value) -> Result<BTreeSet<PatientId>, PhiError> {
-        let (mut subjects, mut clear) = (BTreeSet::new(), BTreeSet::new());
-        for_each_phi(value, &mut |body| {
-            let subject = subject_of(body)?;
-            if body.contains_key(wire::CLEAR) {
-                clear.insert(subject);
-            }
-            subjects.insert(subject);
-            Ok(())
-        })?;
         let mut keys = BTreeMap::new();
-        for subject in clear {
+        for subject in Self::subjects_where(value, |body| body.contains_key(wire::CLEAR))? {
             keys.insert(subject, self.vault.key_for_sealing(subject).await?);
         }
+        // The sealing pass visits every PHI body, so it gathers the subjects too.
+        let mut subjects = BTreeSet::new();
         for_each_phi(value, &mut |body| {
             let subject = subject_of(body)?;
+            subjects.insert(subject);
             if body.contains_key(wire::SHREDDED) || body.contains_key(wire::SEALED) {
                 return Ok(());
             }
