@@ -132,7 +132,7 @@ impl NatsBackend {
         }
         let keys = buckets.pop().ok_or_else(|| resource("bucket", &config.key_bucket)("missing".into()))?;
         let snapshots = buckets.pop().ok_or_else(|| resource("bucket", &config.snapshot_bucket)("missing".into()))?;
-        let log = Arc::new(JetStreamLog::new(context.clone(), events, config.subject_prefix.clone(), pending));
+        let log = Arc::new(JetStreamLog::new(context.clone(), events, config.subject_prefix.clone(), pending, config.request_timeout));
         log.finish_pending().await.map_err(|e| resource("stream", &pending_name)(Box::new(e)))?;
         Ok(Self { log, snapshots: Arc::new(KvSnapshots::new(snapshots)), keys: Arc::new(KvKeyStore::new(keys)), context })
     }

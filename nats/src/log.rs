@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use emr_eventstore::{AggregateKey, Appended, CommitFeed, CommitRequest, EventLog, LogError, StoredCommit, check_together};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::feed::DurableFeed;
 use futures::future::BoxFuture;
@@ -29,7 +30,15 @@ pub struct JetStreamLog {
     stream: Stream,
     prefix: String,
     pending: Stream,
+    request_timeout: Duration,
 }
+
+/// A bounded read that made no progress for the request timeout: the server is
+/// away. An ordered consumer recreates itself for as long as that lasts, which
+/// suits a follower but not a read that answers a request.
+#[derive(Debug, thiserror::Error)]
+#[error("no commit arrived within {0:?} while reading the log; the server may be away")]
+struct ReadStalled(Duration);
 
 /// A change appended together, as the pending stream keeps it until it is whole.
 #[derive(Serialize, Deserialize)]
@@ -80,8 +89,16 @@ impl PendingChange {
 const FINISH_ATTEMPTS: u32 = 3;
 
 impl JetStreamLog {
-    pub(crate) fn new(context: jetstream::Context, stream: Stream, prefix: String, pending: Stream) -> Self {
-        Self { context, stream, prefix, pending }
+    pub(crate) fn new(context: jetstream::Context, stream: Stream, prefix: String, pending: Stream, request_timeout: Duration) -> Self {
+        Self { context, stream, prefix, pending, request_timeout }
+    }
+
+    /// The next item of a bounded read's stream, or unavailable when none comes
+    /// within the request timeout.
+    async fn next_within<S: futures::Stream + Unpin>(&self, stream: &mut S) -> Result<Option<S::Item>, LogError> {
+        tokio::time::timeout(self.request_timeout, stream.next())
+            .await
+            .map_err(|_| LogError::unavailable(ReadStalled(self.request_timeout)))
     }
 
     fn pending_subject(&self, commit_id: &str) -> String {
@@ -110,7 +127,7 @@ impl JetStreamLog {
                     return Err(error);
                 }
                 Err(Unfinished::Interrupted(error)) if attempt >= FINISH_ATTEMPTS => return Err(error),
-                Err(Unfinished::Interrupted(_)) => tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await,
+                Err(Unfinished::Interrupted(_)) => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
             }
         }
     }
@@ -168,7 +185,7 @@ impl JetStreamLog {
             .map_err(LogError::unavailable)?;
         let mut messages = consumer.messages().await.map_err(LogError::unavailable)?;
         let mut found = 0;
-        while let Some(message) = messages.next().await {
+        while let Some(message) = self.next_within(&mut messages).await? {
             let message = message.map_err(LogError::unavailable)?;
             let sequence = position_of(&message)?;
             found += 1;
@@ -300,7 +317,7 @@ impl JetStreamLog {
             .await
             .map_err(LogError::unavailable)?;
         let mut messages = consumer.messages().await.map_err(LogError::unavailable)?;
-        while let Some(message) = messages.next().await {
+        while let Some(message) = self.next_within(&mut messages).await? {
             let message = message.map_err(LogError::unavailable)?;
             let position = position_of(&message)?;
             commits.push(StoredCommit { position, key: key.clone(), payload: message.payload.to_vec() });
@@ -343,7 +360,7 @@ impl JetStreamLog {
         let mut commits = Vec::with_capacity(wanted);
         let mut stream = self.ordered_from(from).await?;
         while commits.len() < wanted {
-            match stream.next().await {
+            match self.next_within(&mut stream).await? {
                 Some(commit) => {
                     let commit = commit?;
                     let last = commit.position >= head;
