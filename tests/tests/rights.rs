@@ -3,7 +3,8 @@
 //! patient's chart is refused to a physician holding a grant; the patient
 //! exports everything held about them; erasure is refused under a legal hold
 //! and goes through once it is released; a locked account cannot log in until
-//! an administrator unlocks it; a retention duty refuses a patient's erasure,
+//! an administrator unlocks it; an administrator resets a lost authenticator and
+//! the holder enrols a new one; a retention duty refuses a patient's erasure,
 //! and disposal once retention has ended leaves the audit clean and the PHI
 //! unreadable.
 
@@ -12,7 +13,7 @@
 use std::sync::Arc;
 
 use emr_domain::actor::Role;
-use emr_tests::accounts::PASSWORD;
+use emr_tests::accounts::{self, PASSWORD};
 use emr_tests::api_client::{Method, patient_registration, record_creation};
 use emr_tests::api_server::ApiServer;
 use emr_tests::backends::jetstream;
@@ -103,6 +104,57 @@ async fn a_locked_account_cannot_log_in_until_an_administrator_unlocks_it() {
     let (status, challenge) = api.post("/v1/auth/login", None, &json!({"username": "lock_nurse", "password": PASSWORD})).await;
     assert_eq!(status, 200, "the right password opens the account again: {challenge}");
     assert!(challenge["mfa_token"].is_string(), "and leads on to the TOTP step: {challenge}");
+    projectors.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_resets_a_lost_authenticator_and_the_holder_enrols_a_new_one() {
+    let (api, _backend, _database, projectors) = server().await;
+    let (admin, admin_token) = api.account("mfa_admin", Role::Admin).await;
+    let nurse = accounts::open_account(&api.identity, "mfa_nurse", Role::Nurse).await;
+    let (nurse_token, lost_secret) = accounts::sign_in_and_enrol(&api.http, &api.base, "mfa_nurse").await;
+    let reset = |user: String, token: String, body: serde_json::Value| {
+        let api = &api;
+        async move { api.try_send(Method::POST, &format!("/v1/accounts/{user}/mfa-reset"), Some(&token), None, Some(&body)).await.unwrap() }
+    };
+    let reason = json!({"reason": "phone lost; identity checked at the ward desk"});
+
+    let (status, refused) = reset(nurse.to_string(), nurse_token.clone(), reason.clone()).await;
+    assert_eq!(status, 403, "only an administrator resets MFA: {refused}");
+    let (status, refused) = reset(admin.to_string(), admin_token.clone(), reason.clone()).await;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("account-rule")), "not their own: {refused}");
+    for bad in [json!({}), json!({"reason": ""}), json!({"reason": "x", "extra": 1})] {
+        let (status, problem) = reset(nurse.to_string(), admin_token.clone(), bad.clone()).await;
+        assert!((400..500).contains(&status) && problem["type"].is_string(), "{bad} must be refused as a problem: {status} {problem}");
+    }
+    let (status, _) = reset(nurse.to_string(), admin_token.clone(), reason.clone()).await;
+    assert_eq!(status, 204);
+
+    // Signed out everywhere, and the lost device's codes open nothing.
+    let (status, _) = api.get(&format!("/v1/accounts/{nurse}"), &nurse_token).await;
+    assert_eq!(status, 401, "the session from before the reset ended");
+    let (_, challenge) = api.post("/v1/auth/login", None, &json!({"username": "mfa_nurse", "password": PASSWORD})).await;
+    assert_eq!(challenge["enrolment_required"], true, "{challenge}");
+    let stale = json!({"mfa_token": challenge["mfa_token"], "code": accounts::totp_code(&lost_secret, "mfa_nurse")});
+    let (status, refused) = api.post("/v1/auth/mfa/verification", None, &stale).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("mfa-enrolment-required")), "{refused}");
+    let (status, _) = api.post("/v1/auth/mfa/enrolment", None, &json!({"mfa_token": challenge["mfa_token"]})).await;
+    assert_eq!(status, 200);
+    let (status, refused) = api.post("/v1/auth/mfa/verification", None, &stale).await;
+    assert_eq!((status, refused["code"].as_str()), (401, Some("invalid-code")), "the lost device's codes open nothing: {refused}");
+
+    // Within the very step the lost device's code was last used, too.
+    let (new_token, new_secret) = accounts::sign_in_and_enrol(&api.http, &api.base, "mfa_nurse").await;
+    assert_ne!(new_secret, lost_secret);
+    let (status, account) = api.get(&format!("/v1/accounts/{nurse}"), &new_token).await;
+    assert_eq!((status, account["mfa_enabled"].as_bool()), (200, Some(true)), "{account}");
+    let (_, auditor_token) = api.account("mfa_auditor", Role::Auditor).await;
+    let (_, resets) = api.get(&format!("/v1/audit/account/{nurse}/history"), &auditor_token).await;
+    let kept = resets.to_string();
+    assert!(
+        kept.contains("MfaReset") && kept.contains("identity checked at the ward desk"),
+        "the reset and its reason are in the account's history: {kept}"
+    );
     projectors.stop().await;
 }
 

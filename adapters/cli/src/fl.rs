@@ -266,13 +266,22 @@ pub(crate) struct ClientReport {
 }
 
 async fn fetch<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str, token: &str) -> Result<T, Attempt> {
+    fetch_if_found(http, url, token).await?.ok_or_else(|| Attempt::Fatal(format!("GET {url}: 404 Not Found")))
+}
+
+/// [`fetch`], with none for a 404: what a client reads of something that may have
+/// closed since it last looked.
+async fn fetch_if_found<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str, token: &str) -> Result<Option<T>, Attempt> {
     let response = http.get(url).bearer_auth(token).send().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
     let status = response.status();
     let body = response.text().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(Attempt::failed_with(status, format!("GET {url}: {status}: {body}"), &body));
     }
-    serde_json::from_str(&body).map_err(|e| Attempt::Fatal(format!("GET {url}: unexpected answer: {e}")))
+    serde_json::from_str(&body).map(Some).map_err(|e| Attempt::Fatal(format!("GET {url}: unexpected answer: {e}")))
 }
 
 /// Why a step of the client did not go through.
@@ -359,7 +368,12 @@ impl HospitalClient<'_> {
     /// the others' reveals remove its masks.
     async fn secure_step(&mut self, spec: &TaskSpec, round: u32, update_owed: bool) -> Result<(), Attempt> {
         let round_url = format!("{}/rounds/{round}/secure", self.task_url);
-        let view: SecureRound = fetch(&self.http, &round_url, &self.args.token).await?;
+        // The other hospitals may have finished the round since the task was read:
+        // the next poll finds the next round, or the task's end.
+        let Some(view) = fetch_if_found::<SecureRound>(&self.http, &round_url, &self.args.token).await? else {
+            tracing::info!(round, "the round closed before this step");
+            return Ok(());
+        };
         let me = self.hospital.id().clone();
         let fatal = |e: SecureStepError| Attempt::Fatal(e.to_string());
         let member = self.secure.as_mut().filter(|member| member.round() == round);

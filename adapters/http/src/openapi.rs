@@ -53,7 +53,7 @@ impl Modify for UniqueOperationIds {
     ),
     paths(
         auth::login, auth::enrol, auth::verify, auth::refresh, auth::logout,
-        auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate, auth::change_role, auth::list, smart::launch,
+        auth::register, auth::register_self, auth::show, auth::unlock, auth::deactivate, auth::change_role, auth::reset_mfa, auth::list, smart::launch,
         patients::register, patients::search, patients::update_demographics, patients::erase, patients::show, patients::break_glass,
         patients::restrict, patients::lift_restriction, patients::place_legal_hold, patients::release_legal_hold, export::export,
         retention::review, retention::dispose, privacy::justify, privacy::report,

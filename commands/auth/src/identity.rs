@@ -541,7 +541,7 @@ impl Identity {
         client: Option<IpAddr>,
         app: Option<AppGrant>,
     ) -> Result<TokenPair, AuthError> {
-        let family = uuid::Uuid::new_v4();
+        let family = self.new_family();
         self.record_session(family, SessionCommand::Open { session_id: SessionId::from(family), user_id, client }).await?;
         self.open_session(user_id, role, family, app).await
     }
@@ -563,7 +563,9 @@ impl Identity {
         let totp = secrets::totp(secret, ISSUER_NAME, account.username().map(Username::as_str).unwrap_or_default())?;
         let now = u64::try_from(self.services.now().timestamp()).unwrap_or_default();
         let step = secrets::matching_step(&totp, code, now).ok_or(AuthError::InvalidCode)?;
-        let first_use = self.sessions.put_new(&format!("totp-used:{user_id}:{step}"), "1", Duration::from_secs(120)).await?;
+        // The code is part of the key so that a secret enrolled after an MFA reset
+        // is not refused for the step the lost one last used.
+        let first_use = self.sessions.put_new(&format!("totp-used:{user_id}:{step}:{code}"), "1", Duration::from_secs(120)).await?;
         if !first_use {
             self.raise(SecurityEventKind::TotpCodeReplayed, user_id).await?;
             return Err(AuthError::CodeReplayed);
@@ -782,23 +784,44 @@ impl Identity {
     }
 
     fn reauthentication_key(user_id: UserId) -> String {
-        format!("reauthenticate-before:{user_id}")
+        format!("reauthenticate-before-ms:{user_id}")
     }
 
-    /// Whether a session of `user_id` issued at `issued_at` (seconds) predates a
-    /// forced re-authentication. Tokens carry whole seconds, so one issued in the
-    /// cutoff's own second counts as before it: an attacker's session opened just
-    /// ahead of the response must not survive it.
-    async fn before_reauthentication(&self, user_id: UserId, issued_at: i64) -> Result<bool, AuthError> {
+    /// A new session's family id: a UUIDv7 of the instant it opens, so that a
+    /// forced re-authentication can tell sessions apart to the millisecond.
+    fn new_family(&self) -> uuid::Uuid {
+        let now = self.services.now();
+        let seconds = u64::try_from(now.timestamp()).unwrap_or_default();
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, seconds, now.timestamp_subsec_nanos()))
+    }
+
+    /// When the session `family` opened, in milliseconds since the epoch. A family
+    /// id without a time in it (a session opened before families were UUIDv7)
+    /// counts as opened at the end of the second its token was issued.
+    fn opened_at_ms(family: uuid::Uuid, issued_at: i64) -> i64 {
+        match family.get_timestamp() {
+            Some(timestamp) => {
+                let (seconds, nanos) = timestamp.to_unix();
+                i64::try_from(seconds).unwrap_or(i64::MAX / 1000) * 1000 + i64::from(nanos / 1_000_000)
+            }
+            None => issued_at.saturating_mul(1000).saturating_add(999),
+        }
+    }
+
+    /// Whether a session of `user_id` opened at `opened_at_ms` predates a forced
+    /// re-authentication. One opened in the cutoff's own millisecond counts as
+    /// before it: an attacker's session opened just ahead of the response must
+    /// not survive it, and a sign-in after it cannot happen that fast.
+    async fn before_reauthentication(&self, user_id: UserId, opened_at_ms: i64) -> Result<bool, AuthError> {
         let cutoff = self.sessions.get(&Self::reauthentication_key(user_id)).await?;
-        Ok(cutoff.and_then(|text| text.parse::<i64>().ok()).is_some_and(|cutoff| issued_at <= cutoff))
+        Ok(cutoff.and_then(|text| text.parse::<i64>().ok()).is_some_and(|cutoff| opened_at_ms <= cutoff))
     }
 
     /// Ends every session `user_id` holds now: their next request or refresh is
     /// refused, and they must pass the password and MFA steps again (a response
     /// to a security event).
     pub async fn force_reauthentication(&self, user_id: UserId) -> Result<(), AuthError> {
-        let cutoff = self.services.now().timestamp().to_string();
+        let cutoff = self.services.now().timestamp_millis().to_string();
         self.sessions.put(&Self::reauthentication_key(user_id), &cutoff, self.policy.refresh_ttl).await?;
         Ok(())
     }
@@ -826,7 +849,7 @@ impl Identity {
         self.sessions.put(&format!("refresh-used:{digest}"), &entry, self.policy.refresh_ttl).await?;
         let entry: RefreshEntry = serde_json::from_str(&entry).map_err(|e| AuthError::Crypto(e.to_string()))?;
         if self.sessions.get(&Self::revoked_key(entry.family)).await?.is_some()
-            || self.before_reauthentication(entry.user, entry.issued_at).await?
+            || self.before_reauthentication(entry.user, Self::opened_at_ms(entry.family, entry.issued_at)).await?
         {
             return Err(AuthError::SessionRevoked);
         }
@@ -848,7 +871,7 @@ impl Identity {
     pub async fn authenticate(&self, bearer: &str) -> Result<AccessClaims, AuthError> {
         let claims = self.tokens.verify_access(bearer)?;
         if self.sessions.get(&Self::revoked_key(claims.sid)).await?.is_some()
-            || self.before_reauthentication(claims.sub, claims.iat).await?
+            || self.before_reauthentication(claims.sub, Self::opened_at_ms(claims.sid, claims.iat)).await?
         {
             return Err(AuthError::SessionRevoked);
         }
@@ -880,6 +903,14 @@ impl Identity {
         reason: ShortText,
     ) -> Result<(), AuthError> {
         self.administer(admin, user_id, AccountCommand::ChangeRole { role, profile, by: admin.user_id, reason }).await?;
+        self.force_reauthentication(user_id).await
+    }
+
+    /// An administrator clears an account's TOTP enrolment (see
+    /// `AccountCommand::ResetMfa`); the account's sessions end, and its next
+    /// sign-in enrols a new secret.
+    pub async fn reset_mfa(&self, admin: &Actor, user_id: UserId, reason: ShortText) -> Result<(), AuthError> {
+        self.administer(admin, user_id, AccountCommand::ResetMfa { by: admin.user_id, reason }).await?;
         self.force_reauthentication(user_id).await
     }
 

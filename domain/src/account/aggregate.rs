@@ -43,8 +43,8 @@ pub enum AccountError {
     /// A lockout that ends at or before now.
     #[error("a lockout must end in the future")]
     LockNotInFuture,
-    /// An administrator unlocking or closing their own account.
-    #[error("administrators cannot unlock or close their own account")]
+    /// An administrator unlocking, closing, moving or resetting the MFA of their own account.
+    #[error("administrators cannot unlock, close, change the role of or reset the MFA of their own account")]
     SelfAdministration,
     /// Unlock on an account that is not locked.
     #[error("the account is not locked")]
@@ -204,7 +204,10 @@ impl Account {
             }
             AccountCommand::Suspend { .. } if self.suspended_by.is_some() => Ok(vec![]),
             AccountCommand::Suspend { security_event } => Ok(vec![AccountEvent::AccountSuspended { security_event }]),
-            AccountCommand::Unlock { by, .. } | AccountCommand::Deactivate { by } | AccountCommand::ChangeRole { by, .. }
+            AccountCommand::Unlock { by, .. }
+            | AccountCommand::Deactivate { by }
+            | AccountCommand::ChangeRole { by, .. }
+            | AccountCommand::ResetMfa { by, .. }
                 if by == user_id =>
             {
                 Err(AccountError::SelfAdministration)
@@ -235,6 +238,10 @@ impl Account {
                 }
                 Ok(vec![AccountEvent::RoleChanged { from, to: role, profile, by, reason }])
             }
+            AccountCommand::ResetMfa { by, reason } => match self.mfa {
+                MfaState::NotEnrolled => Ok(vec![]),
+                MfaState::Pending(_) | MfaState::Enabled(_) => Ok(vec![AccountEvent::MfaReset { by, reason }]),
+            },
             AccountCommand::Deactivate { by } => Ok(vec![AccountEvent::AccountDeactivated { by }]),
         }
     }
@@ -280,6 +287,7 @@ impl Aggregate for Account {
                 self.role = Some(to);
                 self.profile = profile;
             }
+            AccountEvent::MfaReset { .. } => self.mfa = MfaState::NotEnrolled,
             AccountEvent::AccountDeactivated { .. } => self.status = AccountStatus::Deactivated,
         }
     }
@@ -387,6 +395,30 @@ mod tests {
             account.apply(event);
         }
         assert_eq!((account.locked_at(now()), account.suspended_by()), (None, None));
+    }
+
+    #[test]
+    fn an_mfa_reset_clears_the_enrolment_so_the_holder_enrols_a_new_secret() {
+        let mut account = registered(UserId::new());
+        let admin = UserId::new();
+        let reason = ShortText::parse("reason", "phone lost; identity checked at the desk").unwrap();
+        let reset = AccountCommand::ResetMfa { by: admin, reason: reason.clone() };
+        assert_eq!(account.decide(reset.clone(), now()), Ok(vec![]), "nothing enrolled, nothing to reset");
+        let secret = TotpSecret::parse("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+        for command in [AccountCommand::StartMfaEnrolment { secret: secret.clone() }, AccountCommand::ConfirmMfa] {
+            for event in account.decide(command, now()).unwrap() {
+                account.apply(event);
+            }
+        }
+        assert!(matches!(account.mfa(), MfaState::Enabled(_)));
+        let events = account.decide(reset.clone(), now()).unwrap();
+        assert_eq!(events, vec![AccountEvent::MfaReset { by: admin, reason }]);
+        events.into_iter().for_each(|event| account.apply(event));
+        assert_eq!(account.mfa(), &MfaState::NotEnrolled);
+        assert!(account.decide(AccountCommand::StartMfaEnrolment { secret }, now()).is_ok(), "enrolment starts again");
+        let own = account.user_id().unwrap();
+        let by_self = AccountCommand::ResetMfa { by: own, reason: ShortText::parse("reason", "mine").unwrap() };
+        assert_eq!(account.decide(by_self, now()), Err(AccountError::SelfAdministration));
     }
 
     #[test]

@@ -69,6 +69,14 @@ pub enum AccountCommand {
         /// Why.
         reason: ShortText,
     },
+    /// An administrator clears the account's TOTP enrolment (a lost or replaced
+    /// device): the holder enrols a new secret at their next sign-in.
+    ResetMfa {
+        /// The administrator.
+        by: UserId,
+        /// Why (the identity check made, a ticket number).
+        reason: ShortText,
+    },
     /// Closes the account for good.
     Deactivate {
         /// The administrator.

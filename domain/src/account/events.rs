@@ -70,6 +70,13 @@ pub enum AccountEvent {
         /// Why.
         reason: ShortText,
     },
+    /// The TOTP enrolment was cleared; the holder must enrol again to sign in.
+    MfaReset {
+        /// The administrator.
+        by: UserId,
+        /// Why.
+        reason: ShortText,
+    },
     /// The account was closed.
     AccountDeactivated {
         /// The administrator.
@@ -88,6 +95,7 @@ impl DomainEvent for AccountEvent {
             Self::AccountSuspended { .. } => "AccountSuspended",
             Self::AccountUnlocked { .. } => "AccountUnlocked",
             Self::RoleChanged { .. } => "RoleChanged",
+            Self::MfaReset { .. } => "MfaReset",
             Self::AccountDeactivated { .. } => "AccountDeactivated",
         }
         .to_owned()

@@ -122,6 +122,7 @@ impl Projection for AccountDirectory {
             };
             match event {
                 AccountEvent::MfaEnabled => row.mfa_enabled = 1,
+                AccountEvent::MfaReset { .. } => row.mfa_enabled = 0,
                 AccountEvent::AccountLocked { until, .. } => row.locked_until = Some(*until),
                 AccountEvent::AccountSuspended { .. } => row.suspended = 1,
                 AccountEvent::AccountUnlocked { .. } => {

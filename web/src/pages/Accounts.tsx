@@ -1,5 +1,6 @@
 // Administrators: open accounts (clinicians with their licensed profile), look one
-// up, lift a lockout or a suspension (a suspension needs a reason), close it.
+// up, lift a lockout or a suspension (a suspension needs a reason), move a staff
+// account to another role, reset a lost authenticator, close it.
 import { useState } from 'react';
 import { Button, Card, Descriptions, Empty, Form, Input, Select, Space, Table, Tag, Typography } from 'antd';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
@@ -124,6 +125,36 @@ function ChangeRole({ userId, current, onChanged }: { userId: string; current: S
   );
 }
 
+/** Clears an account's TOTP enrolment (a lost device); the server ends its sessions. */
+function ResetMfa({ userId, onReset }: { userId: string; onReset: () => void }) {
+  const { t } = useI18n();
+  const [form] = Form.useForm<{ reason: string }>();
+  const reset = useMutation({
+    mutationFn: ({ reason }: { reason: string }) =>
+      unwrap(api.POST('/v1/accounts/{user_id}/mfa-reset', { params: { path: { user_id: userId } }, body: { reason } })),
+    onSuccess: () => {
+      form.resetFields();
+      onReset();
+    },
+  });
+  return (
+    <section aria-label={t('resetMfa')}>
+      <Form name="resetMfa" form={form} layout="inline" onFinish={(values) => reset.mutate(values)}>
+        <Form.Item label={t('mfaResetReason')} name="reason" rules={[ruleOf(validShortText, t('textRequired'))]}>
+          <Input style={{ width: 280 }} />
+        </Form.Item>
+        <Button danger htmlType="submit" loading={reset.isPending}>
+          {t('resetMfa')}
+        </Button>
+      </Form>
+      <Typography.Paragraph type="secondary" style={{ marginTop: 8 }}>
+        {t('resetMfaHint')}
+      </Typography.Paragraph>
+      <ProblemAlert error={reset.error} />
+    </section>
+  );
+}
+
 function Account({ userId }: { userId: string }) {
   const { t, date } = useI18n();
   const queries = useQueryClient();
@@ -169,6 +200,7 @@ function Account({ userId }: { userId: string }) {
       </Space>
       <ProblemAlert error={unlock.error ?? close.error} />
       {view.status === 'active' && isStaff(view.role) && <ChangeRole key={view.role} userId={userId} current={view.role} onChanged={refresh} />}
+      {view.status === 'active' && view.mfa_enabled && <ResetMfa userId={userId} onReset={refresh} />}
     </Space>
   );
 }

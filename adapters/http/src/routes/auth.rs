@@ -228,6 +228,25 @@ pub(crate) async fn change_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MfaReset {
+    /// Why (the identity check made, a ticket number; kept in the account's history).
+    reason: ShortText,
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/mfa-reset", tag = "accounts", summary = "Clear an account's TOTP enrolment, for a lost device (its sessions end; its next sign-in enrols anew)", params(("user_id" = String, Path, description = "account id (UUID)")), request_body = MfaReset, responses((status = 204, description = "reset (or nothing was enrolled)"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn reset_mfa(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<MfaReset>,
+) -> Result<StatusCode, ApiError> {
+    let user_id: UserId = path_id(&id, "user id")?;
+    state.identity.reset_mfa(&caller.actor, user_id, body.reason).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", summary = "Accounts by username, filtered by role, status or the start of the username (administrators)", params(emr_projections::queries::AccountFilter), responses((status = 200, description = "accounts", body = Vec<emr_projections::queries::AccountRow>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The account directory read model: who may sign in, in which role, with MFA or not, locked or not.
 pub(crate) async fn list(

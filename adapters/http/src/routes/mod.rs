@@ -48,6 +48,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/accounts/{user_id}/unlock", post(auth::unlock))
         .route("/v1/accounts/{user_id}/deactivation", post(auth::deactivate))
         .route("/v1/accounts/{user_id}/role", post(auth::change_role))
+        .route("/v1/accounts/{user_id}/mfa-reset", post(auth::reset_mfa))
         .route("/v1/patients", post(patients::register).get(patients::search))
         .route("/v1/patients/{patient_id}/break-glass", post(patients::break_glass))
         .route("/v1/records/{record_id}/break-glass", post(records::break_glass))
