@@ -242,6 +242,10 @@ async fn a_log_read_the_server_dies_under_fails_within_the_request_timeout_inste
     }
     assert!(failed > 0, "reads during the outage must fail");
     assert!(slowest < UNAVAILABLE_WITHIN, "a read waited {slowest:?} for a server that was away");
+    report::record(
+        "log-read-server-dies",
+        json!({"request_timeout_ms": 1000, "reads_failed_as_unavailable": failed, "slowest_read_ms": slowest.as_millis()}),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,7 +39,8 @@ pub(crate) struct NatsSettings {
     pub(crate) key_bucket: String,
     pub(crate) replicas: usize,
     pub(crate) duplicate_window_secs: u64,
-    /// How long an append waits for JetStream before the command fails as retryable.
+    /// How long an append or a read waits for JetStream (a read: for its next
+    /// commit) before the request fails as retryable (503).
     pub(crate) request_timeout_ms: u64,
 }
 

@@ -20,6 +20,16 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
         "tests/tests/faults.rs",
     ),
     (
+        "nats-away-answers-503",
+        "NATS server killed; a new command, a retried one and a read sent over HTTP while it is away (request timeout 1 s)",
+        "tests/tests/faults.rs",
+    ),
+    (
+        "log-read-server-dies",
+        "NATS server killed while three readers stream 5,000-commit reads of the log, kept away longer than the bound",
+        "tests/tests/faults.rs",
+    ),
+    (
         "mariadb-killed-during-projection",
         "MariaDB killed (SIGKILL) and restarted 3 times while every projector folds, the log growing meanwhile",
         "tests/tests/faults.rs",
