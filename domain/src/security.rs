@@ -48,11 +48,15 @@ pub enum SecurityEventKind {
     BulkDownload,
     /// One user's sessions used from two distant networks at once.
     DistantSessions,
+    /// An administrator changed what an account may do or how it proves who it
+    /// is (a role change, an MFA reset): changes of access that security
+    /// officers review.
+    AccountSecurityChange,
 }
 
 impl SecurityEventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::RefreshTokenReused,
         Self::TotpCodeReplayed,
         Self::BruteForce,
@@ -64,6 +68,7 @@ impl SecurityEventKind {
         Self::NoCareRelationship,
         Self::BulkDownload,
         Self::DistantSessions,
+        Self::AccountSecurityChange,
     ];
 
     /// Raised by the identity service at the moment it is certain, not inferred
@@ -75,7 +80,11 @@ impl SecurityEventKind {
     /// The severity of a kind raised at source.
     pub fn severity(self) -> Severity {
         match self {
-            Self::TotpCodeReplayed | Self::AccessDeniedBurst | Self::BreakGlassUse | Self::NoCareRelationship => Severity::Medium,
+            Self::TotpCodeReplayed
+            | Self::AccessDeniedBurst
+            | Self::BreakGlassUse
+            | Self::NoCareRelationship
+            | Self::AccountSecurityChange => Severity::Medium,
             Self::OffHoursAccess => Severity::Low,
             _ => Severity::High,
         }
@@ -95,6 +104,7 @@ impl SecurityEventKind {
             Self::NoCareRelationship => "no_care_relationship",
             Self::BulkDownload => "bulk_download",
             Self::DistantSessions => "distant_sessions",
+            Self::AccountSecurityChange => "account_security_change",
         }
     }
 }

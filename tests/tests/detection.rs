@@ -223,6 +223,22 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
     assert_eq!(status, 200);
     assert!(risk.as_array().unwrap().iter().any(|r| r["user_id"] == victim.to_string() && r["current"].as_f64().unwrap() > 50.0), "{risk}");
 
+    // The administrator's reset of the victim's authenticator is raised for review.
+    let (status, _) = api
+        .post(&format!("/v1/accounts/{victim}/mfa-reset"), Some(&admin), &json!({"reason": "authenticator exposed in the incident"}))
+        .await;
+    assert_eq!(status, 204);
+    let reviewed = eventually("the MFA reset's security event", async || {
+        let (_, events) = api.get("/v1/security/events?kind=account_security_change", &auditor).await;
+        events.as_array().and_then(|rows| rows.first().cloned())
+    })
+    .await;
+    assert_eq!(
+        (reviewed["severity"].as_str(), reviewed["user_id"].as_str()),
+        (Some("medium"), Some(victim.to_string().as_str())),
+        "{reviewed}"
+    );
+
     stop.send(true).unwrap();
     running.await.unwrap();
     projectors.stop().await;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::network::Network;
 use super::risk::RiskScore;
 use super::settings::{BaselineRule, DetectionSettings};
-use super::{Observation, Observed, detection_id};
+use super::{AccountChange, Observation, Observed, detection_id};
 use crate::access::Basis;
 use crate::actor::{Actor, Role};
 use crate::authentication::SignInOutcome;
@@ -236,6 +236,7 @@ impl Detector {
                 self.state.relationships.entry(*grantee).or_default().insert(*patient, at);
                 vec![]
             }
+            Observed::AccountChanged { user, by, change } => self.account_changed(*user, *by, *change),
             Observed::RaisedAtSource { user, severity } => {
                 if let Some(user) = user {
                     let previous = self.state.risk.get(user).copied();
@@ -415,6 +416,25 @@ impl Detector {
             evidence: broken,
             summary,
         }]
+    }
+
+    /// Every role change and MFA reset is reviewed. A move into a role that
+    /// administers or audits, and an MFA reset (the way into an account whose
+    /// holder was talked out of it), are medium; other role changes low.
+    fn account_changed(&mut self, user: UserId, by: UserId, change: AccountChange) -> Vec<Finding> {
+        if !self.settings.account_changes.enabled {
+            return vec![];
+        }
+        let (severity, summary) = match change {
+            AccountChange::Role { from, to } => {
+                let severity = if matches!(to, Role::Admin | Role::Auditor) { Severity::Medium } else { Severity::Low };
+                let role = |role: Role| format!("{role:?}").to_lowercase();
+                (severity, format!("role changed from {} to {} by administrator {by}", role(from), role(to)))
+            }
+            AccountChange::MfaReset => (Severity::Medium, format!("MFA enrolment reset by administrator {by}")),
+        };
+        let kind = SecurityEventKind::AccountSecurityChange;
+        vec![Finding { kind, severity, user_id: Some(user), patient_id: None, client: None, evidence: Vec::new(), summary }]
     }
 
     /// The departments with an encounter with `patient` within the care window.

@@ -33,7 +33,8 @@ pub use detector::{Detector, DetectorState};
 pub use network::Network;
 pub use risk::RiskScore;
 pub use settings::{
-    BaselineRule, BreakGlassRule, CareRelationshipRule, CountRule, DetectionSettings, DistantSessionsRule, OffHoursRule, RiskSettings,
+    AccountChangesRule, BaselineRule, BreakGlassRule, CareRelationshipRule, CountRule, DetectionSettings, DistantSessionsRule,
+    OffHoursRule, RiskSettings,
 };
 
 /// One fact the detector learns from, with when it happened and where it is in
@@ -119,6 +120,15 @@ pub enum Observed {
         /// The patient.
         patient: PatientId,
     },
+    /// An administrator changed an account's access.
+    AccountChanged {
+        /// The account.
+        user: UserId,
+        /// The administrator.
+        by: UserId,
+        /// What changed.
+        change: AccountChange,
+    },
     /// A security event raised at its source (not by the detector), which
     /// counts toward the user's risk score.
     RaisedAtSource {
@@ -127,6 +137,20 @@ pub enum Observed {
         /// How urgent.
         severity: Severity,
     },
+}
+
+/// What an administrator changed about an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChange {
+    /// It moved from one role to another.
+    Role {
+        /// Its role before.
+        from: Role,
+        /// Its role now.
+        to: Role,
+    },
+    /// Its MFA enrolment was cleared.
+    MfaReset,
 }
 
 /// The deterministic id of a detection of `kind` completed by the event

@@ -86,6 +86,15 @@ pub struct DistantSessionsRule {
     pub window_secs: i64,
 }
 
+/// Account security changes: every role change and MFA reset an administrator
+/// makes becomes a security event to review.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountChangesRule {
+    /// Whether the rule runs.
+    pub enabled: bool,
+}
+
 /// Per-user risk scores: each detection adds its severity's weight; the sum
 /// halves every `half_life_hours`, and never exceeds 100.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -121,6 +130,8 @@ pub struct DetectionSettings {
     pub care_relationship: CareRelationshipRule,
     /// Sessions from distant networks at once.
     pub distant_sessions: DistantSessionsRule,
+    /// Role changes and MFA resets by administrators.
+    pub account_changes: AccountChangesRule,
     /// Risk scores.
     pub risk: RiskSettings,
 }
@@ -137,6 +148,7 @@ impl Default for DetectionSettings {
             bulk_download: BaselineRule { enabled: true, min_buckets: 5, z_score: 4.0, floor: 30, alpha: 0.1 },
             care_relationship: CareRelationshipRule { enabled: true, window_days: 30 },
             distant_sessions: DistantSessionsRule { enabled: true, window_secs: 1800 },
+            account_changes: AccountChangesRule { enabled: true },
             risk: RiskSettings { half_life_hours: 24.0, weights: [5.0, 15.0, 40.0, 80.0] },
         }
     }

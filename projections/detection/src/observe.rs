@@ -3,9 +3,10 @@
 use emr_domain::account::AccountEvent;
 use emr_domain::authentication::{SessionEvent, SignInEvent};
 use emr_domain::denial::DenialEvent;
-use emr_domain::detection::{Observation, Observed};
+use emr_domain::detection::{AccountChange, Observation, Observed};
 use emr_domain::disclosure::DisclosureEvent;
 use emr_domain::grant::GrantEvent;
+use emr_domain::ids::UserId;
 use emr_domain::record::RecordEvent;
 use emr_domain::security::{Evidence, SecurityEvent};
 use emr_projections::{Fact, Payload};
@@ -31,6 +32,12 @@ pub fn observation(fact: &Fact) -> Option<Observation> {
             role: *role,
             department: profile.as_ref().map(|profile| profile.department.as_str().to_owned()),
         },
+        Payload::Account(AccountEvent::RoleChanged { from, to, by, .. }) => {
+            Observed::AccountChanged { user: account_of(fact)?, by: *by, change: AccountChange::Role { from: *from, to: *to } }
+        }
+        Payload::Account(AccountEvent::MfaReset { by, .. }) => {
+            Observed::AccountChanged { user: account_of(fact)?, by: *by, change: AccountChange::MfaReset }
+        }
         Payload::Record(RecordEvent::RecordCreated { patient_id, doctor_id, .. }) => {
             Observed::Encounter { author: *doctor_id, patient: *patient_id }
         }
@@ -44,4 +51,10 @@ pub fn observation(fact: &Fact) -> Option<Observation> {
     };
     let evidence = Evidence { position: fact.metadata.position, event_id: fact.metadata.event_id };
     Some(Observation { at: fact.metadata.recorded_at, evidence, observed })
+}
+
+/// The account an account event belongs to (its aggregate id); none for an id
+/// that is not one, which the decoder would have refused already.
+fn account_of(fact: &Fact) -> Option<UserId> {
+    UserId::parse(&fact.aggregate_id).ok()
 }

@@ -208,6 +208,24 @@ fn sessions_from_distant_networks_at_once_fire_but_the_hospital_network_is_one_p
 }
 
 #[test]
+fn every_role_change_and_mfa_reset_is_raised_and_moves_into_administration_or_audit_are_medium() {
+    let mut bench = Bench::new();
+    let (user, admin) = (UserId::new(), UserId::new());
+    let role = |from, to| Observed::AccountChanged { user, by: admin, change: AccountChange::Role { from, to } };
+    let change = SecurityEventKind::AccountSecurityChange;
+    assert_eq!(bench.kinds(0, role(Role::Nurse, Role::Physician)), [(change, Severity::Low)]);
+    assert_eq!(bench.kinds(10, role(Role::Physician, Role::Admin)), [(change, Severity::Medium)]);
+    let reset = bench.at(20, Observed::AccountChanged { user, by: admin, change: AccountChange::MfaReset });
+    assert_eq!(reset.iter().map(|d| (d.kind, d.severity, d.user_id)).collect::<Vec<_>>(), [(change, Severity::Medium, Some(user))]);
+    assert!(reset[0].summary.contains(&admin.to_string()), "the summary names the administrator: {}", reset[0].summary);
+
+    let mut settings = DetectionSettings::default();
+    settings.account_changes.enabled = false;
+    bench.detector = Detector::new(settings);
+    assert!(bench.kinds(30, role(Role::Admin, Role::Auditor)).is_empty(), "a disabled rule stays silent");
+}
+
+#[test]
 fn the_same_log_yields_the_same_detection_ids() {
     let user = Some(UserId::new());
     let events: Vec<Observation> = (0..5)
