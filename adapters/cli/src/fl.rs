@@ -266,22 +266,33 @@ pub(crate) struct ClientReport {
 }
 
 async fn fetch<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str, token: &str) -> Result<T, Attempt> {
-    fetch_if_found(http, url, token).await?.ok_or_else(|| Attempt::Fatal(format!("GET {url}: 404 Not Found")))
+    let (status, body) = get(http, url, token).await?;
+    parsed(status, url, &body)
 }
 
 /// [`fetch`], with none for a 404: what a client reads of something that may have
 /// closed since it last looked.
 async fn fetch_if_found<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str, token: &str) -> Result<Option<T>, Attempt> {
-    let response = http.get(url).bearer_auth(token).send().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
+    let (status, body) = get(http, url, token).await?;
     if status == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
     }
+    parsed(status, url, &body).map(Some)
+}
+
+async fn get(http: &reqwest::Client, url: &str, token: &str) -> Result<(reqwest::StatusCode, String), Attempt> {
+    let response = http.get(url).bearer_auth(token).send().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| Attempt::Retry(format!("GET {url}: {e}")))?;
+    Ok((status, body))
+}
+
+/// The answer to `GET url` as `T`, or why it is not one (a refusal keeps its problem text).
+fn parsed<T: serde::de::DeserializeOwned>(status: reqwest::StatusCode, url: &str, body: &str) -> Result<T, Attempt> {
     if !status.is_success() {
-        return Err(Attempt::failed_with(status, format!("GET {url}: {status}: {body}"), &body));
+        return Err(Attempt::failed_with(status, format!("GET {url}: {status}: {body}"), body));
     }
-    serde_json::from_str(&body).map(Some).map_err(|e| Attempt::Fatal(format!("GET {url}: unexpected answer: {e}")))
+    serde_json::from_str(body).map_err(|e| Attempt::Fatal(format!("GET {url}: unexpected answer: {e}")))
 }
 
 /// Why a step of the client did not go through.
