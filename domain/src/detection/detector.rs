@@ -20,6 +20,8 @@ use crate::values::Sha256Digest;
 
 /// The most evidence one detection carries (the newest events, the trigger last).
 const MAX_EVIDENCE: usize = 20;
+/// The most networks remembered per account (the most recently used).
+const MAX_KNOWN_NETWORKS: usize = 16;
 
 /// Timestamped evidence in a sliding window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +161,12 @@ pub struct DetectorState {
     /// Last encounter per patient and department.
     care_departments: HashMap<PatientId, HashMap<String, DateTime<Utc>>>,
     sessions: HashMap<UserId, Window<(SessionId, IpAddr)>>,
+    /// The networks each account's sessions came from, with when last.
+    #[serde(default)]
+    known_networks: HashMap<UserId, Vec<(Network, DateTime<Utc>)>>,
+    /// MFA resets still within the takeover window: when, and the reset's evidence.
+    #[serde(default)]
+    mfa_resets: HashMap<UserId, (DateTime<Utc>, Evidence)>,
     /// Until when a rule stays quiet for a key (`rule:key`).
     quiet_until: HashMap<String, DateTime<Utc>>,
     risk: HashMap<UserId, RiskScore>,
@@ -213,9 +221,13 @@ impl Detector {
         self.prune(at);
         let findings = match observed {
             Observed::SignIn { user, account, client, outcome } => self.sign_in(at, evidence, *user, *account, *client, *outcome),
-            Observed::SessionUse { session, user, client } => {
-                client.map(|c| self.session_use(at, evidence, *session, *user, c)).unwrap_or_default()
-            }
+            Observed::SessionUse { session, user, client } => client
+                .map(|c| {
+                    let mut findings = self.takeover_after_reset(at, evidence, *user, c);
+                    findings.extend(self.session_use(at, evidence, *session, *user, c));
+                    findings
+                })
+                .unwrap_or_default(),
             Observed::Denied { actor, .. } => self.denied(at, evidence, actor),
             Observed::Read { reader, patient, resource, basis } => self.read(at, evidence, reader, *patient, resource, basis),
             Observed::BreakGlass { reader, patient } => self.break_glass(at, evidence, reader, *patient),
@@ -236,7 +248,7 @@ impl Detector {
                 self.state.relationships.entry(*grantee).or_default().insert(*patient, at);
                 vec![]
             }
-            Observed::AccountChanged { user, by, change } => self.account_changed(*user, *by, *change),
+            Observed::AccountChanged { user, by, change } => self.account_changed(at, evidence, *user, *by, *change),
             Observed::RaisedAtSource { user, severity } => {
                 if let Some(user) = user {
                     let previous = self.state.risk.get(user).copied();
@@ -421,9 +433,12 @@ impl Detector {
     /// Every role change and MFA reset is reviewed. A move into a role that
     /// administers or audits, and an MFA reset (the way into an account whose
     /// holder was talked out of it), are medium; other role changes low.
-    fn account_changed(&mut self, user: UserId, by: UserId, change: AccountChange) -> Vec<Finding> {
+    fn account_changed(&mut self, at: DateTime<Utc>, evidence: Evidence, user: UserId, by: UserId, change: AccountChange) -> Vec<Finding> {
         if !self.settings.account_changes.enabled {
             return vec![];
+        }
+        if change == AccountChange::MfaReset {
+            self.state.mfa_resets.insert(user, (at, evidence));
         }
         let (severity, summary) = match change {
             AccountChange::Role { from, to } => {
@@ -435,6 +450,45 @@ impl Detector {
         };
         let kind = SecurityEventKind::AccountSecurityChange;
         vec![Finding { kind, severity, user_id: Some(user), patient_id: None, client: None, evidence: Vec::new(), summary }]
+    }
+
+    /// A session from a network the account had not used, within the takeover
+    /// window after its MFA reset: high, once per reset. Every session's network
+    /// is remembered for the account either way.
+    fn takeover_after_reset(&mut self, at: DateTime<Utc>, evidence: Evidence, user: UserId, client: IpAddr) -> Vec<Finding> {
+        let rule = self.settings.account_changes;
+        if !rule.enabled {
+            return vec![];
+        }
+        let network = Network::of(client);
+        let known = self.state.known_networks.entry(user).or_default();
+        let seen_before = known.iter().any(|(n, _)| *n == network);
+        known.retain(|(n, _)| *n != network);
+        known.push((network, at));
+        if known.len() > MAX_KNOWN_NETWORKS {
+            known.remove(0);
+        }
+        let reset =
+            self.state.mfa_resets.get(&user).copied().filter(|(when, _)| at - *when <= Duration::seconds(rule.takeover_window_secs));
+        match reset {
+            Some((when, reset_evidence)) if !seen_before && network != Network::Internal => {
+                self.state.mfa_resets.remove(&user);
+                let hours = (at - when).num_minutes() as f64 / 60.0;
+                vec![Finding {
+                    kind: SecurityEventKind::AccountSecurityChange,
+                    severity: Severity::High,
+                    user_id: Some(user),
+                    patient_id: None,
+                    client: Some(client),
+                    evidence: vec![reset_evidence, evidence],
+                    summary: format!(
+                        "a session from {client}, a network this account had not used in {} days, {hours:.1} h after its MFA reset",
+                        rule.known_network_days
+                    ),
+                }]
+            }
+            _ => vec![],
+        }
     }
 
     /// The departments with an encounter with `patient` within the care window.
@@ -583,6 +637,13 @@ impl Detector {
         let since = at - Duration::days(s.care_relationship.window_days);
         forget_before(&mut state.relationships, since);
         forget_before(&mut state.care_departments, since);
+        let known_since = at - Duration::days(s.account_changes.known_network_days);
+        state.known_networks.retain(|_, networks| {
+            networks.retain(|(_, last)| *last >= known_since);
+            !networks.is_empty()
+        });
+        let resets_since = at - Duration::seconds(s.account_changes.takeover_window_secs);
+        state.mfa_resets.retain(|_, (when, _)| *when >= resets_since);
     }
 }
 

@@ -5,8 +5,10 @@
 
 use std::net::IpAddr;
 
+use serde::{Deserialize, Serialize};
+
 /// A coarse network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Network {
     /// Loopback, private, link-local or unique-local: inside the hospital.
     Internal,

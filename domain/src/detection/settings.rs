@@ -87,12 +87,30 @@ pub struct DistantSessionsRule {
 }
 
 /// Account security changes: every role change and MFA reset an administrator
-/// makes becomes a security event to review.
+/// makes becomes a security event to review; and a session from a network the
+/// account had not used, soon after its MFA reset, is a likely takeover (the
+/// reset was talked out of the help desk by someone else).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountChangesRule {
     /// Whether the rule runs.
     pub enabled: bool,
+    /// How long after an MFA reset a session from a new network is high.
+    #[serde(default = "AccountChangesRule::default_takeover_window_secs")]
+    pub takeover_window_secs: i64,
+    /// How long a network an account used stays known to it.
+    #[serde(default = "AccountChangesRule::default_known_network_days")]
+    pub known_network_days: i64,
+}
+
+impl AccountChangesRule {
+    fn default_takeover_window_secs() -> i64 {
+        86_400
+    }
+
+    fn default_known_network_days() -> i64 {
+        30
+    }
 }
 
 /// Per-user risk scores: each detection adds its severity's weight; the sum
@@ -148,7 +166,11 @@ impl Default for DetectionSettings {
             bulk_download: BaselineRule { enabled: true, min_buckets: 5, z_score: 4.0, floor: 30, alpha: 0.1 },
             care_relationship: CareRelationshipRule { enabled: true, window_days: 30 },
             distant_sessions: DistantSessionsRule { enabled: true, window_secs: 1800 },
-            account_changes: AccountChangesRule { enabled: true },
+            account_changes: AccountChangesRule {
+                enabled: true,
+                takeover_window_secs: AccountChangesRule::default_takeover_window_secs(),
+                known_network_days: AccountChangesRule::default_known_network_days(),
+            },
             risk: RiskSettings { half_life_hours: 24.0, weights: [5.0, 15.0, 40.0, 80.0] },
         }
     }
@@ -181,6 +203,9 @@ impl DetectionSettings {
         }
         if self.care_relationship.window_days <= 0 || self.distant_sessions.window_secs <= 0 {
             problems.push("detection.rules: care_relationship.window_days and distant_sessions.window_secs must be positive".into());
+        }
+        if self.account_changes.takeover_window_secs <= 0 || self.account_changes.known_network_days <= 0 {
+            problems.push("detection.rules.account_changes: takeover_window_secs and known_network_days must be positive".into());
         }
         if self.risk.half_life_hours.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
             || self.risk.weights.iter().any(|w| !w.is_finite() || *w < 0.0)

@@ -226,6 +226,32 @@ fn every_role_change_and_mfa_reset_is_raised_and_moves_into_administration_or_au
 }
 
 #[test]
+fn a_session_from_a_new_network_soon_after_an_mfa_reset_is_a_likely_takeover_but_a_known_network_is_not() {
+    let mut bench = Bench::new();
+    let (user, admin) = (UserId::new(), UserId::new());
+    let seen = |client: &str| Observed::SessionUse { session: SessionId::new(), user, client: Some(client.parse().unwrap()) };
+    let reset = || Observed::AccountChanged { user, by: admin, change: AccountChange::MfaReset };
+    let day = 86_400;
+    assert!(bench.kinds(0, seen("198.51.100.7")).is_empty(), "the holder's usual network");
+    bench.at(day, reset());
+    let reset_position = bench.position;
+    assert!(bench.kinds(day + 3_600, seen("198.51.3.9")).is_empty(), "the network the account used before (same /16)");
+    assert!(bench.kinds(day + 7_200, seen("10.0.0.8")).is_empty(), "inside the hospital");
+
+    let raised = bench.at(day + 14_400, seen("203.0.113.50"));
+    let found: Vec<_> = raised.iter().map(|d| (d.kind, d.severity, d.user_id)).collect();
+    assert_eq!(found, [(SecurityEventKind::AccountSecurityChange, Severity::High, Some(user))]);
+    let evidence: Vec<u64> = raised[0].evidence.iter().map(|e| e.position).collect();
+    assert_eq!(evidence, [reset_position, bench.position], "the reset and the session");
+    assert!(raised[0].summary.contains("203.0.113.50") && raised[0].summary.contains("4.0 h"), "{}", raised[0].summary);
+    assert!(bench.kinds(day + 28_800, seen("192.0.2.1")).is_empty(), "once per reset");
+
+    bench.at(10 * day, reset());
+    assert!(bench.kinds(11 * day + 60, seen("45.33.1.1")).is_empty(), "after the takeover window a new network is not tied to the reset");
+    assert!(bench.kinds(40 * day, seen("45.33.1.1")).is_empty(), "no reset pending");
+}
+
+#[test]
 fn the_same_log_yields_the_same_detection_ids() {
     let user = Some(UserId::new());
     let events: Vec<Observation> = (0..5)
