@@ -281,6 +281,23 @@ impl JetStreamLog {
         Ok(appended)
     }
 
+    /// Every commit sent before any acknowledgement is awaited, each answered on
+    /// its own: independent commits (a batch of commands), one refusal apart.
+    async fn append_each_pipelined(&self, requests: Vec<CommitRequest>) -> Vec<Result<Appended, LogError>> {
+        let mut sent = Vec::with_capacity(requests.len());
+        for request in requests {
+            sent.push(self.publish(request).await);
+        }
+        let mut appended = Vec::with_capacity(sent.len());
+        for sent in sent {
+            appended.push(match sent {
+                Ok(sent) => self.acknowledged(sent).await,
+                Err(refused) => Err(refused),
+            });
+        }
+        appended
+    }
+
     async fn read_subject(&self, key: &AggregateKey, after_position: u64) -> Result<Vec<StoredCommit>, LogError> {
         // Direct gets first: one round trip answers the common case (nothing new, or a
         // few commits). A longer history is streamed by an ordered consumer filtered on
@@ -408,6 +425,10 @@ impl EventLog for JetStreamLog {
 
     fn append_in_order(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {
         self.append_pipelined(requests).boxed()
+    }
+
+    fn append_each(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Vec<Result<Appended, LogError>>> {
+        self.append_each_pipelined(requests).boxed()
     }
 
     fn append_together(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Result<Vec<Appended>, LogError>> {

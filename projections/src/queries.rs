@@ -352,13 +352,33 @@ pub async fn grant_ids_of_patient(
     limit: u32,
     offset: u32,
 ) -> Result<Vec<String>, ProjectionError> {
-    let sql = "SELECT grant_id FROM (\
-                 SELECT grant_id, granted_at AS opened_at FROM access_grants WHERE patient_id = ? \
-                 UNION SELECT grant_id, requested_at AS opened_at FROM access_requests WHERE patient_id = ? AND status <> 'approved'\
-               ) AS opened ORDER BY opened_at DESC, grant_id LIMIT ? OFFSET ?";
-    let patient = Value::from(patient_id.hyphenated().to_string());
-    let params = vec![patient.clone(), patient, Value::from(u64::from(limit.clamp(1, 500))), Value::from(u64::from(offset))];
-    let rows: Vec<(String,)> = db.fetch_all(sql, params).await?;
+    grant_ids_where(db, ("patient_id", "patient_id"), patient_id, limit, offset).await
+}
+
+/// The ids of the grants made to a user and of the access requests they made
+/// that are not yet approved (an approved one is a grant), newest first.
+pub async fn grant_ids_of_grantee(db: &ReadModelDb, user_id: uuid::Uuid, limit: u32, offset: u32) -> Result<Vec<String>, ProjectionError> {
+    grant_ids_where(db, ("grantee", "requester"), user_id, limit, offset).await
+}
+
+/// Grant and request ids whose `columns` (of `access_grants`, of
+/// `access_requests`) equal `id`, newest first.
+async fn grant_ids_where(
+    db: &ReadModelDb,
+    (grants_column, requests_column): (&'static str, &'static str),
+    id: uuid::Uuid,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<String>, ProjectionError> {
+    let sql = format!(
+        "SELECT grant_id FROM (\
+           SELECT grant_id, granted_at AS opened_at FROM access_grants WHERE {grants_column} = ? \
+           UNION SELECT grant_id, requested_at AS opened_at FROM access_requests WHERE {requests_column} = ? AND status <> 'approved'\
+         ) AS opened ORDER BY opened_at DESC, grant_id LIMIT ? OFFSET ?"
+    );
+    let id = Value::from(id.hyphenated().to_string());
+    let params = vec![id.clone(), id, Value::from(u64::from(limit.clamp(1, 500))), Value::from(u64::from(offset))];
+    let rows: Vec<(String,)> = db.fetch_all(&sql, params).await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 

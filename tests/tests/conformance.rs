@@ -6,6 +6,8 @@ use emr_eventstore::conformance::*;
 emr_tests::on_every_backend!(
     log_appends_in_order,
     log_appends_batches_in_order,
+    log_appends_each_on_its_own,
+    batched_creations_answer_each_as_one_would,
     log_refuses_stale_expectations,
     log_drops_repeated_commit_ids,
     log_appends_changes_together,

@@ -7,8 +7,9 @@
 //   server's preview of it, amends the record, compares the versions and replays the
 //   record as it was before; the patient signs in (enrolling too), opens their record
 //   and sees that read in "who saw my data", approves the physician's access request,
-//   grants access and revokes a grant; an auditor verifies the record's first
-//   event against the anchored, signed tree head — in the browser, step by step.
+//   grants access and revokes a grant; the physician sees both in "my access"; an
+//   auditor verifies the record's first event against the anchored, signed tree
+//   head — in the browser, step by step.
 //
 // Every step is screenshotted into e2e/artifacts/, and axe-core checks each main
 // screen for serious or critical accessibility violations. Exits non-zero on any
@@ -161,11 +162,11 @@ async function uiSignIn(page, base, username, secret) {
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(PASSWORD);
   await page.keyboard.press('Enter');
-  const code = secret
-    ? totp(secret, 1)
-    : totp((await page.getByTestId('totp-secret').textContent({ timeout: 15_000 })).trim());
+  const enrolled = secret ?? (await page.getByTestId('totp-secret').textContent({ timeout: 15_000 })).trim();
+  const code = secret ? totp(secret, 1) : totp(enrolled);
   await page.getByLabel('Authenticator code').fill(code);
   await page.keyboard.press('Enter');
+  return enrolled;
 }
 
 async function main() {
@@ -204,6 +205,7 @@ async function main() {
     }, adminToken);
     await json(base, 'POST', '/v1/accounts', { username: 'auditor_zhao', password: PASSWORD, role: 'auditor' }, adminToken);
     const patient = await json(base, 'POST', '/v1/accounts/self-registration', { username: 'wang_fang', password: PASSWORD });
+    let doctorSecret;
     await federatedTask(base, adminToken);
 
     browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
@@ -219,7 +221,7 @@ async function main() {
       await reachableByKeyboard(page, 'sign-in', ['用户名', '密码', '登 录']);
     });
     await step(page, 'physician-signed-in-with-mfa', async () => {
-      await uiSignIn(page, base, 'dr_li');
+      doctorSecret = await uiSignIn(page, base, 'dr_li');
       await page.getByRole('heading', { name: 'Find a patient' }).waitFor({ timeout: 15_000 });
       await accessible(page, 'patients');
       await reachableByKeyboard(page, 'patients', ['Find a patient', 'Name', 'Date of birth', 'Gender', 'MRN', 'Patient account (optional)', 'Hospital', 'Register']);
@@ -347,6 +349,16 @@ async function main() {
       await page.getByLabel('Why you revoke it').fill('care finished');
       await page.getByRole('button', { name: 'Revoke access' }).click();
       await page.getByText('revoked', { exact: true }).waitFor({ timeout: 15_000 });
+    });
+    await step(page, 'physician-sees-their-access', async () => {
+      await page.getByRole('button', { name: 'Sign out' }).click();
+      await uiSignIn(page, base, 'dr_li', doctorSecret);
+      await page.getByRole('link', { name: 'My access' }).click();
+      await page.getByRole('heading', { name: 'My access' }).waitFor({ timeout: 15_000 });
+      // The approved request opens the chart; the revoked grant is listed, not linked.
+      await page.getByRole('link', { name: patient.user_id }).first().waitFor({ timeout: 15_000 });
+      await page.getByText('revoked', { exact: true }).waitFor({ timeout: 15_000 });
+      await accessible(page, 'my access');
     });
     await step(page, 'auditor-verifies-the-record', async () => {
       await page.getByRole('button', { name: 'Sign out' }).click();

@@ -17,6 +17,7 @@ const MyRecords = lazy(() => import('./pages/MyRecords'));
 const AccessLog = lazy(() => import('./pages/AccessLog'));
 const Audit = lazy(() => import('./pages/Audit'));
 const Grants = lazy(() => import('./pages/Grants'));
+const MyAccess = lazy(() => import('./pages/MyAccess'));
 const Operations = lazy(() => import('./pages/Operations'));
 const Security = lazy(() => import('./pages/Security'));
 const Accounts = lazy(() => import('./pages/Accounts'));
@@ -35,6 +36,7 @@ const SCREENS: Screen[] = [
   { path: '/my/records', label: 'myRecords', roles: ['patient'] },
   { path: '/my/access-log', label: 'whoSawMyData', roles: ['patient'] },
   { path: '/my/grants', label: 'myGrants', roles: ['patient'] },
+  { path: '/my/access', label: 'myAccess', roles: ['physician', 'nurse'] },
   { path: '/audit', label: 'integrity', roles: ['auditor'] },
   { path: '/operations', label: 'operations', roles: ['admin', 'auditor'] },
   { path: '/security', label: 'securityEvents', roles: ['admin', 'auditor'] },
@@ -125,6 +127,7 @@ function Screens() {
         <Route path="/my/access-log" element={<AccessLog />} />
         <Route path="/audit" element={<Audit />} />
         <Route path="/my/grants" element={<Grants />} />
+        <Route path="/my/access" element={<MyAccess />} />
         <Route path="/operations" element={<Operations />} />
         <Route path="/security" element={<Security />} />
         <Route path="/accounts" element={<Accounts />} />

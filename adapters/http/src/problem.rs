@@ -176,6 +176,9 @@ fn attachment_problem(error: &AttachmentError) -> Problem {
         AttachmentError::Stream(StreamError::TooLarge) => {
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "The attachment is too large", error.to_string())
         }
+        AttachmentError::TooLarge { .. } => {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large-to-read", "The attachment is too large for this read", error.to_string())
+        }
         AttachmentError::Stream(_) => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "blob-corrupt", "The stored blob fails its integrity check", error.to_string())
         }
@@ -408,6 +411,12 @@ impl ApiError {
             Self::Clinic(error @ ClinicError::IdMismatch { .. }) => {
                 Problem::new(StatusCode::BAD_REQUEST, "id-mismatch", "The body names another resource than the address", error.to_string())
             }
+            Self::Clinic(error @ ClinicError::NotACreation { .. }) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not-a-creation",
+                "A batch of creations holds another command",
+                error.to_string(),
+            ),
             Self::Clinic(error @ ClinicError::NotOneChange { .. }) => {
                 Problem::new(StatusCode::BAD_REQUEST, "not-one-change", "The transaction cannot be one change", error.to_string())
             }
@@ -415,8 +424,10 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem, with a server-side failure logged as a response logs it: for
+    /// answers that travel inside a body (a batch's entries).
+    pub(crate) fn logged_problem(self) -> Problem {
         let problem = self.problem();
         if problem.status >= 500 {
             let cause = match &self {
@@ -433,6 +444,12 @@ impl IntoResponse for ApiError {
                 tracing::error!(code = %problem.code, %cause, "request failed");
             }
         }
-        problem.into_response()
+        problem
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.logged_problem().into_response()
     }
 }

@@ -8,8 +8,10 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use emr_attachments::AttachmentError;
 use emr_auth::AuthPolicy;
-use emr_domain::actor::Role;
+use emr_domain::actor::{Actor, Role};
+use emr_domain::ids::{AttachmentId, RecordId};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use support::*;
@@ -548,6 +550,29 @@ async fn a_dicom_attachment_previews_as_a_png_recorded_as_a_disclosure_and_the_r
 }
 
 #[tokio::test]
+async fn a_read_refused_as_too_large_for_its_reader_records_no_disclosure() {
+    let app = app().await;
+    let (author, patient, patient_id) = clinic_with_patient(&app).await;
+    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
+    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let scan = vec![7_u8; 50_000];
+    assert_eq!(send(&app, upload_request(&author, &record, "ct.dcm", scan)).await.0, StatusCode::CREATED);
+    let (_, _, view) = send(&app, get(&patient, &format!("/v1/records/{record}"))).await;
+    let attachment: AttachmentId = view["attachments"][0]["attachment_id"].as_str().unwrap().parse().unwrap();
+    let reader = Actor::new(patient.id.parse().unwrap(), Role::Patient);
+    let attachments = app.state.attachments.clone().unwrap();
+    let record_id: RecordId = record.parse().unwrap();
+    let disclosed_before = disclosures(&app).await;
+
+    let refused = attachments.download_within(&reader, record_id, attachment, 49_999).await.err();
+    assert!(matches!(refused, Some(AttachmentError::TooLarge { size: 50_000, limit: 49_999 })), "{refused:?}");
+    assert_eq!(disclosures(&app).await, disclosed_before, "nothing was shown, so nothing is disclosed");
+    let served = attachments.download_within(&reader, record_id, attachment, 50_000).await.unwrap();
+    assert!(served.disclosure.is_some());
+    assert_eq!(disclosures(&app).await, disclosed_before + 1, "a read that fits is recorded once");
+}
+
+#[tokio::test]
 async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_gone() {
     let app = app().await;
     let (author, patient, patient_id) = clinic_with_patient(&app).await;
@@ -586,9 +611,11 @@ async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_go
     let (status, _, _) =
         send(&app, command(&admin, "POST", &format!("/v1/patients/{patient_id}/erasure"), &json!({"reason": "patient_request"}))).await;
     assert_eq!(status, StatusCode::OK);
+    let disclosed_before = disclosures(&app).await;
     let response =
         app.router.clone().oneshot(get(&patient, &format!("/v1/records/{record}/attachments/{attachment_id}/content"))).await.unwrap();
     assert_eq!(response.status(), StatusCode::GONE, "the key is destroyed");
+    assert_eq!(disclosures(&app).await, disclosed_before, "a read that could not be served is not recorded as a disclosure");
     assert!(!blob.exists(), "the erased patient's blob was unpinned and collected");
     let (_, _, status) = send(&app, get(&patient, &status_uri)).await;
     assert_eq!(status["pinned"].as_bool(), Some(false), "{status}");
@@ -695,4 +722,103 @@ async fn administrators_list_accounts_by_role_and_nobody_else_lists_them() {
     assert_eq!(physicians[0]["mfa_enabled"], 1, "{physicians}");
     assert_problem(&send(&app, get(&physician, "/v1/accounts")).await, StatusCode::FORBIDDEN, "role-not-permitted");
     assert_eq!(send(&app, get(&admin, "/v1/accounts?colour=blue")).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_practitioner_lists_the_grants_made_to_them_and_their_pending_requests_and_no_one_else_may() {
+    let app = app_with_everything().await;
+    let (_, first_patient, _) = clinic_with_patient(&app).await;
+    let (_, second_patient, _) = clinic_with_patient(&app).await;
+    let consultant = sign_in(&app, Role::Physician).await;
+    let colleague = sign_in(&app, Role::Physician).await;
+    let granted =
+        send(&app, command(&first_patient, "POST", "/v1/grants", &grant_body(&first_patient.id, &consultant.id, in_days(7)))).await;
+    assert_eq!(granted.0, StatusCode::CREATED, "{}", granted.2);
+    let to_colleague = grant_body(&first_patient.id, &colleague.id, in_days(7));
+    assert_eq!(send(&app, command(&first_patient, "POST", "/v1/grants", &to_colleague)).await.0, StatusCode::CREATED);
+    let request = json!({"patient_id": second_patient.id, "scopes": ["read"], "requested_until": in_days(3), "reason": "referral"});
+    let requested = send(&app, command(&consultant, "POST", "/v1/access-requests", &request)).await;
+    assert_eq!(requested.0, StatusCode::CREATED, "{}", requested.2);
+    fold(&app).await;
+
+    let own = format!("/v1/accounts/{}/grants", consultant.id);
+    let (status, _, listed) = send(&app, get(&consultant, &own)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let listed = listed.as_array().unwrap();
+    let ids: Vec<&str> = listed.iter().map(|g| g["grant_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [requested.2["aggregate_id"].as_str().unwrap(), granted.2["aggregate_id"].as_str().unwrap()], "newest first");
+    assert!(listed.iter().all(|g| g["grantee"] == json!(consultant.id)), "only the consultant's: {listed:?}");
+    assert_eq!((listed[0]["status"].as_str(), listed[1]["active_now"].as_bool()), (Some("requested"), Some(true)), "{listed:?}");
+
+    let revoke = json!({"reason": "second opinion given"});
+    let grant = granted.2["aggregate_id"].as_str().unwrap();
+    assert_eq!(send(&app, command(&first_patient, "POST", &format!("/v1/grants/{grant}/revocation"), &revoke)).await.0, StatusCode::OK);
+    let (_, _, after) = send(&app, get(&consultant, &own)).await;
+    assert_eq!(after[1]["active_now"], false, "a revocation shows before the read model folds it: {after}");
+
+    let (status, _, audited) = send(&app, get(&sign_in(&app, Role::Auditor).await, &own)).await;
+    assert_eq!((status, audited.as_array().map(Vec::len)), (StatusCode::OK, Some(2)), "an auditor may look: {audited}");
+    for stranger in [&colleague, &first_patient] {
+        assert_eq!(send(&app, get(stranger, &own)).await.0, StatusCode::FORBIDDEN, "another user's grants are theirs alone");
+    }
+    assert_problem(&send(&app, get(&consultant, "/v1/accounts/not-a-uuid/grants")).await, StatusCode::BAD_REQUEST, "invalid-id");
+}
+
+#[tokio::test]
+async fn a_batch_of_records_answers_each_on_its_own_and_a_retried_batch_creates_none_twice() {
+    let app = app().await;
+    let (author, _, patient_id) = clinic_with_patient(&app).await;
+    let colleague = sign_in(&app, Role::Physician).await;
+    let stranger_patient = uuid::Uuid::now_v7().to_string();
+    let records = json!({"records": [
+        record_body(&patient_id, &author),
+        record_body(&patient_id, &author),
+        record_body(&stranger_patient, &author),
+        record_body(&patient_id, &colleague),
+        record_body(&patient_id, &author),
+    ]});
+    let key = uuid::Uuid::now_v7().to_string();
+    let batch = || {
+        let mut request = command(&author, "POST", "/v1/records/batch", &records);
+        request.headers_mut().insert("idempotency-key", key.parse().unwrap());
+        request
+    };
+    let (status, _, answered) = send(&app, batch()).await;
+    assert_eq!(status, StatusCode::OK, "{answered}");
+    let statuses: Vec<u64> = answered.as_array().unwrap().iter().map(|entry| entry["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [201, 201, 422, 403, 201], "{answered}");
+    assert_eq!(answered[2]["problem"]["code"], "patient-not-active", "{answered}");
+    assert_eq!(answered[3]["problem"]["code"], "on-behalf-of-another", "{answered}");
+    let created: Vec<&str> = [0, 1, 4].iter().map(|&i| answered[i]["receipt"]["aggregate_id"].as_str().unwrap()).collect();
+    assert_eq!(created.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "three distinct records");
+    for record in &created {
+        assert_eq!(send(&app, get(&author, &format!("/v1/records/{record}"))).await.0, StatusCode::OK);
+    }
+
+    let (status, _, again) = send(&app, batch()).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    for i in [0, 1, 4] {
+        assert_eq!(again[i]["receipt"]["aggregate_id"], answered[i]["receipt"]["aggregate_id"], "{again}");
+        assert_eq!(
+            (again[i]["receipt"]["replayed"].as_bool(), &again[i]["receipt"]["position"]),
+            (Some(true), &answered[i]["receipt"]["position"])
+        );
+    }
+    let commits = app.log.read_from(1, 100_000).await.unwrap();
+    let creations = commits.iter().filter(|c| String::from_utf8_lossy(&c.payload).contains("\"RecordCreated\"")).count();
+    assert_eq!(creations, 3, "the retry created nothing");
+
+    assert_problem(
+        &send(&app, command(&author, "POST", "/v1/records/batch", &json!({"records": []}))).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-batch",
+    );
+    let too_many = json!({"records": vec![record_body(&patient_id, &author); 1001]});
+    assert_problem(
+        &send(&app, command(&author, "POST", "/v1/records/batch", &too_many)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-batch",
+    );
+    let malformed = send(&app, command(&author, "POST", "/v1/records/batch", &json!({"records": [{"patient_id": "x"}]}))).await;
+    assert!(malformed.0.is_client_error(), "{malformed:?}");
 }

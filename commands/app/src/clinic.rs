@@ -31,6 +31,29 @@ mod transaction;
 
 pub use transaction::{Step, TransactionError};
 
+/// An attachment read that authorization allowed and that is not yet recorded
+/// (see [`Clinic::attachment_for_reading`]).
+#[derive(Debug, Clone)]
+pub struct AttachmentRead {
+    actor: Actor,
+    record_id: RecordId,
+    patient_id: PatientId,
+    attachment: AttachmentSummary,
+    basis: Basis,
+}
+
+impl AttachmentRead {
+    /// The attachment, as its record describes it.
+    pub fn attachment(&self) -> &AttachmentSummary {
+        &self.attachment
+    }
+
+    /// The patient whose key seals it.
+    pub fn patient_id(&self) -> PatientId {
+        self.patient_id
+    }
+}
+
 /// Why a command was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ClinicError {
@@ -65,6 +88,12 @@ pub enum ClinicError {
     /// The actor may not do this (see [`emr_domain::access`]).
     #[error("forbidden: {0}")]
     Forbidden(#[from] Denied),
+    /// A batch of creations held another command.
+    #[error("a {kind} command in a batch of creations; send it on its own")]
+    NotACreation {
+        /// The command's kind.
+        kind: &'static str,
+    },
     /// The patient, record or grant does not exist.
     #[error("no such {what}")]
     NotFound {
@@ -425,9 +454,8 @@ impl Clinic {
 
     async fn record_command(&self, record_id: RecordId, command: RecordCommand, context: &CommandContext) -> Result<Receipt, ClinicError> {
         let actor = &context.actor;
-        if let RecordCommand::Create { patient_id, .. } = &command {
-            self.authorize_creation(record_id, &command, actor).await?;
-            self.ensure_active_patient(*patient_id).await?;
+        if matches!(command, RecordCommand::Create { .. }) {
+            self.creation_checks(record_id, &command, actor).await?;
             return self.run_creation(&self.records, record_id.to_string(), command, context).await;
         } else {
             let action = match &command {
@@ -447,6 +475,49 @@ impl Clinic {
             self.authorize(actor, action, subject).await?;
         }
         self.run(&self.records, record_id.to_string(), command, context).await
+    }
+
+    /// Creates records as one pipelined batch (a bulk import, a backlog after
+    /// downtime): each is authorized and checked as [`Clinic::record`] checks a
+    /// creation, the accepted ones go to the log together
+    /// ([`EmrEventStore::execute_creations`]), and each answers on its own, in the
+    /// order given. Each carries its own context (its own command id, so a retried
+    /// batch applies each record once). A command other than a creation is refused.
+    pub async fn create_records(&self, batch: Vec<(RecordId, RecordCommand, CommandContext)>) -> Vec<Result<Receipt, ClinicError>> {
+        let span = tracing::info_span!("create_records", records = batch.len());
+        async move {
+            let kinds: Vec<&'static str> = batch.iter().map(|(_, command, _)| command.kind()).collect();
+            let mut answers: Vec<Option<Result<Receipt, ClinicError>>> = batch.iter().map(|_| None).collect();
+            let mut accepted = Vec::with_capacity(batch.len());
+            for (index, (record_id, command, context)) in batch.into_iter().enumerate() {
+                match self.creation_checks(record_id, &command, &context.actor).await {
+                    Ok(()) => accepted.push((index, (record_id.to_string(), command, context))),
+                    Err(refused) => answers[index] = Some(Err(refused)),
+                }
+            }
+            let (indices, commands): (Vec<usize>, Vec<_>) = accepted.into_iter().unzip();
+            let ids: Vec<String> = commands.iter().map(|(id, ..)| id.clone()).collect();
+            let executed = self.records.execute_creations(commands, &self.services).await;
+            for ((index, id), executed) in indices.into_iter().zip(ids).zip(executed) {
+                answers[index] = Some(executed.map(|executed| Receipt::of(&id, executed)).map_err(ExecuteError::into_error::<ClinicError>));
+            }
+            let answers: Vec<_> = answers.into_iter().flatten().collect();
+            for (kind, answer) in kinds.into_iter().zip(&answers) {
+                crate::outcomes::observe(kind, answer);
+            }
+            answers
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Everything a record's creation is checked against before it is decided.
+    async fn creation_checks(&self, record_id: RecordId, command: &RecordCommand, actor: &Actor) -> Result<(), ClinicError> {
+        let RecordCommand::Create { patient_id, .. } = command else {
+            return Err(ClinicError::NotACreation { kind: command.kind() });
+        };
+        self.authorize_creation(record_id, command, actor).await?;
+        self.ensure_active_patient(*patient_id).await
     }
 
     /// The checks of a record's creation that need no stored state: the id, the
@@ -618,13 +689,16 @@ impl Clinic {
         Ok((patient_id, Self::attachment_of(record.state(), attachment_id)))
     }
 
-    /// An attachment `actor` may read, with the disclosure that records the read.
+    /// An attachment `actor` may read, not yet disclosed: the caller checks what
+    /// it must (the blob opens, the size suits it) and then records the read with
+    /// [`Clinic::disclose_attachment`] before it shows a byte, so a read that
+    /// never happened is never recorded as a disclosure.
     pub async fn attachment_for_reading(
         &self,
         actor: &Actor,
         record_id: RecordId,
         attachment_id: AttachmentId,
-    ) -> Result<(PatientId, AttachmentSummary, Option<DisclosureId>), ClinicError> {
+    ) -> Result<AttachmentRead, ClinicError> {
         let (record, subject) = self.existing_record(record_id).await?;
         let basis = self.authorize(actor, Action::ReadRecord, subject).await?;
         if basis == Basis::Redacted {
@@ -632,8 +706,14 @@ impl Clinic {
         }
         let attachment = Self::attachment_of(record.state(), attachment_id).ok_or(ClinicError::NotFound { what: "attachment" })?;
         let patient_id = subject.patient.ok_or(ClinicError::NotFound { what: "record" })?;
-        let disclosure = self.disclose(actor, patient_id, Resource::Attachment { record_id, attachment_id }, basis, None).await?;
-        Ok((patient_id, attachment, disclosure))
+        Ok(AttachmentRead { actor: *actor, record_id, patient_id, attachment, basis })
+    }
+
+    /// Records an authorized attachment read as a disclosure (none for a basis
+    /// that discloses no PHI).
+    pub async fn disclose_attachment(&self, read: &AttachmentRead) -> Result<Option<DisclosureId>, ClinicError> {
+        let resource = Resource::Attachment { record_id: read.record_id, attachment_id: read.attachment.attachment_id };
+        self.disclose(&read.actor, read.patient_id, resource, read.basis, None).await
     }
 
     /// An attachment's facts (content id, size, digest; no PHI) for whoever may

@@ -17,6 +17,6 @@ mod grant_directory;
 mod outcomes;
 mod receipt;
 
-pub use clinic::{Clinic, ClinicError, Read, Step, Subject, TransactionError};
+pub use clinic::{AttachmentRead, Clinic, ClinicError, Read, Step, Subject, TransactionError};
 pub use emr_eventstore::EventStorePorts;
 pub use receipt::{EventReceipt, Receipt};

@@ -34,6 +34,14 @@ pub enum AttachmentError {
     /// The key service failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The reader takes files up to `limit` bytes; this one has `size`.
+    #[error("the attachment has {size} bytes; this read takes at most {limit}")]
+    TooLarge {
+        /// The attachment's plaintext size.
+        size: u64,
+        /// The most the reader takes.
+        limit: u64,
+    },
 }
 
 /// What the client sends with the bytes.
@@ -169,13 +177,32 @@ impl Attachments {
         Ok(self.clinic.record(upload.record_id, RecordCommand::AddAttachment(descriptor), context).await?)
     }
 
-    /// Authorizes and records a read of an attachment, and opens its blob.
+    /// Authorizes a read of an attachment, opens its blob and records the read
+    /// as a disclosure: recorded only once the content can be served.
     pub async fn download(&self, actor: &Actor, record_id: RecordId, attachment_id: AttachmentId) -> Result<Download, AttachmentError> {
-        let (patient_id, attachment, disclosure) = self.clinic.attachment_for_reading(actor, record_id, attachment_id).await?;
-        let key = self.clinic.vault().key_for_opening(patient_id).await?.ok_or(AttachmentError::Erased)?;
+        self.download_within(actor, record_id, attachment_id, u64::MAX).await
+    }
+
+    /// As [`Attachments::download`], for a reader that takes files of at most
+    /// `max_bytes` (a preview holds the file whole): a larger one is refused
+    /// before anything is recorded as disclosed.
+    pub async fn download_within(
+        &self,
+        actor: &Actor,
+        record_id: RecordId,
+        attachment_id: AttachmentId,
+        max_bytes: u64,
+    ) -> Result<Download, AttachmentError> {
+        let read = self.clinic.attachment_for_reading(actor, record_id, attachment_id).await?;
+        let attachment = read.attachment().clone();
+        if attachment.size_bytes > max_bytes {
+            return Err(AttachmentError::TooLarge { size: attachment.size_bytes, limit: max_bytes });
+        }
+        let key = self.clinic.vault().key_for_opening(read.patient_id()).await?.ok_or(AttachmentError::Erased)?;
         let content_id = attachment.content_id.clone().ok_or(BlobError::NotFound(attachment_id.to_string()))?;
         let blob = self.store.get(&content_id).await?;
-        Ok(Download { attachment, disclosure, key, header: BlobHeader { patient_id, attachment_id }, blob })
+        let disclosure = self.clinic.disclose_attachment(&read).await?;
+        Ok(Download { attachment, disclosure, key, header: BlobHeader { patient_id: read.patient_id(), attachment_id }, blob })
     }
 
     /// Frees an erased patient's blobs, on the replicas first and then in the

@@ -114,6 +114,64 @@ pub async fn log_appends_batches_in_order(backend: Backend) {
     assert_eq!(log.read_aggregate(&b, 0).await.unwrap().len(), 2, "the first was appended, the stale one not");
 }
 
+/// Independent commits appended each on its own: every one is checked against
+/// its own expectation and answered in the order given; a refused one leaves
+/// the others appended, and a repeated commit id answers its original position.
+pub async fn log_appends_each_on_its_own(backend: Backend) {
+    let log = backend.log;
+    let (a, b, c) = (
+        AggregateKey::new("patient", "a").unwrap(),
+        AggregateKey::new("patient", "b").unwrap(),
+        AggregateKey::new("patient", "c").unwrap(),
+    );
+    let taken = log.append(raw_request(&b, 0, b"b0")).await.unwrap();
+    let repeated = raw_request(&c, 0, b"c1");
+    let answers = log.append_each(vec![raw_request(&a, 0, b"a1"), raw_request(&b, 0, b"b1"), repeated.clone()]).await;
+    let [first, refused, third] = answers.as_slice() else { panic!("one answer per commit: {answers:?}") };
+    let (first, third) = (first.as_ref().unwrap(), third.as_ref().unwrap());
+    assert!(matches!(refused, Err(LogError::Conflict { .. })), "b already has a commit: {refused:?}");
+    assert!(taken.position < first.position && first.position < third.position, "{taken:?} {first:?} {third:?}");
+    let all: Vec<_> = log.read_from(first.position, 10).await.unwrap().into_iter().map(|c| c.payload).collect();
+    assert_eq!(all, [b"a1".to_vec(), b"c1".to_vec()], "the refused one left no trace");
+    let again = log.append_each(vec![repeated]).await;
+    assert!(matches!(again.as_slice(), [Ok(a)] if a.duplicate && a.position == third.position), "{again:?}");
+    assert!(log.append_each(Vec::new()).await.is_empty());
+}
+
+/// A batch of creations answers each command as `execute_creation` would, in
+/// order: new aggregates created, a taken id refused by the aggregate's own
+/// rule, a retried command answered with its original result.
+pub async fn batched_creations_answer_each_as_one_would(backend: Backend) {
+    let patient = PatientId::new();
+    let store = backend.store::<MedicalRecord>(StoreConfig::default());
+    let (taken, fresh) = (RecordId::new(), [RecordId::new(), RecordId::new()]);
+    let earlier = doctor();
+    store.execute_creation(&taken.to_string(), create_record(taken, patient, "first"), &services(), &earlier).await.unwrap();
+    let item = |record: RecordId, title: &str, context: &CommandContext| {
+        (record.to_string(), create_record(record, patient, title), context.clone())
+    };
+    let batch = vec![
+        item(fresh[0], "a", &doctor()),
+        item(taken, "again", &doctor()),
+        item(fresh[1], "b", &doctor()),
+        item(taken, "first", &earlier),
+        ("not a valid id".to_owned(), create_record(fresh[0], patient, "c"), doctor()),
+    ];
+    let other = backend.store::<MedicalRecord>(StoreConfig::default());
+    let answers = other.execute_creations(batch, &services()).await;
+    assert_eq!(answers.len(), 5, "one answer per command");
+    let created: Vec<u64> = [&answers[0], &answers[2]].iter().map(|a| a.as_ref().unwrap().position.unwrap()).collect();
+    assert!(created[0] < created[1], "created in order: {created:?}");
+    assert!(matches!(answers[1], Err(ExecuteError::Rejected(_))), "a taken id: {:?}", answers[1]);
+    assert!(answers[3].as_ref().is_ok_and(|retried| retried.replayed), "a retry: {:?}", answers[3]);
+    assert!(matches!(answers[4], Err(ExecuteError::Store(_))), "an invalid id: {:?}", answers[4]);
+    for (record, title) in fresh.iter().zip(["a", "b"]) {
+        let loaded =
+            backend.store::<MedicalRecord>(StoreConfig { cache_capacity: 0, ..StoreConfig::default() }).load(&record.to_string()).await;
+        assert_eq!(loaded.unwrap().sequence(), 1, "{title} was created once");
+    }
+}
+
 /// An append that expects a stale last position is refused, whatever it expected.
 pub async fn log_refuses_stale_expectations(backend: Backend) {
     let log = backend.log;

@@ -42,7 +42,7 @@ pub use log::{
 pub use phi::{PhiCodec, PhiError};
 pub use reader::{CANONICAL_VERSION, LogFollower, LogReader, RecordedEvent, stored_canonical_bytes};
 pub use snapshot::SnapshotStore;
-pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, Prepared, StoreConfig};
+pub use store::{CommitSummary, Cutoff, EmrAggregateContext, EmrEventStore, ExecuteError, Executed, Outcome, Prepared, StoreConfig};
 
 use std::sync::Arc;
 

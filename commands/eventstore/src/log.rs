@@ -169,6 +169,21 @@ pub trait EventLog: Send + Sync + 'static {
         .boxed()
     }
 
+    /// Appends independent commits, each under its own expectation, and answers
+    /// each on its own: a refusal of one leaves the others standing. A backend may
+    /// pipeline them — send every one before awaiting any acknowledgement — which
+    /// is how a batch of commands reaches the log's own throughput.
+    fn append_each(&self, requests: Vec<CommitRequest>) -> BoxFuture<'_, Vec<Result<Appended, LogError>>> {
+        async move {
+            let mut appended = Vec::with_capacity(requests.len());
+            for request in requests {
+                appended.push(self.append(request).await);
+            }
+            appended
+        }
+        .boxed()
+    }
+
     /// Appends commits to several aggregates as one change: every one of them, or
     /// (on any refusal) none, including after a crash part-way — a backend that
     /// cannot write them at once finishes an interrupted change when it next opens.

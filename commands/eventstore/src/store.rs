@@ -77,6 +77,26 @@ pub struct Executed<A: Aggregate> {
     pub replayed: bool,
 }
 
+impl<A: Aggregate> Executed<A> {
+    /// A command that produced no event.
+    fn nothing() -> Self {
+        Self { events: Vec::new(), position: None, replayed: false }
+    }
+}
+
+/// What executing a command came to.
+pub type Outcome<A> = Result<Executed<A>, ExecuteError<<A as Aggregate>::Error>>;
+
+/// How a creation goes ([`EmrEventStore::creation_path`]).
+// Short-lived and matched at once: boxing the commit would cost every creation an allocation.
+#[allow(clippy::large_enum_variant)]
+enum CreationPath<A: Aggregate> {
+    /// Straight to the log as this commit (none: the command produced no event).
+    Append(Option<Prepared<A>>),
+    /// Decided on the latest state.
+    Execute,
+}
+
 /// Why a command was not executed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError<E: std::error::Error> {
@@ -369,19 +389,88 @@ where
         A::Command: Clone,
     {
         let key = Self::key(aggregate_id)?;
+        match self.creation_path(key, &command, services, context).await? {
+            CreationPath::Execute => self.execute(aggregate_id, command, services, context).await,
+            CreationPath::Append(None) => Ok(Executed::nothing()),
+            CreationPath::Append(Some(commit)) => match self.append_prepared(commit).await {
+                Err(StoreError::Log(LogError::Conflict { .. })) => self.execute(aggregate_id, command, services, context).await,
+                outcome => Ok(outcome?),
+            },
+        }
+    }
+
+    /// How a creation goes: straight to the log, decided on the empty aggregate
+    /// (no read first), or — its aggregate known, the command conditional, or
+    /// refused on the empty aggregate — through [`EmrEventStore::execute`].
+    async fn creation_path(
+        &self,
+        key: AggregateKey,
+        command: &A::Command,
+        services: &A::Services,
+        context: &CommandContext,
+    ) -> Result<CreationPath<A>, StoreError>
+    where
+        A::Command: Clone,
+    {
         let known = self.cache.as_ref().is_some_and(|cache| cache.contains(&key));
         if known || context.expected_version.is_some_and(|expected| expected != 0) {
-            return self.execute(aggregate_id, command, services, context).await;
+            return Ok(CreationPath::Execute);
         }
         let mut empty = EmrAggregateContext::<A>::empty(key);
         let sink = EventSink::default();
         if empty.aggregate.handle(command.clone(), services, &sink).await.is_err() {
-            return self.execute(aggregate_id, command, services, context).await;
+            return Ok(CreationPath::Execute);
         }
-        match self.append(sink.collect().await, empty, context).await {
-            Err(StoreError::Log(LogError::Conflict { .. })) => self.execute(aggregate_id, command, services, context).await,
-            outcome => Ok(outcome?),
+        Ok(CreationPath::Append(self.prepare(sink.collect().await, empty, context).await?))
+    }
+
+    /// Executes commands that each create their own aggregate as one pipelined
+    /// batch (a bulk import): each is decided on the empty aggregate and its
+    /// commit sent with the others' before any acknowledgement is awaited
+    /// ([`EventLog::append_each`]). Each answers on its own, in the order given.
+    /// One that cannot go this way — its aggregate known or taken in the log, a
+    /// conditional command, refused on the empty aggregate — runs as
+    /// [`EmrEventStore::execute_creation`] would, after the batch.
+    pub async fn execute_creations(
+        &self,
+        batch: Vec<(String, A::Command, CommandContext)>,
+        services: &A::Services,
+    ) -> Vec<Outcome<A>>
+    where
+        A::Command: Clone,
+    {
+        let mut outcomes: Vec<Option<Outcome<A>>> = batch.iter().map(|_| None).collect();
+        let (mut prepared, mut one_by_one) = (Vec::new(), Vec::new());
+        for (index, (aggregate_id, command, context)) in batch.iter().enumerate() {
+            let path = match Self::key(aggregate_id) {
+                Ok(key) => self.creation_path(key, command, services, context).await,
+                Err(error) => Err(error),
+            };
+            match path {
+                Ok(CreationPath::Execute) => one_by_one.push(index),
+                Ok(CreationPath::Append(Some(commit))) => prepared.push((index, commit)),
+                Ok(CreationPath::Append(None)) => outcomes[index] = Some(Ok(Executed::nothing())),
+                Err(error) => outcomes[index] = Some(Err(error.into())),
+            }
         }
+        let requests = prepared.iter().map(|(_, commit)| commit.request.clone()).collect();
+        let appended = self.log.append_each(requests).await;
+        for ((index, commit), appended) in prepared.into_iter().zip(appended) {
+            match appended {
+                Ok(appended) => outcomes[index] = Some(self.complete(commit, appended).await.map_err(Into::into)),
+                Err(LogError::Conflict { .. }) => one_by_one.push(index),
+                Err(error) => {
+                    self.forget(&commit.context.key);
+                    outcomes[index] = Some(Err(StoreError::from(error).into()));
+                }
+            }
+        }
+        for index in one_by_one {
+            let (aggregate_id, command, context) = &batch[index];
+            outcomes[index] = Some(self.execute(aggregate_id, command.clone(), services, context).await);
+        }
+        debug_assert!(outcomes.iter().all(Option::is_some), "every command of a batch is answered");
+        outcomes.into_iter().flatten().collect()
     }
 
     /// Appends the events a command produced on `context`; returns them as stored.
@@ -392,9 +481,14 @@ where
         context: EmrAggregateContext<A>,
         command: &CommandContext,
     ) -> Result<Executed<A>, StoreError> {
-        let Some(prepared) = self.prepare(events, context, command).await? else {
-            return Ok(Executed { events: Vec::new(), position: None, replayed: false });
-        };
+        match self.prepare(events, context, command).await? {
+            Some(prepared) => self.append_prepared(prepared).await,
+            None => Ok(Executed::nothing()),
+        }
+    }
+
+    /// Appends a prepared commit and completes it.
+    async fn append_prepared(&self, prepared: Prepared<A>) -> Result<Executed<A>, StoreError> {
         let append_span = tracing::info_span!(
             "append",
             aggregate_type = A::TYPE,

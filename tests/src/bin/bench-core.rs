@@ -2,10 +2,14 @@
 //! 1. raw JetStream publish with the expected-sequence header, sequential and pipelined,
 //!    and as a command needs it (with a message id) by concurrent publishers;
 //! 2. record creation through the application layer (JetStream), on many patients
-//!    and on one hot patient: commands/s, p50/p99;
+//!    (one command per call, and in batches of up to 1000) and on one hot patient:
+//!    commands/s, p50/p99;
 //! 3. aggregate load with 10/100/1000 events: cold, snapshotted, cached;
 //! 4. the peer: cqrs-es with its reference MySQL store (`mysql-es`), same aggregate,
-//!    same MariaDB, same workload.
+//!    same MariaDB, same workload;
+//! 5. on nats-server 2.12 or later only (`NATS_SERVER_BIN`): the concurrent publishes of
+//!    baseline 3 group-committed as JetStream atomic batches, the one way the server
+//!    takes several aggregates' commits in one write with each one's expectation.
 //!
 //! Run with: `cargo run --release -p emr-tests --bin bench-core -- [COMMANDS] [CONCURRENCY]`
 //! (defaults 2000 and 32). Prints a Markdown table and JSON, and writes
@@ -57,6 +61,78 @@ async fn register(clinic: &Clinic) -> PatientId {
     patient
 }
 
+/// Baseline 4: `count` publishes from `concurrency` callers, each with the
+/// expected-sequence header, gathered by one committer into JetStream atomic
+/// batches (whatever is waiting, up to 2 batches in flight); every caller waits
+/// for its batch's acknowledgement. `None` on a server without atomic batches
+/// (before 2.12).
+async fn atomic_batches(client: async_nats::Client, count: usize, concurrency: usize) -> Option<Rate> {
+    use async_nats::HeaderMap;
+    use futures::StreamExt;
+    use tokio::sync::{Semaphore, mpsc, oneshot};
+    type Waiters = Vec<oneshot::Sender<bool>>;
+
+    let create = json!({"name": "BENCH_ATOMIC", "subjects": ["bench_atomic.>"], "storage": "file", "allow_atomic": true});
+    let created = client.request("$JS.API.STREAM.CREATE.BENCH_ATOMIC", create.to_string().into()).await.ok()?;
+    let reply: serde_json::Value = serde_json::from_slice(&created.payload).ok()?;
+    if reply.get("error").is_some() || reply["config"]["allow_atomic"] != json!(true) {
+        return None;
+    }
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    let in_flight: Arc<std::sync::Mutex<HashMap<String, (tokio::sync::OwnedSemaphorePermit, Waiters)>>> = Arc::default();
+    let answered = in_flight.clone();
+    tokio::spawn(async move {
+        while let Some(reply) = replies.next().await {
+            let stored = serde_json::from_slice::<serde_json::Value>(&reply.payload).is_ok_and(|ack| ack.get("error").is_none());
+            let batch = answered.lock().unwrap().remove(reply.subject.as_str());
+            for waiter in batch.into_iter().flat_map(|(_slot, waiters)| waiters) {
+                let _ = waiter.send(stored);
+            }
+        }
+    });
+    let (submit, mut waiting) = mpsc::channel::<(String, oneshot::Sender<bool>)>(concurrency);
+    let slots = Arc::new(Semaphore::new(2));
+    tokio::spawn(async move {
+        for batch_number in 0_u64.. {
+            let Some(first) = waiting.recv().await else { break };
+            let mut batch = vec![first];
+            while let Ok(next) = waiting.try_recv() {
+                batch.push(next);
+            }
+            let slot = slots.clone().acquire_owned().await.unwrap();
+            let (batch_id, last) = (format!("bench-{batch_number}"), batch.len());
+            let reply = format!("{inbox}.{batch_number}");
+            let mut waiters = Vec::with_capacity(last);
+            for (n, (subject, waiter)) in batch.into_iter().enumerate() {
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Batch-Id", batch_id.as_str());
+                headers.insert("Nats-Batch-Sequence", (n + 1).to_string().as_str());
+                headers.insert("Nats-Expected-Last-Subject-Sequence", "0");
+                waiters.push(waiter);
+                if n + 1 == last {
+                    headers.insert("Nats-Batch-Commit", "1");
+                    in_flight.lock().unwrap().insert(reply.clone(), (slot, std::mem::take(&mut waiters)));
+                    client.publish_with_reply_and_headers(subject, reply.clone(), headers, vec![b'x'; 600].into()).await.unwrap();
+                    break;
+                }
+                client.publish_with_headers(subject, headers, vec![b'x'; 600].into()).await.unwrap();
+            }
+        }
+    });
+    Some(
+        drive(count, concurrency, move |i| {
+            let submit = submit.clone();
+            async move {
+                let (done, stored) = oneshot::channel();
+                submit.send((format!("bench_atomic.s{i}"), done)).await.unwrap();
+                assert!(stored.await.unwrap(), "an atomic batch was refused");
+            }
+        })
+        .await,
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -106,6 +182,7 @@ async fn main() {
         }
     })
     .await;
+    let raw_atomic = atomic_batches(js.client().clone(), commands, concurrency).await;
 
     // 2. Record creation through the application layer, with the store as `serve`
     // configures it by default (a cached aggregate trusted for 250 ms), then with
@@ -126,6 +203,22 @@ async fn main() {
         }
     })
     .await;
+    // The same creations sent as batches of up to 1000 (`POST /v1/records/batch`):
+    // each decided on its own, the batch's commits pipelined to the log.
+    let started = Instant::now();
+    for chunk in (0..commands).collect::<Vec<_>>().chunks(1000) {
+        let batch = chunk
+            .iter()
+            .map(|&i| {
+                let record = RecordId::new();
+                (record, create(record, patients[i % patients.len()]), doctor())
+            })
+            .collect();
+        for answer in clinic.create_records(batch).await {
+            answer.unwrap();
+        }
+    }
+    let batched = rate(commands, started.elapsed(), Vec::new());
     let checked = Clinic::new(backend.clone(), StoreConfig::default(), DomainServices::default());
     let (c, p) = (checked.clone(), patients.clone());
     let many_checked = drive(commands, concurrency, move |i| {
@@ -218,7 +311,8 @@ async fn main() {
 
     let machine = format!("{} cores, {}", std::thread::available_parallelism().map_or(0, usize::from), std::env::consts::ARCH);
     println!(
-        "## Core benchmark ({commands} commands, concurrency {concurrency}, {machine}; JetStream file storage, nats-server from Debian)\n"
+        "## Core benchmark ({commands} commands, concurrency {concurrency}, {machine}; JetStream file storage, nats-server {})\n",
+        js.client().server_info().version
     );
     println!("| what | per second | p50 ms | p99 ms | ratio |");
     println!("| --- | ---: | ---: | ---: | ---: |");
@@ -232,7 +326,20 @@ async fn main() {
         &raw_concurrent,
         raw_pipelined.per_second,
     );
+    match &raw_atomic {
+        Some(atomic) => row(
+            &format!("raw JetStream publish, {concurrency} publishers group-committed in atomic batches (baseline 4, ratio to pipelined)"),
+            atomic,
+            raw_pipelined.per_second,
+        ),
+        None => println!("| baseline 4 (atomic batches): this nats-server has none (2.12+) | | | | |"),
+    }
     row("record creation, many patients (ratio to pipelined)", &many, raw_pipelined.per_second);
+    println!(
+        "| record creation, many patients, in batches of up to 1000 (ratio to pipelined) | {:.0} | | | {:.2} |",
+        batched.per_second,
+        batched.per_second / raw_pipelined.per_second
+    );
     row("record creation, one hot patient (ratio to pipelined)", &hot, raw_pipelined.per_second);
     row("record creation, many patients, every load checked with the log (ratio to pipelined)", &many_checked, raw_pipelined.per_second);
     row("peer: cqrs-es + mysql-es, many patients (ratio to ours)", &peer_many, many.per_second);
@@ -246,7 +353,9 @@ async fn main() {
         "machine": machine, "commands": commands, "concurrency": concurrency,
         "raw_publish_sequential": r(&raw_sequential), "raw_publish_pipelined": r(&raw_pipelined),
         "raw_publish_concurrent_with_message_id": r(&raw_concurrent),
+        "raw_publish_atomic_batches": raw_atomic.as_ref().map(r),
         "record_creation_many_patients": r(&many), "record_creation_hot_patient": r(&hot),
+        "record_creation_many_patients_batched": r(&batched),
         "record_creation_many_patients_cache_trust_0": r(&many_checked),
         "peer_cqrs_es_mysql_es": r(&peer_many),
         "ours_over_peer": many.per_second / peer_many.per_second,

@@ -7,7 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use emr_attachments::{Attachments, Upload};
+use emr_attachments::{AttachmentError, Attachments, Upload};
 use emr_commands::Receipt;
 use emr_domain::ids::{AttachmentId, RecordId};
 use emr_domain::values::{MimeType, ShortText};
@@ -172,18 +172,18 @@ pub(crate) async fn preview(
     if options.size == 0 || options.size > emr_imaging::MAX_PREVIEW_SIDE {
         return Err(invalid("size", format!("give 1 to {} pixels", emr_imaging::MAX_PREVIEW_SIDE)));
     }
-    let download = store(&state)?.download(&caller.actor, record_id, attachment_id).await?;
-    if download.attachment.size_bytes > MAX_PREVIEW_INPUT_BYTES {
-        return Err(ApiError::Problem(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large-to-preview",
-            "The attachment is too large to preview",
-            format!(
-                "{} bytes; previews are drawn of files up to {MAX_PREVIEW_INPUT_BYTES} bytes — download it instead",
-                download.attachment.size_bytes
-            ),
-        )));
-    }
+    // Refused before the read is recorded: a preview that is never drawn discloses nothing.
+    let download = match store(&state)?.download_within(&caller.actor, record_id, attachment_id, MAX_PREVIEW_INPUT_BYTES).await {
+        Err(AttachmentError::TooLarge { size, limit }) => {
+            return Err(ApiError::Problem(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large-to-preview",
+                "The attachment is too large to preview",
+                format!("{size} bytes; previews are drawn of files up to {limit} bytes — download it instead"),
+            )));
+        }
+        download => download?,
+    };
     let disclosure = download.disclosure;
     let mut bytes = Vec::with_capacity(usize::try_from(download.attachment.size_bytes).unwrap_or(0));
     download.stream_into(&mut bytes).await?;

@@ -188,13 +188,49 @@ pub(crate) async fn of_patient(
     state.clinic.authorize(&caller.actor, Action::ReadGrant, Subject::patient(patient_id)).await?;
     let models = super::read::models(&state)?;
     super::read::reach(models, emr_projections::Projection::tables(&emr_projections::AccessProjection)[0], &consistency).await?;
-    let limit = page.limit.unwrap_or(50).clamp(1, 500);
-    let ids = emr_projections::queries::grant_ids_of_patient(&models.db, patient_id.as_uuid(), limit, page.offset.unwrap_or(0)).await?;
-    let mut views = Vec::new();
+    let ids = emr_projections::queries::grant_ids_of_patient(&models.db, patient_id.as_uuid(), page.limit(), page.offset()).await?;
+    current_views(&state, ids, |grant| grant.patient_id == Some(patient_id)).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{user_id}/grants", tag = "grants", summary = "A practitioner's grants and pending access requests, newest first", params(("user_id" = String, Path, description = "the practitioner's account id (UUID)"), Page, super::read::Consistency), responses((status = 200, body = Vec<GrantView>), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// Which patients' charts a practitioner may open, and what they asked for: for
+/// the practitioner themself or an auditor. Ids from the `access` read model,
+/// each grant read from its aggregate, so a revocation or expiry shows at once.
+pub(crate) async fn of_grantee(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    page: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
+    consistency: Result<axum::extract::Query<super::read::Consistency>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<GrantView>>, ApiError> {
+    let grantee: UserId = path_id(&id, "user id")?;
+    let (axum::extract::Query(page), axum::extract::Query(consistency)) = (page?, consistency?);
+    let subject = Subject { grantee: Some(grantee), ..Subject::default() };
+    state.clinic.authorize(&caller.actor, Action::ReadGrant, subject).await?;
+    let models = super::read::models(&state)?;
+    super::read::reach(models, emr_projections::Projection::tables(&emr_projections::AccessProjection)[0], &consistency).await?;
+    let ids = emr_projections::queries::grant_ids_of_grantee(&models.db, grantee.as_uuid(), page.limit(), page.offset()).await?;
+    current_views(&state, ids, |grant| grant.grantee == Some(grantee)).await.map(Json)
+}
+
+impl Page {
+    fn limit(&self) -> u32 {
+        self.limit.unwrap_or(50).clamp(1, 500)
+    }
+
+    fn offset(&self) -> u32 {
+        self.offset.unwrap_or(0)
+    }
+}
+
+/// The grants `ids` name as their aggregates hold them now, keeping those that
+/// still `belong` to the list (a read model row may trail its aggregate).
+async fn current_views(state: &AppState, ids: Vec<String>, belong: impl Fn(&GrantView) -> bool) -> Result<Vec<GrantView>, ApiError> {
+    let mut views = Vec::with_capacity(ids.len());
     for id in ids {
         let grant_id: GrantId = path_id(&id, "grant id")?;
         let loaded = state.clinic.load_grant(grant_id).await?;
-        views.extend(view(grant_id, loaded.state()).filter(|v| v.patient_id == Some(patient_id)));
+        views.extend(view(grant_id, loaded.state()).filter(&belong));
     }
-    Ok(Json(views))
+    Ok(views)
 }

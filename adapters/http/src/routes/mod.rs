@@ -49,6 +49,7 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/accounts/{user_id}/deactivation", post(auth::deactivate))
         .route("/v1/accounts/{user_id}/role", post(auth::change_role))
         .route("/v1/accounts/{user_id}/mfa-reset", post(auth::reset_mfa))
+        .route("/v1/accounts/{user_id}/grants", get(grants::of_grantee))
         .route("/v1/patients", post(patients::register).get(patients::search))
         .route("/v1/patients/{patient_id}/break-glass", post(patients::break_glass))
         .route("/v1/records/{record_id}/break-glass", post(records::break_glass))
@@ -66,6 +67,8 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/break-glass/{disclosure_id}/justification", post(privacy::justify))
         .route("/v1/privacy/report", get(privacy::report))
         .route("/v1/records", post(records::create))
+        // A thousand records with their content: more than the 2 MiB default.
+        .route("/v1/records/batch", post(records::create_batch).layer(axum::extract::DefaultBodyLimit::max(16 << 20)))
         .route("/v1/records/{record_id}", get(records::show))
         .route("/v1/records/{record_id}/amendments", post(records::amend))
         .route("/v1/records/{record_id}/attachments", post(records::add_attachment))

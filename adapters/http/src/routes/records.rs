@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use emr_commands::{Read, Receipt};
 use emr_domain::access::Basis;
 use emr_domain::ids::{DisclosureId, HospitalId, PatientId, RecordId, UserId};
+use emr_domain::metadata::CommandContext;
 use emr_domain::phi::Phi;
 use emr_domain::record::{AttachmentDescriptor, MedicalRecord, RecordCommand, RecordStatus};
 use emr_domain::values::{RecordContent, RecordType, ShortText};
@@ -36,17 +37,94 @@ pub(crate) async fn create(
     Command(context): Command,
     Body(body): Body<Create>,
 ) -> Result<(StatusCode, Json<Receipt>), ApiError> {
-    let record_id = body.record_id.unwrap_or_else(|| RecordId::from(context.command_id.as_uuid()));
-    let command = RecordCommand::Create {
-        record_id,
-        patient_id: body.patient_id,
-        doctor_id: body.doctor_id,
-        hospital_id: body.hospital_id,
-        record_type: body.record_type,
-        visit_date: body.visit_date,
-        content: body.content,
-    };
+    let (record_id, command) = body.into_command(context.command_id.as_uuid());
     Ok((StatusCode::CREATED, Json(state.clinic.record(record_id, command, &context).await?)))
+}
+
+/// The most records one batch creates.
+const MAX_BATCH: usize = 1000;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RecordBatch)]
+pub(crate) struct Batch {
+    /// 1 to 1000 records, each as `POST /v1/records` takes it.
+    records: Vec<Create>,
+}
+
+/// One record's answer in a batch: its receipt, or the problem that refused it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RecordBatchEntry)]
+pub(crate) struct BatchEntry {
+    /// 201 when created (or, for a retried batch, created before); otherwise the problem's status.
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<Receipt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<crate::Problem>,
+}
+
+#[utoipa::path(post, path = "/v1/records/batch", tag = "records", summary = "Create many records in one request (a bulk import, a backlog after downtime)", request_body = Batch, responses((status = 200, description = "every record answered, in the order sent: a receipt or a problem each", body = Vec<BatchEntry>), (status = "4XX", description = "problem+json: the batch itself is invalid (empty, over 1000, malformed), unauthenticated", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+/// Each record is checked as `POST /v1/records` checks one, and the accepted
+/// ones are written to the log together, so a batch goes at the log's own pace.
+/// Record `i`'s command id derives from the batch's `Idempotency-Key` and `i`:
+/// a retried batch creates each record once and answers with its receipts.
+pub(crate) async fn create_batch(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Body(body): Body<Batch>,
+) -> Result<Json<Vec<BatchEntry>>, ApiError> {
+    if body.records.is_empty() || body.records.len() > MAX_BATCH {
+        return Err(ApiError::Problem(crate::Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-batch",
+            "The batch is not valid",
+            format!("send 1 to {MAX_BATCH} records; this batch has {}", body.records.len()),
+        )));
+    }
+    let batch_id = context.command_id.as_uuid();
+    let batch = body
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let command_id = emr_domain::ids::CommandId::from(uuid::Uuid::new_v5(&batch_id, format!("record-{index}").as_bytes()));
+            let entry_context = CommandContext { command_id, causation_id: batch_id, expected_version: None, ..context.clone() };
+            let (record_id, command) = record.into_command(command_id.as_uuid());
+            (record_id, command, entry_context)
+        })
+        .collect();
+    let answers = state.clinic.create_records(batch).await;
+    Ok(Json(
+        answers
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(receipt) => BatchEntry { status: StatusCode::CREATED.as_u16(), receipt: Some(receipt), problem: None },
+                Err(refused) => {
+                    let problem = ApiError::from(refused).logged_problem();
+                    BatchEntry { status: problem.status, receipt: None, problem: Some(problem) }
+                }
+            })
+            .collect(),
+    ))
+}
+
+impl Create {
+    /// The creation this body asks for: the record id given, or one derived
+    /// from the command id (so a retry names the same record).
+    fn into_command(self, command_id: uuid::Uuid) -> (RecordId, RecordCommand) {
+        let record_id = self.record_id.unwrap_or_else(|| RecordId::from(command_id));
+        let command = RecordCommand::Create {
+            record_id,
+            patient_id: self.patient_id,
+            doctor_id: self.doctor_id,
+            hospital_id: self.hospital_id,
+            record_type: self.record_type,
+            visit_date: self.visit_date,
+            content: self.content,
+        };
+        (record_id, command)
+    }
 }
 
 async fn on_record(state: AppState, record_id: &str, command: RecordCommand, context: Command) -> Result<Json<Receipt>, ApiError> {
