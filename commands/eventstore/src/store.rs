@@ -431,11 +431,7 @@ where
     /// One that cannot go this way — its aggregate known or taken in the log, a
     /// conditional command, refused on the empty aggregate — runs as
     /// [`EmrEventStore::execute_creation`] would, after the batch.
-    pub async fn execute_creations(
-        &self,
-        batch: Vec<(String, A::Command, CommandContext)>,
-        services: &A::Services,
-    ) -> Vec<Outcome<A>>
+    pub async fn execute_creations(&self, batch: Vec<(String, A::Command, CommandContext)>, services: &A::Services) -> Vec<Outcome<A>>
     where
         A::Command: Clone,
     {
