@@ -239,6 +239,21 @@ async fn successful_credential_stuffing_locks_the_account_until_an_administrator
         "{reviewed}"
     );
 
+    // Whoever enrols the new authenticator does so from a network the account never used:
+    // right after the reset, that is a likely takeover.
+    let elsewhere: IpAddr = "198.51.100.20".parse().unwrap();
+    let challenge = api.identity.login(&victim_name, PASSWORD.into(), Some(elsewhere)).await.expect("the password still works");
+    let enrolment = api.identity.enrol(&challenge.mfa_token).await.expect("the reset asks for a new authenticator");
+    let code = emr_tests::accounts::totp_code(&enrolment.secret, "stuff_nurse");
+    api.identity.verify(&challenge.mfa_token, &code, Some(elsewhere)).await.expect("a session from the new network");
+    let takeover = eventually("the likely takeover's security event", async || {
+        let (_, events) = api.get("/v1/security/events?kind=account_security_change&severity=high", &auditor).await;
+        events.as_array().and_then(|rows| rows.first().cloned())
+    })
+    .await;
+    assert_eq!(takeover["user_id"].as_str(), Some(victim.to_string().as_str()), "{takeover}");
+    assert!(takeover["summary"].as_str().is_some_and(|s| s.contains("198.51.100.20") && s.contains("MFA reset")), "{takeover}");
+
     stop.send(true).unwrap();
     running.await.unwrap();
     projectors.stop().await;
