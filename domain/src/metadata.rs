@@ -66,6 +66,15 @@ impl CommandContext {
         Self { command_id, actor, correlation_id: id, causation_id: id, expected_version: None }
     }
 
+    /// The context of the `index`-th command of a batch sent under this context:
+    /// its command id derives from the batch's (UUIDv5), so a retried batch names
+    /// the same commands; the batch is its cause; it is never conditional.
+    pub fn batch_entry(&self, index: usize) -> Self {
+        let batch = self.command_id.as_uuid();
+        let command_id = CommandId::from(uuid::Uuid::new_v5(&batch, format!("record-{index}").as_bytes()));
+        Self { command_id, actor: self.actor, correlation_id: self.correlation_id, causation_id: batch, expected_version: None }
+    }
+
     /// The same command, refused unless the aggregate is still at `version`.
     pub fn expecting(mut self, version: Option<u64>) -> Self {
         self.expected_version = version;

@@ -117,8 +117,37 @@ async fn grpc_enforces_the_same_grants_break_glass_and_validation_as_rest() {
     let refused = clinic.create_record(with_token(&author, bad)).await.unwrap_err();
     assert_eq!((refused.code(), reason(&refused)), (Code::InvalidArgument, "invalid-field".to_owned()));
     assert_eq!(refused.get_details_bad_request().unwrap().field_violations[0].field, "content");
-    let anonymous = clinic.create_record(Request::new(create)).await.unwrap_err();
+    let anonymous = clinic.create_record(Request::new(create.clone())).await.unwrap_err();
     assert_eq!((anonymous.code(), reason(&anonymous)), (Code::Unauthenticated, "unauthenticated".to_owned()));
+
+    // A batch answers each record on its own; the same call again creates nothing new.
+    let on_behalf = pb::CreateRecordRequest { doctor_id: consultant_id.clone(), ..create.clone() };
+    let batch = pb::CreateRecordsRequest { records: vec![create.clone(), on_behalf, create.clone()] };
+    let batch_key = uuid::Uuid::now_v7().to_string();
+    let send_batch = |batch: pb::CreateRecordsRequest| {
+        let mut request = with_token(&author, batch);
+        request.metadata_mut().insert("idempotency-key", batch_key.parse().unwrap());
+        request
+    };
+    let first = clinic.create_records(send_batch(batch.clone())).await.unwrap().into_inner().answers;
+    let again = clinic.create_records(send_batch(batch)).await.unwrap().into_inner().answers;
+    use pb::record_answer::Answer;
+    let summary = |answers: &[pb::RecordAnswer]| -> Vec<String> {
+        answers
+            .iter()
+            .map(|a| match &a.answer {
+                Some(Answer::Receipt(receipt)) => format!("{} replayed={}", receipt.aggregate_id, receipt.replayed),
+                Some(Answer::Refusal(refusal)) => format!("{} {}", refusal.http_status, refusal.code),
+                None => "none".into(),
+            })
+            .collect()
+    };
+    let (first, again) = (summary(&first), summary(&again));
+    assert_eq!(first[1], "403 on-behalf-of-another", "{first:?}");
+    assert!(first[0].ends_with("replayed=false") && first[2].ends_with("replayed=false") && first[0] != first[2], "{first:?}");
+    assert_eq!(again, [first[0].replace("false", "true"), first[1].clone(), first[2].replace("false", "true")], "{again:?}");
+    let empty = clinic.create_records(with_token(&author, pb::CreateRecordsRequest { records: vec![] })).await.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
 
     let read = || pb::ReadRecordRequest { record_id: record_id.clone(), at_position: 0 };
     let denied = clinic.read_record(with_token(&consultant, read())).await.unwrap_err();

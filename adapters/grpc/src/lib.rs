@@ -77,6 +77,27 @@ impl GrpcState {
     }
 }
 
+/// The most records one `CreateRecords` call creates (as `POST /v1/records/batch`).
+const MAX_BATCH: usize = 1000;
+
+/// The creation a request asks for: the record id given, or the command id.
+fn creation(body: pb::CreateRecordRequest, context: &CommandContext) -> Result<(RecordId, RecordCommand), Status> {
+    let record_id = match body.record_id {
+        Some(text) => id::<RecordId>("record_id", &text)?,
+        None => RecordId::from(context.command_id.as_uuid()),
+    };
+    let command = RecordCommand::Create {
+        record_id,
+        patient_id: id("patient_id", &body.patient_id)?,
+        doctor_id: id("doctor_id", &body.doctor_id)?,
+        hospital_id: field("hospital_id", serde_json::Value::String(body.hospital_id))?,
+        record_type: field("record_type", serde_json::Value::String(body.record_type))?,
+        visit_date: field("visit_date", serde_json::Value::String(body.visit_date))?,
+        content: convert::message("content", body.content)?,
+    };
+    Ok((record_id, command))
+}
+
 fn fail<E: Into<emr_http::ApiError>>(error: E) -> Status {
     status_of(error.into())
 }
@@ -134,21 +155,39 @@ impl pb::clinic_server::Clinic for GrpcState {
 
     async fn create_record(&self, request: Request<pb::CreateRecordRequest>) -> Result<Response<pb::Receipt>, Status> {
         let context = self.context(&request).await?;
-        let body = request.into_inner();
-        let record_id = match body.record_id {
-            Some(text) => id::<RecordId>("record_id", &text)?,
-            None => RecordId::from(context.command_id.as_uuid()),
-        };
-        let command = RecordCommand::Create {
-            record_id,
-            patient_id: id("patient_id", &body.patient_id)?,
-            doctor_id: id("doctor_id", &body.doctor_id)?,
-            hospital_id: field("hospital_id", serde_json::Value::String(body.hospital_id))?,
-            record_type: field("record_type", serde_json::Value::String(body.record_type))?,
-            visit_date: field("visit_date", serde_json::Value::String(body.visit_date))?,
-            content: convert::message("content", body.content)?,
-        };
+        let (record_id, command) = creation(request.into_inner(), &context)?;
         Ok(Response::new(receipt(self.clinic.record(record_id, command, &context).await.map_err(fail)?)))
+    }
+
+    async fn create_records(&self, request: Request<pb::CreateRecordsRequest>) -> Result<Response<pb::CreateRecordsResponse>, Status> {
+        let context = self.context(&request).await?;
+        let records = request.into_inner().records;
+        if records.is_empty() || records.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!("send 1 to {MAX_BATCH} records; this call has {}", records.len())));
+        }
+        let mut batch = Vec::with_capacity(records.len());
+        for (index, record) in records.into_iter().enumerate() {
+            let entry = context.batch_entry(index);
+            let (record_id, command) = creation(record, &entry)?;
+            batch.push((record_id, command, entry));
+        }
+        let answers = self.clinic.create_records(batch).await.into_iter().map(|answer| {
+            let answer = match answer {
+                Ok(done) => pb::record_answer::Answer::Receipt(receipt(done)),
+                Err(refused) => {
+                    let problem = emr_http::ApiError::from(refused).logged_problem();
+                    let refusal = pb::Refusal {
+                        http_status: u32::from(problem.status),
+                        code: problem.code,
+                        detail: problem.detail,
+                        retryable: problem.retryable,
+                    };
+                    pb::record_answer::Answer::Refusal(refusal)
+                }
+            };
+            pb::RecordAnswer { answer: Some(answer) }
+        });
+        Ok(Response::new(pb::CreateRecordsResponse { answers: answers.collect() }))
     }
 
     async fn amend_record(&self, request: Request<pb::AmendRecordRequest>) -> Result<Response<pb::Receipt>, Status> {

@@ -427,7 +427,7 @@ impl ApiError {
 impl ApiError {
     /// The problem, with a server-side failure logged as a response logs it: for
     /// answers that travel inside a body (a batch's entries).
-    pub(crate) fn logged_problem(self) -> Problem {
+    pub fn logged_problem(self) -> Problem {
         let problem = self.problem();
         if problem.status >= 500 {
             let cause = match &self {

@@ -6,7 +6,6 @@ use chrono::NaiveDate;
 use emr_commands::{Read, Receipt};
 use emr_domain::access::Basis;
 use emr_domain::ids::{DisclosureId, HospitalId, PatientId, RecordId, UserId};
-use emr_domain::metadata::CommandContext;
 use emr_domain::phi::Phi;
 use emr_domain::record::{AttachmentDescriptor, MedicalRecord, RecordCommand, RecordStatus};
 use emr_domain::values::{RecordContent, RecordType, ShortText};
@@ -82,16 +81,14 @@ pub(crate) async fn create_batch(
             format!("send 1 to {MAX_BATCH} records; this batch has {}", body.records.len()),
         )));
     }
-    let batch_id = context.command_id.as_uuid();
     let batch = body
         .records
         .into_iter()
         .enumerate()
         .map(|(index, record)| {
-            let command_id = emr_domain::ids::CommandId::from(uuid::Uuid::new_v5(&batch_id, format!("record-{index}").as_bytes()));
-            let entry_context = CommandContext { command_id, causation_id: batch_id, expected_version: None, ..context.clone() };
-            let (record_id, command) = record.into_command(command_id.as_uuid());
-            (record_id, command, entry_context)
+            let entry = context.batch_entry(index);
+            let (record_id, command) = record.into_command(entry.command_id.as_uuid());
+            (record_id, command, entry)
         })
         .collect();
     let answers = state.clinic.create_records(batch).await;
