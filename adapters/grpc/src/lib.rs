@@ -78,7 +78,7 @@ impl GrpcState {
 }
 
 /// The most records one `CreateRecords` call creates (as `POST /v1/records/batch`).
-const MAX_BATCH: usize = 1000;
+const MAX_BATCH: usize = emr_commands::Clinic::MAX_BATCH;
 
 /// The creation a request asks for: the record id given, or the command id.
 fn creation(body: pb::CreateRecordRequest, context: &CommandContext) -> Result<(RecordId, RecordCommand), Status> {

@@ -477,6 +477,10 @@ impl Clinic {
         self.run(&self.records, record_id.to_string(), command, context).await
     }
 
+    /// The most records one batch of [`Clinic::create_records`] should carry, as
+    /// the HTTP and gRPC batch calls enforce it.
+    pub const MAX_BATCH: usize = 1000;
+
     /// Creates records as one pipelined batch (a bulk import, a backlog after
     /// downtime): each is authorized and checked as [`Clinic::record`] checks a
     /// creation, the accepted ones go to the log together

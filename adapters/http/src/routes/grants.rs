@@ -185,9 +185,7 @@ pub(crate) async fn of_patient(
 ) -> Result<Json<Vec<GrantView>>, ApiError> {
     let patient_id: PatientId = path_id(&id, "patient id")?;
     let (axum::extract::Query(page), axum::extract::Query(consistency)) = (page?, consistency?);
-    state.clinic.authorize(&caller.actor, Action::ReadGrant, Subject::patient(patient_id)).await?;
-    let models = super::read::models(&state)?;
-    super::read::reach(models, emr_projections::Projection::tables(&emr_projections::AccessProjection)[0], &consistency).await?;
+    let models = access_model(&state, &caller, Subject::patient(patient_id), &consistency).await?;
     let ids = emr_projections::queries::grant_ids_of_patient(&models.db, patient_id.as_uuid(), page.limit(), page.offset()).await?;
     current_views(&state, ids, |grant| grant.patient_id == Some(patient_id)).await.map(Json)
 }
@@ -205,10 +203,7 @@ pub(crate) async fn of_grantee(
 ) -> Result<Json<Vec<GrantView>>, ApiError> {
     let grantee: UserId = path_id(&id, "user id")?;
     let (axum::extract::Query(page), axum::extract::Query(consistency)) = (page?, consistency?);
-    let subject = Subject { grantee: Some(grantee), ..Subject::default() };
-    state.clinic.authorize(&caller.actor, Action::ReadGrant, subject).await?;
-    let models = super::read::models(&state)?;
-    super::read::reach(models, emr_projections::Projection::tables(&emr_projections::AccessProjection)[0], &consistency).await?;
+    let models = access_model(&state, &caller, Subject { grantee: Some(grantee), ..Subject::default() }, &consistency).await?;
     let ids = emr_projections::queries::grant_ids_of_grantee(&models.db, grantee.as_uuid(), page.limit(), page.offset()).await?;
     current_views(&state, ids, |grant| grant.grantee == Some(grantee)).await.map(Json)
 }
@@ -221,6 +216,20 @@ impl Page {
     fn offset(&self) -> u32 {
         self.offset.unwrap_or(0)
     }
+}
+
+/// The read models, once `caller` may read the grants about `subject` and the
+/// `access` read model (which lists their ids) has reached what the caller asked.
+async fn access_model<'s>(
+    state: &'s AppState,
+    caller: &Caller,
+    subject: Subject,
+    consistency: &super::read::Consistency,
+) -> Result<&'s crate::ReadModelState, ApiError> {
+    state.clinic.authorize(&caller.actor, Action::ReadGrant, subject).await?;
+    let models = super::read::models(state)?;
+    super::read::reach(models, emr_projections::Projection::tables(&emr_projections::AccessProjection)[0], consistency).await?;
+    Ok(models)
 }
 
 /// The grants `ids` name as their aggregates hold them now, keeping those that

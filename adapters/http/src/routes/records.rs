@@ -3,7 +3,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::NaiveDate;
-use emr_commands::{Read, Receipt};
+use emr_commands::{Clinic, Read, Receipt};
 use emr_domain::access::Basis;
 use emr_domain::ids::{DisclosureId, HospitalId, PatientId, RecordId, UserId};
 use emr_domain::phi::Phi;
@@ -40,9 +40,6 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(state.clinic.record(record_id, command, &context).await?)))
 }
 
-/// The most records one batch creates.
-const MAX_BATCH: usize = 1000;
-
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = RecordBatch)]
@@ -73,12 +70,12 @@ pub(crate) async fn create_batch(
     Command(context): Command,
     Body(body): Body<Batch>,
 ) -> Result<Json<Vec<BatchEntry>>, ApiError> {
-    if body.records.is_empty() || body.records.len() > MAX_BATCH {
+    if body.records.is_empty() || body.records.len() > Clinic::MAX_BATCH {
         return Err(ApiError::Problem(crate::Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-batch",
             "The batch is not valid",
-            format!("send 1 to {MAX_BATCH} records; this batch has {}", body.records.len()),
+            format!("send 1 to {} records; this batch has {}", Clinic::MAX_BATCH, body.records.len()),
         )));
     }
     let batch = body
