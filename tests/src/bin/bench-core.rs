@@ -206,10 +206,9 @@ async fn main() {
     // The same creations sent as batches of up to 1000 (`POST /v1/records/batch`):
     // each decided on its own, the batch's commits pipelined to the log.
     let started = Instant::now();
-    for chunk in (0..commands).collect::<Vec<_>>().chunks(1000) {
-        let batch = chunk
-            .iter()
-            .map(|&i| {
+    for start in (0..commands).step_by(Clinic::MAX_BATCH) {
+        let batch = (start..commands.min(start + Clinic::MAX_BATCH))
+            .map(|i| {
                 let record = RecordId::new();
                 (record, create(record, patients[i % patients.len()]), doctor())
             })
