@@ -5,7 +5,7 @@ import { useState } from 'react';
 import { Button, Card, Descriptions, Empty, Form, Input, Select, Space, Table, Tag, Typography } from 'antd';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 
-import { api, unwrap, type Schemas } from '../api/client';
+import { CommandIntent, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
@@ -29,25 +29,24 @@ function OpenAccount({ onOpened }: { onOpened: (userId: string) => void }) {
   const [form] = Form.useForm<NewAccount>();
   const role = Form.useWatch('role', form);
   const clinician = role === 'physician' || role === 'nurse';
+  const [intent] = useState(() => new CommandIntent());
   const open = useMutation({
-    mutationFn: (values: NewAccount) =>
-      unwrap(
-        api.POST('/v1/accounts', {
-          body: {
-            username: values.username,
-            password: values.password,
-            role: values.role,
-            profile: clinician
-              ? {
-                  full_name: values.full_name ?? '',
-                  licence_number: values.licence_number ?? '',
-                  department: values.department ?? '',
-                  specialization: values.specialization ?? '',
-                }
-              : null,
-          },
-        }),
-      ),
+    mutationFn: (values: NewAccount) => {
+      const body = {
+        username: values.username,
+        password: values.password,
+        role: values.role,
+        profile: clinician
+          ? {
+              full_name: values.full_name ?? '',
+              licence_number: values.licence_number ?? '',
+              department: values.department ?? '',
+              specialization: values.specialization ?? '',
+            }
+          : null,
+      };
+      return intent.send(body, (headers) => unwrap(api.POST('/v1/accounts', { body, headers })));
+    },
     onSuccess: (created) => {
       form.resetFields();
       onOpened(created.user_id);

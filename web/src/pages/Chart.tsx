@@ -2,11 +2,12 @@
 // Without a grant the server refuses; a physician or nurse may then break the glass
 // with a stated reason, after a warning that the patient will see it.
 import { Alert, Button, Card, DatePicker, Descriptions, Form, Input, Result, Select, Space, Typography, message } from 'antd';
+import { useState } from 'react';
 import type { Dayjs } from 'dayjs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router-dom';
 
-import { ProblemError, api, unwrap, type Schemas } from '../api/client';
+import { CommandIntent, ProblemError, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { ReasonDialog } from '../components/ReasonDialog';
 import { RecordList } from '../components/RecordList';
@@ -50,6 +51,7 @@ function BreakGlass({ patientId, onOpened }: { patientId: string; onOpened: (pat
 
 /** Asks the patient for read access for 30 days, with a reason they will see. */
 function RequestAccess({ patientId }: { patientId: string }) {
+  const [intent] = useState(() => new CommandIntent());
   const { t } = useI18n();
   return (
     <ReasonDialog
@@ -59,13 +61,11 @@ function RequestAccess({ patientId }: { patientId: string }) {
       reasonRule={t('textRequired')}
       confirm={t('sendRequest')}
       danger={false}
-      act={(reason) =>
-        unwrap(
-          api.POST('/v1/access-requests', {
-            body: { patient_id: patientId, scopes: ['read'], reason, requested_until: daysFromNow(DEFAULT_ACCESS_DAYS) },
-          }),
-        )
-      }
+      act={(reason) => {
+        const body = { patient_id: patientId, scopes: ['read' as const], reason, requested_until: daysFromNow(DEFAULT_ACCESS_DAYS) };
+        // The end date moves with the clock: the same request sent again is the same patient and reason.
+        return intent.send({ patientId, reason }, (headers) => unwrap(api.POST('/v1/access-requests', { body, headers })));
+      }}
       onDone={() => void message.success(t('requestSent'))}
     />
   );
@@ -87,26 +87,25 @@ function CreateRecord({ patient }: { patient: PatientView }) {
   const { session } = useSession();
   const queries = useQueryClient();
   const [form] = Form.useForm<NewRecord>();
+  const [intent] = useState(() => new CommandIntent());
   const create = useMutation({
-    mutationFn: (values: NewRecord) =>
-      unwrap(
-        api.POST('/v1/records', {
-          body: {
-            patient_id: patient.patient_id,
-            doctor_id: session?.claims.sub ?? '',
-            hospital_id: patient.hospital_id ?? '',
-            record_type: values.record_type,
-            visit_date: values.visit_date.format('YYYY-MM-DD'),
-            content: {
-              title: values.title,
-              description: null,
-              diagnosis: values.diagnosis_code ? { code: values.diagnosis_code, description: values.diagnosis_description ?? values.title } : null,
-              treatment: null,
-              medications: [],
-            },
-          },
-        }),
-      ),
+    mutationFn: (values: NewRecord) => {
+      const body = {
+        patient_id: patient.patient_id,
+        doctor_id: session?.claims.sub ?? '',
+        hospital_id: patient.hospital_id ?? '',
+        record_type: values.record_type,
+        visit_date: values.visit_date.format('YYYY-MM-DD'),
+        content: {
+          title: values.title,
+          description: null,
+          diagnosis: values.diagnosis_code ? { code: values.diagnosis_code, description: values.diagnosis_description ?? values.title } : null,
+          treatment: null,
+          medications: [],
+        },
+      };
+      return intent.send(body, (headers) => unwrap(api.POST('/v1/records', { body, headers })));
+    },
     onSuccess: () => {
       form.resetFields();
       void queries.invalidateQueries({ queryKey: ['records', patient.patient_id] });

@@ -5,7 +5,7 @@ import { Button, Card, Checkbox, DatePicker, Empty, Form, Input, Space, Table, T
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import type { Dayjs } from 'dayjs';
 
-import { api, unwrap, type Schemas } from '../api/client';
+import { CommandIntent, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { ReasonDialog } from '../components/ReasonDialog';
 import { ruleOf } from '../components/rules';
@@ -83,19 +83,18 @@ export default function Grants() {
       unwrap(api.GET('/v1/patients/{patient_id}/grants', { params: { path: { patient_id: patientId }, query: { min_position: seen } } })),
   });
   const refresh = () => void queries.invalidateQueries({ queryKey: ['grants', patientId] });
+  const [intent] = useState(() => new CommandIntent());
   const give = useMutation({
-    mutationFn: (values: NewGrant) =>
-      unwrap(
-        api.POST('/v1/grants', {
-          body: {
-            patient_id: patientId,
-            grantee: values.grantee.trim(),
-            scopes: values.scopes,
-            expires_at: values.expires_at.endOf('day').toISOString(),
-            reason: values.reason,
-          },
-        }),
-      ),
+    mutationFn: (values: NewGrant) => {
+      const body = {
+        patient_id: patientId,
+        grantee: values.grantee.trim(),
+        scopes: values.scopes,
+        expires_at: values.expires_at.endOf('day').toISOString(),
+        reason: values.reason,
+      };
+      return intent.send(body, (headers) => unwrap(api.POST('/v1/grants', { body, headers })));
+    },
     onSuccess: (receipt) => {
       form.resetFields();
       setSeen(receipt.position ?? undefined);

@@ -6,7 +6,7 @@ import { useMutation, useQuery } from '@tanstack/react-query';
 import { Link, useNavigate } from 'react-router-dom';
 import type { Dayjs } from 'dayjs';
 
-import { api, unwrap, type Schemas } from '../api/client';
+import { CommandIntent, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
@@ -78,25 +78,24 @@ function RegisterPatient() {
   const { t } = useI18n();
   const navigate = useNavigate();
   const [form] = Form.useForm<NewPatient>();
+  const [intent] = useState(() => new CommandIntent());
   const register = useMutation({
-    mutationFn: (values: NewPatient) =>
-      unwrap(
-        api.POST('/v1/patients', {
-          body: {
-            patient_id: values.patient_id?.trim() || null,
-            hospital_id: values.hospital_id,
-            identifiers: { mrn: values.mrn, external: [] },
-            demographics: {
-              full_name: values.full_name,
-              date_of_birth: values.date_of_birth.format('YYYY-MM-DD'),
-              gender: values.gender,
-              phone_number: null,
-              email: null,
-              address: null,
-            },
-          },
-        }),
-      ),
+    mutationFn: (values: NewPatient) => {
+      const body = {
+        patient_id: values.patient_id?.trim() || null,
+        hospital_id: values.hospital_id,
+        identifiers: { mrn: values.mrn, external: [] },
+        demographics: {
+          full_name: values.full_name,
+          date_of_birth: values.date_of_birth.format('YYYY-MM-DD'),
+          gender: values.gender,
+          phone_number: null,
+          email: null,
+          address: null,
+        },
+      };
+      return intent.send(body, (headers) => unwrap(api.POST('/v1/patients', { body, headers })));
+    },
     onSuccess: (receipt) => {
       void message.success(t('registered'));
       form.resetFields();

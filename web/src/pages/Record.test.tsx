@@ -64,4 +64,23 @@ describe('a record', () => {
       content: { title: 'Chest pain', description: null, diagnosis: { code: 'I20.9', description: 'Chest pain' }, treatment: 'Aspirin 300 mg', medications: [] },
     });
   });
+
+  it('saves an amendment sent again after an unknown outcome under the same Idempotency-Key', async () => {
+    const user = userEvent.setup();
+    answerWith((request) =>
+      request.method === 'GET'
+        ? reply(200, view)
+        : reply(503, { type: 'about:blank', title: 'Unavailable', status: 503, detail: 'the log is unavailable', code: 'log-unavailable', retryable: true }),
+    );
+    renderScreen(<RecordPage />, { path: '/records/:recordId', at: `/records/${RECORD}` });
+    await user.type(await screen.findByLabelText('Reason for the amendment'), 'coded the diagnosis');
+    const save = screen.getByRole('button', { name: 'Save as a new version' });
+    await user.click(save);
+    expect(await screen.findByText('the log is unavailable (log-unavailable)')).toBeTruthy();
+    await user.click(save);
+    await waitFor(() => expect(sent.filter((request) => request.method === 'POST')).toHaveLength(2));
+    const keys = sent.filter((request) => request.method === 'POST').map((request) => request.headers.get('idempotency-key'));
+    expect(keys[0]).toBeTruthy();
+    expect(keys[1]).toBe(keys[0]);
+  });
 });

@@ -8,7 +8,7 @@ import type { Dayjs } from 'dayjs';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useParams } from 'react-router-dom';
 
-import { ProblemError, api, unwrap, type Schemas } from '../api/client';
+import { CommandIntent, ProblemError, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { ReasonDialog } from '../components/ReasonDialog';
 import { ruleOf } from '../components/rules';
@@ -106,23 +106,21 @@ function Amend({ record, current }: { record: RecordView; current: Content }) {
   const { t } = useI18n();
   const queries = useQueryClient();
   const [form] = Form.useForm<AmendForm>();
+  const [intent] = useState(() => new CommandIntent());
   const amend = useMutation({
-    mutationFn: (values: AmendForm) =>
-      unwrap(
-        api.POST('/v1/records/{record_id}/amendments', {
-          params: { path: { record_id: record.record_id } },
-          body: {
-            reason: values.reason,
-            content: {
-              ...current,
-              title: values.title,
-              description: values.description?.trim() ? values.description : null,
-              treatment: values.treatment?.trim() ? values.treatment : null,
-              diagnosis: values.diagnosis_code ? { code: values.diagnosis_code, description: values.diagnosis_description || values.title } : null,
-            },
-          },
-        }),
-      ),
+    mutationFn: (values: AmendForm) => {
+      const body = {
+        reason: values.reason,
+        content: {
+          ...current,
+          title: values.title,
+          description: values.description?.trim() ? values.description : null,
+          treatment: values.treatment?.trim() ? values.treatment : null,
+          diagnosis: values.diagnosis_code ? { code: values.diagnosis_code, description: values.diagnosis_description || values.title } : null,
+        },
+      };
+      return intent.send(body, (headers) => unwrap(api.POST('/v1/records/{record_id}/amendments', { params: { path: { record_id: record.record_id } }, body, headers })));
+    },
     onSuccess: () => {
       form.resetFields(['reason']);
       void queries.invalidateQueries({ queryKey: ['record', record.record_id] });
@@ -230,16 +228,21 @@ function Attachments({ record, canWrite }: { record: RecordView; canWrite: boole
   // A new key empties the file input once its file is stored.
   const [uploads, setUploads] = useState(0);
   const fetchFile = useMutation({ mutationFn: (attachment: AttachmentView) => download(record.record_id, attachment) });
+  const [intent] = useState(() => new CommandIntent());
   const upload = useMutation({
+    // The key becomes the attachment's id: the same file sent again after a dropped
+    // connection is stored once.
     mutationFn: (chosen: File) =>
-      unwrap(
-        api.POST('/v1/records/{record_id}/attachments/content', {
-          params: { path: { record_id: record.record_id }, query: { filename: chosen.name } },
-          // The body is the file itself, streamed by the browser; the server seals it as it arrives.
-          body: chosen as unknown as number[],
-          bodySerializer: (body: unknown) => body as BodyInit,
-          headers: { 'content-type': chosen.type || (chosen.name.toLowerCase().endsWith('.dcm') ? 'application/dicom' : 'application/octet-stream') },
-        }),
+      intent.send({ name: chosen.name, size: chosen.size, modified: chosen.lastModified }, (key) =>
+        unwrap(
+          api.POST('/v1/records/{record_id}/attachments/content', {
+            params: { path: { record_id: record.record_id }, query: { filename: chosen.name } },
+            // The body is the file itself, streamed by the browser; the server seals it as it arrives.
+            body: chosen as unknown as number[],
+            bodySerializer: (body: unknown) => body as BodyInit,
+            headers: { ...key, 'content-type': chosen.type || (chosen.name.toLowerCase().endsWith('.dcm') ? 'application/dicom' : 'application/octet-stream') },
+          }),
+        ),
       ),
     onSuccess: () => {
       setFile(null);
