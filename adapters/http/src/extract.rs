@@ -118,6 +118,31 @@ impl FromRequestParts<AppState> for CommandBy {
     }
 }
 
+/// The `Idempotency-Key` header as the OpenAPI document shows it: every command
+/// handler lists it in its `#[utoipa::path(params(..))]`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only documents the header; `idempotency_key` reads it.
+pub(crate) struct IdempotencyKeyHeader {
+    /// The command's id: a request sent again with the same key is applied once and
+    /// answers as the first did (send one with every command a client may retry).
+    /// Without it, each request is a new command.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<uuid::Uuid>,
+}
+
+/// The `If-Match` header as the OpenAPI document shows it (see [`IdempotencyKeyHeader`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only documents the header; `if_match` reads it.
+pub(crate) struct IfMatchHeader {
+    /// The version the command expects, as a read's `ETag` gave it (`W/"3"`): if the
+    /// resource changed since, nothing is written and the answer is 412
+    /// `version-mismatch`. `*` or no header: the command applies to the latest version.
+    #[param(rename = "If-Match")]
+    if_match: Option<String>,
+}
+
 /// The `Idempotency-Key` header as a command id.
 pub(crate) fn idempotency_key(parts: &Parts) -> Result<Option<CommandId>, ApiError> {
     header(parts, "idempotency-key")?

@@ -420,6 +420,53 @@ async fn the_web_application_is_served_at_the_root_and_api_paths_never_fall_back
     assert_eq!(status, StatusCode::OK, "routes still win over the fallback");
 }
 
+/// A client generated from the document must be able to send a command safely
+/// twice: every operation that writes a command documents `Idempotency-Key`, and
+/// those on an existing resource `If-Match` too.
+#[tokio::test]
+async fn every_documented_command_shows_how_to_retry_it_safely() {
+    let app = app().await;
+    let (_, _, document) = send(&app, Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
+    // Not commands a client keys: sign-in steps and SMART launches (sessions and
+    // launch codes live in Redis); break-glass reads (each read is a disclosure of
+    // its own); and writes that are idempotent by nature (an artifact stored under
+    // its digest, a job's cancellation).
+    let no_command = [
+        "/v1/auth/login",
+        "/v1/auth/mfa/enrolment",
+        "/v1/auth/mfa/verification",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/smart/launches",
+        "/v1/patients/{patient_id}/break-glass",
+        "/v1/records/{record_id}/break-glass",
+        "/v1/ai/models/{model_id}/artifact",
+        "/v1/diagnosis/jobs/{job_id}/cancellation",
+    ];
+    let mut missing = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            if !matches!(method.as_str(), "post" | "put") || no_command.contains(&path.as_str()) {
+                continue;
+            }
+            let headers: Vec<&str> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|parameter| parameter["in"] == "header")
+                .filter_map(|parameter| parameter["name"].as_str())
+                .collect();
+            let on_existing = path.contains('{');
+            if !headers.contains(&"Idempotency-Key") || (on_existing && !headers.contains(&"If-Match")) {
+                missing.push(format!("{method} {path}: {headers:?}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "commands without their retry headers:\n{}", missing.join("\n"));
+    let create = &document["paths"]["/v1/records"]["post"]["parameters"];
+    assert!(create.as_array().unwrap().iter().any(|p| p["name"] == "Idempotency-Key" && p["schema"]["format"] == "uuid"), "{create}");
+}
+
 /// The web application's API client is generated from `web/openapi.json`: it must
 /// be the document this server serves. `EMR_WRITE_OPENAPI=1` rewrites it.
 #[tokio::test]
@@ -707,6 +754,33 @@ async fn an_administrator_moves_a_nurse_to_the_audit_office_and_the_nurses_sessi
         send(&app, command(&admin, "POST", &role_uri(&physician.id), &json!({"role": "wizard", "reason": "x"}))).await;
     assert!(status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST, "{status}: {problem}");
     assert_eq!(problem["status"], status.as_u16());
+}
+
+#[tokio::test]
+async fn an_account_command_sent_again_with_its_idempotency_key_applies_once_and_if_match_guards_the_version() {
+    let app = app().await;
+    let admin = sign_in(&app, Role::Admin).await;
+    let auditor = sign_in(&app, Role::Auditor).await;
+    let (nurse, _) = open_account(&app, Role::Nurse).await;
+    let (_, _, account) = send(&app, get(&admin, &format!("/v1/accounts/{nurse}"))).await;
+    let version = account["sequence"].as_u64().unwrap();
+    let role_change = |key: &str, expected: u64| {
+        let mut request = command(&admin, "POST", &format!("/v1/accounts/{nurse}/role"), &json!({"role": "auditor", "reason": "moved"}));
+        request.headers_mut().insert("idempotency-key", key.parse().unwrap());
+        request.headers_mut().insert("if-match", format!("\"{expected}\"").parse().unwrap());
+        request
+    };
+    let key = "0190f5c4-7d0e-7cc2-9a4e-0000000000a1";
+    assert_eq!(send(&app, role_change(key, version)).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(send(&app, role_change(key, version)).await.0, StatusCode::NO_CONTENT, "the same command again answers as the first");
+    let (_, _, history) = send(&app, get(&auditor, &format!("/v1/audit/account/{nurse}/history"))).await;
+    let changes = history.as_array().unwrap().iter().filter(|event| event["event_type"] == "RoleChanged").count();
+    assert_eq!(changes, 1, "{history}");
+
+    let (_, _, account) = send(&app, get(&admin, &format!("/v1/accounts/{nurse}"))).await;
+    assert_eq!(account["sequence"].as_u64(), Some(version + 1), "{account}");
+    let stale = send(&app, role_change("0190f5c4-7d0e-7cc2-9a4e-0000000000a2", version)).await;
+    assert_problem(&stale, StatusCode::PRECONDITION_FAILED, "version-mismatch");
 }
 
 #[tokio::test]

@@ -460,7 +460,7 @@ impl Identity {
             if failures >= self.policy.max_failures {
                 let until = self.services.now() + self.policy.lockout;
                 let lock = AccountCommand::Lock { until, failed_attempts: failures as u32 };
-                self.execute_account(user_id, lock, Actor::system()).await?;
+                self.execute_account(user_id, lock, &CommandContext::new(Actor::system())).await?;
                 self.sessions.remove(&failures_key).await?;
                 return Err(AuthError::Locked { until });
             }
@@ -494,10 +494,9 @@ impl Identity {
         Ok(())
     }
 
-    async fn execute_account(&self, user_id: UserId, command: AccountCommand, actor: Actor) -> Result<(), AuthError> {
-        let context = CommandContext::new(actor);
+    async fn execute_account(&self, user_id: UserId, command: AccountCommand, context: &CommandContext) -> Result<(), AuthError> {
         self.accounts
-            .execute(&user_id.to_string(), command, &self.services, &context)
+            .execute(&user_id.to_string(), command, &self.services, context)
             .await
             .map_err(ExecuteError::into_error::<AuthError>)?;
         Ok(())
@@ -520,7 +519,7 @@ impl Identity {
         self.execute_account(
             user_id,
             AccountCommand::StartMfaEnrolment { secret },
-            Actor::new(user_id, account.role().unwrap_or(Role::Patient)),
+            &CommandContext::new(Actor::new(user_id, account.role().unwrap_or(Role::Patient))),
         )
         .await?;
         Ok(Enrolment { otpauth_uri, secret: encoded })
@@ -571,7 +570,7 @@ impl Identity {
             return Err(AuthError::CodeReplayed);
         }
         if matches!(account.mfa(), MfaState::Pending(_)) {
-            self.execute_account(user_id, AccountCommand::ConfirmMfa, Actor::new(user_id, role)).await?;
+            self.execute_account(user_id, AccountCommand::ConfirmMfa, &CommandContext::new(Actor::new(user_id, role))).await?;
         }
         Ok((user_id, role))
     }
@@ -829,7 +828,7 @@ impl Identity {
     /// Locks `user_id` until an administrator unlocks it with a reason (the
     /// response to a critical security event), and ends their sessions.
     pub async fn suspend(&self, user_id: UserId, security_event: SecurityEventId) -> Result<(), AuthError> {
-        self.execute_account(user_id, AccountCommand::Suspend { security_event }, Actor::system()).await?;
+        self.execute_account(user_id, AccountCommand::Suspend { security_event }, &CommandContext::new(Actor::system())).await?;
         self.force_reauthentication(user_id).await
     }
 
@@ -885,10 +884,11 @@ impl Identity {
         Ok(())
     }
 
-    /// An administrator acts on an account (lock lifting, deactivation).
-    pub async fn administer(&self, admin: &Actor, user_id: UserId, command: AccountCommand) -> Result<(), AuthError> {
-        Self::may_administer(admin)?;
-        self.execute_account(user_id, command, *admin).await
+    /// An administrator acts on an account (lock lifting, deactivation), as the
+    /// command `context` (its actor, idempotency key and expected version) says.
+    pub async fn administer(&self, context: &CommandContext, user_id: UserId, command: AccountCommand) -> Result<(), AuthError> {
+        Self::may_administer(&context.actor)?;
+        self.execute_account(user_id, command, context).await
     }
 
     /// An administrator moves a staff account to another role (see
@@ -896,21 +896,22 @@ impl Identity {
     /// sign-in carries the new role.
     pub async fn change_role(
         &self,
-        admin: &Actor,
+        context: &CommandContext,
         user_id: UserId,
         role: Role,
         profile: Option<PractitionerProfile>,
         reason: ShortText,
     ) -> Result<(), AuthError> {
-        self.administer(admin, user_id, AccountCommand::ChangeRole { role, profile, by: admin.user_id, reason }).await?;
+        let by = context.actor.user_id;
+        self.administer(context, user_id, AccountCommand::ChangeRole { role, profile, by, reason }).await?;
         self.force_reauthentication(user_id).await
     }
 
     /// An administrator clears an account's TOTP enrolment (see
     /// `AccountCommand::ResetMfa`); the account's sessions end, and its next
     /// sign-in enrols a new secret.
-    pub async fn reset_mfa(&self, admin: &Actor, user_id: UserId, reason: ShortText) -> Result<(), AuthError> {
-        self.administer(admin, user_id, AccountCommand::ResetMfa { by: admin.user_id, reason }).await?;
+    pub async fn reset_mfa(&self, context: &CommandContext, user_id: UserId, reason: ShortText) -> Result<(), AuthError> {
+        self.administer(context, user_id, AccountCommand::ResetMfa { by: context.actor.user_id, reason }).await?;
         self.force_reauthentication(user_id).await
     }
 
@@ -922,6 +923,13 @@ impl Identity {
 
     /// An account as of now (for administrators and the account holder).
     pub async fn account(&self, user_id: UserId) -> Result<Account, AuthError> {
-        Ok(self.accounts.load(&user_id.to_string()).await?.state().clone())
+        Ok(self.versioned_account(user_id).await?.0)
+    }
+
+    /// An account and its version (events applied), which a command may name
+    /// as the version it expects.
+    pub async fn versioned_account(&self, user_id: UserId) -> Result<(Account, u64), AuthError> {
+        let loaded = self.accounts.load(&user_id.to_string()).await?;
+        Ok((loaded.state().clone(), loaded.sequence()))
     }
 }

@@ -20,6 +20,7 @@ const nurse: Schemas['AccountView'] = {
   mfa_enabled: true,
   locked_until: null,
   suspended_by: null,
+  sequence: 3,
 };
 
 const row: Schemas['AccountRow'] = {

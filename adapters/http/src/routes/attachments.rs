@@ -46,7 +46,7 @@ pub(crate) struct FileName {
 /// `Idempotency-Key` becomes the attachment id.
 #[utoipa::path(post, path = "/v1/records/{record_id}/attachments/content", tag = "records",
     summary = "Upload an attachment (raw body, any size; sealed while streaming)",
-    params(("record_id" = String, Path, description = "record id (UUID)"), FileName),
+    params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("record_id" = String, Path, description = "record id (UUID)"), FileName),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, description = "stored and recorded", body = emr_commands::Receipt),
               (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::path_id;
 use crate::AppState;
-use crate::extract::{Body, Caller, ClientAddress, IdempotencyKey, OptionalBody};
+use crate::extract::{Body, Caller, ClientAddress, Command, IdempotencyKey, OptionalBody};
 use crate::problem::ApiError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -100,7 +100,7 @@ pub(crate) struct Created {
     user_id: UserId,
 }
 
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", summary = "Open an account (administrators)", request_body = NewAccount, responses((status = 201, body = Created), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", summary = "Open an account (administrators)", request_body = NewAccount, params(crate::extract::IdempotencyKeyHeader), responses((status = 201, body = Created), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// An administrator opens an account.
 pub(crate) async fn register(
     State(state): State<AppState>,
@@ -121,7 +121,7 @@ pub(crate) struct SelfRegistration {
     password: String,
 }
 
-#[utoipa::path(post, path = "/v1/accounts/self-registration", tag = "accounts", summary = "A patient opens their own account", request_body = SelfRegistration, responses((status = 201, body = Created), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(post, path = "/v1/accounts/self-registration", tag = "accounts", summary = "A patient opens their own account", request_body = SelfRegistration, params(crate::extract::IdempotencyKeyHeader), responses((status = 201, body = Created), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")))]
 /// A patient opens their own account; its id is the patient id clinical staff
 /// register them under.
 pub(crate) async fn register_self(
@@ -149,6 +149,8 @@ pub(crate) struct AccountView {
     /// The security event whose response suspended the account, until an
     /// administrator unlocks it with a reason.
     suspended_by: Option<emr_domain::ids::SecurityEventId>,
+    /// The account's version: send it as `If-Match` (`"3"`) to act on this version only.
+    sequence: u64,
 }
 
 #[utoipa::path(get, path = "/v1/accounts/{user_id}", tag = "accounts", summary = "An account (administrator or holder)", params(("user_id" = String, Path, description = "account id (UUID)")), responses((status = 200, body = AccountView), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
@@ -162,7 +164,7 @@ pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id)
         }
         .into());
     }
-    let account = state.identity.account(user_id).await?;
+    let (account, sequence) = state.identity.versioned_account(user_id).await?;
     if account.status() == AccountStatus::Absent {
         return Err(ApiError::NotFound("account".into()));
     }
@@ -175,6 +177,7 @@ pub(crate) async fn show(State(state): State<AppState>, caller: Caller, Path(id)
         mfa_enabled: matches!(account.mfa(), emr_domain::account::MfaState::Enabled(_)),
         locked_until: account.locked_at(chrono::Utc::now()).filter(|_| account.suspended_by().is_none()),
         suspended_by: account.suspended_by(),
+        sequence,
     }))
 }
 
@@ -185,23 +188,27 @@ pub(crate) struct Unlock {
     reason: Option<ShortText>,
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{user_id}/unlock", tag = "accounts", summary = "Lift a lockout or a suspension (a suspension needs a reason)", params(("user_id" = String, Path, description = "account id (UUID)")), request_body(content = Unlock, description = "optional; `reason` is required to lift a suspension"), responses((status = 204, description = "unlocked"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/unlock", tag = "accounts", summary = "Lift a lockout or a suspension (a suspension needs a reason)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("user_id" = String, Path, description = "account id (UUID)")), request_body(content = Unlock, description = "optional; `reason` is required to lift a suspension"), responses((status = 204, description = "unlocked"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn unlock(
     State(state): State<AppState>,
-    caller: Caller,
+    Command(context): Command,
     Path(id): Path<String>,
     OptionalBody(body): OptionalBody<Unlock>,
 ) -> Result<StatusCode, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
     let reason = body.and_then(|body| body.reason);
-    state.identity.administer(&caller.actor, user_id, AccountCommand::Unlock { by: caller.actor.user_id, reason }).await?;
+    state.identity.administer(&context, user_id, AccountCommand::Unlock { by: context.actor.user_id, reason }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{user_id}/deactivation", tag = "accounts", summary = "Close an account", params(("user_id" = String, Path, description = "account id (UUID)")), responses((status = 204, description = "closed"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub(crate) async fn deactivate(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/deactivation", tag = "accounts", summary = "Close an account", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("user_id" = String, Path, description = "account id (UUID)")), responses((status = 204, description = "closed"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn deactivate(
+    State(state): State<AppState>,
+    Command(context): Command,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
-    state.identity.administer(&caller.actor, user_id, AccountCommand::Deactivate { by: caller.actor.user_id }).await?;
+    state.identity.administer(&context, user_id, AccountCommand::Deactivate { by: context.actor.user_id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -216,15 +223,15 @@ pub(crate) struct RoleChange {
     reason: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{user_id}/role", tag = "accounts", summary = "Move a staff account to another staff role (its sessions end)", params(("user_id" = String, Path, description = "account id (UUID)")), request_body = RoleChange, responses((status = 204, description = "changed (or already so)"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/role", tag = "accounts", summary = "Move a staff account to another staff role (its sessions end)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("user_id" = String, Path, description = "account id (UUID)")), request_body = RoleChange, responses((status = 204, description = "changed (or already so)"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn change_role(
     State(state): State<AppState>,
-    caller: Caller,
+    Command(context): Command,
     Path(id): Path<String>,
     Body(body): Body<RoleChange>,
 ) -> Result<StatusCode, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
-    state.identity.change_role(&caller.actor, user_id, body.role, body.profile, body.reason).await?;
+    state.identity.change_role(&context, user_id, body.role, body.profile, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -235,15 +242,15 @@ pub(crate) struct MfaReset {
     reason: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/accounts/{user_id}/mfa-reset", tag = "accounts", summary = "Clear an account's TOTP enrolment, for a lost device (its sessions end; its next sign-in enrols anew)", params(("user_id" = String, Path, description = "account id (UUID)")), request_body = MfaReset, responses((status = 204, description = "reset (or nothing was enrolled)"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/accounts/{user_id}/mfa-reset", tag = "accounts", summary = "Clear an account's TOTP enrolment, for a lost device (its sessions end; its next sign-in enrols anew)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("user_id" = String, Path, description = "account id (UUID)")), request_body = MfaReset, responses((status = 204, description = "reset (or nothing was enrolled)"), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn reset_mfa(
     State(state): State<AppState>,
-    caller: Caller,
+    Command(context): Command,
     Path(id): Path<String>,
     Body(body): Body<MfaReset>,
 ) -> Result<StatusCode, ApiError> {
     let user_id: UserId = path_id(&id, "user id")?;
-    state.identity.reset_mfa(&caller.actor, user_id, body.reason).await?;
+    state.identity.reset_mfa(&context, user_id, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -112,7 +112,7 @@ impl From<JobStatus> for JobView {
 
 #[utoipa::path(post, path = "/v1/records/{record_id}/attachments/{attachment_id}/diagnosis", tag = "diagnosis",
     summary = "Ask for an AI-assisted diagnosis of an attachment (a background job; Idempotency-Key = job id)",
-    params(("record_id" = String, Path), ("attachment_id" = String, Path)), request_body = DiagnosisAsk,
+    params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("record_id" = String, Path), ("attachment_id" = String, Path)), request_body = DiagnosisAsk,
     responses((status = 202, description = "queued: the job's status; poll its href", body = JobView),
               (status = "4XX", description = "problem+json: invalid input, forbidden, no such attachment or model, model not active", body = crate::Problem, content_type = "application/problem+json"),
               (status = "5XX", description = "problem+json: the queue is unavailable", body = crate::Problem, content_type = "application/problem+json")),
@@ -163,7 +163,7 @@ pub(crate) struct ReviewBody {
 
 #[utoipa::path(post, path = "/v1/records/{record_id}/suggestions/{suggestion_id}/review", tag = "diagnosis",
     summary = "Accept, reject or correct a suggestion (physicians, in their own name, once)",
-    params(("record_id" = String, Path), ("suggestion_id" = String, Path)), request_body = ReviewBody,
+    params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("record_id" = String, Path), ("suggestion_id" = String, Path)), request_body = ReviewBody,
     responses((status = 200, description = "the commit", body = emr_commands::Receipt),
               (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -396,7 +396,7 @@ pub(crate) struct Registration {
 
 #[utoipa::path(post, path = "/v1/ai/models", tag = "diagnosis",
     summary = "Register a model by its card (administrators); its id is the UUIDv5 of its artifact's SHA-256",
-    request_body = Registration,
+    request_body = Registration, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader),
     responses((status = 201, body = ModelView), (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub(crate) async fn register(
@@ -460,7 +460,7 @@ pub(crate) struct ValidationBody {
 }
 
 #[utoipa::path(post, path = "/v1/ai/models/{model_id}/validation", tag = "diagnosis", summary = "Record a model's figures on a named validation set",
-    params(("model_id" = String, Path)), request_body = ValidationBody,
+    params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("model_id" = String, Path)), request_body = ValidationBody,
     responses((status = 200, body = ModelView), (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub(crate) async fn validate(
@@ -477,7 +477,7 @@ pub(crate) async fn validate(
 
 #[utoipa::path(post, path = "/v1/ai/models/{model_id}/activation", tag = "diagnosis",
     summary = "Let a validated model serve suggestions (refused until its artifact is installed here)",
-    params(("model_id" = String, Path)),
+    params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("model_id" = String, Path)),
     responses((status = 200, body = ModelView), (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub(crate) async fn activate(
@@ -507,7 +507,7 @@ pub(crate) struct Retirement {
 }
 
 #[utoipa::path(post, path = "/v1/ai/models/{model_id}/retirement", tag = "diagnosis", summary = "Stop a model for good",
-    params(("model_id" = String, Path)), request_body = Retirement,
+    params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("model_id" = String, Path)), request_body = Retirement,
     responses((status = 200, body = ModelView), (status = "4XX", description = "problem+json", body = crate::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub(crate) async fn retire(

@@ -108,7 +108,7 @@ async fn coordinated(
 
 const ERRORS: &str = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict";
 
-#[utoipa::path(post, path = "/v1/federated/tasks", tag = "federated learning", summary = "Create a federated task (researchers)", request_body = CreateTask, responses((status = 201, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks", tag = "federated learning", summary = "Create a federated task (researchers)", request_body = CreateTask, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader), responses((status = 201, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Command(context): Command,
@@ -122,7 +122,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(view(task_id, &coordinator.task(task_id).await?)?)))
 }
 
-#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/start", tag = "federated learning", summary = "Start a created task (researchers)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/start", tag = "federated learning", summary = "Start a created task (researchers)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn start(
     State(state): State<AppState>,
     Command(context): Command,
@@ -141,7 +141,7 @@ pub(crate) struct RoundView {
     epsilon_after: Option<f64>,
 }
 
-#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds", tag = "federated learning", summary = "Open the next round (researchers); 409 epsilon-budget-exhausted when it would pass the budget", params(("task_id" = String, Path)), responses((status = 201, body = RoundView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds", tag = "federated learning", summary = "Open the next round (researchers); 409 epsilon-budget-exhausted when it would pass the budget", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("task_id" = String, Path)), responses((status = 201, body = RoundView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn open_round(
     State(state): State<AppState>,
     Command(context): Command,
@@ -183,7 +183,7 @@ pub(crate) struct UpdateStored {
     sha256: String,
 }
 
-#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/updates", tag = "federated learning", summary = "Submit this hospital's update for the open round (hospital service accounts)", params(("task_id" = String, Path), ("round" = u32, Path)), request_body = SubmitUpdate, responses((status = 201, body = UpdateStored), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/updates", tag = "federated learning", summary = "Submit this hospital's update for the open round (hospital service accounts)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("task_id" = String, Path), ("round" = u32, Path)), request_body = SubmitUpdate, responses((status = 201, body = UpdateStored), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
     Command(context): Command,
@@ -215,7 +215,7 @@ pub(crate) struct AggregateRound {
     metrics: Option<ModelMetrics>,
 }
 
-#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/aggregation", tag = "federated learning", summary = "Aggregate the open round into the next global model (researchers)", params(("task_id" = String, Path), ("round" = u32, Path)), request_body = AggregateRound, responses((status = 201, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/aggregation", tag = "federated learning", summary = "Aggregate the open round into the next global model (researchers)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("task_id" = String, Path), ("round" = u32, Path)), request_body = AggregateRound, responses((status = 201, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn aggregate(
     State(state): State<AppState>,
     Command(context): Command,
@@ -241,7 +241,7 @@ pub(crate) async fn secure_round(
     Ok(Json(secure.view_for(viewer.as_ref())))
 }
 
-#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/secure/messages", tag = "federated learning", summary = "Send this hospital's message for the secure round's current step: keys, sealed shares or revealed shares (hospital service accounts)", params(("task_id" = String, Path), ("round" = u32, Path)), request_body(content = Object, description = "{\"step\": \"keys\", ...}, {\"step\": \"shares\", ...} or {\"step\": \"reveal\", ...}"), responses((status = 204, description = "recorded"), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/secure/messages", tag = "federated learning", summary = "Send this hospital's message for the secure round's current step: keys, sealed shares or revealed shares (hospital service accounts)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("task_id" = String, Path), ("round" = u32, Path)), request_body(content = Object, description = "{\"step\": \"keys\", ...}, {\"step\": \"shares\", ...} or {\"step\": \"reveal\", ...}"), responses((status = 204, description = "recorded"), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn secure_message(
     State(state): State<AppState>,
     Command(context): Command,
@@ -254,7 +254,7 @@ pub(crate) async fn secure_message(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/secure/advance", tag = "federated learning", summary = "Move the secure round to its next step: fix the roster, close sharing, close masking (researchers)", params(("task_id" = String, Path), ("round" = u32, Path)), responses((status = 200, description = "the round's step, threshold, keys, sharers, survivors", body = Object), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/rounds/{round}/secure/advance", tag = "federated learning", summary = "Move the secure round to its next step: fix the roster, close sharing, close masking (researchers)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("task_id" = String, Path), ("round" = u32, Path)), responses((status = 200, description = "the round's step, threshold, keys, sharers, survivors", body = Object), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn secure_advance(
     State(state): State<AppState>,
     Command(context): Command,
@@ -268,7 +268,7 @@ pub(crate) async fn secure_advance(
     Ok(Json(secure.view_for(None)))
 }
 
-#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/completion", tag = "federated learning", summary = "Complete a task that ran all its rounds (researchers)", params(("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/federated/tasks/{task_id}/completion", tag = "federated learning", summary = "Complete a task that ran all its rounds (researchers)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("task_id" = String, Path)), responses((status = 200, body = TaskView), (status = "4XX", description = ERRORS, body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn complete(
     State(state): State<AppState>,
     Command(context): Command,

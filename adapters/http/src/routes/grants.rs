@@ -27,7 +27,7 @@ pub(crate) struct Grant {
     reason: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/grants", tag = "grants", summary = "A patient grants access", request_body = Grant, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/grants", tag = "grants", summary = "A patient grants access", request_body = Grant, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader), responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn grant(
     State(state): State<AppState>,
     Command(context): Command,
@@ -57,7 +57,7 @@ pub(crate) struct Request {
     reason: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/access-requests", tag = "grants", summary = "A practitioner asks for access", request_body = Request, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/access-requests", tag = "grants", summary = "A practitioner asks for access", request_body = Request, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader), responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn request(
     State(state): State<AppState>,
     Command(context): Command,
@@ -92,7 +92,7 @@ pub(crate) struct Approve {
     expires_at: DateTime<Utc>,
 }
 
-#[utoipa::path(post, path = "/v1/grants/{grant_id}/approval", tag = "grants", summary = "Approve a request", request_body = Approve, params(("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/grants/{grant_id}/approval", tag = "grants", summary = "Approve a request", request_body = Approve, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn approve(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -109,7 +109,7 @@ pub(crate) struct Reason {
     reason: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/grants/{grant_id}/denial", tag = "grants", summary = "Deny a request", request_body = Reason, params(("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/grants/{grant_id}/denial", tag = "grants", summary = "Deny a request", request_body = Reason, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn deny(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -119,7 +119,7 @@ pub(crate) async fn deny(
     on_grant(state, &id, |by| GrantCommand::Deny { denied_by: by, reason: body.reason }, context).await
 }
 
-#[utoipa::path(post, path = "/v1/grants/{grant_id}/revocation", tag = "grants", summary = "Revoke a grant", request_body = Reason, params(("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/grants/{grant_id}/revocation", tag = "grants", summary = "Revoke a grant", request_body = Reason, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("grant_id" = String, Path, description = "grant id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -28,7 +28,7 @@ pub(crate) struct Register {
     demographics: Demographics,
 }
 
-#[utoipa::path(post, path = "/v1/patients", tag = "patients", summary = "Register a patient", request_body = Register, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/patients", tag = "patients", summary = "Register a patient", request_body = Register, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader), responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn register(
     State(state): State<AppState>,
     Command(context): Command,
@@ -45,7 +45,7 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(receipt)))
 }
 
-#[utoipa::path(put, path = "/v1/patients/{patient_id}/demographics", tag = "patients", summary = "Replace demographics", request_body = emr_domain::values::Demographics, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/patients/{patient_id}/demographics", tag = "patients", summary = "Replace demographics", request_body = emr_domain::values::Demographics, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn update_demographics(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,
@@ -62,7 +62,7 @@ pub(crate) struct Erase {
     reason: ErasureReason,
 }
 
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/erasure", tag = "patients", summary = "Erase a patient (GDPR Art. 17)", request_body = Erase, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/erasure", tag = "patients", summary = "Erase a patient (GDPR Art. 17)", request_body = Erase, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn erase(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,
@@ -104,7 +104,7 @@ pub(crate) struct Restrict {
     ground: RestrictionGround,
 }
 
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/restriction", tag = "patients", summary = "Restrict processing (GDPR Art. 18): only the patient and break-glass read until lifted", request_body = Restrict, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/restriction", tag = "patients", summary = "Restrict processing (GDPR Art. 18): only the patient and break-glass read until lifted", request_body = Restrict, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn restrict(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,
@@ -114,7 +114,7 @@ pub(crate) async fn restrict(
     on_patient(&state, &patient_id, PatientCommand::RestrictProcessing { ground: body.ground }, &context).await
 }
 
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/restriction/lifting", tag = "patients", summary = "Lift the restriction of processing", params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/restriction/lifting", tag = "patients", summary = "Lift the restriction of processing", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn lift_restriction(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,
@@ -130,7 +130,7 @@ pub(crate) struct LegalHold {
     reference: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/legal-holds", tag = "patients", summary = "Place a legal hold: erasure is refused while it stands", request_body = LegalHold, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/legal-holds", tag = "patients", summary = "Place a legal hold: erasure is refused while it stands", request_body = LegalHold, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn place_legal_hold(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,
@@ -140,7 +140,7 @@ pub(crate) async fn place_legal_hold(
     on_patient(&state, &patient_id, PatientCommand::PlaceLegalHold { reference: body.reference }, &context).await
 }
 
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/legal-holds/release", tag = "patients", summary = "Release a legal hold", request_body = LegalHold, params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/legal-holds/release", tag = "patients", summary = "Release a legal hold", request_body = LegalHold, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn release_legal_hold(
     State(state): State<AppState>,
     Path(patient_id): Path<String>,

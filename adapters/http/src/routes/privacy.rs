@@ -27,7 +27,7 @@ pub(crate) struct Justification {
     justification: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/break-glass/{disclosure_id}/justification", tag = "patients", summary = "Justify a break-glass read after the fact (its reader only)", request_body = Justification, params(("disclosure_id" = String, Path, description = "the break-glass disclosure id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/break-glass/{disclosure_id}/justification", tag = "patients", summary = "Justify a break-glass read after the fact (its reader only)", request_body = Justification, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("disclosure_id" = String, Path, description = "the break-glass disclosure id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The practitioner who broke the glass explains why.
 pub(crate) async fn justify(
     State(state): State<AppState>,

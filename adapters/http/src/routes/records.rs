@@ -30,7 +30,7 @@ pub(crate) struct Create {
     content: RecordContent,
 }
 
-#[utoipa::path(post, path = "/v1/records", tag = "records", summary = "Create a record", request_body = Create, responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/records", tag = "records", summary = "Create a record", request_body = Create, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader), responses((status = 201, description = "created", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Command(context): Command,
@@ -60,7 +60,7 @@ pub(crate) struct BatchEntry {
     problem: Option<crate::Problem>,
 }
 
-#[utoipa::path(post, path = "/v1/records/batch", tag = "records", summary = "Create many records in one request (a bulk import, a backlog after downtime)", request_body = Batch, responses((status = 200, description = "every record answered, in the order sent: a receipt or a problem each", body = Vec<BatchEntry>), (status = "4XX", description = "problem+json: the batch itself is invalid (empty, over 1000, malformed), unauthenticated", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/records/batch", tag = "records", summary = "Create many records in one request (a bulk import, a backlog after downtime)", request_body = Batch, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader), responses((status = 200, description = "every record answered, in the order sent: a receipt or a problem each", body = Vec<BatchEntry>), (status = "4XX", description = "problem+json: the batch itself is invalid (empty, over 1000, malformed), unauthenticated", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// Each record is checked as `POST /v1/records` checks one, and the accepted
 /// ones are written to the log together, so a batch goes at the log's own pace.
 /// Record `i`'s command id derives from the batch's `Idempotency-Key` and `i`:
@@ -134,7 +134,7 @@ pub(crate) struct Amend {
     reason: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/records/{record_id}/amendments", tag = "records", summary = "Amend a record (new version)", request_body = Amend, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/records/{record_id}/amendments", tag = "records", summary = "Amend a record (new version)", request_body = Amend, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn amend(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -144,7 +144,7 @@ pub(crate) async fn amend(
     on_record(state, &id, RecordCommand::Amend { content: body.content, reason: body.reason }, context).await
 }
 
-#[utoipa::path(post, path = "/v1/records/{record_id}/attachments", tag = "records", summary = "Attach an uploaded blob", request_body = emr_domain::record::AttachmentDescriptor, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/records/{record_id}/attachments", tag = "records", summary = "Attach an uploaded blob", request_body = emr_domain::record::AttachmentDescriptor, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn add_attachment(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -161,7 +161,7 @@ pub(crate) struct Reason {
     reason: ShortText,
 }
 
-#[utoipa::path(post, path = "/v1/records/{record_id}/deletion", tag = "records", summary = "Soft-delete a record", request_body = Reason, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/records/{record_id}/deletion", tag = "records", summary = "Soft-delete a record", request_body = Reason, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -171,7 +171,7 @@ pub(crate) async fn delete(
     on_record(state, &id, RecordCommand::Delete { reason: body.reason }, context).await
 }
 
-#[utoipa::path(post, path = "/v1/records/{record_id}/restoration", tag = "records", summary = "Restore a deleted record", request_body = Reason, params(("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/records/{record_id}/restoration", tag = "records", summary = "Restore a deleted record", request_body = Reason, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("record_id" = String, Path, description = "record id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub(crate) async fn restore(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -102,7 +102,7 @@ pub(crate) async fn review(
     Ok(Json(due))
 }
 
-#[utoipa::path(post, path = "/v1/patients/{patient_id}/disposal", tag = "patients", summary = "Dispose of a patient whose retention has ended (crypto-shredding)", params(("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/patients/{patient_id}/disposal", tag = "patients", summary = "Dispose of a patient whose retention has ended (crypto-shredding)", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("patient_id" = String, Path, description = "patient id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// An approved disposal: refused before retention ends and under a legal hold.
 pub(crate) async fn dispose(
     State(state): State<AppState>,

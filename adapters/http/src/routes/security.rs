@@ -87,7 +87,7 @@ async fn triage(state: AppState, id: &str, command: SecurityCommand, context: Co
     Ok(Json(state.clinic.triage(id, command, &context.0).await?))
 }
 
-#[utoipa::path(post, path = "/v1/security/events/{security_event_id}/acknowledgement", tag = "security", summary = "Acknowledge a security event", params(("security_event_id" = String, Path, description = "security event id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/security/events/{security_event_id}/acknowledgement", tag = "security", summary = "Acknowledge a security event", params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("security_event_id" = String, Path, description = "security event id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// An officer has seen the event.
 pub(crate) async fn acknowledge(
     State(state): State<AppState>,
@@ -98,7 +98,7 @@ pub(crate) async fn acknowledge(
     triage(state, &id, SecurityCommand::Acknowledge { by }, context).await
 }
 
-#[utoipa::path(post, path = "/v1/security/events/{security_event_id}/assignment", tag = "security", summary = "Assign an investigator", request_body = Assignment, params(("security_event_id" = String, Path, description = "security event id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/security/events/{security_event_id}/assignment", tag = "security", summary = "Assign an investigator", request_body = Assignment, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("security_event_id" = String, Path, description = "security event id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// An investigator takes the event.
 pub(crate) async fn assign(
     State(state): State<AppState>,
@@ -110,7 +110,7 @@ pub(crate) async fn assign(
     triage(state, &id, SecurityCommand::Assign { by, to: body.assignee }, context).await
 }
 
-#[utoipa::path(post, path = "/v1/security/events/{security_event_id}/resolution", tag = "security", summary = "Resolve with an outcome (feeds the measured precision)", request_body = Resolution, params(("security_event_id" = String, Path, description = "security event id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/security/events/{security_event_id}/resolution", tag = "security", summary = "Resolve with an outcome (feeds the measured precision)", request_body = Resolution, params(crate::extract::IdempotencyKeyHeader, crate::extract::IfMatchHeader, ("security_event_id" = String, Path, description = "security event id (UUID)")), responses((status = 200, description = "the commit", body = emr_commands::Receipt), (status = "4XX", description = "problem+json: invalid input, unauthenticated, forbidden, not found, conflict", body = crate::Problem, content_type = "application/problem+json"), (status = "5XX", description = "problem+json: a backing service is unavailable", body = crate::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 /// The investigation ends: a true or a false positive.
 pub(crate) async fn resolve(
     State(state): State<AppState>,
