@@ -29,6 +29,22 @@ pub enum Role {
     System,
 }
 
+impl Role {
+    /// The snake-case name, as serialized (in envelopes, the API and summaries).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::Physician => "physician",
+            Self::Nurse => "nurse",
+            Self::Admin => "admin",
+            Self::Auditor => "auditor",
+            Self::Researcher => "researcher",
+            Self::Hospital => "hospital",
+            Self::System => "system",
+        }
+    }
+}
+
 /// The author of a command, recorded in every event's envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Actor {
@@ -47,5 +63,19 @@ impl Actor {
     /// The system itself; its user id is the nil UUID.
     pub fn system() -> Self {
         Self { user_id: UserId::from(uuid::Uuid::nil()), role: Role::System }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_roles_name_is_its_serialized_form() {
+        for role in
+            [Role::Patient, Role::Physician, Role::Nurse, Role::Admin, Role::Auditor, Role::Researcher, Role::Hospital, Role::System]
+        {
+            assert_eq!(serde_json::to_value(role).ok(), Some(serde_json::Value::from(role.name())));
+        }
     }
 }

@@ -153,14 +153,16 @@ fn parse<T: std::str::FromStr>(map: &HashMap<String, String>, key: &'static str)
 impl CommandContext {
     /// The string map cqrs-es passes from `execute_with_metadata` to the store.
     pub fn to_map(&self) -> HashMap<String, String> {
-        let role = serde_json::to_value(self.actor.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        HashMap::from([
+        // Room for an event's envelope too (`EventMetadata::to_map` adds five keys).
+        let mut map = HashMap::with_capacity(10);
+        map.extend([
             (keys::ACTOR_ID.to_owned(), self.actor.user_id.to_string()),
-            (keys::ACTOR_ROLE.to_owned(), role),
+            (keys::ACTOR_ROLE.to_owned(), self.actor.role.name().to_owned()),
             (keys::COMMAND_ID.to_owned(), self.command_id.to_string()),
             (keys::CORRELATION_ID.to_owned(), self.correlation_id.to_string()),
             (keys::CAUSATION_ID.to_owned(), self.causation_id.to_string()),
-        ])
+        ]);
+        map
     }
 
     /// Reads a command context back from a metadata map.

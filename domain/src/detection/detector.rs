@@ -443,8 +443,7 @@ impl Detector {
         let (severity, summary) = match change {
             AccountChange::Role { from, to } => {
                 let severity = if matches!(to, Role::Admin | Role::Auditor) { Severity::Medium } else { Severity::Low };
-                let role = |role: Role| format!("{role:?}").to_lowercase();
-                (severity, format!("role changed from {} to {} by administrator {by}", role(from), role(to)))
+                (severity, format!("role changed from {} to {} by administrator {by}", from.name(), to.name()))
             }
             AccountChange::MfaReset => (Severity::Medium, format!("MFA enrolment reset by administrator {by}")),
         };

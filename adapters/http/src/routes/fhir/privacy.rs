@@ -149,8 +149,7 @@ pub(super) async fn provenances(
         .rev()
         .map(|version| {
             let metadata = &version.metadata;
-            let role =
-                serde_json::to_value(metadata.context.actor.role).ok().and_then(|r| r.as_str().map(str::to_owned)).unwrap_or_default();
+            let role = metadata.context.actor.role.name().to_owned();
             let origin = emr_fhir::Origin {
                 target: format!("{kind}/{id}/_history/{}", version.version),
                 author: (metadata.context.actor.user_id.to_string(), role),
