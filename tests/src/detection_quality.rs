@@ -34,7 +34,7 @@ pub struct RuleQuality {
     pub detections: usize,
     /// Of which rest on no planted attack.
     pub false_positives: usize,
-    /// Break-glass reviews of clean emergencies (raised by design, not errors).
+    /// Reviews of clean work: break-glass emergencies, account changes (raised by design, not errors).
     pub reviews: usize,
 }
 
@@ -88,7 +88,7 @@ pub fn score(trace: &Trace, found: &[Found]) -> Quality {
         rule.detections += 1;
         let attacks: Vec<usize> = detection.evidence.iter().filter_map(|id| attack_of.get(id).copied()).collect();
         if attacks.is_empty() {
-            if detection.kind == SecurityEventKind::BreakGlassUse && detection.severity == Severity::Medium {
+            if is_review(detection) {
                 rule.reviews += 1;
             } else {
                 rule.false_positives += 1;
@@ -107,6 +107,16 @@ pub fn score(trace: &Trace, found: &[Found]) -> Quality {
         rule.caught += usize::from(caught[attack]);
     }
     quality
+}
+
+/// A detection raised by design on clean work, for a person to look at: every
+/// break-glass (medium) and every role change or MFA reset (medium or low). Only
+/// the high ones claim an attack.
+fn is_review(detection: &Found) -> bool {
+    match detection.kind {
+        SecurityEventKind::BreakGlassUse | SecurityEventKind::AccountSecurityChange => detection.severity < Severity::High,
+        _ => false,
+    }
 }
 
 /// Runs the pure detector over `trace` (as the worker would see it in the log).

@@ -176,6 +176,8 @@ struct Builder {
     seen: Vec<Vec<(DateTime<Utc>, PatientId)>>,
     /// The attack the events being added belong to.
     current: Option<usize>,
+    /// The administrator who resets authenticators.
+    admin: UserId,
 }
 
 impl Builder {
@@ -279,6 +281,13 @@ impl Builder {
         self.push(at, actor, "access_denial", denial_id.to_string(), Payload::Denial(event));
     }
 
+    /// An administrator clears `staff`'s MFA enrolment (a lost phone, or an
+    /// impostor's call to the help desk).
+    fn mfa_reset(&mut self, at: DateTime<Utc>, staff: &Staff) {
+        let event = AccountEvent::MfaReset { by: self.admin, reason: text("lost phone") };
+        self.push(at, Actor::new(self.admin, Role::Admin), "account", staff.actor.user_id.to_string(), Payload::Account(event));
+    }
+
     fn grant_basis() -> Basis {
         Basis::Grant { grant_id: GrantId::new() }
     }
@@ -301,7 +310,16 @@ pub fn generate(shape: TraceShape) -> Trace {
         panels: vec![],
         seen: vec![],
         current: None,
+        admin: UserId::new(),
     };
+    let admin = AccountEvent::AccountRegistered {
+        user_id: b.admin,
+        username: Username::parse("it-admin").unwrap(),
+        role: Role::Admin,
+        profile: None,
+        registered_by: None,
+    };
+    b.push(start - Duration::days(30), Actor::system(), "account", b.admin.to_string(), Payload::Account(admin));
     let departments = shape.departments.min(DEPARTMENTS.len());
     for department in 0..departments {
         b.panels.push((0..shape.panel).map(|_| PatientId::new()).collect());
@@ -407,6 +425,12 @@ fn shift(b: &mut Builder, staff: &Staff, midnight: DateTime<Utc>, departments: u
     let end = begin + Duration::minutes(staff.shift_minutes);
     let remote = staff.actor.role == Role::Physician && b.rng.random_bool(0.1);
     let client = if remote { staff.home } else { staff.workstation };
+    // The odd lost phone: the help desk resets the authenticator before the shift,
+    // and the holder enrols anew from wherever they work that day.
+    if b.rng.random_bool(0.005) {
+        let at = begin - Duration::minutes(b.rng.random_range(20..90));
+        b.mfa_reset(at, staff);
+    }
     if b.rng.random_bool(0.03) {
         b.sign_in(begin - Duration::seconds(40), staff, client, SignInOutcome::WrongPassword);
     }
@@ -567,6 +591,16 @@ fn inject_attacks(b: &mut Builder, shape: TraceShape, departments: usize, stale:
         let session = SessionId::new();
         b.session(at, session, stolen.actor.user_id, stolen.workstation, true);
         b.session(at + Duration::minutes(7), session, stolen.actor.user_id, IpAddr::V4(Ipv4Addr::new(185, 220, 101, r)), false);
+
+        let impersonated = physicians[(round + 4) % physicians.len()];
+        b.attack(
+            SecurityEventKind::AccountSecurityChange,
+            Severity::High,
+            format!("an impostor has {}'s MFA reset and signs in from a new network 3 h later", impersonated.username),
+        );
+        let at = b.day(day(9)) + Duration::hours(1);
+        b.mfa_reset(at, impersonated);
+        takeover(b, impersonated, at + Duration::hours(3), IpAddr::V4(Ipv4Addr::new(45, 134, 26, r)));
         b.current = None;
     }
 }
@@ -597,6 +631,22 @@ fn inject_subtle_attacks(b: &mut Builder, shape: TraceShape, departments: usize)
             let patient = panel[(i * 7 + round) % panel.len()];
             b.read(at + Duration::minutes(i as i64 * 9), harvester.actor, patient, Resource::Patient, Builder::grant_basis());
         }
+        let impersonated = physicians[(round + 6) % physicians.len()];
+        b.attack(
+            SecurityEventKind::AccountSecurityChange,
+            Severity::High,
+            format!("an impostor has {}'s MFA reset and waits 30 h to sign in", impersonated.username),
+        );
+        let at = b.day(day + 2) + Duration::hours(1);
+        b.mfa_reset(at, impersonated);
+        takeover(b, impersonated, at + Duration::hours(30), IpAddr::V4(Ipv4Addr::new(91, 219, 236, round as u8)));
         b.current = None;
     }
+}
+
+/// An impostor signs in as `victim` from `client` at `at` (with the new
+/// authenticator they enrolled) and opens a session.
+fn takeover(b: &mut Builder, victim: &Staff, at: DateTime<Utc>, client: IpAddr) {
+    b.sign_in(at, victim, client, SignInOutcome::Succeeded);
+    b.session(at, SessionId::new(), victim.actor.user_id, client, true);
 }
