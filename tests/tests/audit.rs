@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use emr_anchor::{AnchorConfig, AnchorWorker, FileLedger, Ledger, VerifyReport, verify};
+use emr_anchor::{AnchorConfig, AnchorError, AnchorWorker, FileLedger, Ledger, VerifyReport, verify};
 use emr_eventstore::conformance::Backend;
 use emr_tests::backends::{self, clinic};
 use emr_tests::history;
@@ -65,6 +65,25 @@ async fn a_crash_between_leaves_and_head_neither_skips_nor_doubles(backend: Back
     assert!(after.ok, "{after:?}");
     assert!(after.events > before.events);
     assert_eq!(after.anchored_events, after.events, "every event anchored exactly once");
+}
+
+#[tokio::test]
+async fn a_second_anchor_worker_on_one_directory_is_refused_while_the_first_runs() {
+    let test = backends::sqlite().await;
+    history::write(&clinic(&test.backend), 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(FileLedger::open(dir.path()).unwrap());
+    let open = || AnchorWorker::open(test.backend.log.clone(), ledger.clone(), dir.path(), AnchorConfig::default());
+    let first = open().await.unwrap();
+    let second = open().await.err();
+    assert!(matches!(&second, Some(AnchorError::Busy { dir: busy }) if busy == dir.path()), "{second:?}");
+    first.catch_up().await.unwrap();
+    drop(first);
+    let next = open().await.unwrap();
+    assert!(next.catch_up().await.unwrap().is_empty(), "the first anchored everything; its successor resumes after it");
+    let trusted = vec![next.public_key()];
+    let report = verify(test.backend.log.clone(), ledger.as_ref(), dir.path(), &trusted).await.unwrap();
+    assert!(report.ok && report.anchored_events == report.events, "{report:?}");
 }
 
 emr_tests::on_every_backend!(

@@ -1,6 +1,6 @@
 //! The anchor worker: follows the log, appends leaves, signs and anchors heads.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,16 @@ pub enum AnchorError {
     /// What the ledger anchored does not match the log: verification will say where.
     #[error("the anchored log does not match the event log: {0}; run `emr audit verify`")]
     Diverged(String),
+    /// Another worker anchors from this directory: two would append the same
+    /// leaves twice.
+    #[error(
+        "another anchor worker is using {}: one worker appends a log's leaves (stop the other, or give this one a directory of its own)",
+        dir.display()
+    )]
+    Busy {
+        /// The anchor directory.
+        dir: PathBuf,
+    },
 }
 
 struct State {
@@ -57,12 +67,17 @@ pub struct AnchorWorker {
     key: NodeKey,
     config: AnchorConfig,
     state: tokio::sync::Mutex<State>,
+    /// Locked for the worker's life (released when it is dropped or its process ends).
+    _claim: std::fs::File,
 }
 
 impl AnchorWorker {
     /// Resumes from the last anchored head: leaves beyond it (a crash between
     /// writing leaves and anchoring) are dropped and recomputed from the log.
+    /// Refused ([`AnchorError::Busy`]) while another worker, in this process or
+    /// another, has `dir`.
     pub async fn open(log: Arc<dyn EventLog>, ledger: Arc<dyn Ledger>, dir: &Path, config: AnchorConfig) -> Result<Self, AnchorError> {
+        let claim = Self::claim(dir)?;
         let key = NodeKey::load_or_create(&dir.join("node.key"))?;
         let leaf_file = LeafFile::open(dir)?;
         let reader = LogReader::new(log);
@@ -88,7 +103,21 @@ impl AnchorWorker {
             return Err(AnchorError::Diverged(format!("the leaves do not give the root anchored at size {size}")));
         }
         let follower = reader.follower();
-        Ok(Self { reader, ledger, leaf_file, key, config, state: tokio::sync::Mutex::new(State { tree, last_position, follower }) })
+        let state = tokio::sync::Mutex::new(State { tree, last_position, follower });
+        Ok(Self { reader, ledger, leaf_file, key, config, state, _claim: claim })
+    }
+
+    /// An exclusive lock on `dir`'s `anchor.lock`.
+    fn claim(dir: &Path) -> Result<std::fs::File, AnchorError> {
+        let path = dir.join("anchor.lock");
+        let io = |source| AnchorError::Ledger(LedgerError::Io { path: path.clone(), source });
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(AnchorError::Busy { dir: dir.to_owned() }),
+            Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
+        }
     }
 
     /// The node's public key (hex): what verifiers trust.
