@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+
+use emr_eventstore::LogError;
+use futures::future::BoxFuture;
 use std::time::{Duration, Instant};
 
 use emr_anchor::{AnchorConfig, AnchorWorker, Anchored, FileLedger, Ledger, NodeKey};
@@ -476,4 +479,67 @@ async fn one_validator_set_bridges_every_head_to_ethereum_polygon_and_bsc() {
         assert_eq!(relayer.chain().latest_size().await.unwrap(), expected.last().unwrap().size, "chain {chain_id}");
         assert_eq!(relayer.chain().first_mismatch(&expected).await.unwrap(), None, "chain {chain_id}");
     }
+}
+
+/// The log as it is, counting the subscriptions opened on it.
+struct CountingSubscriptions {
+    log: Arc<dyn emr_eventstore::EventLog>,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+impl emr_eventstore::EventLog for CountingSubscriptions {
+    fn append(&self, request: emr_eventstore::CommitRequest) -> BoxFuture<'_, Result<emr_eventstore::Appended, LogError>> {
+        self.log.append(request)
+    }
+
+    fn append_together(
+        &self,
+        requests: Vec<emr_eventstore::CommitRequest>,
+    ) -> BoxFuture<'_, Result<Vec<emr_eventstore::Appended>, LogError>> {
+        self.log.append_together(requests)
+    }
+
+    fn read_aggregate<'a>(
+        &'a self,
+        key: &'a emr_eventstore::AggregateKey,
+        after_position: u64,
+    ) -> BoxFuture<'a, Result<Vec<emr_eventstore::StoredCommit>, LogError>> {
+        self.log.read_aggregate(key, after_position)
+    }
+
+    fn read_from(&self, from_position: u64, limit: usize) -> BoxFuture<'_, Result<Vec<emr_eventstore::StoredCommit>, LogError>> {
+        self.log.read_from(from_position, limit)
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
+        self.log.head()
+    }
+
+    fn subscribe(
+        &self,
+        from_position: u64,
+    ) -> BoxFuture<'_, Result<futures::stream::BoxStream<'static, Result<emr_eventstore::StoredCommit, LogError>>, LogError>> {
+        self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.log.subscribe(from_position)
+    }
+}
+
+#[tokio::test]
+async fn a_log_tree_extended_head_by_head_reads_the_log_once_and_gives_the_anchored_roots() {
+    let test = backends::sqlite().await;
+    history::write(&emr_tests::backends::clinic(&test.backend), 6).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(FileLedger::open(dir.path()).unwrap());
+    let config = AnchorConfig { batch_commits: 3, ..AnchorConfig::default() };
+    let heads = AnchorWorker::open(test.backend.log.clone(), ledger.clone(), dir.path(), config).await.unwrap().catch_up().await.unwrap();
+    assert!(heads.len() >= 5, "{} heads", heads.len());
+
+    let counting = Arc::new(CountingSubscriptions { log: test.backend.log.clone(), opened: Default::default() });
+    let mut tree = emr_bridge::LogTree::new(counting.clone());
+    for anchored in &heads {
+        tree.extend_to(anchored.head.last_position).await.unwrap();
+        assert_eq!(tree.size(), anchored.head.size, "the tree stops at the head's last position");
+        assert_eq!(tree.root(anchored.head.size), Some(anchored.head.root_hash().unwrap()));
+    }
+    assert_eq!(counting.opened.load(std::sync::atomic::Ordering::Relaxed), 1, "one subscription, read on from head to head");
 }
