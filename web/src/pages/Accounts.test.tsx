@@ -62,5 +62,26 @@ describe('an administrator resetting a lost authenticator', () => {
     await waitFor(() => expect(resets()).toHaveLength(1));
     expect(new URL(resets()[0]?.url ?? '').pathname).toBe(`/v1/accounts/${NURSE}/mfa-reset`);
     expect(await resets()[0]?.json()).toEqual({ reason: 'phone lost; identity checked' });
+    expect(resets()[0]?.headers.get('if-match')).toBe('"3"');
+  });
+
+  it('refuses to act on an account changed since it was shown, and shows it again', async () => {
+    const user = userEvent.setup();
+    const reads = () => sent.filter((request) => request.method === 'GET' && new URL(request.url).pathname === `/v1/accounts/${NURSE}`);
+    answerWith((request) => {
+      const path = new URL(request.url).pathname;
+      if (request.method === 'POST') {
+        const problem = { type: 'about:blank', title: 'The resource changed since it was read', status: 412, detail: 'expected version 3, found 4', code: 'version-mismatch', retryable: false };
+        return reply(412, problem);
+      }
+      return path === '/v1/accounts' ? reply(200, [row]) : reply(200, nurse);
+    });
+    renderScreen(<Accounts />, { path: '/accounts', at: '/accounts' });
+    await user.type(screen.getByRole('searchbox', { name: 'Find an account' }), `${NURSE}{Enter}`);
+    await user.type(await screen.findByLabelText('Why (identity check made, ticket)'), 'phone lost; identity checked');
+    const shownBefore = reads().length;
+    await user.click(screen.getByRole('button', { name: 'Reset MFA' }));
+    expect(await screen.findByText('expected version 3, found 4 (version-mismatch)')).toBeTruthy();
+    await waitFor(() => expect(reads().length).toBeGreaterThan(shownBefore));
   });
 });

@@ -5,7 +5,7 @@ import { useState } from 'react';
 import { Button, Card, Descriptions, Empty, Form, Input, Select, Space, Table, Tag, Typography } from 'antd';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 
-import { CommandIntent, api, unwrap, type Schemas } from '../api/client';
+import { CommandIntent, ProblemError, api, unwrap, type Schemas } from '../api/client';
 import { ProblemAlert } from '../components/ProblemAlert';
 import { ruleOf } from '../components/rules';
 import { useI18n } from '../i18n';
@@ -91,17 +91,38 @@ const STAFF_ROLES = ['physician', 'nurse', 'admin', 'auditor', 'researcher'] as 
 type StaffRole = (typeof STAFF_ROLES)[number];
 const isStaff = (role: string | null | undefined): role is StaffRole => STAFF_ROLES.some((staff) => staff === role);
 
+/** The account as shown: a change made on it applies only if nobody changed it since
+ * (`If-Match` with its version; a 412 shows the problem and reloads the account). */
+interface Shown {
+  userId: string;
+  version: number;
+  onChanged: () => void;
+}
+
+const asShown = (version: number) => ({ 'if-match': `"${version}"` });
+
+const reloadIfChanged = (onChanged: () => void) => (error: unknown) => {
+  if (error instanceof ProblemError && error.status === 412) onChanged();
+};
+
 /** Moves a staff account to another staff role; the server ends its sessions. */
-function ChangeRole({ userId, current, onChanged }: { userId: string; current: StaffRole; onChanged: () => void }) {
+function ChangeRole({ userId, version, onChanged, current }: Shown & { current: StaffRole }) {
   const { t } = useI18n();
   const [form] = Form.useForm<{ role: StaffRole; reason: string }>();
   const change = useMutation({
     mutationFn: ({ role, reason }: { role: StaffRole; reason: string }) =>
-      unwrap(api.POST('/v1/accounts/{user_id}/role', { params: { path: { user_id: userId } }, body: { role, reason, profile: null } })),
+      unwrap(
+        api.POST('/v1/accounts/{user_id}/role', {
+          params: { path: { user_id: userId } },
+          body: { role, reason, profile: null },
+          headers: asShown(version),
+        }),
+      ),
     onSuccess: () => {
       form.resetFields(['reason']);
       onChanged();
     },
+    onError: reloadIfChanged(onChanged),
   });
   return (
     <section aria-label={t('changeRole')}>
@@ -125,16 +146,17 @@ function ChangeRole({ userId, current, onChanged }: { userId: string; current: S
 }
 
 /** Clears an account's TOTP enrolment (a lost device); the server ends its sessions. */
-function ResetMfa({ userId, onReset }: { userId: string; onReset: () => void }) {
+function ResetMfa({ userId, version, onChanged }: Shown) {
   const { t } = useI18n();
   const [form] = Form.useForm<{ reason: string }>();
   const reset = useMutation({
     mutationFn: ({ reason }: { reason: string }) =>
-      unwrap(api.POST('/v1/accounts/{user_id}/mfa-reset', { params: { path: { user_id: userId } }, body: { reason } })),
+      unwrap(api.POST('/v1/accounts/{user_id}/mfa-reset', { params: { path: { user_id: userId } }, body: { reason }, headers: asShown(version) })),
     onSuccess: () => {
       form.resetFields();
-      onReset();
+      onChanged();
     },
+    onError: reloadIfChanged(onChanged),
   });
   return (
     <section aria-label={t('resetMfa')}>
@@ -198,8 +220,10 @@ function Account({ userId }: { userId: string }) {
         </Button>
       </Space>
       <ProblemAlert error={unlock.error ?? close.error} />
-      {view.status === 'active' && isStaff(view.role) && <ChangeRole key={view.role} userId={userId} current={view.role} onChanged={refresh} />}
-      {view.status === 'active' && view.mfa_enabled && <ResetMfa userId={userId} onReset={refresh} />}
+      {view.status === 'active' && isStaff(view.role) && (
+        <ChangeRole key={view.role} userId={userId} version={view.sequence} current={view.role} onChanged={refresh} />
+      )}
+      {view.status === 'active' && view.mfa_enabled && <ResetMfa userId={userId} version={view.sequence} onChanged={refresh} />}
     </Space>
   );
 }
