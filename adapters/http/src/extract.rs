@@ -136,9 +136,9 @@ pub(crate) struct IdempotencyKeyHeader {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // Only documents the header; `if_match` reads it.
 pub(crate) struct IfMatchHeader {
-    /// The version the command expects, as a read's `ETag` gave it (`W/"3"`): if the
-    /// resource changed since, nothing is written and the answer is 412
-    /// `version-mismatch`. `*` or no header: the command applies to the latest version.
+    /// The version the command expects: a read's `sequence` (`"3"`) or a FHIR read's
+    /// `ETag` (`W/"3"`). If the resource changed since, nothing is written and the
+    /// answer is 412 `version-mismatch`. `*` or no header: the latest version.
     #[param(rename = "If-Match")]
     if_match: Option<String>,
 }
