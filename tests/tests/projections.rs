@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use emr_domain::metadata::CommandContext;
 use emr_eventstore::EventLog;
 use emr_eventstore::conformance::Backend;
 use emr_projections::queries::{self, RecordFilter, RecordSort};
@@ -402,16 +403,10 @@ async fn the_account_directory_lists_roles_mfa_locks_and_closures(backend: Backe
     let closed = identity.register(Some(&system), open("auditor_old", Role::Auditor), None, CommandId::new()).await.unwrap();
     let admin_actor = Actor::new(admin, Role::Admin);
     let reason = emr_domain::fixtures::text("moved to the audit office");
-    identity.change_role(&emr_domain::metadata::CommandContext::new(admin_actor), nurse, Role::Auditor, None, reason).await.unwrap();
+    identity.change_role(&CommandContext::new(admin_actor), nurse, Role::Auditor, None, reason).await.unwrap();
     let until = chrono::Utc::now() + chrono::Duration::minutes(15);
-    identity
-        .administer(&emr_domain::metadata::CommandContext::new(system), locked, AccountCommand::Lock { until, failed_attempts: 5 })
-        .await
-        .unwrap();
-    identity
-        .administer(&emr_domain::metadata::CommandContext::new(admin_actor), closed, AccountCommand::Deactivate { by: admin })
-        .await
-        .unwrap();
+    identity.administer(&CommandContext::new(system), locked, AccountCommand::Lock { until, failed_attempts: 5 }).await.unwrap();
+    identity.administer(&CommandContext::new(admin_actor), closed, AccountCommand::Deactivate { by: admin }).await.unwrap();
 
     let db = TestReadModels::fresh(store).await;
     fold_all(&db.db, &backend.log, 2).await;

@@ -506,7 +506,7 @@ async fn a_delegate_manages_grants_and_reads_for_the_patient_but_cannot_erase_th
     let (status, _, read) = send(&app, get(&guardian, &record)).await;
     assert_eq!(status, StatusCode::OK, "{read}");
     let erase = json!({"reason": "patient_request"});
-    let refused = send(&app, command(&guardian, "POST", &format!("/v1/patients/{patient_id}/erasure"), &erase)).await;
+    let refused = send(&app, command(&guardian, "POST", &format!("/v1/patients/{}/erasure", patient.id), &erase)).await;
     assert_problem(&refused, StatusCode::FORBIDDEN, "not-own-record");
 }
 
@@ -528,10 +528,8 @@ async fn download_bytes(app: &TestApp, user: &User, record: &str, attachment: &s
 #[tokio::test]
 async fn an_attachment_streams_in_sealed_and_back_out_verified_and_disclosed() {
     let app = app().await;
-    let (author, patient, patient_id) = clinic_with_patient(&app).await;
+    let Chart { author, patient, record, .. } = patient_with_a_record(&app).await;
     let stranger = sign_in(&app, Role::Physician).await;
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
     let scan: Vec<u8> = (0..600_000_u32).map(|i| (i * 7 % 251) as u8).collect();
 
     let refused = send(&app, upload_request(&stranger, &record, "scan.dcm", scan.clone())).await;
@@ -563,10 +561,8 @@ async fn an_attachment_streams_in_sealed_and_back_out_verified_and_disclosed() {
 #[tokio::test]
 async fn a_dicom_attachment_previews_as_a_png_recorded_as_a_disclosure_and_the_record_lists_it() {
     let app = app().await;
-    let (author, patient, patient_id) = clinic_with_patient(&app).await;
+    let Chart { author, patient, record, .. } = patient_with_a_record(&app).await;
     let stranger = sign_in(&app, Role::Physician).await;
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
     let ct = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/dicom/CT_small.dcm")).unwrap();
     assert_eq!(send(&app, upload_request(&author, &record, "ct.dcm", ct.clone())).await.0, StatusCode::CREATED);
     assert_eq!(send(&app, upload_request(&author, &record, "notes.dcm", b"not an image".to_vec())).await.0, StatusCode::CREATED);
@@ -599,9 +595,7 @@ async fn a_dicom_attachment_previews_as_a_png_recorded_as_a_disclosure_and_the_r
 #[tokio::test]
 async fn a_read_refused_as_too_large_for_its_reader_records_no_disclosure() {
     let app = app().await;
-    let (author, patient, patient_id) = clinic_with_patient(&app).await;
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let Chart { author, patient, record, .. } = patient_with_a_record(&app).await;
     let scan = vec![7_u8; 50_000];
     assert_eq!(send(&app, upload_request(&author, &record, "ct.dcm", scan)).await.0, StatusCode::CREATED);
     let (_, _, view) = send(&app, get(&patient, &format!("/v1/records/{record}"))).await;
@@ -622,9 +616,7 @@ async fn a_read_refused_as_too_large_for_its_reader_records_no_disclosure() {
 #[tokio::test]
 async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_gone() {
     let app = app().await;
-    let (author, patient, patient_id) = clinic_with_patient(&app).await;
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let Chart { author, patient, record, .. } = patient_with_a_record(&app).await;
     let scan = vec![42_u8; 300_000];
     let (status, _, _) = send(&app, upload_request(&author, &record, "ct.dcm", scan)).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -656,7 +648,7 @@ async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_go
 
     let admin = sign_in(&app, Role::Admin).await;
     let (status, _, _) =
-        send(&app, command(&admin, "POST", &format!("/v1/patients/{patient_id}/erasure"), &json!({"reason": "patient_request"}))).await;
+        send(&app, command(&admin, "POST", &format!("/v1/patients/{}/erasure", patient.id), &json!({"reason": "patient_request"}))).await;
     assert_eq!(status, StatusCode::OK);
     let disclosed_before = disclosures(&app).await;
     let response =
@@ -672,9 +664,7 @@ async fn a_tampered_blob_never_downloads_whole_and_an_erased_patients_blob_is_go
 #[tokio::test]
 async fn a_retried_upload_returns_the_original_receipt_and_stores_nothing_new() {
     let app = app().await;
-    let (author, _, patient_id) = clinic_with_patient(&app).await;
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
+    let Chart { author, record, .. } = patient_with_a_record(&app).await;
     let attempt = || {
         let mut request = upload_request(&author, &record, "mri.dcm", vec![9_u8; 100_000]);
         request.headers_mut().insert("idempotency-key", "0190f5c4-0000-7000-8000-00000000abcd".parse().unwrap());
@@ -692,10 +682,8 @@ async fn a_retried_upload_returns_the_original_receipt_and_stores_nothing_new() 
 #[tokio::test]
 async fn a_dicom_upload_records_its_header_and_a_malformed_one_is_kept_as_an_opaque_blob() {
     let app = app().await;
-    let (author, _, patient_id) = clinic_with_patient(&app).await;
+    let Chart { author, record, .. } = patient_with_a_record(&app).await;
     let auditor = sign_in(&app, Role::Auditor).await;
-    let (_, _, created) = send(&app, command(&author, "POST", "/v1/records", &record_body(&patient_id, &author))).await;
-    let record = created["aggregate_id"].as_str().unwrap().to_owned();
     let ct = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/dicom/CT_small.dcm")).unwrap();
     assert_eq!(send(&app, upload_request(&author, &record, "ct.dcm", ct)).await.0, StatusCode::CREATED);
     let (status, _, receipt) = send(&app, upload_request(&author, &record, "broken.dcm", b"DICM but not really".to_vec())).await;
