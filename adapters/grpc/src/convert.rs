@@ -5,6 +5,7 @@
 use emr_auth::TokenPair;
 use emr_commands::{Read, Receipt};
 use emr_domain::ids::RecordId;
+use emr_domain::metadata::CommandContext;
 use emr_domain::record::MedicalRecord;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -36,6 +37,16 @@ pub(crate) fn message<M: Serialize, T: DeserializeOwned>(name: &str, message: Op
 /// An id from its text.
 pub(crate) fn id<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, Status> {
     text.parse().map_err(|_| invalid(name, "must be a UUID"))
+}
+
+/// The id a creation names, or else its command id: a retry under the same
+/// command id names the same aggregate.
+pub(crate) fn id_or_command<T: std::str::FromStr + From<uuid::Uuid>>(
+    name: &str,
+    given: Option<String>,
+    context: &CommandContext,
+) -> Result<T, Status> {
+    given.map_or_else(|| Ok(T::from(context.command_id.as_uuid())), |text| id(name, &text))
 }
 
 pub(crate) fn receipt(receipt: Receipt) -> pb::Receipt {

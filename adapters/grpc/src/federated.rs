@@ -12,7 +12,7 @@ use emr_http::federation::FederatedAccess;
 use emr_learning::model::Model;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{field, id, invalid};
+use crate::convert::{field, id, id_or_command, invalid};
 use crate::{GrpcState, fail, pb};
 
 impl GrpcState {
@@ -123,10 +123,7 @@ impl pb::federated_server::Federated for GrpcState {
         let coordinator = self.federation().creator(&context.actor).await.map_err(fail)?;
         let spec: TaskSpec = serde_json::from_str(&body.spec_json).map_err(|e| invalid("spec_json", &e.to_string()))?;
         spec.validate().map_err(|e| fail(ApiError::Federated(TaskError::Spec(e).into())))?;
-        let task = match body.task_id {
-            Some(text) => task_id(&text)?,
-            None => TaskId::from(context.command_id.as_uuid()),
-        };
+        let task: TaskId = id_or_command("task_id", body.task_id, &context)?;
         let initial =
             if body.initial_model.is_empty() { Model::new(&spec.model).initial_parameters(body.seed) } else { body.initial_model };
         coordinator.create(&context, task, spec, initial).await.map_err(fail)?;

@@ -31,7 +31,7 @@ pub mod pb {
     tonic::include_proto!("emr.v1");
 }
 
-use convert::{field, id, receipt, record_view};
+use convert::{field, id, id_or_command, receipt, record_view};
 
 /// What both services share.
 #[derive(Clone)]
@@ -82,10 +82,7 @@ const MAX_BATCH: usize = emr_commands::Clinic::MAX_BATCH;
 
 /// The creation a request asks for: the record id given, or the command id.
 fn creation(body: pb::CreateRecordRequest, context: &CommandContext) -> Result<(RecordId, RecordCommand), Status> {
-    let record_id = match body.record_id {
-        Some(text) => id::<RecordId>("record_id", &text)?,
-        None => RecordId::from(context.command_id.as_uuid()),
-    };
+    let record_id: RecordId = id_or_command("record_id", body.record_id, context)?;
     let command = RecordCommand::Create {
         record_id,
         patient_id: id("patient_id", &body.patient_id)?,
@@ -140,10 +137,7 @@ impl pb::clinic_server::Clinic for GrpcState {
     async fn register_patient(&self, request: Request<pb::RegisterPatientRequest>) -> Result<Response<pb::Receipt>, Status> {
         let context = self.context(&request).await?;
         let body = request.into_inner();
-        let patient_id = match body.patient_id {
-            Some(text) => id::<PatientId>("patient_id", &text)?,
-            None => PatientId::from(context.command_id.as_uuid()),
-        };
+        let patient_id: PatientId = id_or_command("patient_id", body.patient_id, &context)?;
         let command = PatientCommand::Register {
             patient_id,
             hospital_id: field("hospital_id", serde_json::Value::String(body.hospital_id))?,
@@ -204,10 +198,7 @@ impl pb::clinic_server::Clinic for GrpcState {
     async fn grant_access(&self, request: Request<pb::GrantAccessRequest>) -> Result<Response<pb::Receipt>, Status> {
         let context = self.context(&request).await?;
         let body = request.into_inner();
-        let grant_id = match body.grant_id {
-            Some(text) => id::<GrantId>("grant_id", &text)?,
-            None => GrantId::from(context.command_id.as_uuid()),
-        };
+        let grant_id: GrantId = id_or_command("grant_id", body.grant_id, &context)?;
         let command = GrantCommand::Grant {
             grant_id,
             patient_id: id("patient_id", &body.patient_id)?,
